@@ -1,0 +1,37 @@
+# The README's two commands: `make run` and `make test`. Both create .venv and install the
+# project when it is missing or when pyproject.toml changed, so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= examples/phishing.toml
+STORE ?= sqlite:///.data/onlearn.db
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test lint bench install clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	mkdir -p .data
+	$(BIN)/onlearn serve --config $(CONFIG) --store $(STORE) --host $(HOST) --port $(PORT)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check onlearn serving tests benchmarks
+	$(BIN)/ruff format --check onlearn serving tests benchmarks
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.run
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache

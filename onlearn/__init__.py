@@ -1,0 +1,1 @@
+"""onlearn: serve a model over HTTP and keep it learning from the labels that come back."""
