@@ -86,7 +86,9 @@ class Registry(Protocol):
 
     def put_snapshot(self, snapshot: Snapshot) -> None: ...
 
-    def latest_snapshot(self, model: str, version: str, max_seq: int | None = None) -> Snapshot | None:
+    def latest_snapshot(
+        self, model: str, version: str, max_seq: int | None = None
+    ) -> Snapshot | None:
         """The snapshot of ``version`` with the highest seq (not above ``max_seq`` when given)."""
         ...
 

@@ -1,0 +1,101 @@
+"""A small Python client for the onlearn HTTP API.
+
+Usage, against a running server::
+
+    with Client("http://127.0.0.1:8000") as client:
+        p = client.predict("phishing", {"https": 1.0, "long_url": 0.0, ...})
+        client.feedback("phishing", label=True, prediction_id=p["prediction_id"])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import httpx
+
+
+class ClientError(Exception):
+    """The server refused a request; ``status`` and ``detail`` say why."""
+
+    def __init__(self, status: int, detail: Any):
+        self.status = status
+        self.detail = detail
+        super().__init__(f"HTTP {status}: {detail}")
+
+
+class Client:
+    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        response = self._http.request(method, path, json=body, params=params or None)
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text
+            raise ClientError(response.status_code, detail)
+        return response.json()
+
+    def health(self) -> dict:
+        return self._call("GET", "/healthz")
+
+    def models(self) -> list[dict]:
+        return self._call("GET", "/models")["models"]
+
+    def model(self, name: str) -> dict:
+        return self._call("GET", f"/models/{name}")
+
+    def metrics(self, name: str) -> dict:
+        return self._call("GET", f"/models/{name}/metrics")
+
+    def predict(self, model: str, features: Mapping[str, Any]) -> dict:
+        return self._call("POST", f"/models/{model}/predict", {"features": dict(features)})
+
+    def predict_batch(self, model: str, rows: Sequence[Mapping[str, Any]]) -> list[dict]:
+        body = {"rows": [{"features": dict(f)} for f in rows]}
+        return self._call("POST", f"/models/{model}/predict/batch", body)["predictions"]
+
+    def feedback(
+        self,
+        model: str,
+        label: Any,
+        *,
+        prediction_id: str | None = None,
+        features: Mapping[str, Any] | None = None,
+        source: str = "app",
+        labeller: str | None = None,
+        event_id: str | None = None,
+        wait: bool = True,
+    ) -> dict:
+        body = _without_none(
+            label=label,
+            prediction_id=prediction_id,
+            features=dict(features) if features is not None else None,
+            source=source,
+            labeller=labeller,
+            event_id=event_id,
+        )
+        body["label"] = label  # a null label is the server's to refuse, not ours to drop
+        return self._call("POST", f"/models/{model}/feedback", body, wait=str(wait).lower())
+
+    def feedback_batch(
+        self, model: str, items: Sequence[Mapping[str, Any]], *, wait: bool = True
+    ) -> list[dict]:
+        body = {"items": [dict(i) for i in items], "wait": wait}
+        return self._call("POST", f"/models/{model}/feedback/batch", body)["results"]
+
+
+def _without_none(**fields: Any) -> dict:
+    return {k: v for k, v in fields.items() if v is not None}

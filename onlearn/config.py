@@ -1,0 +1,228 @@
+"""Settings: a TOML file declares the models; environment variables and CLI flags override.
+
+Precedence, lowest first: defaults, the TOML file, ``ONLEARN_*`` environment variables, explicit
+overrides (the CLI's flags). Every mistake raises ConfigError naming the entry and the fix.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from onlearn.errors import ConfigError
+from onlearn.models import PipelineSpec
+from onlearn.schema import Schema
+
+DEFAULT_STORE_URL = "sqlite:///.data/onlearn.db"
+DEFAULT_PREDICTION_TTL_S = 7 * 24 * 3600.0
+
+
+class Task(str, enum.Enum):
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A named learning task: schema, target, pipeline and policies."""
+
+    name: str
+    task: Task
+    schema: Schema
+    pipeline: PipelineSpec
+    target: str | None = None
+    classes: tuple | None = None
+    prediction_ttl_s: float = DEFAULT_PREDICTION_TTL_S
+
+    def spec(self) -> dict:
+        """What defines a version's behaviour; a change of it means a new version."""
+        return {
+            "task": self.task.value,
+            "pipeline": self.pipeline.to_config(),
+            "schema": self.schema.to_config(),
+            "classes": list(self.classes) if self.classes is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Knobs of the engine's background work. Defaults suit one machine."""
+
+    prediction_flush_ms: float = 20.0
+    max_pending_predictions: int = 100_000
+    poll_interval_ms: float = 50.0
+    apply_timeout_s: float = 10.0
+    snapshot_every_events: int = 10_000
+    snapshot_check_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_batch_rows: int = 10_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    store_url: str = DEFAULT_STORE_URL
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    secret_key: str | None = None
+    models: tuple[ModelConfig, ...] = ()
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    limits: Limits = field(default_factory=Limits)
+    config_path: str | None = None
+
+    def model(self, name: str) -> ModelConfig | None:
+        return next((m for m in self.models if m.name == name), None)
+
+
+# Environment variable -> Settings field, with the type to parse it as.
+ENVIRONMENT = {
+    "ONLEARN_CONFIG": ("config_path", str),
+    "ONLEARN_STORE_URL": ("store_url", str),
+    "ONLEARN_HOST": ("host", str),
+    "ONLEARN_PORT": ("port", int),
+    "ONLEARN_WORKERS": ("workers", int),
+    "ONLEARN_SECRET_KEY": ("secret_key", str),
+}
+
+
+def load_settings(
+    path: str | os.PathLike | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build Settings from a TOML file (or ``$ONLEARN_CONFIG``), the environment and overrides.
+
+    >>> s = load_settings(None, environ={"ONLEARN_STORE_URL": "memory://"}, port=9000)
+    >>> (s.store_url, s.port, s.models)
+    ('memory://', 9000, ())
+    """
+    environ = os.environ if environ is None else environ
+    from_env: dict[str, Any] = {}
+    for var, (name, kind) in ENVIRONMENT.items():
+        if environ.get(var):
+            try:
+                from_env[name] = kind(environ[var])
+            except ValueError:
+                raise ConfigError(
+                    f"{var}={environ[var]!r} is not a valid {kind.__name__}"
+                ) from None
+    path = path or overrides.get("config_path") or from_env.get("config_path")
+    settings = settings_from_toml(path) if path else Settings()
+    given = {k: v for k, v in {**from_env, **overrides}.items() if v is not None}
+    given.pop("config_path", None)
+    return replace(settings, **given)
+
+
+def settings_from_toml(path: str | os.PathLike) -> Settings:
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            doc = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(p)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    return settings_from_mapping(doc, config_path=str(p))
+
+
+def settings_from_mapping(doc: Mapping[str, Any], *, config_path: str | None = None) -> Settings:
+    _only(doc, {"server", "store", "engine", "limits", "models", "security"}, "the config")
+    server = _table(doc, "server")
+    _only(server, {"host", "port", "workers"}, "[server]")
+    store = _table(doc, "store")
+    _only(store, {"url"}, "[store]")
+    security = _table(doc, "security")
+    _only(security, {"secret_key"}, "[security]")
+    models = tuple(model_from_mapping(name, table) for name, table in _table(doc, "models").items())
+    return Settings(
+        store_url=store.get("url", DEFAULT_STORE_URL),
+        host=server.get("host", "127.0.0.1"),
+        port=int(server.get("port", 8000)),
+        workers=int(server.get("workers", 1)),
+        secret_key=security.get("secret_key"),
+        models=models,
+        engine=_dataclass_from(EngineSettings, _table(doc, "engine"), "[engine]"),
+        limits=_dataclass_from(Limits, _table(doc, "limits"), "[limits]"),
+        config_path=config_path,
+    )
+
+
+def model_from_mapping(name: str, table: Any) -> ModelConfig:
+    where = f"[models.{name}]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"{where}: model names use letters, digits, '_' and '-' only")
+    _only(
+        table,
+        {"task", "target", "classes", "prediction_ttl_s", "unknown_fields", "pipeline", "features"},
+        where,
+    )
+    try:
+        task = Task(table.get("task", "classification"))
+    except ValueError:
+        raise ConfigError(f"{where}: task must be 'classification' or 'regression'") from None
+    if "features" not in table:
+        raise ConfigError(
+            f"{where} has no features table; `onlearn schema infer FILE.csv` prints one"
+        )
+    if "pipeline" not in table:
+        raise ConfigError(f'{where} has no pipeline, e.g. pipeline = {{ name = "hoeffding_tree" }}')
+    schema = Schema.from_config(table["features"], table.get("unknown_fields", "reject"))
+    pipeline = PipelineSpec.from_config(table["pipeline"])
+    ttl = table.get("prediction_ttl_s", DEFAULT_PREDICTION_TTL_S)
+    if not isinstance(ttl, int | float) or not math.isfinite(ttl) or ttl <= 0:
+        raise ConfigError(f"{where}: prediction_ttl_s must be a positive number of seconds")
+    classes = table.get("classes")
+    if classes is not None:
+        if task is not Task.CLASSIFICATION or not isinstance(classes, list) or not classes:
+            raise ConfigError(f"{where}: classes must be a non-empty list, for classification only")
+        classes = tuple(classes)
+    return ModelConfig(
+        name=name,
+        task=task,
+        schema=schema,
+        pipeline=pipeline,
+        target=table.get("target"),
+        classes=classes,
+        prediction_ttl_s=float(ttl),
+    )
+
+
+def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = doc.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[{key}] must be a table")
+    return value
+
+
+def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown entr{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _dataclass_from(cls, table: Mapping[str, Any], where: str):
+    names = {f.name: f for f in fields(cls)}
+    _only(table, set(names), where)
+    values = {}
+    for key, value in table.items():
+        kind = type(names[key].default)
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"{where}: {key} must be a non-negative number")
+        values[key] = kind(value)
+    return cls(**values)

@@ -1,0 +1,541 @@
+"""The engine: predict, take feedback, and follow the log. No web framework here.
+
+Predict reads the champion under the model's lock and hands the record to a background
+writer. Feedback joins the label with the stored prediction, appends the label event durably
+(the only thing a feedback call waits for besides its own apply), and the model's learner applies
+events in seq order. A follower thread per model also picks up events other processes appended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from onlearn.config import ModelConfig, Settings, Task
+from onlearn.errors import (
+    FieldError,
+    OnlearnError,
+    PredictionExpired,
+    SchemaViolation,
+    StoreUnavailable,
+    UnknownModel,
+    UnknownPrediction,
+)
+from onlearn.group_commit import GroupCommitter
+from onlearn.ids import new_prediction_id, prediction_time
+from onlearn.keys import resolve_secret
+from onlearn.learner import proba_pairs
+from onlearn.prediction_writer import PredictionWriter
+from onlearn.records import Event, EventKind, LabelSource, PredictionRecord
+from onlearn.registry import CHAMPION, ensure_registered
+from onlearn.runtime import ModelRuntime
+from onlearn.snapshots import advance_snapshot, restore, save_snapshot
+from onlearn.store.base import Store, open_store
+
+log = logging.getLogger(__name__)
+
+_SOURCES = frozenset(s.value for s in LabelSource)
+_PLAIN = (bool, int, str, float)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    prediction_id: str
+    model: str
+    version: str
+    label: Any
+    proba: dict[Any, float] | None
+    uncertainty: float | None
+    queued: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "prediction_id": self.prediction_id,
+            "model": self.model,
+            "version": self.version,
+            "label": self.label,
+            "proba": self.proba,
+            "uncertainty": self.uncertainty,
+            "queued": self.queued,
+        }
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    """A true label, for a prediction id (joined with its record) or for inline features.
+
+    When both are given, the stored record wins and the inline features are the fallback for a
+    record that expired. ``event_id`` makes inline feedback idempotent too.
+    """
+
+    label: Any
+    prediction_id: str | None = None
+    features: Mapping[str, Any] | None = None
+    source: str = "app"
+    labeller: str | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackResult:
+    seq: int | None
+    version: str | None
+    applied: bool = False
+    error: OnlearnError | None = field(default=None, compare=False)
+
+
+class Engine:
+    """Serves the configured models from one store. ``start()`` before use, ``close()`` after.
+
+    >>> from onlearn.config import settings_from_mapping
+    >>> settings = settings_from_mapping({"store": {"url": "memory://"}, "models": {"m": {
+    ...     "pipeline": {"name": "logistic_regression"},
+    ...     "features": {"x": {"type": "number"}}}}})
+    >>> with Engine.from_settings(settings) as engine:
+    ...     p = engine.predict_one("m", {"x": 1.0})
+    ...     result = engine.feedback_one("m", FeedbackItem(label=True, prediction_id=p.prediction_id))
+    ...     (p.version, result.seq, result.applied)
+    ('v1', 1, True)
+    """
+
+    def __init__(self, settings: Settings, store: Store, *, secret: bytes, clock=time.time):
+        self.settings = settings
+        self.store = store
+        self.secret = secret
+        self.clock = clock
+        self.runtimes: dict[str, ModelRuntime] = {}
+        self._records: PredictionWriter | None = None
+        self._committer: GroupCommitter | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self.started = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Engine:
+        secret = resolve_secret(settings.secret_key, settings.store_url)
+        return cls(settings, open_store(settings.store_url), secret=secret)
+
+    # Life cycle
+
+    def start(self) -> Engine:
+        es = self.settings.engine
+        for config in self.settings.models:
+            self.runtimes[config.name] = self._load(config)
+        self._records = PredictionWriter(
+            self.store.predictions,
+            flush_interval_s=es.prediction_flush_ms / 1000,
+            max_pending=es.max_pending_predictions,
+            clock=self.clock,
+        )
+        self._committer = GroupCommitter(self.store.log, on_commit=self._wake)
+        for rt in self.runtimes.values():
+            self._spawn(f"onlearn-follow-{rt.name}", self._follow, rt)
+        if es.snapshot_every_events:
+            self._spawn("onlearn-snapshots", self._snapshot_loop)
+        self.started = True
+        return self
+
+    def close(self) -> None:
+        if not self.started:
+            self.store.close()
+            return
+        self.started = False
+        self._committer.close()
+        self._stopping.set()
+        for rt in self.runtimes.values():
+            rt.wake.set()
+        for thread in self._threads:
+            thread.join()
+        for rt in self.runtimes.values():
+            try:
+                self.catch_up(rt)
+                self._snapshot_live(rt)
+            except OnlearnError:
+                log.warning("model %r: no snapshot at shutdown; replay will rebuild it", rt.name)
+        self._records.close()
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _load(self, config: ModelConfig) -> ModelRuntime:
+        ensure_registered(self.store, config, at=self.clock())
+        roles = self.store.registry.roles(config.name)
+        head = self.store.log.head(config.name)
+        states = {}
+        for version in sorted(set(roles.values())):
+            info = self.store.registry.get_version(config.name, version)
+            states[version] = restore(self.store, info, self.secret, upto=head)
+        rt = ModelRuntime(config, states, roles, seq=head)
+        latest = self.store.registry.latest_snapshot(config.name, roles[CHAMPION])
+        rt.snapshot_seq = latest.seq if latest else 0
+        log.info("model %r: %s serving at seq %d", config.name, roles[CHAMPION], head)
+        return rt
+
+    def _spawn(self, name: str, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    # Queries
+
+    def runtime(self, name: str) -> ModelRuntime:
+        try:
+            return self.runtimes[name]
+        except KeyError:
+            served = ", ".join(sorted(self.runtimes)) or "none"
+            raise UnknownModel(f"model {name!r} is not served; served models: {served}") from None
+
+    def describe(self, name: str) -> dict[str, Any]:
+        rt = self.runtime(name)
+        versions = [
+            {"version": v.version, "created_at": v.created_at, "meta": dict(v.meta)}
+            for v in self.store.registry.list_versions(name)
+        ]
+        return {**rt.describe(), "versions": versions}
+
+    def metrics(self, name: str) -> dict[str, Any]:
+        rt = self.runtime(name)
+        roles_of: dict[str, list[str]] = {}
+        for role, version in rt.roles.items():
+            roles_of.setdefault(version, []).append(role)
+        with rt.lock:
+            versions = {
+                v: {
+                    "roles": roles_of.get(v, []),
+                    **s.metrics.to_dict(),
+                    "learn_errors": s.learn_errors,
+                }
+                for v, s in rt.states.items()
+            }
+        return {
+            "model": name,
+            "task": rt.config.task.value,
+            "applied_seq": rt.seq,
+            "versions": versions,
+        }
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.started:
+            return False, "models are not loaded yet"
+        try:
+            self.store.ping()
+        except OnlearnError as e:
+            return False, f"store unavailable: {e}"
+        return True, "ok"
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for monitoring, read at scrape time so the hot path only bumps integers."""
+        return {
+            "models": {
+                name: {
+                    "predictions": rt.predictions,
+                    "labels_applied": rt.labels_applied,
+                    "applied_seq": rt.seq,
+                    "snapshot_seq": rt.snapshot_seq,
+                    "champion": rt.roles[CHAMPION],
+                    "versions": {v: s.metrics.to_dict() for v, s in rt.states.items()},
+                }
+                for name, rt in self.runtimes.items()
+            },
+            "prediction_records": {
+                "pending": self._records.pending if self._records else 0,
+                "written": self._records.written if self._records else 0,
+                "dropped": self._records.dropped if self._records else 0,
+            },
+            "log_commits": {
+                "batches": self._committer.batches if self._committer else 0,
+                "events": self._committer.events if self._committer else 0,
+            },
+        }
+
+    # Predict
+
+    def predict_one(self, name: str, features: Any) -> Prediction:
+        rt = self.runtime(name)
+        return self._predict(rt, rt.schema.validate(features), self.clock())
+
+    def predict_many(self, name: str, rows: Sequence[Any]) -> list[Prediction]:
+        rt = self.runtime(name)
+        clean, errors = [], []
+        for i, features in enumerate(rows):
+            try:
+                clean.append(rt.schema.validate(features))
+            except SchemaViolation as e:
+                errors.extend(e.at(i).errors)
+        if errors:
+            raise SchemaViolation(errors)
+        now = self.clock()
+        return [self._predict(rt, row, now) for row in clean]
+
+    def _predict(self, rt: ModelRuntime, clean: dict, now: float) -> Prediction:
+        x = rt.schema.model_input(clean)
+        with rt.lock:
+            state = rt.champion
+            label, proba = state.predict(x)
+        if label is not None and type(label) not in _PLAIN:
+            label = label.item()  # a numpy scalar from a model: JSON needs a plain value
+        if proba is not None:
+            proba = {k if type(k) in _PLAIN else k.item(): _finite(p) for k, p in proba.items()}
+            uncertainty = 1.0 - max((p for p in proba.values() if p is not None), default=0.0)
+        else:
+            uncertainty = None
+        pid = new_prediction_id(now)
+        version = state.version
+        self._records.put(
+            PredictionRecord(
+                id=pid,
+                model=rt.name,
+                at=now,
+                features=clean,
+                version=version,
+                outputs={version: {"label": label, "proba": proba_pairs(proba)}},
+                uncertainty=uncertainty,
+                expires_at=now + rt.config.prediction_ttl_s,
+            )
+        )
+        rt.predictions += 1
+        return Prediction(pid, rt.name, version, label, proba, uncertainty)
+
+    # Feedback
+
+    def feedback_one(self, name: str, item: FeedbackItem, *, wait: bool = True) -> FeedbackResult:
+        rt = self.runtime(name)
+        event = self._label_event(rt, item, self.clock())
+        (seq,) = self.store.log.append(name, [event])
+        applied = self._apply_now(rt, seq) if wait else rt.seq >= seq
+        return FeedbackResult(seq, rt.roles[CHAMPION], applied)
+
+    def feedback_many(
+        self, name: str, items: Sequence[FeedbackItem], *, wait: bool = True
+    ) -> list[FeedbackResult]:
+        rt = self.runtime(name)
+        prepared = self._prepare_many(rt, items)
+        events = [p for p in prepared if isinstance(p, Event)]
+        seqs = self.store.log.append(name, events) if events else []
+        applied = (
+            self._apply_now(rt, max(seqs)) if wait and seqs else bool(seqs) and rt.seq >= max(seqs)
+        )
+        return self._results(rt, prepared, seqs, applied)
+
+    async def feedback_one_async(
+        self, name: str, item: FeedbackItem, *, wait: bool = True
+    ) -> FeedbackResult:
+        rt = self.runtime(name)
+        event = self._label_event(rt, item, self.clock())
+        (seq,) = await asyncio.wrap_future(self._committer.submit(name, [event]))
+        applied = await self._applied_async(rt, seq, wait)
+        return FeedbackResult(seq, rt.roles[CHAMPION], applied)
+
+    async def feedback_many_async(
+        self, name: str, items: Sequence[FeedbackItem], *, wait: bool = True
+    ) -> list[FeedbackResult]:
+        rt = self.runtime(name)
+        prepared = self._prepare_many(rt, items)
+        events = [p for p in prepared if isinstance(p, Event)]
+        seqs = await asyncio.wrap_future(self._committer.submit(name, events)) if events else []
+        applied = await self._applied_async(rt, max(seqs), wait) if seqs else False
+        return self._results(rt, prepared, seqs, applied)
+
+    def _prepare_many(self, rt: ModelRuntime, items: Sequence[FeedbackItem]) -> list:
+        """One label event per item, or the lookup error of that item; schema errors raise."""
+        now = self.clock()
+        prepared: list[Event | OnlearnError] = []
+        errors: list[FieldError] = []
+        for i, item in enumerate(items):
+            try:
+                prepared.append(self._label_event(rt, item, now))
+            except SchemaViolation as e:
+                errors.extend(e.at(i).errors)
+            except (UnknownPrediction, PredictionExpired) as e:
+                prepared.append(e)
+        if errors:
+            raise SchemaViolation(errors)
+        return prepared
+
+    def _results(self, rt, prepared, seqs, applied) -> list[FeedbackResult]:
+        version = rt.roles[CHAMPION]
+        it = iter(seqs)
+        return [
+            FeedbackResult(None, None, False, p)
+            if isinstance(p, OnlearnError)
+            else FeedbackResult(next(it), version, applied)
+            for p in prepared
+        ]
+
+    def _label_event(self, rt: ModelRuntime, item: FeedbackItem, now: float) -> Event:
+        errors = _check_label(rt.config, item.label)
+        if item.source not in _SOURCES:
+            errors.append(
+                FieldError(
+                    ("source",), "enum", f"source must be one of {', '.join(sorted(_SOURCES))}"
+                )
+            )
+        if item.labeller is not None and (
+            not isinstance(item.labeller, str) or len(item.labeller) > 200
+        ):
+            errors.append(
+                FieldError(
+                    ("labeller",), "type", "labeller must be a string of at most 200 characters"
+                )
+            )
+        if item.prediction_id is None and item.features is None:
+            errors.append(
+                FieldError((), "missing", "give prediction_id (from predict) or inline features")
+            )
+        clean = None
+        if item.features is not None:
+            try:
+                clean = rt.schema.validate(item.features)
+            except SchemaViolation as e:
+                errors.extend(e.at("features").errors)
+        if errors:
+            raise SchemaViolation(errors)
+
+        payload: dict[str, Any] = {
+            "label": item.label,
+            "source": item.source,
+            "labeller": item.labeller,
+            "prediction_id": item.prediction_id,
+        }
+        key = f"event:{item.event_id}" if item.event_id else None
+        record = self._find_record(rt, item.prediction_id, now, fallback=clean is not None)
+        if record is not None:
+            payload.update(
+                features=dict(record.features), predicted_at=record.at, outputs=dict(record.outputs)
+            )
+            key = f"prediction:{record.id}"
+        else:
+            payload.update(features=clean, predicted_at=None, outputs=None)
+        return Event(kind=EventKind.LABEL, payload=payload, at=now, key=key)
+
+    def _find_record(
+        self, rt: ModelRuntime, prediction_id: str | None, now: float, *, fallback: bool
+    ) -> PredictionRecord | None:
+        if prediction_id is None:
+            return None
+        record = self._records.get(prediction_id) or self.store.predictions.get(prediction_id)
+        if record is not None and record.model == rt.name:
+            return record
+        if fallback:
+            return None
+        made = prediction_time(prediction_id)
+        if made is not None and record is None and now - made > rt.config.prediction_ttl_s:
+            raise PredictionExpired(
+                f"prediction {prediction_id} expired (kept {rt.config.prediction_ttl_s:g} s); "
+                "send the label with inline features instead"
+            )
+        raise UnknownPrediction(
+            f"no prediction {prediction_id} for model {rt.name!r}; "
+            "use the prediction_id a predict call returned, or send inline features"
+        )
+
+    # Following the log
+
+    def catch_up(self, rt: ModelRuntime) -> None:
+        """Apply every event of the log after ``rt.seq``, in order."""
+        with rt.apply_lock:
+            while True:
+                events = self.store.log.read(rt.name, after=rt.seq, limit=1000)
+                if not events:
+                    return
+                for event in events:
+                    rt.apply(event)
+                rt.notify_applied()
+
+    def _apply_now(self, rt: ModelRuntime, seq: int) -> bool:
+        self.catch_up(rt)
+        return rt.seq >= seq
+
+    async def _applied_async(self, rt: ModelRuntime, seq: int, wait: bool) -> bool:
+        if not wait:
+            return rt.seq >= seq
+        return await rt.wait_applied_async(seq, self.settings.engine.apply_timeout_s)
+
+    def _wake(self, model: str) -> None:
+        rt = self.runtimes.get(model)
+        if rt is not None:
+            rt.wake.set()
+
+    def _follow(self, rt: ModelRuntime) -> None:
+        # Other processes append to a shared store: poll it. A memory store has only us.
+        interval = self.settings.engine.poll_interval_ms / 1000 if self.store.shared else None
+        backoff = 0.05
+        while not self._stopping.is_set():
+            rt.wake.wait(interval)
+            rt.wake.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                self.catch_up(rt)
+                backoff = 0.05
+            except StoreUnavailable as e:
+                log.warning("model %r: cannot read the log (%s); retrying", rt.name, e)
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, 2.0)
+            except Exception:
+                log.exception("model %r: the follower failed; retrying", rt.name)
+                self._stopping.wait(1.0)
+
+    # Snapshots
+
+    def _snapshot_loop(self) -> None:
+        es = self.settings.engine
+        while not self._stopping.wait(es.snapshot_check_s):
+            for rt in self.runtimes.values():
+                if rt.seq - rt.snapshot_seq < es.snapshot_every_events:
+                    continue
+                try:
+                    for version in set(rt.roles.values()):
+                        info = self.store.registry.get_version(rt.name, version)
+                        snapshot = advance_snapshot(self.store, info, self.secret)
+                        if snapshot is not None and version == rt.roles[CHAMPION]:
+                            rt.snapshot_seq = snapshot.seq
+                except Exception:
+                    log.exception("model %r: snapshot failed; will retry", rt.name)
+
+    def _snapshot_live(self, rt: ModelRuntime) -> None:
+        """At shutdown nothing learns any more: pickling the live states is exact and quick."""
+        if rt.seq <= rt.snapshot_seq:
+            return
+        with rt.lock:
+            for state in rt.states.values():
+                save_snapshot(self.store, rt.name, state, self.secret)
+        rt.snapshot_seq = rt.seq
+
+
+def _finite(p: float) -> float | None:
+    p = float(p)
+    return p if math.isfinite(p) else None
+
+
+def _check_label(config: ModelConfig, label: Any) -> list[FieldError]:
+    if config.task is Task.CLASSIFICATION:
+        if label is None or not isinstance(label, bool | int | str):
+            return [
+                FieldError(
+                    ("label",), "type", "label must be a class label: a string, integer or boolean"
+                )
+            ]
+        if config.classes is not None and not any(
+            type(c) is type(label) and c == label for c in config.classes
+        ):
+            shown = ", ".join(map(repr, config.classes[:10]))
+            return [
+                FieldError(("label",), "allowed", f"label must be one of {shown}; got {label!r}")
+            ]
+        return []
+    if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
+        return [
+            FieldError(("label",), "finite", "label must be a finite number for a regression model")
+        ]
+    return []

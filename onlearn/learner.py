@@ -1,0 +1,67 @@
+"""The learned state of one version: a fold of ``learn_one`` over the label events of the log.
+
+``state(seq) = replay(snapshot(s0), events(s0, seq])``: a LearnerState is what a snapshot
+pickles, so it holds only what replay rebuilds (estimator, metrics, the seq it includes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from onlearn.metrics import VersionMetrics
+from onlearn.records import Event
+
+
+def proba_pairs(proba: Mapping[Hashable, float] | None) -> list[list[Any]] | None:
+    """Probabilities as ``[[label, p], ...]``: JSON keeps a bool or int label only as a value."""
+    return None if proba is None else [[label, p] for label, p in proba.items()]
+
+
+def proba_dict(pairs: list[list[Any]] | None) -> dict[Any, float] | None:
+    return None if pairs is None else {label: p for label, p in pairs}
+
+
+class LearnerState:
+    """One version's estimator with its prequential metrics, at log position ``seq``."""
+
+    def __init__(self, version: str, task: str, estimator: Any, seq: int = 0) -> None:
+        self.version = version
+        self.task = task
+        self.estimator = estimator
+        self.seq = seq
+        self.metrics = VersionMetrics(task)
+        self.learn_errors = 0
+
+    def predict(self, x: Mapping[str, Any]) -> tuple[Any, dict[Any, float] | None]:
+        """``(label, proba)``; proba is None for regression and may be empty before any label."""
+        if self.task == "classification":
+            proba = self.estimator.predict_proba_one(x)
+            return (max(proba, key=proba.get) if proba else None), proba
+        return self.estimator.predict_one(x), None
+
+    def learn(self, event: Event, x: Mapping[str, Any]) -> None:
+        """Score this version on the event, then learn from it. ``x`` is the model's input."""
+        payload = event.payload
+        y = payload["label"]
+        served = (payload.get("outputs") or {}).get(self.version)
+        if served is not None:
+            y_pred, proba = served["label"], proba_dict(served["proba"])
+        else:
+            y_pred, proba = self.predict(x)
+        predicted_at = payload.get("predicted_at")
+        self.metrics.update(
+            y,
+            y_pred,
+            proba,
+            source=payload.get("source", "app"),
+            stored=served is not None,
+            delay_s=(event.at - predicted_at) if predicted_at is not None else None,
+        )
+        self.estimator.learn_one(x, y)
+        self.seq = event.seq
+
+    def skip(self, event: Event) -> None:
+        """Advance past an event this version cannot learn from (counted, never retried)."""
+        self.learn_errors += 1
+        self.seq = event.seq

@@ -1,0 +1,148 @@
+"""Prequential metrics of one version, updated from the prediction it actually served.
+
+A label event carries the stored prediction of each version that answered or shadowed it, so
+a version is scored on what it said at predict time, not on a re-prediction after it may have
+learned more. An event with inline features has no stored prediction: the version predicts just
+before it learns (test-then-train), and the two kinds are counted apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Hashable, Mapping
+from typing import Any
+
+from river import metrics as river_metrics
+
+EPSILON = 1e-15  # probability floor of the log loss, as scikit-learn clips
+
+
+class ClassificationMetrics:
+    """Accuracy, log loss and macro F1 of a stream of (true label, predicted label, proba).
+
+    >>> m = ClassificationMetrics()
+    >>> m.update(True, True, {True: 0.8, False: 0.2})
+    >>> m.update(False, True, {True: 0.6, False: 0.4})
+    >>> m.n, m.accuracy, round(m.log_loss, 4)
+    (2, 0.5, 0.5697)
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._correct = 0
+        self._log_loss_sum = 0.0
+        self._f1 = river_metrics.MacroF1()
+
+    def update(
+        self, y_true: Hashable, y_pred: Hashable | None, proba: Mapping[Any, float] | None
+    ) -> None:
+        self.n += 1
+        self._correct += y_pred == y_true
+        p_true = proba.get(y_true, 0.0) if proba else 0.0
+        self._log_loss_sum -= math.log(min(max(p_true, EPSILON), 1.0))
+        if y_pred is not None:
+            # A model that has seen no label yet answers nothing; counting "nothing" as a class
+            # would drag macro F1 down forever. It still counts as wrong for accuracy.
+            self._f1.update(y_true, y_pred)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self._correct / self.n if self.n else None
+
+    @property
+    def log_loss(self) -> float | None:
+        return self._log_loss_sum / self.n if self.n else None
+
+    @property
+    def macro_f1(self) -> float | None:
+        return self._f1.get() if self.n else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "accuracy": self.accuracy,
+            "log_loss": self.log_loss,
+            "macro_f1": self.macro_f1,
+        }
+
+
+class RegressionMetrics:
+    """Mean absolute error and root mean squared error of a stream of (true, predicted).
+
+    >>> m = RegressionMetrics()
+    >>> m.update(3.0, 1.0, None)
+    >>> m.update(0.0, 1.0, None)
+    >>> m.mae, round(m.rmse, 4)
+    (1.5, 1.5811)
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._abs_sum = 0.0
+        self._sq_sum = 0.0
+
+    def update(self, y_true: float, y_pred: float | None, proba: Any = None) -> None:
+        error = y_true - (y_pred if y_pred is not None else 0.0)
+        self.n += 1
+        self._abs_sum += abs(error)
+        self._sq_sum += error * error
+
+    @property
+    def mae(self) -> float | None:
+        return self._abs_sum / self.n if self.n else None
+
+    @property
+    def rmse(self) -> float | None:
+        return math.sqrt(self._sq_sum / self.n) if self.n else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "mae": self.mae, "rmse": self.rmse}
+
+
+class VersionMetrics:
+    """Everything measured about one version's answers: quality, label sources, label delay."""
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+        self.served = ClassificationMetrics() if task == "classification" else RegressionMetrics()
+        self.labels_by_source: Counter[str] = Counter()
+        self.scored_on_stored = 0
+        self.scored_on_replay = 0
+        self._delay_sum = 0.0
+        self._delay_n = 0
+        self._delay_max = 0.0
+
+    def update(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        proba: Mapping[Any, float] | None,
+        *,
+        source: str,
+        stored: bool,
+        delay_s: float | None,
+    ) -> None:
+        self.served.update(y_true, y_pred, proba)
+        self.labels_by_source[source] += 1
+        if stored:
+            self.scored_on_stored += 1
+        else:
+            self.scored_on_replay += 1
+        if delay_s is not None:
+            self._delay_n += 1
+            self._delay_sum += delay_s
+            self._delay_max = max(self._delay_max, delay_s)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.served.to_dict(),
+            "labels_by_source": dict(self.labels_by_source),
+            "scored_on_stored_prediction": self.scored_on_stored,
+            "scored_on_replay": self.scored_on_replay,
+            "label_delay_s": {
+                "mean": self._delay_sum / self._delay_n if self._delay_n else None,
+                "max": self._delay_max if self._delay_n else None,
+                "n": self._delay_n,
+            },
+        }

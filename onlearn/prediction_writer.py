@@ -1,0 +1,101 @@
+"""Prediction records are written in small batches off the request path.
+
+Losing the last few milliseconds of records on a crash only loses a join (the client can still
+send the label with inline features), so predict never waits for storage. The buffer is
+bounded: when the store is down long enough to fill it, the oldest records are dropped and
+counted, rather than the process growing until it dies.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from onlearn.records import PredictionRecord
+from onlearn.store.base import PredictionStore
+
+log = logging.getLogger(__name__)
+
+
+class PredictionWriter:
+    """Buffers records and flushes them every ``flush_interval_s`` from one thread."""
+
+    def __init__(
+        self,
+        store: PredictionStore,
+        *,
+        flush_interval_s: float = 0.02,
+        max_pending: int = 100_000,
+        purge_interval_s: float = 60.0,
+        clock=time.time,
+    ) -> None:
+        self.store = store
+        self.flush_interval_s = flush_interval_s
+        self.max_pending = max_pending
+        self.purge_interval_s = purge_interval_s
+        self.clock = clock
+        self.written = 0
+        self.dropped = 0
+        self.failures = 0
+        self._pending: dict[str, PredictionRecord] = {}
+        self._inflight: dict[str, PredictionRecord] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="onlearn-predictions", daemon=True)
+        self._thread.start()
+
+    def put(self, record: PredictionRecord) -> None:
+        with self._lock:
+            self._pending[record.id] = record
+            if len(self._pending) > self.max_pending:
+                del self._pending[next(iter(self._pending))]
+                self.dropped += 1
+
+    def get(self, prediction_id: str) -> PredictionRecord | None:
+        """A record still in memory (not yet written), else None."""
+        with self._lock:
+            return self._pending.get(prediction_id) or self._inflight.get(prediction_id)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending) + len(self._inflight)
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._pending:
+                return
+            self._inflight, self._pending = self._pending, {}
+        records = list(self._inflight.values())
+        try:
+            self.store.put_many(records)
+            self.written += len(records)
+            with self._lock:
+                self._inflight = {}
+        except Exception:
+            # Keep the batch for the next try, in front of newer records, within the bound.
+            self.failures += 1
+            log.warning("could not write %d prediction records; will retry", len(records))
+            with self._lock:
+                merged = {**self._inflight, **self._pending}
+                overflow = max(0, len(merged) - self.max_pending)
+                for key in list(merged)[:overflow]:
+                    del merged[key]
+                self.dropped += overflow
+                self._pending, self._inflight = merged, {}
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+
+    def _run(self) -> None:
+        next_purge = self.clock() + self.purge_interval_s
+        while not self._stop.wait(self.flush_interval_s):
+            self.flush()
+            if self.clock() >= next_purge:
+                next_purge = self.clock() + self.purge_interval_s
+                try:
+                    self.store.purge_expired(self.clock())
+                except Exception:
+                    log.warning("could not purge expired prediction records; will retry")

@@ -1,0 +1,127 @@
+"""One served model inside one process: its versions' states, the lock, and the log position.
+
+river models are not thread-safe: ``lock`` guards every read (predict) and write (learn) of the
+estimators. ``apply_lock`` makes one applier at a time take events strictly in seq order, so an
+event is applied exactly once whoever (the follower thread or a synchronous caller) gets there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from onlearn.config import ModelConfig
+from onlearn.learner import LearnerState
+from onlearn.records import Event, EventKind
+from onlearn.registry import CHAMPION
+
+log = logging.getLogger(__name__)
+
+
+class ModelRuntime:
+    def __init__(
+        self,
+        config: ModelConfig,
+        states: dict[str, LearnerState],
+        roles: dict[str, str],
+        seq: int,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.schema = config.schema
+        self.states = states
+        self.roles = roles
+        self.seq = seq
+        self.lock = threading.Lock()
+        self.apply_lock = threading.Lock()
+        self.wake = threading.Event()
+        self.predictions = 0
+        self.labels_applied = 0
+        self.snapshot_seq = 0
+        self._applied = threading.Condition()
+        self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
+
+    @property
+    def champion(self) -> LearnerState:
+        return self.states[self.roles[CHAMPION]]
+
+    def apply(self, event: Event) -> None:
+        """Apply one event; the caller holds ``apply_lock`` and passes events in seq order."""
+        if event.seq != self.seq + 1:
+            raise RuntimeError(
+                f"model {self.name!r}: event seq {event.seq} does not follow applied seq {self.seq}"
+            )
+        if event.kind is EventKind.LABEL:
+            x = self.schema.model_input(event.payload["features"])
+            with self.lock:
+                for state in self.states.values():
+                    try:
+                        state.learn(event, x)
+                    except Exception:
+                        # The same event fails the same way on every replica, so skipping it keeps
+                        # replicas identical; it is counted and logged, never retried.
+                        log.exception(
+                            "model %r version %s could not learn event %d; skipped",
+                            self.name,
+                            state.version,
+                            event.seq,
+                        )
+                        state.skip(event)
+            self.labels_applied += 1
+        else:
+            log.warning("model %r: event kind %s is not handled here", self.name, event.kind)
+        self.seq = event.seq
+
+    # Waiting for an event to be applied: read-your-writes for feedback calls.
+
+    def notify_applied(self) -> None:
+        with self._applied:
+            self._applied.notify_all()
+            ready = [w for w in self._async_waiters if w[0] <= self.seq]
+            self._async_waiters = [w for w in self._async_waiters if w[0] > self.seq]
+        for _, loop, future in ready:
+            loop.call_soon_threadsafe(_resolve, future)
+
+    def wait_applied(self, seq: int, timeout: float) -> bool:
+        with self._applied:
+            return self._applied.wait_for(lambda: self.seq >= seq, timeout)
+
+    async def wait_applied_async(self, seq: int, timeout: float) -> bool:
+        if self.seq >= seq:
+            return True
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._applied:
+            if self.seq >= seq:
+                return True
+            self._async_waiters.append((seq, loop, future))
+        try:
+            await asyncio.wait_for(future, timeout)
+            return True
+        except TimeoutError:
+            return self.seq >= seq
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.config.task.value,
+            "target": self.config.target,
+            "classes": list(self.config.classes) if self.config.classes else None,
+            "schema": self.schema.to_config(),
+            "unknown_fields": self.schema.unknown_fields.value,
+            "pipeline": self.config.pipeline.to_config(),
+            "prediction_ttl_s": self.config.prediction_ttl_s,
+            "roles": dict(self.roles),
+            "applied_seq": self.seq,
+            "counters": {
+                "predictions": self.predictions,
+                "labels_applied": self.labels_applied,
+            },
+        }
+
+
+def _resolve(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)

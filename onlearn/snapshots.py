@@ -1,0 +1,109 @@
+"""Restore a version's state (newest snapshot, then replay the tail) and write snapshots.
+
+Snapshots are built by replay from the previous snapshot, not by pickling the live model, so
+writing one never holds the serving lock; determinism (seeded pipelines, ordered log) makes the
+two the same state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from onlearn.errors import ArtifactRejected
+from onlearn.learner import LearnerState
+from onlearn.models import PipelineSpec, build_pipeline, dump_signed, load_signed
+from onlearn.records import EventKind, Snapshot, VersionInfo
+from onlearn.schema import Schema
+from onlearn.store.base import Store
+
+REPLAY_PAGE = 2000
+
+
+class LogTrimmed(RuntimeError):
+    """The events needed to rebuild a state were trimmed from the log."""
+
+
+def fresh_state(info: VersionInfo) -> LearnerState:
+    """A version's untrained state, built from the spec it was registered with."""
+    schema = Schema.from_config(**info.spec["schema"])
+    estimator = build_pipeline(
+        PipelineSpec.from_config(info.spec["pipeline"]),
+        task=info.spec["task"],
+        numeric=schema.numeric,
+        categorical=schema.categorical,
+    )
+    return LearnerState(info.version, info.spec["task"], estimator)
+
+
+def load_state(snapshot: Snapshot, secret: bytes) -> LearnerState:
+    state = load_signed(snapshot.artifact, secret)
+    if not isinstance(state, LearnerState) or state.seq != snapshot.seq:
+        raise ArtifactRejected(
+            f"snapshot of {snapshot.model} {snapshot.version} at seq {snapshot.seq} "
+            "does not hold a learner state at that seq"
+        )
+    return state
+
+
+def replay(
+    store: Store,
+    model: str,
+    schema: Schema,
+    state: LearnerState,
+    upto: int | None = None,
+    on_event: Callable[[int], None] | None = None,
+) -> LearnerState:
+    """Fold the log's label events after ``state.seq`` (up to ``upto``) into ``state``."""
+    while upto is None or state.seq < upto:
+        events = store.log.read(model, after=state.seq, limit=REPLAY_PAGE)
+        if not events:
+            break
+        if events[0].seq != state.seq + 1:
+            raise LogTrimmed(
+                f"model {model!r}: the log starts at seq {events[0].seq} but version "
+                f"{state.version} needs the events after seq {state.seq}"
+            )
+        for event in events:
+            if upto is not None and event.seq > upto:
+                return state
+            if event.kind is EventKind.LABEL:
+                try:
+                    state.learn(event, schema.model_input(event.payload["features"]))
+                except Exception:
+                    state.skip(event)
+            else:
+                state.seq = event.seq
+            if on_event is not None:
+                on_event(event.seq)
+    return state
+
+
+def restore(
+    store: Store,
+    info: VersionInfo,
+    secret: bytes,
+    upto: int | None = None,
+) -> LearnerState:
+    """The state of ``info``'s version at ``upto`` (default: the head of the log)."""
+    snapshot = store.registry.latest_snapshot(info.model, info.version, max_seq=upto)
+    state = load_state(snapshot, secret) if snapshot else fresh_state(info)
+    return replay(store, info.model, Schema.from_config(**info.spec["schema"]), state, upto)
+
+
+def save_snapshot(store: Store, model: str, state: LearnerState, secret: bytes) -> Snapshot:
+    snapshot = Snapshot(model, state.version, state.seq, time.time(), dump_signed(state, secret))
+    store.registry.put_snapshot(snapshot)
+    return snapshot
+
+
+def advance_snapshot(
+    store: Store, info: VersionInfo, secret: bytes, min_new_events: int = 1
+) -> Snapshot | None:
+    """Write a new snapshot of ``info``'s version at the head when enough events arrived."""
+    previous = store.registry.latest_snapshot(info.model, info.version)
+    head = store.log.head(info.model)
+    if head - (previous.seq if previous else 0) < min_new_events:
+        return None
+    state = restore(store, info, secret, upto=head)
+    return save_snapshot(store, info.model, state, secret)

@@ -1,0 +1,72 @@
+"""Domain errors -> HTTP status codes, in one place. Bad input is a 4xx naming the field."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from onlearn.errors import (
+    ArtifactRejected,
+    ConfigError,
+    OnlearnError,
+    PredictionExpired,
+    SchemaViolation,
+    StoreUnavailable,
+    UnknownModel,
+    UnknownPrediction,
+)
+
+log = logging.getLogger(__name__)
+
+STATUS = {
+    UnknownModel: 404,
+    UnknownPrediction: 404,
+    PredictionExpired: 410,
+    SchemaViolation: 422,
+    ConfigError: 400,
+    StoreUnavailable: 503,
+    ArtifactRejected: 500,
+}
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int):
+        self.limit = limit
+
+
+def status_of(error: OnlearnError) -> int:
+    for kind, status in STATUS.items():
+        if isinstance(error, kind):
+            return status
+    return 400
+
+
+def detail_of(error: OnlearnError):
+    if isinstance(error, SchemaViolation):
+        return [e.to_dict() for e in error.errors]
+    return str(error)
+
+
+def at(violation: SchemaViolation, *prefix) -> SchemaViolation:
+    """Locations as FastAPI gives them: starting at ``body``."""
+    return violation.at("body", *prefix)
+
+
+def install(app: FastAPI) -> None:
+    async def onlearn_error(request: Request, error: OnlearnError) -> JSONResponse:
+        status = status_of(error)
+        if status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, error)
+        headers = {"Retry-After": "1"} if status == 503 else None
+        return JSONResponse({"detail": detail_of(error)}, status_code=status, headers=headers)
+
+    async def body_too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"request body is larger than the limit of {error.limit} bytes"},
+            status_code=413,
+        )
+
+    app.add_exception_handler(OnlearnError, onlearn_error)
+    app.add_exception_handler(BodyTooLarge, body_too_large)

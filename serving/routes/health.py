@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from serving.responses import JSON
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness: the process answers")
+async def healthz() -> JSON:
+    return JSON({"status": "ok"})
+
+
+@router.get("/readyz", summary="Readiness: store reachable and models loaded")
+async def readyz(request: Request) -> JSON:
+    ready, reason = request.app.state.engine.ready()
+    return JSON(
+        {"status": "ready" if ready else "not ready", "reason": reason}, 200 if ready else 503
+    )

@@ -1,0 +1,99 @@
+"""Request and response bodies of the HTTP API, for validation and the OpenAPI docs.
+
+Labels and features are typed ``Any`` here on purpose: the model's schema, not pydantic,
+decides what is valid, so that a string "1" is never silently turned into a number.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PHISHING_ROW = {
+    "empty_server_form_handler": 0.0,
+    "popup_window": 0.0,
+    "https": 0.0,
+    "request_from_other_domain": 0.0,
+    "anchor_from_other_domain": 0.0,
+    "is_popular": 0.5,
+    "long_url": 1.0,
+    "age_of_domain": 1,
+    "ip_in_url": 1,
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictRequest(Strict):
+    features: dict[str, Any] = Field(
+        description="Feature name -> value, as the model's schema says."
+    )
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"features": PHISHING_ROW}]}
+    )
+
+
+class PredictBatchRequest(Strict):
+    rows: list[PredictRequest] = Field(description="Rows to predict, each with its features.")
+
+
+class PredictResponse(BaseModel):
+    prediction_id: str = Field(description="Send it back with the true label as feedback.")
+    model: str
+    version: str = Field(description="The version that answered.")
+    label: Any = Field(description="Predicted label (classification) or value (regression).")
+    proba: dict[str, float | None] | None = Field(
+        description="Class probabilities; null for regression."
+    )
+    uncertainty: float | None = Field(description="1 - the highest probability (least confidence).")
+    queued: bool = Field(description="Whether the case was sent to the labelling queue.")
+
+
+class PredictBatchResponse(BaseModel):
+    predictions: list[PredictResponse]
+
+
+class FeedbackRequest(Strict):
+    label: Any = Field(description="The true label (classification) or value (regression).")
+    prediction_id: str | None = Field(None, description="The id a predict call returned.")
+    features: dict[str, Any] | None = Field(
+        None, description="Inline features, for a label with no prediction (or an expired one)."
+    )
+    source: str = Field("app", description="Who gave the label: app, human or weak.")
+    labeller: str | None = Field(None, description="Name of the person or rule that labelled.")
+    event_id: str | None = Field(None, description="Idempotency key for inline feedback.")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"prediction_id": "0192f3c4a1b2...", "label": True}]},
+    )
+
+
+class FeedbackBatchRequest(Strict):
+    items: list[FeedbackRequest]
+    wait: bool = Field(
+        True, description="Answer only once the labels were applied (read-your-writes)."
+    )
+
+
+class FeedbackResponse(BaseModel):
+    seq: int = Field(description="Position of the label event in the model's log.")
+    version: str = Field(description="The champion version that learned it.")
+    applied: bool = Field(description="Whether this process had applied it when answering.")
+
+
+class FeedbackItemResult(BaseModel):
+    seq: int | None = None
+    version: str | None = None
+    applied: bool = False
+    error: dict[str, Any] | None = Field(
+        None, description="{status, detail} when this item failed."
+    )
+
+
+class FeedbackBatchResponse(BaseModel):
+    results: list[FeedbackItemResult]

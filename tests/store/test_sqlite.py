@@ -1,0 +1,287 @@
+"""SQLite-specific behaviour: persistence, several processes on one file, locks, bad paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from onlearn.errors import ConfigError, StoreUnavailable
+from onlearn.records import Event, EventKind, PredictionRecord, Snapshot
+from onlearn.store.base import open_store
+from onlearn.store.sqlite import open_sqlite_store, parse_sqlite_url
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _event(i: int, key: str | None = None) -> Event:
+    return Event(EventKind.LABEL, {"features": {"x": i}, "label": i % 3 == 0}, at=float(i), key=key)
+
+
+def _url(tmp_path: Path, name: str = "onlearn.db", query: str = "") -> str:
+    return f"sqlite:///{tmp_path / name}{query}"
+
+
+def _run_python(code: str, *args: str) -> subprocess.Popen:
+    """Start ``python -c code args...`` on this checkout, with pipes for stdin and stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+    )
+
+
+def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    record = PredictionRecord(
+        "p-1",
+        "m",
+        1.0,
+        {"x": 1},
+        "v1",
+        {"v1": {"label": True, "proba": [[True, 1.0]]}},
+        expires_at=time.time() + 600,
+    )
+    with open_sqlite_store(url) as store:
+        store.log.append("m", [_event(i, key=f"k{i}") for i in range(5)])
+        store.log.trim("m", upto=5)
+        store.predictions.put_many([record])
+        v1 = store.registry.create_version("m", {"pipeline": "logistic"}, {"note": "é"}, at=1.0)
+        store.registry.set_role("m", "champion", "v1", actor="a", reason="r", at=2.0)
+        store.registry.put_snapshot(Snapshot("m", "v1", 5, 3.0, b"\x00state"))
+    with open_sqlite_store(url) as store:
+        assert store.log.head("m") == 5
+        assert store.log.append("m", [_event(5)]) == [6], "numbering survives a full trim"
+        assert store.predictions.get("p-1") == record
+        assert store.registry.list_versions("m") == [v1]
+        assert store.registry.roles("m") == {"champion": "v1"}
+        assert len(store.registry.role_history("m")) == 1
+        assert store.registry.latest_snapshot("m", "v1").artifact == b"\x00state"
+
+
+def test_closed_store_fails_clearly_and_closes_every_thread_connection(tmp_path: Path) -> None:
+    store = open_sqlite_store(_url(tmp_path))
+    threads = [threading.Thread(target=store.log.head, args=("m",)) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.log.append("m", [_event(0)])
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.predictions.get("p")
+    # Every connection is closed: the file can be opened exclusively and reopened as a store.
+    raw = sqlite3.connect(tmp_path / "onlearn.db", isolation_level=None, timeout=0)
+    raw.execute("PRAGMA locking_mode = EXCLUSIVE")
+    raw.execute("BEGIN EXCLUSIVE")
+    raw.execute("COMMIT")
+    raw.close()
+    with open_sqlite_store(_url(tmp_path)) as again:
+        assert again.log.append("m", [_event(0)]) == [1]
+
+
+def test_durability_settings(tmp_path: Path) -> None:
+    with open_sqlite_store(_url(tmp_path)) as store:
+        db = store.log._db  # type: ignore[attr-defined]
+        assert db.durable().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.durable().execute("PRAGMA synchronous").fetchone()[0] == 2, "FULL for labels"
+        assert db.fast().execute("PRAGMA synchronous").fetchone()[0] == 1, "NORMAL for records"
+        assert db.durable().execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+
+
+def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
+    with open_sqlite_store(_url(tmp_path)) as store:
+        for _ in range(20):
+            thread = threading.Thread(target=store.log.head, args=("m",))
+            thread.start()
+            thread.join()
+        assert len(store.log._db._open) <= 2  # type: ignore[attr-defined]
+
+
+_WRITER = """
+    import json, sys
+    from onlearn.records import Event, EventKind
+    from onlearn.store.base import open_store
+
+    name, rounds = sys.argv[1], int(sys.argv[2])
+    with open_store({url!r}) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()  # wait for "go", so that every writer runs at the same time
+        seqs = []
+        for r in range(rounds):
+            batch = [Event(EventKind.LABEL, {{"w": name, "r": r, "i": i}}, at=0.0)
+                     for i in range(1 + r % 3)]
+            if r % 10 == 0:
+                batch.append(Event(EventKind.LABEL, {{"w": name}}, at=0.0, key=f"shared-{{r}}"))
+            seqs.append(store.log.append("m", batch))
+        print(json.dumps(seqs), flush=True)
+"""
+
+
+def test_processes_appending_to_one_file_get_unique_gapless_seqs(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    open_sqlite_store(url).close()  # create the schema once, as `onlearn serve` would
+    writers, rounds = 3, 40
+    procs = [_run_python(_WRITER.format(url=url), f"w{w}", str(rounds)) for w in range(writers)]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+
+    per_writer = sum(1 + r % 3 for r in range(rounds))
+    shared = len(range(0, rounds, 10))
+    total = writers * per_writer + shared
+    with open_sqlite_store(url) as store:
+        events = store.log.read("m", after=0, limit=10_000)
+        assert [e.seq for e in events] == list(range(1, total + 1)), "gapless, no lost event"
+        assert store.log.head("m") == total
+    written = {
+        (f"w{w}", r, i) for w in range(writers) for r in range(rounds) for i in range(1 + r % 3)
+    }
+    read = {(e.payload["w"], e.payload["r"], e.payload["i"]) for e in events if e.key is None}
+    assert read == written
+    # A key appended by every process at about the same time exists once, with one seq for all.
+    assert sorted(e.key for e in events if e.key) == sorted(
+        f"shared-{r}" for r in range(0, rounds, 10)
+    )
+    for r_index in range(shared):
+        assert len({res[r_index * 10][-1] for res in results}) == 1
+    acknowledged = {s for res in results for batch in res for s in batch}
+    assert acknowledged == set(range(1, total + 1))
+
+
+_ACKNOWLEDGER = """
+    import sys
+    from onlearn.records import Event, EventKind
+    from onlearn.store.base import open_store
+
+    with open_store({url!r}) as store:
+        i = 0
+        while True:
+            (seq,) = store.log.append("m", [Event(EventKind.LABEL, {{"i": i}}, at=0.0)])
+            print(seq, flush=True)  # the acknowledgement: printed only once append returned
+            i += 1
+"""
+
+
+def test_acknowledged_events_survive_kill_9(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    proc = _run_python(_ACKNOWLEDGER.format(url=url))
+    acknowledged = [int(proc.stdout.readline()) for _ in range(50)]
+    os.kill(proc.pid, signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=10)
+    acknowledged += [int(line) for line in rest.split()]
+    with open_sqlite_store(url) as store:
+        seqs = [e.seq for e in store.log.read("m", after=0, limit=100_000)]
+    assert acknowledged == list(range(1, len(acknowledged) + 1))
+    assert seqs[: len(acknowledged)] == acknowledged, "every acknowledged event is in the log"
+    assert seqs == list(range(1, len(seqs) + 1))
+
+
+def test_locked_database_raises_store_unavailable_without_hanging(tmp_path: Path) -> None:
+    url = _url(tmp_path, query="?busy_timeout_ms=100")
+    with open_sqlite_store(url) as store:
+        store.log.append("m", [_event(0)])
+        locker = sqlite3.connect(tmp_path / "onlearn.db", isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="locked.*busy_timeout_ms=100"):
+                store.log.append("m", [_event(1)])
+            assert time.monotonic() - started < 3
+            with pytest.raises(StoreUnavailable):
+                store.registry.create_version("m", {}, {}, at=0.0)
+            with pytest.raises(StoreUnavailable):
+                open_sqlite_store(url)
+            assert store.log.head("m") == 1, "readers do not wait for the writer (WAL)"
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        # The store recovers by itself once the lock is gone.
+        assert store.log.append("m", [_event(1)]) == [2]
+
+
+def test_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "data.db").mkdir()
+    with pytest.raises(ConfigError, match="is a directory"):
+        open_sqlite_store(_url(tmp_path, "data.db"))
+
+
+def test_unopenable_path_raises_store_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "plain-file").write_text("not a directory")
+    with pytest.raises(StoreUnavailable, match="cannot create its directory"):
+        open_sqlite_store(_url(tmp_path, "plain-file/sub/onlearn.db"))
+
+
+def test_file_that_is_not_a_database_raises_store_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "junk.db").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreUnavailable, match="not an SQLite database"):
+        open_sqlite_store(_url(tmp_path, "junk.db"))
+
+
+def test_parent_directories_are_created(tmp_path: Path) -> None:
+    with open_store(_url(tmp_path, "a/b/c/onlearn.db")) as store:
+        assert store.shared
+        assert store.log.append("m", [_event(0)]) == [1]
+    assert (tmp_path / "a/b/c/onlearn.db").is_file()
+
+
+def test_relative_url_is_relative_to_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    with open_sqlite_store("sqlite:///data/rel.db") as store:
+        store.log.append("m", [_event(0)])
+    assert (tmp_path / "data/rel.db").is_file()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///rel/x.db", (os.path.abspath("rel/x.db"), {"busy_timeout_ms": 5000})),
+        ("sqlite:////abs/x.db", ("/abs/x.db", {"busy_timeout_ms": 5000})),
+        (
+            "sqlite:////abs/my%20x.db?busy_timeout_ms=100",
+            ("/abs/my x.db", {"busy_timeout_ms": 100}),
+        ),
+    ],
+)
+def test_parse_url(url: str, expected: tuple) -> None:
+    assert parse_sqlite_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://host/x.db",
+        "sqlite:///",
+        "sqlite:///:memory:",
+        "sqlite:////abs/dir/",
+        "sqlite:////abs/x.db?timeout=3",
+        "sqlite:////abs/x.db?busy_timeout_ms=soon",
+        "sqlite:////abs/x.db?busy_timeout_ms=-1",
+    ],
+)
+def test_bad_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError):
+        open_sqlite_store(url)
