@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--target", help="the label column, left out of the features")
     infer.add_argument("--model", default="my_model", help="model name for the TOML table")
     infer.add_argument("--limit", type=int, help="read at most this many rows")
+    infer.add_argument("--task", default="classification", choices=["classification", "regression"])
     infer.set_defaults(func=cmd_schema_infer)
     schema.set_defaults(func=lambda args: schema.print_help() or 2)
     return parser
@@ -175,7 +176,7 @@ def cmd_schema_infer(args: argparse.Namespace) -> int:
     from onlearn.schema import infer_schema_from_csv, schema_to_toml
 
     schema = infer_schema_from_csv(args.file, target=args.target, limit=args.limit)
-    print(schema_to_toml(schema, args.model, args.target))
+    print(schema_to_toml(schema, args.model, args.target, task=args.task))
     return 0
 
 

@@ -789,16 +789,25 @@ def _toml_value(v: Any) -> str:
     raise TypeError(f"no TOML form for {v!r}")
 
 
-def schema_to_toml(schema: Schema, model: str = "my_model", target: str | None = None) -> str:
-    """A config snippet declaring ``schema`` as the features of ``model``, one inline table per
-    feature. ``target`` (and ``unknown_fields`` when it is not the default) go in the model's
-    table. The snippet parses with ``tomllib`` and gives back an equal schema:
+def schema_to_toml(
+    schema: Schema,
+    model: str = "my_model",
+    target: str | None = None,
+    *,
+    task: str = "classification",
+    pipeline: str | None = None,
+) -> str:
+    """A config snippet declaring ``model`` with ``schema`` as its features, one inline table per
+    feature, with a task and a pipeline to start from, ready to paste into the config. The
+    snippet parses with ``tomllib`` and gives back an equal schema:
 
     >>> import tomllib
     >>> schema = Schema.from_config({"age": {"type": "integer", "min": 0}, "city name": "string"})
     >>> print(schema_to_toml(schema, "churn", target="churned"))
     [models.churn]
+    task = "classification"
     target = "churned"
+    pipeline = { name = "hoeffding_tree" }
     <BLANKLINE>
     [models.churn.features]
     age = { type = "integer", min = 0 }
@@ -809,14 +818,16 @@ def schema_to_toml(schema: Schema, model: str = "my_model", target: str | None =
     True
     """
     prefix = f"models.{_toml_key(model)}"
-    lines = []
-    head = []
+    # A Hoeffding tree takes numbers and categories as they are: a safe first pipeline.
+    pipeline = pipeline or (
+        "hoeffding_tree" if task == "classification" else "hoeffding_tree_regressor"
+    )
+    lines = [f"[{prefix}]", f"task = {_toml_string(task)}"]
     if target is not None:
-        head.append(f"target = {_toml_string(target)}")
+        lines.append(f"target = {_toml_string(target)}")
     if schema.unknown_fields is not UnknownFields.REJECT:
-        head.append(f"unknown_fields = {_toml_string(schema.unknown_fields.value)}")
-    if head:
-        lines += [f"[{prefix}]", *head, ""]
+        lines.append(f"unknown_fields = {_toml_string(schema.unknown_fields.value)}")
+    lines += [f"pipeline = {{ name = {_toml_string(pipeline)} }}", ""]
     lines.append(f"[{prefix}.features]")
     for f in schema.features:
         items = ", ".join(f"{k} = {_toml_value(v)}" for k, v in f.to_config().items())

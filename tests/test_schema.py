@@ -635,6 +635,10 @@ def parse_features(snippet: str, model: str = "my_model") -> Schema:
 
 def test_toml_snippet(person):
     assert schema_to_toml(person, "people") == (
+        "[models.people]\n"
+        'task = "classification"\n'
+        'pipeline = { name = "hoeffding_tree" }\n'
+        "\n"
         "[models.people.features]\n"
         'age = { type = "integer", min = 0, max = 130 }\n'
         'income = { type = "number", nullable = true }\n'
@@ -669,8 +673,10 @@ def test_toml_snippet_with_target_and_drop():
     schema = Schema((Feature("a", FeatureType.NUMBER),), UnknownFields.DROP)
     assert schema_to_toml(schema, "m", target="y") == (
         "[models.m]\n"
+        'task = "classification"\n'
         'target = "y"\n'
         'unknown_fields = "drop"\n'
+        'pipeline = { name = "hoeffding_tree" }\n'
         "\n"
         "[models.m.features]\n"
         'a = { type = "number" }\n'
@@ -708,7 +714,9 @@ def test_infer_schema_from_csv_golden(tmp_path):
     )
     assert schema_to_toml(schema, "people", target="label") == (
         "[models.people]\n"
+        'task = "classification"\n'
         'target = "label"\n'
+        'pipeline = { name = "hoeffding_tree" }\n'
         "\n"
         "[models.people.features]\n"
         'id = { type = "integer" }\n'

@@ -1,0 +1,62 @@
+"""Start one server for a benchmark: the bare baseline app or onlearn, with the same uvicorn settings.
+
+    python -m benchmarks.server bare --port 8123 [--cpu 0]
+    python -m benchmarks.server onlearn --port 8123 --store sqlite:///tmp/x/onlearn.db [--cpu 0]
+
+Both run in one process with one worker, uvloop and httptools, no access log and log level
+``warning``; only the app differs. onlearn's app is built the way ``onlearn serve`` builds it for
+one worker (``create_app(load_settings(config, store_url=...))``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# The one set of uvicorn settings both servers share; RESULTS.md prints it.
+UVICORN_SETTINGS = {
+    "workers": 1,
+    "loop": "uvloop",
+    "http": "httptools",
+    "log_level": "warning",
+    "access_log": False,
+}
+
+DEFAULT_CONFIG = "examples/phishing.toml"
+
+
+def build_app(kind: str, config: str, store: str | None):
+    if kind == "bare":
+        from benchmarks.bare_app import app
+
+        return app
+    from onlearn.config import load_settings
+    from serving.app import create_app
+
+    return create_app(load_settings(config, store_url=store))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kind", choices=["bare", "onlearn"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--config", default=DEFAULT_CONFIG)
+    parser.add_argument("--store", help="onlearn store URL (sqlite:///path or memory://)")
+    parser.add_argument("--cpu", type=int, help="pin this process (all its threads) to one CPU")
+    args = parser.parse_args(argv)
+
+    if args.cpu is not None:
+        # Before any thread starts, so that every thread of the server inherits the mask.
+        os.sched_setaffinity(0, {args.cpu})
+
+    import uvicorn
+
+    app = build_app(args.kind, args.config, args.store)
+    uvicorn.run(app, host=args.host, port=args.port, **UVICORN_SETTINGS)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

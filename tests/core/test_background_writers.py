@@ -1,0 +1,101 @@
+"""Group commit of label events and batched prediction records, against real stores."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from onlearn.errors import StoreUnavailable
+from onlearn.group_commit import GroupCommitter
+from onlearn.prediction_writer import PredictionWriter
+from onlearn.records import Event, EventKind, PredictionRecord
+from onlearn.store.base import open_store
+
+
+def label(i: int, key: str | None = None) -> Event:
+    return Event(EventKind.LABEL, {"features": {"x": i}, "label": True}, at=time.time(), key=key)
+
+
+NOW = time.time()
+
+
+def record(i: int, now: float = NOW) -> PredictionRecord:
+    return PredictionRecord(f"{i:032x}", "m", now, {"x": i}, "v1", {}, expires_at=now + 60)
+
+
+def test_concurrent_submissions_share_commits_and_get_their_own_seqs(tmp_path):
+    with open_store(f"sqlite:///{tmp_path}/t.db") as store:
+        committed = []
+        committer = GroupCommitter(store.log, on_commit=committed.append)
+        futures, lock = [], threading.Lock()
+
+        def submit(t):
+            for i in range(50):
+                f = committer.submit("m", [label(t * 1000 + i, key=f"{t}-{i}")])
+                with lock:
+                    futures.append(f)
+
+        threads = [threading.Thread(target=submit, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        seqs = [s for f in futures for s in f.result(timeout=10)]
+        committer.close()
+        assert sorted(seqs) == list(range(1, 401))
+        assert committer.events == 400 and committer.batches < 400
+        assert set(committed) == {"m"}
+        assert [e.seq for e in store.log.read("m", 0, 1000)] == list(range(1, 401))
+
+
+def test_a_failed_append_fails_every_waiter_of_the_batch(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/t.db?busy_timeout_ms=50")
+    holder = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    committer = GroupCommitter(store.log)
+    try:
+        future = committer.submit("m", [label(1)])
+        with pytest.raises(StoreUnavailable):
+            future.result(timeout=10)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert committer.submit("m", [label(2)]).result(timeout=10) == [1]  # recovers by itself
+    committer.close()
+    store.close()
+
+
+def test_records_are_readable_before_and_after_they_are_written():
+    with open_store("memory://") as store:
+        writer = PredictionWriter(store.predictions, flush_interval_s=3600)
+        writer.put(record(1))
+        assert writer.get(record(1).id) == record(1)
+        assert store.predictions.get(record(1).id) is None
+        writer.flush()
+        assert store.predictions.get(record(1).id) == record(1)
+        assert writer.get(record(1).id) is None and writer.written == 1
+        writer.close()
+
+
+def test_the_buffer_is_bounded_while_the_store_is_down_and_drains_when_it_is_back(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/t.db?busy_timeout_ms=50")
+    writer = PredictionWriter(store.predictions, flush_interval_s=3600, max_pending=10)
+    holder = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for i in range(25):
+            writer.put(record(i))
+        writer.flush()  # fails: the database is locked
+        assert writer.failures == 1 and writer.pending == 10 and writer.dropped == 15
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    writer.flush()
+    assert writer.pending == 0 and writer.written == 10
+    assert store.predictions.get(record(24).id) == record(24)  # the newest were kept
+    assert store.predictions.get(record(0).id) is None
+    writer.close()
+    store.close()

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import pytest
+
+from onlearn.config import Task, load_settings, settings_from_mapping
+from onlearn.errors import ConfigError
+
+EXAMPLE = "examples/phishing.toml"
+
+
+def test_example_config_loads():
+    s = load_settings(EXAMPLE, environ={})
+    (m,) = s.models
+    assert (m.name, m.task, m.target, m.classes) == (
+        "phishing",
+        Task.CLASSIFICATION,
+        "is_phishing",
+        (True, False),
+    )
+    assert len(m.schema.features) == 9
+    assert m.pipeline.name == "logistic_regression"
+
+
+def test_environment_overrides_the_file_and_flags_override_both():
+    env = {"ONLEARN_STORE_URL": "memory://", "ONLEARN_PORT": "9001", "ONLEARN_CONFIG": EXAMPLE}
+    s = load_settings(None, environ=env)
+    assert (s.store_url, s.port, s.config_path) == ("memory://", 9001, EXAMPLE)
+    assert load_settings(None, environ=env, port=9002, store_url=None).port == 9002
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"nope": {}}, "unknown entry nope"),
+        (
+            {"models": {"m": {"pipeline": {"name": "hoeffding_tree"}}}},
+            "has no features table; `onlearn schema infer",
+        ),
+        ({"models": {"m": {"features": {"x": "number"}}}}, "has no pipeline"),
+        (
+            {"models": {"m": {"task": "ranking", "pipeline": "x", "features": {"x": "number"}}}},
+            "task must be",
+        ),
+        (
+            {
+                "models": {
+                    "m": {
+                        "prediction_ttl_s": -1,
+                        "pipeline": "hoeffding_tree",
+                        "features": {"x": "number"},
+                    }
+                }
+            },
+            "prediction_ttl_s must be a positive",
+        ),
+        (
+            {
+                "models": {
+                    "m": {"classes": [], "pipeline": "hoeffding_tree", "features": {"x": "number"}}
+                }
+            },
+            "classes must be a non-empty list",
+        ),
+        (
+            {"models": {"bad name!": {"pipeline": "hoeffding_tree", "features": {"x": "number"}}}},
+            "model names use",
+        ),
+        (
+            {"engine": {"poll_interval_ms": "fast"}},
+            "poll_interval_ms must be a non-negative number",
+        ),
+    ],
+)
+def test_config_errors_say_what_and_where(doc, message):
+    with pytest.raises(ConfigError, match=message):
+        settings_from_mapping(doc)
+
+
+def test_bad_environment_value():
+    with pytest.raises(ConfigError, match="ONLEARN_PORT='x' is not a valid int"):
+        load_settings(None, environ={"ONLEARN_PORT": "x"})
+
+
+def test_missing_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "none.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[models\n")
+    with pytest.raises(ConfigError, match="is not valid TOML"):
+        load_settings(bad, environ={})

@@ -1,0 +1,63 @@
+"""Incremental metrics equal the batch computation of the same prefix, at every step."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from sklearn import metrics as skm
+
+from onlearn.metrics import ClassificationMetrics, RegressionMetrics, VersionMetrics
+
+
+def test_classification_metrics_equal_scikit_learn_at_every_step():
+    rng = random.Random(7)
+    classes = ["a", "b", "c"]
+    m = ClassificationMetrics()
+    y_true, y_pred, probas = [], [], []
+    for _ in range(300):
+        y = rng.choice(classes)
+        weights = [rng.random() + 0.01 for _ in classes]
+        proba = {c: w / sum(weights) for c, w in zip(classes, weights, strict=True)}
+        pred = max(proba, key=proba.get)
+        m.update(y, pred, proba)
+        y_true.append(y)
+        y_pred.append(pred)
+        probas.append([proba[c] for c in classes])
+        assert m.accuracy == pytest.approx(skm.accuracy_score(y_true, y_pred))
+        assert m.log_loss == pytest.approx(skm.log_loss(y_true, probas, labels=classes))
+        assert m.macro_f1 == pytest.approx(
+            skm.f1_score(y_true, y_pred, average="macro", labels=sorted(set(y_true) | set(y_pred)))
+        )
+
+
+def test_regression_metrics_equal_numpy_at_every_step():
+    rng = np.random.default_rng(3)
+    truth, guess = rng.normal(size=200), rng.normal(size=200)
+    m = RegressionMetrics()
+    for i in range(200):
+        m.update(float(truth[i]), float(guess[i]))
+        err = truth[: i + 1] - guess[: i + 1]
+        assert m.mae == pytest.approx(np.abs(err).mean())
+        assert m.rmse == pytest.approx(np.sqrt((err**2).mean()))
+
+
+def test_a_missing_prediction_is_wrong_and_a_missing_class_probability_is_clipped():
+    m = ClassificationMetrics()
+    m.update(True, None, {})
+    assert m.accuracy == 0.0
+    assert m.log_loss == pytest.approx(-np.log(1e-15))
+    assert m.macro_f1 == 0.0
+
+
+def test_version_metrics_count_sources_and_delays():
+    m = VersionMetrics("classification")
+    m.update(True, True, {True: 1.0}, source="app", stored=True, delay_s=2.0)
+    m.update(False, True, {True: 1.0}, source="human", stored=False, delay_s=None)
+    m.update(False, False, {False: 1.0}, source="human", stored=True, delay_s=4.0)
+    d = m.to_dict()
+    assert d["labels_by_source"] == {"app": 1, "human": 2}
+    assert (d["scored_on_stored_prediction"], d["scored_on_replay"]) == (2, 1)
+    assert d["label_delay_s"] == {"mean": 3.0, "max": 4.0, "n": 2}
+    assert d["accuracy"] == pytest.approx(2 / 3)
