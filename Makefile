@@ -24,6 +24,7 @@ run: $(STAMP)
 	$(BIN)/onlearn serve --config $(CONFIG) --store $(STORE) --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
+	./scripts/ensure-system-deps
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

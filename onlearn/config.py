@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from onlearn.errors import ConfigError
-from onlearn.models import PipelineSpec
+from onlearn.models import PipelineSpec, build_pipeline
 from onlearn.schema import Schema
 
 DEFAULT_STORE_URL = "sqlite:///.data/onlearn.db"
@@ -189,6 +189,14 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
         if task is not Task.CLASSIFICATION or not isinstance(classes, list) or not classes:
             raise ConfigError(f"{where}: classes must be a non-empty list, for classification only")
         classes = tuple(classes)
+    # Build it once now, so that a wrong name or parameter stops the config from loading at all
+    # instead of failing later in a server process.
+    try:
+        build_pipeline(
+            pipeline, task=task.value, numeric=schema.numeric, categorical=schema.categorical
+        )
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     return ModelConfig(
         name=name,
         task=task,

@@ -95,7 +95,6 @@ def run_demo(
     send_due(total, time.monotonic(), everything=True)
     bar.close()
     half = len(hits) // 2
-    mean = lambda xs: sum(xs) / len(xs) if xs else None
     classification = task == "classification"
     return DemoSummary(
         rows=len(hits),

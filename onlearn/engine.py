@@ -44,6 +44,15 @@ _SOURCES = frozenset(s.value for s in LabelSource)
 _PLAIN = (bool, int, str, float)
 
 
+# How long feedback waits for a fresh prediction record written by another process to appear.
+JOIN_WAIT_S = 1.0
+JOIN_POLL_S = 0.01
+
+
+class _NotYetVisible(Exception):
+    """The record of a very recent prediction is not in the store yet."""
+
+
 @dataclass(frozen=True)
 class Prediction:
     prediction_id: str
@@ -284,6 +293,8 @@ class Engine:
             label, proba = state.predict(x)
         if label is not None and type(label) not in _PLAIN:
             label = label.item()  # a numpy scalar from a model: JSON needs a plain value
+        if type(label) is float:
+            label = _finite(label)  # a diverged regression model answers null, not NaN
         if proba is not None:
             proba = {k if type(k) in _PLAIN else k.item(): _finite(p) for k, p in proba.items()}
             uncertainty = 1.0 - max((p for p in proba.values() if p is not None), default=0.0)
@@ -310,7 +321,13 @@ class Engine:
 
     def feedback_one(self, name: str, item: FeedbackItem, *, wait: bool = True) -> FeedbackResult:
         rt = self.runtime(name)
-        event = self._label_event(rt, item, self.clock())
+        deadline = time.monotonic() + JOIN_WAIT_S
+        while True:
+            try:
+                event = self._label_event(rt, item, self.clock(), deadline)
+                break
+            except _NotYetVisible:
+                time.sleep(JOIN_POLL_S)
         (seq,) = self.store.log.append(name, [event])
         applied = self._apply_now(rt, seq) if wait else rt.seq >= seq
         return FeedbackResult(seq, rt.roles[CHAMPION], applied)
@@ -319,7 +336,11 @@ class Engine:
         self, name: str, items: Sequence[FeedbackItem], *, wait: bool = True
     ) -> list[FeedbackResult]:
         rt = self.runtime(name)
-        prepared = self._prepare_many(rt, items)
+        deadline = time.monotonic() + JOIN_WAIT_S
+        prepared = self._prepare_many(rt, items, deadline)
+        while any(isinstance(p, _NotYetVisible) for p in prepared):
+            time.sleep(JOIN_POLL_S)
+            prepared = self._prepare_many(rt, items, deadline, prepared)
         events = [p for p in prepared if isinstance(p, Event)]
         seqs = self.store.log.append(name, events) if events else []
         applied = (
@@ -331,7 +352,13 @@ class Engine:
         self, name: str, item: FeedbackItem, *, wait: bool = True
     ) -> FeedbackResult:
         rt = self.runtime(name)
-        event = self._label_event(rt, item, self.clock())
+        deadline = time.monotonic() + JOIN_WAIT_S
+        while True:
+            try:
+                event = self._label_event(rt, item, self.clock(), deadline)
+                break
+            except _NotYetVisible:
+                await asyncio.sleep(JOIN_POLL_S)
         (seq,) = await asyncio.wrap_future(self._committer.submit(name, [event]))
         applied = await self._applied_async(rt, seq, wait)
         return FeedbackResult(seq, rt.roles[CHAMPION], applied)
@@ -340,23 +367,39 @@ class Engine:
         self, name: str, items: Sequence[FeedbackItem], *, wait: bool = True
     ) -> list[FeedbackResult]:
         rt = self.runtime(name)
-        prepared = self._prepare_many(rt, items)
+        deadline = time.monotonic() + JOIN_WAIT_S
+        prepared = self._prepare_many(rt, items, deadline)
+        while any(isinstance(p, _NotYetVisible) for p in prepared):
+            await asyncio.sleep(JOIN_POLL_S)
+            prepared = self._prepare_many(rt, items, deadline, prepared)
         events = [p for p in prepared if isinstance(p, Event)]
         seqs = await asyncio.wrap_future(self._committer.submit(name, events)) if events else []
         applied = await self._applied_async(rt, max(seqs), wait) if seqs else False
         return self._results(rt, prepared, seqs, applied)
 
-    def _prepare_many(self, rt: ModelRuntime, items: Sequence[FeedbackItem]) -> list:
-        """One label event per item, or the lookup error of that item; schema errors raise."""
+    def _prepare_many(
+        self,
+        rt: ModelRuntime,
+        items: Sequence[FeedbackItem],
+        deadline: float,
+        earlier: list | None = None,
+    ) -> list:
+        """One label event per item, or the lookup error of that item; schema errors raise.
+
+        With ``earlier``, only the items whose record was not yet visible are looked up again.
+        """
         now = self.clock()
-        prepared: list[Event | OnlearnError] = []
+        prepared: list = []
         errors: list[FieldError] = []
         for i, item in enumerate(items):
+            if earlier is not None and not isinstance(earlier[i], _NotYetVisible):
+                prepared.append(earlier[i])
+                continue
             try:
-                prepared.append(self._label_event(rt, item, now))
+                prepared.append(self._label_event(rt, item, now, deadline))
             except SchemaViolation as e:
                 errors.extend(e.at(i).errors)
-            except (UnknownPrediction, PredictionExpired) as e:
+            except (UnknownPrediction, PredictionExpired, _NotYetVisible) as e:
                 prepared.append(e)
         if errors:
             raise SchemaViolation(errors)
@@ -372,7 +415,9 @@ class Engine:
             for p in prepared
         ]
 
-    def _label_event(self, rt: ModelRuntime, item: FeedbackItem, now: float) -> Event:
+    def _label_event(
+        self, rt: ModelRuntime, item: FeedbackItem, now: float, deadline: float = 0.0
+    ) -> Event:
         errors = _check_label(rt.config, item.label)
         if item.source not in _SOURCES:
             errors.append(
@@ -408,27 +453,46 @@ class Engine:
             "prediction_id": item.prediction_id,
         }
         key = f"event:{item.event_id}" if item.event_id else None
-        record = self._find_record(rt, item.prediction_id, now, fallback=clean is not None)
+        if item.prediction_id is not None:
+            key = f"prediction:{item.prediction_id}"  # one label per prediction, however sent
+        record = self._find_record(
+            rt, item.prediction_id, now, fallback=clean is not None, deadline=deadline
+        )
         if record is not None:
             payload.update(
                 features=dict(record.features), predicted_at=record.at, outputs=dict(record.outputs)
             )
-            key = f"prediction:{record.id}"
         else:
             payload.update(features=clean, predicted_at=None, outputs=None)
         return Event(kind=EventKind.LABEL, payload=payload, at=now, key=key)
 
     def _find_record(
-        self, rt: ModelRuntime, prediction_id: str | None, now: float, *, fallback: bool
+        self,
+        rt: ModelRuntime,
+        prediction_id: str | None,
+        now: float,
+        *,
+        fallback: bool,
+        deadline: float = 0.0,
     ) -> PredictionRecord | None:
         if prediction_id is None:
             return None
         record = self._records.get(prediction_id) or self.store.predictions.get(prediction_id)
         if record is not None and record.model == rt.name:
             return record
+        made = prediction_time(prediction_id)
+        if (
+            record is None
+            and made is not None
+            and self.store.shared
+            and -JOIN_WAIT_S < now - made < JOIN_WAIT_S
+            and time.monotonic() < deadline
+        ):
+            # A prediction made a moment ago by another process may still sit in that process's
+            # write buffer (flushed every few ms): look again shortly rather than answer 404.
+            raise _NotYetVisible(prediction_id)
         if fallback:
             return None
-        made = prediction_time(prediction_id)
         if made is not None and record is None and now - made > rt.config.prediction_ttl_s:
             raise PredictionExpired(
                 f"prediction {prediction_id} expired (kept {rt.config.prediction_ttl_s:g} s); "
@@ -518,6 +582,13 @@ def _finite(p: float) -> float | None:
     return p if math.isfinite(p) else None
 
 
+def _finite_number(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _check_label(config: ModelConfig, label: Any) -> list[FieldError]:
     if config.task is Task.CLASSIFICATION:
         if label is None or not isinstance(label, bool | int | str):
@@ -534,7 +605,7 @@ def _check_label(config: ModelConfig, label: Any) -> list[FieldError]:
                 FieldError(("label",), "allowed", f"label must be one of {shown}; got {label!r}")
             ]
         return []
-    if isinstance(label, bool) or not isinstance(label, int | float) or not math.isfinite(label):
+    if isinstance(label, bool) or not isinstance(label, int | float) or not _finite_number(label):
         return [
             FieldError(("label",), "finite", "label must be a finite number for a regression model")
         ]

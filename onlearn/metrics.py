@@ -18,6 +18,11 @@ from river import metrics as river_metrics
 EPSILON = 1e-15  # probability floor of the log loss, as scikit-learn clips
 
 
+def _json_number(value: float | None) -> float | None:
+    """None for what JSON cannot carry: extreme labels may overflow a running sum to infinity."""
+    return value if value is None or math.isfinite(value) else None
+
+
 class ClassificationMetrics:
     """Accuracy, log loss and macro F1 of a stream of (true label, predicted label, proba).
 
@@ -62,7 +67,7 @@ class ClassificationMetrics:
         return {
             "n": self.n,
             "accuracy": self.accuracy,
-            "log_loss": self.log_loss,
+            "log_loss": _json_number(self.log_loss),
             "macro_f1": self.macro_f1,
         }
 
@@ -86,7 +91,10 @@ class RegressionMetrics:
         error = y_true - (y_pred if y_pred is not None else 0.0)
         self.n += 1
         self._abs_sum += abs(error)
-        self._sq_sum += error * error
+        try:
+            self._sq_sum += error * error
+        except OverflowError:  # an int label beyond float range squares to an int; keep it float
+            self._sq_sum = math.inf
 
     @property
     def mae(self) -> float | None:
@@ -94,10 +102,15 @@ class RegressionMetrics:
 
     @property
     def rmse(self) -> float | None:
-        return math.sqrt(self._sq_sum / self.n) if self.n else None
+        if not self.n:
+            return None
+        try:
+            return math.sqrt(self._sq_sum / self.n)
+        except OverflowError:
+            return math.inf
 
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "mae": self.mae, "rmse": self.rmse}
+        return {"n": self.n, "mae": _json_number(self.mae), "rmse": _json_number(self.rmse)}
 
 
 class VersionMetrics:

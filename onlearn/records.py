@@ -84,3 +84,76 @@ class Snapshot:
     seq: int
     at: float
     artifact: bytes
+
+
+class QueueState(str, enum.Enum):
+    """Where a labelling queue item is in its life."""
+
+    QUEUED = "queued"  # waiting for a labeller
+    CLAIMED = "claimed"  # leased to a labeller until lease_expires_at
+    DONE = "done"  # labelled; result holds what the label produced
+    SKIPPED = "skipped"  # skipped too many times; no longer offered
+    EVICTED = "evicted"  # pushed out by higher-priority items when the queue was full
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A prediction waiting for a human label.
+
+    ``priority``: higher is labelled first (the sampler's uncertainty, re-ranked at claim time).
+    ``dedupe_key``: items with equal keys (identical feature vectors) are queued once.
+    ``reason``: ``"uncertain"`` (the sampler asked) or ``"random"`` (the unbiased evaluation
+    slice). ``claim_id`` identifies the current (or last) claim; ``attempts`` counts claims.
+    ``result`` is what labelling produced (e.g. ``{"seq": 12, "version": "v1"}``), kept so that
+    labelling an item twice answers the same thing.
+    """
+
+    item_id: str
+    model: str
+    features: Mapping[str, Any]
+    priority: float
+    enqueued_at: float
+    prediction_id: str | None = None
+    dedupe_key: str | None = None
+    proba: list | None = None
+    uncertainty: float | None = None
+    reason: str = "uncertain"
+    state: QueueState = QueueState.QUEUED
+    attempts: int = 0
+    skips: int = 0
+    labeller: str | None = None
+    claim_id: str | None = None
+    lease_expires_at: float | None = None
+    finished_at: float | None = None
+    result: Mapping[str, Any] | None = None
+
+
+class JobState(str, enum.Enum):
+    QUEUED = "queued"  # waiting (possibly until run_after, after a failure)
+    RUNNING = "running"  # leased to a worker until lease_expires_at
+    DONE = "done"
+    FAILED = "failed"  # failed max_attempts times; error says why
+
+
+@dataclass(frozen=True)
+class Job:
+    """A unit of work for the training worker: refit, evaluate, snapshot.
+
+    ``key`` is an idempotency key: enqueueing a job whose key exists returns the existing job.
+    """
+
+    job_id: str
+    kind: str
+    model: str
+    params: Mapping[str, Any]
+    created_at: float
+    key: str | None = None
+    state: JobState = JobState.QUEUED
+    attempts: int = 0
+    max_attempts: int = 3
+    run_after: float = 0.0
+    worker: str | None = None
+    lease_expires_at: float | None = None
+    updated_at: float | None = None
+    result: Mapping[str, Any] | None = None
+    error: str | None = None

@@ -437,7 +437,7 @@ def _compile(f: Feature, full: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if f.min is None and f.max is None:
 
             def check_integer(v):
-                if v.__class__ is int:
+                if v.__class__ is int and -_MAX_INT_AS_FLOAT <= v <= _MAX_INT_AS_FLOAT:
                     return v
                 return checked(v)
 
@@ -445,6 +445,8 @@ def _compile(f: Feature, full: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
         lo = -math.inf if f.min is None else f.min
         hi = math.inf if f.max is None else f.max
+
+        lo, hi = max(lo, -_MAX_INT_AS_FLOAT), min(hi, _MAX_INT_AS_FLOAT)
 
         def check_bounded_integer(v):
             if v.__class__ is int and lo <= v <= hi:
@@ -542,6 +544,11 @@ def _full_checker(f: Feature) -> Callable[[Any], Any]:
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
                 return wrong_type(v, "an integer")
             if isinstance(v, numbers.Integral):
+                if abs(int(v)) > _MAX_INT_AS_FLOAT:
+                    # Models compute in floats: an integer no float can hold would overflow them.
+                    return FieldError(
+                        loc, "finite", f"{name} must fit in a finite float, got {_short(v)}"
+                    )
                 return bounds(int(v), v)
             x = float(v)
             if not math.isfinite(x):
@@ -724,6 +731,9 @@ def infer_schema(rows: Iterable[Mapping[str, str]], *, max_categories: int = 50)
     return Schema(tuple(column.feature(name, n_rows) for name, column in columns.items()))
 
 
+_MAX_INT_AS_FLOAT = int(sys.float_info.max)
+
+
 def infer_schema_from_csv(
     path: str | Path, *, target: str | None = None, limit: int | None = None
 ) -> Schema:
@@ -731,7 +741,11 @@ def infer_schema_from_csv(
 
     Reads the first ``limit`` rows (all when None). See :func:`infer_schema` for the rules.
     """
-    with open(path, newline="", encoding="utf-8-sig") as file:
+    try:
+        file = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    with file:
         reader = csv.DictReader(file)
         header = reader.fieldnames
         if not header:

@@ -31,11 +31,6 @@ STATUS = {
 }
 
 
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int):
-        self.limit = limit
-
-
 def status_of(error: OnlearnError) -> int:
     for kind, status in STATUS.items():
         if isinstance(error, kind):
@@ -62,11 +57,4 @@ def install(app: FastAPI) -> None:
         headers = {"Retry-After": "1"} if status == 503 else None
         return JSONResponse({"detail": detail_of(error)}, status_code=status, headers=headers)
 
-    async def body_too_large(request: Request, error: BodyTooLarge) -> JSONResponse:
-        return JSONResponse(
-            {"detail": f"request body is larger than the limit of {error.limit} bytes"},
-            status_code=413,
-        )
-
     app.add_exception_handler(OnlearnError, onlearn_error)
-    app.add_exception_handler(BodyTooLarge, body_too_large)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from serving.errors import BodyTooLarge
-
 
 class BodySizeLimit:
     """Answers 413 when a body is larger than ``max_bytes``.
 
-    A declared Content-Length is checked before anything is read; a chunked body is counted as
-    it arrives, and the route's body parsing fails with BodyTooLarge once it passes the limit.
+    A declared Content-Length is checked before anything is read (the common, cheap case). A
+    body without one (chunked) is read here first, at most ``max_bytes`` of it, then handed to
+    the app: the app's body parsing would turn an error raised mid-read into a 400.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -26,17 +25,25 @@ class BodySizeLimit:
                 if not value.isdigit() or int(value) > self.max_bytes:
                     return await _reject(send, self.max_bytes)
                 return await self.app(scope, receive, send)
+        if scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            return await self.app(scope, receive, send)
+        messages: list[Message] = []
         seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:
-                raise BodyTooLarge(self.max_bytes)
-            return message
+                return await _reject(send, self.max_bytes)
+            if not message.get("more_body", False):
+                break
 
-        await self.app(scope, counting_receive, send)
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
 
 
 async def _reject(send: Send, limit: int) -> None:

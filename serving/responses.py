@@ -12,4 +12,6 @@ class JSON(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(
+            content, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()

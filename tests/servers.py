@@ -35,6 +35,11 @@ class ServerProcess:
         self.log_path = config.parent / f"server-{self.port}.log"
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> ServerProcess:
+        """Start the process and return at once (servers launched together start in parallel);
+        ``wait_ready()`` then waits until it answers."""
         cmd = [
             sys.executable, "-m", "onlearn.cli", "serve",
             "--config", str(self.config), "--store", self.store_url,
@@ -49,6 +54,11 @@ class ServerProcess:
             env={**os.environ, **self.env},
             start_new_session=True,
         )
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> ServerProcess:
+        """Wait until /readyz answers 200; raise with the server's output if it does not."""
+        assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -11,9 +11,28 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from onlearn.errors import StoreUnavailable
-from onlearn.records import Event, PredictionRecord, Snapshot, VersionInfo
+from onlearn.records import (
+    Event,
+    Job,
+    PredictionRecord,
+    QueueItem,
+    Snapshot,
+    VersionInfo,
+)
 
-__all__ = ["EventLog", "PredictionStore", "Registry", "Store", "StoreUnavailable", "open_store"]
+__all__ = [
+    "ClaimOutcome",
+    "EventLog",
+    "JobQueue",
+    "LabelQueue",
+    "PredictionStore",
+    "PushOutcome",
+    "QueueStats",
+    "Registry",
+    "Store",
+    "StoreUnavailable",
+    "open_store",
+]
 
 
 @runtime_checkable
@@ -93,6 +112,138 @@ class Registry(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class PushOutcome:
+    """``status``: ``"queued"``, ``"duplicate"`` (an item with that dedupe key exists) or
+    ``"rejected"`` (queue full and the item ranks below every queued one). ``evicted``: the item
+    pushed out to make room, if any."""
+
+    status: str
+    item_id: str | None = None
+    evicted: str | None = None
+
+
+@dataclass(frozen=True)
+class ClaimOutcome:
+    """The answer to complete/skip of a claimed item.
+
+    ``status``: ``"ok"``; ``"already_done"`` (labelled before: ``item.result`` is what that
+    produced); ``"conflict"`` (the lease expired and another claim holds the item now);
+    ``"unknown"`` (no such item); ``"gone"`` (skipped out or evicted).
+    """
+
+    status: str
+    item: QueueItem | None = None
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    depth: int = 0  # queued now
+    claimed: int = 0  # leased now
+    labelled: int = 0  # done, ever
+    skipped: int = 0  # skip calls, ever
+    expired: int = 0  # leases that ran out, ever
+    evicted: int = 0  # pushed out by higher priorities, ever
+    rejected: int = 0  # refused because the queue was full, ever
+    duplicates: int = 0  # refused by dedupe, ever
+    pushed: int = 0  # queued, ever
+
+
+@runtime_checkable
+class LabelQueue(Protocol):
+    """Predictions waiting for human labels, per model: priorities, leases, dedupe, a bound."""
+
+    def push(self, item: QueueItem, *, max_size: int) -> PushOutcome:
+        """Queue ``item`` unless an item with its ``dedupe_key`` exists (in any state but
+        evicted). When ``max_size`` items are queued, the lowest-priority queued item is evicted
+        if ``item`` ranks above it; otherwise ``item`` is rejected."""
+        ...
+
+    def peek(self, model: str, limit: int) -> list[QueueItem]:
+        """The ``limit`` queued items of highest priority (ties: oldest first), not claimed."""
+        ...
+
+    def reprioritize(self, model: str, priorities: dict[str, float]) -> None:
+        """Set new priorities of queued items (others are left alone)."""
+        ...
+
+    def claim(
+        self, model: str, *, limit: int, lease_s: float, labeller: str | None, now: float
+    ) -> list[QueueItem]:
+        """Atomically lease up to ``limit`` items of highest priority to ``labeller``.
+
+        Expired leases are released first. Each claimed item gets a new ``claim_id``,
+        ``attempts + 1`` and ``lease_expires_at = now + lease_s``. Two concurrent claims never
+        get the same item."""
+        ...
+
+    def complete(
+        self, model: str, item_id: str, claim_id: str | None, result: dict, now: float
+    ) -> ClaimOutcome:
+        """Mark the item labelled, keeping ``result``. Accepted when ``claim_id`` is the item's
+        current or last claim (even if its lease ran out, as long as nobody claimed it since), or
+        is None and the item is claimed or queued. Labelling a done item answers
+        ``already_done`` with the first result, whoever asks."""
+        ...
+
+    def skip(
+        self, model: str, item_id: str, claim_id: str | None, now: float, *, max_skips: int
+    ) -> ClaimOutcome:
+        """Give the item back to the queue (``skips + 1``); after ``max_skips`` it is SKIPPED."""
+        ...
+
+    def release_expired(self, model: str, now: float) -> int:
+        """Put claimed items whose lease ran out back in the queue; return how many."""
+        ...
+
+    def get(self, model: str, item_id: str) -> QueueItem | None: ...
+
+    def stats(self, model: str) -> QueueStats: ...
+
+    def purge_finished(self, model: str, before: float) -> int:
+        """Forget done, skipped and evicted items finished before ``before``."""
+        ...
+
+
+@runtime_checkable
+class JobQueue(Protocol):
+    """Work for the training worker: idempotent enqueue, leases, retries with back-off."""
+
+    def enqueue(self, job: Job) -> Job:
+        """Store ``job``; when a job with the same ``key`` exists, return that one instead."""
+        ...
+
+    def claim(
+        self, worker: str, *, lease_s: float, now: float, kinds: Sequence[str] | None = None
+    ) -> Job | None:
+        """Lease the oldest runnable job (queued with ``run_after <= now``, or running with an
+        expired lease, which a dead worker left) to ``worker``: RUNNING, ``attempts + 1``."""
+        ...
+
+    def heartbeat(self, job_id: str, worker: str, *, lease_s: float, now: float) -> bool:
+        """Extend the lease; False when ``worker`` no longer holds the job."""
+        ...
+
+    def complete(self, job_id: str, worker: str, result: dict, now: float) -> Job | None:
+        """Mark DONE with ``result`` when ``worker`` holds the job; a job already done is
+        returned unchanged (finishing twice has the effect of finishing once); None when
+        ``worker`` lost the lease to another."""
+        ...
+
+    def fail(
+        self, job_id: str, worker: str, error: str, now: float, *, retry_in: float
+    ) -> Job | None:
+        """Record a failed attempt: back to QUEUED with ``run_after = now + retry_in``, or
+        FAILED once ``attempts >= max_attempts``. None when ``worker`` does not hold the job."""
+        ...
+
+    def get(self, job_id: str) -> Job | None: ...
+
+    def list(self, model: str | None = None, limit: int = 100) -> list[Job]:
+        """Newest first."""
+        ...
+
+
 @dataclass
 class Store:
     """The ports of one backend, opened together from a URL."""
@@ -101,6 +252,8 @@ class Store:
     log: EventLog
     predictions: PredictionStore
     registry: Registry
+    queue: LabelQueue | None = None
+    jobs: JobQueue | None = None
     closers: list = field(default_factory=list, repr=False)
 
     @property
@@ -139,6 +292,10 @@ def open_store(url: str) -> Store:
         from onlearn.store.sqlite import open_sqlite_store
 
         return open_sqlite_store(url)
+    if url.startswith(("redis:", "rediss:", "unix:")):
+        from onlearn.store.redis import open_redis_store
+
+        return open_redis_store(url)
     raise ValueError(
         f"store URL {url!r} is not supported: use memory:// or sqlite:///path/to/onlearn.db"
     )

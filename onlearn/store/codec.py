@@ -17,19 +17,27 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from onlearn.records import Event, EventKind, PredictionRecord
+from onlearn.records import Event, EventKind, Job, JobState, PredictionRecord, QueueItem, QueueState
 
 __all__ = [
     "decode_event",
+    "decode_job",
     "decode_prediction",
+    "decode_queue_item",
     "dumps",
     "encode_event",
+    "encode_job",
     "encode_prediction",
+    "encode_queue_item",
     "event_from_dict",
     "event_to_dict",
+    "job_from_dict",
+    "job_to_dict",
     "loads",
     "prediction_from_dict",
     "prediction_to_dict",
+    "queue_item_from_dict",
+    "queue_item_to_dict",
 ]
 
 # Compact separators: these strings are stored once per event and per prediction. NaN is left
@@ -114,3 +122,121 @@ def encode_prediction(record: PredictionRecord) -> str:
 
 def decode_prediction(text: str | bytes) -> PredictionRecord:
     return prediction_from_dict(loads(text))
+
+
+def _optional_float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def queue_item_to_dict(item: QueueItem) -> dict[str, Any]:
+    """The item as a JSON-safe dict (its state as the enum's value).
+
+    >>> item = QueueItem("i1", "m", {"x": 1}, priority=0.5, enqueued_at=2.0, proba=[[True, 0.5]])
+    >>> decode_queue_item(encode_queue_item(item)) == item
+    True
+    """
+    return {
+        "item_id": item.item_id,
+        "model": item.model,
+        "features": item.features,
+        "priority": item.priority,
+        "enqueued_at": item.enqueued_at,
+        "prediction_id": item.prediction_id,
+        "dedupe_key": item.dedupe_key,
+        "proba": item.proba,
+        "uncertainty": item.uncertainty,
+        "reason": item.reason,
+        "state": item.state.value,
+        "attempts": item.attempts,
+        "skips": item.skips,
+        "labeller": item.labeller,
+        "claim_id": item.claim_id,
+        "lease_expires_at": item.lease_expires_at,
+        "finished_at": item.finished_at,
+        "result": item.result,
+    }
+
+
+def queue_item_from_dict(data: Mapping[str, Any]) -> QueueItem:
+    return QueueItem(
+        item_id=data["item_id"],
+        model=data["model"],
+        features=data["features"],
+        priority=float(data["priority"]),
+        enqueued_at=float(data["enqueued_at"]),
+        prediction_id=data.get("prediction_id"),
+        dedupe_key=data.get("dedupe_key"),
+        proba=data.get("proba"),
+        uncertainty=_optional_float(data.get("uncertainty")),
+        reason=data.get("reason", "uncertain"),
+        state=QueueState(data.get("state", QueueState.QUEUED.value)),
+        attempts=int(data.get("attempts", 0)),
+        skips=int(data.get("skips", 0)),
+        labeller=data.get("labeller"),
+        claim_id=data.get("claim_id"),
+        lease_expires_at=_optional_float(data.get("lease_expires_at")),
+        finished_at=_optional_float(data.get("finished_at")),
+        result=data.get("result"),
+    )
+
+
+def encode_queue_item(item: QueueItem) -> str:
+    return dumps(queue_item_to_dict(item))
+
+
+def decode_queue_item(text: str | bytes) -> QueueItem:
+    return queue_item_from_dict(loads(text))
+
+
+def job_to_dict(job: Job) -> dict[str, Any]:
+    """The job as a JSON-safe dict (its state as the enum's value).
+
+    >>> job = Job("j1", "refit", "m", {"window": 100}, created_at=1.0, key="refit:m:7")
+    >>> decode_job(encode_job(job)) == job
+    True
+    """
+    return {
+        "job_id": job.job_id,
+        "kind": job.kind,
+        "model": job.model,
+        "params": job.params,
+        "created_at": job.created_at,
+        "key": job.key,
+        "state": job.state.value,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "run_after": job.run_after,
+        "worker": job.worker,
+        "lease_expires_at": job.lease_expires_at,
+        "updated_at": job.updated_at,
+        "result": job.result,
+        "error": job.error,
+    }
+
+
+def job_from_dict(data: Mapping[str, Any]) -> Job:
+    return Job(
+        job_id=data["job_id"],
+        kind=data["kind"],
+        model=data["model"],
+        params=data["params"],
+        created_at=float(data["created_at"]),
+        key=data.get("key"),
+        state=JobState(data.get("state", JobState.QUEUED.value)),
+        attempts=int(data.get("attempts", 0)),
+        max_attempts=int(data.get("max_attempts", 3)),
+        run_after=float(data.get("run_after", 0.0)),
+        worker=data.get("worker"),
+        lease_expires_at=_optional_float(data.get("lease_expires_at")),
+        updated_at=_optional_float(data.get("updated_at")),
+        result=data.get("result"),
+        error=data.get("error"),
+    )
+
+
+def encode_job(job: Job) -> str:
+    return dumps(job_to_dict(job))
+
+
+def decode_job(text: str | bytes) -> Job:
+    return job_from_dict(loads(text))

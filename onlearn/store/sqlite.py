@@ -8,10 +8,12 @@ threads that run statements at the same time), and every connection is registere
 
 Two connections per thread, because durability differs by what is written:
 
-- *durable* (``synchronous=FULL``): the event log and the registry. A commit returns after the
-  WAL is fsynced, so an acknowledged label survives ``kill -9`` and power loss.
-- *fast* (``synchronous=NORMAL``): prediction records. A crash may lose the last commits, which
-  only loses a join; the client can still send feedback with inline features.
+- *durable* (``synchronous=FULL``): the event log, the registry and the job queue. A commit
+  returns after the WAL is fsynced, so an acknowledged label survives ``kill -9`` and power loss.
+- *fast* (``synchronous=NORMAL``): prediction records and the labelling queue. Every commit
+  survives ``kill -9`` (WAL); a power loss may lose the last ones, which only loses a join or a
+  label request (the client can still send feedback with inline features), and pushes to the
+  labelling queue happen on the predict path.
 
 URL: ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``, with the optional query
 parameter ``busy_timeout_ms`` (default 5000): how long a writer waits for the lock before the
@@ -21,6 +23,7 @@ call fails with :class:`~onlearn.errors.StoreUnavailable`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import re
@@ -33,12 +36,33 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote
 
 from onlearn.errors import ConfigError, StoreUnavailable
-from onlearn.records import Event, EventKind, PredictionRecord, Snapshot, VersionInfo
-from onlearn.store.base import Store
+from onlearn.records import (
+    Event,
+    EventKind,
+    Job,
+    JobState,
+    PredictionRecord,
+    QueueItem,
+    QueueState,
+    Snapshot,
+    VersionInfo,
+)
+from onlearn.store.base import ClaimOutcome, PushOutcome, QueueStats, Store
 from onlearn.store.codec import decode_prediction, dumps, encode_prediction, loads
+from onlearn.store.leases import (
+    check_job,
+    check_priority,
+    check_pushable,
+    claim_verdict,
+    new_claim_id,
+    rank,
+    reclaim_error,
+)
 
 __all__ = [
     "SqliteEventLog",
+    "SqliteJobQueue",
+    "SqliteLabelQueue",
     "SqlitePredictionStore",
     "SqliteRegistry",
     "open_sqlite_store",
@@ -109,6 +133,75 @@ _SCHEMA = [
         artifact BLOB NOT NULL,
         PRIMARY KEY (model, version, seq)
     )""",
+    # Labelling queue. JSON columns (features, proba, result) are TEXT like every payload.
+    """CREATE TABLE IF NOT EXISTS queue_items (
+        model TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        priority REAL NOT NULL,
+        enqueued_at REAL NOT NULL,
+        prediction_id TEXT,
+        dedupe_key TEXT,
+        features TEXT NOT NULL,
+        proba TEXT,
+        uncertainty REAL,
+        reason TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        skips INTEGER NOT NULL,
+        labeller TEXT,
+        claim_id TEXT,
+        lease_expires_at REAL,
+        finished_at REAL,
+        result TEXT,
+        PRIMARY KEY (model, item_id)
+    )""",
+    # The queued items of a model in claim order: claim and peek read it forwards, a full queue
+    # finds its eviction victim reading it backwards, and depth counts it.
+    """CREATE INDEX IF NOT EXISTS queue_items_queued
+        ON queue_items (model, priority DESC, enqueued_at, item_id) WHERE state = 'queued'""",
+    # Leases by expiry, for releasing the expired ones; also counts the claimed items.
+    """CREATE INDEX IF NOT EXISTS queue_items_leases
+        ON queue_items (model, lease_expires_at) WHERE state = 'claimed'""",
+    # At most one item per dedupe key among the items not evicted: the push rule, as a constraint.
+    """CREATE UNIQUE INDEX IF NOT EXISTS queue_items_dedupe
+        ON queue_items (model, dedupe_key) WHERE dedupe_key IS NOT NULL AND state != 'evicted'""",
+    # Only finished items (done, skipped, evicted) have finished_at: what purge_finished reads.
+    """CREATE INDEX IF NOT EXISTS queue_items_finished
+        ON queue_items (model, finished_at) WHERE finished_at IS NOT NULL""",
+    # Counters of each model's queue, apart from the items so that purging keeps them.
+    """CREATE TABLE IF NOT EXISTS queue_counters (
+        model TEXT PRIMARY KEY,
+        labelled INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        expired INTEGER NOT NULL DEFAULT 0,
+        evicted INTEGER NOT NULL DEFAULT 0,
+        rejected INTEGER NOT NULL DEFAULT 0,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        pushed INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS jobs (
+        job_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        model TEXT NOT NULL,
+        params TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        key TEXT,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        run_after REAL NOT NULL,
+        worker TEXT,
+        lease_expires_at REAL,
+        updated_at REAL,
+        result TEXT,
+        error TEXT
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (key) WHERE key IS NOT NULL",
+    # Claim scans the unfinished jobs oldest first; finished ones stay out of the way.
+    """CREATE INDEX IF NOT EXISTS jobs_active
+        ON jobs (created_at, job_id) WHERE state IN ('queued', 'running')""",
+    "CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, job_id)",
+    "CREATE INDEX IF NOT EXISTS jobs_model ON jobs (model, created_at, job_id)",
 ]
 
 # Primary result codes that mean "the database cannot be used", as opposed to a bug in a
@@ -608,6 +701,556 @@ class SqliteRegistry:
         return Snapshot(model, version, seq, at, bytes(artifact))
 
 
+_ITEM_COLUMNS = (
+    "item_id, model, features, priority, enqueued_at, prediction_id, dedupe_key, proba,"
+    " uncertainty, reason, state, attempts, skips, labeller, claim_id, lease_expires_at,"
+    " finished_at, result"
+)
+
+
+def _item_from_row(row: Sequence[Any]) -> QueueItem:
+    (
+        item_id,
+        model,
+        features,
+        priority,
+        enqueued_at,
+        prediction_id,
+        dedupe_key,
+        proba,
+        uncertainty,
+        reason,
+        state,
+        attempts,
+        skips,
+        labeller,
+        claim_id,
+        lease_expires_at,
+        finished_at,
+        result,
+    ) = row
+    return QueueItem(
+        item_id=item_id,
+        model=model,
+        features=loads(features),
+        priority=priority,
+        enqueued_at=enqueued_at,
+        prediction_id=prediction_id,
+        dedupe_key=dedupe_key,
+        proba=None if proba is None else loads(proba),
+        uncertainty=uncertainty,
+        reason=reason,
+        state=QueueState(state),
+        attempts=attempts,
+        skips=skips,
+        labeller=labeller,
+        claim_id=claim_id,
+        lease_expires_at=lease_expires_at,
+        finished_at=finished_at,
+        result=None if result is None else loads(result),
+    )
+
+
+def _item_row(item: QueueItem) -> tuple:
+    """The values of ``_ITEM_COLUMNS`` for ``item``."""
+    return (
+        item.item_id,
+        item.model,
+        dumps(item.features),
+        float(item.priority),
+        item.enqueued_at,
+        item.prediction_id,
+        item.dedupe_key,
+        None if item.proba is None else dumps(item.proba),
+        item.uncertainty,
+        item.reason,
+        item.state.value,
+        item.attempts,
+        item.skips,
+        item.labeller,
+        item.claim_id,
+        item.lease_expires_at,
+        item.finished_at,
+        None if item.result is None else dumps(item.result),
+    )
+
+
+_INSERT_ITEM = f"INSERT INTO queue_items ({_ITEM_COLUMNS}) VALUES ({','.join('?' * 18)})"
+_SELECT_ITEM = f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE model = ? AND item_id = ?"
+_QUEUE_COUNTERS = ("labelled", "skipped", "expired", "evicted", "rejected", "duplicates", "pushed")
+# Both counts read the partial indexes; the counters row may not exist yet. One statement, so
+# the numbers are of one moment.
+_STATS_SQL = f"""SELECT
+    (SELECT count(*) FROM queue_items WHERE model = ?1 AND state = 'queued'),
+    (SELECT count(*) FROM queue_items WHERE model = ?1 AND state = 'claimed'),
+    {", ".join(f"coalesce(c.{name}, 0)" for name in _QUEUE_COUNTERS)}
+    FROM (SELECT 1) LEFT JOIN queue_counters AS c ON c.model = ?1"""
+
+
+def _bump(conn: sqlite3.Connection, model: str, counter: str, by: int = 1) -> None:
+    """Add ``by`` to one of the model's queue counters, inside the caller's transaction."""
+    assert counter in _QUEUE_COUNTERS
+    conn.execute(
+        f"INSERT INTO queue_counters (model, {counter}) VALUES (?, ?)"
+        f" ON CONFLICT (model) DO UPDATE SET {counter} = {counter} + excluded.{counter}",
+        (model, by),
+    )
+
+
+class SqliteLabelQueue:
+    """One row per item; counters in their own table. Every change is one ``BEGIN IMMEDIATE``
+    transaction, so the read that picks items and the write that leases them cannot interleave
+    with another process's: two claims never get the same item."""
+
+    def __init__(self, db: _Database):
+        self._db = db
+
+    @_guarded("push to queue")
+    def push(self, item: QueueItem, *, max_size: int) -> PushOutcome:
+        check_pushable(item)
+        row = _item_row(item)  # encode before taking the write lock
+        model = item.model
+        conn = self._db.fast()
+        with self._db.transaction(conn):
+            # Pushing an item id again is a duplicate too, so that a retried push is harmless.
+            found = conn.execute(
+                "SELECT item_id FROM queue_items WHERE model = ? AND item_id = ?",
+                (model, item.item_id),
+            ).fetchone()
+            if found is None and item.dedupe_key is not None:
+                found = conn.execute(
+                    "SELECT item_id FROM queue_items"
+                    " WHERE model = ? AND dedupe_key = ? AND state != 'evicted'",
+                    (model, item.dedupe_key),
+                ).fetchone()
+            if found is not None:
+                _bump(conn, model, "duplicates")
+                return PushOutcome("duplicate", found[0])
+            evicted = None
+            # Count no further than the bound: a full queue is the usual state.
+            (depth,) = conn.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM queue_items"
+                " WHERE model = ? AND state = 'queued' LIMIT ?)",
+                (model, max(max_size, 0)),
+            ).fetchone()
+            if depth >= max_size:
+                victim = conn.execute(
+                    "SELECT item_id, priority, enqueued_at FROM queue_items"
+                    " WHERE model = ? AND state = 'queued'"
+                    " ORDER BY priority, enqueued_at DESC, item_id DESC LIMIT 1",
+                    (model,),
+                ).fetchone()
+                if victim is None or rank(item) >= (-victim[1], victim[2], victim[0]):
+                    _bump(conn, model, "rejected")
+                    return PushOutcome("rejected")
+                # push has no clock: the new item's enqueued_at is when the victim left.
+                conn.execute(
+                    "UPDATE queue_items SET state = 'evicted', finished_at = ?"
+                    " WHERE model = ? AND item_id = ?",
+                    (item.enqueued_at, model, victim[0]),
+                )
+                _bump(conn, model, "evicted")
+                evicted = victim[0]
+            conn.execute(_INSERT_ITEM, row)
+            _bump(conn, model, "pushed")
+        return PushOutcome("queued", item.item_id, evicted)
+
+    @_guarded("peek queue")
+    def peek(self, model: str, limit: int) -> list[QueueItem]:
+        if limit <= 0:
+            return []
+        rows = (
+            self._db.fast()
+            .execute(
+                f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE model = ? AND state = 'queued'"
+                " ORDER BY priority DESC, enqueued_at, item_id LIMIT ?",
+                (model, limit),
+            )
+            .fetchall()
+        )
+        return [_item_from_row(row) for row in rows]
+
+    @_guarded("reprioritize queue")
+    def reprioritize(self, model: str, priorities: dict[str, float]) -> None:
+        for priority in priorities.values():
+            check_priority(priority)
+        if not priorities:
+            return
+        rows = [(float(p), model, item_id) for item_id, p in priorities.items()]
+        conn = self._db.fast()
+        with self._db.transaction(conn):
+            conn.executemany(
+                "UPDATE queue_items SET priority = ?"
+                " WHERE model = ? AND item_id = ? AND state = 'queued'",
+                rows,
+            )
+
+    @staticmethod
+    def _release_expired(conn: sqlite3.Connection, model: str, now: float) -> int:
+        released = conn.execute(
+            "UPDATE queue_items SET state = 'queued', lease_expires_at = NULL"
+            " WHERE model = ? AND state = 'claimed' AND lease_expires_at <= ?",
+            (model, now),
+        ).rowcount
+        if released:
+            _bump(conn, model, "expired", released)
+        return released
+
+    @_guarded("claim from queue")
+    def claim(
+        self, model: str, *, limit: int, lease_s: float, labeller: str | None, now: float
+    ) -> list[QueueItem]:
+        conn = self._db.fast()
+        # One transaction from release to lease: the items picked are leased before any other
+        # connection can read them as queued.
+        with self._db.transaction(conn):
+            self._release_expired(conn, model, now)
+            if limit <= 0:
+                return []
+            rows = conn.execute(
+                f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE model = ? AND state = 'queued'"
+                " ORDER BY priority DESC, enqueued_at, item_id LIMIT ?",
+                (model, limit),
+            ).fetchall()
+            claimed = [
+                dataclasses.replace(
+                    item,
+                    state=QueueState.CLAIMED,
+                    claim_id=new_claim_id(),
+                    attempts=item.attempts + 1,
+                    labeller=labeller,
+                    lease_expires_at=now + lease_s,
+                )
+                for item in map(_item_from_row, rows)
+            ]
+            conn.executemany(
+                "UPDATE queue_items SET state = 'claimed', claim_id = ?, attempts = ?,"
+                " labeller = ?, lease_expires_at = ? WHERE model = ? AND item_id = ?",
+                [
+                    (i.claim_id, i.attempts, i.labeller, i.lease_expires_at, model, i.item_id)
+                    for i in claimed
+                ],
+            )
+        return claimed
+
+    @_guarded("complete queue item")
+    def complete(
+        self, model: str, item_id: str, claim_id: str | None, result: dict, now: float
+    ) -> ClaimOutcome:
+        result_text = dumps(result)
+        conn = self._db.fast()
+        with self._db.transaction(conn):
+            row = conn.execute(_SELECT_ITEM, (model, item_id)).fetchone()
+            if row is None:
+                return ClaimOutcome("unknown")
+            item = _item_from_row(row)
+            refused = claim_verdict(item, claim_id)
+            if refused is not None:
+                return ClaimOutcome(refused, item)
+            conn.execute(
+                "UPDATE queue_items SET state = 'done', result = ?, finished_at = ?,"
+                " lease_expires_at = NULL WHERE model = ? AND item_id = ?",
+                (result_text, now, model, item_id),
+            )
+            _bump(conn, model, "labelled")
+        done = dataclasses.replace(
+            item,
+            state=QueueState.DONE,
+            result=loads(result_text),
+            finished_at=now,
+            lease_expires_at=None,
+        )
+        return ClaimOutcome("ok", done)
+
+    @_guarded("skip queue item")
+    def skip(
+        self, model: str, item_id: str, claim_id: str | None, now: float, *, max_skips: int
+    ) -> ClaimOutcome:
+        conn = self._db.fast()
+        with self._db.transaction(conn):
+            row = conn.execute(_SELECT_ITEM, (model, item_id)).fetchone()
+            if row is None:
+                return ClaimOutcome("unknown")
+            item = _item_from_row(row)
+            refused = claim_verdict(item, claim_id)
+            if refused is not None:
+                return ClaimOutcome(refused, item)
+            skips = item.skips + 1
+            if skips >= max_skips:
+                item = dataclasses.replace(
+                    item,
+                    state=QueueState.SKIPPED,
+                    skips=skips,
+                    lease_expires_at=None,
+                    finished_at=now,
+                )
+            else:
+                item = dataclasses.replace(
+                    item, state=QueueState.QUEUED, skips=skips, lease_expires_at=None
+                )
+            conn.execute(
+                "UPDATE queue_items SET state = ?, skips = ?, lease_expires_at = NULL,"
+                " finished_at = ? WHERE model = ? AND item_id = ?",
+                (item.state.value, skips, item.finished_at, model, item_id),
+            )
+            _bump(conn, model, "skipped")
+        return ClaimOutcome("ok", item)
+
+    @_guarded("release expired leases")
+    def release_expired(self, model: str, now: float) -> int:
+        conn = self._db.fast()
+        with self._db.transaction(conn):
+            return self._release_expired(conn, model, now)
+
+    @_guarded("get queue item")
+    def get(self, model: str, item_id: str) -> QueueItem | None:
+        row = self._db.fast().execute(_SELECT_ITEM, (model, item_id)).fetchone()
+        return None if row is None else _item_from_row(row)
+
+    @_guarded("queue stats")
+    def stats(self, model: str) -> QueueStats:
+        depth, claimed, *counters = self._db.fast().execute(_STATS_SQL, (model,)).fetchone()
+        return QueueStats(
+            depth=depth, claimed=claimed, **dict(zip(_QUEUE_COUNTERS, counters, strict=True))
+        )
+
+    @_guarded("purge queue")
+    def purge_finished(self, model: str, before: float) -> int:
+        conn = self._db.fast()
+        total = 0
+        while True:
+            with self._db.transaction(conn):
+                deleted = conn.execute(
+                    "DELETE FROM queue_items WHERE rowid IN ("
+                    " SELECT rowid FROM queue_items WHERE model = ? AND finished_at < ?"
+                    " AND state IN ('done', 'skipped', 'evicted') LIMIT ?)",
+                    (model, before, _PURGE_CHUNK),
+                ).rowcount
+            total += deleted
+            if deleted < _PURGE_CHUNK:
+                return total
+
+
+_JOB_COLUMNS = (
+    "job_id, kind, model, params, created_at, key, state, attempts, max_attempts, run_after,"
+    " worker, lease_expires_at, updated_at, result, error"
+)
+
+
+def _job_from_row(row: Sequence[Any]) -> Job:
+    (
+        job_id,
+        kind,
+        model,
+        params,
+        created_at,
+        key,
+        state,
+        attempts,
+        max_attempts,
+        run_after,
+        worker,
+        lease_expires_at,
+        updated_at,
+        result,
+        error,
+    ) = row
+    return Job(
+        job_id=job_id,
+        kind=kind,
+        model=model,
+        params=loads(params),
+        created_at=created_at,
+        key=key,
+        state=JobState(state),
+        attempts=attempts,
+        max_attempts=max_attempts,
+        run_after=run_after,
+        worker=worker,
+        lease_expires_at=lease_expires_at,
+        updated_at=updated_at,
+        result=None if result is None else loads(result),
+        error=error,
+    )
+
+
+_SELECT_JOB = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = ?"
+
+
+class SqliteJobQueue:
+    """One row per job, on the durable connection: jobs are few and a lost "done" reruns a refit."""
+
+    def __init__(self, db: _Database):
+        self._db = db
+
+    @_guarded("enqueue job")
+    def enqueue(self, job: Job) -> Job:
+        check_job(job)
+        row = (
+            job.job_id,
+            job.kind,
+            job.model,
+            dumps(job.params),
+            job.created_at,
+            job.key,
+            job.state.value,
+            job.attempts,
+            job.max_attempts,
+            job.run_after,
+            job.worker,
+            job.lease_expires_at,
+            job.updated_at,
+            None if job.result is None else dumps(job.result),
+            job.error,
+        )
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            found = conn.execute(_SELECT_JOB, (job.job_id,)).fetchone()
+            if found is None and job.key is not None:
+                found = conn.execute(
+                    f"SELECT {_JOB_COLUMNS} FROM jobs WHERE key = ?", (job.key,)
+                ).fetchone()
+            if found is not None:
+                return _job_from_row(found)
+            conn.execute(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({','.join('?' * 15)})", row)
+        return job
+
+    @_guarded("claim job")
+    def claim(
+        self, worker: str, *, lease_s: float, now: float, kinds: Sequence[str] | None = None
+    ) -> Job | None:
+        if kinds is not None and not kinds:
+            return None
+        kinds = list(kinds or ())
+        kind_filter = f" AND kind IN ({','.join('?' * len(kinds))})" if kinds else ""
+        # "state IN (...)" repeats the partial index's condition, which lets SQLite use it.
+        sql = (
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running')"
+            " AND ((state = 'queued' AND run_after <= ?)"
+            f" OR (state = 'running' AND lease_expires_at <= ?)){kind_filter}"
+            " ORDER BY created_at, job_id LIMIT 1"
+        )
+        conn = self._db.durable()
+        # Picking and leasing in one transaction: two workers never lease the same job.
+        with self._db.transaction(conn):
+            while True:
+                row = conn.execute(sql, (now, now, *kinds)).fetchone()
+                if row is None:
+                    return None
+                job = _job_from_row(row)
+                if job.state is JobState.RUNNING and job.attempts >= job.max_attempts:
+                    # Its worker died on the last allowed attempt: a job that kills its worker
+                    # must not be handed out forever.
+                    conn.execute(
+                        "UPDATE jobs SET state = 'failed', error = ?, lease_expires_at = NULL,"
+                        " updated_at = ? WHERE job_id = ?",
+                        (reclaim_error(job), now, job.job_id),
+                    )
+                    continue
+                job = dataclasses.replace(
+                    job,
+                    state=JobState.RUNNING,
+                    attempts=job.attempts + 1,
+                    worker=worker,
+                    lease_expires_at=now + lease_s,
+                    updated_at=now,
+                )
+                conn.execute(
+                    "UPDATE jobs SET state = 'running', attempts = ?, worker = ?,"
+                    " lease_expires_at = ?, updated_at = ? WHERE job_id = ?",
+                    (job.attempts, worker, job.lease_expires_at, now, job.job_id),
+                )
+                return job
+
+    @staticmethod
+    def _held(conn: sqlite3.Connection, job_id: str, worker: str) -> Job | None:
+        row = conn.execute(_SELECT_JOB, (job_id,)).fetchone()
+        if row is None:
+            return None
+        job = _job_from_row(row)
+        return job if job.state is JobState.RUNNING and job.worker == worker else None
+
+    @_guarded("heartbeat job")
+    def heartbeat(self, job_id: str, worker: str, *, lease_s: float, now: float) -> bool:
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            return bool(
+                conn.execute(
+                    "UPDATE jobs SET lease_expires_at = ?, updated_at = ?"
+                    " WHERE job_id = ? AND state = 'running' AND worker = ?",
+                    (now + lease_s, now, job_id, worker),
+                ).rowcount
+            )
+
+    @_guarded("complete job")
+    def complete(self, job_id: str, worker: str, result: dict, now: float) -> Job | None:
+        result_text = dumps(result)
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            row = conn.execute(_SELECT_JOB, (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = _job_from_row(row)
+            if job.state is JobState.DONE:
+                return job
+            if job.state is not JobState.RUNNING or job.worker != worker:
+                return None
+            conn.execute(
+                "UPDATE jobs SET state = 'done', result = ?, lease_expires_at = NULL,"
+                " updated_at = ? WHERE job_id = ?",
+                (result_text, now, job_id),
+            )
+        return dataclasses.replace(
+            job,
+            state=JobState.DONE,
+            result=loads(result_text),
+            lease_expires_at=None,
+            updated_at=now,
+        )
+
+    @_guarded("fail job")
+    def fail(
+        self, job_id: str, worker: str, error: str, now: float, *, retry_in: float
+    ) -> Job | None:
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            job = self._held(conn, job_id, worker)
+            if job is None:
+                return None
+            if job.attempts >= job.max_attempts:
+                job = dataclasses.replace(job, state=JobState.FAILED)
+            else:
+                job = dataclasses.replace(job, state=JobState.QUEUED, run_after=now + retry_in)
+            job = dataclasses.replace(job, error=error, lease_expires_at=None, updated_at=now)
+            conn.execute(
+                "UPDATE jobs SET state = ?, run_after = ?, error = ?, lease_expires_at = NULL,"
+                " updated_at = ? WHERE job_id = ?",
+                (job.state.value, job.run_after, error, now, job_id),
+            )
+        return job
+
+    @_guarded("get job")
+    def get(self, job_id: str) -> Job | None:
+        row = self._db.durable().execute(_SELECT_JOB, (job_id,)).fetchone()
+        return None if row is None else _job_from_row(row)
+
+    @_guarded("list jobs")
+    def list(self, model: str | None = None, limit: int = 100) -> list[Job]:
+        if limit <= 0:
+            return []
+        where, args = ("", ()) if model is None else (" WHERE model = ?", (model,))
+        rows = (
+            self._db.durable()
+            .execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs{where}"
+                " ORDER BY created_at DESC, job_id DESC LIMIT ?",
+                (*args, limit),
+            )
+            .fetchall()
+        )
+        return [_job_from_row(row) for row in rows]
+
+
 def open_sqlite_store(url: str) -> Store:
     """Open (creating if needed) the SQLite store at ``url``.
 
@@ -640,5 +1283,7 @@ def open_sqlite_store(url: str) -> Store:
         log=SqliteEventLog(db),
         predictions=SqlitePredictionStore(db),
         registry=SqliteRegistry(db),
+        queue=SqliteLabelQueue(db),
+        jobs=SqliteJobQueue(db),
         closers=[db.close],
     )

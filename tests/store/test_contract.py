@@ -15,6 +15,7 @@ from onlearn.store.memory import MemoryEventLog
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
     "memory": lambda request: "memory://",
     "sqlite": lambda request: f"sqlite:///{request.getfixturevalue('tmp_path')}/contract.db",
+    "redis": lambda request: request.getfixturevalue("redis_url"),
 }
 
 

@@ -1,0 +1,98 @@
+"""Rules that every backend's LabelQueue and JobQueue apply alike: order, claims, validation.
+
+Kept apart from the backends so that ``memory://`` and ``sqlite://`` cannot drift apart on who
+may finish a claimed item or which item ranks first; a Redis script implements the same rules.
+
+>>> item = QueueItem("a", "m", {}, priority=0.5, enqueued_at=10.0)
+>>> rank(item)
+(-0.5, 10.0, 'a')
+>>> claim_verdict(item, None) is None, claim_verdict(item, "0123")
+(True, 'conflict')
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from onlearn.records import Job, JobState, QueueItem, QueueState
+
+__all__ = [
+    "FINISHED_STATES",
+    "check_job",
+    "check_priority",
+    "check_pushable",
+    "claim_verdict",
+    "job_order",
+    "new_claim_id",
+    "rank",
+    "reclaim_error",
+]
+
+# States an item never leaves, except by purge_finished.
+FINISHED_STATES = (QueueState.DONE, QueueState.SKIPPED, QueueState.EVICTED)
+
+
+def new_claim_id() -> str:
+    """A random claim id: 16 hex digits, unguessable by another labeller."""
+    return os.urandom(8).hex()
+
+
+def rank(item: QueueItem) -> tuple[float, float, str]:
+    """The claim order of queued items, smallest first: priority descending, then oldest first,
+    then ``item_id``. The lowest-ranked queued item (the largest key: lowest priority, newest) is
+    the one a full queue evicts, and a new item evicts it only if its key is strictly smaller."""
+    return (-item.priority, item.enqueued_at, item.item_id)
+
+
+def job_order(job: Job) -> tuple[float, str]:
+    """Claim order of jobs, oldest first (``job_id`` breaks ties); ``list`` is the reverse."""
+    return (job.created_at, job.job_id)
+
+
+def claim_verdict(item: QueueItem, claim_id: str | None) -> str | None:
+    """Why ``complete``/``skip`` with ``claim_id`` is refused for ``item``, or None to accept.
+
+    Accepted: the item's current claim, or its last one when the lease ran out and nobody claimed
+    the item since (it is queued again with that ``claim_id``); or no ``claim_id`` at all for an
+    item that is claimed or queued. A done item answers ``already_done``; skipped out or evicted
+    ones ``gone``.
+    """
+    if item.state is QueueState.DONE:
+        return "already_done"
+    if item.state in (QueueState.SKIPPED, QueueState.EVICTED):
+        return "gone"
+    if claim_id is None or claim_id == item.claim_id:
+        return None
+    return "conflict"
+
+
+def reclaim_error(job: Job) -> str:
+    """The error of a job whose worker died on its last allowed attempt."""
+    return (
+        f"the lease ran out on attempt {job.attempts} of {job.max_attempts} "
+        f"(worker {job.worker!r} stopped without finishing)"
+    )
+
+
+def check_priority(priority: float) -> None:
+    # SQLite stores NaN as NULL and NaN has no place in an order: refuse it in every backend.
+    try:
+        finite = math.isfinite(priority)
+    except TypeError:
+        finite = False
+    if not finite:
+        raise ValueError(f"a queue priority must be a finite number, got {priority!r}")
+
+
+def check_pushable(item: QueueItem) -> None:
+    """Refuse an item that ``push`` cannot queue as given."""
+    if item.state is not QueueState.QUEUED:
+        raise ValueError(f"push takes a queued item, got state {item.state.value!r}")
+    check_priority(item.priority)
+
+
+def check_job(job: Job) -> None:
+    """Refuse a job that ``enqueue`` cannot store as given."""
+    if job.state is not JobState.QUEUED:
+        raise ValueError(f"enqueue takes a queued job, got state {job.state.value!r}")

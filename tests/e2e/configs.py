@@ -1,0 +1,101 @@
+"""Configs of the servers the end-to-end tests share.
+
+CONFIG is the server of the API tests: one model per group of tests, so that the counters and
+metrics a test checks are its own.
+"""
+
+from __future__ import annotations
+
+from tests.e2e.helpers import XY_FEATURES, xy_model
+
+MAX_BODY_BYTES = 4096
+MAX_BATCH_ROWS = 8
+
+# Every feature type and rule: the model the validation tests talk to.
+SHAPES_FEATURES = """
+weight = { type = "number", min = 0, max = 100 }
+legs = { type = "integer", min = 0, max = 4 }
+color = { type = "category", values = ["black", "white", "ginger"] }
+indoor = { type = "boolean" }
+name = { type = "string", nullable = true }
+age = { type = "number", nullable = true }
+"""
+
+CONFIG = f"""
+[limits]
+max_body_bytes = {MAX_BODY_BYTES}
+max_batch_rows = {MAX_BATCH_ROWS}
+
+[models.shapes]
+task = "classification"
+classes = ["cat", "dog"]
+unknown_fields = "reject"
+pipeline = {{ name = "logistic_regression" }}
+[models.shapes.features]
+{SHAPES_FEATURES}
+
+[models.loose]
+task = "classification"
+unknown_fields = "drop"
+pipeline = {{ name = "logistic_regression" }}
+[models.loose.features]
+{SHAPES_FEATURES}
+
+[models.reg]
+task = "regression"
+pipeline = {{ name = "linear_regression" }}
+[models.reg.features]
+x = {{ type = "number" }}
+
+[models.huge]
+task = "regression"
+pipeline = {{ name = "linear_regression" }}
+[models.huge.features]
+k = {{ type = "integer" }}
+
+{xy_model("learns")}
+{xy_model("fb")}
+{xy_model("scored")}
+{xy_model("observed")}
+{xy_model("dup")}
+{xy_model("fbatch")}
+{xy_model("nowait")}
+{xy_model("inline")}
+{xy_model("short", prediction_ttl_s=1)}
+"""
+
+MODELS = {
+    "shapes",
+    "loose",
+    "reg",
+    "huge",
+    "learns",
+    "fb",
+    "scored",
+    "observed",
+    "dup",
+    "fbatch",
+    "nowait",
+    "inline",
+    "short",
+}
+
+# A valid row of the shapes model.
+CAT = {"weight": 4.5, "legs": 4, "color": "ginger", "indoor": True, "name": "Tom", "age": 3.0}
+
+
+# test_workers.py: one server, two processes.
+WORKERS_CONFIG = xy_model("shared") + "\n" + xy_model("joined")
+
+# test_restart.py: a linear model and a seeded forest (randomness must replay identically).
+RESTART_CONFIG = f"""
+{xy_model("lin")}
+
+[models.forest]
+task = "classification"
+classes = ["pos", "neg"]
+pipeline = {{ name = "adaptive_random_forest", n_models = 3 }}
+[models.forest.features]
+{XY_FEATURES}
+"""
+RESTART_MODELS = ("lin", "forest")

@@ -1,0 +1,60 @@
+"""Real ``onlearn serve`` processes for the end-to-end tests.
+
+Starting a server costs seconds of imports, so the servers the selected tests need are launched
+together, when the first of them is asked for, and start side by side. The API tests share one
+server (``server``, ``api``) and use models of their own in it (see configs.py); tests that stop
+or kill a server get one of their own.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put the root there
+    sys.path.insert(0, str(ROOT))
+
+from tests.e2e.configs import CONFIG, RESTART_CONFIG, WORKERS_CONFIG  # noqa: E402
+from tests.e2e.helpers import READY_TIMEOUT, launch, shutdown  # noqa: E402
+from tests.servers import ServerProcess  # noqa: E402
+
+# server name -> (config, worker processes, the test modules that use it)
+SERVERS = {
+    "main": (CONFIG, 1, {"test_api", "test_feedback", "test_metrics", "test_predict"}),
+    "workers": (WORKERS_CONFIG, 2, {"test_workers"}),
+    "restart-graceful": (RESTART_CONFIG, 1, {"test_restart"}),
+    "restart-crash": (RESTART_CONFIG, 1, {"test_restart"}),
+}
+
+
+@pytest.fixture(scope="session")
+def launched(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, ServerProcess]]:
+    """The servers the selected tests use, launched at once; ``wait_ready()`` before use."""
+    selected = {Path(str(item.path)).stem for item in request.session.items}
+    servers: dict[str, ServerProcess] = {}
+    try:
+        for name, (config, workers, users) in SERVERS.items():
+            if users & selected:
+                servers[name] = launch(tmp_path_factory.mktemp(name), config, workers=workers)
+        yield servers
+    finally:
+        for process in servers.values():
+            shutdown(process)
+
+
+@pytest.fixture(scope="session")
+def server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["main"].wait_ready(READY_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def api(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client

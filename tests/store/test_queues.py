@@ -1,0 +1,290 @@
+"""Every LabelQueue and JobQueue check against every backend, plus SQLite across processes.
+
+A new backend is one more entry in BACKENDS.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from onlearn.checks.queues import (
+    all_job_checks,
+    all_queue_checks,
+    check_queue_order_is_priority_then_oldest_then_id,
+    check_queues,
+)
+from onlearn.errors import StoreUnavailable
+from onlearn.records import Job, JobState, QueueItem, QueueState
+from onlearn.store.base import JobQueue, LabelQueue, Store, open_store
+from onlearn.store.codec import decode_job, decode_queue_item, encode_job, encode_queue_item
+from onlearn.store.memory import MemoryLabelQueue
+from onlearn.store.sqlite import open_sqlite_store
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Backend name -> the URL of a fresh, empty store, given the requesting test (for its fixtures).
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
+    "memory": lambda request: "memory://",
+    "sqlite": lambda request: f"sqlite:///{request.getfixturevalue('tmp_path')}/queues.db",
+}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    with open_store(BACKENDS[request.param](request)) as opened:
+        yield opened
+
+
+@pytest.mark.parametrize("check", list(all_queue_checks()), ids=lambda check: check.__name__)
+def test_label_queue_contract(store: Store, check: Callable[[Store], None]) -> None:
+    check(store)
+
+
+@pytest.mark.parametrize("check", list(all_job_checks()), ids=lambda check: check.__name__)
+def test_job_queue_contract(store: Store, check: Callable[[Store], None]) -> None:
+    check(store)
+
+
+def test_store_has_both_queues(store: Store) -> None:
+    assert isinstance(store.queue, LabelQueue)
+    assert isinstance(store.jobs, JobQueue)
+
+
+def test_check_queues_runs_every_check_on_a_fresh_store() -> None:
+    opened: list[Store] = []
+
+    def open_fresh() -> Store:
+        opened.append(open_store("memory://"))
+        return opened[-1]
+
+    check_queues(open_fresh)
+    assert len(opened) == len(list(all_queue_checks())) + len(list(all_job_checks())) > 20
+    assert len({id(s) for s in opened}) == len(opened)
+
+
+class _FifoQueue(MemoryLabelQueue):
+    """A queue that ignores priorities: a backend bug the checks must see."""
+
+    def push(self, item, *, max_size):  # type: ignore[no-untyped-def]
+        return super().push(dataclasses.replace(item, priority=0.0), max_size=max_size)
+
+
+def test_a_broken_queue_fails_the_checks() -> None:
+    store = open_store("memory://")
+    store.queue = _FifoQueue()
+    with pytest.raises(AssertionError):
+        check_queue_order_is_priority_then_oldest_then_id(store)
+
+
+def test_a_store_without_queues_fails_clearly() -> None:
+    store = open_store("memory://")
+    store.queue = None
+    with pytest.raises(AssertionError, match="no label queue"):
+        check_queue_order_is_priority_then_oldest_then_id(store)
+
+
+def test_codec_round_trips_queue_items_and_jobs() -> None:
+    item = QueueItem(
+        "i",
+        "m",
+        {"x": 1, "s": "é"},
+        priority=0.25,
+        enqueued_at=1.5,
+        prediction_id="p",
+        dedupe_key="k",
+        proba=[[True, 0.75], [False, 0.25]],
+        uncertainty=0.25,
+        reason="random",
+        state=QueueState.DONE,
+        attempts=2,
+        skips=1,
+        labeller="ann",
+        claim_id="ab12",
+        lease_expires_at=None,
+        finished_at=9.0,
+        result={"seq": 3, "version": "v1"},
+    )
+    back = decode_queue_item(encode_queue_item(item))
+    assert back == item and back.state is QueueState.DONE
+    assert type(back.proba[0][0]) is bool  # type: ignore[index]
+    job = Job(
+        "j", "refit", "m", {"a": [1, None]}, 2.0, key="k", state=JobState.FAILED, attempts=3,
+        run_after=5.0, worker="w", lease_expires_at=None, updated_at=6.0, result=None, error="x",
+    )  # fmt: skip
+    assert decode_job(encode_job(job)) == job
+
+
+# --- SQLite ----------------------------------------------------------------------------------
+
+
+def _url(tmp_path: Path, query: str = "") -> str:
+    return f"sqlite:///{tmp_path / 'onlearn.db'}{query}"
+
+
+def _run_python(code: str, *args: str) -> subprocess.Popen:
+    """Start ``python -c code args...`` on this checkout, with pipes for stdin and stdout."""
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+    )
+
+
+def _start_together(procs: list[subprocess.Popen]) -> None:
+    """Wait until every process has opened its store, then let them all go at once."""
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+
+
+def test_queue_and_jobs_survive_close_and_reopen(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    with open_sqlite_store(url) as store:
+        assert store.queue is not None and store.jobs is not None
+        for n in range(3):
+            store.queue.push(QueueItem(f"i{n}", "m", {"x": n}, n / 10, 1.0), max_size=2)
+        (claimed,) = store.queue.claim("m", limit=1, lease_s=10, labeller="ann", now=2.0)
+        store.queue.complete("m", claimed.item_id, claimed.claim_id, {"seq": 1}, now=3.0)
+        stats = store.queue.stats("m")
+        store.jobs.enqueue(Job("j", "refit", "m", {}, 1.0, key="k"))
+        job = store.jobs.claim("w", lease_s=10, now=2.0)
+    with open_sqlite_store(url) as store:
+        assert store.queue is not None and store.jobs is not None
+        assert store.queue.stats("m") == stats and stats.evicted == 1 and stats.labelled == 1
+        assert store.queue.get("m", claimed.item_id).result == {"seq": 1}  # type: ignore[union-attr]
+        assert store.jobs.get("j") == job
+        assert store.jobs.enqueue(Job("j2", "refit", "m", {}, 5.0, key="k")) == job
+
+
+def test_locked_database_makes_queue_calls_unavailable(tmp_path: Path) -> None:
+    url = _url(tmp_path, "?busy_timeout_ms=50")
+    with open_sqlite_store(url) as store:
+        assert store.queue is not None and store.jobs is not None
+        store.queue.push(QueueItem("a", "m", {}, 0.5, 1.0), max_size=10)
+        locker = sqlite3.connect(tmp_path / "onlearn.db", isolation_level=None)
+        locker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreUnavailable, match="claim from queue"):
+                store.queue.claim("m", limit=1, lease_s=10, labeller=None, now=2.0)
+            with pytest.raises(StoreUnavailable, match="enqueue job"):
+                store.jobs.enqueue(Job("j", "refit", "m", {}, 1.0))
+            assert store.queue.stats("m").depth == 1, "readers do not wait for the writer"
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert len(store.queue.claim("m", limit=1, lease_s=10, labeller=None, now=2.0)) == 1
+
+
+_LABELLER = """
+    import json, sys
+    from onlearn.store.base import open_store
+
+    name = sys.argv[1]
+    with open_store({url!r}) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()  # wait for "go", so that every labeller claims at the same time
+        got = []
+        while batch := store.queue.claim("m", limit=2, lease_s=3600, labeller=name, now=10.0):
+            got.extend((item.item_id, item.claim_id) for item in batch)
+        print(json.dumps(got), flush=True)
+"""
+
+
+def test_processes_claiming_from_one_queue_get_disjoint_items(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    total = 150
+    with open_sqlite_store(url) as store:
+        assert store.queue is not None
+        for n in range(total):
+            item = QueueItem(f"i{n:03d}", "m", {"n": n}, priority=(n % 10) / 10, enqueued_at=1.0)
+            assert store.queue.push(item, max_size=total).status == "queued"
+    procs = [_run_python(_LABELLER.format(url=url), f"l{p}") for p in range(3)]
+    _start_together(procs)
+    claims: dict[str, list[list[str]]] = {}
+    for p, proc in enumerate(procs):
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        claims[f"l{p}"] = json.loads(out)
+    claimed = [item_id for got in claims.values() for item_id, _ in got]
+    assert len(claimed) == len(set(claimed)), "two processes claimed the same item"
+    assert sorted(claimed) == [f"i{n:03d}" for n in range(total)], "every item was claimed"
+    with open_sqlite_store(url) as store:
+        assert store.queue is not None
+        for name, got in claims.items():
+            for item_id, claim_id in got:
+                item = store.queue.get("m", item_id)
+                assert item is not None and item.state is QueueState.CLAIMED
+                assert (item.labeller, item.claim_id, item.attempts) == (name, claim_id, 1)
+        assert store.queue.stats("m").claimed == total
+
+
+_WORKER = """
+    import json, sys, time
+    from onlearn.store.base import open_store
+
+    name, now, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    with open_store({url!r}) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        job = store.jobs.claim(name, lease_s=30, now=now)
+        print(json.dumps(None if job is None else [job.job_id, job.attempts]), flush=True)
+        if mode == "hang":
+            time.sleep(3600)  # killed with SIGKILL while holding the lease
+        elif job is not None:
+            done = store.jobs.complete(job.job_id, name, {{"by": name}}, now=now + 1)
+            print(json.dumps(done is not None), flush=True)
+"""
+
+
+def test_job_of_a_killed_worker_is_reclaimed_and_finished_once(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    with open_sqlite_store(url) as store:
+        assert store.jobs is not None
+        store.jobs.enqueue(Job("refit-1", "refit", "m", {"window": 10}, created_at=100.0))
+    doomed = _run_python(_WORKER.format(url=url), "doomed", "100", "hang")
+    _start_together([doomed])
+    assert json.loads(doomed.stdout.readline()) == ["refit-1", 1]
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.communicate(timeout=10)
+    assert doomed.returncode == -signal.SIGKILL
+
+    # Within the lease nobody gets the job; once it has run out, exactly one of two racing
+    # workers reclaims it and finishes it.
+    with open_sqlite_store(url) as store:
+        assert store.jobs is not None
+        assert store.jobs.claim("early", lease_s=30, now=129.9) is None, "the lease still holds"
+    racers = [_run_python(_WORKER.format(url=url), f"w{n}", "130", "finish") for n in range(2)]
+    _start_together(racers)
+    answers = []
+    for proc in racers:
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        answers.append([json.loads(line) for line in out.splitlines()])
+    winners = [n for n, lines in enumerate(answers) if lines[0] is not None]
+    assert len(winners) == 1, f"exactly one worker reclaims the job: {answers}"
+    (winner,) = winners
+    assert answers[winner] == [["refit-1", 2], True]
+    assert answers[1 - winner] == [None]
+    with open_sqlite_store(url) as store:
+        assert store.jobs is not None
+        job = store.jobs.get("refit-1")
+        assert job is not None and job.state is JobState.DONE
+        assert (job.attempts, job.worker, job.result) == (2, f"w{winner}", {"by": f"w{winner}"})
+        assert store.jobs.complete("refit-1", "doomed", {"by": "doomed"}, now=200.0) == job

@@ -1,0 +1,394 @@
+"""Redis-specific behaviour: key layout, several processes, outages and restarts, expiry, URLs.
+
+Every test runs against a private ``redis-server`` started by the fixtures of tests/conftest.py;
+the shared contract checks run through ``BACKENDS`` in test_contract.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from onlearn.errors import ConfigError, StoreUnavailable
+from onlearn.records import Event, EventKind, PredictionRecord, Snapshot
+from onlearn.store.base import Store
+from onlearn.store.redis import open_redis_store, parse_redis_url
+from onlearn.store.redis_keys import RedisKeys
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _event(i: int, key: str | None = None) -> Event:
+    return Event(EventKind.LABEL, {"features": {"x": i}, "label": i % 3 == 0}, at=float(i), key=key)
+
+
+def _record(rid: str, expires_at: float) -> PredictionRecord:
+    return PredictionRecord(
+        rid, "m", time.time(), {"x": 1}, "v1", {"v1": {"label": True}}, expires_at=expires_at
+    )
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[Store]:
+    with open_redis_store(redis_url) as opened:
+        yield opened
+
+
+def _workload(store: Store, model: str) -> None:
+    """Touch every kind of key of ``model``; the seqs and versions prove the model starts empty
+    (so that it shares no key with another model or prefix)."""
+    seqs = store.log.append(model, [_event(i, key=f"k{i}" if i % 2 else None) for i in range(10)])
+    assert seqs == list(range(1, 11))
+    assert store.log.trim(model, upto=4) == 4
+    store.predictions.put_many([_record(f"{model}/p1", time.time() + 600)])
+    assert store.registry.create_version(model, {"n": 1}, {}, at=1.0).version == "v1"
+    store.registry.set_role(model, "champion", "v1", actor="t", reason="r", at=2.0)
+    store.registry.put_snapshot(Snapshot(model, "v1", 10, 3.0, b"\x00\xffstate"))
+
+
+def test_every_key_comes_from_redis_keys_and_carries_the_prefix(redis_url: str) -> None:
+    odd = "odd:name{tag}*?[x] é"
+    with open_redis_store(redis_url) as store:
+        for model in ("m", odd):
+            _workload(store, model)
+        assert store.log.read(odd, after=0)[0].seq == 5
+        assert store.registry.latest_snapshot(odd, "v1").artifact == b"\x00\xffstate"  # type: ignore[union-attr]
+    with open_redis_store(f"{redis_url}?prefix=team-a:onlearn") as team_store:
+        _workload(team_store, "m")  # starts at seq 1 and v1: no key shared with the default prefix
+
+    client = redis.Redis.from_url(redis_url)
+    found = set(client.scan_iter(count=1000))
+    default, team = RedisKeys(), RedisKeys("team-a:onlearn")
+    strays = [k for k in found if not (default.owns(k) or team.owns(k))]
+    assert not strays, f"keys not named by redis_keys: {strays}"
+    assert {k for k in found if default.owns(k)} == set(client.scan_iter(match=default.match))
+    assert all(k.startswith(b"onlearn:") or k.startswith(b"team-a:onlearn:") for k in found)
+    # The layout documented in redis_keys is the one in use: every kind of key is there.
+    for keys in (default, team):
+        expected = {
+            keys.log("m"),
+            keys.log_head("m"),
+            keys.log_keys("m"),
+            keys.versions("m"),
+            keys.versions_last("m"),
+            keys.roles("m"),
+            keys.role_history("m"),
+            keys.snapshots("m", "v1"),
+            keys.snapshot("m", "v1", 10),
+            keys.prediction("m/p1"),
+            keys.predictions_expiry(),
+        }
+        assert {k.encode() for k in expected} <= found
+    # Only the idempotency keys of untrimmed events are kept (k5, k7, k9).
+    assert sorted(client.hkeys(default.log_keys("m"))) == [b"k5", b"k7", b"k9"]
+    assert client.type(default.log("m")) == b"stream"
+
+
+_WRITER = """
+    import json, sys
+    from onlearn.records import Event, EventKind
+    from onlearn.store.redis import open_redis_store
+
+    name, rounds, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    with open_redis_store(url) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()  # wait for "go", so that every writer runs at the same time
+        seqs = []
+        for r in range(rounds):
+            batch = [Event(EventKind.LABEL, {"w": name, "r": r, "i": i}, at=0.0)
+                     for i in range(1 + r % 3)]
+            if r % 10 == 0:
+                batch.append(Event(EventKind.LABEL, {"w": name}, at=0.0, key=f"shared-{r}"))
+            seqs.append(store.log.append("m", batch))
+        print(json.dumps(seqs), flush=True)
+"""
+
+
+def test_processes_appending_to_one_log_get_unique_gapless_seqs(redis_url: str) -> None:
+    writers, rounds = 4, 40
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", textwrap.dedent(_WRITER), f"w{w}", str(rounds), redis_url],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=REPO,
+        )
+        for w in range(writers)
+    ]
+    for proc in procs:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    results = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        results.append(json.loads(out))
+
+    per_writer = sum(1 + r % 3 for r in range(rounds))
+    shared = len(range(0, rounds, 10))
+    total = writers * per_writer + shared
+    with open_redis_store(redis_url) as store:
+        events = store.log.read("m", after=0, limit=10_000)
+        assert [e.seq for e in events] == list(range(1, total + 1)), "gapless, no lost event"
+        assert store.log.head("m") == total
+    written = {
+        (f"w{w}", r, i) for w in range(writers) for r in range(rounds) for i in range(1 + r % 3)
+    }
+    assert {
+        (e.payload["w"], e.payload["r"], e.payload["i"]) for e in events if not e.key
+    } == written
+    # A key appended by every process at about the same time exists once, with one seq for all.
+    assert sorted(e.key for e in events if e.key) == [f"shared-{r}" for r in range(0, rounds, 10)]
+    for r_index in range(shared):
+        assert len({res[r_index * 10][-1] for res in results}) == 1
+    for res in results:
+        mine = [s for r, batch in enumerate(res) for s in batch[: 1 + r % 3]]
+        assert mine == sorted(mine), "one writer's seqs increase"
+    acknowledged = {s for res in results for batch in res for s in batch}
+    assert acknowledged == set(range(1, total + 1))
+
+
+def _fails_fast(
+    call: Callable[[], object], match: str = "unavailable", within: float = 3.0
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match=match):
+        call()
+    assert time.monotonic() - started < within, "a dead Redis must not stall the caller"
+
+
+def test_killed_redis_fails_fast_and_the_same_store_recovers_with_the_data(
+    redis_server_factory: Callable[..., object],
+) -> None:
+    server = redis_server_factory(appendonly=True, appendfsync="always")
+    record = _record("p-1", time.time() + 600)
+    with open_redis_store(f"{server.url}/0") as store:  # type: ignore[attr-defined]
+        assert store.log.append("m", [_event(i, key=f"k{i}") for i in range(5)]) == [1, 2, 3, 4, 5]
+        v1 = store.registry.create_version("m", {"pipeline": "logistic"}, {"note": "é"}, at=1.0)
+        store.registry.set_role("m", "champion", "v1", actor="a", reason="r", at=2.0)
+        store.registry.put_snapshot(Snapshot("m", "v1", 5, 3.0, b"\x00state"))
+        store.predictions.put_many([record])
+
+        # kill -9 right after the acknowledgements: appendfsync always put them on disk.
+        server.kill()  # type: ignore[attr-defined]
+        _fails_fast(lambda: store.log.append("m", [_event(5)]))
+        _fails_fast(lambda: store.log.head("m"))
+        _fails_fast(lambda: store.log.read("m", after=0))
+        _fails_fast(lambda: store.predictions.put_many([_record("p-2", time.time() + 600)]))
+        _fails_fast(lambda: store.predictions.get("p-1"))
+        _fails_fast(lambda: store.registry.list_versions("m"))
+        _fails_fast(
+            lambda: store.registry.set_role("m", "shadow", "v1", actor="a", reason="r", at=0)
+        )
+        _fails_fast(store.ping)
+
+        server.start()  # type: ignore[attr-defined]  # same port, same directory
+        store.ping()
+        assert store.log.head("m") == 5
+        assert store.log.append("m", [_event(5), _event(0, key="k0")]) == [6, 1]
+        assert [e.key for e in store.log.read("m", after=0)] == ["k0", "k1", "k2", "k3", "k4", None]
+        assert store.registry.list_versions("m") == [v1]
+        assert store.registry.roles("m") == {"champion": "v1"}
+        assert len(store.registry.role_history("m")) == 1
+        assert store.registry.latest_snapshot("m", "v1").artifact == b"\x00state"  # type: ignore[union-attr]
+        assert store.predictions.get("p-1") == record
+        assert store.registry.create_version("m", {}, {}, at=4.0).version == "v2"
+
+
+def test_hung_redis_times_out_and_a_retried_append_stays_idempotent(
+    redis_server_factory: Callable[..., object],
+) -> None:
+    server = redis_server_factory()
+    url = f"{server.url}/0?socket_timeout=0.5&socket_connect_timeout=0.5"  # type: ignore[attr-defined]
+    with open_redis_store(url) as store:
+        assert store.log.append("m", [_event(0)]) == [1]
+        server.pause()  # type: ignore[attr-defined]  # connections are accepted, nothing answers
+        try:
+            _fails_fast(lambda: store.log.head("m"), match="socket_timeout", within=2.0)
+            # The command reached Redis's socket: it may run once Redis wakes up. That is why
+            # appends are never retried blindly, and why labels carry idempotency keys.
+            _fails_fast(lambda: store.log.append("m", [_event(1, key="p-9")]), within=2.0)
+        finally:
+            server.resume()  # type: ignore[attr-defined]
+        assert store.log.append("m", [_event(1, key="p-9")]) == [2]
+        assert store.log.head("m") == 2
+        assert [e.seq for e in store.log.read("m", after=0)] == [1, 2]
+        assert store.registry.list_versions("m") == [], "replies are not mixed up after timeouts"
+
+
+def test_prediction_records_expire_in_redis(store: Store, redis_url: str) -> None:
+    keys, client = RedisKeys(), redis.Redis.from_url(redis_url)
+    now = time.time()
+    store.predictions.put_many([_record("soon", now + 1.0), _record("later", now + 600)])
+    assert 0 < client.pttl(keys.prediction("soon")) <= 1000
+    assert 599_000 < client.pttl(keys.prediction("later")) <= 600_000
+    assert store.predictions.get("soon") is not None
+    # A record put again already expired replaces the live one: it is gone at once.
+    store.predictions.put_many([_record("later", now - 1)])
+    assert store.predictions.get("later") is None
+    assert client.exists(keys.prediction("later")) == 0
+    time.sleep(1.2)
+    assert store.predictions.get("soon") is None
+    assert client.exists(keys.prediction("soon")) == 0, "Redis deleted the expired record itself"
+    # The expiry index keeps the ids until a purge, which the prediction writer runs regularly.
+    assert store.predictions.purge_expired(time.time()) == 2
+    assert client.zcard(keys.predictions_expiry()) == 0
+
+
+def test_large_batches_and_long_trims_are_split_into_bounded_scripts(
+    store: Store, redis_url: str
+) -> None:
+    n = 12_345  # more events than one append script takes, more than many trim scripts remove
+    events = [_event(i, key=f"k{i}" if i % 2 else None) for i in range(n)]
+    assert store.log.append("m", events) == list(range(1, n + 1))
+    assert store.log.append("m", [_event(0, key="k12343")]) == [12_344], "dedupe across chunks"
+    assert store.log.trim("m", upto=12_000) == 12_000
+    assert [e.seq for e in store.log.read("m", after=0)] == list(range(12_001, n + 1))
+    client = redis.Redis.from_url(redis_url)
+    assert client.hlen(RedisKeys().log_keys("m")) == len(range(12_002, n + 1, 2)), (
+        "keys of seqs 12002, 12004, ..."
+    )
+    assert store.log.append("m", [_event(1, key="k1")]) == [n + 1], "a trimmed key is forgotten"
+
+
+def test_scripts_come_back_after_the_script_cache_is_flushed(store: Store, redis_url: str) -> None:
+    store.log.append("m", [_event(0)])
+    redis.Redis.from_url(redis_url).script_flush()  # as after a restart without persistence
+    assert store.log.append("m", [_event(1, key="a")]) == [2]
+    assert store.log.trim("m", upto=1) == 1
+    assert store.registry.create_version("m", {}, {}, at=0.0).version == "v1"
+    store.registry.set_role("m", "champion", "v1", actor="a", reason="r", at=0.0)
+    store.predictions.put_many([_record("p", time.time() - 1)])
+    assert store.predictions.purge_expired(time.time()) == 1
+
+
+def test_unreachable_redis_fails_at_open_without_leaking_the_password() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once the socket is closed
+    url = f"redis://user:s3cret@127.0.0.1:{port}/0"
+    _fails_fast(lambda: open_redis_store(url))
+    with pytest.raises(StoreUnavailable) as caught:
+        open_redis_store(url)
+    assert "s3cret" not in str(caught.value) and "***" in str(caught.value)
+
+
+def test_closed_store_fails_clearly(redis_url: str) -> None:
+    store = open_redis_store(redis_url)
+    store.close()
+    with pytest.raises(StoreUnavailable, match="closed"):
+        store.log.head("m")
+
+
+def test_redis_without_appendonly_is_reported(
+    redis_server_factory: Callable[..., object], caplog: pytest.LogCaptureFixture
+) -> None:
+    server = redis_server_factory(appendonly=False)
+    with caplog.at_level(logging.WARNING, logger="onlearn.store.redis"):
+        open_redis_store(f"{server.url}/0").close()  # type: ignore[attr-defined]
+    assert "appendonly off" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://h:6379/1", ("redis://h:6379/1", {"prefix": "onlearn"})),
+        (
+            "redis://h?prefix=a:b&socket_timeout=1",
+            ("redis://h?socket_timeout=1", {"prefix": "a:b"}),
+        ),
+        ("rediss://:pw@h:6380/0", ("rediss://:pw@h:6380/0", {"prefix": "onlearn"})),
+        ("unix:///run/redis.sock?db=2", ("unix:///run/redis.sock?db=2", {"prefix": "onlearn"})),
+    ],
+)
+def test_parse_url(url: str, expected: tuple) -> None:
+    assert parse_redis_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h:6379/0",
+        "redis:/h:6379/0",
+        "redis://h:6379/zero",
+        "redis://h:6379/0?prefix=",
+        "redis://h:6379/0?prefix=a{b}",
+        "redis://h:6379/0?prefix=a*",
+        "redis://h:6379/0?decode_responses=true",
+    ],
+)
+def test_bad_urls_are_config_errors(url: str) -> None:
+    with pytest.raises(ConfigError):
+        open_redis_store(url)
+
+
+def test_open_store_opens_redis_urls(redis_url: str) -> None:
+    from onlearn.store.base import open_store
+    from onlearn.store.redis import RedisEventLog
+
+    with open_store(redis_url) as store:
+        assert isinstance(store.log, RedisEventLog) and store.shared
+        store.ping()
+
+
+def test_large_artifacts_are_stored_in_parts(store: Store, redis_url: str) -> None:
+    big = bytes(range(256)) * (10 * 4096 + 3)  # 10 MiB and a bit: 11 parts of 1 MiB
+    store.registry.put_snapshot(Snapshot("m", "v1", 7, 1.0, big))
+    assert store.registry.latest_snapshot("m", "v1") == Snapshot("m", "v1", 7, 1.0, big)
+    key = RedisKeys().snapshot("m", "v1", 7)
+    client = redis.Redis.from_url(redis_url)
+    assert client.hlen(key) == 2 + 11
+    store.registry.put_snapshot(Snapshot("m", "v1", 7, 2.0, b"small"))
+    assert client.hlen(key) == 2 + 1, "a replaced snapshot leaves none of its old parts"
+    assert store.registry.latest_snapshot("m", "v1") == Snapshot("m", "v1", 7, 2.0, b"small")
+
+
+def test_a_lost_head_counter_cannot_break_numbering(store: Store, redis_url: str) -> None:
+    store.log.append("m", [_event(i) for i in range(3)])
+    redis.Redis.from_url(redis_url).delete(RedisKeys().log_head("m"))  # e.g. a partial restore
+    assert store.log.head("m") == 3
+    assert store.log.append("m", [_event(3)]) == [4]
+    assert store.log.head("m") == 4
+
+
+def test_redis_refusing_writes_is_unavailable_not_a_bug(
+    redis_server_factory: Callable[..., object],
+) -> None:
+    server = redis_server_factory()
+    admin = server.client()  # type: ignore[attr-defined]
+    with open_redis_store(f"{server.url}/0") as store:  # type: ignore[attr-defined]
+        store.log.append("m", [_event(0)])
+        admin.config_set("maxmemory", "1")  # full: every write is refused with OOM
+        try:
+            with pytest.raises(StoreUnavailable, match="maxmemory"):
+                store.log.append("m", [_event(1)])
+            with pytest.raises(StoreUnavailable, match="maxmemory"):
+                store.registry.create_version("m", {}, {}, at=0.0)
+            with pytest.raises(StoreUnavailable, match="maxmemory"):
+                store.predictions.put_many([_record("p", time.time() + 60)])
+            assert store.log.head("m") == 1, "reads still work"
+        finally:
+            admin.config_set("maxmemory", "0")
+        admin.replicaof("127.0.0.1", "1")  # a replica (of nothing) refuses writes: READONLY
+        try:
+            with pytest.raises(StoreUnavailable, match="read only"):
+                store.log.append("m", [_event(1)])
+        finally:
+            admin.replicaof("no", "one")
+        assert store.log.append("m", [_event(1)]) == [2]
