@@ -9,7 +9,7 @@ STORE ?= sqlite:///.data/onlearn.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench install clean
+.PHONY: run test lint bench bench-active bench-drift install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+
+bench-active: $(STAMP)
+	$(BIN)/python -m pip install --quiet matplotlib
+	$(BIN)/python -m benchmarks.active_learning
+
+bench-drift: $(STAMP)
+	$(BIN)/python -m benchmarks.drift
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache

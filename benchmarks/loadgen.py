@@ -365,7 +365,9 @@ class LoadGenerator:
             "server_cpu_s": server_cpu,
             "server_cpu_util": server_cpu / window if server_cpu is not None and window else None,
             "server_cpu_us_per_request": (
-                server_cpu / self.window_ok * 1e6 if server_cpu is not None and self.window_ok else None
+                server_cpu / self.window_ok * 1e6
+                if server_cpu is not None and self.window_ok
+                else None
             ),
             "loadgen_cpu_util": (self.own_end - self.own_start) / window if window else None,
         }

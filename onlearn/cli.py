@@ -13,6 +13,7 @@ from onlearn.errors import OnlearnError
 EPILOG = """examples:
   onlearn serve --config examples/phishing.toml
   onlearn demo --model phishing --dataset phishing --delay 20
+  onlearn label --model phishing
   onlearn schema infer data.csv --target label --model my_model
 """
 
@@ -76,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo.set_defaults(func=cmd_demo)
+
+    label = commands.add_parser("label", help="label queued predictions in the terminal")
+    label.add_argument("--model", required=True, help="model name on the server")
+    label.add_argument("--url", default="http://127.0.0.1:8000", help="server address")
+    label.add_argument(
+        "--labeller", default=os.environ.get("USER"), help="your name, kept with each label"
+    )
+    label.add_argument(
+        "--lease-s", type=float, help="how long an item is yours (server default if absent)"
+    )
+    label.add_argument(
+        "--wait",
+        action="store_true",
+        help="when the queue is empty, wait for more instead of ending",
+    )
+    label.set_defaults(func=cmd_label)
 
     schema = commands.add_parser("schema", help="feature schema tools")
     schema_commands = schema.add_subparsers(title="schema commands", metavar="COMMAND")
@@ -169,6 +186,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"error: {e} (is `onlearn serve` running at {args.url}?)", file=sys.stderr)
         return 1
     print("\n".join(summary.lines()))
+    return 0
+
+
+def cmd_label(args: argparse.Namespace) -> int:
+    import httpx
+
+    from onlearn.client import Client, ClientError
+    from onlearn.labeller import run_labeller
+
+    try:
+        with Client(args.url) as client:
+            counts = run_labeller(
+                client, args.model, labeller=args.labeller, lease_s=args.lease_s, wait=args.wait
+            )
+    except ClientError as e:
+        print(f"error: the server refused a request: {e}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as e:
+        print(f"error: {e} (is `onlearn serve` running at {args.url}?)", file=sys.stderr)
+        return 1
+    print(f"labelled {counts['labelled']}, skipped {counts['skipped']}")
     return 0
 
 

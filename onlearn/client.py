@@ -96,6 +96,40 @@ class Client:
         body = {"items": [dict(i) for i in items], "wait": wait}
         return self._call("POST", f"/models/{model}/feedback/batch", body)["results"]
 
+    # The labelling queue
+
+    def claim(
+        self,
+        model: str,
+        *,
+        limit: int = 1,
+        lease_s: float | None = None,
+        labeller: str | None = None,
+    ) -> list[dict]:
+        body = _without_none(limit=limit, lease_s=lease_s, labeller=labeller)
+        return self._call("POST", f"/models/{model}/queue/claim", body)["items"]
+
+    def label(
+        self,
+        model: str,
+        item_id: str,
+        label: Any,
+        *,
+        claim_id: str | None = None,
+        labeller: str | None = None,
+    ) -> dict:
+        body = {"label": label, **_without_none(claim_id=claim_id, labeller=labeller)}
+        return self._call("POST", f"/models/{model}/queue/{item_id}/label", body)
+
+    def skip(
+        self, model: str, item_id: str, *, claim_id: str | None = None, labeller: str | None = None
+    ) -> dict:
+        body = _without_none(claim_id=claim_id, labeller=labeller)
+        return self._call("POST", f"/models/{model}/queue/{item_id}/skip", body)
+
+    def queue_stats(self, model: str) -> dict:
+        return self._call("GET", f"/models/{model}/queue/stats")
+
 
 def _without_none(**fields: Any) -> dict:
     return {k: v for k, v in fields.items() if v is not None}

@@ -29,6 +29,30 @@ class Task(str, enum.Enum):
 
 
 @dataclass(frozen=True)
+class ActiveConfig:
+    """Active learning of one model: the sampler's table, and how the labelling queue behaves."""
+
+    sampler: Mapping[str, Any]
+    queue_max_size: int = 10_000
+    lease_s: float = 300.0
+    max_lease_s: float = 3600.0
+    max_skips: int = 3
+    rerank_pool: int = 5  # a claim of n re-ranks the top n * rerank_pool queued items
+    max_claim: int = 100
+    keep_finished_s: float = 7 * 24 * 3600.0  # labelled/skipped items kept for idempotent retries
+
+    QUEUE_KEYS = (
+        "queue_max_size",
+        "lease_s",
+        "max_lease_s",
+        "max_skips",
+        "rerank_pool",
+        "max_claim",
+        "keep_finished_s",
+    )
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A named learning task: schema, target, pipeline and policies."""
 
@@ -39,6 +63,7 @@ class ModelConfig:
     target: str | None = None
     classes: tuple | None = None
     prediction_ttl_s: float = DEFAULT_PREDICTION_TTL_S
+    active: ActiveConfig | None = None
 
     def spec(self) -> dict:
         """What defines a version's behaviour; a change of it means a new version."""
@@ -166,7 +191,16 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
         raise ConfigError(f"{where}: model names use letters, digits, '_' and '-' only")
     _only(
         table,
-        {"task", "target", "classes", "prediction_ttl_s", "unknown_fields", "pipeline", "features"},
+        {
+            "task",
+            "target",
+            "classes",
+            "prediction_ttl_s",
+            "unknown_fields",
+            "pipeline",
+            "features",
+            "active",
+        },
         where,
     )
     try:
@@ -193,10 +227,19 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
     # instead of failing later in a server process.
     try:
         build_pipeline(
-            pipeline, task=task.value, numeric=schema.numeric, categorical=schema.categorical
+            pipeline,
+            task=task.value,
+            numeric=schema.numeric,
+            categorical=schema.categorical,
+            classes=classes,
         )
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
+    active = None
+    if "active" in table:
+        if task is not Task.CLASSIFICATION:
+            raise ConfigError(f"{where}.active: active learning is for classification models")
+        active = active_from_mapping(table["active"], f"[models.{name}.active]")
     return ModelConfig(
         name=name,
         task=task,
@@ -205,7 +248,25 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
         target=table.get("target"),
         classes=classes,
         prediction_ttl_s=float(ttl),
+        active=active,
     )
+
+
+def active_from_mapping(table: Any, where: str) -> ActiveConfig:
+    from onlearn.active import sampler_from_config
+
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    queue = {k: table[k] for k in ActiveConfig.QUEUE_KEYS if k in table}
+    sampler = {k: v for k, v in table.items() if k not in ActiveConfig.QUEUE_KEYS}
+    sampler_from_config(sampler, where=where)  # refuse a bad sampler now, not at serve time
+    config = _dataclass_from(ActiveConfig, queue, where, exclude={"sampler"}, sampler=dict(sampler))
+    for key in ("queue_max_size", "max_claim", "rerank_pool"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{where}: {key} must be at least 1")
+    if not 0 < config.lease_s <= config.max_lease_s:
+        raise ConfigError(f"{where}: lease_s must be in (0, max_lease_s]")
+    return config
 
 
 def _table(doc: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -224,8 +285,8 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
-def _dataclass_from(cls, table: Mapping[str, Any], where: str):
-    names = {f.name: f for f in fields(cls)}
+def _dataclass_from(cls, table: Mapping[str, Any], where: str, exclude=frozenset(), **given):
+    names = {f.name: f for f in fields(cls) if f.name not in exclude}
     _only(table, set(names), where)
     values = {}
     for key, value in table.items():
@@ -233,4 +294,4 @@ def _dataclass_from(cls, table: Mapping[str, Any], where: str):
         if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
             raise ConfigError(f"{where}: {key} must be a non-negative number")
         values[key] = kind(value)
-    return cls(**values)
+    return cls(**values, **given)

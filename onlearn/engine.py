@@ -14,7 +14,7 @@ import math
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from onlearn.config import ModelConfig, Settings, Task
@@ -30,6 +30,7 @@ from onlearn.errors import (
 from onlearn.group_commit import GroupCommitter
 from onlearn.ids import new_prediction_id, prediction_time
 from onlearn.keys import resolve_secret
+from onlearn.labelling import Labelling
 from onlearn.learner import proba_pairs
 from onlearn.prediction_writer import PredictionWriter
 from onlearn.records import Event, EventKind, LabelSource, PredictionRecord
@@ -124,6 +125,7 @@ class Engine:
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self.started = False
+        self.labelling = Labelling(self)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -141,12 +143,12 @@ class Engine:
             flush_interval_s=es.prediction_flush_ms / 1000,
             max_pending=es.max_pending_predictions,
             clock=self.clock,
+            after_write=self.labelling.enqueue,
         )
-        self._committer = GroupCommitter(self.store.log, on_commit=self._wake)
+        self._committer = GroupCommitter(self.store.log, on_commit=self._committed)
         for rt in self.runtimes.values():
             self._spawn(f"onlearn-follow-{rt.name}", self._follow, rt)
-        if es.snapshot_every_events:
-            self._spawn("onlearn-snapshots", self._snapshot_loop)
+        self._spawn("onlearn-maintenance", self._maintenance_loop)
         self.started = True
         return self
 
@@ -291,17 +293,26 @@ class Engine:
         with rt.lock:
             state = rt.champion
             label, proba = state.predict(x)
-        if label is not None and type(label) not in _PLAIN:
-            label = label.item()  # a numpy scalar from a model: JSON needs a plain value
-        if type(label) is float:
-            label = _finite(label)  # a diverged regression model answers null, not NaN
-        if proba is not None:
-            proba = {k if type(k) in _PLAIN else k.item(): _finite(p) for k, p in proba.items()}
-            uncertainty = 1.0 - max((p for p in proba.values() if p is not None), default=0.0)
-        else:
-            uncertainty = None
+            if label is not None and type(label) not in _PLAIN:
+                label = label.item()  # a numpy scalar from a model: JSON needs a plain value
+            if type(label) is float:
+                label = _finite(label)  # a diverged regression model answers null, not NaN
+            decision = None
+            if proba is not None:
+                proba = {k if type(k) in _PLAIN else k.item(): _finite(p) for k, p in proba.items()}
+                if rt.sampler is not None:
+                    # The sampler's budget and random streams move with each call: under the lock.
+                    decision = rt.sampler.decide(proba)
+                    uncertainty = decision.uncertainty
+                else:
+                    uncertainty = 1.0 - max(
+                        (p for p in proba.values() if p is not None), default=0.0
+                    )
+            else:
+                uncertainty = None
         pid = new_prediction_id(now)
         version = state.version
+        queued = decision is not None and decision.ask
         self._records.put(
             PredictionRecord(
                 id=pid,
@@ -311,11 +322,13 @@ class Engine:
                 version=version,
                 outputs={version: {"label": label, "proba": proba_pairs(proba)}},
                 uncertainty=uncertainty,
+                queued=queued,
                 expires_at=now + rt.config.prediction_ttl_s,
+                reason=decision.reason.value if queued else None,
             )
         )
         rt.predictions += 1
-        return Prediction(pid, rt.name, version, label, proba, uncertainty)
+        return Prediction(pid, rt.name, version, label, proba, uncertainty, queued)
 
     # Feedback
 
@@ -328,7 +341,9 @@ class Engine:
                 break
             except _NotYetVisible:
                 time.sleep(JOIN_POLL_S)
-        (seq,) = self.store.log.append(name, [event])
+        result = self.store.log.append(name, [event])
+        self._offer(rt, [event], result)
+        (seq,) = result
         applied = self._apply_now(rt, seq) if wait else rt.seq >= seq
         return FeedbackResult(seq, rt.roles[CHAMPION], applied)
 
@@ -343,6 +358,8 @@ class Engine:
             prepared = self._prepare_many(rt, items, deadline, prepared)
         events = [p for p in prepared if isinstance(p, Event)]
         seqs = self.store.log.append(name, events) if events else []
+        if seqs:
+            self._offer(rt, events, seqs)
         applied = (
             self._apply_now(rt, max(seqs)) if wait and seqs else bool(seqs) and rt.seq >= max(seqs)
         )
@@ -359,7 +376,7 @@ class Engine:
                 break
             except _NotYetVisible:
                 await asyncio.sleep(JOIN_POLL_S)
-        (seq,) = await asyncio.wrap_future(self._committer.submit(name, [event]))
+        (seq,) = await self._committer.submit_async(name, [event])
         applied = await self._applied_async(rt, seq, wait)
         return FeedbackResult(seq, rt.roles[CHAMPION], applied)
 
@@ -373,7 +390,7 @@ class Engine:
             await asyncio.sleep(JOIN_POLL_S)
             prepared = self._prepare_many(rt, items, deadline, prepared)
         events = [p for p in prepared if isinstance(p, Event)]
-        seqs = await asyncio.wrap_future(self._committer.submit(name, events)) if events else []
+        seqs = await self._committer.submit_async(name, events) if events else []
         applied = await self._applied_async(rt, max(seqs), wait) if seqs else False
         return self._results(rt, prepared, seqs, applied)
 
@@ -460,10 +477,13 @@ class Engine:
         )
         if record is not None:
             payload.update(
-                features=dict(record.features), predicted_at=record.at, outputs=dict(record.outputs)
+                features=dict(record.features),
+                predicted_at=record.at,
+                outputs=dict(record.outputs),
+                sampled=record.reason,
             )
         else:
-            payload.update(features=clean, predicted_at=None, outputs=None)
+            payload.update(features=clean, predicted_at=None, outputs=None, sampled=None)
         return Event(kind=EventKind.LABEL, payload=payload, at=now, key=key)
 
     def _find_record(
@@ -505,30 +525,58 @@ class Engine:
 
     # Following the log
 
-    def catch_up(self, rt: ModelRuntime) -> None:
-        """Apply every event of the log after ``rt.seq``, in order."""
+    def catch_up(self, rt: ModelRuntime, upto: int | None = None) -> None:
+        """Apply the events after ``rt.seq`` in order: those this process appended from memory,
+        the rest from the log. With ``upto``, stop reading the log once it is applied (events of
+        other processes beyond it are the follower's)."""
         with rt.apply_lock:
-            while True:
-                events = self.store.log.read(rt.name, after=rt.seq, limit=1000)
-                if not events:
-                    return
-                for event in events:
-                    rt.apply(event)
-                rt.notify_applied()
+            self._catch_up_locked(rt, upto)
+
+    def _catch_up_locked(self, rt: ModelRuntime, upto: int | None) -> None:
+        while upto is None or rt.seq < upto:
+            events = rt.take_offered() or self.store.log.read(rt.name, after=rt.seq, limit=1000)
+            if not events:
+                break
+            for event in events:
+                rt.apply(event)
+            rt.notify_applied()
 
     def _apply_now(self, rt: ModelRuntime, seq: int) -> bool:
-        self.catch_up(rt)
+        self.catch_up(rt, upto=seq)
         return rt.seq >= seq
+
+    def _committed(self, model: str, events: Sequence[Event], result) -> None:
+        """After a durable append (in the commit thread): hand the new events to the learner and
+        apply them right here when no one else is applying, saving a thread hop per request."""
+        rt = self.runtimes.get(model)
+        if rt is None:
+            return
+        self._offer(rt, events, result)
+        if rt.apply_lock.acquire(blocking=False):
+            try:
+                self._catch_up_locked(rt, upto=max(result))
+            except Exception:
+                log.exception("model %r: applying after commit failed; the follower retries", model)
+                rt.wake.set()
+            finally:
+                rt.apply_lock.release()
+        else:
+            rt.wake.set()
+
+    @staticmethod
+    def _offer(rt: ModelRuntime, events: Sequence[Event], result) -> None:
+        rt.offer(
+            [
+                replace(event, seq=seq)
+                for event, seq, new in zip(events, result, result.new, strict=True)
+                if new
+            ]
+        )
 
     async def _applied_async(self, rt: ModelRuntime, seq: int, wait: bool) -> bool:
         if not wait:
             return rt.seq >= seq
         return await rt.wait_applied_async(seq, self.settings.engine.apply_timeout_s)
-
-    def _wake(self, model: str) -> None:
-        rt = self.runtimes.get(model)
-        if rt is not None:
-            rt.wake.set()
 
     def _follow(self, rt: ModelRuntime) -> None:
         # Other processes append to a shared store: poll it. A memory store has only us.
@@ -552,20 +600,26 @@ class Engine:
 
     # Snapshots
 
-    def _snapshot_loop(self) -> None:
+    def _maintenance_loop(self) -> None:
         es = self.settings.engine
         while not self._stopping.wait(es.snapshot_check_s):
-            for rt in self.runtimes.values():
-                if rt.seq - rt.snapshot_seq < es.snapshot_every_events:
-                    continue
-                try:
-                    for version in set(rt.roles.values()):
-                        info = self.store.registry.get_version(rt.name, version)
-                        snapshot = advance_snapshot(self.store, info, self.secret)
-                        if snapshot is not None and version == rt.roles[CHAMPION]:
-                            rt.snapshot_seq = snapshot.seq
-                except Exception:
-                    log.exception("model %r: snapshot failed; will retry", rt.name)
+            self.labelling.maintain()
+            if es.snapshot_every_events:
+                self._snapshot_due()
+
+    def _snapshot_due(self) -> None:
+        es = self.settings.engine
+        for rt in self.runtimes.values():
+            if rt.seq - rt.snapshot_seq < es.snapshot_every_events:
+                continue
+            try:
+                for version in set(rt.roles.values()):
+                    info = self.store.registry.get_version(rt.name, version)
+                    snapshot = advance_snapshot(self.store, info, self.secret)
+                    if snapshot is not None and version == rt.roles[CHAMPION]:
+                        rt.snapshot_seq = snapshot.seq
+            except Exception:
+                log.exception("model %r: snapshot failed; will retry", rt.name)
 
     def _snapshot_live(self, rt: ModelRuntime) -> None:
         """At shutdown nothing learns any more: pickling the live states is exact and quick."""

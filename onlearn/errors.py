@@ -55,3 +55,19 @@ class ArtifactRejected(OnlearnError):
 
 class StoreUnavailable(OnlearnError, RuntimeError):
     """The store cannot be reached now (disk, lock or network) (HTTP 503); retry later."""
+
+
+class ActiveLearningOff(OnlearnError, LookupError):
+    """The model has no labelling queue (HTTP 404): its config has no ``active`` table."""
+
+
+class UnknownQueueItem(OnlearnError, LookupError):
+    """No labelling queue item with that id (HTTP 404)."""
+
+
+class QueueItemGone(OnlearnError, LookupError):
+    """The item was skipped out or evicted from the queue (HTTP 410)."""
+
+
+class LeaseConflict(OnlearnError):
+    """Another labeller holds the item now: its lease ran out and it was claimed again (409)."""

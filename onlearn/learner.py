@@ -57,6 +57,7 @@ class LearnerState:
             source=payload.get("source", "app"),
             stored=served is not None,
             delay_s=(event.at - predicted_at) if predicted_at is not None else None,
+            sampled=payload.get("sampled"),
         )
         self.estimator.learn_one(x, y)
         self.seq = event.seq

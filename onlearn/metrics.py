@@ -118,7 +118,10 @@ class VersionMetrics:
 
     def __init__(self, task: str) -> None:
         self.task = task
-        self.served = ClassificationMetrics() if task == "classification" else RegressionMetrics()
+        self.served = self._new()
+        # Labels asked for by the sampler, apart: "random" (the evaluation slice, an unbiased
+        # estimate of quality) and "uncertain" (the hard cases, biased by construction).
+        self.by_reason: dict[str, ClassificationMetrics | RegressionMetrics] = {}
         self.labels_by_source: Counter[str] = Counter()
         self.scored_on_stored = 0
         self.scored_on_replay = 0
@@ -135,8 +138,13 @@ class VersionMetrics:
         source: str,
         stored: bool,
         delay_s: float | None,
+        sampled: str | None = None,
     ) -> None:
         self.served.update(y_true, y_pred, proba)
+        if sampled is not None:
+            if sampled not in self.by_reason:
+                self.by_reason[sampled] = self._new()
+            self.by_reason[sampled].update(y_true, y_pred, proba)
         self.labels_by_source[source] += 1
         if stored:
             self.scored_on_stored += 1
@@ -147,9 +155,13 @@ class VersionMetrics:
             self._delay_sum += delay_s
             self._delay_max = max(self._delay_max, delay_s)
 
+    def _new(self) -> ClassificationMetrics | RegressionMetrics:
+        return ClassificationMetrics() if self.task == "classification" else RegressionMetrics()
+
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.served.to_dict(),
+            "by_sampling_reason": {r: m.to_dict() for r, m in sorted(self.by_reason.items())},
             "labels_by_source": dict(self.labels_by_source),
             "scored_on_stored_prediction": self.scored_on_stored,
             "scored_on_replay": self.scored_on_replay,

@@ -29,12 +29,16 @@ class PredictionWriter:
         max_pending: int = 100_000,
         purge_interval_s: float = 60.0,
         clock=time.time,
+        after_write=None,
     ) -> None:
         self.store = store
         self.flush_interval_s = flush_interval_s
         self.max_pending = max_pending
         self.purge_interval_s = purge_interval_s
         self.clock = clock
+        # Called from the writer thread with each batch once written: work that must follow a
+        # prediction but not delay it (queueing the cases the sampler picked for labelling).
+        self.after_write = after_write
         self.written = 0
         self.dropped = 0
         self.failures = 0
@@ -83,6 +87,12 @@ class PredictionWriter:
                     del merged[key]
                 self.dropped += overflow
                 self._pending, self._inflight = merged, {}
+            return
+        if self.after_write is not None:
+            try:
+                self.after_write(records)
+            except Exception:
+                log.exception("work after writing %d prediction records failed", len(records))
 
     def close(self) -> None:
         self._stop.set()

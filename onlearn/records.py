@@ -62,6 +62,7 @@ class PredictionRecord:
     uncertainty: float | None = None
     queued: bool = False
     expires_at: float = 0.0
+    reason: str | None = None  # why a label was asked: "uncertain", "random" (the eval slice)
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,20 @@ class ModelRuntime:
         self.predictions = 0
         self.labels_applied = 0
         self.snapshot_seq = 0
+        # Which predictions to ask labels for. Per process, not replayed: a budget is spent by
+        # the traffic each process sees, and replicas split the traffic.
+        self.sampler = None
+        if config.active is not None:
+            from onlearn.active import sampler_from_config
+
+            self.sampler = sampler_from_config(config.active.sampler)
         self._applied = threading.Condition()
+        self._sync_waiters = 0
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
+        # Events this process appended, by seq, handed over so that applying them needs no read
+        # of the log. Only what follows ``seq`` without a gap is taken from here.
+        self._offered: dict[int, Event] = {}
+        self._offered_lock = threading.Lock()
 
     @property
     def champion(self) -> LearnerState:
@@ -74,19 +86,61 @@ class ModelRuntime:
             log.warning("model %r: event kind %s is not handled here", self.name, event.kind)
         self.seq = event.seq
 
+    # Events handed over by the appender
+
+    MAX_OFFERED = 100_000
+
+    def offer(self, events: list[Event]) -> None:
+        with self._offered_lock:
+            offered = self._offered
+            for event in events:
+                if event.seq > self.seq:
+                    offered[event.seq] = event
+            if len(offered) > self.MAX_OFFERED:  # a stuck learner must not grow memory
+                offered.clear()
+
+    def take_offered(self) -> list[Event]:
+        """The offered events that follow ``seq`` without a gap, in order."""
+        with self._offered_lock:
+            offered = self._offered
+            if not offered:
+                return []
+            events = []
+            nxt = self.seq + 1
+            while nxt in offered:
+                events.append(offered.pop(nxt))
+                nxt += 1
+            if not events and len(offered) > 0 and min(offered) <= self.seq:
+                for seq in [s for s in offered if s <= self.seq]:
+                    del offered[seq]  # applied from a read of the log meanwhile
+            return events
+
     # Waiting for an event to be applied: read-your-writes for feedback calls.
 
     def notify_applied(self) -> None:
         with self._applied:
-            self._applied.notify_all()
+            if self._sync_waiters:
+                self._applied.notify_all()
             ready = [w for w in self._async_waiters if w[0] <= self.seq]
+            if not ready:
+                return
             self._async_waiters = [w for w in self._async_waiters if w[0] > self.seq]
+        per_loop: dict = {}
         for _, loop, future in ready:
-            loop.call_soon_threadsafe(_resolve, future)
+            per_loop.setdefault(loop, []).append(future)
+        for loop, futures in per_loop.items():
+            try:
+                loop.call_soon_threadsafe(_resolve_all, futures)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
 
     def wait_applied(self, seq: int, timeout: float) -> bool:
         with self._applied:
-            return self._applied.wait_for(lambda: self.seq >= seq, timeout)
+            self._sync_waiters += 1
+            try:
+                return self._applied.wait_for(lambda: self.seq >= seq, timeout)
+            finally:
+                self._sync_waiters -= 1
 
     async def wait_applied_async(self, seq: int, timeout: float) -> bool:
         if self.seq >= seq:
@@ -122,6 +176,7 @@ class ModelRuntime:
         }
 
 
-def _resolve(future: asyncio.Future) -> None:
-    if not future.done():
-        future.set_result(None)
+def _resolve_all(futures: list[asyncio.Future]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)

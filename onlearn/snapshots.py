@@ -32,6 +32,7 @@ def fresh_state(info: VersionInfo) -> LearnerState:
         task=info.spec["task"],
         numeric=schema.numeric,
         categorical=schema.categorical,
+        classes=info.spec.get("classes"),
     )
     return LearnerState(info.version, info.spec["task"], estimator)
 

@@ -11,10 +11,10 @@ from starlette.concurrency import run_in_threadpool
 
 from onlearn.config import Settings, load_settings
 from onlearn.engine import Engine
-from serving import errors
+from serving import errors, fast
 from serving.limits import BodySizeLimit
 from serving.prometheus import registry_for
-from serving.routes import feedback, health, metrics, models, predict
+from serving.routes import feedback, health, metrics, models, predict, queue, ui
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,17 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
-    for router in (health.router, models.router, predict.router, feedback.router, metrics.router):
+    for router in (
+        health.router,
+        models.router,
+        predict.router,
+        feedback.router,
+        queue.router,
+        metrics.router,
+        ui.router,
+    ):
         app.include_router(router)
+    fast.install(app)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -8,20 +8,28 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from onlearn.errors import (
+    ActiveLearningOff,
     ArtifactRejected,
     ConfigError,
+    LeaseConflict,
     OnlearnError,
     PredictionExpired,
+    QueueItemGone,
     SchemaViolation,
     StoreUnavailable,
     UnknownModel,
     UnknownPrediction,
+    UnknownQueueItem,
 )
 
 log = logging.getLogger(__name__)
 
 STATUS = {
     UnknownModel: 404,
+    ActiveLearningOff: 404,
+    UnknownQueueItem: 404,
+    QueueItemGone: 410,
+    LeaseConflict: 409,
     UnknownPrediction: 404,
     PredictionExpired: 410,
     SchemaViolation: 422,

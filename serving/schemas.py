@@ -97,3 +97,44 @@ class FeedbackItemResult(BaseModel):
 
 class FeedbackBatchResponse(BaseModel):
     results: list[FeedbackItemResult]
+
+
+class ClaimRequest(Strict):
+    limit: int = Field(1, description="How many items to lease.")
+    lease_s: float | None = Field(
+        None, description="Lease length in seconds (the model's default if absent)."
+    )
+    labeller: str | None = Field(
+        None, max_length=200, description="Who labels: recorded with the label."
+    )
+
+
+class QueueItemOut(BaseModel):
+    item_id: str
+    prediction_id: str | None
+    claim_id: str | None = Field(description="Send it back with the label or skip.")
+    features: dict[str, Any]
+    proba: list[list[Any]] = Field(description="The current model's [label, probability] pairs.")
+    guess: Any = Field(description="The current model's label.")
+    uncertainty: float
+    reason: str = Field(description="uncertain (the sampler asked) or random (evaluation slice).")
+    attempts: int
+    lease_expires_at: float | None
+    classes: list[Any] | None = Field(description="The model's declared classes, if any.")
+
+
+class ClaimResponse(BaseModel):
+    items: list[QueueItemOut]
+
+
+class LabelRequest(Strict):
+    label: Any = Field(description="The true label.")
+    claim_id: str | None = Field(
+        None, description="The claim_id the claim gave (detects lost leases)."
+    )
+    labeller: str | None = Field(None, max_length=200)
+
+
+class SkipRequest(Strict):
+    claim_id: str | None = None
+    labeller: str | None = Field(None, max_length=200)

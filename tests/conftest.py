@@ -141,7 +141,9 @@ class RedisServer:
 
 def _require_redis() -> None:
     if REDIS_SERVER is None:
-        pytest.fail("redis-server is not installed: run `make test` (it installs it) or apt-get install redis-server")
+        pytest.fail(
+            "redis-server is not installed: run `make test` (it installs it) or apt-get install redis-server"
+        )
 
 
 @pytest.fixture(scope="session")

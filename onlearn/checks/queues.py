@@ -197,6 +197,21 @@ def check_queue_claim_leases(store: Store) -> None:
 
 
 @_queue_check
+def check_queue_claims_chosen_items_in_the_given_order(store: Store) -> None:
+    queue = _queue(store)
+    _push_all(queue, [_item(f"i{n}", 0.1 * n) for n in range(5)])
+    now = T0 + 100
+    taken = queue.claim("m", limit=5, lease_s=30.0, labeller=None, now=now, item_ids=["i2"])
+    assert _ids(taken) == ["i2"], "item_ids restricts the claim to those items"
+    # Unknown or already claimed ids are passed over; the order given is kept; limit holds.
+    chosen = ["nope", "i2", "i0", "i3", "i1"]
+    claimed = queue.claim("m", limit=2, lease_s=30.0, labeller="ann", now=now, item_ids=chosen)
+    assert _ids(claimed) == ["i0", "i3"]
+    assert all(i.state is QueueState.CLAIMED and i.claim_id for i in claimed)
+    assert _ids(queue.peek("m", 10)) == ["i4", "i1"], "unchosen items stay queued"
+
+
+@_queue_check
 def check_queue_dedupe(store: Store) -> None:
     queue = _queue(store)
     assert queue.push(_item("a", dedupe_key="k"), max_size=BIG) == PushOutcome("queued", "a")

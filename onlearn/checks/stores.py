@@ -120,6 +120,7 @@ def check_log_dedupes_keys_across_calls(store: Store) -> None:
     first = log.append("m", [_label(0, key="p-1"), _label(1)])
     again = log.append("m", [_label(7, key="p-1")])
     assert again == [first[0]], "a known key returns the existing seq"
+    assert first.new == [True, True] and again.new == [False], "new flags tell appended events"
     assert log.head("m") == 2, "a known key appends nothing"
     assert log.read("m", after=0)[0].payload == _label(0).payload, "the first event is kept"
     assert log.append("m", [_label(1), _label(1)]) == [3, 4], "events without a key never dedupe"
@@ -133,6 +134,7 @@ def check_log_dedupes_keys_within_one_call(store: Store) -> None:
         "m", [_label(0, key="a"), _label(1, key="b"), _label(2, key="a"), _label(3), _label(4, "b")]
     )
     assert seqs == [1, 2, 1, 3, 2], f"duplicates in one call get the first one's seq, got {seqs}"
+    assert seqs.new == [True, True, False, True, False], f"new flags, got {seqs.new}"
     assert log.head("m") == 3
     assert [e.key for e in log.read("m", after=0)] == ["a", "b", None]
 

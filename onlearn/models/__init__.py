@@ -1,6 +1,8 @@
-"""Model pipelines: specs, the catalog of river pipelines, and signed model artifacts."""
+"""Model pipelines: specs, the catalog of river pipelines, batch predictions, signed artifacts."""
 
 from onlearn.models.artifacts import dump_signed, load_signed
+from onlearn.models.batch import predict_batch, predict_proba_batch
+from onlearn.models.binary import BinaryClassifier
 from onlearn.models.catalog import (
     CATALOG,
     DEFAULT_SEED,
@@ -16,6 +18,7 @@ __all__ = [
     "CATALOG",
     "DEFAULT_SEED",
     "TASKS",
+    "BinaryClassifier",
     "CatalogEntry",
     "PipelineSpec",
     "SelectPresent",
@@ -24,4 +27,6 @@ __all__ = [
     "catalog_names",
     "dump_signed",
     "load_signed",
+    "predict_batch",
+    "predict_proba_batch",
 ]

@@ -41,6 +41,7 @@ from river import (
 )
 
 from onlearn.errors import ConfigError
+from onlearn.models.binary import BinaryClassifier
 from onlearn.models.select import SelectPresent, SubsetRegressor
 
 __all__ = [
@@ -196,7 +197,9 @@ _NOT_FROM_SPEC = frozenset(
 class CatalogEntry:
     """One named pipeline of the catalog.
 
-    ``estimator`` is the river class at the end of the pipeline: its constructor parameters,
+    ``build(params, numeric, categorical, classes)`` makes the pipeline; ``classes`` is the
+    model's declared labels, or None. ``estimator`` is the river class at the end of the
+    pipeline: its constructor parameters,
     except those in ``_NOT_FROM_SPEC``, are the parameters a spec may give, plus ``extra``
     (parameters the builder interprets, with their defaults). ``choices`` lists the allowed
     string values of some parameters (river only prints a warning and falls back to a default).
@@ -204,7 +207,9 @@ class CatalogEntry:
 
     task: str
     estimator: type
-    build: Callable[[dict[str, Any], tuple[str, ...], tuple[str, ...]], base.Estimator]
+    build: Callable[
+        [dict[str, Any], tuple[str, ...], tuple[str, ...], tuple | None], base.Estimator
+    ]
     summary: str
     extra: Mapping[str, Any] = field(default_factory=dict)
     choices: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
@@ -258,34 +263,37 @@ def _nominal(categorical: tuple[str, ...]) -> list[str] | None:
     return list(categorical) or None
 
 
-def _logistic_regression(params, numeric, categorical):
-    # river's LogisticRegression is binary with boolean targets; one-vs-rest makes it take any
-    # labels (strings, ints, more than two) and answer probabilities keyed by those labels.
-    model = multiclass.OneVsRestClassifier(
-        linear_model.LogisticRegression(**_linear_kwargs(params))
-    )
+def _logistic_regression(params, numeric, categorical, classes):
+    # river's LogisticRegression is binary with boolean targets. With two declared classes, a
+    # BinaryClassifier maps them to True/False (one model); otherwise one-vs-rest makes it take any
+    # labels (strings, ints, more than two, unknown in advance) at one model per class.
+    lr = linear_model.LogisticRegression(**_linear_kwargs(params))
+    if classes is not None and len(classes) == 2:
+        model = BinaryClassifier(lr, classes=classes)
+    else:
+        model = multiclass.OneVsRestClassifier(lr)
     return _features(numeric, categorical, scale=True, one_hot_zeros=False) | model
 
 
-def _gaussian_naive_bayes(params, numeric, categorical):
+def _gaussian_naive_bayes(params, numeric, categorical, classes):
     # Unscaled: a running scaler would shift the values the Gaussians were fitted on. One-hot
     # zeros are kept, so that "not this category" is evidence too.
     model = naive_bayes.GaussianNB(**params)
     return _features(numeric, categorical, scale=False, one_hot_zeros=True) | model
 
 
-def _hoeffding_tree(params, numeric, categorical):
+def _hoeffding_tree(params, numeric, categorical, classes):
     # Trees split on nominal values themselves; categorical features go in raw.
     model = tree.HoeffdingTreeClassifier(nominal_attributes=_nominal(categorical), **params)
     return SelectPresent(*numeric, *categorical) | model
 
 
-def _adaptive_random_forest(params, numeric, categorical):
+def _adaptive_random_forest(params, numeric, categorical, classes):
     model = forest.ARFClassifier(nominal_attributes=_nominal(categorical), **params)
     return SelectPresent(*numeric, *categorical) | model
 
 
-def _linear_regression(params, numeric, categorical):
+def _linear_regression(params, numeric, categorical, classes):
     model = linear_model.LinearRegression(**_linear_kwargs(params))
     return _features(numeric, categorical, scale=True, one_hot_zeros=False) | model
 
@@ -296,14 +304,14 @@ def _leaf_model(numeric: tuple[str, ...]) -> SubsetRegressor:
     return SubsetRegressor(linear_model.LinearRegression(), keys=numeric)
 
 
-def _hoeffding_tree_regressor(params, numeric, categorical):
+def _hoeffding_tree_regressor(params, numeric, categorical, classes):
     model = tree.HoeffdingTreeRegressor(
         nominal_attributes=_nominal(categorical), leaf_model=_leaf_model(numeric), **params
     )
     return SelectPresent(*numeric, *categorical) | model
 
 
-def _adaptive_random_forest_regressor(params, numeric, categorical):
+def _adaptive_random_forest_regressor(params, numeric, categorical, classes):
     model = forest.ARFRegressor(
         nominal_attributes=_nominal(categorical), leaf_model=_leaf_model(numeric), **params
     )
@@ -323,7 +331,10 @@ CATALOG: Mapping[str, CatalogEntry] = MappingProxyType(
             task="classification",
             estimator=linear_model.LogisticRegression,
             build=_logistic_regression,
-            summary="scaled numeric + one-hot categorical -> one-vs-rest logistic regression (SGD)",
+            summary=(
+                "scaled numeric + one-hot categorical -> logistic regression (SGD): one model for "
+                "two declared classes, else one-vs-rest"
+            ),
             extra={"lr": 0.01},
         ),
         "hoeffding_tree": CatalogEntry(
@@ -402,13 +413,24 @@ def _check_task(task: str) -> str:
 
 
 def build_pipeline(
-    spec: PipelineSpec, *, task: str, numeric: Sequence[str], categorical: Sequence[str]
+    spec: PipelineSpec,
+    *,
+    task: str,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    classes: Sequence | None = None,
 ) -> base.Estimator:
     """A fresh, untrained river estimator for ``spec``, fed the schema's features.
 
     ``numeric`` names the number, integer and boolean features, ``categorical`` the category and
     string ones. Features outside both lists are ignored by catalog pipelines; nullable features
     with no value are absent from the feature dict and handled as missing.
+
+    ``classes`` are the labels a classification model declares, if it does (None: any labels).
+    With exactly two, ``logistic_regression`` is one binary model (``classes[0]`` learnt as the
+    positive class) instead of one-vs-rest, at half the cost; its answers have both classes, in
+    the order of ``classes`` (an empty ``proba`` until it has learnt a label, as before). Other
+    catalog pipelines ignore ``classes``, and factories are not given them.
 
     A factory spec imports and calls ``module:function`` with the spec's params, plus ``task``,
     ``numeric`` and ``categorical`` for those of them the function names as parameters. **A
@@ -425,6 +447,14 @@ def build_pipeline(
     >>> model.learn_one({"age": 30, "city": "Oslo"}, "yes")
     >>> model.predict_proba_one({"age": 41})
     {'yes': 1.0}
+    >>> model = build_pipeline(
+    ...     spec, task="classification", numeric=["age"], categorical=[], classes=["yes", "no"]
+    ... )
+    >>> model.predict_proba_one({"age": 41})
+    {}
+    >>> model.learn_one({"age": 30}, "yes")
+    >>> list(model.predict_proba_one({"age": 41}))
+    ['yes', 'no']
 
     """
     task = _check_task(task)
@@ -432,9 +462,36 @@ def build_pipeline(
     categorical = _names("categorical", categorical)
     if both := sorted(set(numeric) & set(categorical)):
         raise ConfigError(f"features {both} are listed as both numeric and categorical")
+    classes = _check_classes(classes, task)
     if spec.factory is not None:
         return _build_from_factory(spec, task, numeric, categorical)
-    return _build_from_catalog(spec, task, numeric, categorical)
+    return _build_from_catalog(spec, task, numeric, categorical, classes)
+
+
+def _check_classes(classes: Sequence | None, task: str) -> tuple | None:
+    if classes is None:
+        return None
+    if isinstance(classes, str | bytes) or not isinstance(classes, Sequence):
+        raise TypeError(f"classes must be a sequence of labels, got {classes!r}")
+    if task != "classification":
+        raise ConfigError(f"classes are for classification models, not {task}")
+    classes = tuple(classes)
+    if not classes:
+        raise ConfigError("classes must not be empty; leave them out to accept any label")
+    if len(classes) == 2:
+        first, second = classes
+        try:
+            hash(first), hash(second)
+        except TypeError:
+            raise ConfigError(
+                f"classes must be labels (hashable values), got {classes!r}"
+            ) from None
+        if first == second:
+            raise ConfigError(
+                f"classes {first!r} and {second!r} are the same label to a model (equal as keys "
+                "of a dict); declare two distinct classes"
+            )
+    return classes
 
 
 def _names(what: str, names: Sequence[str]) -> tuple[str, ...]:
@@ -444,7 +501,11 @@ def _names(what: str, names: Sequence[str]) -> tuple[str, ...]:
 
 
 def _build_from_catalog(
-    spec: PipelineSpec, task: str, numeric: tuple[str, ...], categorical: tuple[str, ...]
+    spec: PipelineSpec,
+    task: str,
+    numeric: tuple[str, ...],
+    categorical: tuple[str, ...],
+    classes: tuple | None,
 ) -> base.Estimator:
     assert spec.name is not None
     entry = CATALOG.get(spec.name)
@@ -456,7 +517,7 @@ def _build_from_catalog(
         )
     params = _check_params(spec.name, entry, dict(spec.params))
     try:
-        return entry.build(params, numeric, categorical)
+        return entry.build(params, numeric, categorical, classes)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"pipeline {spec.name!r}: invalid parameters {params}: {exc}") from exc
 

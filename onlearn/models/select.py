@@ -37,7 +37,7 @@ class SelectPresent(base.Transformer):
         self.keys = tuple(dict.fromkeys(keys))
 
     def transform_one(self, x: dict) -> dict:
-        return {k: x[k] for k in self.keys if x.get(k) is not None}
+        return {k: v for k in self.keys if (v := x.get(k)) is not None}
 
     def __str__(self) -> str:
         return str(list(self.keys))
@@ -85,7 +85,7 @@ class SubsetRegressor(base.Regressor):
         yield {"regressor": linear_model.LinearRegression(), "keys": ()}
 
     def _select(self, x: dict) -> dict:
-        return {k: x[k] for k in self.keys if x.get(k) is not None}
+        return {k: v for k in self.keys if (v := x.get(k)) is not None}
 
     def learn_one(self, x: dict, y: base.typing.RegTarget, w: float = 1.0) -> None:
         self.regressor.learn_one(self._select(x), y, w)

@@ -21,6 +21,7 @@ from onlearn.records import (
 )
 
 __all__ = [
+    "AppendResult",
     "ClaimOutcome",
     "EventLog",
     "JobQueue",
@@ -35,15 +36,31 @@ __all__ = [
 ]
 
 
+class AppendResult(list):
+    """The seqs an ``append`` gave, one per event, and ``new``: whether each event was appended
+    (False for a duplicate key, whose seq is the existing event's). A list, so it compares and
+    unpacks as the plain seqs.
+
+    >>> r = AppendResult([5, 3], new=[True, False])
+    >>> r == [5, 3], r.new
+    (True, [True, False])
+    """
+
+    def __init__(self, seqs=(), new=None):
+        super().__init__(seqs)
+        self.new = list(new) if new is not None else [True] * len(self)
+
+
 @runtime_checkable
 class EventLog(Protocol):
     """The append-only, ordered log of each model. Seqs start at 1 and have no gaps."""
 
-    def append(self, model: str, events: Sequence[Event]) -> list[int]:
+    def append(self, model: str, events: Sequence[Event]) -> AppendResult:
         """Append durably and return one seq per event, in order.
 
         An event whose ``key`` is already in the model's log (or earlier in the same call) is not
-        appended again: its seq is the existing one. Returns only once the events are durable.
+        appended again: its seq is the existing one and its ``new`` flag False. Returns only once
+        the events are durable.
         """
         ...
 
@@ -168,13 +185,21 @@ class LabelQueue(Protocol):
         ...
 
     def claim(
-        self, model: str, *, limit: int, lease_s: float, labeller: str | None, now: float
+        self,
+        model: str,
+        *,
+        limit: int,
+        lease_s: float,
+        labeller: str | None,
+        now: float,
+        item_ids: Sequence[str] | None = None,
     ) -> list[QueueItem]:
         """Atomically lease up to ``limit`` items of highest priority to ``labeller``.
 
-        Expired leases are released first. Each claimed item gets a new ``claim_id``,
-        ``attempts + 1`` and ``lease_expires_at = now + lease_s``. Two concurrent claims never
-        get the same item."""
+        With ``item_ids``, lease those of them that are queued, in that order (the caller ranked
+        them), up to ``limit``. Expired leases are released first. Each claimed item gets a new
+        ``claim_id``, ``attempts + 1`` and ``lease_expires_at = now + lease_s``. Two concurrent
+        claims never get the same item."""
         ...
 
     def complete(

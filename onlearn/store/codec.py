@@ -98,6 +98,7 @@ def prediction_to_dict(record: PredictionRecord) -> dict[str, Any]:
         "uncertainty": record.uncertainty,
         "queued": record.queued,
         "expires_at": record.expires_at,
+        "reason": record.reason,
     }
 
 
@@ -113,6 +114,7 @@ def prediction_from_dict(data: Mapping[str, Any]) -> PredictionRecord:
         uncertainty=None if uncertainty is None else float(uncertainty),
         queued=bool(data.get("queued", False)),
         expires_at=float(data.get("expires_at", 0.0)),
+        reason=data.get("reason"),
     )
 
 

@@ -33,7 +33,7 @@ from onlearn.records import (
     Snapshot,
     VersionInfo,
 )
-from onlearn.store.base import ClaimOutcome, PushOutcome, QueueStats, Store
+from onlearn.store.base import AppendResult, ClaimOutcome, PushOutcome, QueueStats, Store
 from onlearn.store.leases import (
     FINISHED_STATES,
     check_job,
@@ -92,8 +92,9 @@ class MemoryEventLog:
         self._lock = threading.Lock()
         self._logs: dict[str, _ModelLog] = {}
 
-    def append(self, model: str, events: Sequence[Event]) -> list[int]:
-        seqs: list[int] = []
+    def append(self, model: str, events: Sequence[Event]) -> AppendResult:
+        seqs = AppendResult()
+        new = seqs.new
         with self._lock:
             log = self._logs.get(model)
             if log is None:
@@ -105,12 +106,14 @@ class MemoryEventLog:
                     seq = keys.get(key)
                     if seq is not None:
                         seqs.append(seq)
+                        new.append(False)
                         continue
                 seq = log.base + len(stored) + 1
                 stored.append(_with_seq(event, seq))
                 if key is not None:
                     keys[key] = seq
                 seqs.append(seq)
+                new.append(True)
         return seqs
 
     def read(self, model: str, after: int, limit: int = 1000) -> list[Event]:
@@ -355,17 +358,34 @@ class MemoryLabelQueue:
                     queue.enqueue(dataclasses.replace(item, priority=priority))
 
     def claim(
-        self, model: str, *, limit: int, lease_s: float, labeller: str | None, now: float
+        self,
+        model: str,
+        *,
+        limit: int,
+        lease_s: float,
+        labeller: str | None,
+        now: float,
+        item_ids: Sequence[str] | None = None,
     ) -> list[QueueItem]:
         with self._lock:
             queue = self._queue(model)
             queue.release_expired(now)
             if limit <= 0:
                 return []
-            taken = queue.order[:limit]
-            del queue.order[:limit]
+            if item_ids is None:
+                taken = [item_id for _, _, item_id in queue.order[:limit]]
+                del queue.order[:limit]
+            else:
+                taken = []
+                for item_id in dict.fromkeys(item_ids):
+                    item = queue.items.get(item_id)
+                    if item is not None and item.state is QueueState.QUEUED:
+                        queue.unqueue(item)
+                        taken.append(item_id)
+                        if len(taken) == limit:
+                            break
             claimed = []
-            for _, _, item_id in taken:
+            for item_id in taken:
                 item = queue.items[item_id]
                 item = queue.items[item_id] = dataclasses.replace(
                     item,

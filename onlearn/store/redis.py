@@ -60,7 +60,7 @@ from redis.retry import Retry
 
 from onlearn.errors import ConfigError, StoreUnavailable
 from onlearn.records import Event, PredictionRecord, Snapshot, VersionInfo
-from onlearn.store.base import Store
+from onlearn.store.base import AppendResult, Store
 from onlearn.store.codec import (
     decode_prediction,
     dumps,
@@ -122,7 +122,7 @@ for i = 1, #ARGV, 3 do
     known = redis.call('HGET', KEYS[3], key)
   end
   if known then
-    seqs[#seqs + 1] = tonumber(known)
+    seqs[#seqs + 1] = -tonumber(known)  -- negative: a duplicate, not appended
   else
     head = head + 1
     local id = string.format('0-%d', head)
@@ -368,12 +368,12 @@ class RedisEventLog:
         self._conn = conn
 
     @_guarded("append")
-    def append(self, model: str, events: Sequence[Event]) -> list[int]:
+    def append(self, model: str, events: Sequence[Event]) -> AppendResult:
         if not events:
-            return []
+            return AppendResult()
         k = self._conn.keys
         keys = [k.log_head(model), k.log(model), k.log_keys(model)]
-        seqs: list[int] = []
+        seqs = AppendResult()
         for start in range(0, len(events), _APPEND_CHUNK):
             args: list[str] = []
             for event in events[start : start + _APPEND_CHUNK]:
@@ -383,7 +383,9 @@ class RedisEventLog:
                     args += ("0", "", dumps(data))
                 else:
                     args += ("1", key, dumps(data))
-            seqs += self._conn.append(keys=keys, args=args)
+            for seq in self._conn.append(keys=keys, args=args):
+                seqs.append(abs(seq))
+                seqs.new.append(seq > 0)
         return seqs
 
     @_guarded("read", idempotent=True)

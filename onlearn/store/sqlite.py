@@ -47,7 +47,7 @@ from onlearn.records import (
     Snapshot,
     VersionInfo,
 )
-from onlearn.store.base import ClaimOutcome, PushOutcome, QueueStats, Store
+from onlearn.store.base import AppendResult, ClaimOutcome, PushOutcome, QueueStats, Store
 from onlearn.store.codec import decode_prediction, dumps, encode_prediction, loads
 from onlearn.store.leases import (
     check_job,
@@ -412,11 +412,12 @@ class SqliteEventLog:
         self._db = db
 
     @_guarded("append")
-    def append(self, model: str, events: Sequence[Event]) -> list[int]:
+    def append(self, model: str, events: Sequence[Event]) -> AppendResult:
         if not events:
-            return []
+            return AppendResult()
         conn = self._db.durable()
-        seqs: list[int] = []
+        seqs = AppendResult()
+        new = seqs.new
         with self._db.transaction(conn):
             (head,) = conn.execute(_HEAD_SQL, (model,)).fetchone()
             known = self._seqs_of_keys(conn, model, {e.key for e in events if e.key is not None})
@@ -425,12 +426,14 @@ class SqliteEventLog:
                 key = event.key
                 if key is not None and key in known:
                     seqs.append(known[key])
+                    new.append(False)
                     continue
                 head += 1
                 rows.append((model, head, event.kind.value, dumps(event.payload), event.at, key))
                 if key is not None:
                     known[key] = head
                 seqs.append(head)
+                new.append(True)
             if rows:
                 conn.executemany(
                     "INSERT INTO events (model, seq, kind, payload, at, key) VALUES (?,?,?,?,?,?)",
@@ -898,7 +901,14 @@ class SqliteLabelQueue:
 
     @_guarded("claim from queue")
     def claim(
-        self, model: str, *, limit: int, lease_s: float, labeller: str | None, now: float
+        self,
+        model: str,
+        *,
+        limit: int,
+        lease_s: float,
+        labeller: str | None,
+        now: float,
+        item_ids: Sequence[str] | None = None,
     ) -> list[QueueItem]:
         conn = self._db.fast()
         # One transaction from release to lease: the items picked are leased before any other
@@ -907,11 +917,24 @@ class SqliteLabelQueue:
             self._release_expired(conn, model, now)
             if limit <= 0:
                 return []
-            rows = conn.execute(
-                f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE model = ? AND state = 'queued'"
-                " ORDER BY priority DESC, enqueued_at, item_id LIMIT ?",
-                (model, limit),
-            ).fetchall()
+            if item_ids is None:
+                rows = conn.execute(
+                    f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE model = ? AND state = 'queued'"
+                    " ORDER BY priority DESC, enqueued_at, item_id LIMIT ?",
+                    (model, limit),
+                ).fetchall()
+            else:
+                rows = []
+                for item_id in dict.fromkeys(item_ids):
+                    row = conn.execute(
+                        f"SELECT {_ITEM_COLUMNS} FROM queue_items"
+                        " WHERE model = ? AND item_id = ? AND state = 'queued'",
+                        (model, item_id),
+                    ).fetchone()
+                    if row is not None:
+                        rows.append(row)
+                        if len(rows) == limit:
+                            break
             claimed = [
                 dataclasses.replace(
                     item,

@@ -1,12 +1,12 @@
+"""The documented feedback routes. Requests are served by ``serving.fast`` (same paths, put in
+front); these declarations give the OpenAPI docs their bodies and answers."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 
-from onlearn.engine import FeedbackItem
-from onlearn.errors import SchemaViolation
-from serving.errors import at, detail_of, status_of
+from serving import fast
 from serving.responses import JSON
-from serving.routes.predict import check_batch_size
 from serving.schemas import (
     FeedbackBatchRequest,
     FeedbackBatchResponse,
@@ -15,17 +15,6 @@ from serving.schemas import (
 )
 
 router = APIRouter(tags=["feedback"])
-
-
-def _item(body: FeedbackRequest) -> FeedbackItem:
-    return FeedbackItem(
-        label=body.label,
-        prediction_id=body.prediction_id,
-        features=body.features,
-        source=body.source,
-        labeller=body.labeller,
-        event_id=body.event_id,
-    )
 
 
 @router.post(
@@ -40,11 +29,7 @@ async def feedback(
     request: Request,
     wait: bool = Query(True, description="Answer once this process applied the label."),
 ) -> JSON:
-    try:
-        result = await request.app.state.engine.feedback_one_async(name, _item(body), wait=wait)
-    except SchemaViolation as e:
-        raise at(e) from None
-    return JSON({"seq": result.seq, "version": result.version, "applied": result.applied})
+    return await fast.feedback(request)
 
 
 @router.post(
@@ -54,20 +39,4 @@ async def feedback(
     responses={200: {"model": FeedbackBatchResponse}},
 )
 async def feedback_batch(name: str, body: FeedbackBatchRequest, request: Request) -> JSON:
-    check_batch_size(request, "items", len(body.items))
-    try:
-        results = await request.app.state.engine.feedback_many_async(
-            name, [_item(i) for i in body.items], wait=body.wait
-        )
-    except SchemaViolation as e:
-        raise at(e, "items") from None
-    return JSON(
-        {
-            "results": [
-                {"seq": r.seq, "version": r.version, "applied": r.applied}
-                if r.error is None
-                else {"error": {"status": status_of(r.error), "detail": detail_of(r.error)}}
-                for r in results
-            ]
-        }
-    )
+    return await fast.feedback_batch(request)

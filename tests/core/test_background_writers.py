@@ -29,7 +29,9 @@ def record(i: int, now: float = NOW) -> PredictionRecord:
 def test_concurrent_submissions_share_commits_and_get_their_own_seqs(tmp_path):
     with open_store(f"sqlite:///{tmp_path}/t.db") as store:
         committed = []
-        committer = GroupCommitter(store.log, on_commit=committed.append)
+        committer = GroupCommitter(
+            store.log, on_commit=lambda model, events, result: committed.append(model)
+        )
         futures, lock = [], threading.Lock()
 
         def submit(t):

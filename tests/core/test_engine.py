@@ -27,6 +27,7 @@ def bare_pipeline():
         task="classification",
         numeric=schema.numeric,
         categorical=schema.categorical,
+        classes=[True, False],  # as phishing_settings declares
     )
 
 

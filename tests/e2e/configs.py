@@ -99,3 +99,28 @@ pipeline = {{ name = "adaptive_random_forest", n_models = 3 }}
 {XY_FEATURES}
 """
 RESTART_MODELS = ("lin", "forest")
+
+
+def _active_model(name: str, **active) -> str:
+    table = ", ".join(
+        f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"' for k, v in active.items()
+    )
+    return f"""
+[models.{name}]
+task = "classification"
+classes = ["pos", "neg"]
+pipeline = {{ name = "logistic_regression", lr = 0.5 }}
+active = {{ {table} }}
+[models.{name}.features]
+{XY_FEATURES}
+"""
+
+
+# The labelling-queue server: one model per test module, every prediction asked for (budget 1)
+# so the tests know what is queued.
+QUEUE_CONFIG = (
+    _active_model("al", budget=1.0, window=50, evaluation_rate=0.2, lease_s=30, max_skips=2)
+    + _active_model("ui", budget=1.0, window=50, lease_s=60)
+    + _active_model("term", budget=1.0, window=50, lease_s=60)
+    + xy_model("passive")
+)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put the root there
     sys.path.insert(0, str(ROOT))
 
-from tests.e2e.configs import CONFIG, RESTART_CONFIG, WORKERS_CONFIG  # noqa: E402
+from tests.e2e.configs import CONFIG, QUEUE_CONFIG, RESTART_CONFIG, WORKERS_CONFIG  # noqa: E402
 from tests.e2e.helpers import READY_TIMEOUT, launch, shutdown  # noqa: E402
 from tests.servers import ServerProcess  # noqa: E402
 
@@ -29,6 +29,7 @@ SERVERS = {
     "workers": (WORKERS_CONFIG, 2, {"test_workers"}),
     "restart-graceful": (RESTART_CONFIG, 1, {"test_restart"}),
     "restart-crash": (RESTART_CONFIG, 1, {"test_restart"}),
+    "queue": (QUEUE_CONFIG, 1, {"test_queue", "test_label_page", "test_labeller"}),
 }
 
 
@@ -57,4 +58,15 @@ def server(launched: dict[str, ServerProcess]) -> ServerProcess:
 @pytest.fixture(scope="session")
 def api(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def queue_server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["queue"].wait_ready(READY_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def queue_api(queue_server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=queue_server.url, timeout=30) as client:
         yield client

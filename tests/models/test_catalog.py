@@ -14,13 +14,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from river import compose, datasets, forest, linear_model, preprocessing, tree
+from river import compose, datasets, forest, linear_model, multiclass, preprocessing, tree
 
 import onlearn
 from onlearn.errors import ConfigError
 from onlearn.models import (
     CATALOG,
     DEFAULT_SEED,
+    BinaryClassifier,
     PipelineSpec,
     SelectPresent,
     build_pipeline,
@@ -64,10 +65,34 @@ def small(name: str) -> PipelineSpec:
     return PipelineSpec(name, {"n_models": 3} if "forest" in name else {})
 
 
-def build(name: str, numeric=NUMERIC, categorical=CATEGORICAL):
+def build(name: str, numeric=NUMERIC, categorical=CATEGORICAL, classes=None):
     return build_pipeline(
-        small(name), task=CATALOG[name].task, numeric=numeric, categorical=categorical
+        small(name),
+        task=CATALOG[name].task,
+        numeric=numeric,
+        categorical=categorical,
+        classes=classes,
     )
+
+
+# Determinism cases: every catalog pipeline (no declared classes), and logistic regression with
+# two declared classes (a BinaryClassifier instead of one-vs-rest), fed two-class labels.
+BINARY_CLASSES = ("pos", "neg")
+CASES = {name: (name, None) for name in CATALOG} | {
+    "logistic_regression[binary]": ("logistic_regression", BINARY_CLASSES)
+}
+
+
+def build_case(case: str):
+    name, classes = CASES[case]
+    return build(name, classes=classes)
+
+
+def case_events(case: str, n: int) -> list[tuple[dict, str, float]]:
+    events = synthetic(n)
+    if CASES[case][1] is None:
+        return events
+    return [(x, "pos" if label == "high" else "neg", target) for x, label, target in events]
 
 
 def step(model, name: str, x: dict, label: str, target: float):
@@ -185,6 +210,166 @@ def test_default_learning_rate_is_rivers():
     assert ovr.classifier.optimizer.learning_rate == default.learning_rate
 
 
+# ---------------------------------------------------------------------------------------------
+# two declared classes: one binary logistic regression instead of one-vs-rest
+
+
+def test_two_declared_classes_make_one_binary_logistic_regression():
+    spec = PipelineSpec("logistic_regression", {"lr": 0.05, "l2": 0.001})
+    model = build_pipeline(
+        spec, task="classification", numeric=NUMERIC, categorical=(), classes=["pos", "neg"]
+    )
+    select, scaler, binary = model.steps.values()
+    assert isinstance(binary, BinaryClassifier)
+    assert binary.classes == ("pos", "neg")
+    assert type(binary.classifier) is linear_model.LogisticRegression
+    assert binary.classifier.l2 == 0.001
+    assert binary.classifier.optimizer.learning_rate == 0.05
+    for classes in (None, ["a", "b", "c"], ["a"]):
+        model = build("logistic_regression", classes=classes)
+        assert isinstance(list(model.steps.values())[-1], multiclass.OneVsRestClassifier)
+
+
+@pytest.mark.parametrize("name", [n for n in CLASSIFIERS if n != "logistic_regression"])
+def test_other_pipelines_ignore_classes(name):
+    with_classes, without = build(name, classes=["pos", "neg"]), build(name)
+    assert repr(with_classes) == repr(without)
+
+
+def oracle_for(numeric, categorical):
+    """river by hand: what the catalog's binary logistic regression must compute."""
+    branches = []
+    if numeric:
+        branches.append(SelectPresent(*numeric) | preprocessing.StandardScaler())
+    if categorical:
+        branches.append(SelectPresent(*categorical) | preprocessing.OneHotEncoder(drop_zeros=True))
+    features = branches[0] if len(branches) == 1 else compose.TransformerUnion(*branches)
+    return features | linear_model.LogisticRegression()
+
+
+def assert_matches_oracle(model, oracle, classes, events):
+    """Same predictions, bit for bit, as the oracle learning ``y == classes[0]``; keys in the
+    order of ``classes``. (Before the first label, the oracle answers 0.5 each, the model {}.)"""
+    first, second = classes
+    for i, (x, y) in enumerate(events):
+        expected = oracle.predict_proba_one(x)
+        assert list(model.predict_proba_one(x).items()) == (
+            [(first, expected[True]), (second, expected[False])] if i else []
+        )
+        model.learn_one(x, y)
+        oracle.learn_one(x, type(y) is type(first) and y == first)
+
+
+@pytest.mark.parametrize(
+    "classes", [[True, False], [False, True]], ids=["true-first", "false-first"]
+)
+def test_binary_logistic_regression_equals_river_on_phishing(phishing, classes):
+    numeric = tuple(phishing[0][0])
+    model = build("logistic_regression", numeric=numeric, categorical=(), classes=classes)
+    assert_matches_oracle(model, oracle_for(numeric, ()), classes, phishing)
+
+
+@pytest.mark.parametrize(
+    "classes",
+    [["pos", "neg"], ["neg", "pos"], [1, 0], [0, 1]],
+    ids=["pos-neg", "neg-pos", "1-0", "0-1"],
+)
+def test_binary_logistic_regression_equals_river_on_categorical_and_nullable(classes):
+    names = ["pos", "neg"] if isinstance(classes[0], str) else [1, 0]
+    events = [(x, names[0] if label == "high" else names[1]) for x, label, _ in synthetic(300)]
+    model = build("logistic_regression", classes=classes)
+    assert_matches_oracle(model, oracle_for(NUMERIC, CATEGORICAL), classes, events)
+
+
+def test_binary_answers_nothing_until_it_learns_a_label():
+    """Like one-vs-rest (the engine answers no label for a fresh version), not river's 0.5."""
+    model = build("logistic_regression", classes=["pos", "neg"])
+    assert model.predict_proba_one({"size": 3.0}) == {}
+    assert model.predict_one({}) is None
+    with pytest.raises(ValueError):
+        model.learn_one({"size": 1.0}, "mid")
+    assert model.predict_proba_one({"size": 3.0}) == {}  # a refused label is not learnt
+    model.learn_one({"size": 1.0}, "neg")
+    proba = model.predict_proba_one({})
+    assert list(proba) == ["pos", "neg"] and proba["neg"] > 0.5
+    assert model.predict_one({}) == "neg"
+
+
+@pytest.mark.parametrize(
+    ("classes", "label"),
+    [(["pos", "neg"], "mid"), ([1, 0], True), ([True, False], 1), ([1, 0], 1.0), ([1, 0], None)],
+)
+def test_binary_rejects_labels_outside_its_classes(classes, label):
+    model = build("logistic_regression", classes=classes)
+    with pytest.raises(ValueError, match="is not one of the model's classes"):
+        model.learn_one({"size": 1.0}, label)
+    lr = model.steps["BinaryClassifier"].classifier
+    assert lr.weights == {} and lr.intercept == 0.0  # the model did not learn
+
+
+def test_binary_classifier_pickles_and_clones():
+    model = build("logistic_regression", classes=[1, 0])
+    for x, label, _ in synthetic(50):
+        model.learn_one(x, int(label == "high"))
+    restored = pickle.loads(pickle.dumps(model, protocol=5))
+    probe = synthetic(5, seed=99)
+    assert [restored.predict_proba_one(x) for x, _, _ in probe] == [
+        model.predict_proba_one(x) for x, _, _ in probe
+    ]
+    binary = model.steps["BinaryClassifier"]
+    fresh = binary.clone()
+    assert fresh.classes == (1, 0) and fresh.classifier.weights == {}
+    assert fresh.predict_proba_one({"size": 1.0}) == {}
+    fresh.learn_one({}, 0)
+    assert list(fresh.predict_proba_one({"size": 1.0})) == [1, 0]
+
+
+class SubclassedLR(linear_model.LogisticRegression):
+    """Not river's LogisticRegression itself: the wrapper goes through its predict_proba_one."""
+
+
+def test_binary_classifier_wraps_other_boolean_classifiers_alike():
+    fast = BinaryClassifier(linear_model.LogisticRegression(), classes=("pos", "neg"))
+    generic = BinaryClassifier(SubclassedLR(), classes=("pos", "neg"))
+    assert fast._logistic and not generic._logistic
+    for x, label, _ in synthetic(100):
+        x = {k: v for k, v in x.items() if k in ("size", "flag")}
+        assert list(fast.predict_proba_one(x).items()) == list(generic.predict_proba_one(x).items())
+        y = "pos" if label == "high" else "neg"
+        fast.learn_one(x, y)
+        generic.learn_one(x, y)
+
+
+@pytest.mark.parametrize(
+    ("classes", "error", "message"),
+    [
+        ([1, 1], ConfigError, "are the same label"),
+        ([1, True], ConfigError, "are the same label"),
+        ([[1], [2]], ConfigError, "hashable"),
+        ([], ConfigError, "must not be empty"),
+        ("ab", TypeError, "classes must be a sequence of labels"),
+    ],
+)
+def test_classes_are_checked(classes, error, message):
+    with pytest.raises(error, match=message):
+        build("logistic_regression", classes=classes)
+
+
+def test_classes_are_for_classification():
+    with pytest.raises(ConfigError, match="classes are for classification models"):
+        build("linear_regression", classes=[1, 0])
+
+
+def test_binary_classifier_needs_two_distinct_hashable_classes():
+    lr = linear_model.LogisticRegression()
+    with pytest.raises(ValueError, match="needs two classes"):
+        BinaryClassifier(lr, classes=("a", "b", "c"))
+    with pytest.raises(ValueError, match="two distinct classes"):
+        BinaryClassifier(lr, classes=(1, 1.0))
+    with pytest.raises(TypeError):
+        BinaryClassifier(lr, classes=([1], [2]))
+
+
 def test_trees_treat_categorical_features_as_nominal():
     spec = PipelineSpec("hoeffding_tree", {"grace_period": 50, "max_depth": 4})
     model = build_pipeline(spec, task="classification", numeric=NUMERIC, categorical=CATEGORICAL)
@@ -218,17 +403,17 @@ def test_select_present_keeps_listed_present_features_in_listed_order():
 # determinism (design section 3): same spec + same stream = same predictions, bit for bit
 
 
-@pytest.mark.parametrize("name", list(CATALOG))
-def test_golden_same_spec_same_stream_same_predictions(name):
-    events = synthetic(300)
-    first, second = build(name), build(name)
+@pytest.mark.parametrize("case", list(CASES))
+def test_golden_same_spec_same_stream_same_predictions(case):
+    name, events = CASES[case][0], case_events(case, 300)
+    first, second = build_case(case), build_case(case)
     assert [step(first, name, *e) for e in events] == [step(second, name, *e) for e in events]
 
 
-@pytest.mark.parametrize("name", list(CATALOG))
-def test_snapshot_plus_tail_replay_equals_full_replay(name):
-    events = synthetic(300)
-    live, replayed = build(name), build(name)
+@pytest.mark.parametrize("case", list(CASES))
+def test_snapshot_plus_tail_replay_equals_full_replay(case):
+    name, events = CASES[case][0], case_events(case, 300)
+    live, replayed = build_case(case), build_case(case)
     expected = [step(live, name, *e) for e in events]
 
     # A replay only learns: predictions made on the way must not have changed the state.
@@ -244,7 +429,7 @@ import json, pickle, sys
 from onlearn.models import CATALOG, PipelineSpec, build_pipeline
 
 data = json.loads(open(sys.stdin.readline().strip()).read())  # sent once river is imported
-events, half, out = data["events"], data["half"], {"hash": hash("onlearn")}
+half, out = data["half"], {"hash": hash("onlearn")}
 
 def step(model, task, x, label, target):
     if task == "classification":
@@ -255,15 +440,21 @@ def step(model, task, x, label, target):
     model.learn_one(x, target)
     return answer
 
-for name, config in data["specs"].items():
-    task = CATALOG[name].task
-    spec = PipelineSpec.from_config(config)
-    model = build_pipeline(spec, task=task, numeric=data["numeric"], categorical=data["categorical"])
+for case, c in data["cases"].items():
+    task, events = CATALOG[c["name"]].task, c["events"]
+    spec = PipelineSpec.from_config(c["spec"])
+    model = build_pipeline(
+        spec,
+        task=task,
+        numeric=data["numeric"],
+        categorical=data["categorical"],
+        classes=c["classes"],
+    )
     fresh = [step(model, task, *e) for e in events][half:]
-    with open(data["snapshots"][name], "rb") as f:
+    with open(c["snapshot"], "rb") as f:
         restored = pickle.load(f)
     tail = [step(restored, task, *e) for e in events[half:]]
-    out[name] = {"fresh": fresh, "restored": tail}
+    out[case] = {"fresh": fresh, "restored": tail}
 print(json.dumps(out))
 """
 
@@ -287,27 +478,27 @@ def test_replicas_in_other_processes_agree_bit_for_bit(tmp_path: Path):
         env=env,
     )
     try:
-        events = [list(e) for e in synthetic(200)]
         half = 100
-        expected, snapshots = {}, {}
-        for name in CATALOG:
-            model = build(name)
+        expected, cases = {}, {}
+        for case, (name, classes) in CASES.items():
+            events = [list(e) for e in case_events(case, 200)]
+            model = build_case(case)
+            snapshot = str(tmp_path / f"{case}.pkl")
             answers = []
             for i, event in enumerate(events):
                 if i == half:
-                    snapshots[name] = str(tmp_path / f"{name}.pkl")
-                    Path(snapshots[name]).write_bytes(pickle.dumps(model, protocol=5))
+                    Path(snapshot).write_bytes(pickle.dumps(model, protocol=5))
                 answers.append(step(model, name, *event))
             # JSON turns tuples into lists; compare like with like.
-            expected[name] = json.loads(json.dumps(answers[half:]))
-        data = {
-            "events": events,
-            "half": half,
-            "numeric": NUMERIC,
-            "categorical": CATEGORICAL,
-            "specs": {name: small(name).to_config() for name in CATALOG},
-            "snapshots": snapshots,
-        }
+            expected[case] = json.loads(json.dumps(answers[half:]))
+            cases[case] = {
+                "name": name,
+                "spec": small(name).to_config(),
+                "classes": classes,
+                "events": events,
+                "snapshot": snapshot,
+            }
+        data = {"half": half, "numeric": NUMERIC, "categorical": CATEGORICAL, "cases": cases}
         (tmp_path / "data.json").write_text(json.dumps(data))
         stdout, stderr = child.communicate(str(tmp_path / "data.json") + "\n", timeout=120)
     finally:
@@ -317,9 +508,9 @@ def test_replicas_in_other_processes_agree_bit_for_bit(tmp_path: Path):
     assert child.returncode == 0, stderr
     got = json.loads(stdout)
     assert got.pop("hash") != hash("onlearn"), "the child process must use another hash seed"
-    for name in CATALOG:
-        assert got[name]["fresh"] == expected[name], name
-        assert got[name]["restored"] == expected[name], name
+    for case in CASES:
+        assert got[case]["fresh"] == expected[case], case
+        assert got[case]["restored"] == expected[case], case
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,621 @@
+"""Drift monitoring: concept drift detectors on error streams, input drift tests by window size.
+
+    .venv/bin/python -m benchmarks.drift [--seeds 5] [--kswin-seeds 1] [--jobs 2] [--quick]
+                                         [--no-write]
+
+A. Concept drift detectors (``onlearn.drift.detector_from_config``, default parameters): river's
+   ADWIN, DDM, EDDM, HDDM_A, HDDM_W, KSWIN, Page-Hinkley and FHDDM, and our Linear Four Rates.
+   Every detector sees the same ``(y_true, y_pred)`` stream of a seed (errors for most, the pair
+   for LFR) and starts afresh after each detection, as river's do. KSWIN, which runs a scipy
+   KS test at every update (about 1 ms), runs on ``--kswin-seeds`` seeds and on the scenarios
+   of ``KSWIN_SCENARIOS`` only, to keep the run within a few minutes on 2 cores.
+
+   - stationary streams (error rate 0.1 and 0.3): false alarms per 10,000 events;
+   - raw Bernoulli streams with a known drift at t = 5000: abrupt (error 0.1 -> 0.3), gradual
+     (the same, the new rate mixed in along a sigmoid of width 1000 centred at 5500), and an
+     imbalanced recall drop (10% positives, recall 0.9 -> 0.4, specificity 0.95: the error
+     rate only moves from 0.055 to 0.105);
+   - a river HoeffdingTreeClassifier learning prequentially (predict, then learn) on
+     ``river.datasets.synth`` SEA (variant 0 -> 2), Agrawal (function 0 -> 2) and STAGGER
+     (function 0 -> 2) joined by ``ConceptDriftStream`` at 5000: "abrupt" with width 50 (the
+     narrowest it allows there: it computes exp(4 * (position - t) / width), which overflows for
+     width < 4 * position / 709) and gradual with width 1000.
+
+   A drift is detected when a detection falls in [start, start + 2000), ``start`` being the
+   drift point of a raw abrupt stream, else where the transition begins (centre - width / 2,
+   where the new concept is 12% of the stream: 4975 for width 50, 5000 for the raw gradual
+   stream); delay = first such detection - start. Detections before ``start`` are false
+   alarms (on the classifier streams they include changes of the error rate while the tree is
+   still learning the first concept). Cost per update: microseconds, best of 3 passes over a stationary
+   stream (LFR with its table of bounds computed; the time to compute it is given apart).
+
+B. Input drift tests (``onlearn.drift.stats``), against a reference of 10,000 values (numbers:
+   N(0, 1) in 10 quantile bins; categories: 8 values, 40% to 1%): the share of windows that
+   alarm at alpha = 0.01, for window sizes 50 to 1000, with no drift (false alarms) and with a
+   drift (power): the mean moved by 0.2 sd; 8 points of the top category's share moved to the
+   rarest. And the dataset-level alarm over 20 features (none, BH, Holm), and the monitor's cost.
+
+Writes the ``drift`` section of benchmarks/RESULTS.md and the raw numbers to
+benchmarks/out/drift.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onlearn.drift import (
+    DETECTORS,
+    InputDriftMonitor,
+    LinearFourRates,
+    build_profile,
+    detector_from_config,
+)
+from onlearn.drift import stats as dstats
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+OUT = ROOT / "benchmarks" / "out" / "drift.json"
+BEGIN = "<!-- drift:start -->"
+END = "<!-- drift:end -->"
+
+N_EVENTS = 10_000
+DRIFT_AT = 5_000
+HORIZON = 2_000
+GRADUAL_WIDTH = 1_000
+ABRUPT_WIDTH = 50
+ALPHA = 0.01
+SIZES = (50, 100, 200, 500, 1000)
+CATEGORY_P = np.array([0.4, 0.2, 0.15, 0.1, 0.08, 0.04, 0.02, 0.01])
+CATEGORY_MOVED = np.array([0.32, 0.2, 0.15, 0.1, 0.08, 0.04, 0.02, 0.09])
+SHIFT = 0.2
+
+NAMES = {
+    "adwin": "ADWIN",
+    "ddm": "DDM",
+    "eddm": "EDDM",
+    "hddm_a": "HDDM_A",
+    "hddm_w": "HDDM_W",
+    "kswin": "KSWIN",
+    "page_hinkley": "PageHinkley",
+    "fhddm": "FHDDM",
+    "lfr": "LFR (ours)",
+}
+
+
+# -- A. concept drift ------------------------------------------------------------------------
+
+
+def sigmoid_share(t: int, centre: float, width: float) -> float:
+    x = -4.0 * (t - centre) / width
+    return 0.0 if x > 700 else 1.0 / (1.0 + math.exp(x))
+
+
+def bernoulli_pairs(kind: str, seed: int) -> tuple[list, int | None, int]:
+    """(pairs, drift start or None, events) of a raw scenario."""
+    rng = random.Random(seed)
+    pairs = []
+    if kind.startswith("stationary"):
+        error = float(kind.split("=")[1])
+        for _ in range(2 * N_EVENTS):
+            y = rng.random() < 0.5
+            pairs.append((y, y if rng.random() >= error else not y))
+        return pairs, None, len(pairs)
+    if kind == "imbalanced recall drop":
+        for t in range(N_EVENTS):
+            y = rng.random() < 0.1
+            recall = 0.9 if t < DRIFT_AT else 0.4
+            pairs.append((y, (rng.random() < recall) if y else (rng.random() >= 0.95)))
+        return pairs, DRIFT_AT, N_EVENTS
+    gradual = kind.startswith("gradual")
+    centre = DRIFT_AT + GRADUAL_WIDTH / 2
+    for t in range(N_EVENTS):
+        if gradual:
+            new = rng.random() < sigmoid_share(t, centre, GRADUAL_WIDTH)
+        else:
+            new = t >= DRIFT_AT
+        error = 0.3 if new else 0.1
+        y = rng.random() < 0.5
+        pairs.append((y, y if rng.random() >= error else not y))
+    return pairs, DRIFT_AT, N_EVENTS
+
+
+def classifier_pairs(kind: str, seed: int) -> tuple[list, int, int]:
+    from river import tree
+    from river.datasets import synth
+
+    name, how = kind.split(" ", 1)
+    if name == "SEA":
+        before, after = synth.SEA(variant=0, seed=seed), synth.SEA(variant=2, seed=seed + 1000)
+    elif name == "Agrawal":
+        before = synth.Agrawal(classification_function=0, seed=seed)
+        after = synth.Agrawal(classification_function=2, seed=seed + 1000)
+    else:
+        before = synth.STAGGER(classification_function=0, seed=seed)
+        after = synth.STAGGER(classification_function=2, seed=seed + 1000)
+    width = ABRUPT_WIDTH if how == "abrupt" else GRADUAL_WIDTH
+    stream = synth.ConceptDriftStream(
+        stream=before, drift_stream=after, position=DRIFT_AT, width=width, seed=seed
+    )
+    model = tree.HoeffdingTreeClassifier()
+    pairs = []
+    for x, y in itertools.islice(stream, N_EVENTS):
+        pairs.append((y, model.predict_one(x)))
+        model.learn_one(x, y)
+    return pairs, DRIFT_AT - width // 2, N_EVENTS
+
+
+RAW = (
+    "stationary error=0.1",
+    "stationary error=0.3",
+    "abrupt 0.1->0.3",
+    "gradual 0.1->0.3",
+    "imbalanced recall drop",
+)
+CLASSIFIER = tuple(
+    f"{s} {how}" for s in ("SEA", "Agrawal", "STAGGER") for how in ("abrupt", "gradual")
+)
+# KSWIN runs a scipy KS test per update (about 1 ms): it gets fewer seeds and these scenarios
+KSWIN_SCENARIOS = (
+    "stationary error=0.1",
+    "abrupt 0.1->0.3",
+    "gradual 0.1->0.3",
+    "imbalanced recall drop",
+    "STAGGER abrupt",
+    "STAGGER gradual",
+)
+
+
+def run_detectors(task: tuple[str, int, bool]) -> list[dict]:
+    scenario, seed, with_kswin = task
+    if scenario in RAW:
+        pairs, start, n = bernoulli_pairs(scenario, seed)
+    else:
+        pairs, start, n = classifier_pairs(scenario, seed)
+    errors = sum(y != p for y, p in pairs[: start or len(pairs)]) / (start or len(pairs))
+    out = []
+    for name in DETECTORS:
+        if name == "kswin" and not with_kswin:
+            continue
+        detector = detector_from_config(name)
+        update = detector.update_pair
+        hits = []
+        for t, (y, p) in enumerate(pairs):
+            update(y, p)
+            if detector.drift_detected:
+                hits.append(t)
+        out.append(
+            {
+                "scenario": scenario,
+                "seed": seed,
+                "detector": name,
+                "start": start,
+                "events": n,
+                "detections": hits,
+                "error_before": errors,
+            }
+        )
+    return out
+
+
+def summarise_detectors(records: list[dict]) -> dict:
+    table: dict[tuple[str, str], dict] = {}
+    for (scenario, name), group in itertools.groupby(
+        sorted(records, key=lambda r: (r["scenario"], r["detector"])),
+        key=lambda r: (r["scenario"], r["detector"]),
+    ):
+        group = list(group)
+        row: dict[str, Any] = {"runs": len(group)}
+        start = group[0]["start"]
+        if start is None:
+            events = sum(r["events"] for r in group)
+            row["false_per_10k"] = 1e4 * sum(len(r["detections"]) for r in group) / events
+        else:
+            before = sum(sum(t < start for t in r["detections"]) for r in group)
+            row["false_per_10k"] = 1e4 * before / (start * len(group))
+            delays = []
+            for r in group:
+                found = [t - start for t in r["detections"] if start <= t < start + HORIZON]
+                if found:
+                    delays.append(found[0])
+            row["detected"] = len(delays) / len(group)
+            row["delay"] = statistics.mean(delays) if delays else None
+        row["error_before"] = statistics.mean(r["error_before"] for r in group)
+        table[(scenario, name)] = row
+    return table
+
+
+def detector_costs(events: int = 30_000) -> dict:
+    rng = random.Random(0)
+    pairs = [
+        (y, y if rng.random() >= 0.1 else not y)
+        for y in (rng.random() < 0.5 for _ in range(events))
+    ]
+    t0 = time.perf_counter()
+    LinearFourRates().warm_up()
+    table_s = time.perf_counter() - t0
+    costs = {}
+    for name in DETECTORS:
+        n = 1000 if name == "kswin" else events
+        best = math.inf
+        for _ in range(1 if name == "kswin" else 3):
+            detector = detector_from_config(name)
+            update = detector.update_pair
+            t0 = time.perf_counter()
+            for y, p in pairs[:n]:
+                update(y, p)
+                detector.drift_detected  # noqa: B018 - read as a monitor would
+            best = min(best, (time.perf_counter() - t0) / n)
+        costs[name] = best * 1e6
+    # LFR bare, without the wrapper: the cost of the algorithm itself
+    lfr = LinearFourRates()
+    best = math.inf
+    for _ in range(3):
+        lfr = LinearFourRates()
+        t0 = time.perf_counter()
+        for y, p in pairs:
+            lfr.update(y, p)
+        best = min(best, (time.perf_counter() - t0) / events)
+    return {"us_per_update": costs, "lfr_bare_us": best * 1e6, "lfr_table_s": table_s}
+
+
+# -- B. input drift --------------------------------------------------------------------------
+
+
+def input_reference(seed: int = 123) -> dict:
+    rng = np.random.default_rng(seed)
+    m = 10_000
+    rows = [
+        {"x": float(v), "c": int(c)}
+        for v, c in zip(rng.normal(size=m), rng.choice(8, size=m, p=CATEGORY_P), strict=True)
+    ]
+    profile = build_profile(rows, numeric=["x"], categorical=["c"], sample_size=m)
+    x, c = profile["x"], profile["c"]
+    return {
+        "edges": np.asarray(x.edges),
+        "sample": np.asarray(x.sample),
+        "x_counts": np.asarray(x.bin_counts),
+        "c_counts": np.asarray(c.bin_counts),
+        "c_index": np.array([c.categories.index(i) for i in range(8)]),
+    }
+
+
+NUMERIC_METHODS = (
+    "PSI > 0.1",
+    "PSI > 0.25",
+    "PSI, chi2 approx.",
+    "PSI, calibrated",
+    "KL, calibrated",
+    "JS, calibrated",
+    "Hellinger, calibrated",
+    "chi2 (bins), calibrated",
+    "KS",
+)
+CATEGORICAL_METHODS = (
+    "PSI > 0.1",
+    "PSI, calibrated",
+    "chi2, asymptotic",
+    "chi2, calibrated",
+)
+
+
+def input_task(task: tuple[str, int, bool, int]) -> dict:
+    kind, n, drifted, trials = task
+    ref = input_reference()
+    rng = np.random.default_rng([n, int(drifted), kind == "numeric"])
+    hits: dict[str, int] = {}
+    if kind == "numeric":
+        null = dstats.HistogramNull(ref["x_counts"], n, seed=(1, n))
+        m = int(ref["x_counts"].sum())
+        for _ in range(trials):
+            w = rng.normal(SHIFT if drifted else 0.0, 1.0, size=n)
+            counts = np.bincount(np.searchsorted(ref["edges"], w), minlength=len(ref["x_counts"]))
+            h = {
+                k: float(v) for k, v in dstats.histogram_statistics(ref["x_counts"], counts).items()
+            }
+            used = int(np.count_nonzero((ref["x_counts"] + counts) > 0))
+            decisions = {
+                "PSI > 0.1": h["psi"] > 0.1,
+                "PSI > 0.25": h["psi"] > 0.25,
+                "PSI, chi2 approx.": dstats.asymptotic_p_value("psi", h["psi"], n, m, used)
+                <= ALPHA,
+                "PSI, calibrated": null.p_value("psi", h["psi"]) <= ALPHA,
+                "KL, calibrated": null.p_value("kl", h["kl"]) <= ALPHA,
+                "JS, calibrated": null.p_value("js", h["js"]) <= ALPHA,
+                "Hellinger, calibrated": null.p_value("hellinger", h["hellinger"]) <= ALPHA,
+                "chi2 (bins), calibrated": null.p_value("chi2", h["chi2"]) <= ALPHA,
+                "KS": dstats.ks_test(ref["sample"], w)[1] <= ALPHA,
+            }
+            for k, v in decisions.items():
+                hits[k] = hits.get(k, 0) + bool(v)
+    else:
+        null = dstats.HistogramNull(ref["c_counts"], n, seed=(2, n))
+        p = CATEGORY_MOVED if drifted else CATEGORY_P
+        for _ in range(trials):
+            cats = ref["c_index"][rng.choice(8, size=n, p=p)]
+            counts = np.bincount(cats, minlength=len(ref["c_counts"]))
+            psi = float(dstats.psi(ref["c_counts"], counts))
+            chi2 = float(dstats.chi2_statistic(ref["c_counts"], counts)[0])
+            decisions = {
+                "PSI > 0.1": psi > 0.1,
+                "PSI, calibrated": null.p_value("psi", psi) <= ALPHA,
+                "chi2, asymptotic": dstats.chi2_test(ref["c_counts"], counts)[1] <= ALPHA,
+                "chi2, calibrated": null.p_value("chi2", chi2) <= ALPHA,
+            }
+            for k, v in decisions.items():
+                hits[k] = hits.get(k, 0) + bool(v)
+    return {
+        "kind": kind,
+        "n": n,
+        "drifted": drifted,
+        "trials": trials,
+        "rates": {k: v / trials for k, v in hits.items()},
+    }
+
+
+def dataset_task(task: tuple[int, int]) -> dict:
+    """20 numeric features, window 200, KS per feature; 2 of them shifted by 0.3 sd or none."""
+    trials, n_drifted = task
+    rng = np.random.default_rng([7, n_drifted])
+    k, window = 20, 200
+    samples = [np.sort(rng.normal(size=5000)) for _ in range(k)]
+    out = {c: {"alarms": 0, "true": 0, "false": 0} for c in ("none", "bh", "holm")}
+    for _ in range(trials):
+        p_values = []
+        for j in range(k):
+            w = rng.normal(0.3 if j < n_drifted else 0.0, 1.0, size=window)
+            p_values.append(dstats.ks_test(samples[j], w)[1])
+        for c in out:
+            flags = dstats.reject(p_values, ALPHA, c)
+            out[c]["alarms"] += any(flags)
+            out[c]["true"] += sum(flags[:n_drifted])
+            out[c]["false"] += sum(flags[n_drifted:])
+    return {"n_drifted": n_drifted, "trials": trials, "result": out}
+
+
+def monitor_costs() -> dict:
+    rng = random.Random(3)
+    names = [f"x{i}" for i in range(10)]
+    cats = [f"c{i}" for i in range(5)]
+
+    def row():
+        r = {n: rng.gauss(0, 1) for n in names}
+        r.update({c: rng.choice("abcdefgh") for c in cats})
+        return r
+
+    profile = build_profile((row() for _ in range(10_000)), numeric=names, categorical=cats)
+    monitor = InputDriftMonitor(profile, window=500)
+    rows = [row() for _ in range(5000)]
+    t0 = time.perf_counter()
+    for r in rows:
+        monitor.update(r)
+    update_us = (time.perf_counter() - t0) / len(rows) * 1e6
+    t0 = time.perf_counter()
+    monitor.report()
+    cold_ms = (time.perf_counter() - t0) * 1e3
+    t0 = time.perf_counter()
+    for _ in range(5):
+        monitor.report()
+    warm_ms = (time.perf_counter() - t0) / 5 * 1e3
+    return {"features": 15, "window": 500, "update_us": update_us, "report_cold_ms": cold_ms,
+            "report_warm_ms": warm_ms}  # fmt: skip
+
+
+# -- report ----------------------------------------------------------------------------------
+
+
+def fmt(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def detector_tables(table: dict, costs: dict) -> list[str]:
+    lines = []
+    stationary = [s for s in RAW if s.startswith("stationary")]
+    drifting = [s for s in RAW if not s.startswith("stationary")] + list(CLASSIFIER)
+    lines += [
+        "False alarms per 10,000 events on stationary streams, and cost per update:",
+        "",
+        "| detector | " + " | ".join(stationary) + " | runs | us / update |",
+        "|---|" + "---:|" * (len(stationary) + 2),
+    ]
+    for name in DETECTORS:
+        cells = [fmt(table.get((s, name), {}).get("false_per_10k"), 2) for s in stationary]
+        runs = table.get((stationary[0], name), {}).get("runs", 0)
+        us = costs["us_per_update"][name]
+        lines.append(f"| {NAMES[name]} | " + " | ".join(cells) + f" | {runs} | {fmt(us, 1)} |")
+    lines += [
+        "",
+        f"LFR alone, without the config wrapper: {costs['lfr_bare_us']:.1f} us per update; "
+        f"its table of bounds (eta 0.9, levels 0.01 / 0.0001) takes {costs['lfr_table_s']:.1f} s "
+        "to compute in full, once per process (or column by column, some 20 ms each, as rates "
+        "first need them).",
+        "",
+        "Detection rate (in the 2000 events after the drift starts) / mean delay (events) / "
+        "false alarms per 10,000 events before the drift:",
+        "",
+        "| scenario | error before | " + " | ".join(NAMES[d] for d in DETECTORS) + " |",
+        "|---|---:|" + "---|" * len(DETECTORS),
+    ]
+    for s in drifting:
+        first = table.get((s, "adwin"), {})
+        cells = []
+        for name in DETECTORS:
+            row = table.get((s, name))
+            if row is None:
+                cells.append("-")
+                continue
+            cells.append(
+                f"{100 * row['detected']:.0f}% / {fmt(row['delay'], 0)} / "
+                f"{fmt(row['false_per_10k'], 1)}"
+            )
+        lines.append(f"| {s} | {fmt(first.get('error_before'), 3)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def input_tables(results: list[dict]) -> list[str]:
+    by = {(r["kind"], r["n"], r["drifted"]): r for r in results}
+    lines = []
+    for kind, methods, what in (
+        ("numeric", NUMERIC_METHODS, f"a number (drift: mean + {SHIFT} sd)"),
+        ("categorical", CATEGORICAL_METHODS, "a category (drift: 8 points of share moved)"),
+    ):
+        for drifted, title in ((False, "false alarms"), (True, "power")):
+            trials = by[(kind, SIZES[0], drifted)]["trials"]
+            lines += [
+                f"Share of windows alarming, {title}, {what}; alpha = {ALPHA}, "
+                f"{trials} windows per cell:",
+                "",
+                "| test | " + " | ".join(f"n = {n}" for n in SIZES) + " |",
+                "|---|" + "---:|" * len(SIZES),
+            ]
+            for method in methods:
+                cells = [f"{by[(kind, n, drifted)]['rates'][method]:.3f}" for n in SIZES]
+                lines.append(f"| {method} | " + " | ".join(cells) + " |")
+            lines.append("")
+    return lines
+
+
+def dataset_table(results: list[dict]) -> list[str]:
+    lines = [
+        f"Dataset-level alarm over 20 numeric features (KS, window 200, alpha = {ALPHA}); "
+        "features flagged per window:",
+        "",
+        "| correction | alarms, no drift | alarms, 2 of 20 shifted 0.3 sd | true flagged | "
+        "false flagged |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    null = next(r for r in results if r["n_drifted"] == 0)
+    drift = next(r for r in results if r["n_drifted"] > 0)
+    for c in ("none", "bh", "holm"):
+        a = null["result"][c]["alarms"] / null["trials"]
+        b = drift["result"][c]["alarms"] / drift["trials"]
+        t = drift["result"][c]["true"] / drift["trials"]
+        f = drift["result"][c]["false"] / drift["trials"]
+        lines.append(f"| {c} | {a:.3f} | {b:.3f} | {t:.2f} | {f:.2f} |")
+    return lines
+
+
+def section(args, table, costs, inputs, datasets, monitor, seconds) -> str:
+    command = ".venv/bin/python -m benchmarks.drift" + (" --quick" if args.quick else "")
+    if not args.quick and (args.seeds != 5 or args.kswin_seeds != 1 or args.trials != 1000):
+        command += f" --seeds {args.seeds} --kswin-seeds {args.kswin_seeds} --trials {args.trials}"
+    lines = [
+        BEGIN,
+        "## Drift monitoring: concept drift detectors and input drift tests",
+        "",
+        f"Command: `{command}` ({seconds:.0f} s with {args.jobs} processes; "
+        f"Python {platform.python_version()}, {os.cpu_count()} CPUs). "
+        "What is measured is in the docstring of benchmarks/drift.py; raw numbers in "
+        "benchmarks/out/drift.json.",
+        "",
+        "### A. Concept drift detectors (default parameters)",
+        "",
+        f"{args.seeds} seeds per scenario; KSWIN, at "
+        f"{costs['us_per_update']['kswin'] / 1000:.1f} ms per update (a scipy KS test each), on "
+        f"{min(args.kswin_seeds, args.seeds)} seed(s) and on {', '.join(KSWIN_SCENARIOS)} only. "
+        f"Every stream {N_EVENTS:,} events (stationary: {2 * N_EVENTS:,}), drift at "
+        f"{DRIFT_AT:,}. Costs and times were measured on a machine shared with other work, so "
+        "they are indicative.",
+        "",
+    ]
+    lines += detector_tables(table, costs)
+    lines += ["", "### B. Input drift tests by window size", ""]
+    lines += input_tables(inputs)
+    lines += dataset_table(datasets)
+    lines += [
+        "",
+        f"InputDriftMonitor, {monitor['features']} features (10 numbers, 5 categories), window "
+        f"{monitor['window']}: update {monitor['update_us']:.1f} us per row; report "
+        f"{monitor['report_warm_ms']:.0f} ms ({monitor['report_cold_ms']:.0f} ms the first "
+        "time, which simulates the null of each histogram for the window size).",
+        END,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_section(text: str) -> None:
+    """Replace the drift section of RESULTS.md (or append it); nothing else changes."""
+    old = RESULTS.read_text() if RESULTS.exists() else ""
+    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
+    if pattern.search(old):
+        new = pattern.sub(lambda _: text, old, count=1)
+    elif old.strip():
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        new = "# Benchmark results\n\n" + text
+    RESULTS.write_text(new)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.drift", description=__doc__.split("\n")[0]
+    )
+    p.add_argument("--seeds", type=int, default=5, help="seeds per detector scenario")
+    p.add_argument("--kswin-seeds", type=int, default=1, help="seeds on which KSWIN runs")
+    p.add_argument("--trials", type=int, default=1000, help="windows per input drift cell")
+    p.add_argument("--jobs", type=int, default=2, help="worker processes")
+    p.add_argument("--quick", action="store_true", help="2 seeds, 200 windows: a smoke run")
+    p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.seeds, args.kswin_seeds, args.trials = 2, 1, 200
+    t0 = time.perf_counter()
+    tasks = [
+        (s, seed, seed < args.kswin_seeds and s in KSWIN_SCENARIOS)
+        for seed in range(args.seeds)
+        for s in RAW + CLASSIFIER
+    ]
+    tasks.sort(key=lambda t: not t[2])  # the long ones (with KSWIN) first
+    input_tasks = [
+        (kind, n, drifted, args.trials if not drifted else max(200, args.trials // 3))
+        for kind in ("numeric", "categorical")
+        for n in SIZES
+        for drifted in (False, True)
+    ]
+    dataset_tasks = [(max(100, args.trials // 3), 0), (max(100, args.trials // 3), 2)]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        detector_futures = [pool.submit(run_detectors, t) for t in tasks]
+        input_futures = [pool.submit(input_task, t) for t in input_tasks]
+        dataset_futures = [pool.submit(dataset_task, t) for t in dataset_tasks]
+        records = [r for f in detector_futures for r in f.result()]
+        inputs = [f.result() for f in input_futures]
+        datasets = [f.result() for f in dataset_futures]
+    costs = detector_costs()
+    monitor = monitor_costs()
+    table = summarise_detectors(records)
+    seconds = time.perf_counter() - t0
+    text = section(args, table, costs, inputs, datasets, monitor, seconds)
+    print(text)
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(
+        json.dumps(
+            {
+                "records": records,
+                "costs": costs,
+                "inputs": inputs,
+                "datasets": datasets,
+                "monitor": monitor,
+            }
+        )
+    )
+    if not args.no_write:
+        write_section(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Child processes of a benchmark run (servers, load generator, library run) and a tiny client.
+
+Every child starts in its own session, so a Ctrl-C in the terminal reaches only the runner, which
+then stops its children itself (``stop_all`` in a ``finally``); none is left behind.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+_children: list[subprocess.Popen] = []
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(args: list[str], *, program: str = sys.executable, **kwargs: Any) -> subprocess.Popen:
+    proc = subprocess.Popen([program, *args], cwd=ROOT, start_new_session=True, **kwargs)
+    _children.append(proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen, *, grace_s: float = 15.0) -> int | None:
+    """SIGTERM (uvicorn then shuts down gracefully: the app's lifespan closes the engine), then
+    SIGKILL after ``grace_s``. SIGTERM, not SIGINT: a shell starts background jobs with SIGINT
+    ignored, and children inherit that."""
+    if proc.poll() is None:
+        try:
+            proc.terminate()
+            proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if proc in _children:
+        _children.remove(proc)
+    return proc.returncode
+
+
+def stop_all() -> None:
+    for proc in list(_children):
+        stop(proc, grace_s=5.0)
+
+
+def run_json(
+    args: list[str], *, timeout: float, during: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Run a child that prints one JSON object on stdout; its stderr passes through.
+
+    ``during`` runs while the child runs (e.g. a profiler for the measured window).
+    """
+    proc = spawn(args, stdout=subprocess.PIPE)
+    try:
+        if during is not None:
+            during()
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{' '.join(args[:2])} did not finish in {timeout:.0f} s") from None
+    finally:
+        stop(proc, grace_s=2.0)
+    if proc.returncode != 0:
+        raise BenchError(f"{' '.join(args[:2])} failed with exit code {proc.returncode}")
+    return json.loads(out)
+
+
+class Client:
+    """A keep-alive JSON client for set-up calls (not for load: see loadgen.py)."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 60.0) -> None:
+        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
+
+    def request(self, method: str, path: str, body: str | None = None) -> tuple[int, Any]:
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        try:
+            self.conn.request(method, path, body=body.encode() if body else None, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            if method != "GET":
+                raise
+            # The server closed the idle keep-alive connection (uvicorn: after 5 s); a GET is
+            # safe to send again on a new one.
+            self.conn.close()
+            self.conn.request(method, path, headers=headers)
+            response = self.conn.getresponse()
+        data = response.read()
+        ctype = response.getheader("content-type", "")
+        return response.status, json.loads(data) if "json" in ctype else data.decode()
+
+    def post(self, path: str, body: str) -> Any:
+        status, data = self.request("POST", path, body)
+        if status != 200:
+            raise BenchError(f"POST {path} answered {status}: {str(data)[:300]}")
+        return data
+
+    def get_text(self, path: str) -> str:
+        status, data = self.request("GET", path)
+        if status != 200:
+            raise BenchError(f"GET {path} answered {status}")
+        return data if isinstance(data, str) else json.dumps(data)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Server:
+    """One server process (``python -m benchmarks.server``), pinned to ``cpu`` when given."""
+
+    def __init__(self, kind: str, log_path: Path, *, store: str | None = None, cpu: int | None):
+        self.kind = kind
+        self.port = free_port()
+        self.log_path = log_path
+        args = ["-m", "benchmarks.server", kind, "--port", str(self.port)]
+        if store:
+            args += ["--store", store]
+        if cpu is not None:
+            args += ["--cpu", str(cpu)]
+        self._log = log_path.open("wb")
+        self.proc = spawn(args, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"the {self.kind} server exited early:\n{self.log_tail()}")
+            try:
+                client = Client(self.port, timeout=2.0)
+                try:
+                    status, _ = client.request("GET", "/readyz")
+                finally:
+                    client.close()
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise BenchError(f"the {self.kind} server was not ready in {timeout:.0f} s")
+
+    def log_tail(self, n: int = 30) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        lines = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(lines[-n:])
+
+    def close(self) -> None:
+        code = stop(self.proc)
+        # uvicorn re-raises the signal it shut down on, so -SIGTERM is a clean exit too.
+        if code not in (0, -signal.SIGTERM, -signal.SIGINT):
+            print(
+                f"warning: the {self.kind} server exited with {code}:\n{self.log_tail()}",
+                file=sys.stderr,
+            )
+        self._log.close()
+
+    def __enter__(self) -> Server:
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def loadgen(
+    server: Server,
+    path: str,
+    bodies: Path,
+    *,
+    connections: int,
+    warmup: float,
+    duration: float,
+    cpu: int | None,
+    once: bool = False,
+    expect: str | None = None,
+    profile: Path | None = None,
+) -> dict[str, Any]:
+    """Load ``server`` from a load generator process; with ``profile``, py-spy records the
+    server during the measured window into that flame graph (SVG)."""
+    args = [
+        "-m",
+        "benchmarks.loadgen",
+        "--port",
+        str(server.port),
+        "--path",
+        path,
+        "--bodies",
+        str(bodies),
+        "--connections",
+        str(connections),
+        "--warmup",
+        str(warmup),
+        "--duration",
+        str(duration),
+        "--server-pid",
+        str(server.pid),
+    ]
+    if once:
+        args.append("--once")
+    if expect:
+        args += ["--expect", expect]
+    if cpu is not None:
+        args += ["--cpu", str(cpu)]
+
+    def record() -> None:
+        time.sleep(warmup + 0.5)  # the load generator's start-up, then its warm-up
+        py_spy(server.pid, duration - 0.5, profile)
+
+    during = record if profile is not None else None
+    return run_json(args, timeout=warmup + duration + 60, during=during)
+
+
+def py_spy(pid: int, duration: float, output: Path) -> None:
+    """``py-spy record`` of a process, only the threads holding the GIL (Python CPU time)."""
+    exe = Path(sys.executable).with_name("py-spy")
+    program = str(exe) if exe.exists() else shutil.which("py-spy")
+    if program is None:
+        print("warning: no profile: py-spy is not installed (pip install py-spy)", file=sys.stderr)
+        return
+    args = ["record", "--pid", str(pid), "--duration", str(max(1, int(duration) - 1))]
+    args += ["--rate", "250", "--gil", "--threads", "--nonblocking", "--output", str(output)]
+    proc = spawn(args, program=program, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _, err = proc.communicate(timeout=duration + 30)
+    except subprocess.TimeoutExpired:
+        err = b"timed out"
+    finally:
+        stop(proc, grace_s=2.0)
+    if proc.returncode != 0:
+        print(f"warning: py-spy failed: {err.decode(errors='replace')[-300:]}", file=sys.stderr)
+
+
+def install_sigterm_handler() -> None:
+    """A SIGTERM to the runner unwinds like Ctrl-C, so the ``finally`` blocks stop the children."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))

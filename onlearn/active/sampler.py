@@ -1,0 +1,299 @@
+"""The sampler: for every prediction, whether to ask a human for its label, why, and how urgently.
+
+A ``Sampler`` joins three things:
+
+- a **measure** of uncertainty (``onlearn.active.uncertainty``, or a committee measure from
+  ``onlearn.active.committee`` when shadows answer too);
+- a **strategy** that asks about uncertain predictions within a labelling budget
+  (``onlearn.active.strategies``);
+- a **random slice**: a small share of the traffic asked for at random, whatever the uncertainty
+  and on top of the budget, so that accuracy can be estimated without the bias of labelling only
+  the hard cases.
+
+``decide`` returns a ``Decision``: ``ask``, ``reason`` (``"uncertain"``, ``"random"`` or
+``None``), ``priority`` (higher is labelled first) and the ``uncertainty`` itself.
+
+The slice and the strategy draw from separate random streams and both see every prediction, so
+the slice is a plain random sample of the traffic. A prediction both would ask about is asked
+once, as ``"random"``: the slice must contain every point it drew. Its items get priority
+``1 + uncertainty``, above every ``"uncertain"`` item (whose priority is the uncertainty), so
+that a full queue never evicts them; ``priority_of`` gives the rule to re-rankers.
+
+A sampler is built from a config table with ``sampler_from_config``::
+
+    [sampler]
+    strategy = "variable_uncertainty"   # or random, fixed_uncertainty, split,
+    measure = "entropy"                 # randomized_variable_uncertainty
+    budget = 0.1                        # share of predictions that may be asked about
+    step = 0.01
+    window = 1000                       # no 1000 consecutive predictions hold more than
+                                        # floor(budget * window) = 100 asks; must be >= 1
+    evaluation_rate = 0.01              # random slice, on top of the budget
+    seed = 42
+
+>>> sampler = sampler_from_config({"budget": 0.5, "window": 10, "seed": 1})
+>>> sampler.strategy
+VariableUncertainty(budget=0.5, window=10, step=0.01)
+>>> decision = sampler.decide({"spam": 0.55, "ham": 0.45})
+>>> decision.ask, decision.reason, round(decision.priority, 4)
+(True, <Reason.UNCERTAIN: 'uncertain'>, 0.9928)
+>>> sampler_from_config(sampler.to_config()).to_config() == sampler.to_config()
+True
+
+A sampler is not thread-safe: decide under the lock that guards the model, or on one thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import random
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from onlearn.active._check import (
+    check_choice,
+    check_count,
+    check_non_negative,
+    check_seed,
+    check_share,
+    check_step,
+)
+from onlearn.active.budget import check_budget_window
+from onlearn.active.committee import COMMITTEE_MEASURES, _opinions
+from onlearn.active.strategies import DEFAULT_SEED, STRATEGIES, Strategy, VariableUncertainty
+from onlearn.active.uncertainty import MEASURES, entropy
+from onlearn.errors import ConfigError
+
+__all__ = [
+    "ALL_MEASURES",
+    "Decision",
+    "RandomSlice",
+    "Reason",
+    "Sampler",
+    "priority_of",
+    "sampler_from_config",
+]
+
+Proba = Mapping[Hashable, float]
+
+ALL_MEASURES = (*MEASURES, *COMMITTEE_MEASURES)
+"""Every measure a sampler accepts, by config name."""
+
+# Committee measures that are 0 for a committee of one: alone, the champion's entropy stands in.
+_NEEDS_TWO = frozenset({"vote_entropy", "kl_max_disagreement"})
+
+
+class Reason(str, enum.Enum):
+    """Why a label is asked for."""
+
+    UNCERTAIN = "uncertain"  # the strategy asked: the model is unsure, within the budget
+    RANDOM = "random"  # the random evaluation slice picked it
+
+
+_RANDOM, _UNCERTAIN = Reason.RANDOM, Reason.UNCERTAIN  # enum attribute lookups are slow
+
+
+class Decision(NamedTuple):
+    """The sampler's answer for one prediction."""
+
+    ask: bool
+    reason: Reason | None
+    priority: float
+    uncertainty: float
+
+
+def priority_of(uncertainty: float, reason: Reason | str | None) -> float:
+    """The queue priority of an item: its uncertainty, plus 1 for the random slice."""
+    return uncertainty + 1.0 if reason == Reason.RANDOM else uncertainty
+
+
+class RandomSlice:
+    """Flags a share ``rate`` of the predictions at random, whatever their uncertainty.
+
+    The random stream is seeded from ``seed`` and a salt of its own, so a slice and a strategy
+    given the same seed draw independent numbers.
+
+    >>> picks = RandomSlice(rate=0.1, seed=7)
+    >>> sum(picks.decide() for _ in range(10_000))
+    963
+    """
+
+    def __init__(self, rate: float = 0.01, seed: int = DEFAULT_SEED) -> None:
+        self.rate = check_share("rate", rate, type(self).__name__)
+        self.seed = check_seed("seed", seed, type(self).__name__)
+        # A str seed is hashed with SHA-512: the same stream in every process.
+        self._rng = random.Random(f"onlearn.active.RandomSlice:{seed}")
+
+    def decide(self) -> bool:
+        """Whether this prediction belongs to the slice."""
+        return self._rng.random() < self.rate
+
+    def __repr__(self) -> str:
+        return f"RandomSlice(rate={self.rate!r}, seed={self.seed!r})"
+
+
+class Sampler:
+    """Decides, for each prediction, whether to ask for its label.
+
+    Parameters
+    ----------
+    strategy
+        The budgeted stream strategy; ``VariableUncertainty()`` if not given.
+    measure
+        The uncertainty measure, one of ``ALL_MEASURES``. A committee measure reads the answers
+        of the champion and of the versions passed as ``others``; ``vote_entropy`` and
+        ``kl_max_disagreement`` need two opinions, and fall back to the champion's entropy when
+        there is only one (no shadow, or shadows that learned nothing yet).
+    evaluation_rate
+        The share of predictions asked for at random (the evaluation slice), on top of the
+        budget. 0 disables it.
+    seed
+        Seeds the evaluation slice. ``sampler_from_config`` seeds the strategy with it too.
+    """
+
+    def __init__(
+        self,
+        strategy: Strategy | None = None,
+        measure: str = "entropy",
+        evaluation_rate: float = 0.0,
+        seed: int = DEFAULT_SEED,
+    ) -> None:
+        self.strategy = VariableUncertainty() if strategy is None else strategy
+        if not isinstance(self.strategy, Strategy):
+            raise TypeError(f"strategy must be a Strategy, got {type(strategy).__name__}")
+        self.measure = check_choice("measure", measure, "Sampler", ALL_MEASURES)
+        self.evaluation_rate = check_share("evaluation_rate", evaluation_rate, "Sampler")
+        self.seed = check_seed("seed", seed, "Sampler")
+        self._slice = RandomSlice(evaluation_rate, seed)
+        self._committee = measure in COMMITTEE_MEASURES
+        self._measure = COMMITTEE_MEASURES[measure] if self._committee else MEASURES[measure]
+
+    def uncertainty(self, proba: Proba, others: Sequence[Proba] = ()) -> float:
+        """The uncertainty of one prediction by ``measure``; changes no state."""
+        if not self._committee:
+            return self._measure(proba)
+        members = [proba, *others]
+        if self.measure in _NEEDS_TWO and len(_opinions(members)) < 2:
+            return entropy(proba)
+        return self._measure(members)
+
+    def decide(self, proba: Proba, others: Sequence[Proba] = ()) -> Decision:
+        """The decision for one prediction: the champion's ``proba`` and, for committee
+        measures, the probabilities ``others`` (shadows, challengers) gave for the same input.
+
+        Call it once per prediction, in order: it moves the budget and the random streams.
+        """
+        u = self.uncertainty(proba, others) if self._committee else self._measure(proba)
+        uncertain = self.strategy.decide(u)
+        if self._slice.decide():
+            return Decision(True, _RANDOM, u + 1.0, u)
+        if uncertain:
+            return Decision(True, _UNCERTAIN, u, u)
+        return Decision(False, None, u, u)
+
+    def decide_many(
+        self, probas: Sequence[Proba], others: Sequence[Sequence[Proba]] | None = None
+    ) -> list[Decision]:
+        """``decide`` for each row in order (``others[i]`` goes with ``probas[i]``).
+
+        Row by row on purpose: a prediction gets the same decision whether it came alone or in a
+        batch (a vectorised measure may differ in the last bit and flip a threshold).
+        """
+        if others is None:
+            return [self.decide(proba) for proba in probas]
+        return [self.decide(p, o) for p, o in zip(probas, others, strict=True)]
+
+    def to_config(self) -> dict[str, Any]:
+        """The config table; ``sampler_from_config`` turns it back into an equal fresh sampler."""
+        config = {
+            **self.strategy.to_config(),
+            "measure": self.measure,
+            "evaluation_rate": self.evaluation_rate,
+        }
+        if config.get("seed", self.seed) != self.seed:
+            raise ValueError(
+                f"the strategy's seed ({config['seed']}) differs from the sampler's ({self.seed}); "
+                "a config table has one seed for both"
+            )
+        config["seed"] = self.seed
+        return config
+
+    def __repr__(self) -> str:
+        return (
+            f"Sampler({self.strategy!r}, measure={self.measure!r}, "
+            f"evaluation_rate={self.evaluation_rate!r}, seed={self.seed!r})"
+        )
+
+
+_SAMPLER_KEYS = ("strategy", "measure", "evaluation_rate", "seed")
+
+# Every hyperparameter a config table may hold, with its check (the constructors check the
+# same rules; checking here first lets the message name the table).
+_CHECKS: dict[str, Callable[[str, Any, str], Any]] = {
+    "budget": lambda k, v, w: check_share(k, v, w, zero=False),
+    "window": check_count,
+    "step": check_step,
+    "threshold": check_share,
+    "delta": check_non_negative,
+    "random_share": check_share,
+    "evaluation_rate": check_share,
+    "seed": check_seed,
+    "measure": lambda k, v, w: check_choice(k, v, w, ALL_MEASURES),
+}
+
+
+def sampler_from_config(config: Mapping[str, Any], *, where: str = "sampler") -> Sampler:
+    """A fresh ``Sampler`` from a config table; ``where`` names the table in error messages.
+
+    Keys: ``strategy`` (default ``"variable_uncertainty"``), ``measure`` (default
+    ``"entropy"``), ``evaluation_rate`` (default 0), ``seed`` (default 42, seeds the strategy
+    and the evaluation slice), and the strategy's hyperparameters (``budget``, ``window``,
+    ``step``, ``threshold``, ``delta``, ``random_share``; each strategy takes some of them, with
+    the defaults of its class). A key the chosen strategy does not take is an error, so that a
+    typo does not pass silently, and so is ``budget * window < 1`` (nothing could be asked).
+
+    >>> sampler_from_config({"strategy": "split", "budget": 1.5})
+    Traceback (most recent call last):
+    ...
+    onlearn.errors.ConfigError: sampler: 'budget' must be a number in (0, 1], got 1.5
+    >>> sampler_from_config({"strategy": "fixed_uncertainty", "step": 0.1})
+    Traceback (most recent call last):
+    ...
+    onlearn.errors.ConfigError: sampler: unknown entry 'step' for strategy 'fixed_uncertainty'; \
+it accepts: budget, evaluation_rate, measure, seed, strategy, threshold, window
+    >>> sampler_from_config({"budget": 0.001, "window": 200})
+    Traceback (most recent call last):
+    ...
+    onlearn.errors.ConfigError: sampler: budget * window must be at least 1, got 0.001 * 200 = \
+0.2: no window of 200 predictions may hold a label, so nothing would ever be asked; use a window \
+of at least 1000 predictions (or a larger budget)
+    """
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"{where} must be a table, got {type(config).__name__}")
+    name = check_choice(
+        "strategy", config.get("strategy", VariableUncertainty.name), where, STRATEGIES
+    )
+    cls = STRATEGIES[name]
+    takes = tuple(inspect.signature(cls).parameters)
+    for key, value in config.items():
+        if key not in _SAMPLER_KEYS and (key not in takes or key == "seed"):
+            raise ConfigError(
+                f"{where}: unknown entry {key!r} for strategy {name!r}; it accepts: "
+                + ", ".join(sorted({*_SAMPLER_KEYS, *takes}))
+            )
+        if key in _CHECKS:
+            _CHECKS[key](key, value, where)
+    defaults = inspect.signature(cls).parameters
+    budget, window = (config.get(k, defaults[k].default) for k in ("budget", "window"))
+    check_budget_window(budget, window, where)
+    seed = config.get("seed", DEFAULT_SEED)
+    params = {k: config[k] for k in takes if k in config}
+    if "seed" in takes:
+        params["seed"] = seed
+    return Sampler(
+        cls(**params),
+        measure=config.get("measure", "entropy"),
+        evaluation_rate=config.get("evaluation_rate", 0.0),
+        seed=seed,
+    )

@@ -1,0 +1,57 @@
+"""Monitoring a served model: input drift per feature, drift of its answers, concept drift.
+
+- :mod:`~onlearn.drift.profiles`: reference profiles of the features (bins, frequencies,
+  samples, missing rates), stored with model versions;
+- :mod:`~onlearn.drift.stats`: drift statistics (PSI, KL, Jensen-Shannon, Hellinger,
+  chi-squared, Kolmogorov-Smirnov, Wasserstein), their calibrated null distributions, and
+  corrections over many features;
+- :mod:`~onlearn.drift.input_drift`: :class:`InputDriftMonitor`, a window of rows against a
+  profile;
+- :mod:`~onlearn.drift.prediction_drift`: drift of predicted labels and confidence, agreement
+  between champion and challengers (no labels needed);
+- :mod:`~onlearn.drift.detectors`: concept drift detectors on the error stream (river's and
+  Linear Four Rates) behind one interface, built from config.
+"""
+
+from onlearn.drift.detectors import DETECTORS, ConceptDriftDetector, detector_from_config
+from onlearn.drift.input_drift import DriftReport, FeatureDrift, InputDriftMonitor
+from onlearn.drift.lfr import LinearFourRates
+from onlearn.drift.prediction_drift import (
+    AgreementMonitor,
+    AgreementReport,
+    ChallengerAgreement,
+    PredictionDriftMonitor,
+    prediction_profile,
+    prediction_row,
+)
+from onlearn.drift.profiles import (
+    CategoricalProfile,
+    NumericProfile,
+    Profile,
+    ProfileBuilder,
+    build_profile,
+)
+from onlearn.drift.stats import HistogramNull, adjust_p_values
+
+__all__ = [
+    "DETECTORS",
+    "AgreementMonitor",
+    "AgreementReport",
+    "CategoricalProfile",
+    "ChallengerAgreement",
+    "ConceptDriftDetector",
+    "DriftReport",
+    "FeatureDrift",
+    "HistogramNull",
+    "InputDriftMonitor",
+    "LinearFourRates",
+    "NumericProfile",
+    "PredictionDriftMonitor",
+    "Profile",
+    "ProfileBuilder",
+    "adjust_p_values",
+    "build_profile",
+    "detector_from_config",
+    "prediction_profile",
+    "prediction_row",
+]

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from onlearn.errors import SchemaViolation
+from serving.errors import at
+from serving.responses import JSON
+from serving.schemas import ClaimRequest, ClaimResponse, FeedbackResponse, LabelRequest, SkipRequest
+
+router = APIRouter(tags=["labelling queue"])
+
+
+@router.post(
+    "/models/{name}/queue/claim",
+    summary="Lease the most useful items to label",
+    response_model=None,
+    responses={200: {"model": ClaimResponse}},
+)
+async def claim(name: str, request: Request, body: ClaimRequest | None = None) -> JSON:
+    body = body or ClaimRequest()
+    labelling = request.app.state.engine.labelling
+    try:
+        items = await run_in_threadpool(
+            labelling.claim, name, limit=body.limit, lease_s=body.lease_s, labeller=body.labeller
+        )
+    except SchemaViolation as e:
+        raise at(e) from None
+    return JSON({"items": items})
+
+
+@router.post(
+    "/models/{name}/queue/{item_id}/label",
+    summary="Label a claimed item (becomes feedback from a person)",
+    response_model=None,
+    responses={200: {"model": FeedbackResponse}},
+)
+async def label(name: str, item_id: str, body: LabelRequest, request: Request) -> JSON:
+    labelling = request.app.state.engine.labelling
+    try:
+        result = await labelling.label_async(
+            name, item_id, body.label, claim_id=body.claim_id, labeller=body.labeller
+        )
+    except SchemaViolation as e:
+        raise at(e) from None
+    return JSON(result)
+
+
+@router.post("/models/{name}/queue/{item_id}/skip", summary="Give a claimed item back")
+async def skip(name: str, item_id: str, request: Request, body: SkipRequest | None = None) -> JSON:
+    body = body or SkipRequest()
+    labelling = request.app.state.engine.labelling
+    result = await run_in_threadpool(
+        labelling.skip, name, item_id, claim_id=body.claim_id, labeller=body.labeller
+    )
+    return JSON(result)
+
+
+@router.get("/models/{name}/queue/stats", summary="Depth, claims, labels, skips, expiries, budget")
+async def stats(name: str, request: Request) -> JSON:
+    return JSON(await run_in_threadpool(request.app.state.engine.labelling.stats, name))

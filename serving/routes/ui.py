@@ -1,0 +1,39 @@
+"""Pages for people: the labelling page (and an index of them)."""
+
+from __future__ import annotations
+
+import html
+from importlib import resources
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+router = APIRouter(tags=["pages"], include_in_schema=False)
+
+
+def _page(name: str) -> str:
+    return resources.files("serving").joinpath("static", name).read_text(encoding="utf-8")
+
+
+@router.get("/ui/label/{model}", response_class=HTMLResponse)
+async def label_page(model: str, request: Request) -> HTMLResponse:
+    request.app.state.engine.runtime(model)  # 404 for an unknown model
+    return HTMLResponse(_page("label.html"))
+
+
+@router.get("/ui/label", response_class=HTMLResponse)
+async def label_index(request: Request) -> HTMLResponse:
+    engine = request.app.state.engine
+    links = (
+        "".join(
+            f'<li><a href="/ui/label/{html.escape(rt.name)}">{html.escape(rt.name)}</a></li>'
+            for rt in engine.runtimes.values()
+            if rt.config.active is not None
+        )
+        or "<li>No model has a labelling queue: add an [models.NAME.active] table.</li>"
+    )
+    return HTMLResponse(
+        "<!doctype html><meta charset=utf-8><title>onlearn: label</title>"
+        "<h1>Label for a model</h1>"
+        f"<ul>{links}</ul>"
+    )
