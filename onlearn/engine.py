@@ -278,40 +278,53 @@ class Engine:
     def predict_many(self, name: str, rows: Sequence[Any]) -> list[Prediction]:
         rt = self.runtime(name)
         clean, errors = [], []
+        validate = rt.schema.validate
         for i, features in enumerate(rows):
             try:
-                clean.append(rt.schema.validate(features))
+                clean.append(validate(features))
             except SchemaViolation as e:
                 errors.extend(e.at(i).errors)
         if errors:
             raise SchemaViolation(errors)
+        xs = [rt.schema.model_input(row) for row in clean]
         now = self.clock()
-        return [self._predict(rt, row, now) for row in clean]
+        with rt.lock:
+            state = rt.champion
+            answers = [self._decide(rt, *answer) for answer in state.predict_many(xs)]
+        return [
+            self._record(rt, state.version, row, answer, now)
+            for row, answer in zip(clean, answers, strict=True)
+        ]
 
     def _predict(self, rt: ModelRuntime, clean: dict, now: float) -> Prediction:
         x = rt.schema.model_input(clean)
         with rt.lock:
             state = rt.champion
-            label, proba = state.predict(x)
-            if label is not None and type(label) not in _PLAIN:
-                label = label.item()  # a numpy scalar from a model: JSON needs a plain value
-            if type(label) is float:
-                label = _finite(label)  # a diverged regression model answers null, not NaN
-            decision = None
-            if proba is not None:
-                proba = {k if type(k) in _PLAIN else k.item(): _finite(p) for k, p in proba.items()}
-                if rt.sampler is not None:
-                    # The sampler's budget and random streams move with each call: under the lock.
-                    decision = rt.sampler.decide(proba)
-                    uncertainty = decision.uncertainty
-                else:
-                    uncertainty = 1.0 - max(
-                        (p for p in proba.values() if p is not None), default=0.0
-                    )
-            else:
-                uncertainty = None
+            answer = self._decide(rt, *state.predict(x))
+        return self._record(rt, state.version, clean, answer, now)
+
+    @staticmethod
+    def _decide(rt: ModelRuntime, label: Any, proba: dict | None) -> tuple:
+        """Plain JSON values, the uncertainty and the sampler's decision; under the model lock
+        (the sampler's budget and random streams move with each call)."""
+        if label is not None and type(label) not in _PLAIN:
+            label = label.item()  # a numpy scalar from a model: JSON needs a plain value
+        if type(label) is float:
+            label = _finite(label)  # a diverged regression model answers null, not NaN
+        if proba is None:
+            return label, None, None, None
+        proba = {k if type(k) in _PLAIN else k.item(): _finite(p) for k, p in proba.items()}
+        if rt.sampler is not None:
+            decision = rt.sampler.decide(proba)
+            return label, proba, decision.uncertainty, decision
+        uncertainty = 1.0 - max((p for p in proba.values() if p is not None), default=0.0)
+        return label, proba, uncertainty, None
+
+    def _record(
+        self, rt: ModelRuntime, version: str, clean: dict, answer: tuple, now: float
+    ) -> Prediction:
+        label, proba, uncertainty, decision = answer
         pid = new_prediction_id(now)
-        version = state.version
         queued = decision is not None and decision.ask
         self._records.put(
             PredictionRecord(

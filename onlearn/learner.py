@@ -10,6 +10,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any
 
 from onlearn.metrics import VersionMetrics
+from onlearn.models import predict_batch, predict_proba_batch
 from onlearn.records import Event
 
 
@@ -39,6 +40,13 @@ class LearnerState:
             proba = self.estimator.predict_proba_one(x)
             return (max(proba, key=proba.get) if proba else None), proba
         return self.estimator.predict_one(x), None
+
+    def predict_many(self, xs: list[Mapping[str, Any]]) -> list[tuple[Any, dict | None]]:
+        """``predict`` for each row, vectorised where the pipeline allows (same numbers)."""
+        if self.task == "classification":
+            probas = predict_proba_batch(self.estimator, xs)
+            return [((max(p, key=p.get) if p else None), p) for p in probas]
+        return [(y, None) for y in predict_batch(self.estimator, xs)]
 
     def learn(self, event: Event, x: Mapping[str, Any]) -> None:
         """Score this version on the event, then learn from it. ``x`` is the model's input."""

@@ -15,9 +15,10 @@ class EventKind(str, enum.Enum):
     """What a log entry is. Label events teach; control events switch versions in log order."""
 
     LABEL = "label"
-    PROMOTE = "promote"
-    ROLLBACK = "rollback"
+    PROMOTE = "promote"  # roles change: payload {"changes": {role: version | None}, ...}
+    ROLLBACK = "rollback"  # the same, undoing a promotion
     RESET = "reset"
+    ALARM = "alarm"  # a drift or performance alarm; learners skip it, retrain triggers read it
 
 
 class LabelSource(str, enum.Enum):

@@ -6,7 +6,7 @@ Every backend passes the same contract checks (``onlearn.checks.stores``). Only 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +30,7 @@ __all__ = [
     "PushOutcome",
     "QueueStats",
     "Registry",
+    "RolesState",
     "Store",
     "StoreUnavailable",
     "open_store",
@@ -96,8 +97,13 @@ class PredictionStore(Protocol):
 class Registry(Protocol):
     """Versions of each model, the roles they play, and snapshots of their learned state."""
 
-    def create_version(self, model: str, spec: dict, meta: dict, at: float) -> VersionInfo:
-        """Register the next version (``v1``, ``v2``, ...) of ``model``."""
+    def create_version(
+        self, model: str, spec: dict, meta: dict, at: float, key: str | None = None
+    ) -> VersionInfo:
+        """Register the next version (``v1``, ``v2``, ...) of ``model``.
+
+        With ``key``, a version registered before under the same key (for the same model) is
+        returned instead of a new one: a retried job registers its version once."""
         ...
 
     def get_version(self, model: str, version: str) -> VersionInfo | None: ...
@@ -117,7 +123,33 @@ class Registry(Protocol):
         ...
 
     def role_history(self, model: str) -> list[dict]:
-        """Audit history of role changes, oldest first: role, version, previous, actor, reason, at."""
+        """Audit history of role changes, oldest first: role, version, previous, actor, reason, at,
+        and seq (the control event's seq; None for ``set_role``)."""
+        ...
+
+    def roles_state(self, model: str) -> RolesState:
+        """Roles, the canary's share, and the seq of the last ``change_roles``, read together."""
+        ...
+
+    def change_roles(
+        self,
+        model: str,
+        changes: Mapping[str, str | None],
+        event: Event,
+        *,
+        actor: str,
+        reason: str,
+        at: float,
+        canary_share: float | None = None,
+    ) -> int:
+        """Append the control ``event`` to the model's log and apply ``changes`` (role -> version;
+        None removes the role) and ``canary_share`` (when given), atomically, with one audit row
+        per role that changed, carrying the event's seq. Return the seq.
+
+        Every follower of the log switches roles at that seq, so the log and the roles must never
+        disagree: both change, or neither does. When the event's key is already in the log,
+        nothing changes and the existing seq is returned (a retried promotion happens once).
+        A version that does not exist raises LookupError and changes nothing."""
         ...
 
     def put_snapshot(self, snapshot: Snapshot) -> None: ...
@@ -127,6 +159,13 @@ class Registry(Protocol):
     ) -> Snapshot | None:
         """The snapshot of ``version`` with the highest seq (not above ``max_seq`` when given)."""
         ...
+
+
+@dataclass(frozen=True)
+class RolesState:
+    roles: dict[str, str] = field(default_factory=dict)  # role -> version
+    canary_share: float = 0.0  # share of requests the canary answers
+    seq: int = 0  # seq of the control event of the last change_roles (0: none)
 
 
 @dataclass(frozen=True)

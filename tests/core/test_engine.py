@@ -120,7 +120,12 @@ def test_unknown_and_expired_prediction_ids():
             engine.feedback_one("phishing", FeedbackItem(True, prediction_id="nope"))
         with pytest.raises(UnknownPrediction):
             engine.feedback_one(
-                "phishing", FeedbackItem(True, prediction_id=p.prediction_id[:-1] + "0")
+                "phishing",
+                FeedbackItem(
+                    True,
+                    prediction_id=p.prediction_id[:-1]
+                    + ("1" if p.prediction_id[-1] == "0" else "0"),
+                ),
             )
         engine._records.flush()
         clock.now += 61
@@ -269,3 +274,17 @@ def test_the_snapshot_loop_writes_snapshots_off_the_request_path(sqlite_url):
         assert rt.snapshot_seq >= 100
         snap = engine.store.registry.latest_snapshot("phishing", "v1")
         assert snap.seq == rt.snapshot_seq
+
+
+def test_predict_many_answers_what_predict_one_answers():
+    with Engine.from_settings(phishing_settings("memory://")) as engine:
+        stream = list(phishing_stream(300))
+        for x, y in stream[:200]:
+            engine.feedback_one("phishing", FeedbackItem(y, features=x))
+        rows = [x for x, _ in stream[200:]]
+        batch = engine.predict_many("phishing", rows)
+        single = [engine.predict_one("phishing", x) for x in rows]
+        assert [(p.label, p.proba, p.uncertainty) for p in batch] == [
+            (p.label, p.proba, p.uncertainty) for p in single
+        ]
+        assert len({p.prediction_id for p in batch + single}) == 200
