@@ -10,12 +10,18 @@ M = "/models/al"
 
 
 def fill(api, n=40, seed=1):
+    before = api.get(f"{M}/queue/stats").json()
     truth = {}
     for features, label in xy_rows(n, seed):
         answer = strict_json(api.post(f"{M}/predict", json={"features": features}))
         assert answer["queued"] is True  # budget 1: every prediction is asked for
         truth[answer["prediction_id"]] = label
-    wait_until(lambda: api.get(f"{M}/queue/stats").json()["pushed"] >= len(truth))
+
+    def queued_all():
+        now = api.get(f"{M}/queue/stats").json()
+        return now["pushed"] + now["duplicates"] - before["pushed"] - before["duplicates"] >= n
+
+    wait_until(queued_all)
     return truth
 
 
