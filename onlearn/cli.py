@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import subprocess
 import sys
 import time
 
@@ -14,6 +15,9 @@ EPILOG = """examples:
   onlearn serve --config examples/phishing.toml
   onlearn demo --model phishing --dataset phishing --delay 20
   onlearn label --model phishing
+  onlearn retrain --model phishing
+  onlearn models list phishing
+  onlearn models rollback phishing --reason "accuracy dropped"
   onlearn schema infer data.csv --target label --model my_model
 """
 
@@ -58,7 +62,61 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, help="server processes, each following the log (default 1)"
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--no-worker", action="store_true", help="do not run the training worker in the background"
+    )
     serve.set_defaults(func=cmd_serve)
+
+    worker = commands.add_parser(
+        "worker",
+        help="run the training worker: refits, snapshots, promotion gates, retrain triggers",
+    )
+    worker.add_argument("--config", help="TOML file declaring the models (or $ONLEARN_CONFIG)")
+    worker.add_argument("--store", help="store URL (or $ONLEARN_STORE_URL)")
+    worker.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    worker.set_defaults(func=cmd_worker)
+
+    retrain = commands.add_parser(
+        "retrain", help="start a batch refit on a running server and follow it"
+    )
+    retrain.add_argument("--model", required=True)
+    retrain.add_argument("--url", default="http://127.0.0.1:8000", help="server address")
+    retrain.add_argument("--reason", help="why, kept with the job and the version")
+    retrain.add_argument(
+        "--register-anyway",
+        action="store_true",
+        help="register the best candidate even if it loses",
+    )
+    retrain.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    retrain.set_defaults(func=cmd_retrain)
+
+    models = commands.add_parser(
+        "models", help="versions, lineage, promotion and rollback on a running server"
+    )
+    models.add_argument("--url", default="http://127.0.0.1:8000", help="server address")
+    models_commands = models.add_subparsers(title="models commands", metavar="COMMAND")
+    listing = models_commands.add_parser("list", help="versions of a model with roles and lineage")
+    listing.add_argument("model")
+    listing.set_defaults(func=cmd_models_list)
+    history = models_commands.add_parser("history", help="the audit history of role changes")
+    history.add_argument("model")
+    history.set_defaults(func=cmd_models_history)
+    promote = models_commands.add_parser("promote", help="give a role to a version")
+    promote.add_argument("model")
+    promote.add_argument("version")
+    promote.add_argument(
+        "--role", default="champion", choices=["champion", "challenger", "shadow", "canary"]
+    )
+    promote.add_argument("--share", type=float, help="a canary's share of requests")
+    promote.add_argument("--reason")
+    promote.set_defaults(func=cmd_models_promote)
+    rollback = models_commands.add_parser("rollback", help="the previous champion answers again")
+    rollback.add_argument("model")
+    rollback.add_argument("--reason")
+    rollback.set_defaults(func=cmd_models_rollback)
+    models.set_defaults(func=lambda args: models.print_help() or 2)
 
     demo = commands.add_parser("demo", help="stream a river dataset through a running server")
     demo.add_argument("--url", default="http://127.0.0.1:8000", help="server address")
@@ -118,7 +176,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from onlearn.store.base import open_store
 
     settings = load_settings(
-        args.config, store_url=args.store, host=args.host, port=args.port, workers=args.workers
+        args.config,
+        store_url=args.store,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        run_worker=False if args.no_worker else None,
     )
     if not settings.models:
         print(
@@ -151,15 +214,157 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ.update(ONLEARN_CONFIG=settings.config_path, ONLEARN_STORE_URL=settings.store_url)
     if settings.secret_key:
         os.environ["ONLEARN_SECRET_KEY"] = settings.secret_key
-    uvicorn.run(
-        "serving.app:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=log_level,
-    )
+    # Each server process follows the log; one worker process does the background work.
+    os.environ["ONLEARN_RUN_WORKER"] = "false"
+    worker = None
+    if settings.run_worker is not False:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "onlearn.cli", "worker", "--log-level", log_level],
+            env={**os.environ},
+        )
+    try:
+        uvicorn.run(
+            "serving.app:create_app",
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_level=log_level,
+        )
+    finally:
+        if worker is not None:
+            worker.terminate()
+            worker.wait(30)
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from onlearn.config import load_settings
+    from onlearn.engine import Engine
+    from onlearn.worker import Worker
+
+    settings = load_settings(args.config, store_url=args.store)
+    if not settings.models:
+        print(
+            "error: no models configured; pass --config (see examples/phishing.toml)",
+            file=sys.stderr,
+        )
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with Engine.from_settings(settings) as engine:
+        Worker(engine).run(stop)
+    return 0
+
+
+def _http_command(run) -> int:
+    """Run ``run`` against the server; refusals and connection errors become one clear line."""
+    import httpx
+
+    from onlearn.client import ClientError
+
+    try:
+        return run() or 0
+    except ClientError as e:
+        print(f"error: the server refused: {e}", file=sys.stderr)
+        return 1
+    except httpx.HTTPError as e:
+        print(f"error: {e} (is `onlearn serve` running?)", file=sys.stderr)
+        return 1
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from onlearn.client import Client
+
+    def run() -> int:
+        with Client(args.url) as client:
+            job = client.retrain(
+                args.model, reason=args.reason, register_anyway=args.register_anyway or None
+            )
+            print(f"job {job['job_id']} queued")
+            if args.no_wait:
+                return 0
+            from tqdm import tqdm
+
+            with tqdm(desc=f"refit {args.model}", bar_format="{desc}: {elapsed} {postfix}") as bar:
+                while True:
+                    state = client.job(job["job_id"])
+                    bar.set_postfix_str(f"{state['state']} (attempt {state['attempts']})")
+                    if state["state"] in ("done", "failed"):
+                        break
+                    time.sleep(1.0)
+            if state["state"] == "failed":
+                print(f"the refit failed: {state['error']}", file=sys.stderr)
+                return 1
+            result = state["result"] or {}
+            if result.get("registered"):
+                print(f"registered {result['registered']} as challenger")
+            else:
+                print(f"no new version: {result.get('reason')}")
+            return 0
+
+    return _http_command(run)
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from onlearn.client import Client
+
+    def run() -> None:
+        with Client(args.url) as client:
+            for v in client.versions(args.model):
+                lineage = v["lineage"]
+                trained = lineage.get("trained_on") or {}
+                roles = ",".join(v["roles"]) or "-"
+                accuracy = (v["metrics"] or {}).get("accuracy")
+                acc = f"{accuracy:.3f}" if accuracy is not None else "-"
+                print(
+                    f"{v['version']:>5}  {roles:<18} source={lineage.get('source')}  parent={lineage.get('parent')}"
+                    f"  trained on seq {trained.get('from_seq')}..{trained.get('to_seq', 'now')}  accuracy={acc}"
+                )
+
+    return _http_command(run)
+
+
+def cmd_models_history(args: argparse.Namespace) -> int:
+    from onlearn.client import Client
+
+    def run() -> None:
+        with Client(args.url) as client:
+            for row in client.history(args.model):
+                when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["at"]))
+                print(
+                    f"{when}  seq={row.get('seq')}  {row['role']}: {row.get('previous')} -> {row['version']}  by {row['actor']}: {row['reason']}"
+                )
+
+    return _http_command(run)
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    from onlearn.client import Client
+
+    def run() -> None:
+        with Client(args.url) as client:
+            answer = client.promote(
+                args.model, args.version, args.role, share=args.share, reason=args.reason
+            )
+            print(f"roles now (seq {answer['seq']}): {answer['roles']}")
+
+    return _http_command(run)
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    from onlearn.client import Client
+
+    def run() -> None:
+        with Client(args.url) as client:
+            answer = client.rollback(args.model, reason=args.reason)
+            print(f"rolled back (seq {answer['seq']}): {answer['roles']}")
+
+    return _http_command(run)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

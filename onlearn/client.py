@@ -130,6 +130,35 @@ class Client:
     def queue_stats(self, model: str) -> dict:
         return self._call("GET", f"/models/{model}/queue/stats")
 
+    # Versions, roles, jobs
+
+    def versions(self, model: str) -> list[dict]:
+        return self._call("GET", f"/models/{model}/versions")["versions"]
+
+    def history(self, model: str) -> list[dict]:
+        return self._call("GET", f"/models/{model}/history")["history"]
+
+    def promote(
+        self,
+        model: str,
+        version: str,
+        role: str,
+        *,
+        share: float | None = None,
+        reason: str | None = None,
+    ) -> dict:
+        body = {"role": role, **_without_none(share=share, reason=reason)}
+        return self._call("POST", f"/models/{model}/versions/{version}/promote", body)
+
+    def rollback(self, model: str, *, reason: str | None = None) -> dict:
+        return self._call("POST", f"/models/{model}/rollback", _without_none(reason=reason))
+
+    def retrain(self, model: str, **options: Any) -> dict:
+        return self._call("POST", f"/models/{model}/retrain", _without_none(**options))
+
+    def job(self, job_id: str) -> dict:
+        return self._call("GET", f"/jobs/{job_id}")
+
 
 def _without_none(**fields: Any) -> dict:
     return {k: v for k, v in fields.items() if v is not None}

@@ -17,6 +17,7 @@ from typing import Any
 
 from onlearn.errors import ConfigError
 from onlearn.models import PipelineSpec, build_pipeline
+from onlearn.promotion import RolloutPolicy
 from onlearn.schema import Schema
 
 DEFAULT_STORE_URL = "sqlite:///.data/onlearn.db"
@@ -53,6 +54,30 @@ class ActiveConfig:
 
 
 @dataclass(frozen=True)
+class RefitConfig:
+    """What a batch refit trains: candidates (catalog pipelines, factories, scikit-learn) and
+    how it compares them with the champion."""
+
+    candidates: tuple = ()
+    passes: int = 1
+    holdout: float = 0.2
+    metric: str = "accuracy"
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """When a retrain starts by itself. Count and schedule triggers need evidence that the data
+    or the performance moved (an alarm, or recent accuracy below the long-run accuracy by
+    ``performance_margin``); an alarm triggers by itself. ``cooldown_s`` between automatic ones."""
+
+    every_labels: int = 0  # 0: off
+    every_s: float = 0.0  # 0: off
+    on_alarm: bool = True
+    cooldown_s: float = 3600.0
+    performance_margin: float = 0.02
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A named learning task: schema, target, pipeline and policies."""
 
@@ -64,6 +89,9 @@ class ModelConfig:
     classes: tuple | None = None
     prediction_ttl_s: float = DEFAULT_PREDICTION_TTL_S
     active: ActiveConfig | None = None
+    rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
+    refit: RefitConfig = field(default_factory=RefitConfig)
+    retrain: RetrainConfig = field(default_factory=RetrainConfig)
 
     def spec(self) -> dict:
         """What defines a version's behaviour; a change of it means a new version."""
@@ -84,7 +112,11 @@ class EngineSettings:
     poll_interval_ms: float = 50.0
     apply_timeout_s: float = 10.0
     snapshot_every_events: int = 10_000
+    snapshot_every_s: float = 3600.0
     snapshot_check_s: float = 5.0
+    job_lease_s: float = 120.0
+    worker_poll_s: float = 1.0
+    keep_snapshots: int = 3  # per version; the log is trimmed up to the oldest kept
 
 
 @dataclass(frozen=True)
@@ -104,9 +136,18 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     limits: Limits = field(default_factory=Limits)
     config_path: str | None = None
+    run_worker: bool | None = None  # None: yes with the embedded store, no with a shared one
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
+
+
+def boolean(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(value)
 
 
 # Environment variable -> Settings field, with the type to parse it as.
@@ -117,6 +158,7 @@ ENVIRONMENT = {
     "ONLEARN_PORT": ("port", int),
     "ONLEARN_WORKERS": ("workers", int),
     "ONLEARN_SECRET_KEY": ("secret_key", str),
+    "ONLEARN_RUN_WORKER": ("run_worker", boolean),
 }
 
 
@@ -200,6 +242,9 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
             "pipeline",
             "features",
             "active",
+            "rollout",
+            "refit",
+            "retrain",
         },
         where,
     )
@@ -240,6 +285,10 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
         if task is not Task.CLASSIFICATION:
             raise ConfigError(f"{where}.active: active learning is for classification models")
         active = active_from_mapping(table["active"], f"[models.{name}.active]")
+    try:
+        rollout = RolloutPolicy.from_config(table.get("rollout"))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     return ModelConfig(
         name=name,
         task=task,
@@ -249,7 +298,38 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
         classes=classes,
         prediction_ttl_s=float(ttl),
         active=active,
+        rollout=rollout,
+        refit=refit_from_mapping(table.get("refit", {}), f"[models.{name}.refit]", pipeline),
+        retrain=retrain_from_mapping(table.get("retrain", {}), f"[models.{name}.retrain]"),
     )
+
+
+def refit_from_mapping(table: Any, where: str, pipeline: PipelineSpec) -> RefitConfig:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    _only(table, {"candidates", "passes", "holdout", "metric"}, where)
+    candidates = table.get("candidates", [pipeline.to_config()])
+    if not isinstance(candidates, list) or not candidates:
+        raise ConfigError(f"{where}: candidates must be a non-empty list of pipeline tables")
+    passes, holdout = table.get("passes", 1), table.get("holdout", 0.2)
+    if not isinstance(passes, int) or isinstance(passes, bool) or not 1 <= passes <= 100:
+        raise ConfigError(f"{where}: passes must be an integer in [1, 100]")
+    if not isinstance(holdout, int | float) or isinstance(holdout, bool) or not 0 < holdout < 1:
+        raise ConfigError(f"{where}: holdout must be a share in (0, 1)")
+    metric = table.get("metric", "accuracy")
+    if metric not in ("accuracy", "log_loss", "macro_f1", "mae", "rmse"):
+        raise ConfigError(f"{where}: metric must be accuracy, log_loss, macro_f1, mae or rmse")
+    return RefitConfig(tuple(candidates), passes, float(holdout), metric)
+
+
+def retrain_from_mapping(table: Any, where: str) -> RetrainConfig:
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    on_alarm = table.get("on_alarm", True)
+    if not isinstance(on_alarm, bool):
+        raise ConfigError(f"{where}: on_alarm must be true or false")
+    rest = {k: v for k, v in table.items() if k != "on_alarm"}
+    return _dataclass_from(RetrainConfig, rest, where, exclude={"on_alarm"}, on_alarm=on_alarm)
 
 
 def active_from_mapping(table: Any, where: str) -> ActiveConfig:

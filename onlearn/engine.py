@@ -9,6 +9,7 @@ events in seq order. A follower thread per model also picks up events other proc
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import threading
@@ -22,10 +23,12 @@ from onlearn.errors import (
     FieldError,
     OnlearnError,
     PredictionExpired,
+    RoleConflict,
     SchemaViolation,
     StoreUnavailable,
     UnknownModel,
     UnknownPrediction,
+    UnknownVersion,
 )
 from onlearn.group_commit import GroupCommitter
 from onlearn.ids import new_prediction_id, prediction_time
@@ -34,9 +37,18 @@ from onlearn.labelling import Labelling
 from onlearn.learner import proba_pairs
 from onlearn.prediction_writer import PredictionWriter
 from onlearn.records import Event, EventKind, LabelSource, PredictionRecord
-from onlearn.registry import CHAMPION, ensure_registered
+from onlearn.registry import (
+    CANARY,
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS,
+    ROLES,
+    SHADOW,
+    control_event,
+    ensure_registered,
+)
 from onlearn.runtime import ModelRuntime
-from onlearn.snapshots import advance_snapshot, restore, save_snapshot
+from onlearn.snapshots import restore, save_snapshot
 from onlearn.store.base import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -179,18 +191,38 @@ class Engine:
         self.close()
 
     def _load(self, config: ModelConfig) -> ModelRuntime:
+        name = config.name
         ensure_registered(self.store, config, at=self.clock())
-        roles = self.store.registry.roles(config.name)
-        head = self.store.log.head(config.name)
-        states = {}
-        for version in sorted(set(roles.values())):
-            info = self.store.registry.get_version(config.name, version)
-            states[version] = restore(self.store, info, self.secret, upto=head)
-        rt = ModelRuntime(config, states, roles, seq=head)
-        latest = self.store.registry.latest_snapshot(config.name, roles[CHAMPION])
+        # Roles and the log position must agree: read the head, then the roles; roles changed by
+        # a control event after that head would be applied twice, so read again if so.
+        while True:
+            head = self.store.log.head(name)
+            roles_state = self.store.registry.roles_state(name)
+            if roles_state.seq <= head:
+                break
+        states = {
+            version: self.version_state(name, version, head)
+            for version in sorted(set(roles_state.roles.values()))
+        }
+        rt = ModelRuntime(
+            config,
+            states,
+            dict(roles_state.roles),
+            seq=head,
+            canary_share=roles_state.canary_share,
+            loader=lambda version, upto: self.version_state(name, version, upto),
+        )
+        latest = self.store.registry.latest_snapshot(config.name, rt.roles[CHAMPION])
         rt.snapshot_seq = latest.seq if latest else 0
-        log.info("model %r: %s serving at seq %d", config.name, roles[CHAMPION], head)
+        log.info("model %r: %s serving at seq %d", config.name, rt.roles[CHAMPION], head)
         return rt
+
+    def version_state(self, name: str, version: str, upto: int):
+        """A version's state at ``upto``: its newest snapshot there, then a replay of the log."""
+        info = self.store.registry.get_version(name, version)
+        if info is None:
+            raise UnknownVersion(f"model {name!r} has no version {version!r}")
+        return restore(self.store, info, self.secret, upto=upto)
 
     def _spawn(self, name: str, target, *args) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -269,13 +301,159 @@ class Engine:
             },
         }
 
+    # Versions and roles
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        """Every version with its lineage, its roles, and (when held here) live metrics and
+        paired comparisons."""
+        rt = self.runtime(name)
+        roles_of: dict[str, list[str]] = {}
+        for role, version in rt.roles.items():
+            roles_of.setdefault(version, []).append(role)
+        out = []
+        with rt.lock:
+            for info in self.store.registry.list_versions(name):
+                state = rt.states.get(info.version)
+                out.append(
+                    {
+                        "version": info.version,
+                        "created_at": info.created_at,
+                        "roles": roles_of.get(info.version, []),
+                        "spec": dict(info.spec),
+                        "lineage": dict(info.meta),
+                        "metrics": state.metrics.to_dict() if state else None,
+                        "paired": {o: p.to_dict() for o, p in state.paired.items()}
+                        if state
+                        else None,
+                    }
+                )
+        return out
+
+    def role_history(self, name: str) -> list[dict]:
+        self.runtime(name)
+        return self.store.registry.role_history(name)
+
+    def change_roles(
+        self,
+        name: str,
+        changes: Mapping[str, str | None],
+        *,
+        actor: str,
+        reason: str,
+        kind: EventKind = EventKind.PROMOTE,
+        canary_share: float | None = None,
+        key: str | None = None,
+    ) -> int:
+        """Change roles through the log (every follower switches at the same seq) and apply the
+        change here before answering. Versions must exist and share the model's schema."""
+        rt = self.runtime(name)
+        for role, version in changes.items():
+            if role not in ROLES:
+                raise RoleConflict(f"{role!r} is not a role; roles: {', '.join(ROLES)}")
+            if version is None:
+                continue
+            info = self.store.registry.get_version(name, version)
+            if info is None:
+                raise UnknownVersion(f"model {name!r} has no version {version!r}")
+            expected = rt.schema.to_config()
+            if json.loads(json.dumps(info.spec.get("schema"))) != json.loads(json.dumps(expected)):
+                raise RoleConflict(
+                    f"version {version} was trained on another schema than model {name!r} "
+                    "serves now; it cannot take a role (register it again from the new config)"
+                )
+        if canary_share is not None and not 0.0 <= canary_share <= 1.0:
+            raise SchemaViolation([FieldError(("share",), "range", "share must be in [0, 1]")])
+        now = self.clock()
+        event = control_event(
+            dict(changes), actor=actor, reason=reason, at=now, key=key, kind=kind,
+            canary_share=canary_share,
+        )  # fmt: skip
+        seq = self.store.registry.change_roles(
+            name,
+            dict(changes),
+            event,
+            actor=actor,
+            reason=reason,
+            at=now,
+            canary_share=canary_share,
+        )
+        self.catch_up(rt, upto=seq)
+        return seq
+
+    def promote(
+        self,
+        name: str,
+        version: str,
+        role: str,
+        *,
+        actor: str,
+        reason: str,
+        share: float | None = None,
+        key: str | None = None,
+    ) -> int:
+        """Give ``role`` to ``version``. A new champion keeps the old one as ``previous`` (live,
+        for an instant rollback) and leaves the roles it held before."""
+        rt = self.runtime(name)
+        roles = dict(rt.roles)
+        champion = roles[CHAMPION]
+        if role == CHAMPION:
+            if version == champion:
+                raise RoleConflict(f"{version} is already the champion of {name!r}")
+            changes: dict[str, str | None] = {CHAMPION: version, PREVIOUS: champion}
+            for other in (CHALLENGER, SHADOW, CANARY):
+                if roles.get(other) == version:
+                    changes[other] = None
+        elif role in (CHALLENGER, SHADOW, CANARY):
+            if version == champion:
+                raise RoleConflict(
+                    f"{version} is the champion of {name!r}; it cannot also be {role}"
+                )
+            changes = {role: version}
+        else:
+            raise RoleConflict(
+                f"one can promote to champion, challenger, shadow or canary, not {role!r}"
+            )
+        if role == CANARY and share is None:
+            share = rt.canary_share or 0.1
+        return self.change_roles(
+            name,
+            changes,
+            actor=actor,
+            reason=reason,
+            canary_share=share if role == CANARY else None,
+            key=key,
+        )
+
+    def rollback(self, name: str, *, actor: str, reason: str, key: str | None = None) -> int:
+        """The previous champion answers again, in one step: it kept learning as ``previous``,
+        so it is exactly the state it would be had it never left."""
+        rt = self.runtime(name)
+        previous = rt.roles.get(PREVIOUS)
+        if previous is None:
+            raise RoleConflict(f"model {name!r} has no previous champion to roll back to")
+        changes = {CHAMPION: previous, PREVIOUS: None}
+        return self.change_roles(
+            name, changes, actor=actor, reason=reason, kind=EventKind.ROLLBACK, key=key
+        )
+
+    def raise_alarm(self, name: str, alarm: Mapping[str, Any], *, key: str | None = None) -> int:
+        """Append an alarm (drift, performance) to the model's log, where retrain triggers read it."""
+        self.runtime(name)
+        event = Event(kind=EventKind.ALARM, payload=dict(alarm), at=self.clock(), key=key)
+        (seq,) = self.store.log.append(name, [event])
+        return seq
+
     # Predict
 
-    def predict_one(self, name: str, features: Any) -> Prediction:
+    def predict_one(self, name: str, features: Any, *, key: str | None = None) -> Prediction:
+        """Predict one row. ``key`` routes the request (a canary answers a sticky share of keys;
+        without a key, the share is of requests)."""
         rt = self.runtime(name)
-        return self._predict(rt, rt.schema.validate(features), self.clock())
+        return self._predict(rt, rt.schema.validate(features), self.clock(), key)
 
-    def predict_many(self, name: str, rows: Sequence[Any]) -> list[Prediction]:
+    def predict_many(
+        self, name: str, rows: Sequence[Any], *, keys: Sequence[str | None] | None = None
+    ) -> list[Prediction]:
         rt = self.runtime(name)
         clean, errors = [], []
         validate = rt.schema.validate
@@ -286,44 +464,55 @@ class Engine:
                 errors.extend(e.at(i).errors)
         if errors:
             raise SchemaViolation(errors)
+        if len(rt.states) > 1 or keys is not None:  # several versions answer: row by row
+            now = self.clock()
+            keys = keys or [None] * len(clean)
+            return [self._predict(rt, row, now, k) for row, k in zip(clean, keys, strict=True)]
         xs = [rt.schema.model_input(row) for row in clean]
         now = self.clock()
         with rt.lock:
             state = rt.champion
-            answers = [self._decide(rt, *answer) for answer in state.predict_many(xs)]
+            version = state.version
+            answers = [
+                self._decide(rt, {version: _plain(*answer)}, version)
+                for answer in state.predict_many(xs)
+            ]
         return [
-            self._record(rt, state.version, row, answer, now)
+            self._record(rt, version, row, answer, now)
             for row, answer in zip(clean, answers, strict=True)
         ]
 
-    def _predict(self, rt: ModelRuntime, clean: dict, now: float) -> Prediction:
+    def _predict(self, rt: ModelRuntime, clean: dict, now: float, key: str | None) -> Prediction:
         x = rt.schema.model_input(clean)
         with rt.lock:
-            state = rt.champion
-            answer = self._decide(rt, *state.predict(x))
-        return self._record(rt, state.version, clean, answer, now)
+            states = rt.states
+            if len(states) == 1:
+                version = next(iter(states))
+                outputs = {version: _plain(*states[version].predict(x))}
+            else:
+                version = rt.answering(key if key is not None else new_prediction_id(now))
+                outputs = {v: _plain(*st.predict(x)) for v, st in states.items()}
+            answer = self._decide(rt, outputs, version)
+        return self._record(rt, version, clean, answer, now)
 
     @staticmethod
-    def _decide(rt: ModelRuntime, label: Any, proba: dict | None) -> tuple:
-        """Plain JSON values, the uncertainty and the sampler's decision; under the model lock
-        (the sampler's budget and random streams move with each call)."""
-        if label is not None and type(label) not in _PLAIN:
-            label = label.item()  # a numpy scalar from a model: JSON needs a plain value
-        if type(label) is float:
-            label = _finite(label)  # a diverged regression model answers null, not NaN
+    def _decide(rt: ModelRuntime, outputs: dict, version: str) -> tuple:
+        """The answering version's answer, its uncertainty and the sampler's decision; under the
+        model lock (the sampler's budget and random streams move with each call)."""
+        label, proba = outputs[version]
         if proba is None:
-            return label, None, None, None
-        proba = {k if type(k) in _PLAIN else k.item(): _finite(p) for k, p in proba.items()}
+            return outputs, label, None, None, None
         if rt.sampler is not None:
-            decision = rt.sampler.decide(proba)
-            return label, proba, decision.uncertainty, decision
+            others = [p for v, (_, p) in outputs.items() if v != version and p is not None]
+            decision = rt.sampler.decide(proba, others)
+            return outputs, label, proba, decision.uncertainty, decision
         uncertainty = 1.0 - max((p for p in proba.values() if p is not None), default=0.0)
-        return label, proba, uncertainty, None
+        return outputs, label, proba, uncertainty, None
 
     def _record(
         self, rt: ModelRuntime, version: str, clean: dict, answer: tuple, now: float
     ) -> Prediction:
-        label, proba, uncertainty, decision = answer
+        outputs, label, proba, uncertainty, decision = answer
         pid = new_prediction_id(now)
         queued = decision is not None and decision.ask
         self._records.put(
@@ -333,7 +522,9 @@ class Engine:
                 at=now,
                 features=clean,
                 version=version,
-                outputs={version: {"label": label, "proba": proba_pairs(proba)}},
+                outputs={
+                    v: {"label": lb, "proba": proba_pairs(p)} for v, (lb, p) in outputs.items()
+                },
                 uncertainty=uncertainty,
                 queued=queued,
                 expires_at=now + rt.config.prediction_ttl_s,
@@ -493,10 +684,13 @@ class Engine:
                 features=dict(record.features),
                 predicted_at=record.at,
                 outputs=dict(record.outputs),
+                answered_by=record.version,
                 sampled=record.reason,
             )
         else:
-            payload.update(features=clean, predicted_at=None, outputs=None, sampled=None)
+            payload.update(
+                features=clean, predicted_at=None, outputs=None, answered_by=None, sampled=None
+            )
         return Event(kind=EventKind.LABEL, payload=payload, at=now, key=key)
 
     def _find_record(
@@ -617,22 +811,6 @@ class Engine:
         es = self.settings.engine
         while not self._stopping.wait(es.snapshot_check_s):
             self.labelling.maintain()
-            if es.snapshot_every_events:
-                self._snapshot_due()
-
-    def _snapshot_due(self) -> None:
-        es = self.settings.engine
-        for rt in self.runtimes.values():
-            if rt.seq - rt.snapshot_seq < es.snapshot_every_events:
-                continue
-            try:
-                for version in set(rt.roles.values()):
-                    info = self.store.registry.get_version(rt.name, version)
-                    snapshot = advance_snapshot(self.store, info, self.secret)
-                    if snapshot is not None and version == rt.roles[CHAMPION]:
-                        rt.snapshot_seq = snapshot.seq
-            except Exception:
-                log.exception("model %r: snapshot failed; will retry", rt.name)
 
     def _snapshot_live(self, rt: ModelRuntime) -> None:
         """At shutdown nothing learns any more: pickling the live states is exact and quick."""
@@ -642,6 +820,17 @@ class Engine:
             for state in rt.states.values():
                 save_snapshot(self.store, rt.name, state, self.secret)
         rt.snapshot_seq = rt.seq
+
+
+def _plain(label: Any, proba: dict | None) -> tuple[Any, dict | None]:
+    """Plain JSON values: a model may answer numpy scalars, or NaN when it diverged."""
+    if label is not None and type(label) not in _PLAIN:
+        label = label.item()
+    if type(label) is float:
+        label = _finite(label)
+    if proba is not None:
+        proba = {k if type(k) in _PLAIN else k.item(): _finite(p) for k, p in proba.items()}
+    return label, proba
 
 
 def _finite(p: float) -> float | None:

@@ -71,3 +71,16 @@ class QueueItemGone(OnlearnError, LookupError):
 
 class LeaseConflict(OnlearnError):
     """Another labeller holds the item now: its lease ran out and it was claimed again (409)."""
+
+
+class UnknownVersion(OnlearnError, LookupError):
+    """No version of that name for the model (HTTP 404)."""
+
+
+class RoleConflict(OnlearnError):
+    """A change of roles that cannot be made now (HTTP 409): e.g. no previous champion to roll
+    back to, or a version whose schema is not the model's."""
+
+
+class UnknownJob(OnlearnError, LookupError):
+    """No job with that id (HTTP 404)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+from onlearn.compare import PairedCounts
 from onlearn.metrics import VersionMetrics
 from onlearn.models import predict_batch, predict_proba_batch
 from onlearn.records import Event
@@ -32,6 +33,9 @@ class LearnerState:
         self.estimator = estimator
         self.seq = seq
         self.metrics = VersionMetrics(task)
+        # other version -> its correctness (a) against this one's (b) on the same requests,
+        # since the last change of roles (a new comparison starts with each change).
+        self.paired: dict[str, PairedCounts] = {}
         self.learn_errors = 0
 
     def predict(self, x: Mapping[str, Any]) -> tuple[Any, dict[Any, float] | None]:
@@ -52,9 +56,18 @@ class LearnerState:
         """Score this version on the event, then learn from it. ``x`` is the model's input."""
         payload = event.payload
         y = payload["label"]
-        served = (payload.get("outputs") or {}).get(self.version)
+        outputs = payload.get("outputs") or {}
+        served = outputs.get(self.version)
         if served is not None:
             y_pred, proba = served["label"], proba_dict(served["proba"])
+            if self.task == "classification":
+                # Compared with every other version that answered the same request.
+                right = y_pred == y
+                for other, answer in outputs.items():
+                    if other != self.version:
+                        if other not in self.paired:
+                            self.paired[other] = PairedCounts()
+                        self.paired[other].update(answer["label"] == y, right)
         else:
             y_pred, proba = self.predict(x)
         predicted_at = payload.get("predicted_at")

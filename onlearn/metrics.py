@@ -9,7 +9,7 @@ before it learns (test-then-train), and the two kinds are counted apart.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -33,17 +33,26 @@ class ClassificationMetrics:
     (2, 0.5, 0.5697)
     """
 
+    RECENT = 500  # labels in the rolling accuracy, the signal a retrain trigger watches
+
     def __init__(self) -> None:
         self.n = 0
         self._correct = 0
         self._log_loss_sum = 0.0
         self._f1 = river_metrics.MacroF1()
+        self._recent: deque[bool] = deque(maxlen=self.RECENT)
+        self._recent_correct = 0
 
     def update(
         self, y_true: Hashable, y_pred: Hashable | None, proba: Mapping[Any, float] | None
     ) -> None:
         self.n += 1
-        self._correct += y_pred == y_true
+        correct = y_pred == y_true
+        self._correct += correct
+        if len(self._recent) == self.RECENT:
+            self._recent_correct -= self._recent[0]
+        self._recent.append(correct)
+        self._recent_correct += correct
         p_true = proba.get(y_true, 0.0) if proba else 0.0
         self._log_loss_sum -= math.log(min(max(p_true, EPSILON), 1.0))
         if y_pred is not None:
@@ -54,6 +63,11 @@ class ClassificationMetrics:
     @property
     def accuracy(self) -> float | None:
         return self._correct / self.n if self.n else None
+
+    @property
+    def recent_accuracy(self) -> float | None:
+        """Accuracy over the last ``RECENT`` labels."""
+        return self._recent_correct / len(self._recent) if self._recent else None
 
     @property
     def log_loss(self) -> float | None:
@@ -67,6 +81,7 @@ class ClassificationMetrics:
         return {
             "n": self.n,
             "accuracy": self.accuracy,
+            "recent_accuracy": self.recent_accuracy,
             "log_loss": _json_number(self.log_loss),
             "macro_f1": self.macro_f1,
         }

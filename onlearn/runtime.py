@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import zlib
+from collections.abc import Callable
 from typing import Any
 
 from onlearn.config import ModelConfig
 from onlearn.learner import LearnerState
 from onlearn.records import Event, EventKind
-from onlearn.registry import CHAMPION
+from onlearn.registry import CANARY, CHAMPION
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +29,21 @@ class ModelRuntime:
         states: dict[str, LearnerState],
         roles: dict[str, str],
         seq: int,
+        *,
+        canary_share: float = 0.0,
+        loader: Callable[[str, int], LearnerState] | None = None,
+        alarms: list | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
         self.schema = config.schema
         self.states = states
         self.roles = roles
+        self.canary_share = canary_share
+        # Builds a version's state at a seq (newest snapshot + replay) when a control event
+        # gives a role to a version this process does not hold yet.
+        self.loader = loader
+        self.alarms: list[dict] = alarms if alarms is not None else []  # newest last, bounded
         self.seq = seq
         self.lock = threading.Lock()
         self.apply_lock = threading.Lock()
@@ -59,6 +70,15 @@ class ModelRuntime:
     def champion(self) -> LearnerState:
         return self.states[self.roles[CHAMPION]]
 
+    def answering(self, key: str | None) -> str:
+        """The version that answers a request: the canary for its share of the keys (sticky: a
+        key always lands on the same side for a given share), else the champion."""
+        canary = self.roles.get(CANARY)
+        if canary is not None and self.canary_share > 0 and key is not None:
+            if zlib.crc32(key.encode()) < self.canary_share * 4294967296:
+                return canary
+        return self.roles[CHAMPION]
+
     def apply(self, event: Event) -> None:
         """Apply one event; the caller holds ``apply_lock`` and passes events in seq order."""
         if event.seq != self.seq + 1:
@@ -83,8 +103,39 @@ class ModelRuntime:
                         state.skip(event)
             self.labels_applied += 1
         else:
-            log.warning("model %r: event kind %s is not handled here", self.name, event.kind)
+            if event.kind in (EventKind.PROMOTE, EventKind.ROLLBACK):
+                self._change_roles(event)
+            elif event.kind is EventKind.ALARM:
+                self.alarms.append({"seq": event.seq, "at": event.at, **event.payload})
+                del self.alarms[:-100]
+            with self.lock:
+                for state in self.states.values():
+                    state.seq = event.seq
         self.seq = event.seq
+
+    def _change_roles(self, event: Event) -> None:
+        """Switch roles at this event's seq, as every follower of the log does."""
+        roles = dict(self.roles)
+        for role, version in event.payload["changes"].items():
+            if version is None:
+                roles.pop(role, None)
+            else:
+                roles[role] = version
+        states = {}
+        for version in sorted(set(roles.values())):
+            if version in self.states:
+                states[version] = self.states[version]
+            else:  # its state just before this event: the newest snapshot and a replay
+                states[version] = self.loader(version, event.seq - 1)
+        with self.lock:
+            self.roles = roles
+            self.states = states
+            for state in states.values():
+                state.paired = {}  # a new comparison starts with the new roles
+            share = event.payload.get("canary_share")
+            if share is not None:
+                self.canary_share = share
+        log.info("model %r: roles at seq %d: %s", self.name, event.seq, roles)
 
     # Events handed over by the appender
 
@@ -168,6 +219,7 @@ class ModelRuntime:
             "pipeline": self.config.pipeline.to_config(),
             "prediction_ttl_s": self.config.prediction_ttl_s,
             "roles": dict(self.roles),
+            "canary_share": self.canary_share,
             "applied_seq": self.seq,
             "counters": {
                 "predictions": self.predictions,

@@ -88,6 +88,12 @@ def restore(
 ) -> LearnerState:
     """The state of ``info``'s version at ``upto`` (default: the head of the log)."""
     snapshot = store.registry.latest_snapshot(info.model, info.version, max_seq=upto)
+    if snapshot is None and info.meta.get("base_seq") is not None:
+        raise LogTrimmed(
+            f"model {info.model!r}: version {info.version} was trained in batch up to seq "
+            f"{info.meta['base_seq']}; its state starts at that snapshot, and there is none at "
+            f"or before seq {upto}"
+        )
     state = load_state(snapshot, secret) if snapshot else fresh_state(info)
     return replay(store, info.model, Schema.from_config(**info.spec["schema"]), state, upto)
 

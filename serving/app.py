@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -14,7 +15,7 @@ from onlearn.engine import Engine
 from serving import errors, fast
 from serving.limits import BodySizeLimit
 from serving.prometheus import registry_for
-from serving.routes import feedback, health, metrics, models, predict, queue, ui
+from serving.routes import feedback, health, metrics, models, predict, queue, ui, versions
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.state.prometheus = registry_for(eng)
         if not eng.started:
             await run_in_threadpool(eng.start)
+        background = Background(eng, settings)
+        background.start()
         try:
             yield
         finally:
+            await run_in_threadpool(background.stop)
             if own:
                 await run_in_threadpool(eng.close)
 
@@ -64,6 +68,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         predict.router,
         feedback.router,
         queue.router,
+        versions.router,
         metrics.router,
         ui.router,
     ):
@@ -75,6 +80,37 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         return RedirectResponse("/docs")
 
     return app
+
+
+class Background:
+    """The worker (and later the monitor) inside the serving process, with the embedded store:
+    one command gives the whole system. With a shared store they run as their own processes."""
+
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        run = settings.run_worker
+        self.enabled = run if run is not None else not settings.store_url.startswith("redis")
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if not self.enabled:
+            return
+        from onlearn.worker import Worker
+
+        worker = Worker(self.engine, replay_snapshots=True)
+        thread = threading.Thread(
+            target=worker.run, args=(self._stop,), name="onlearn-worker", daemon=True
+        )
+        thread.start()
+        self._threads.append(thread)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        # A refit may run for minutes: do not hold the shutdown for it. Its job's lease runs out
+        # and a worker takes it again; everything it writes is keyed, so nothing is doubled.
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout)
 
 
 def _version() -> str:

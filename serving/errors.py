@@ -15,11 +15,14 @@ from onlearn.errors import (
     OnlearnError,
     PredictionExpired,
     QueueItemGone,
+    RoleConflict,
     SchemaViolation,
     StoreUnavailable,
+    UnknownJob,
     UnknownModel,
     UnknownPrediction,
     UnknownQueueItem,
+    UnknownVersion,
 )
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,9 @@ STATUS = {
     UnknownQueueItem: 404,
     QueueItemGone: 410,
     LeaseConflict: 409,
+    UnknownVersion: 404,
+    UnknownJob: 404,
+    RoleConflict: 409,
     UnknownPrediction: 404,
     PredictionExpired: 410,
     SchemaViolation: 422,

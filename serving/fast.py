@@ -77,11 +77,13 @@ def _raise(errors: list[FieldError]) -> None:
 async def predict(request: Request) -> JSON:
     data = parse_json(await request.body())
     errors: list[FieldError] = []
-    check_object(data, ("body",), {"features": DICT}, {}, errors)
+    check_object(data, ("body",), {"features": DICT}, {"key": STRING}, errors)
     _raise(errors)
     engine = request.app.state.engine
     try:
-        prediction = engine.predict_one(request.path_params["name"], data["features"])
+        prediction = engine.predict_one(
+            request.path_params["name"], data["features"], key=data.get("key")
+        )
     except SchemaViolation as e:
         raise e.at("body", "features") from None
     return JSON(prediction.to_dict())
@@ -103,12 +105,14 @@ async def predict_batch(request: Request) -> JSON:
             )
         else:
             for i, row in enumerate(body["rows"]):
-                check_object(row, ("body", "rows", i), {"features": DICT}, {}, errors)
+                check_object(row, ("body", "rows", i), {"features": DICT}, {"key": STRING}, errors)
     _raise(errors)
     engine = request.app.state.engine
+    rows = data["rows"]
+    keys = [r.get("key") for r in rows] if any("key" in r for r in rows) else None
     try:
         predictions = engine.predict_many(
-            request.path_params["name"], [r["features"] for r in data["rows"]]
+            request.path_params["name"], [r["features"] for r in rows], keys=keys
         )
     except SchemaViolation as e:
         raise SchemaViolation(

@@ -138,3 +138,25 @@ class LabelRequest(Strict):
 class SkipRequest(Strict):
     claim_id: str | None = None
     labeller: str | None = Field(None, max_length=200)
+
+
+class PromoteRequest(Strict):
+    role: str = Field(description="champion, challenger, shadow or canary")
+    share: float | None = Field(None, description="For a canary: the share of requests it answers.")
+    reason: str | None = Field(None, max_length=500, description="Why: kept in the audit history.")
+
+
+class RollbackRequest(Strict):
+    reason: str | None = Field(None, max_length=500)
+
+
+class RetrainRequest(Strict):
+    candidates: list[dict[str, Any]] | None = Field(
+        None, description="Pipeline tables to try (the model's [refit] candidates if absent)."
+    )
+    passes: int | None = None
+    holdout: float | None = None
+    metric: str | None = None
+    register_anyway: bool = Field(False, description="Register the best even if it loses.")
+    reason: str | None = Field(None, max_length=500)
+    key: str | None = Field(None, description="Idempotency key: the same key, the same job.")

@@ -18,13 +18,14 @@ A user writing a backend runs them all with :func:`check_store`, or one by one f
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from onlearn.records import Event, EventKind, PredictionRecord, Snapshot
-from onlearn.store.base import Store
+from onlearn.store.base import RolesState, Store
 
 __all__ = ["StoreCheck", "all_store_checks", "check_store"]
 
@@ -336,7 +337,11 @@ def check_registry_roles_and_history(store: Store) -> None:
     ]
     keys = ("role", "version", "previous", "actor", "reason", "at")
     assert [tuple(row[k] for k in keys) for row in history] == expected
+    assert all(row["seq"] is None for row in history), "set_role rows carry no seq"
     assert reg.role_history("other") == []
+    assert reg.roles_state("m") == RolesState({"champion": "v2"}, 0.0, 0), (
+        "set_role changes the roles, not the canary share nor the seq of change_roles"
+    )
 
 
 @_check
@@ -383,6 +388,322 @@ def check_registry_concurrent_versions(store: Store) -> None:
     expected = [f"v{n}" for n in range(1, threads_n * each + 1)]
     assert sorted(names, key=lambda v: int(v[1:])) == expected, "versions are unique and gapless"
     assert [v.version for v in store.registry.list_versions("m")] == expected
+
+
+@_check
+def check_registry_create_version_is_idempotent_by_key(store: Store) -> None:
+    reg = store.registry
+    v1 = reg.create_version("m", {"pipeline": "logistic"}, {"job": "j-1"}, at=10.0, key="job-1")
+    again = reg.create_version("m", {"pipeline": "other"}, {"job": "retry"}, at=11.0, key="job-1")
+    assert again == v1, "a known key returns the version registered under it"
+    assert reg.list_versions("m") == [v1], "and registers nothing"
+    v2 = reg.create_version("m", {"pipeline": "forest"}, {}, at=12.0, key="job-2")
+    v3 = reg.create_version("m", {"pipeline": "tree"}, {}, at=13.0)
+    v4 = reg.create_version("m", {"pipeline": "tree"}, {}, at=14.0)
+    assert [v.version for v in (v1, v2, v3, v4)] == ["v1", "v2", "v3", "v4"], "no key: new ones"
+    assert reg.create_version("m", {}, {}, at=15.0, key="job-2") == v2
+    other = reg.create_version("n", {"pipeline": "x"}, {}, at=16.0, key="job-1")
+    assert other.version == "v1" and other.model == "n", "keys are per model"
+    assert reg.list_versions("m") == [v1, v2, v3, v4]
+
+
+@_check
+def check_registry_concurrent_create_version_with_one_key(store: Store) -> None:
+    threads_n, rounds = 6, 4
+    got: list[list[str]] = [[] for _ in range(threads_n)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads_n)
+
+    def create(t: int) -> None:
+        try:
+            start.wait()
+            for r in range(rounds):
+                # Every thread registers the version of round r: a job retried by many workers.
+                info = store.registry.create_version("m", {"t": t}, {}, at=float(r), key=f"r{r}")
+                got[t].append(info.version)
+        except BaseException as exc:  # surfaced in the calling thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=create, args=(t,)) for t in range(threads_n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, f"concurrent create_version failed: {errors[0]!r}"
+    versions = store.registry.list_versions("m")
+    assert len(versions) == rounds, f"one version per key, got {[v.version for v in versions]}"
+    for r in range(rounds):
+        assert len({got[t][r] for t in range(threads_n)}) == 1, f"key r{r} named two versions"
+
+
+def _control(changes: Mapping[str, str | None], key: str | None = None, **extra: Any) -> Event:
+    """A promotion's control event; its payload says what changed, so the log can be folded."""
+    return Event(
+        EventKind.PROMOTE, {"changes": dict(changes), **extra}, at=1_700_000_500.0, key=key
+    )
+
+
+def _history(store: Store, model: str = "m") -> list[tuple]:
+    keys = ("role", "version", "previous", "actor", "reason", "at", "seq")
+    return [tuple(row[k] for k in keys) for row in store.registry.role_history(model)]
+
+
+@_check
+def check_registry_change_roles_appends_the_event_and_changes_roles_together(
+    store: Store,
+) -> None:
+    reg, log = store.registry, store.log
+    for n in range(3):
+        reg.create_version("m", {"n": n}, {}, at=float(n))
+    log.append("m", [_label(0), _label(1)])
+    assert reg.roles_state("m") == RolesState(), "no change yet: no roles, share 0, seq 0"
+
+    event = _control({"champion": "v1"}, key="promote-1")
+    seq = reg.change_roles("m", {"champion": "v1"}, event, actor="alice", reason="first", at=10.0)
+    assert seq == 3, "the control event takes the log's next seq"
+    assert log.head("m") == 3
+    assert log.read("m", after=2) == [dataclasses.replace(event, seq=3)], "one event, as given"
+    assert reg.roles("m") == {"champion": "v1"}
+    assert reg.roles_state("m") == RolesState({"champion": "v1"}, 0.0, 3)
+    assert _history(store) == [("champion", "v1", None, "alice", "first", 10.0, 3)]
+
+    # Several roles at once, the canary share with them; only roles that change are audited.
+    changes = {"champion": "v2", "shadow": "v1", "canary": "v3", "old": None}
+    seq = reg.change_roles(
+        "m", changes, _control(changes), actor="bob", reason="r2", at=20.0, canary_share=0.25
+    )
+    assert seq == 4
+    assert reg.roles_state("m") == RolesState(
+        {"champion": "v2", "shadow": "v1", "canary": "v3"}, 0.25, 4
+    )
+    assert _history(store)[1:] == [
+        ("champion", "v2", "v1", "bob", "r2", 20.0, 4),
+        ("shadow", "v1", None, "bob", "r2", 20.0, 4),
+        ("canary", "v3", None, "bob", "r2", 20.0, 4),
+    ], "one row per role that changed, in the order of the changes, with the event's seq"
+
+    # A change that changes nothing still appends its event (followers switch at its seq).
+    seq = reg.change_roles(
+        "m", {"champion": "v2"}, _control({"champion": "v2"}), actor="c", reason="r", at=30.0
+    )
+    assert seq == 5 and log.head("m") == 5
+    assert reg.roles_state("m") == RolesState(
+        {"champion": "v2", "shadow": "v1", "canary": "v3"}, 0.25, 5
+    ), "the share is kept when not given"
+    assert len(_history(store)) == 4, "no audit row for a role that kept its version"
+
+    # Removing roles; labels appended meanwhile share the numbering.
+    assert log.append("m", [_label(2)]) == [6]
+    seq = reg.change_roles(
+        "m",
+        {"canary": None, "shadow": None},
+        _control({"canary": None, "shadow": None}),
+        actor="d",
+        reason="end",
+        at=40.0,
+        canary_share=0.0,
+    )
+    assert seq == 7
+    assert reg.roles_state("m") == RolesState({"champion": "v2"}, 0.0, 7)
+    assert _history(store)[4:] == [
+        ("canary", None, "v3", "d", "end", 40.0, 7),
+        ("shadow", None, "v1", "d", "end", 40.0, 7),
+    ]
+    assert [e.seq for e in log.read("m", after=0)] == list(range(1, 8))
+    assert reg.roles_state("other") == RolesState(), "models are independent"
+
+
+@_check
+def check_registry_change_roles_with_a_known_key_changes_nothing(store: Store) -> None:
+    reg, log = store.registry, store.log
+    reg.create_version("m", {}, {}, at=1.0)
+    reg.create_version("m", {}, {}, at=2.0)
+    first = _control({"champion": "v1"}, key="promote-7")
+    seq = reg.change_roles("m", {"champion": "v1"}, first, actor="a", reason="r", at=10.0)
+    log.append("m", [_label(0)])
+    state, history = reg.roles_state("m"), _history(store)
+    # A retry (same key), even one that says something else, happens once: the first time.
+    retry = _control({"champion": "v2"}, key="promote-7")
+    again = reg.change_roles(
+        "m", {"champion": "v2"}, retry, actor="b", reason="retry", at=20.0, canary_share=0.5
+    )
+    assert again == seq, "a known key returns the seq of its event"
+    assert log.head("m") == seq + 1, "and appends nothing"
+    assert reg.roles_state("m") == state and _history(store) == history, "nor changes roles"
+    assert log.read("m", after=0)[0] == dataclasses.replace(first, seq=seq)
+    # The key is shared with plain appends: a label with that key is a duplicate too.
+    dup = log.append("m", [Event(EventKind.LABEL, {"x": 1}, at=0.0, key="promote-7")])
+    assert dup == [seq] and dup.new == [False]
+    appended = log.append("m", [Event(EventKind.LABEL, {"x": 1}, at=0.0, key="label-1")])
+    taken = _control({"champion": "v2"}, key="label-1")
+    assert (
+        reg.change_roles("m", {"champion": "v2"}, taken, actor="c", reason="r", at=30.0)
+        == (appended[0])
+    ), "a key already used by a label event names that event"
+    assert reg.roles("m") == {"champion": "v1"}
+
+
+@_check
+def check_registry_change_roles_to_an_unknown_version_changes_nothing(store: Store) -> None:
+    reg, log = store.registry, store.log
+    reg.create_version("m", {}, {}, at=1.0)
+    reg.create_version("m", {}, {}, at=2.0)
+    reg.change_roles(
+        "m",
+        {"champion": "v1"},
+        _control({"champion": "v1"}),
+        actor="a",
+        reason="r",
+        at=5.0,
+        canary_share=0.1,
+    )
+    head, state, history = log.head("m"), reg.roles_state("m"), _history(store)
+    for changes in (
+        {"champion": "v9"},
+        {"shadow": "v2", "champion": "v3"},  # one good change does not go through alone
+        {"champion": "latest"},
+        {"canary": "v0"},
+    ):
+        try:
+            reg.change_roles(
+                "m",
+                changes,
+                _control(changes, key="bad"),
+                actor="eve",
+                reason="typo",
+                at=9.0,
+                canary_share=0.9,
+            )
+        except LookupError:
+            pass
+        else:
+            raise AssertionError(f"{changes}: a role cannot go to a version that does not exist")
+        assert log.head("m") == head, f"{changes}: no event appended"
+        assert reg.roles_state("m") == state, f"{changes}: roles, share and seq unchanged"
+        assert _history(store) == history, f"{changes}: no audit row"
+    try:
+        reg.change_roles(
+            "n", {"champion": "v1"}, _control({"champion": "v1"}), actor="e", reason="r", at=9.0
+        )
+    except LookupError:
+        pass
+    else:
+        raise AssertionError("versions are per model")
+    assert log.head("n") == 0
+    # The refused key was not taken: the corrected call goes through.
+    seq = reg.change_roles(
+        "m", {"shadow": "v2"}, _control({"shadow": "v2"}, key="bad"), actor="a", reason="r", at=10.0
+    )
+    assert seq == head + 1 and reg.roles("m") == {"champion": "v1", "shadow": "v2"}
+
+
+@_check
+def check_registry_canary_share_round_trips_and_is_validated(store: Store) -> None:
+    reg, log = store.registry, store.log
+    reg.create_version("m", {}, {}, at=1.0)
+    for share in (0.125, 1.0, 0.0, 1 / 3, 1e-9):
+        reg.change_roles(
+            "m", {"canary": "v1"}, _control({}), actor="a", reason="r", at=2.0, canary_share=share
+        )
+        back = reg.roles_state("m").canary_share
+        assert back == share and type(back) is float, f"share {share!r} came back as {back!r}"
+    head, state = log.head("m"), reg.roles_state("m")
+    for bad in (-0.01, 1.5, math.nan, math.inf, -math.inf):
+        try:
+            reg.change_roles(
+                "m", {"canary": None}, _control({}), actor="a", reason="r", at=3.0, canary_share=bad
+            )
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"canary_share {bad!r} is outside [0, 1]")
+        assert log.head("m") == head and reg.roles_state("m") == state, "a refused call: no change"
+
+
+@_check
+def check_registry_concurrent_change_roles_keep_log_and_roles_together(store: Store) -> None:
+    reg, log = store.registry, store.log
+    versions = [reg.create_version("m", {"n": n}, {}, at=float(n)).version for n in range(4)]
+    roles = ("champion", "shadow", "canary")
+    threads_n, rounds = 5, 12
+    returned: list[list[tuple[int, dict]]] = [[] for _ in range(threads_n)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(threads_n + 1)
+
+    def admin(t: int) -> None:
+        try:
+            start.wait()
+            for r in range(rounds):
+                changes: dict[str, str | None] = {
+                    roles[(t + r) % 3]: versions[(t * r + r) % 4],
+                    roles[(t + r + 1) % 3]: None if (t + r) % 4 == 0 else versions[t % 4],
+                }
+                share = None if r % 3 else ((t * rounds + r) % 10) / 10
+                # Every fourth round all threads send one key: one of them wins, the others
+                # must get the winner's seq back and change nothing.
+                key = f"round-{r}" if r % 4 == 0 else None
+                event = _control(changes, key=key, canary_share=share, by=t)
+                seq = reg.change_roles(
+                    "m", changes, event, actor=f"t{t}", reason=f"r{r}", at=float(r),
+                    canary_share=share,
+                )  # fmt: skip
+                returned[t].append((seq, changes))
+        except BaseException as exc:  # surfaced in the calling thread below
+            errors.append(exc)
+
+    def labeller() -> None:
+        try:
+            start.wait()
+            for i in range(40):
+                log.append("m", [_label(i)])
+        except BaseException as exc:  # surfaced in the calling thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=admin, args=(t,)) for t in range(threads_n)]
+    threads.append(threading.Thread(target=labeller))
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, f"concurrent change_roles failed: {errors[0]!r}"
+
+    events = log.read("m", after=0, limit=10_000)
+    assert [e.seq for e in events] == list(range(1, log.head("m") + 1)), "gapless"
+    controls = [e for e in events if e.kind is EventKind.PROMOTE]
+    keyed_rounds = len(range(0, rounds, 4))
+    assert len(controls) == threads_n * rounds - (threads_n - 1) * keyed_rounds, (
+        "one event per change, one per shared key"
+    )
+    by_seq = {e.seq: e for e in controls}
+    for t in range(threads_n):
+        for r, (seq, changes) in enumerate(returned[t]):
+            event = by_seq.get(seq)
+            assert event is not None, f"thread {t} round {r}: seq {seq} is no control event"
+            if r % 4 == 0:
+                assert event.key == f"round-{r}"
+            else:
+                assert event.payload["by"] == t and event.payload["changes"] == changes
+
+    # Fold the control events in log order: the roles, the share, the seq and every audit row
+    # must be what the log says, whatever order the store gave the concurrent calls.
+    state: dict[str, str] = {}
+    share, last = 0.0, 0
+    expected_rows = []
+    for event in controls:
+        for role, version in event.payload["changes"].items():
+            previous = state.get(role)
+            if previous != version:
+                expected_rows.append((role, version, previous, event.seq))
+            if version is None:
+                state.pop(role, None)
+            else:
+                state[role] = version
+        if event.payload["canary_share"] is not None:
+            share = event.payload["canary_share"]
+        last = event.seq  # type: ignore[assignment]
+    assert reg.roles_state("m") == RolesState(state, share, last), "roles equal the log's fold"
+    rows = [(r["role"], r["version"], r["previous"], r["seq"]) for r in reg.role_history("m")]
+    assert rows == expected_rows, "audit rows follow the log"
 
 
 @_check

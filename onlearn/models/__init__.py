@@ -1,4 +1,5 @@
-"""Model pipelines: specs, the catalog of river pipelines, batch predictions, signed artifacts."""
+"""Model pipelines: specs, the catalog of river pipelines, batch predictions, signed artifacts,
+scikit-learn adapters."""
 
 from onlearn.models.artifacts import dump_signed, load_signed
 from onlearn.models.batch import predict_batch, predict_proba_batch
@@ -13,6 +14,7 @@ from onlearn.models.catalog import (
     catalog_names,
 )
 from onlearn.models.select import SelectPresent, SubsetRegressor
+from onlearn.models.sklearn_adapter import SklearnBatch, SklearnIncremental, sklearn_from_spec
 
 __all__ = [
     "CATALOG",
@@ -22,6 +24,8 @@ __all__ = [
     "CatalogEntry",
     "PipelineSpec",
     "SelectPresent",
+    "SklearnBatch",
+    "SklearnIncremental",
     "SubsetRegressor",
     "build_pipeline",
     "catalog_names",
@@ -29,4 +33,5 @@ __all__ = [
     "load_signed",
     "predict_batch",
     "predict_proba_batch",
+    "sklearn_from_spec",
 ]

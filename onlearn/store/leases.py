@@ -1,7 +1,9 @@
 """Rules that every backend's LabelQueue and JobQueue apply alike: order, claims, validation.
 
-Kept apart from the backends so that ``memory://`` and ``sqlite://`` cannot drift apart on who
-may finish a claimed item or which item ranks first; a Redis script implements the same rules.
+Kept apart from the backends so that ``memory://``, ``sqlite://`` and ``redis://`` cannot drift
+apart on who may finish a claimed item or which item ranks first; the Redis scripts implement
+the same rules (their comments point here). The registry's one shared rule, the range of a
+canary share, lives here too.
 
 >>> item = QueueItem("a", "m", {}, priority=0.5, enqueued_at=10.0)
 >>> rank(item)
@@ -19,6 +21,7 @@ from onlearn.records import Job, JobState, QueueItem, QueueState
 
 __all__ = [
     "FINISHED_STATES",
+    "check_canary_share",
     "check_job",
     "check_priority",
     "check_pushable",
@@ -96,3 +99,19 @@ def check_job(job: Job) -> None:
     """Refuse a job that ``enqueue`` cannot store as given."""
     if job.state is not JobState.QUEUED:
         raise ValueError(f"enqueue takes a queued job, got state {job.state.value!r}")
+
+
+def check_canary_share(share: float | None) -> None:
+    """Refuse a canary share outside [0, 1]; None (leave the share as it is) is fine.
+
+    >>> check_canary_share(0.25), check_canary_share(None)
+    (None, None)
+    """
+    if share is None:
+        return
+    try:
+        valid = 0.0 <= share <= 1.0  # False for NaN
+    except TypeError:
+        valid = False
+    if not valid or isinstance(share, bool):
+        raise ValueError(f"canary_share must be a number in [0, 1], got {share!r}")

@@ -20,7 +20,7 @@ import dataclasses
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from onlearn.errors import ConfigError
 from onlearn.records import (
@@ -33,9 +33,17 @@ from onlearn.records import (
     Snapshot,
     VersionInfo,
 )
-from onlearn.store.base import AppendResult, ClaimOutcome, PushOutcome, QueueStats, Store
+from onlearn.store.base import (
+    AppendResult,
+    ClaimOutcome,
+    PushOutcome,
+    QueueStats,
+    RolesState,
+    Store,
+)
 from onlearn.store.leases import (
     FINISHED_STATES,
+    check_canary_share,
     check_job,
     check_priority,
     check_pushable,
@@ -89,32 +97,43 @@ class _ModelLog:
 
 class MemoryEventLog:
     def __init__(self) -> None:
+        # Also the registry's lock (see MemoryRegistry): change_roles appends a control event and
+        # changes roles under it, so no reader sees one without the other.
         self._lock = threading.Lock()
         self._logs: dict[str, _ModelLog] = {}
 
     def append(self, model: str, events: Sequence[Event]) -> AppendResult:
+        with self._lock:
+            return self._append_locked(model, events)
+
+    def _append_locked(self, model: str, events: Sequence[Event]) -> AppendResult:
+        """``append`` for a caller that holds ``self._lock`` (append itself, change_roles)."""
         seqs = AppendResult()
         new = seqs.new
-        with self._lock:
-            log = self._logs.get(model)
-            if log is None:
-                log = self._logs[model] = _ModelLog()
-            stored, keys = log.events, log.keys
-            for event in events:
-                key = event.key
-                if key is not None:
-                    seq = keys.get(key)
-                    if seq is not None:
-                        seqs.append(seq)
-                        new.append(False)
-                        continue
-                seq = log.base + len(stored) + 1
-                stored.append(_with_seq(event, seq))
-                if key is not None:
-                    keys[key] = seq
-                seqs.append(seq)
-                new.append(True)
+        log = self._logs.get(model)
+        if log is None:
+            log = self._logs[model] = _ModelLog()
+        stored, keys = log.events, log.keys
+        for event in events:
+            key = event.key
+            if key is not None:
+                seq = keys.get(key)
+                if seq is not None:
+                    seqs.append(seq)
+                    new.append(False)
+                    continue
+            seq = log.base + len(stored) + 1
+            stored.append(_with_seq(event, seq))
+            if key is not None:
+                keys[key] = seq
+            seqs.append(seq)
+            new.append(True)
         return seqs
+
+    def _seq_of_key(self, model: str, key: str) -> int | None:
+        """The seq of the event with ``key``, for a caller that holds ``self._lock``."""
+        log = self._logs.get(model)
+        return None if log is None else log.keys.get(key)
 
     def read(self, model: str, after: int, limit: int = 1000) -> list[Event]:
         with self._lock:
@@ -175,28 +194,50 @@ _VERSION_NAME = re.compile(r"v([1-9][0-9]*)")
 
 
 class MemoryRegistry:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
+    """Versions, roles and snapshots in dicts.
+
+    ``log`` is the store's event log (:func:`open_memory_store` passes it), where
+    ``change_roles`` appends its control events; without one the registry keeps a log of its own.
+    The registry shares that log's lock, so that ``change_roles`` appends its event and changes
+    the roles in one step that no reader of either can split. Registry calls are rare and short,
+    so sharing the log's lock costs the label path nothing noticeable.
+    """
+
+    def __init__(self, log: MemoryEventLog | None = None) -> None:
+        self._log = log if log is not None else MemoryEventLog()
+        self._lock = self._log._lock
         self._versions: dict[str, list[VersionInfo]] = {}
+        self._version_keys: dict[str, dict[str, VersionInfo]] = {}
         self._roles: dict[str, dict[str, str]] = {}
+        self._state: dict[str, tuple[float, int]] = {}  # model -> (canary_share, seq)
         self._history: dict[str, list[dict]] = {}
         self._snapshots: dict[tuple[str, str], dict[int, Snapshot]] = {}
 
-    def create_version(self, model: str, spec: dict, meta: dict, at: float) -> VersionInfo:
+    def create_version(
+        self, model: str, spec: dict, meta: dict, at: float, key: str | None = None
+    ) -> VersionInfo:
         with self._lock:
+            keyed = self._version_keys.setdefault(model, {})
+            if key is not None and key in keyed:
+                return keyed[key]
             versions = self._versions.setdefault(model, [])
             info = VersionInfo(model, f"v{len(versions) + 1}", at, dict(spec), dict(meta))
             versions.append(info)
+            if key is not None:
+                keyed[key] = info
             return info
 
-    def get_version(self, model: str, version: str) -> VersionInfo | None:
+    def _get_locked(self, model: str, version: str) -> VersionInfo | None:
         match = _VERSION_NAME.fullmatch(version)
         if match is None:
             return None
+        versions = self._versions.get(model, [])
+        number = int(match.group(1))
+        return versions[number - 1] if number <= len(versions) else None
+
+    def get_version(self, model: str, version: str) -> VersionInfo | None:
         with self._lock:
-            versions = self._versions.get(model, [])
-            number = int(match.group(1))
-            return versions[number - 1] if number <= len(versions) else None
+            return self._get_locked(model, version)
 
     def list_versions(self, model: str) -> list[VersionInfo]:
         with self._lock:
@@ -206,19 +247,33 @@ class MemoryRegistry:
         with self._lock:
             return dict(self._roles.get(model, {}))
 
-    def set_role(
-        self, model: str, role: str, version: str | None, *, actor: str, reason: str, at: float
-    ) -> None:
-        if version is not None and self.get_version(model, version) is None:
-            raise LookupError(f"model {model!r} has no version {version!r}")
+    def roles_state(self, model: str) -> RolesState:
         with self._lock:
-            roles = self._roles.setdefault(model, {})
+            share, seq = self._state.get(model, (0.0, 0))
+            return RolesState(dict(self._roles.get(model, {})), share, seq)
+
+    def _apply_locked(
+        self,
+        model: str,
+        changes: Mapping[str, str | None],
+        *,
+        actor: str,
+        reason: str,
+        at: float,
+        seq: int | None,
+        always_audit: bool,
+    ) -> None:
+        roles = self._roles.setdefault(model, {})
+        history = self._history.setdefault(model, [])
+        for role, version in changes.items():
             previous = roles.get(role)
+            if previous == version and not always_audit:
+                continue
             if version is None:
                 roles.pop(role, None)
             else:
                 roles[role] = version
-            self._history.setdefault(model, []).append(
+            history.append(
                 {
                     "role": role,
                     "version": version,
@@ -226,8 +281,54 @@ class MemoryRegistry:
                     "actor": actor,
                     "reason": reason,
                     "at": at,
+                    "seq": seq,
                 }
             )
+
+    def set_role(
+        self, model: str, role: str, version: str | None, *, actor: str, reason: str, at: float
+    ) -> None:
+        with self._lock:
+            if version is not None and self._get_locked(model, version) is None:
+                raise LookupError(f"model {model!r} has no version {version!r}")
+            self._apply_locked(
+                model,
+                {role: version},
+                actor=actor,
+                reason=reason,
+                at=at,
+                seq=None,
+                always_audit=True,
+            )
+
+    def change_roles(
+        self,
+        model: str,
+        changes: Mapping[str, str | None],
+        event: Event,
+        *,
+        actor: str,
+        reason: str,
+        at: float,
+        canary_share: float | None = None,
+    ) -> int:
+        check_canary_share(canary_share)
+        changes = dict(changes)
+        with self._lock:
+            if event.key is not None:
+                known = self._log._seq_of_key(model, event.key)
+                if known is not None:
+                    return known  # a retried change: it happened once already
+            for version in changes.values():
+                if version is not None and self._get_locked(model, version) is None:
+                    raise LookupError(f"model {model!r} has no version {version!r}")
+            (seq,) = self._log._append_locked(model, [event])
+            self._apply_locked(
+                model, changes, actor=actor, reason=reason, at=at, seq=seq, always_audit=False
+            )
+            share = self._state.get(model, (0.0, 0))[0] if canary_share is None else canary_share
+            self._state[model] = (float(share), seq)
+            return seq
 
     def role_history(self, model: str) -> list[dict]:
         with self._lock:
@@ -613,11 +714,12 @@ def open_memory_store(url: str = "memory://") -> Store:
     """Open a fresh, empty in-process store. Each call gives a new, independent store."""
     if url not in ("memory://", "memory:"):
         raise ConfigError(f"store URL {url!r}: the memory backend takes no path; use memory://")
+    log = MemoryEventLog()
     return Store(
         url=url,
-        log=MemoryEventLog(),
+        log=log,
         predictions=MemoryPredictionStore(),
-        registry=MemoryRegistry(),
+        registry=MemoryRegistry(log),
         queue=MemoryLabelQueue(),
         jobs=MemoryJobQueue(),
     )

@@ -21,25 +21,50 @@ key                                       type    holds
 ``P:model:{m}:log:keys``                  hash    idempotency key -> seq, for untrimmed events
 ``P:model:{m}:versions``                  hash    version number -> JSON (created_at, spec, meta)
 ``P:model:{m}:versions:last``             string  highest version number ever given
+``P:model:{m}:versions:keys``             hash    create_version's idempotency key -> number
 ``P:model:{m}:roles``                     hash    role -> version
+``P:model:{m}:roles:state``               hash    ``canary_share`` and ``seq`` (the control
+                                                  event of the last change_roles)
 ``P:model:{m}:roles:history``             list    audit entries (JSON), oldest first
 ``P:model:{m}:snapshots:<version>``       zset    seq (member and score) of each snapshot
 ``P:model:{m}:snapshot:<version>:<seq>``  hash    one snapshot: ``at``, ``parts`` (a count),
                                                   and the artifact's bytes in parts ``0``, ``1``..
+``P:model:{m}:queue``                     zset    queued items: score ``-priority``, member
+                                                  ``<16 hex of enqueued_at><item_id>`` (the rank)
+``P:model:{m}:queue:leases``              zset    claimed item ids by ``lease_expires_at``
+``P:model:{m}:queue:finished``            zset    done, skipped and evicted ids by ``finished_at``
+``P:model:{m}:queue:dedupe``              hash    dedupe key -> item id (items not evicted)
+``P:model:{m}:queue:counters``            hash    labelled, skipped, expired, ... (QueueStats)
+``P:model:{m}:queue:item:<id>``           hash    one item: ``body`` (JSON of the fields that
+                                                  never change) and one field per changing one
 ========================================  ======  ==============================================
 
-Shared by all models:
+Shared by all models (the job keys carry the hash tag ``{jobs}``: one slot for the job scripts):
 
 =============================  ======  ========================================================
 ``P:prediction:<id>``          string  the prediction record (JSON), expiring at expires_at
 ``P:predictions:expiry``       zset    prediction id -> expires_at, what purge_expired walks
+``P:{jobs}:job:<id>``          hash    one job: ``body`` (JSON of the fields that never
+                                       change) and one field per changing one
+``P:{jobs}:keys``              hash    idempotency key -> job id
+``P:{jobs}:active``            zset    queued and running job ids by created_at (claim order;
+                                       ties by id: members of equal score sort bytewise)
+``P:{jobs}:all``               zset    every job id by created_at (``list``)
+``P:{jobs}:model:<m>``         zset    the job ids of model m by created_at (``list(model)``)
 =============================  ======  ========================================================
+
+Scripts that find items or jobs in a sorted set build their hash keys from an id with the same
+percent-encoding (``quote`` in the Lua library of :mod:`onlearn.store.redis`) under the prefix
+that :meth:`RedisKeys.queue_item_prefix` or :meth:`RedisKeys.job_prefix` gives; such a key shares
+the hash tag of the keys the script was given, so it lives in the same cluster slot.
 
 >>> keys = RedisKeys()
 >>> keys.log("fraud")
 'onlearn:model:{fraud}:log'
 >>> keys.snapshot("a:b", "v2", 30)
 'onlearn:model:{a%3Ab}:snapshot:v2:30'
+>>> keys.queue_item("m", "a b"), keys.job("j/1")
+('onlearn:model:{m}:queue:item:a%20b', 'onlearn:{jobs}:job:j%2F1')
 >>> keys.owns(keys.log_keys("x")), keys.owns("onlearn:other"), keys.owns("other:model:{x}:log")
 (True, False, False)
 """
@@ -85,18 +110,32 @@ class RedisKeys:
                 f"Redis key prefix {self.prefix!r}: use letters, digits, '_', '.', '-' and ':'"
             )
         model = rf"{re.escape(self.prefix)}:model:\{{{_NAME}\}}"
+        jobs = rf"{re.escape(self.prefix)}:\{{jobs\}}"
         patterns = (
             rf"{model}:log",
             rf"{model}:log:head",
             rf"{model}:log:keys",
             rf"{model}:versions",
             rf"{model}:versions:last",
+            rf"{model}:versions:keys",
             rf"{model}:roles",
+            rf"{model}:roles:state",
             rf"{model}:roles:history",
             rf"{model}:snapshots:{_NAME}",
             rf"{model}:snapshot:{_NAME}:-?[0-9]+",
+            rf"{model}:queue",
+            rf"{model}:queue:leases",
+            rf"{model}:queue:finished",
+            rf"{model}:queue:dedupe",
+            rf"{model}:queue:counters",
+            rf"{model}:queue:item:{_NAME}",
             rf"{re.escape(self.prefix)}:prediction:{_NAME}",
             rf"{re.escape(self.prefix)}:predictions:expiry",
+            rf"{jobs}:job:{_NAME}",
+            rf"{jobs}:keys",
+            rf"{jobs}:active",
+            rf"{jobs}:all",
+            rf"{jobs}:model:{_NAME}",
         )
         object.__setattr__(self, "_patterns", tuple(re.compile(p) for p in patterns))
 
@@ -122,8 +161,14 @@ class RedisKeys:
     def versions_last(self, model: str) -> str:
         return f"{self._model(model)}:versions:last"
 
+    def versions_keys(self, model: str) -> str:
+        return f"{self._model(model)}:versions:keys"
+
     def roles(self, model: str) -> str:
         return f"{self._model(model)}:roles"
+
+    def roles_state(self, model: str) -> str:
+        return f"{self._model(model)}:roles:state"
 
     def role_history(self, model: str) -> str:
         return f"{self._model(model)}:roles:history"
@@ -133,6 +178,54 @@ class RedisKeys:
 
     def snapshot(self, model: str, version: str, seq: int) -> str:
         return f"{self._model(model)}:snapshot:{_part(version)}:{int(seq)}"
+
+    # --- labelling queue ---
+
+    def queue(self, model: str) -> str:
+        return f"{self._model(model)}:queue"
+
+    def queue_leases(self, model: str) -> str:
+        return f"{self._model(model)}:queue:leases"
+
+    def queue_finished(self, model: str) -> str:
+        return f"{self._model(model)}:queue:finished"
+
+    def queue_dedupe(self, model: str) -> str:
+        return f"{self._model(model)}:queue:dedupe"
+
+    def queue_counters(self, model: str) -> str:
+        return f"{self._model(model)}:queue:counters"
+
+    def queue_item_prefix(self, model: str) -> str:
+        """What an item's key starts with; the encoded item id follows."""
+        return f"{self._model(model)}:queue:item:"
+
+    def queue_item(self, model: str, item_id: str) -> str:
+        return f"{self.queue_item_prefix(model)}{_part(item_id)}"
+
+    # --- jobs ---
+
+    def _jobs(self) -> str:
+        return f"{self.prefix}:{{jobs}}"
+
+    def job_prefix(self) -> str:
+        """What a job's key starts with; the encoded job id follows."""
+        return f"{self._jobs()}:job:"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.job_prefix()}{_part(job_id)}"
+
+    def job_keys(self) -> str:
+        return f"{self._jobs()}:keys"
+
+    def jobs_active(self) -> str:
+        return f"{self._jobs()}:active"
+
+    def jobs_all(self) -> str:
+        return f"{self._jobs()}:all"
+
+    def jobs_of_model(self, model: str) -> str:
+        return f"{self._jobs()}:model:{_part(model)}"
 
     # --- prediction records ---
 

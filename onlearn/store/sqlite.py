@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote
 
@@ -47,9 +47,17 @@ from onlearn.records import (
     Snapshot,
     VersionInfo,
 )
-from onlearn.store.base import AppendResult, ClaimOutcome, PushOutcome, QueueStats, Store
+from onlearn.store.base import (
+    AppendResult,
+    ClaimOutcome,
+    PushOutcome,
+    QueueStats,
+    RolesState,
+    Store,
+)
 from onlearn.store.codec import decode_prediction, dumps, encode_prediction, loads
 from onlearn.store.leases import (
+    check_canary_share,
     check_job,
     check_priority,
     check_pushable,
@@ -70,7 +78,10 @@ __all__ = [
 ]
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
-SCHEMA_VERSION = 1
+# 1: the first schema. 2: versions.key (create_version's idempotency key), role_history.seq,
+# roles_state (canary share and seq of the last change_roles); a version-1 file is upgraded
+# in place when opened.
+SCHEMA_VERSION = 2
 
 # Column types are TEXT, never "JSON": SQLite gives an unknown type name NUMERIC affinity, which
 # would turn a payload such as '123' into the integer 123.
@@ -106,8 +117,10 @@ _SCHEMA = [
         created_at REAL NOT NULL,
         spec TEXT NOT NULL,
         meta TEXT NOT NULL,
+        key TEXT,
         PRIMARY KEY (model, number)
     )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS versions_key ON versions (model, key) WHERE key IS NOT NULL",
     """CREATE TABLE IF NOT EXISTS roles (
         model TEXT NOT NULL,
         role TEXT NOT NULL,
@@ -122,9 +135,17 @@ _SCHEMA = [
         previous TEXT,
         actor TEXT NOT NULL,
         reason TEXT NOT NULL,
-        at REAL NOT NULL
+        at REAL NOT NULL,
+        seq INTEGER
     )""",
     "CREATE INDEX IF NOT EXISTS role_history_model ON role_history (model, id)",
+    # What change_roles keeps beside the roles: the canary's share and the seq of the control
+    # event of the last change (0: none). Written in the transaction that appends that event.
+    """CREATE TABLE IF NOT EXISTS roles_state (
+        model TEXT PRIMARY KEY,
+        canary_share REAL NOT NULL DEFAULT 0.0,
+        seq INTEGER NOT NULL DEFAULT 0
+    )""",
     """CREATE TABLE IF NOT EXISTS snapshots (
         model TEXT NOT NULL,
         version TEXT NOT NULL,
@@ -202,6 +223,13 @@ _SCHEMA = [
         ON jobs (created_at, job_id) WHERE state IN ('queued', 'running')""",
     "CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, job_id)",
     "CREATE INDEX IF NOT EXISTS jobs_model ON jobs (model, created_at, job_id)",
+]
+
+# Columns added after schema version 1: (table, column, declaration). A file made by an older
+# onlearn gets them when opened; CREATE TABLE above already has them for a new file.
+_ADDED_COLUMNS = [
+    ("versions", "key", "TEXT"),
+    ("role_history", "seq", "INTEGER"),
 ]
 
 # Primary result codes that mean "the database cannot be used", as opposed to a bug in a
@@ -339,6 +367,18 @@ class _Database:
                     conn.execute("ROLLBACK")
             raise
 
+    @contextlib.contextmanager
+    def reading(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every statement in it sees the same state of the file (WAL gives
+        a deferred transaction one snapshot from its first read), and it takes no write lock."""
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("COMMIT")
+
     def translate(self, exc: sqlite3.DatabaseError, action: str) -> Exception:
         """StoreUnavailable for a database that cannot be used now; ``exc`` itself otherwise."""
         code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
@@ -363,16 +403,26 @@ class _Database:
                 "put the file on a local file system"
             )
         with self.transaction(conn):
-            for statement in _SCHEMA:
-                conn.execute(statement)
             (version,) = conn.execute("PRAGMA user_version").fetchone()
-            if version == 0:
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
+            if version > SCHEMA_VERSION:
                 raise ConfigError(
                     f"SQLite store {self.path} has schema version {version}, newer than this "
                     f"onlearn ({SCHEMA_VERSION}); upgrade onlearn"
                 )
+            # Tables first, then the columns an older file lacks, then the indexes (some index
+            # an added column).
+            tables = [sql for sql in _SCHEMA if sql.startswith("CREATE TABLE")]
+            for statement in tables:
+                conn.execute(statement)
+            for table, column, declaration in _ADDED_COLUMNS:
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            for statement in _SCHEMA:
+                if statement not in tables:
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -407,6 +457,53 @@ _HEAD_SQL = """SELECT max(
 _KEY_CHUNK = 500
 
 
+def _append_events(conn: sqlite3.Connection, model: str, events: Sequence[Event]) -> AppendResult:
+    """Append ``events`` inside the caller's write transaction (``BEGIN IMMEDIATE``): numbering
+    and dedupe by key for ``append`` and for ``change_roles``'s control event alike."""
+    seqs = AppendResult()
+    new = seqs.new
+    (head,) = conn.execute(_HEAD_SQL, (model,)).fetchone()
+    known = _seqs_of_keys(conn, model, {e.key for e in events if e.key is not None})
+    rows = []
+    for event in events:
+        key = event.key
+        if key is not None and key in known:
+            seqs.append(known[key])
+            new.append(False)
+            continue
+        head += 1
+        rows.append((model, head, event.kind.value, dumps(event.payload), event.at, key))
+        if key is not None:
+            known[key] = head
+        seqs.append(head)
+        new.append(True)
+    if rows:
+        conn.executemany(
+            "INSERT INTO events (model, seq, kind, payload, at, key) VALUES (?,?,?,?,?,?)", rows
+        )
+        conn.execute(
+            "INSERT INTO heads (model, seq) VALUES (?, ?)"
+            " ON CONFLICT (model) DO UPDATE SET seq = excluded.seq",
+            (model, head),
+        )
+    return seqs
+
+
+def _seqs_of_keys(conn: sqlite3.Connection, model: str, keys: set[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    pending = list(keys)
+    for i in range(0, len(pending), _KEY_CHUNK):
+        chunk = pending[i : i + _KEY_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            conn.execute(
+                f"SELECT key, seq FROM events WHERE model = ? AND key IN ({marks})",
+                (model, *chunk),
+            ).fetchall()
+        )
+    return found
+
+
 class SqliteEventLog:
     def __init__(self, db: _Database):
         self._db = db
@@ -416,50 +513,8 @@ class SqliteEventLog:
         if not events:
             return AppendResult()
         conn = self._db.durable()
-        seqs = AppendResult()
-        new = seqs.new
         with self._db.transaction(conn):
-            (head,) = conn.execute(_HEAD_SQL, (model,)).fetchone()
-            known = self._seqs_of_keys(conn, model, {e.key for e in events if e.key is not None})
-            rows = []
-            for event in events:
-                key = event.key
-                if key is not None and key in known:
-                    seqs.append(known[key])
-                    new.append(False)
-                    continue
-                head += 1
-                rows.append((model, head, event.kind.value, dumps(event.payload), event.at, key))
-                if key is not None:
-                    known[key] = head
-                seqs.append(head)
-                new.append(True)
-            if rows:
-                conn.executemany(
-                    "INSERT INTO events (model, seq, kind, payload, at, key) VALUES (?,?,?,?,?,?)",
-                    rows,
-                )
-                conn.execute(
-                    "INSERT INTO heads (model, seq) VALUES (?, ?)"
-                    " ON CONFLICT (model) DO UPDATE SET seq = excluded.seq",
-                    (model, head),
-                )
-        return seqs
-
-    @staticmethod
-    def _seqs_of_keys(conn: sqlite3.Connection, model: str, keys: set[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        pending = list(keys)
-        for i in range(0, len(pending), _KEY_CHUNK):
-            chunk = pending[i : i + _KEY_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                conn.execute(
-                    f"SELECT key, seq FROM events WHERE model = ? AND key IN ({marks})",
-                    (model, *chunk),
-                ).fetchall()
-            )
-        return found
+            return _append_events(conn, model, events)
 
     @_guarded("read")
     def read(self, model: str, after: int, limit: int = 1000) -> list[Event]:
@@ -560,16 +615,32 @@ class SqliteRegistry:
         self._db = db
 
     @_guarded("create version")
-    def create_version(self, model: str, spec: dict, meta: dict, at: float) -> VersionInfo:
+    def create_version(
+        self, model: str, spec: dict, meta: dict, at: float, key: str | None = None
+    ) -> VersionInfo:
         spec_text, meta_text = dumps(spec), dumps(meta)
         conn = self._db.durable()
+        # One transaction: looking the key up and taking the next number happen under the write
+        # lock, so concurrent calls with one key (a job retried by two workers) register once.
         with self._db.transaction(conn):
+            if key is not None:
+                row = conn.execute(
+                    "SELECT number, created_at, spec, meta FROM versions"
+                    " WHERE model = ? AND key = ?",
+                    (model, key),
+                ).fetchone()
+                if row is not None:
+                    number, created_at, spec_text, meta_text = row
+                    return VersionInfo(
+                        model, f"v{number}", created_at, loads(spec_text), loads(meta_text)
+                    )
             (number,) = conn.execute(
                 "SELECT coalesce(max(number), 0) + 1 FROM versions WHERE model = ?", (model,)
             ).fetchone()
             conn.execute(
-                "INSERT INTO versions (model, number, created_at, spec, meta) VALUES (?,?,?,?,?)",
-                (model, number, at, spec_text, meta_text),
+                "INSERT INTO versions (model, number, created_at, spec, meta, key)"
+                " VALUES (?,?,?,?,?,?)",
+                (model, number, at, spec_text, meta_text, key),
             )
         return VersionInfo(model, f"v{number}", at, loads(spec_text), loads(meta_text))
 
@@ -616,30 +687,42 @@ class SqliteRegistry:
         )
         return dict(rows)
 
-    @_guarded("set role")
-    def set_role(
-        self, model: str, role: str, version: str | None, *, actor: str, reason: str, at: float
+    @staticmethod
+    def _check_versions(conn: sqlite3.Connection, model: str, versions: Iterable[str]) -> None:
+        for version in versions:
+            match = _VERSION_NAME.fullmatch(version)
+            exists = (
+                match is not None
+                and conn.execute(
+                    "SELECT 1 FROM versions WHERE model = ? AND number = ?",
+                    (model, int(match.group(1))),
+                ).fetchone()
+            )
+            if not exists:
+                raise LookupError(f"model {model!r} has no version {version!r}")
+
+    @staticmethod
+    def _apply(
+        conn: sqlite3.Connection,
+        model: str,
+        changes: Mapping[str, str | None],
+        *,
+        actor: str,
+        reason: str,
+        at: float,
+        seq: int | None,
+        always_audit: bool,
     ) -> None:
-        conn = self._db.durable()
-        # One transaction: the role and its audit row are written together or not at all, and
-        # "previous" is read under the write lock, so two concurrent promotions cannot both
-        # record the same previous version.
-        with self._db.transaction(conn):
-            if version is not None:
-                match = _VERSION_NAME.fullmatch(version)
-                exists = (
-                    match is not None
-                    and conn.execute(
-                        "SELECT 1 FROM versions WHERE model = ? AND number = ?",
-                        (model, int(match.group(1))),
-                    ).fetchone()
-                )
-                if not exists:
-                    raise LookupError(f"model {model!r} has no version {version!r}")
+        """Change roles and write their audit rows, inside the caller's write transaction (so
+        that "previous" is read under the write lock: two concurrent promotions cannot both
+        record the same previous version)."""
+        for role, version in changes.items():
             row = conn.execute(
                 "SELECT version FROM roles WHERE model = ? AND role = ?", (model, role)
             ).fetchone()
             previous = None if row is None else row[0]
+            if previous == version and not always_audit:
+                continue
             if version is None:
                 conn.execute("DELETE FROM roles WHERE model = ? AND role = ?", (model, role))
             else:
@@ -649,23 +732,110 @@ class SqliteRegistry:
                     (model, role, version),
                 )
             conn.execute(
-                "INSERT INTO role_history (model, role, version, previous, actor, reason, at)"
-                " VALUES (?,?,?,?,?,?,?)",
-                (model, role, version, previous, actor, reason, at),
+                "INSERT INTO role_history (model, role, version, previous, actor, reason, at, seq)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                (model, role, version, previous, actor, reason, at, seq),
             )
+
+    @_guarded("set role")
+    def set_role(
+        self, model: str, role: str, version: str | None, *, actor: str, reason: str, at: float
+    ) -> None:
+        conn = self._db.durable()
+        # One transaction: the role and its audit row are written together or not at all.
+        with self._db.transaction(conn):
+            if version is not None:
+                self._check_versions(conn, model, [version])
+            self._apply(
+                conn,
+                model,
+                {role: version},
+                actor=actor,
+                reason=reason,
+                at=at,
+                seq=None,
+                always_audit=True,
+            )
+
+    @_guarded("change roles")
+    def change_roles(
+        self,
+        model: str,
+        changes: Mapping[str, str | None],
+        event: Event,
+        *,
+        actor: str,
+        reason: str,
+        at: float,
+        canary_share: float | None = None,
+    ) -> int:
+        check_canary_share(canary_share)
+        changes = dict(changes)
+        conn = self._db.durable()
+        # One transaction on the durable connection over events, heads, roles, roles_state and
+        # role_history: the control event and the roles it announces are committed together or
+        # not at all, and concurrent changes are serialised by the write lock, so the roles
+        # always equal the fold of the control events in log order.
+        with self._db.transaction(conn):
+            if event.key is not None:
+                row = conn.execute(
+                    "SELECT seq FROM events WHERE model = ? AND key = ?", (model, event.key)
+                ).fetchone()
+                if row is not None:
+                    return row[0]  # a retried change: it happened once already
+            # Raising here rolls the transaction back: nothing was written yet anyway.
+            self._check_versions(conn, model, (v for v in changes.values() if v is not None))
+            (seq,) = _append_events(conn, model, [event])
+            self._apply(
+                conn,
+                model,
+                changes,
+                actor=actor,
+                reason=reason,
+                at=at,
+                seq=seq,
+                always_audit=False,
+            )
+            if canary_share is None:
+                conn.execute(
+                    "INSERT INTO roles_state (model, seq) VALUES (?, ?)"
+                    " ON CONFLICT (model) DO UPDATE SET seq = excluded.seq",
+                    (model, seq),
+                )
+            else:
+                conn.execute(
+                    "INSERT INTO roles_state (model, canary_share, seq) VALUES (?, ?, ?)"
+                    " ON CONFLICT (model) DO UPDATE"
+                    " SET canary_share = excluded.canary_share, seq = excluded.seq",
+                    (model, float(canary_share), seq),
+                )
+        return seq
+
+    @_guarded("roles state")
+    def roles_state(self, model: str) -> RolesState:
+        conn = self._db.durable()
+        with self._db.reading(conn):
+            roles = conn.execute(
+                "SELECT role, version FROM roles WHERE model = ? ORDER BY role", (model,)
+            ).fetchall()
+            row = conn.execute(
+                "SELECT canary_share, seq FROM roles_state WHERE model = ?", (model,)
+            ).fetchone()
+        share, seq = (0.0, 0) if row is None else row
+        return RolesState(dict(roles), float(share), seq)
 
     @_guarded("role history")
     def role_history(self, model: str) -> list[dict]:
         rows = (
             self._db.durable()
             .execute(
-                "SELECT role, version, previous, actor, reason, at FROM role_history"
+                "SELECT role, version, previous, actor, reason, at, seq FROM role_history"
                 " WHERE model = ? ORDER BY id",
                 (model,),
             )
             .fetchall()
         )
-        names = ("role", "version", "previous", "actor", "reason", "at")
+        names = ("role", "version", "previous", "actor", "reason", "at", "seq")
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     @_guarded("put snapshot")

@@ -21,8 +21,9 @@ PHISHING_FEATURES = {
 } | {"age_of_domain": {"type": "integer"}, "ip_in_url": {"type": "integer"}}
 
 
-def phishing_settings(store_url: str, **model: object) -> Settings:
-    """The phishing model of the example config on ``store_url``; ``model`` overrides entries."""
+def phishing_settings(store_url: str, engine: dict | None = None, **model: object) -> Settings:
+    """The phishing model of the example config on ``store_url``; ``model`` overrides entries,
+    ``engine`` the [engine] table."""
     table = {
         "task": "classification",
         "classes": [True, False],
@@ -34,6 +35,7 @@ def phishing_settings(store_url: str, **model: object) -> Settings:
         {
             "store": {"url": store_url},
             "security": {"secret_key": "test"},
+            "engine": engine or {},
             "models": {"phishing": table},
         }
     )

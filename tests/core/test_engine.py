@@ -259,23 +259,6 @@ def test_concurrent_async_feedback_is_group_committed_and_equals_a_serial_replay
         assert [serial.estimator.predict_proba_one(x) for x in probe] == live_answers
 
 
-def test_the_snapshot_loop_writes_snapshots_off_the_request_path(sqlite_url):
-    settings = phishing_settings(sqlite_url)
-    settings = replace(
-        settings, engine=replace(settings.engine, snapshot_every_events=100, snapshot_check_s=0.05)
-    )
-    with Engine.from_settings(settings) as engine:
-        for x, y in phishing_stream(250):
-            engine.feedback_one("phishing", FeedbackItem(y, features=x))
-        rt = engine.runtime("phishing")
-        deadline = time.monotonic() + 10
-        while rt.snapshot_seq < 100 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert rt.snapshot_seq >= 100
-        snap = engine.store.registry.latest_snapshot("phishing", "v1")
-        assert snap.seq == rt.snapshot_seq
-
-
 def test_predict_many_answers_what_predict_one_answers():
     with Engine.from_settings(phishing_settings("memory://")) as engine:
         stream = list(phishing_stream(300))

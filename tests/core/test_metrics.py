@@ -61,3 +61,15 @@ def test_version_metrics_count_sources_and_delays():
     assert (d["scored_on_stored_prediction"], d["scored_on_replay"]) == (2, 1)
     assert d["label_delay_s"] == {"mean": 3.0, "max": 4.0, "n": 2}
     assert d["accuracy"] == pytest.approx(2 / 3)
+
+
+def test_recent_accuracy_is_the_accuracy_of_the_last_labels_at_every_step():
+    rng = random.Random(3)
+    m = ClassificationMetrics()
+    hits = []
+    for _ in range(1200):
+        y, guess = rng.choice("ab"), rng.choice("ab")
+        m.update(y, guess, {guess: 1.0})
+        hits.append(y == guess)
+        window = hits[-ClassificationMetrics.RECENT :]
+        assert m.recent_accuracy == pytest.approx(sum(window) / len(window))

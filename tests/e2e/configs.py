@@ -124,3 +124,12 @@ QUEUE_CONFIG = (
     + _active_model("term", budget=1.0, window=50, lease_s=60)
     + xy_model("passive")
 )
+
+
+# The rollout server: the embedded worker runs refits; quick polling.
+ROLLOUT_CONFIG = f"""
+[engine]
+worker_poll_s = 0.1
+
+{xy_model("ro")}
+"""

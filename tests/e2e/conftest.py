@@ -19,7 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put the root there
     sys.path.insert(0, str(ROOT))
 
-from tests.e2e.configs import CONFIG, QUEUE_CONFIG, RESTART_CONFIG, WORKERS_CONFIG  # noqa: E402
+from tests.e2e.configs import (  # noqa: E402
+    CONFIG,
+    QUEUE_CONFIG,
+    RESTART_CONFIG,
+    ROLLOUT_CONFIG,
+    WORKERS_CONFIG,
+)
 from tests.e2e.helpers import READY_TIMEOUT, launch, shutdown  # noqa: E402
 from tests.servers import ServerProcess  # noqa: E402
 
@@ -30,6 +36,7 @@ SERVERS = {
     "restart-graceful": (RESTART_CONFIG, 1, {"test_restart"}),
     "restart-crash": (RESTART_CONFIG, 1, {"test_restart"}),
     "queue": (QUEUE_CONFIG, 1, {"test_queue", "test_label_page", "test_labeller"}),
+    "rollout": (ROLLOUT_CONFIG, 1, {"test_rollout"}),
 }
 
 
@@ -70,3 +77,8 @@ def queue_server(launched: dict[str, ServerProcess]) -> ServerProcess:
 def queue_api(queue_server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=queue_server.url, timeout=30) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def rollout_server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["rollout"].wait_ready(READY_TIMEOUT)

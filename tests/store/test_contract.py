@@ -6,10 +6,16 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from onlearn.checks.stores import all_store_checks, check_log_is_ordered_and_gapless, check_store
+from onlearn.checks.stores import (
+    all_store_checks,
+    check_log_is_ordered_and_gapless,
+    check_registry_change_roles_appends_the_event_and_changes_roles_together,
+    check_registry_change_roles_with_a_known_key_changes_nothing,
+    check_store,
+)
 from onlearn.records import Event
 from onlearn.store.base import EventLog, PredictionStore, Registry, Store, open_store
-from onlearn.store.memory import MemoryEventLog
+from onlearn.store.memory import MemoryEventLog, MemoryRegistry
 
 # Backend name -> the URL of a fresh, empty store, given the requesting test (for its fixtures).
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
@@ -61,3 +67,30 @@ def test_a_broken_backend_fails_the_checks() -> None:
     store.log = _LossyLog()
     with pytest.raises(AssertionError):
         check_log_is_ordered_and_gapless(store)
+
+
+class _TwoStepRegistry(MemoryRegistry):
+    """Appends the control event, then changes roles with set_role: not one step, no seq in
+    the audit rows, and a retried change changes the roles again."""
+
+    def change_roles(self, model, changes, event, *, actor, reason, at, canary_share=None):  # type: ignore[no-untyped-def]
+        (seq,) = self._log.append(model, [event])
+        for role, version in changes.items():
+            self.set_role(model, role, version, actor=actor, reason=reason, at=at)
+        return seq
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        check_registry_change_roles_appends_the_event_and_changes_roles_together,
+        check_registry_change_roles_with_a_known_key_changes_nothing,
+    ],
+)
+def test_a_registry_that_changes_roles_in_two_steps_fails_the_checks(
+    check: Callable[[Store], None],
+) -> None:
+    store = open_store("memory://")
+    store.registry = _TwoStepRegistry(store.log)  # type: ignore[arg-type]
+    with pytest.raises(AssertionError):
+        check(store)

@@ -1,4 +1,5 @@
-"""Every LabelQueue and JobQueue check against every backend, plus SQLite across processes.
+"""Every LabelQueue and JobQueue check against every backend, the backends against each other
+on random sequences of calls, and the shared backends (SQLite, Redis) across processes.
 
 A new backend is one more entry in BACKENDS.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from onlearn.checks.queues import (
+    T0,
     all_job_checks,
     all_queue_checks,
     check_queue_order_is_priority_then_oldest_then_id,
@@ -37,6 +40,7 @@ REPO = Path(__file__).resolve().parents[2]
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
     "memory": lambda request: "memory://",
     "sqlite": lambda request: f"sqlite:///{request.getfixturevalue('tmp_path')}/queues.db",
+    "redis": lambda request: request.getfixturevalue("redis_url"),
 }
 
 
@@ -125,6 +129,156 @@ def test_codec_round_trips_queue_items_and_jobs() -> None:
     assert decode_job(encode_job(job)) == job
 
 
+# --- every backend against the others ---------------------------------------------------------
+
+# Ids that stress the Redis layout: bytewise order of UTF-8 (é, 日本 after z), prefixes ("a",
+# "ab"), characters that redis_keys percent-encodes (space, ":", "{", "*", "%", "/").
+_IDS = ["a", "ab", "b", "a b", "é", "z", "日本", "x:y{z}*", "%41", "~", "-", "10", "9", "p/q"]
+
+
+def _same(items: list[QueueItem | None]) -> QueueItem | None:
+    """The item every backend returned, claim ids aside (they are random): all must agree."""
+    normal = [None if i is None else dataclasses.replace(i, claim_id=i.claim_id is not None) for i in items]  # fmt: skip
+    assert all(n == normal[0] for n in normal), f"backends disagree: {normal}"
+    return items[0]
+
+
+@pytest.fixture
+def all_stores(request: pytest.FixtureRequest) -> Iterator[list[Store]]:
+    opened = [open_store(BACKENDS[name](request)) for name in sorted(BACKENDS)]
+    try:
+        yield opened
+    finally:
+        for store in opened:
+            store.close()
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_label_queues_of_every_backend_agree_on_random_calls(
+    all_stores: list[Store], seed: int
+) -> None:
+    rng = random.Random(seed)
+    queues = [store.queue for store in all_stores]
+    assert all(q is not None for q in queues)
+    claims: list[dict[str, str]] = [{} for _ in queues]  # item_id -> the last claim id, per store
+    now, known = T0, []
+    for step in range(300):
+        now += rng.choice([0.0, 0.5, 1.0, 2.0])
+        op = rng.choices(
+            ["push", "claim", "chosen", "complete", "skip", "release", "reprio", "purge"],
+            weights=[8, 4, 2, 3, 3, 1, 1, 1],
+        )[0]
+        if op == "push":
+            item = QueueItem(
+                item_id=f"{rng.choice(_IDS)}{rng.randrange(4)}",
+                model="m",
+                features={"x": rng.random(), "s": rng.choice(_IDS)},
+                priority=rng.choice([0.1, 0.5, 0.5, 0.9, 0.0, -0.0, -2.5, 1 / 3]),
+                enqueued_at=rng.choice([now, now, T0, -5.0, 0.0, now + 0.25]),
+                dedupe_key=rng.choice([None, None, "k1", "k2", "é"]),
+                proba=[[True, 0.5], [False, 0.5]],
+            )
+            max_size = rng.choice([3, 5, 8, 100])
+            outcomes = [q.push(item, max_size=max_size) for q in queues]  # type: ignore[union-attr]
+            assert all(o == outcomes[0] for o in outcomes), f"step {step}: {outcomes}"
+            known.append(item.item_id)
+        elif op in ("claim", "chosen"):
+            limit = rng.randrange(0, 4)
+            chosen = rng.sample(known, min(len(known), 4)) if op == "chosen" and known else None
+            labeller = rng.choice([None, "ann"])
+            lease = rng.choice([1.0, 3.0])
+            got = [
+                q.claim(
+                    "m", limit=limit, lease_s=lease, labeller=labeller, now=now, item_ids=chosen
+                )  # type: ignore[union-attr]
+                for q in queues
+            ]
+            assert len({len(g) for g in got}) == 1, f"step {step}: {got}"
+            for items in zip(*got, strict=True):
+                _same(list(items))
+            for n, g in enumerate(got):
+                claims[n].update((i.item_id, i.claim_id) for i in g)  # type: ignore[misc]
+        elif op in ("complete", "skip") and known:
+            item_id = rng.choice(known + ["nope"])
+            how = rng.choice(["own", "own", "none", "bogus"])
+            outcomes = []
+            for n, q in enumerate(queues):
+                claim_id = {"own": claims[n].get(item_id), "none": None, "bogus": "f00d"}[how]
+                if op == "complete":
+                    outcome = q.complete("m", item_id, claim_id, {"step": step}, now=now)  # type: ignore[union-attr]
+                else:
+                    outcome = q.skip("m", item_id, claim_id, now=now, max_skips=2)  # type: ignore[union-attr]
+                outcomes.append(outcome)
+            assert len({o.status for o in outcomes}) == 1, f"step {step}: {outcomes}"
+            _same([o.item for o in outcomes])
+        elif op == "release":
+            released = [q.release_expired("m", now) for q in queues]  # type: ignore[union-attr]
+            assert len(set(released)) == 1, f"step {step}: {released}"
+        elif op == "reprio" and known:
+            new = {i: rng.choice([0.2, 0.7, 0.5]) for i in rng.sample(known, min(3, len(known)))}
+            for q in queues:
+                q.reprioritize("m", new)  # type: ignore[union-attr]
+        elif op == "purge":
+            purged = [q.purge_finished("m", before=now - 3) for q in queues]  # type: ignore[union-attr]
+            assert len(set(purged)) == 1, f"step {step}: {purged}"
+        peeks = [q.peek("m", 100) for q in queues]  # type: ignore[union-attr]
+        assert [[i.item_id for i in p] for p in peeks] == [[i.item_id for i in peeks[0]]] * len(
+            queues
+        ), f"step {step}: the order differs"
+        stats = [q.stats("m") for q in queues]  # type: ignore[union-attr]
+        assert all(s == stats[0] for s in stats), f"step {step}: {stats}"
+    for item_id in set(known):
+        _same([q.get("m", item_id) for q in queues])  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_job_queues_of_every_backend_agree_on_random_calls(
+    all_stores: list[Store], seed: int
+) -> None:
+    rng = random.Random(seed)
+    queues = [store.jobs for store in all_stores]
+    now = T0
+    ids: list[str] = []
+    workers = ["w1", "w2", "w3"]
+    for step in range(250):
+        now += rng.choice([0.0, 1.0, 3.0])
+        op = rng.choices(
+            ["enqueue", "claim", "complete", "fail", "heartbeat", "list"],
+            weights=[4, 4, 2, 2, 1, 1],
+        )[0]
+        if op == "enqueue":
+            job = Job(
+                job_id=f"{rng.choice(_IDS)}{rng.randrange(5)}",
+                kind=rng.choice(["refit", "snapshot"]),
+                model=rng.choice(["m", "n"]),
+                params={"x": rng.random()},
+                created_at=rng.choice([T0, T0 + 1, now, -1.0]),
+                key=rng.choice([None, None, "k1", "k2"]),
+                max_attempts=rng.choice([1, 2, 3]),
+            )
+            got = [q.enqueue(job) for q in queues]  # type: ignore[union-attr]
+            ids.append(job.job_id)
+        elif op == "claim":
+            kinds = rng.choice([None, ["refit"], ["snapshot", "refit"], ["other"]])
+            worker, lease = rng.choice(workers), rng.choice([2.0, 5.0])
+            got = [q.claim(worker, lease_s=lease, now=now, kinds=kinds) for q in queues]  # type: ignore[union-attr]
+        elif op in ("complete", "fail", "heartbeat") and ids:
+            job_id, worker = rng.choice(ids), rng.choice(workers)
+            if op == "complete":
+                got = [q.complete(job_id, worker, {"s": step}, now=now) for q in queues]  # type: ignore[union-attr]
+            elif op == "fail":
+                got = [q.fail(job_id, worker, "boom", now=now, retry_in=2.0) for q in queues]  # type: ignore[union-attr]
+            else:
+                got = [q.heartbeat(job_id, worker, lease_s=4.0, now=now) for q in queues]  # type: ignore[union-attr]
+        else:
+            model, limit = rng.choice([None, "m", "n"]), rng.choice([3, 50])
+            got = [q.list(model=model, limit=limit) for q in queues]  # type: ignore[union-attr]
+        assert all(g == got[0] for g in got), f"step {step} ({op}): {got}"
+    for job_id in set(ids):
+        got = [q.get(job_id) for q in queues]  # type: ignore[union-attr]
+        assert all(g == got[0] for g in got), f"{job_id}: {got}"
+
+
 # --- SQLite ----------------------------------------------------------------------------------
 
 
@@ -207,10 +361,16 @@ _LABELLER = """
 """
 
 
-def test_processes_claiming_from_one_queue_get_disjoint_items(tmp_path: Path) -> None:
-    url = _url(tmp_path)
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_url(request: pytest.FixtureRequest) -> str:
+    """The URL of a fresh store that several processes can share."""
+    return BACKENDS[request.param](request)
+
+
+def test_processes_claiming_from_one_queue_get_disjoint_items(shared_url: str) -> None:
+    url = shared_url
     total = 150
-    with open_sqlite_store(url) as store:
+    with open_store(url) as store:
         assert store.queue is not None
         for n in range(total):
             item = QueueItem(f"i{n:03d}", "m", {"n": n}, priority=(n % 10) / 10, enqueued_at=1.0)
@@ -225,7 +385,7 @@ def test_processes_claiming_from_one_queue_get_disjoint_items(tmp_path: Path) ->
     claimed = [item_id for got in claims.values() for item_id, _ in got]
     assert len(claimed) == len(set(claimed)), "two processes claimed the same item"
     assert sorted(claimed) == [f"i{n:03d}" for n in range(total)], "every item was claimed"
-    with open_sqlite_store(url) as store:
+    with open_store(url) as store:
         assert store.queue is not None
         for name, got in claims.items():
             for item_id, claim_id in got:
@@ -253,9 +413,9 @@ _WORKER = """
 """
 
 
-def test_job_of_a_killed_worker_is_reclaimed_and_finished_once(tmp_path: Path) -> None:
-    url = _url(tmp_path)
-    with open_sqlite_store(url) as store:
+def test_job_of_a_killed_worker_is_reclaimed_and_finished_once(shared_url: str) -> None:
+    url = shared_url
+    with open_store(url) as store:
         assert store.jobs is not None
         store.jobs.enqueue(Job("refit-1", "refit", "m", {"window": 10}, created_at=100.0))
     doomed = _run_python(_WORKER.format(url=url), "doomed", "100", "hang")
@@ -267,7 +427,7 @@ def test_job_of_a_killed_worker_is_reclaimed_and_finished_once(tmp_path: Path) -
 
     # Within the lease nobody gets the job; once it has run out, exactly one of two racing
     # workers reclaims it and finishes it.
-    with open_sqlite_store(url) as store:
+    with open_store(url) as store:
         assert store.jobs is not None
         assert store.jobs.claim("early", lease_s=30, now=129.9) is None, "the lease still holds"
     racers = [_run_python(_WORKER.format(url=url), f"w{n}", "130", "finish") for n in range(2)]
@@ -282,7 +442,7 @@ def test_job_of_a_killed_worker_is_reclaimed_and_finished_once(tmp_path: Path) -
     (winner,) = winners
     assert answers[winner] == [["refit-1", 2], True]
     assert answers[1 - winner] == [None]
-    with open_sqlite_store(url) as store:
+    with open_store(url) as store:
         assert store.jobs is not None
         job = store.jobs.get("refit-1")
         assert job is not None and job.state is JobState.DONE

@@ -21,7 +21,8 @@ import pytest
 import redis
 
 from onlearn.errors import ConfigError, StoreUnavailable
-from onlearn.records import Event, EventKind, PredictionRecord, Snapshot
+from onlearn.records import Event, EventKind, Job, PredictionRecord, QueueItem, QueueState, Snapshot
+from onlearn.store import redis as redis_store
 from onlearn.store.base import Store
 from onlearn.store.redis import open_redis_store, parse_redis_url
 from onlearn.store.redis_keys import RedisKeys
@@ -55,6 +56,21 @@ def _workload(store: Store, model: str) -> None:
     assert store.registry.create_version(model, {"n": 1}, {}, at=1.0).version == "v1"
     store.registry.set_role(model, "champion", "v1", actor="t", reason="r", at=2.0)
     store.registry.put_snapshot(Snapshot(model, "v1", 10, 3.0, b"\x00\xffstate"))
+    assert store.registry.create_version(model, {"n": 2}, {}, at=3.0, key="job-1").version == "v2"
+    promote = Event(EventKind.PROMOTE, {"changes": {"canary": "v2"}}, at=4.0, key="pr-1")
+    seq = store.registry.change_roles(
+        model, {"canary": "v2"}, promote, actor="t", reason="r", at=4.0, canary_share=0.1
+    )
+    assert seq == 11
+    queue, jobs = store.queue, store.jobs
+    assert queue is not None and jobs is not None
+    for n, item_id in enumerate(["q1", "q 2/é", "q3"]):
+        item = QueueItem(item_id, model, {"x": n}, priority=n, enqueued_at=5.0, dedupe_key=f"d{n}")
+        assert queue.push(item, max_size=100).status == "queued"
+    (claimed,) = queue.claim(model, limit=1, lease_s=60, labeller="ann", now=6.0)
+    assert claimed.item_id == "q3"
+    assert queue.complete(model, "q 2/é", None, {"seq": 1}, now=7.0).status == "ok"
+    jobs.enqueue(Job(f"{model}/job", "refit", model, {}, created_at=8.0, key=f"{model}:refit"))
 
 
 def test_every_key_comes_from_redis_keys_and_carries_the_prefix(redis_url: str) -> None:
@@ -88,11 +104,78 @@ def test_every_key_comes_from_redis_keys_and_carries_the_prefix(redis_url: str) 
             keys.snapshot("m", "v1", 10),
             keys.prediction("m/p1"),
             keys.predictions_expiry(),
+            keys.versions_keys("m"),
+            keys.roles_state("m"),
+            keys.queue("m"),
+            keys.queue_leases("m"),
+            keys.queue_finished("m"),
+            keys.queue_dedupe("m"),
+            keys.queue_counters("m"),
+            keys.queue_item("m", "q1"),
+            keys.queue_item("m", "q 2/é"),
+            keys.job("m/job"),
+            keys.job_keys(),
+            keys.jobs_active(),
+            keys.jobs_all(),
+            keys.jobs_of_model("m"),
         }
         assert {k.encode() for k in expected} <= found
     # Only the idempotency keys of untrimmed events are kept (k5, k7, k9).
-    assert sorted(client.hkeys(default.log_keys("m"))) == [b"k5", b"k7", b"k9"]
+    assert sorted(client.hkeys(default.log_keys("m"))) == [b"k5", b"k7", b"k9", b"pr-1"]
     assert client.type(default.log("m")) == b"stream"
+    assert (
+        client.type(default.queue("m")) == b"zset" and client.type(default.job("m/job")) == b"hash"
+    )
+
+
+def test_scripts_build_the_keys_python_names_for_any_item_id(store: Store, redis_url: str) -> None:
+    # Claims, evictions, expiries and purges find items through sorted sets and build their
+    # keys in Lua: the encoding must be redis_keys' for every character.
+    queue, jobs = store.queue, store.jobs
+    assert queue is not None and jobs is not None
+    odd = [chr(c) for c in range(32, 127)] + ["é", "日本", "a b", "x" * 300, "\u00a0", "%%", "%25"]
+    for n, item_id in enumerate(odd):
+        priority = 1.0 if item_id == odd[-1] else -float(n)
+        item = QueueItem(item_id, "m", {"n": n}, priority=priority, enqueued_at=1.0)
+        assert queue.push(item, max_size=len(odd) - 1).status == "queued", item_id
+    victim = queue.get("m", odd[-2])  # the lowest priority when the last one came in
+    assert victim is not None and victim.state is QueueState.EVICTED
+    claimed = queue.claim("m", limit=len(odd), lease_s=5, labeller=None, now=10.0)
+    assert [i.item_id for i in claimed] == odd[-1:] + odd[:-2], "every claimed item came whole"
+    assert queue.release_expired("m", now=15.0) == len(odd) - 1
+    skipped = [queue.skip("m", i, None, now=20.0, max_skips=1).status for i in odd]
+    assert skipped == ["ok"] * (len(odd) - 2) + ["gone", "ok"]
+    assert queue.purge_finished("m", before=100.0) == len(odd)
+    assert all(queue.get("m", i) is None for i in odd)
+    for n, job_id in enumerate(odd):
+        jobs.enqueue(Job(job_id, "refit", "m", {}, created_at=float(n), max_attempts=1))
+    got = [jobs.claim("w", lease_s=5, now=10.0) for _ in odd]
+    assert [j.job_id for j in got if j is not None] == odd
+    for _ in odd:  # each worker died on its only attempt: found through the active set
+        assert jobs.claim("w2", lease_s=5, now=20.0) is None
+    assert all(jobs.get(i).state.value == "failed" for i in odd)  # type: ignore[union-attr]
+    client = redis.Redis.from_url(redis_url)
+    strays = [k for k in client.scan_iter(count=1000) if not RedisKeys().owns(k)]
+    assert not strays, f"keys not named by redis_keys: {strays[:5]}"
+
+
+def test_large_claims_are_served_by_several_scripts_in_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_store, "_CLAIM_CHUNK", 3)
+    queue = store.queue
+    assert queue is not None
+    for n in range(10):
+        queue.push(QueueItem(f"i{n}", "m", {}, priority=n / 10, enqueued_at=1.0), max_size=100)
+    claimed = queue.claim("m", limit=8, lease_s=5, labeller="ann", now=2.0)
+    assert [i.item_id for i in claimed] == [f"i{n}" for n in range(9, 1, -1)]
+    assert len({i.claim_id for i in claimed}) == 8
+    chosen = queue.claim(
+        "m", limit=5, lease_s=5, labeller=None, now=2.0, item_ids=["i9", "i0", "x", "i1"]
+    )
+    assert [i.item_id for i in chosen] == ["i0", "i1"]
+    assert queue.claim("m", limit=0, lease_s=5, labeller=None, now=7.0) == []
+    assert queue.stats("m").expired == 10, "a claim of nothing still releases expired leases"
 
 
 _WRITER = """
@@ -196,6 +279,8 @@ def test_killed_redis_fails_fast_and_the_same_store_recovers_with_the_data(
         _fails_fast(
             lambda: store.registry.set_role("m", "shadow", "v1", actor="a", reason="r", at=0)
         )
+        _fails_fast(lambda: store.queue.claim("m", limit=1, lease_s=1, labeller=None, now=0))  # type: ignore[union-attr]
+        _fails_fast(lambda: store.jobs.claim("w", lease_s=1, now=0))  # type: ignore[union-attr]
         _fails_fast(store.ping)
 
         server.start()  # type: ignore[attr-defined]  # same port, same directory
@@ -274,6 +359,18 @@ def test_scripts_come_back_after_the_script_cache_is_flushed(store: Store, redis
     assert store.log.trim("m", upto=1) == 1
     assert store.registry.create_version("m", {}, {}, at=0.0).version == "v1"
     store.registry.set_role("m", "champion", "v1", actor="a", reason="r", at=0.0)
+    promote = Event(EventKind.PROMOTE, {"changes": {"shadow": "v1"}}, at=0.0)
+    assert (
+        store.registry.change_roles("m", {"shadow": "v1"}, promote, actor="a", reason="r", at=0)
+        == 3
+    )
+    assert store.queue is not None and store.jobs is not None
+    store.queue.push(QueueItem("i", "m", {}, priority=0.5, enqueued_at=0.0), max_size=10)
+    assert [
+        i.item_id for i in store.queue.claim("m", limit=1, lease_s=1, labeller=None, now=0)
+    ] == ["i"]
+    store.jobs.enqueue(Job("j", "refit", "m", {}, created_at=0.0))
+    assert store.jobs.claim("w", lease_s=1, now=0.0).job_id == "j"  # type: ignore[union-attr]
     store.predictions.put_many([_record("p", time.time() - 1)])
     assert store.predictions.purge_expired(time.time()) == 1
 

@@ -285,3 +285,56 @@ def test_parse_url(url: str, expected: tuple) -> None:
 def test_bad_urls_are_config_errors(url: str) -> None:
     with pytest.raises(ConfigError):
         open_sqlite_store(url)
+
+
+def test_a_file_of_schema_version_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    # The two tables whose shape changed in version 2, as version 1 made them, with data.
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE versions (model TEXT NOT NULL, number INTEGER NOT NULL,
+            created_at REAL NOT NULL, spec TEXT NOT NULL, meta TEXT NOT NULL,
+            PRIMARY KEY (model, number));
+        CREATE TABLE role_history (id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL,
+            role TEXT NOT NULL, version TEXT, previous TEXT, actor TEXT NOT NULL,
+            reason TEXT NOT NULL, at REAL NOT NULL);
+        INSERT INTO versions VALUES ('m', 1, 1.0, '{"p": 1}', '{}');
+        INSERT INTO role_history (model, role, version, previous, actor, reason, at)
+            VALUES ('m', 'champion', 'v1', NULL, 'a', 'r', 2.0);
+        PRAGMA user_version = 1;
+        """
+    )
+    old.close()
+    url = f"sqlite:///{path}"
+    with open_sqlite_store(url) as store:
+        reg = store.registry
+        assert [v.spec for v in reg.list_versions("m")] == [{"p": 1}]
+        assert reg.role_history("m") == [
+            {
+                "role": "champion",
+                "version": "v1",
+                "previous": None,
+                "actor": "a",
+                "reason": "r",
+                "at": 2.0,
+                "seq": None,
+            }
+        ]
+        v2 = reg.create_version("m", {}, {}, at=3.0, key="job-1")
+        assert reg.create_version("m", {"other": 1}, {}, at=4.0, key="job-1") == v2
+        event = Event(EventKind.PROMOTE, {"changes": {"champion": "v2"}}, at=5.0, key="p-1")
+        assert reg.change_roles("m", {"champion": "v2"}, event, actor="a", reason="r", at=5.0) == 1
+        assert reg.roles_state("m").seq == 1 and reg.role_history("m")[-1]["seq"] == 1
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+    with open_sqlite_store(url) as store:  # opening an upgraded file again changes nothing
+        assert [v.version for v in store.registry.list_versions("m")] == ["v1", "v2"]
+
+
+def test_a_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    with sqlite3.connect(path) as newer:
+        newer.execute("PRAGMA user_version = 99")
+    with pytest.raises(ConfigError, match="schema version 99"):
+        open_sqlite_store(f"sqlite:///{path}")

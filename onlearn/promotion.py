@@ -1,0 +1,329 @@
+"""Promotion and rollback policy: pure decisions from metrics and paired counts, no I/O.
+
+A model's config says how a challenger becomes champion::
+
+    rollout = { policy = "auto", min_labels = 200, alpha = 0.05, margin = 0.01 }
+
+``decide_promotion`` and ``decide_rollback`` turn the numbers the worker measured into a
+:class:`Decision` whose ``reason`` is a sentence with those numbers, for the audit history. The
+worker acts on it (changes roles, appends the control event); nothing here touches a store.
+
+Paired counts follow :class:`onlearn.compare.PairedCounts`' convention: ``a`` is the incumbent
+(the champion; after a promotion, the previous champion) and ``b`` the newcomer (the
+challenger; after a promotion, the new champion), so one table kept across a promotion serves
+both decisions.
+
+>>> from onlearn.compare import PairedCounts
+>>> paired = PairedCounts()
+>>> for a, b in [(True, True)] * 300 + [(False, True)] * 40 + [(True, False)] * 10:
+...     paired.update(a, b)
+>>> policy = RolloutPolicy.from_config({"policy": "auto"})
+>>> decision = decide_promotion(policy, {"accuracy": 0.886}, {"accuracy": 0.971}, paired)
+>>> decision.action
+<Action.PROMOTE: 'promote'>
+>>> print(decision.reason)
+promote: on 350 paired labels the challenger was right where the champion was wrong 40 times and the reverse 10 times (McNemar p = 4.1e-05 < alpha 0.05); accuracy 0.971 vs 0.886 (margin 0.01).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from onlearn.compare import PairedCounts
+from onlearn.errors import ConfigError
+
+__all__ = [
+    "Action",
+    "Decision",
+    "RolloutPolicy",
+    "decide_promotion",
+    "decide_rollback",
+]
+
+POLICIES = ("manual", "auto")
+
+
+class Action(str, enum.Enum):
+    """What a decision asks the worker to do."""
+
+    PROMOTE = "promote"  # make the challenger the champion
+    HOLD = "hold"  # keep comparing (not enough evidence, or a person decides)
+    REJECT = "reject"  # the challenger is significantly worse: retire it
+    ROLLBACK = "rollback"  # the previous champion answers again
+    KEEP = "keep"  # the new champion stays
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    """How challengers are promoted and new champions rolled back.
+
+    ``policy``: ``"manual"`` (a person promotes; decisions only advise) or ``"auto"``.
+    ``min_labels``: paired labels (events both versions answered) needed before any verdict.
+    ``alpha``: the significance level of McNemar's test. ``margin``: how much accuracy a new
+    version may lose against the one it replaces and still be promoted or kept.
+
+    >>> RolloutPolicy.from_config({"policy": "auto", "min_labels": 500}).to_config()
+    {'policy': 'auto', 'min_labels': 500, 'alpha': 0.05, 'margin': 0.01}
+    """
+
+    policy: str = "manual"
+    min_labels: int = 200
+    alpha: float = 0.05
+    margin: float = 0.01
+
+    def __post_init__(self) -> None:
+        where = "rollout"
+        if self.policy not in POLICIES:
+            raise ConfigError(
+                f"{where}.policy must be one of {', '.join(map(repr, POLICIES))}, "
+                f"got {self.policy!r}"
+            )
+        object.__setattr__(self, "policy", str(self.policy))
+        if isinstance(self.min_labels, bool) or not isinstance(self.min_labels, int):
+            raise ConfigError(f"{where}.min_labels must be an integer, got {self.min_labels!r}")
+        if self.min_labels < 1:
+            raise ConfigError(f"{where}.min_labels must be at least 1, got {self.min_labels}")
+        if not _is_number(self.alpha) or not 0 < self.alpha < 1:
+            raise ConfigError(
+                f"{where}.alpha must be a number strictly between 0 and 1, got {self.alpha!r}"
+            )
+        if not _is_number(self.margin) or not 0 <= self.margin < 1:
+            raise ConfigError(
+                f"{where}.margin must be a number >= 0 and < 1 (an accuracy difference), "
+                f"got {self.margin!r}"
+            )
+
+    @classmethod
+    def from_config(cls, table: Mapping[str, Any] | None) -> RolloutPolicy:
+        """The policy of a config table; missing keys take their defaults, unknown keys fail."""
+        if table is None:
+            return cls()
+        if not isinstance(table, Mapping):
+            raise ConfigError(
+                'rollout must be a table such as { policy = "auto", min_labels = 200 }, '
+                f"got {type(table).__name__}"
+            )
+        known = ("policy", "min_labels", "alpha", "margin")
+        if unknown := sorted(set(table) - set(known)):
+            raise ConfigError(f"rollout has no key {unknown[0]!r}; it accepts: {', '.join(known)}")
+        return cls(**dict(table))
+
+    def to_config(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "min_labels": self.min_labels,
+            "alpha": self.alpha,
+            "margin": self.margin,
+        }
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """An action and why, as a sentence with the numbers; ``evidence`` holds them as data."""
+
+    action: Action
+    reason: str
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "reason": self.reason, "evidence": dict(self.evidence)}
+
+
+def decide_promotion(
+    policy: RolloutPolicy,
+    champion_metrics: Any,
+    challenger_metrics: Any,
+    paired: PairedCounts,
+) -> Decision:
+    """Promote, hold or reject a challenger compared with the champion on paired labels.
+
+    ``paired``: ``a`` = the champion, ``b`` = the challenger. Metrics are
+    :class:`onlearn.metrics.ClassificationMetrics`-like objects or their ``to_dict()``; only
+    ``accuracy`` is read. In order:
+
+    1. fewer than ``min_labels`` paired labels: hold;
+    2. the challenger significantly worse (p < alpha, ``a_only > b_only``): reject, whatever the
+       policy (a manual policy can still ignore it);
+    3. a manual policy: hold, saying what an automatic one would do;
+    4. promote when the challenger is significantly better (p < alpha, ``b_only > a_only``) and
+       its accuracy is at least the champion's minus ``margin``; hold otherwise.
+    """
+    champion_acc = _accuracy(champion_metrics)
+    challenger_acc = _accuracy(challenger_metrics)
+    statistic, p = paired.test()
+    evidence = _evidence(policy, paired, statistic, p, champion_acc, challenger_acc)
+    counts = (
+        f"on {paired.n} paired labels the challenger was right where the champion was wrong "
+        f"{paired.b_only} times and the reverse {paired.a_only} times"
+    )
+    accuracies = (
+        f"accuracy {_fmt(challenger_acc)} vs {_fmt(champion_acc)} (margin {_num(policy.margin)})"
+    )
+    if paired.n < policy.min_labels:
+        return Decision(
+            Action.HOLD,
+            f"hold: only {paired.n} paired labels of the {policy.min_labels} needed to compare "
+            "the challenger with the champion.",
+            evidence,
+        )
+    test = f"McNemar p = {_p(p)}"
+    if p < policy.alpha and paired.a_only > paired.b_only:
+        return Decision(
+            Action.REJECT,
+            f"reject: the challenger is significantly worse; {counts} ({test} < alpha "
+            f"{_num(policy.alpha)}); {accuracies}.",
+            evidence,
+        )
+    better = p < policy.alpha and paired.b_only > paired.a_only
+    within_margin = (
+        champion_acc is None
+        or challenger_acc is None
+        or challenger_acc >= champion_acc - policy.margin
+    )
+    if champion_acc is None or challenger_acc is None:
+        return Decision(
+            Action.HOLD,
+            f"hold: no accuracy to compare ({accuracies}); automatic promotion needs the "
+            "accuracy of both versions.",
+            evidence,
+        )
+    if policy.policy != "auto":
+        would = "would be promoted" if better and within_margin else "would not be promoted"
+        return Decision(
+            Action.HOLD,
+            f"hold: the rollout policy is manual, so an operator promotes; the challenger "
+            f"{would} automatically: {counts} ({test}, alpha {_num(policy.alpha)}); "
+            f"{accuracies}.",
+            evidence,
+        )
+    if not better:
+        return Decision(
+            Action.HOLD,
+            f"hold: the challenger is not significantly better; {counts} ({test}, alpha "
+            f"{_num(policy.alpha)}); {accuracies}.",
+            evidence,
+        )
+    if not within_margin:
+        return Decision(
+            Action.HOLD,
+            f"hold: the challenger wins on paired labels but its accuracy is more than the "
+            f"margin below the champion's; {counts} ({test}); {accuracies}.",
+            evidence,
+        )
+    return Decision(
+        Action.PROMOTE,
+        f"promote: {counts} ({test} < alpha {_num(policy.alpha)}); {accuracies}.",
+        evidence,
+    )
+
+
+def decide_rollback(
+    policy: RolloutPolicy,
+    new_champion_metrics: Any,
+    previous_metrics: Any,
+    paired: PairedCounts,
+) -> Decision:
+    """Roll back to the previous champion, or keep the new one.
+
+    ``paired``: ``a`` = the previous champion, ``b`` = the new champion (the orientation of the
+    comparison that promoted it). With at least ``min_labels`` paired labels, roll back when the
+    previous champion is significantly better (p < alpha, ``a_only > b_only``) or when the new
+    champion's accuracy is below the previous one's minus ``margin``; keep otherwise. The rule
+    is the same for manual and automatic policies: a worker with a manual policy may only report
+    the decision.
+    """
+    new_acc = _accuracy(new_champion_metrics)
+    previous_acc = _accuracy(previous_metrics)
+    statistic, p = paired.test()
+    evidence = _evidence(policy, paired, statistic, p, previous_acc, new_acc)
+    counts = (
+        f"on {paired.n} paired labels the previous champion was right where the new one was "
+        f"wrong {paired.a_only} times and the reverse {paired.b_only} times"
+    )
+    accuracies = (
+        f"accuracy {_fmt(new_acc)} now vs {_fmt(previous_acc)} before "
+        f"(margin {_num(policy.margin)})"
+    )
+    test = f"McNemar p = {_p(p)}, alpha {_num(policy.alpha)}"
+    if paired.n < policy.min_labels:
+        return Decision(
+            Action.KEEP,
+            f"keep: only {paired.n} paired labels of the {policy.min_labels} needed to judge "
+            "the new champion against the previous one.",
+            evidence,
+        )
+    if p < policy.alpha and paired.a_only > paired.b_only:
+        return Decision(
+            Action.ROLLBACK,
+            f"rollback: the previous champion is significantly better; {counts} ({test}); "
+            f"{accuracies}.",
+            evidence,
+        )
+    if new_acc is not None and previous_acc is not None and new_acc < previous_acc - policy.margin:
+        return Decision(
+            Action.ROLLBACK,
+            f"rollback: the new champion's accuracy fell more than the margin below the "
+            f"previous one's; {accuracies}; {counts} ({test}).",
+            evidence,
+        )
+    return Decision(
+        Action.KEEP,
+        f"keep: the new champion is not worse than the previous one; {counts} ({test}); "
+        f"{accuracies}.",
+        evidence,
+    )
+
+
+def _accuracy(metrics: Any) -> float | None:
+    if metrics is None:
+        return None
+    value = (
+        metrics.get("accuracy")
+        if isinstance(metrics, Mapping)
+        else getattr(metrics, "accuracy", None)
+    )
+    return float(value) if _is_number(value) else None
+
+
+def _evidence(
+    policy: RolloutPolicy,
+    paired: PairedCounts,
+    statistic: float,
+    p: float,
+    a_accuracy: float | None,
+    b_accuracy: float | None,
+) -> dict[str, Any]:
+    return {
+        "policy": policy.to_config(),
+        "paired": {
+            "n": paired.n,
+            "both": paired.both,
+            "a_only": paired.a_only,
+            "b_only": paired.b_only,
+            "neither": paired.neither,
+        },
+        "statistic": statistic,
+        "p_value": p,
+        "a_accuracy": a_accuracy,
+        "b_accuracy": b_accuracy,
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.3f}"
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+def _p(p: float) -> str:
+    return f"{p:.3g}" if p >= 1e-3 else f"{p:.2g}"

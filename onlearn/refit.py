@@ -1,0 +1,574 @@
+"""Batch refit: train candidate models on the labelled history and compare them with the champion.
+
+A pure function of the log and the configs: :func:`refit` reads a model's label events, trains
+each candidate on the older part, scores every candidate and the champion on the newer part,
+and returns the candidates' states with the evidence. It registers nothing and changes no role;
+the worker does that with the result (design section 4).
+
+The split is by time, never shuffled: ``train`` is the first ``1 - holdout`` of the label
+events, up to seq ``train_upto``; the ``holdout`` is the rest. On the holdout every model is
+scored prequentially, as in production: predict, score, then learn (a batch-only candidate does
+not learn). The candidates' states returned are those at ``train_upto``, before the holdout:
+the engine hands a state to the online path by replaying ``(train_upto, now]`` (design section
+3), so the holdout is learnt exactly once, there. Evaluation works on copies.
+
+Candidates are config tables:
+
+- a river pipeline spec, ``{ name = "hoeffding_tree", grace_period = 50 }`` or a trusted
+  ``{ factory = "pkg.mod:build" }``: trained by replaying the train events through
+  :func:`onlearn.snapshots.replay`, so with ``passes = 1`` its state is exactly the state a
+  replay of the log through that spec gives, prequential metrics included. Further passes feed
+  the train events to the estimator again, without scoring (the metrics stay those of the first,
+  honest pass);
+- ``{ sklearn = "sklearn.linear_model:SGDClassifier", params = {...} }``, incremental: trained
+  with ``learn_many`` over the train events, ``passes`` times;
+- ``{ sklearn = "...", incremental = false }``: batch-only, ``fit_many`` once.
+
+scikit-learn candidates get the schema's numeric features, and the categorical ones one-hot
+with the schema's declared ``values`` or else the values seen in the train events (the
+:data:`MAX_CATEGORIES` most frequent). Their states start with empty metrics: they have no
+prequential history before ``train_upto``.
+
+For classification, each candidate's per-event correctness on the holdout is paired with the
+champion's (:class:`onlearn.compare.PairedCounts`, ``a`` = champion, ``b`` = candidate) for
+McNemar's test and :func:`onlearn.promotion.decide_promotion`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from onlearn.compare import PairedCounts
+from onlearn.errors import ConfigError, OnlearnError
+from onlearn.learner import LearnerState
+from onlearn.metrics import ClassificationMetrics, RegressionMetrics
+from onlearn.models import PipelineSpec, build_pipeline
+from onlearn.models.catalog import TASKS
+from onlearn.models.sklearn_adapter import SklearnIncremental, sklearn_from_spec
+from onlearn.records import EventKind
+from onlearn.schema import Schema
+from onlearn.snapshots import REPLAY_PAGE, replay
+from onlearn.store.base import Store
+
+__all__ = [
+    "CandidateResult",
+    "ChampionResult",
+    "NotEnoughData",
+    "RefitResult",
+    "refit",
+]
+
+MIN_LABELS = 50
+"""Fewer label events than this and a refit refuses to run."""
+
+MAX_CATEGORIES = 100
+"""At most this many values of an undeclared categorical feature become one-hot columns."""
+
+# metric -> (task, higher is better)
+METRICS: dict[str, tuple[str, bool]] = {
+    "accuracy": ("classification", True),
+    "log_loss": ("classification", False),
+    "macro_f1": ("classification", True),
+    "mae": ("regression", False),
+    "rmse": ("regression", False),
+}
+
+RIVER, SKLEARN_INCREMENTAL, SKLEARN_BATCH = "river", "sklearn_incremental", "sklearn_batch"
+
+
+class NotEnoughData(OnlearnError):
+    """The log holds too few label events to train and evaluate a refit."""
+
+
+@dataclass(frozen=True)
+class _Labelled:
+    seq: int
+    x: dict[str, Any]
+    y: Any
+    source: str
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One candidate: its state at ``train_upto`` and how it did on the holdout.
+
+    ``correct`` is its per-event correctness on the holdout (classification), ``paired`` the
+    table against the champion (``a`` = champion, ``b`` = this candidate), None without one.
+    """
+
+    index: int
+    spec: Any
+    kind: str
+    state: LearnerState
+    metrics: ClassificationMetrics | RegressionMetrics
+    correct: tuple[bool, ...] | None
+    paired: PairedCounts | None
+    train_seconds: float
+    eval_seconds: float
+
+    @property
+    def mcnemar(self) -> tuple[float, float] | None:
+        """``(statistic, p_value)`` of McNemar's test against the champion."""
+        return self.paired.test() if self.paired is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {
+            "index": self.index,
+            "version": self.state.version,
+            "kind": self.kind,
+            "spec": copy.deepcopy(self.spec),
+            "metrics": self.metrics.to_dict(),
+            "vs_champion": self.paired.to_dict() if self.paired is not None else None,
+            "train_seconds": round(self.train_seconds, 3),
+            "eval_seconds": round(self.eval_seconds, 3),
+        }
+        if self.kind != RIVER:
+            # what the spec alone does not say: the columns the estimator was trained on
+            estimator = self.state.estimator
+            out["inputs"] = {
+                "features": list(estimator.features),
+                "categories": {k: list(v) for k, v in estimator.categories.items()},
+                "classes": list(estimator.classes),
+            }
+        return out
+
+
+@dataclass(frozen=True)
+class ChampionResult:
+    version: str
+    metrics: ClassificationMetrics | RegressionMetrics
+    correct: tuple[bool, ...] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "metrics": self.metrics.to_dict()}
+
+
+@dataclass(frozen=True)
+class RefitResult:
+    """What a refit produced. Seq ranges are inclusive: ``(first_seq, last_seq)``."""
+
+    model: str
+    metric: str
+    passes: int
+    train: tuple[int, int]
+    holdout: tuple[int, int]
+    train_labels: int
+    holdout_labels: int
+    labels_by_source: Mapping[str, int]
+    candidates: tuple[CandidateResult, ...]
+    champion: ChampionResult | None
+    best: int
+    best_beats_champion: bool
+
+    @property
+    def train_upto(self) -> int:
+        """The seq of the last train event: the candidates' states include the log up to it."""
+        return self.train[1]
+
+    @property
+    def best_candidate(self) -> CandidateResult:
+        return self.candidates[self.best]
+
+    @property
+    def best_state(self) -> LearnerState:
+        """The best candidate's state at ``train_upto``, untouched by the evaluation."""
+        return self.candidates[self.best].state
+
+    @property
+    def best_spec(self) -> Any:
+        return copy.deepcopy(self.candidates[self.best].spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe summary (no model states), e.g. for a job's result."""
+        return {
+            "model": self.model,
+            "metric": self.metric,
+            "passes": self.passes,
+            "train": {
+                "first_seq": self.train[0],
+                "last_seq": self.train[1],
+                "labels": self.train_labels,
+                "labels_by_source": dict(self.labels_by_source),
+            },
+            "holdout": {
+                "first_seq": self.holdout[0],
+                "last_seq": self.holdout[1],
+                "labels": self.holdout_labels,
+            },
+            "champion": self.champion.to_dict() if self.champion is not None else None,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "best": self.best,
+            "best_beats_champion": self.best_beats_champion,
+        }
+
+
+def refit(
+    store: Store,
+    model: str,
+    *,
+    schema: Schema,
+    task: str,
+    classes: Sequence[Hashable] | None,
+    champion_state_at: Callable[[int], LearnerState | None] | None,
+    candidates: Sequence[Mapping[str, Any] | str],
+    passes: int = 1,
+    holdout: float = 0.2,
+    metric: str = "accuracy",
+    upto: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    min_labels: int = MIN_LABELS,
+) -> RefitResult:
+    """Train ``candidates`` on the label events of ``model``'s log up to ``upto`` (default: the
+    head) and compare them with the champion on the newest ``holdout`` fraction of them.
+
+    ``champion_state_at(seq)`` returns the champion's state at ``seq`` (a copy the refit may
+    change), or None when there is no champion yet; then there is no paired test and the best
+    candidate beats it by default. ``metric`` picks the best candidate: ``accuracy``,
+    ``log_loss``, ``macro_f1`` (classification), ``mae``, ``rmse`` (regression).
+    ``progress(done, total)`` is called as events are processed, for a progress bar.
+
+    Raises :class:`NotEnoughData` with fewer than ``min_labels`` label events, and
+    :class:`~onlearn.errors.ConfigError` for a bad candidate or option, naming it.
+    """
+    task = _check_options(task, candidates, passes, holdout, metric, min_labels)
+    head = store.log.head(model)
+    upto = head if upto is None else min(upto, head)
+    start_seq, labelled = _load(store, model, schema, upto)
+    if len(labelled) < min_labels:
+        raise NotEnoughData(
+            f"model {model!r} has {len(labelled)} label events up to seq {upto}; a refit needs "
+            f"at least {min_labels} (train on the older {1 - holdout:.0%}, evaluate on the rest)"
+        )
+    n_train = min(len(labelled) - 1, max(1, round(len(labelled) * (1 - holdout))))
+    train, test = labelled[:n_train], labelled[n_train:]
+    train_upto = train[-1].seq
+
+    classes = tuple(classes) if classes is not None else None
+    models = [
+        _build(i, spec, task, schema, classes, train, start_seq)
+        for i, spec in enumerate(candidates)
+    ]
+
+    champion = champion_state_at(train_upto) if champion_state_at is not None else None
+    if champion is not None and champion.seq != train_upto:
+        raise ValueError(
+            f"champion_state_at({train_upto}) returned the state of {champion.version} at seq "
+            f"{champion.seq}; the comparison needs it at seq {train_upto}"
+        )
+    total = sum(len(train) * (1 if kind == SKLEARN_BATCH else passes) for _, kind, _ in models)
+    total += len(test) * (len(models) + (champion is not None))
+    ticker = _Progress(progress, total)
+
+    train_seconds = []
+    for _, kind, state in models:
+        started = time.perf_counter()
+        _train(store, model, schema, kind, state, train, train_upto, passes, ticker)
+        train_seconds.append(time.perf_counter() - started)
+
+    champion_result = None
+    if champion is not None:
+        metrics, correct = _evaluate(champion, test, batch=False, ticker=ticker)
+        champion_result = ChampionResult(champion.version, metrics, correct)
+
+    results = []
+    for i, ((spec, kind, state), train_s) in enumerate(zip(models, train_seconds, strict=True)):
+        started = time.perf_counter()
+        evaluated = copy.deepcopy(state)  # the state returned stays at train_upto
+        metrics, correct = _evaluate(evaluated, test, batch=kind == SKLEARN_BATCH, ticker=ticker)
+        paired = None
+        if correct is not None and champion_result is not None:
+            paired = PairedCounts.from_correct(list(champion_result.correct), list(correct))
+        results.append(
+            CandidateResult(
+                index=i,
+                spec=copy.deepcopy(spec),
+                kind=kind,
+                state=state,
+                metrics=metrics,
+                correct=correct,
+                paired=paired,
+                train_seconds=train_s,
+                eval_seconds=time.perf_counter() - started,
+            )
+        )
+    ticker.finish()
+
+    higher = METRICS[metric][1]
+    scores = [_score(r.metrics, metric, higher) for r in results]
+    best = max(range(len(results)), key=lambda i: (scores[i], -i))
+    if champion_result is None:
+        beats = True
+    else:
+        beats = scores[best] > _score(champion_result.metrics, metric, higher)
+    return RefitResult(
+        model=model,
+        metric=metric,
+        passes=passes,
+        train=(train[0].seq, train_upto),
+        holdout=(test[0].seq, test[-1].seq),
+        train_labels=len(train),
+        holdout_labels=len(test),
+        labels_by_source=dict(Counter(e.source for e in train)),
+        candidates=tuple(results),
+        champion=champion_result,
+        best=best,
+        best_beats_champion=beats,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# steps
+
+
+def _check_options(
+    task: str,
+    candidates: Sequence[Any],
+    passes: int,
+    holdout: float,
+    metric: str,
+    min_labels: int,
+) -> str:
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(map(repr, TASKS))}, got {task!r}")
+    task = TASKS[TASKS.index(task)]
+    if isinstance(candidates, str | Mapping) or not candidates:
+        raise ConfigError("a refit needs a list of at least one candidate pipeline table")
+    if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+        raise ConfigError(f"refit passes must be a positive integer, got {passes!r}")
+    if (
+        isinstance(holdout, bool)
+        or not isinstance(holdout, int | float)
+        or not 0 < holdout < 1
+        or not math.isfinite(holdout)
+    ):
+        raise ConfigError(
+            f"refit holdout must be a fraction strictly between 0 and 1, got {holdout!r}"
+        )
+    if metric not in METRICS or METRICS[metric][0] != task:
+        names = [m for m, (t, _) in METRICS.items() if t == task]
+        raise ConfigError(f"refit metric for {task} must be one of {names}, got {metric!r}")
+    if isinstance(min_labels, bool) or not isinstance(min_labels, int) or min_labels < 2:
+        raise ConfigError(f"min_labels must be an integer >= 2, got {min_labels!r}")
+    return task
+
+
+def _load(store: Store, model: str, schema: Schema, upto: int) -> tuple[int, list[_Labelled]]:
+    """The seq before the first event of the log (0 unless it was trimmed) and the label events
+    up to ``upto``, with the model's input as river gets it."""
+    labelled: list[_Labelled] = []
+    after = 0
+    start_seq: int | None = None
+    while after < upto:
+        events = store.log.read(model, after=after, limit=REPLAY_PAGE)
+        if not events:
+            break
+        if start_seq is None:
+            start_seq = events[0].seq - 1
+        for event in events:
+            if event.seq > upto:
+                break
+            if event.kind is EventKind.LABEL:
+                payload = event.payload
+                labelled.append(
+                    _Labelled(
+                        event.seq,
+                        schema.model_input(payload["features"]),
+                        payload["label"],
+                        payload.get("source") or "app",
+                    )
+                )
+        after = events[-1].seq
+    return (start_seq or 0), labelled
+
+
+def _build(
+    index: int,
+    spec: Mapping[str, Any] | str,
+    task: str,
+    schema: Schema,
+    classes: tuple | None,
+    train: list[_Labelled],
+    start_seq: int,
+) -> tuple[Any, str, LearnerState]:
+    version = f"candidate-{index}"
+    try:
+        if isinstance(spec, Mapping) and "sklearn" in spec:
+            if task != "classification":
+                raise ConfigError("scikit-learn candidates are classifiers; this model regresses")
+            estimator = sklearn_from_spec(
+                spec,
+                features=schema.numeric,
+                # undeclared classes: those of the train events, first seen first
+                classes=classes
+                if classes is not None
+                else tuple(dict.fromkeys(e.y for e in train)),
+                categories=_vocabulary(schema, train),
+            )
+            kind = (
+                SKLEARN_INCREMENTAL if isinstance(estimator, SklearnIncremental) else SKLEARN_BATCH
+            )
+            spec = copy.deepcopy(dict(spec))
+        else:
+            pipeline = PipelineSpec.from_config(spec)
+            estimator = build_pipeline(
+                pipeline,
+                task=task,
+                numeric=schema.numeric,
+                categorical=schema.categorical,
+                classes=classes,
+            )
+            kind = RIVER
+            spec = pipeline.to_config()
+    except ConfigError as exc:
+        raise ConfigError(f"refit candidates[{index}]: {exc}") from exc
+    return spec, kind, LearnerState(version, task, estimator, seq=start_seq)
+
+
+def _vocabulary(schema: Schema, train: list[_Labelled]) -> dict[str, tuple]:
+    out = {}
+    for name in schema.categorical:
+        declared = schema[name].values
+        if declared is not None:
+            out[name] = tuple(declared)
+            continue
+        counts: Counter = Counter()
+        for e in train:
+            value = e.x.get(name)
+            if value is not None:
+                try:
+                    counts[(value.__class__ is bool, value)] += 1
+                except TypeError:  # unhashable values cannot be one-hot columns
+                    pass
+        # most frequent first; Counter keeps first-seen order among equal counts
+        out[name] = tuple(value for (_, value), _ in counts.most_common(MAX_CATEGORIES))
+    return out
+
+
+def _train(
+    store: Store,
+    model: str,
+    schema: Schema,
+    kind: str,
+    state: LearnerState,
+    train: list[_Labelled],
+    train_upto: int,
+    passes: int,
+    ticker: _Progress,
+) -> None:
+    if kind == RIVER:
+        label_seqs = {e.seq for e in train}
+        replay(
+            store,
+            model,
+            schema,
+            state,
+            upto=train_upto,
+            on_event=lambda seq: ticker.add(1) if seq in label_seqs else None,
+        )
+        learn = state.estimator.learn_one
+        for _ in range(passes - 1):
+            for e in train:
+                try:
+                    learn(dict(e.x), e.y)
+                except Exception:  # as replay: an event a model cannot learn is skipped
+                    pass
+                ticker.add(1)
+        state.seq = train_upto
+        return
+    estimator = state.estimator
+    known = set(estimator.classes)
+    usable = [e for e in train if _is_known(e.y, known)]
+    state.learn_errors += len(train) - len(usable)
+    if kind == SKLEARN_BATCH:
+        if usable:
+            estimator.fit_many([e.x for e in usable], [e.y for e in usable])
+        ticker.add(len(train))
+    else:
+        step = estimator.batch_size
+        for _ in range(passes):
+            for start in range(0, len(usable), step):
+                chunk = usable[start : start + step]
+                estimator.learn_many([e.x for e in chunk], [e.y for e in chunk])
+                ticker.add(len(chunk))
+            ticker.add(len(train) - len(usable))
+    state.seq = train_upto
+
+
+def _is_known(label: Any, known: set) -> bool:
+    try:
+        return label in known
+    except TypeError:
+        return False
+
+
+def _evaluate(
+    state: LearnerState, test: list[_Labelled], *, batch: bool, ticker: _Progress
+) -> tuple[ClassificationMetrics | RegressionMetrics, tuple[bool, ...] | None]:
+    """Prequential: predict, score, then learn, event by event (``state`` is changed).
+
+    ``batch``: a batch-only scikit-learn model, which learns nothing, answers every event in one
+    call.
+    """
+    classification = state.task == "classification"
+    metrics = ClassificationMetrics() if classification else RegressionMetrics()
+    correct: list[bool] = []
+    if batch:
+        probas = state.estimator.predict_proba_many([e.x for e in test])
+        answers = [((max(p, key=p.get) if p else None), p) for p in probas]
+    for i, e in enumerate(test):
+        if batch:
+            y_pred, proba = answers[i]
+        else:
+            try:
+                y_pred, proba = state.predict(dict(e.x))
+            except Exception:  # counted as a wrong answer, as a model that cannot answer
+                y_pred, proba = None, None
+        metrics.update(e.y, y_pred, proba)
+        if classification:
+            correct.append(y_pred is not None and y_pred == e.y)
+        if not batch:
+            try:
+                state.estimator.learn_one(dict(e.x), e.y)
+            except Exception:  # as replay: an event a model cannot learn is skipped
+                state.learn_errors += 1
+        state.seq = e.seq
+        ticker.add(1)
+    return metrics, (tuple(correct) if classification else None)
+
+
+def _score(metrics: ClassificationMetrics | RegressionMetrics, metric: str, higher: bool) -> float:
+    """The metric as a number where higher is better (None, NaN: the worst)."""
+    value = getattr(metrics, metric)
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return -math.inf
+    return value if higher else -value
+
+
+class _Progress:
+    """Calls ``callback(done, total)`` about every half percent of the work, and at the end."""
+
+    def __init__(self, callback: Callable[[int, int], None] | None, total: int) -> None:
+        self.callback = callback
+        self.total = total
+        self.done = 0
+        self._step = max(1, total // 200)
+        self._next = 0
+        if callback is not None:
+            callback(0, total)
+            self._next = self._step
+
+    def add(self, n: int) -> None:
+        self.done += n
+        if self.callback is not None and self.done >= self._next and self.done < self.total:
+            self.callback(self.done, self.total)
+            self._next = self.done + self._step
+
+    def finish(self) -> None:
+        if self.callback is not None:
+            self.callback(self.total, self.total)

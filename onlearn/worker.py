@@ -1,0 +1,466 @@
+"""The training worker: jobs (refit, evaluate, snapshot) and the schedules around them
+(snapshots, promotion gates with automatic rollback, retrain triggers).
+
+A worker follows the log like a serving replica (it holds an Engine: the served versions'
+states, their metrics and paired comparisons) but answers no request. Jobs are leased from the
+JobQueue and extended by a heartbeat while they run; a worker that dies leaves its job to be
+reclaimed after the lease, and everything a job writes is keyed by the job (version, control
+event), so finishing twice has the effect of finishing once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import socket
+import threading
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from onlearn.compare import PairedCounts
+from onlearn.engine import Engine
+from onlearn.errors import OnlearnError
+from onlearn.models import dump_signed
+from onlearn.promotion import Action, decide_promotion, decide_rollback
+from onlearn.records import Job, JobState, Snapshot
+from onlearn.refit import refit
+from onlearn.registry import CHALLENGER, CHAMPION, PREVIOUS, code_version
+from onlearn.runtime import ModelRuntime
+from onlearn.snapshots import advance_snapshot, save_snapshot
+
+log = logging.getLogger(__name__)
+
+REFIT, EVALUATE, SNAPSHOT = "refit", "evaluate", "snapshot"
+JOB_KINDS = (REFIT, EVALUATE, SNAPSHOT)
+
+
+def new_job(
+    kind: str, model: str, params: Mapping[str, Any], *, at: float, key: str | None = None
+) -> Job:
+    return Job(
+        job_id=uuid.uuid4().hex,
+        kind=kind,
+        model=model,
+        params=dict(params),
+        created_at=at,
+        key=key,
+    )
+
+
+def job_to_dict(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "kind": job.kind,
+        "model": job.model,
+        "params": dict(job.params),
+        "state": job.state.value,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "worker": job.worker,
+        "result": dict(job.result) if job.result is not None else None,
+        "error": job.error,
+    }
+
+
+class Worker:
+    """Runs the jobs and schedules of the models ``engine`` serves.
+
+    ``replay_snapshots``: build snapshots by replay from the previous one instead of pickling
+    the live states. Inside a serving process the live states answer requests, and pickling a
+    big one would hold their lock; a worker process of its own pickles its own copies.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        name: str | None = None,
+        replay_snapshots: bool = False,
+        clock=None,
+    ) -> None:
+        self.engine = engine
+        self.store = engine.store
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.replay_snapshots = replay_snapshots
+        self.clock = clock or engine.clock
+        es = engine.settings.engine
+        self.lease_s = es.job_lease_s
+        self.poll_s = es.worker_poll_s
+        now = self.clock()
+        self._snapshot_at: dict[str, tuple[int, float]] = {
+            name: (rt.snapshot_seq, now) for name, rt in engine.runtimes.items()
+        }
+        self._retrain_at: dict[str, tuple[int, float]] = {
+            name: (rt.seq, now) for name, rt in engine.runtimes.items()
+        }
+        self._alarm_seen: dict[str, int] = {name: rt.seq for name, rt in engine.runtimes.items()}
+        self.handlers = {REFIT: self._refit, EVALUATE: self._evaluate, SNAPSHOT: self._snapshot}
+
+    # The loop
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("worker %s: running", self.name)
+        while not stop.is_set():
+            try:
+                busy = self.tick()
+            except OnlearnError as e:
+                log.warning("worker %s: %s; retrying", self.name, e)
+                busy = False
+            except Exception:
+                log.exception("worker %s: tick failed; retrying", self.name)
+                busy = False
+            if not busy:
+                stop.wait(self.poll_s)
+
+    def tick(self) -> bool:
+        """One round: schedules, then at most one job. True when a job ran."""
+        for rt in list(self.engine.runtimes.values()):
+            self.snapshot_if_due(rt)
+            self.check_gates(rt)
+            self.check_triggers(rt)
+        job = self.store.jobs.claim(
+            self.name, lease_s=self.lease_s, now=self.clock(), kinds=JOB_KINDS
+        )
+        if job is None:
+            return False
+        self.run_job(job)
+        return True
+
+    def run_job(self, job: Job) -> Job | None:
+        log.info(
+            "worker %s: %s job %s for %r (attempt %d)",
+            self.name,
+            job.kind,
+            job.job_id,
+            job.model,
+            job.attempts,
+        )
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            while not done.wait(self.lease_s / 3):
+                try:
+                    if not self.store.jobs.heartbeat(
+                        job.job_id, self.name, lease_s=self.lease_s, now=self.clock()
+                    ):
+                        log.warning("worker %s: lost the lease of job %s", self.name, job.job_id)
+                        return
+                except OnlearnError as e:
+                    log.warning(
+                        "worker %s: heartbeat of job %s failed: %s", self.name, job.job_id, e
+                    )
+
+        beat = threading.Thread(
+            target=heartbeat, name=f"onlearn-heartbeat-{job.job_id[:8]}", daemon=True
+        )
+        beat.start()
+        try:
+            result = self.handlers[job.kind](job)
+        except Exception as e:  # noqa: BLE001 - recorded on the job, retried with back-off
+            if not isinstance(e, OnlearnError):
+                log.exception("worker %s: job %s failed", self.name, job.job_id)
+            retry_in = min(300.0, 5.0 * 2 ** max(job.attempts - 1, 0))
+            return self.store.jobs.fail(
+                job.job_id, self.name, f"{type(e).__name__}: {e}", self.clock(), retry_in=retry_in
+            )
+        finally:
+            done.set()
+            beat.join()
+        return self.store.jobs.complete(job.job_id, self.name, result, self.clock())
+
+    # Jobs
+
+    def _refit(self, job: Job) -> dict[str, Any]:
+        """Refit candidates on the labelled history; register the best as challenger when it
+        beats the champion on the holdout. The version and the control event are keyed by the
+        job, so a job retried after its worker died registers one version."""
+        engine, model = self.engine, job.model
+        rt = engine.runtime(model)
+        config = rt.config
+        options = dict(job.params.get("options") or {})
+        champion = rt.roles[CHAMPION]
+        bar = _ProgressLog(model, job.job_id)
+        result = refit(
+            self.store,
+            model,
+            schema=config.schema,
+            task=config.task.value,
+            classes=config.classes,
+            champion_state_at=lambda seq: engine.version_state(model, champion, seq),
+            candidates=options.get("candidates") or list(config.refit.candidates),
+            passes=options.get("passes", config.refit.passes),
+            holdout=options.get("holdout", config.refit.holdout),
+            metric=options.get("metric", config.refit.metric),
+            progress=bar,
+        )
+        summary = result.to_dict()
+        if not (result.best_beats_champion or options.get("register_anyway")):
+            return {
+                "registered": None,
+                "reason": "no candidate beat the champion on the holdout",
+                "refit": summary,
+            }
+        best = result.best_candidate
+        spec = {
+            "task": config.task.value,
+            "pipeline": result.best_spec,
+            "schema": config.schema.to_config(),
+            "classes": list(config.classes) if config.classes is not None else None,
+        }
+        meta = {
+            "source": "refit",
+            "parent": champion,
+            "base_seq": result.train_upto,
+            "trained_on": {
+                "from_seq": result.train[0],
+                "to_seq": result.train[1],
+                "passes": result.passes,
+            },
+            "evaluated_on": {"from_seq": result.holdout[0], "to_seq": result.holdout[1]},
+            "labels_by_source": dict(result.labels_by_source),
+            "metrics_at_registration": best.to_dict()["metrics"],
+            "champion_at_registration": summary.get("champion"),
+            "schema_fingerprint": config.schema.fingerprint(),
+            "code": code_version(),
+            "job_id": job.job_id,
+            "reason": job.params.get("reason"),
+        }
+        info = self.store.registry.create_version(
+            model, spec, meta, self.clock(), key=f"job:{job.job_id}"
+        )
+        if (
+            self.store.registry.latest_snapshot(model, info.version, max_seq=result.train_upto)
+            is None
+        ):
+            state = result.best_state
+            state.version = info.version
+            save_snapshot(self.store, model, state, engine.secret)
+        seq = engine.change_roles(
+            model,
+            {CHALLENGER: info.version},
+            actor=f"worker {self.name}",
+            reason=f"refit job {job.job_id}: {info.version} beat {champion} on the holdout ({result.metric})",
+            key=f"challenger:{job.job_id}",
+        )
+        return {"registered": info.version, "challenger_seq": seq, "refit": summary}
+
+    def _evaluate(self, job: Job) -> dict[str, Any]:
+        """How a version compares with the champion on the labels both answered so far."""
+        rt = self.engine.runtime(job.model)
+        version = job.params.get("version") or rt.roles.get(CHALLENGER)
+        champion = rt.roles[CHAMPION]
+        with rt.lock:
+            state = rt.states.get(version)
+            if state is None:
+                return {
+                    "version": version,
+                    "error": "the version holds no role, so it has no live comparison",
+                }
+            paired = _copy(state.paired.get(champion, PairedCounts()))
+        decision = decide_promotion(rt.config.rollout, *_accuracies(paired), paired)
+        return {
+            "version": version,
+            "champion": champion,
+            "paired": paired.to_dict(),
+            "decision": decision.to_dict(),
+        }
+
+    def _snapshot(self, job: Job) -> dict[str, Any]:
+        rt = self.engine.runtime(job.model)
+        return {"snapshots": self.write_snapshots(rt)}
+
+    # Schedules
+
+    def snapshot_if_due(self, rt: ModelRuntime) -> None:
+        es = self.engine.settings.engine
+        seq, at = self._snapshot_at.get(rt.name, (0, self.clock()))
+        new = rt.seq - seq
+        due = (es.snapshot_every_events and new >= es.snapshot_every_events) or (
+            es.snapshot_every_s and new > 0 and self.clock() - at >= es.snapshot_every_s
+        )
+        if due:
+            self.write_snapshots(rt)
+
+    def write_snapshots(self, rt: ModelRuntime) -> dict[str, int]:
+        """A snapshot of every version holding a role, off the request path."""
+        written = {}
+        if self.replay_snapshots:
+            for version in sorted(set(rt.roles.values())):
+                info = self.store.registry.get_version(rt.name, version)
+                snapshot = advance_snapshot(self.store, info, self.engine.secret)
+                if snapshot is not None:
+                    written[version] = snapshot.seq
+        else:
+            # Our own copies: pickling them holds only this process's lock, under which the
+            # states are consistent; the writes happen outside it.
+            with rt.apply_lock, rt.lock:
+                blobs = {
+                    v: (s.seq, dump_signed(s, self.engine.secret)) for v, s in rt.states.items()
+                }
+            for version, (seq, blob) in blobs.items():
+                latest = self.store.registry.latest_snapshot(rt.name, version)
+                if latest is None or latest.seq < seq:
+                    self.store.registry.put_snapshot(
+                        Snapshot(rt.name, version, seq, self.clock(), blob)
+                    )
+                written[version] = seq
+        if written:
+            rt.snapshot_seq = written.get(rt.roles.get(CHAMPION), rt.snapshot_seq)
+        self._snapshot_at[rt.name] = (rt.seq, self.clock())
+        return written
+
+    def check_gates(self, rt: ModelRuntime) -> None:
+        """Automatic promotion of a challenger, and rollback of a champion that regressed."""
+        policy = rt.config.rollout
+        with rt.lock:
+            roles = dict(rt.roles)
+            champion = roles[CHAMPION]
+            challenger, previous = roles.get(CHALLENGER), roles.get(PREVIOUS)
+            vs_challenger = (
+                _copy(rt.states[challenger].paired.get(champion)) if challenger else None
+            )
+            vs_previous = _copy(rt.states[champion].paired.get(previous)) if previous else None
+        if previous is not None and vs_previous is not None:
+            decision = decide_rollback(policy, *reversed(_accuracies(vs_previous)), vs_previous)
+            if decision.action is Action.ROLLBACK:
+                log.warning(
+                    "model %r: rolling back %s to %s: %s",
+                    rt.name,
+                    champion,
+                    previous,
+                    decision.reason,
+                )
+                self.engine.rollback(
+                    rt.name,
+                    actor=f"worker {self.name} (automatic)",
+                    reason=f"automatic rollback: {decision.reason}",
+                    key=f"auto-rollback:{rt.name}:{champion}:{previous}:{rt.seq // 1_000_000}",
+                )
+                return
+        if challenger is None or vs_challenger is None or policy.policy != "auto":
+            return
+        decision = decide_promotion(policy, *_accuracies(vs_challenger), vs_challenger)
+        if decision.action is Action.PROMOTE:
+            log.info(
+                "model %r: promoting %s over %s: %s", rt.name, challenger, champion, decision.reason
+            )
+            self.engine.promote(
+                rt.name,
+                challenger,
+                CHAMPION,
+                actor=f"worker {self.name} (automatic)",
+                reason=f"automatic promotion: {decision.reason}",
+                key=f"auto-promote:{rt.name}:{challenger}:{champion}",
+            )
+        elif decision.action is Action.REJECT:
+            log.info("model %r: dropping challenger %s: %s", rt.name, challenger, decision.reason)
+            self.engine.change_roles(
+                rt.name,
+                {CHALLENGER: None},
+                actor=f"worker {self.name} (automatic)",
+                reason=f"challenger rejected: {decision.reason}",
+                key=f"auto-reject:{rt.name}:{challenger}:{champion}",
+            )
+
+    def check_triggers(self, rt: ModelRuntime) -> Job | None:
+        """Start a retrain when an alarm came, or when enough new labels or time passed AND the
+        data or the performance moved; never within the cool-down of the last automatic one."""
+        cfg = rt.config.retrain
+        now = self.clock()
+        last_seq, last_at = self._retrain_at.get(rt.name, (0, now))
+        if now - last_at < cfg.cooldown_s and last_seq != 0:
+            return None
+        alarms = [a for a in rt.alarms if a["seq"] > self._alarm_seen.get(rt.name, 0)]
+        reason = key = None
+        if cfg.on_alarm and alarms:
+            newest = alarms[-1]
+            reason = f"alarm at seq {newest['seq']}: {newest.get('kind', 'drift')} {newest.get('detail', '')}".strip()
+            key = f"retrain:{rt.name}:alarm:{newest['seq']}"
+        else:
+            count_due = cfg.every_labels and rt.seq - last_seq >= cfg.every_labels
+            time_due = cfg.every_s and now - last_at >= cfg.every_s
+            moved = self.performance_moved(rt)
+            if (count_due or time_due) and moved:
+                reason = f"{'new labels' if count_due else 'schedule'} and {moved}"
+                key = f"retrain:{rt.name}:auto:{rt.seq}"
+        if reason is None:
+            return None
+        if alarms:
+            self._alarm_seen[rt.name] = alarms[-1]["seq"]
+        self._retrain_at[rt.name] = (rt.seq, now)
+        return self.store.jobs.enqueue(
+            new_job(REFIT, rt.name, {"reason": reason, "actor": "trigger"}, at=now, key=key)
+        )
+
+    @staticmethod
+    def performance_moved(rt: ModelRuntime) -> str | None:
+        """Why the performance moved (recent accuracy below the long-run one), or None."""
+        with rt.lock:
+            served = rt.champion.metrics.served
+            recent = getattr(served, "recent_accuracy", None)
+            overall = getattr(served, "accuracy", None)
+            n = served.n
+            window = getattr(served, "RECENT", 0)
+        margin = rt.config.retrain.performance_margin
+        if recent is None or overall is None or n < 2 * window:
+            return None
+        if recent < overall - margin:
+            return f"recent accuracy {recent:.3f} fell below the long-run {overall:.3f} by more than {margin:g}"
+        return None
+
+
+def _copy(paired: PairedCounts | None) -> PairedCounts | None:
+    return None if paired is None else pickle.loads(pickle.dumps(paired))
+
+
+def _accuracies(paired: PairedCounts) -> tuple[dict, dict]:
+    """Both sides' accuracy on the same paired labels: incumbent (a), newcomer (b)."""
+    return {"accuracy": paired.a_accuracy}, {"accuracy": paired.b_accuracy}
+
+
+class _ProgressLog:
+    """Refit progress as log lines (a worker has no terminal); every 10%."""
+
+    def __init__(self, model: str, job_id: str) -> None:
+        self.model, self.job_id, self._next = model, job_id, 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        share = done / total if total else 1.0
+        if share >= self._next:
+            log.info(
+                "refit %s of %r: %d%% (%d/%d events)",
+                self.job_id[:8],
+                self.model,
+                100 * share,
+                done,
+                total,
+            )
+            self._next = min(1.0, share + 0.1) if share < 1.0 else 2.0
+
+
+def enqueue_refit(
+    engine: Engine,
+    model: str,
+    *,
+    reason: str,
+    actor: str,
+    options: Mapping | None = None,
+    key: str | None = None,
+) -> Job:
+    """A refit job for ``model``, asked by a person or a trigger; the same ``key`` gives the same job."""
+    engine.runtime(model)
+    job = new_job(
+        REFIT,
+        model,
+        {"reason": reason, "actor": actor, "options": dict(options or {})},
+        at=engine.clock(),
+        key=key,
+    )
+    return engine.store.jobs.enqueue(job)
+
+
+__all__ = ["JOB_KINDS", "JobState", "Worker", "enqueue_refit", "job_to_dict", "new_job"]

@@ -1,0 +1,321 @@
+"""The training worker, the registry's roles and safe rollout, against real stores."""
+
+from __future__ import annotations
+
+import pytest
+
+from onlearn.engine import Engine, FeedbackItem
+from onlearn.errors import RoleConflict
+from onlearn.records import JobState
+from onlearn.snapshots import fresh_state, replay, restore
+from onlearn.worker import Worker, enqueue_refit
+from tests.core.conftest import Clock, phishing_settings, phishing_stream
+
+STREAM = list(phishing_stream())  # 1250 rows
+
+
+def engine_for(url, clock=None, engine=None, **model):
+    settings = phishing_settings(url, engine=engine, **model)
+    from onlearn.keys import resolve_secret
+    from onlearn.store.base import open_store
+
+    eng = Engine(
+        settings, open_store(url), secret=resolve_secret("test", url), clock=clock or Clock()
+    )
+    return eng.start()
+
+
+def learn(engine, rows):
+    """Predict, then give the label by prediction id: stored outputs for every role version."""
+    for x, y in rows:
+        p = engine.predict_one("phishing", x)
+        engine.feedback_one("phishing", FeedbackItem(y, prediction_id=p.prediction_id))
+
+
+def probe(engine, version=None):
+    rt = engine.runtime("phishing")
+    state = rt.states[version or rt.roles["champion"]]
+    with rt.lock:
+        return [state.estimator.predict_proba_one(x) for x, _ in STREAM[:40]]
+
+
+def refit_now(engine, worker, **options):
+    job = enqueue_refit(engine, "phishing", reason="test", actor="test", options=options)
+    claimed = engine.store.jobs.claim(worker.name, lease_s=60, now=engine.clock())
+    assert claimed.job_id == job.job_id
+    return worker.run_job(claimed)
+
+
+@pytest.fixture
+def url(tmp_path):
+    return f"sqlite:///{tmp_path}/onlearn.db"
+
+
+def test_refit_registers_a_challenger_with_lineage_that_catches_up_by_replay(url):
+    engine = engine_for(url)
+    worker = Worker(engine)
+    learn(engine, STREAM[:600])
+    done = refit_now(engine, worker, candidates=[{"name": "hoeffding_tree"}], register_anyway=True)
+    assert done.state is JobState.DONE, done.error
+    version = done.result["registered"]
+    rt = engine.runtime("phishing")
+    assert rt.roles == {"champion": "v1", "challenger": version}
+    info = engine.store.registry.get_version("phishing", version)
+    lineage = info.meta
+    assert lineage["source"] == "refit" and lineage["parent"] == "v1"
+    assert lineage["trained_on"]["to_seq"] == lineage["base_seq"] < 600
+    assert lineage["labels_by_source"] == {"app": lineage["trained_on"]["to_seq"]}
+    assert lineage["code"]["package"] and lineage["schema_fingerprint"]
+    assert set(lineage["metrics_at_registration"]) >= {"accuracy", "log_loss"}
+    # Refit (one pass) plus the catch-up replay equals a replay of the same events through the
+    # same spec from nothing.
+    full = replay(engine.store, "phishing", rt.schema, fresh_state(_as_online(info)))
+    assert probe(engine, version) == [full.estimator.predict_proba_one(x) for x, _ in STREAM[:40]]
+    # The challenger now predicts on live traffic and is compared with the champion.
+    learn(engine, STREAM[600:700])
+    paired = rt.states[version].paired["v1"]
+    assert paired.n == 100
+    engine.close()
+
+
+def _as_online(info):
+    from dataclasses import replace
+
+    return replace(info, meta={k: v for k, v in info.meta.items() if k != "base_seq"})
+
+
+def test_a_retried_refit_job_registers_one_version(url):
+    engine = engine_for(url)
+    worker = Worker(engine)
+    learn(engine, STREAM[:300])
+    job = enqueue_refit(
+        engine, "phishing", reason="t", actor="t", options={"register_anyway": True}
+    )
+    first = engine.store.jobs.claim("w1", lease_s=60, now=engine.clock())
+    result_1 = worker._refit(first)  # the first worker registered, then died before completing
+    engine.clock.now += 61  # its lease ran out
+    again = engine.store.jobs.claim("w2", lease_s=60, now=engine.clock())
+    assert again.job_id == job.job_id and again.attempts == 2
+    result_2 = worker._refit(again)
+    assert result_1["registered"] == result_2["registered"]
+    assert [v.version for v in engine.store.registry.list_versions("phishing")] == ["v1", "v2"]
+    assert engine.store.log.head("phishing") == 301  # one control event
+    engine.close()
+
+
+def test_rollback_restores_the_previous_predictions_exactly(url):
+    engine = engine_for(url)
+    worker = Worker(engine)
+    learn(engine, STREAM[:400])
+    before = probe(engine)
+    version = refit_now(
+        engine, worker, candidates=[{"name": "hoeffding_tree"}], register_anyway=True
+    ).result["registered"]
+    engine.promote("phishing", version, "champion", actor="test", reason="try it")
+    rt = engine.runtime("phishing")
+    assert rt.roles == {"champion": version, "previous": "v1"}
+    assert probe(engine) != before
+    engine.rollback("phishing", actor="test", reason="back")
+    assert rt.roles == {"champion": "v1"}
+    assert probe(engine) == before  # nothing learned in between: literally the same answers
+    head = engine.store.log.head("phishing")
+    rows = [r for r in engine.role_history("phishing") if r["seq"] == head]
+    assert {(r["role"], r["version"], r["previous"]) for r in rows} == {
+        ("champion", "v1", version),
+        ("previous", None, "v1"),
+    }
+    assert {r["reason"] for r in rows} == {"back"}
+    engine.close()
+
+
+def test_rollback_after_labels_equals_never_having_promoted(tmp_path):
+    """While demoted, the previous champion kept learning: after a rollback it is the state it
+    would be had the promotion never happened."""
+    a = engine_for(f"sqlite:///{tmp_path}/a.db")
+    b = engine_for(f"sqlite:///{tmp_path}/b.db")
+    learn(a, STREAM[:300])
+    learn(b, STREAM[:300])
+    worker = Worker(b)
+    version = refit_now(
+        b, worker, candidates=[{"name": "hoeffding_tree"}], register_anyway=True
+    ).result["registered"]
+    b.promote("phishing", version, "champion", actor="t", reason="t")
+    learn(a, STREAM[300:500])
+    learn(b, STREAM[300:500])
+    b.rollback("phishing", actor="t", reason="t")
+    assert probe(b) == probe(a)
+    a.close()
+    b.close()
+
+
+def test_an_auto_promotion_that_should_not_happen_does_not(url):
+    engine = engine_for(url, rollout={"policy": "auto", "min_labels": 100, "alpha": 0.05})
+    worker = Worker(engine)
+    learn(engine, STREAM[:500])
+    # A challenger that is much worse: a tree that never splits answers the majority class.
+    v = refit_now(
+        engine,
+        worker,
+        candidates=[{"name": "hoeffding_tree", "grace_period": 100_000, "leaf_prediction": "mc"}],
+        register_anyway=True,
+    ).result["registered"]
+    learn(engine, STREAM[500:900])
+    rt = engine.runtime("phishing")
+    paired = rt.states[v].paired["v1"]
+    assert paired.a_only > paired.b_only  # the champion is right more often where they differ
+    worker.check_gates(rt)
+    assert rt.roles["champion"] == "v1"
+    assert "challenger" not in rt.roles  # rejected: significantly worse
+    assert "rejected" in engine.role_history("phishing")[-1]["reason"]
+    engine.close()
+
+
+def test_an_auto_promotion_of_a_better_challenger_and_an_auto_rollback_when_it_regresses(url):
+    majority = {"name": "hoeffding_tree", "grace_period": 100_000, "leaf_prediction": "mc"}
+    engine = engine_for(
+        url,
+        rollout={"policy": "auto", "min_labels": 100, "alpha": 0.05, "margin": 0.0},
+        pipeline=majority,
+    )
+    worker = Worker(engine)
+    learn(engine, STREAM[:300])
+    # Better than the majority-class champion, until it has learned 700 labels.
+    turncoat = {"factory": "tests.core.factories:turncoat", "flip_after": 700}
+    v = refit_now(engine, worker, candidates=[turncoat]).result["registered"]
+    assert v == "v2"
+    learn(engine, STREAM[300:450])
+    rt = engine.runtime("phishing")
+    worker.check_gates(rt)
+    assert rt.roles == {"champion": v, "previous": "v1"}, engine.role_history("phishing")[-1]
+    assert engine.role_history("phishing")[-1]["reason"].startswith("automatic promotion")
+    learn(engine, STREAM[450:900])  # it turns at 700 labels learned
+    worker.check_gates(rt)
+    assert rt.roles == {"champion": "v1"}
+    reasons = [r["reason"] for r in engine.role_history("phishing")[-2:]]
+    assert all(r.startswith("automatic rollback") for r in reasons), reasons
+    engine.close()
+
+
+def test_promotion_refuses_a_version_trained_on_another_schema(tmp_path):
+    url = f"sqlite:///{tmp_path}/o.db"
+    engine = engine_for(url)
+    learn(engine, STREAM[:100])
+    engine.close()
+    # The config's schema changes (a feature gets a bound): v2 is registered from it.
+    from tests.core.conftest import PHISHING_FEATURES
+
+    features = {**PHISHING_FEATURES, "age_of_domain": {"type": "integer", "min": 0}}
+    engine = engine_for(url, features=features)
+    rt = engine.runtime("phishing")
+    assert rt.roles == {"champion": "v2", "previous": "v1"}
+    with pytest.raises(RoleConflict, match="another schema"):
+        engine.promote("phishing", "v1", "shadow", actor="t", reason="t")
+    engine.close()
+
+
+def test_any_version_state_at_any_retained_seq_is_rebuilt_by_replay(url):
+    engine = engine_for(url)
+    worker = Worker(engine)
+    answers = {}
+    for upto in (100, 250, 400):
+        learn(engine, STREAM[upto - 100 if upto == 100 else {250: 100, 400: 250}[upto] : upto])
+        answers[upto] = probe(engine)
+        worker.write_snapshots(engine.runtime("phishing"))
+    info = engine.store.registry.get_version("phishing", "v1")
+    for upto, expected in answers.items():
+        state = restore(engine.store, info, engine.secret, upto=upto)
+        assert state.seq == upto
+        assert [state.estimator.predict_proba_one(x) for x, _ in STREAM[:40]] == expected
+    engine.close()
+
+
+def test_the_worker_writes_snapshots_on_schedule(url):
+    engine = engine_for(url, engine={"snapshot_every_events": 100, "snapshot_every_s": 0})
+    worker = Worker(engine)
+    learn(engine, STREAM[:250])
+    worker.tick()
+    snapshot = engine.store.registry.latest_snapshot("phishing", "v1")
+    assert snapshot.seq == 250 and engine.runtime("phishing").snapshot_seq == 250
+    engine.close()
+
+
+def test_canary_answers_a_sticky_share_and_shadow_never_answers(url):
+    engine = engine_for(url)
+    worker = Worker(engine)
+    learn(engine, STREAM[:300])
+    v2 = refit_now(
+        engine, worker, candidates=[{"name": "hoeffding_tree"}], register_anyway=True
+    ).result["registered"]
+    engine.change_roles("phishing", {"challenger": None, "shadow": v2}, actor="t", reason="t")
+    x = STREAM[0][0]
+    assert {engine.predict_one("phishing", x, key=f"user-{i}").version for i in range(200)} == {
+        "v1"
+    }
+    engine.promote("phishing", v2, "canary", actor="t", reason="t", share=0.3)
+    rt = engine.runtime("phishing")
+    assert rt.roles == {"champion": "v1", "canary": v2, "shadow": v2}
+    answered = [engine.predict_one("phishing", x, key=f"user-{i}").version for i in range(2000)]
+    assert 0.25 < answered.count(v2) / 2000 < 0.35
+    again = [engine.predict_one("phishing", x, key=f"user-{i}").version for i in range(2000)]
+    assert again == answered  # sticky: a key always lands on the same side
+    engine.close()
+
+
+def test_replicas_switch_roles_at_the_same_seq(url):
+    a = engine_for(url)
+    b = engine_for(url)  # a second process would do the same: it follows the log
+    learn(a, STREAM[:300])
+    worker = Worker(a)
+    v2 = refit_now(a, worker, candidates=[{"name": "hoeffding_tree"}], register_anyway=True).result[
+        "registered"
+    ]
+    a.promote("phishing", v2, "champion", actor="t", reason="t")
+    learn(a, STREAM[300:400])
+    b.catch_up(b.runtime("phishing"))
+    assert b.runtime("phishing").roles == a.runtime("phishing").roles
+    assert probe(b) == probe(a)
+    a.close()
+    b.close()
+
+
+def test_no_retrain_without_movement_however_much_history(url):
+    engine = engine_for(url, retrain={"every_labels": 100, "cooldown_s": 0})
+    worker = Worker(engine)
+    learn(engine, STREAM[:1200])  # a stationary stream: no alarm, accuracy steady
+    assert worker.check_triggers(engine.runtime("phishing")) is None
+    assert engine.store.jobs.list("phishing") == []
+    engine.close()
+
+
+def test_an_alarm_triggers_a_retrain_once_then_the_cooldown_holds(url):
+    clock = Clock()
+    engine = engine_for(url, clock=clock, retrain={"cooldown_s": 600})
+    worker = Worker(engine)
+    learn(engine, STREAM[:100])
+    engine.raise_alarm("phishing", {"kind": "concept_drift", "detail": "adwin on errors"})
+    rt = engine.runtime("phishing")
+    engine.catch_up(rt)
+    clock.now += 601
+    job = worker.check_triggers(rt)
+    assert job is not None and "concept_drift" in job.params["reason"]
+    engine.raise_alarm("phishing", {"kind": "input_drift"})
+    engine.catch_up(rt)
+    assert worker.check_triggers(rt) is None  # within the cool-down
+    clock.now += 601
+    assert worker.check_triggers(rt) is not None
+    assert len(engine.store.jobs.list("phishing")) == 2
+    engine.close()
+
+
+def test_new_labels_and_a_performance_drop_trigger_a_retrain(url):
+    engine = engine_for(url, retrain={"every_labels": 100, "cooldown_s": 0})
+    worker = Worker(engine)
+    learn(engine, STREAM[:1000])
+    rt = engine.runtime("phishing")
+    assert worker.check_triggers(rt) is None
+    learn(engine, [(x, not y) for x, y in STREAM[1000:1250]])  # the concept flipped
+    job = worker.check_triggers(rt)
+    assert job is not None and "recent accuracy" in job.params["reason"]
+    done = worker.run_job(engine.store.jobs.claim(worker.name, lease_s=60, now=engine.clock()))
+    assert done.state is JobState.DONE, done.error
+    engine.close()
