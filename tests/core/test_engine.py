@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
-from dataclasses import replace
 
 import pytest
 from sklearn import metrics as skm
