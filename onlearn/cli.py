@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-worker", action="store_true", help="do not run the training worker in the background"
     )
+    serve.add_argument(
+        "--no-monitor", action="store_true", help="do not run the monitor in the background"
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = commands.add_parser(
@@ -182,6 +185,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         run_worker=False if args.no_worker else None,
+        run_monitor=False if args.no_monitor else None,
     )
     if not settings.models:
         print(
@@ -215,13 +219,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.secret_key:
         os.environ["ONLEARN_SECRET_KEY"] = settings.secret_key
     # Each server process follows the log; one worker process does the background work.
-    os.environ["ONLEARN_RUN_WORKER"] = "false"
-    worker = None
-    if settings.run_worker is not False:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "onlearn.cli", "worker", "--log-level", log_level],
-            env={**os.environ},
-        )
+    os.environ.update(ONLEARN_RUN_WORKER="false", ONLEARN_RUN_MONITOR="false")
+    sidecars = [
+        subprocess.Popen([sys.executable, "-m", "onlearn.cli", role, "--log-level", log_level])
+        for role, wanted in (("worker", settings.run_worker), ("monitor", settings.run_monitor))
+        if wanted is not False
+    ]
     try:
         uvicorn.run(
             "serving.app:create_app",
@@ -232,9 +235,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             log_level=log_level,
         )
     finally:
-        if worker is not None:
-            worker.terminate()
-            worker.wait(30)
+        for sidecar in sidecars:
+            sidecar.terminate()
+            sidecar.wait(30)
     return 0
 
 
@@ -258,6 +261,29 @@ def cmd_worker(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     with Engine.from_settings(settings) as engine:
         Worker(engine).run(stop)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from onlearn.config import load_settings
+    from onlearn.monitor import Monitor
+    from onlearn.store.base import open_store
+
+    settings = load_settings(args.config, store_url=args.store)
+    if not settings.models:
+        print(
+            "error: no models configured; pass --config (see examples/phishing.toml)",
+            file=sys.stderr,
+        )
+        return 2
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    with open_store(settings.store_url) as store:
+        Monitor(settings, store).run(stop)
     return 0
 
 

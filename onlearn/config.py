@@ -78,6 +78,21 @@ class RetrainConfig:
 
 
 @dataclass(frozen=True)
+class MonitorConfig:
+    """How the monitor watches a model: windows of traffic against the training data's profile,
+    a concept drift detector on each served version's errors, and where alarms go."""
+
+    window: int = 500  # predictions per input-drift window
+    alpha: float = 0.01  # per-feature level, after the correction over features
+    correction: str = "bh"  # bh (false discovery rate), holm, bonferroni, none
+    reference_size: int = 1000  # training rows in a reference profile built from the log
+    report_every: int = 250  # predictions between two reports
+    detector: Mapping[str, Any] = field(default_factory=lambda: {"name": "adwin"})
+    webhook: str | None = None  # each alarm is POSTed here as JSON
+    timeline: int = 500  # points kept for the dashboard
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """A named learning task: schema, target, pipeline and policies."""
 
@@ -92,6 +107,7 @@ class ModelConfig:
     rollout: RolloutPolicy = field(default_factory=RolloutPolicy)
     refit: RefitConfig = field(default_factory=RefitConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def spec(self) -> dict:
         """What defines a version's behaviour; a change of it means a new version."""
@@ -137,6 +153,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     config_path: str | None = None
     run_worker: bool | None = None  # None: yes with the embedded store, no with a shared one
+    run_monitor: bool | None = None  # the same, for the monitor
 
     def model(self, name: str) -> ModelConfig | None:
         return next((m for m in self.models if m.name == name), None)
@@ -159,6 +176,7 @@ ENVIRONMENT = {
     "ONLEARN_WORKERS": ("workers", int),
     "ONLEARN_SECRET_KEY": ("secret_key", str),
     "ONLEARN_RUN_WORKER": ("run_worker", boolean),
+    "ONLEARN_RUN_MONITOR": ("run_monitor", boolean),
 }
 
 
@@ -245,6 +263,7 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
             "rollout",
             "refit",
             "retrain",
+            "monitor",
         },
         where,
     )
@@ -301,7 +320,46 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
         rollout=rollout,
         refit=refit_from_mapping(table.get("refit", {}), f"[models.{name}.refit]", pipeline),
         retrain=retrain_from_mapping(table.get("retrain", {}), f"[models.{name}.retrain]"),
+        monitor=monitor_from_mapping(table.get("monitor", {}), f"[models.{name}.monitor]"),
     )
+
+
+def monitor_from_mapping(table: Any, where: str) -> MonitorConfig:
+    from onlearn.drift import detector_from_config
+
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    detector = table.get("detector", {"name": "adwin"})
+    try:
+        detector_from_config(detector)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    if isinstance(detector, str):
+        detector = {"name": detector}
+    webhook = table.get("webhook")
+    if webhook is not None and not (
+        isinstance(webhook, str) and webhook.startswith(("http://", "https://"))
+    ):
+        raise ConfigError(f"{where}: webhook must be an http(s) URL")
+    correction = table.get("correction", "bh")
+    if correction not in ("bh", "holm", "bonferroni", "none"):
+        raise ConfigError(f"{where}: correction must be bh, holm, bonferroni or none")
+    numbers = {k: v for k, v in table.items() if k not in ("detector", "webhook", "correction")}
+    config = _dataclass_from(
+        MonitorConfig,
+        numbers,
+        where,
+        exclude={"detector", "webhook", "correction"},
+        detector=dict(detector),
+        webhook=webhook,
+        correction=correction,
+    )
+    if not 0 < config.alpha < 1:
+        raise ConfigError(f"{where}: alpha must be in (0, 1)")
+    for key in ("window", "reference_size", "report_every", "timeline"):
+        if getattr(config, key) < 2:
+            raise ConfigError(f"{where}: {key} must be at least 2")
+    return config
 
 
 def refit_from_mapping(table: Any, where: str, pipeline: PipelineSpec) -> RefitConfig:

@@ -267,6 +267,28 @@ class Engine:
             "versions": versions,
         }
 
+    def drift(self, name: str) -> dict[str, Any]:
+        """The monitor's latest report of the model (input drift, skew, prediction drift,
+        agreement, concept drift, alarms, timeline) and this process's validation counters."""
+        rt = self.runtime(name)
+        from onlearn.monitor import DOCUMENT
+
+        report = self.store.registry.get_document(name, DOCUMENT)
+        violations: dict[str, dict[str, int]] = {}
+        for (feature, rule), count in sorted(rt.violations.items()):
+            violations.setdefault(feature, {})[rule] = count
+        if report is None:
+            report = {
+                "model": name,
+                "updated_at": None,
+                "detail": "no monitor report yet: run `onlearn monitor` (onlearn serve runs one "
+                "with the embedded store) and send some traffic",
+            }
+        report = dict(report)
+        report.pop("cursor", None)
+        report["violations"] = violations
+        return report
+
     def ready(self) -> tuple[bool, str]:
         if not self.started:
             return False, "models are not loaded yet"
@@ -449,7 +471,12 @@ class Engine:
         """Predict one row. ``key`` routes the request (a canary answers a sticky share of keys;
         without a key, the share is of requests)."""
         rt = self.runtime(name)
-        return self._predict(rt, rt.schema.validate(features), self.clock(), key)
+        try:
+            clean = rt.schema.validate(features)
+        except SchemaViolation as e:
+            rt.count_violations(e)
+            raise
+        return self._predict(rt, clean, self.clock(), key)
 
     def predict_many(
         self, name: str, rows: Sequence[Any], *, keys: Sequence[str | None] | None = None
@@ -461,6 +488,7 @@ class Engine:
             try:
                 clean.append(validate(features))
             except SchemaViolation as e:
+                rt.count_violations(e)
                 errors.extend(e.at(i).errors)
         if errors:
             raise SchemaViolation(errors)
@@ -663,6 +691,7 @@ class Engine:
             try:
                 clean = rt.schema.validate(item.features)
             except SchemaViolation as e:
+                rt.count_violations(e)
                 errors.extend(e.at("features").errors)
         if errors:
             raise SchemaViolation(errors)

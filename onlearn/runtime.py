@@ -8,6 +8,7 @@ event is applied exactly once whoever (the follower thread or a synchronous call
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import threading
 import zlib
@@ -50,6 +51,9 @@ class ModelRuntime:
         self.wake = threading.Event()
         self.predictions = 0
         self.labels_applied = 0
+        # (field, rule) -> rows refused for it here: the validation statistics of the inputs
+        # that never reach a model (counted only on errors, off the happy path).
+        self.violations: collections.Counter[tuple[str, str]] = collections.Counter()
         self.snapshot_seq = 0
         # Which predictions to ask labels for. Per process, not replayed: a budget is spent by
         # the traffic each process sees, and replicas split the traffic.
@@ -65,6 +69,11 @@ class ModelRuntime:
         # of the log. Only what follows ``seq`` without a gap is taken from here.
         self._offered: dict[int, Event] = {}
         self._offered_lock = threading.Lock()
+
+    def count_violations(self, violation) -> None:
+        for error in violation.errors:
+            field = str(error.loc[0]) if error.loc else "(row)"
+            self.violations[(field, error.rule)] += 1
 
     @property
     def champion(self) -> LearnerState:

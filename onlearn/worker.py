@@ -378,7 +378,12 @@ class Worker:
         reason = key = None
         if cfg.on_alarm and alarms:
             newest = alarms[-1]
-            reason = f"alarm at seq {newest['seq']}: {newest.get('kind', 'drift')} {newest.get('detail', '')}".strip()
+            described = "; ".join(
+                f"{a.get('kind', 'drift')} at seq {a['seq']}"
+                + (f" ({a['detail']})" if a.get("detail") else "")
+                for a in alarms[-5:]
+            )
+            reason = f"alarm{'s' if len(alarms) > 1 else ''}: {described}"
             key = f"retrain:{rt.name}:alarm:{newest['seq']}"
         else:
             count_due = cfg.every_labels and rt.seq - last_seq >= cfg.every_labels

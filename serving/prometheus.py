@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import time
+
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
+
+from onlearn.errors import OnlearnError
 
 QUALITY = ("accuracy", "log_loss", "macro_f1", "mae", "rmse")
 
 
 class EngineCollector:
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, monitor_ttl_s: float = 2.0) -> None:
         self.engine = engine
+        self.monitor_ttl_s = monitor_ttl_s
+        self._reports: tuple[float, dict] = (0.0, {})
+
+    def _monitor_reports(self) -> dict:
+        """The monitor's reports from the store, read at most every ``monitor_ttl_s``."""
+        at, reports = self._reports
+        if time.monotonic() - at > self.monitor_ttl_s:
+            reports = {}
+            for name in self.engine.runtimes:
+                try:
+                    reports[name] = self.engine.drift(name)
+                except OnlearnError:
+                    continue  # the store is away: the scrape still gives the counters
+            self._reports = (time.monotonic(), reports)
+        return reports
 
     def collect(self):
+        yield from self._monitoring()
         stats = self.engine.stats()
         predictions = CounterMetricFamily(
             "onlearn_predictions", "Predictions served", labels=["model"]
@@ -70,6 +90,65 @@ class EngineCollector:
             "Events appended by group commit",
             value=commits["events"],
         )
+
+    def _monitoring(self):
+        labels = ["model"]
+        share = GaugeMetricFamily(
+            "onlearn_drift_share", "Share of features drifting", labels=labels
+        )
+        p_value = GaugeMetricFamily(
+            "onlearn_feature_drift_p_value",
+            "Adjusted p-value of each feature's drift test",
+            labels=["model", "feature"],
+        )
+        psi = GaugeMetricFamily(
+            "onlearn_feature_psi",
+            "Population stability index of each feature",
+            labels=["model", "feature"],
+        )
+        alarms = GaugeMetricFamily(
+            "onlearn_alarms", "Alarms in the monitor's recent history", labels=["model", "kind"]
+        )
+        accuracy = GaugeMetricFamily(
+            "onlearn_recent_accuracy",
+            "Accuracy over the last 500 labels",
+            labels=["model", "version"],
+        )
+        depth = GaugeMetricFamily("onlearn_queue_depth", "Items waiting for a label", labels=labels)
+        rate = GaugeMetricFamily(
+            "onlearn_label_rate_per_minute", "Labels per minute", labels=labels
+        )
+        violations = CounterMetricFamily(
+            "onlearn_validation_violations",
+            "Rows refused, by field and rule (this process)",
+            labels=["model", "feature", "rule"],
+        )
+        for name, report in self._monitor_reports().items():
+            drift = report.get("input_drift") or {}
+            if drift.get("drift_share") is not None:
+                share.add_metric([name], drift["drift_share"])
+            for feature in drift.get("features", []):
+                if feature.get("adjusted_p_value") is not None:
+                    p_value.add_metric([name, feature["name"]], feature["adjusted_p_value"])
+                value = (feature.get("statistics") or {}).get("psi")
+                if value is not None:
+                    psi.add_metric([name, feature["name"]], value)
+            kinds: dict[str, int] = {}
+            for alarm in report.get("alarms", []):
+                kinds[alarm["kind"]] = kinds.get(alarm["kind"], 0) + 1
+            for kind, count in kinds.items():
+                alarms.add_metric([name, kind], count)
+            for version, value in (report.get("accuracy") or {}).items():
+                if value is not None:
+                    accuracy.add_metric([name, version], value)
+            if (report.get("queue") or {}).get("depth") is not None:
+                depth.add_metric([name], report["queue"]["depth"])
+            if report.get("label_rate_per_min") is not None:
+                rate.add_metric([name], report["label_rate_per_min"])
+            for feature, rules in (report.get("violations") or {}).items():
+                for rule, count in rules.items():
+                    violations.add_metric([name, feature, rule], count)
+        yield from (share, p_value, psi, alarms, accuracy, depth, rate, violations)
 
 
 def registry_for(engine) -> CollectorRegistry:

@@ -282,6 +282,145 @@ def check_predictions_expire(store: Store) -> None:
     assert store.predictions.get("live-1") is None
 
 
+def _pid(ms: int, n: int = 0) -> str:
+    """A prediction id as onlearn makes them: 32 hex digits, the creation time in ms first."""
+    return f"{ms:012x}{n:020x}"
+
+
+def _ids(records: list[PredictionRecord]) -> list[str]:
+    return [r.id for r in records]
+
+
+def _scan_all(store: Store, model: str, page: int) -> list[PredictionRecord]:
+    """Every record ``scan`` gives for ``model``, read in pages with the last id as cursor."""
+    seen: list[PredictionRecord] = []
+    after = None
+    while batch := store.predictions.scan(model, after, limit=page):
+        assert len(batch) <= page, f"scan gave {len(batch)} records for limit={page}"
+        seen.extend(batch)
+        after = batch[-1].id
+    return seen
+
+
+@_check
+def check_predictions_scan_pages_in_id_order_per_model(store: Store) -> None:
+    later = time.time() + 3600
+    base = 1_700_000_000_000
+    records = {
+        model: [
+            _record(_pid(base + 7 * i + m, i), later, model=model, features={"i": i})
+            for i in range(23)
+        ]
+        for m, model in enumerate(("a", "b", "a:b/é"))
+    }
+    # Several batches, each mixing models and out of id order.
+    mixed = [r for group in zip(*records.values(), strict=True) for r in group]
+    for batch in (mixed[40:], mixed[:5], mixed[20:40][::-1], mixed[5:20]):
+        store.predictions.put_many(batch[::2] + batch[1::2])
+    for model, expected in records.items():
+        expected_ids = sorted(_ids(expected))
+        whole = store.predictions.scan(model, None)
+        assert _ids(whole) == expected_ids, f"scan({model!r}) is in id order, its records only"
+        assert whole == sorted(expected, key=lambda r: r.id), "records come back whole"
+        for page in (1, 4, 23, 50):
+            assert _ids(_scan_all(store, model, page)) == expected_ids, f"pages of {page}"
+        third = expected_ids[3]
+        assert _ids(store.predictions.scan(model, third, limit=2)) == expected_ids[4:6]
+        # A cursor need not be an id: a time prefix reads from that millisecond on.
+        assert _ids(store.predictions.scan(model, third[:12], limit=2)) == expected_ids[3:5]
+        assert store.predictions.scan(model, expected_ids[-1]) == [], "nothing after the last"
+        assert store.predictions.scan(model, "g") == [], "a cursor above every id"
+        assert _ids(store.predictions.scan(model, "", limit=1)) == expected_ids[:1]
+        assert store.predictions.scan(model, None, limit=0) == []
+    assert store.predictions.scan("unknown", None) == []
+    assert store.predictions.scan("a:", None) == [] and store.predictions.scan("", None) == []
+
+
+@_check
+def check_predictions_scan_limit_defaults_to_1000(store: Store) -> None:
+    later = time.time() + 3600
+    records = [_record(_pid(1_700_000_000_000 + i), later) for i in range(1003)]
+    store.predictions.put_many(records[500:] + records[:500])
+    first = store.predictions.scan("m", None)
+    assert _ids(first) == _ids(records[:1000]), "at most 1000 records when no limit is given"
+    assert _ids(store.predictions.scan("m", first[-1].id)) == _ids(records[1000:])
+
+
+@_check
+def check_predictions_scan_skips_expired_records(store: Store) -> None:
+    now = time.time()
+    base = 1_700_000_000_000
+    # Even ids live, odd ids expired (put expired, never live), in one batch and in several.
+    records = [
+        _record(_pid(base + i), now + 3600 if i % 2 == 0 else now - 10, features={"i": i})
+        for i in range(20)
+    ]
+    store.predictions.put_many(records[10:])
+    for record in records[:10]:
+        store.predictions.put_many([record])
+    live = _ids(records[::2])
+    assert _ids(store.predictions.scan("m", None)) == live, "expired records are not scanned"
+    assert _ids(store.predictions.scan("m", None, limit=3)) == live[:3]
+    assert _ids(store.predictions.scan("m", records[1].id, limit=2)) == live[1:3], (
+        "an expired record's id works as a cursor"
+    )
+    for page in (1, 2, 7):
+        assert _ids(_scan_all(store, "m", page)) == live
+    # A live record put again expired disappears; an expired one put again live reappears.
+    store.predictions.put_many(
+        [
+            dataclasses.replace(records[0], expires_at=now - 1),
+            dataclasses.replace(records[1], expires_at=now + 3600),
+        ]
+    )
+    assert _ids(store.predictions.scan("m", None, limit=2)) == [records[1].id, records[2].id]
+    assert store.predictions.purge_expired(time.time()) == 10
+    assert _ids(store.predictions.scan("m", None)) == [records[1].id, *live[1:]]
+    assert store.predictions.purge_expired(now + 7200) == 10
+    assert store.predictions.scan("m", None) == [], "nothing once everything is purged"
+    store.predictions.put_many([records[4]])
+    assert store.predictions.scan("m", None) == [records[4]], "a purged id can be put again"
+
+
+@_check
+def check_predictions_scan_skips_records_that_expired_after_their_put(store: Store) -> None:
+    now = time.time()
+    base = 1_700_000_000_000
+    soon = [_record(_pid(base + i), now + 0.25) for i in range(30)]
+    later = [_record(_pid(base + 30 + i), now + 3600) for i in range(5)]
+    store.predictions.put_many(soon[::3] + later + soon[1::3] + soon[2::3])
+    assert _ids(store.predictions.scan("m", None, limit=2)) == _ids(soon[:2])
+    time.sleep(max(0.0, now + 0.3 - time.time()))
+    # The first pages of ids hold expired records only; scan reads past them, unpurged.
+    assert _ids(store.predictions.scan("m", None, limit=3)) == _ids(later[:3])
+    assert _ids(store.predictions.scan("m", soon[4].id)) == _ids(later)
+    assert _ids(_scan_all(store, "m", 2)) == _ids(later)
+    assert store.predictions.purge_expired(time.time()) == 30
+    assert _ids(store.predictions.scan("m", None)) == _ids(later)
+
+
+@_check
+def check_predictions_scan_follows_a_record_put_again(store: Store) -> None:
+    later = time.time() + 3600
+    ids = [_pid(1_700_000_000_000 + i) for i in range(4)]
+    store.predictions.put_many([_record(rid, later) for rid in ids])
+    replaced = _record(ids[1], later, version="v3", queued=False)
+    store.predictions.put_many([replaced, replaced])
+    assert store.predictions.scan("m", None) == [
+        _record(ids[0], later),
+        replaced,
+        _record(ids[2], later),
+        _record(ids[3], later),
+    ], "a record put again is scanned once, as it is now"
+    moved = _record(ids[2], later, model="n")
+    store.predictions.put_many([moved])
+    assert _ids(store.predictions.scan("m", None)) == [ids[0], ids[1], ids[3]]
+    assert store.predictions.scan("n", None) == [moved], "a record put under another model moves"
+    assert _ids(store.predictions.scan("m", ids[0])) == [ids[1], ids[3]]
+    assert store.predictions.purge_expired(later + 1) == 4
+    assert store.predictions.scan("m", None) == [] and store.predictions.scan("n", None) == []
+
+
 # --- registry --------------------------------------------------------------------------------
 
 
@@ -361,6 +500,54 @@ def check_registry_snapshots(store: Store) -> None:
     assert reg.latest_snapshot("m", "v3") is None and reg.latest_snapshot("n", "v1") is None
     reg.put_snapshot(Snapshot("m", "v1", 30, at=31.0, artifact=b"again"))
     assert reg.latest_snapshot("m", "v1") == Snapshot("m", "v1", 30, 31.0, b"again")
+
+
+@_check
+def check_registry_documents(store: Store) -> None:
+    reg = store.registry
+    document = {
+        "floats": [0.1, 1 / 3, -2.5e-300, 1e300, 0.0, -0.0, 1.0],
+        "ints": [0, -1, 2**53 + 1, 10**30],
+        "flags": [True, False],
+        "none": None,
+        "text": 'Zürich \u00a0 日本 "quoted" \n',
+        "nested": {"lists": [[1, [2, [3.5, None]]], []], "empty": {}, "deep": {"a": {"b": {}}}},
+        "bins": [{"lo": -1.5, "hi": 2.25, "count": 7}] * 50,
+    }
+    assert reg.get_document("m", "profile:v1") is None, "an unknown document is None"
+    reg.put_document("m", "profile:v1", document)
+    back = reg.get_document("m", "profile:v1")
+    assert back == document, "a document round-trips"
+    assert type(back) is dict
+    flags, ints, floats = back["flags"], back["ints"], back["floats"]
+    assert [type(v) for v in flags + ints] == [bool, bool] + [int] * 4, "bools and ints keep type"
+    assert all(type(v) is float for v in floats) and math.copysign(1.0, floats[5]) == -1.0
+    back["none"] = "changed"  # the caller's copy: changing it changes nothing stored
+    assert reg.get_document("m", "profile:v1") == document
+
+    report = {"at": 1.5, "alarms": []}
+    reg.put_document("m", "report", report)
+    reg.put_document("n", "report", {"at": 2.5})
+    reg.put_document("m", "report", {"at": 3.5, "cursor": {"log_seq": 10}})
+    assert reg.get_document("m", "report") == {"at": 3.5, "cursor": {"log_seq": 10}}, (
+        "put replaces the whole document"
+    )
+    assert reg.get_document("n", "report") == {"at": 2.5}, "documents are per model"
+    assert reg.get_document("m", "profile:v1") == document, "and per name"
+    assert reg.get_document("n", "profile:v1") is None and reg.get_document("x", "report") is None
+    reg.put_document("m", "empty", {})
+    assert reg.get_document("m", "empty") == {}
+
+    big = {"values": [i / 7 for i in range(20_000)], "name": "x" * 100_000}  # about 500 KB
+    reg.put_document("m:é/{x}", "big", big)
+    assert reg.get_document("m:é/{x}", "big") == big
+    try:
+        reg.put_document("m", "bad", ["not", "an", "object"])  # type: ignore[arg-type]
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("a document is a JSON object")
+    assert reg.get_document("m", "bad") is None
 
 
 @_check

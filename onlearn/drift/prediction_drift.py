@@ -82,6 +82,11 @@ class PredictionDriftMonitor:
                 )
         self._monitor = InputDriftMonitor(reference, window, alpha, **kwargs)
 
+    @property
+    def n(self) -> int:
+        """Predictions in the window."""
+        return self._monitor.n
+
     def update(self, label: Hashable, proba: Mapping[Any, float] | None = None) -> None:
         self._monitor.update(prediction_row(label, proba))
 

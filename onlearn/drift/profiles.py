@@ -369,6 +369,11 @@ class ProfileBuilder:
         categorical = [f.name for f in schema.features if f.type not in numbers]
         return cls(numeric, categorical, **kwargs)
 
+    @property
+    def rows(self) -> int:
+        """Rows seen so far."""
+        return self._rows
+
     def update(self, row: Mapping[str, Any]) -> None:
         self._rows += 1
         get = row.get

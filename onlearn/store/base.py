@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from onlearn.errors import StoreUnavailable
 from onlearn.records import (
@@ -92,6 +92,12 @@ class PredictionStore(Protocol):
         """Delete records whose ``expires_at <= now``; return how many."""
         ...
 
+    def scan(self, model: str, after: str | None, limit: int = 1000) -> list[PredictionRecord]:
+        """Unexpired records of ``model`` whose id is greater than ``after`` (all when None), in
+        id order (ids start with their time, so this is time order), at most ``limit``: how the
+        monitor reads the traffic, with the last id it saw as its cursor."""
+        ...
+
 
 @runtime_checkable
 class Registry(Protocol):
@@ -153,6 +159,13 @@ class Registry(Protocol):
         ...
 
     def put_snapshot(self, snapshot: Snapshot) -> None: ...
+
+    def put_document(self, model: str, name: str, document: Mapping[str, Any]) -> None:
+        """Store a small JSON document under ``name`` for ``model``, replacing any before
+        (reference profiles, the monitor's reports)."""
+        ...
+
+    def get_document(self, model: str, name: str) -> dict | None: ...
 
     def latest_snapshot(
         self, model: str, version: str, max_seq: int | None = None

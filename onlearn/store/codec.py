@@ -20,11 +20,13 @@ from typing import Any
 from onlearn.records import Event, EventKind, Job, JobState, PredictionRecord, QueueItem, QueueState
 
 __all__ = [
+    "decode_document",
     "decode_event",
     "decode_job",
     "decode_prediction",
     "decode_queue_item",
     "dumps",
+    "encode_document",
     "encode_event",
     "encode_job",
     "encode_prediction",
@@ -57,6 +59,21 @@ def loads(text: str | bytes) -> Any:
     if isinstance(text, bytes | bytearray):
         text = text.decode("utf-8")
     return _decode(text)
+
+
+def encode_document(document: Mapping[str, Any]) -> str:
+    """A registry document (a JSON object) as text; TypeError for anything else.
+
+    >>> decode_document(encode_document({"a": [1, 2.5, True, None], "b": {"c": "é"}}))
+    {'a': [1, 2.5, True, None], 'b': {'c': 'é'}}
+    """
+    if not isinstance(document, Mapping):
+        raise TypeError(f"a document is a mapping (a JSON object), not {type(document).__name__}")
+    return dumps(document if isinstance(document, dict) else dict(document))
+
+
+def decode_document(text: str | bytes) -> dict[str, Any]:
+    return loads(text)
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

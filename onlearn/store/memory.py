@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from onlearn.errors import ConfigError
 from onlearn.records import (
@@ -41,6 +43,7 @@ from onlearn.store.base import (
     RolesState,
     Store,
 )
+from onlearn.store.codec import decode_document, encode_document
 from onlearn.store.leases import (
     FINISHED_STATES,
     check_canary_share,
@@ -167,14 +170,36 @@ class MemoryEventLog:
 
 
 class MemoryPredictionStore:
+    """Records by id, and per model the ids of its records in sorted order (for ``scan``).
+
+    Ids usually arrive in increasing order (they start with their creation time), so indexing a
+    record is an append; one out of order is inserted with bisect.
+    """
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[str, PredictionRecord] = {}
+        self._ids: dict[str, list[str]] = {}  # model -> sorted ids of its records
 
     def put_many(self, records: Sequence[PredictionRecord]) -> None:
         with self._lock:
+            stored, index = self._records, self._ids
             for record in records:
-                self._records[record.id] = record
+                rid, model = record.id, record.model
+                old = stored.get(rid)
+                stored[rid] = record
+                if old is not None:
+                    if old.model == model:
+                        continue  # indexed already
+                    moved = index[old.model]  # put again under another model
+                    del moved[bisect.bisect_left(moved, rid)]
+                ids = index.get(model)
+                if ids is None:
+                    index[model] = [rid]
+                elif ids[-1] < rid:
+                    ids.append(rid)
+                else:
+                    bisect.insort(ids, rid)
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
         record = self._records.get(prediction_id)  # a single dict read is atomic in CPython
@@ -184,10 +209,35 @@ class MemoryPredictionStore:
 
     def purge_expired(self, now: float) -> int:
         with self._lock:
-            expired = [rid for rid, r in self._records.items() if r.expires_at <= now]
-            for rid in expired:
-                del self._records[rid]
+            expired = [r for r in self._records.values() if r.expires_at <= now]
+            if not expired:
+                return 0
+            for record in expired:
+                del self._records[record.id]
+            gone = {r.id for r in expired}
+            for model in {r.model for r in expired}:
+                ids = [rid for rid in self._ids[model] if rid not in gone]
+                if ids:
+                    self._ids[model] = ids
+                else:
+                    del self._ids[model]
             return len(expired)
+
+    def scan(self, model: str, after: str | None, limit: int = 1000) -> list[PredictionRecord]:
+        now = time.time()
+        found: list[PredictionRecord] = []
+        with self._lock:
+            ids = self._ids.get(model)
+            if not ids or limit <= 0:
+                return found
+            start = 0 if after is None else bisect.bisect_right(ids, after)
+            for rid in itertools.islice(ids, start, None):
+                record = self._records[rid]
+                if record.expires_at > now:  # expired but not purged yet: invisible
+                    found.append(record)
+                    if len(found) == limit:
+                        break
+        return found
 
 
 _VERSION_NAME = re.compile(r"v([1-9][0-9]*)")
@@ -212,6 +262,9 @@ class MemoryRegistry:
         self._state: dict[str, tuple[float, int]] = {}  # model -> (canary_share, seq)
         self._history: dict[str, list[dict]] = {}
         self._snapshots: dict[tuple[str, str], dict[int, Snapshot]] = {}
+        # JSON text, as the other backends keep it: what comes back is a copy that neither the
+        # caller's later changes nor the reader's reach, with the same types as elsewhere.
+        self._documents: dict[tuple[str, str], str] = {}
 
     def create_version(
         self, model: str, spec: dict, meta: dict, at: float, key: str | None = None
@@ -338,6 +391,16 @@ class MemoryRegistry:
         with self._lock:
             key = (snapshot.model, snapshot.version)
             self._snapshots.setdefault(key, {})[snapshot.seq] = snapshot
+
+    def put_document(self, model: str, name: str, document: Mapping[str, Any]) -> None:
+        text = encode_document(document)
+        with self._lock:
+            self._documents[(model, name)] = text
+
+    def get_document(self, model: str, name: str) -> dict | None:
+        with self._lock:
+            text = self._documents.get((model, name))
+        return None if text is None else decode_document(text)
 
     def latest_snapshot(
         self, model: str, version: str, max_seq: int | None = None

@@ -75,8 +75,10 @@ from onlearn.store.base import (
     Store,
 )
 from onlearn.store.codec import (
+    decode_document,
     decode_prediction,
     dumps,
+    encode_document,
     encode_prediction,
     event_from_dict,
     event_to_dict,
@@ -118,6 +120,10 @@ _APPEND_CHUNK = 5000
 # per script (Redis serves nobody else while a script runs).
 _TRIM_CHUNK = 1000
 _PURGE_CHUNK = 1000
+# Ids read per round by scan (the records of a round are fetched in one pipeline), and the
+# fewest read by a round after one whose ids had partly expired.
+_SCAN_CHUNK = 1000
+_SCAN_MIN_STEP = 100
 # The largest seq that fits a stream id's sequence part, with room to add one.
 _MAX_SEQ = 2**63 - 1
 
@@ -207,23 +213,54 @@ redis.call('XTRIM', KEYS[1], 'MINID', string.format('0-%d', last + 1))
 return #entries
 """
 
-# KEYS: the expiry index, then one record key per id. ARGV: now, then the ids (ARGV[i] is the
-# id of KEYS[i]). Returns how many records were purged.
+# KEYS: the expiry index, the id -> model hash, then the n record keys, then the n model
+# indexes (the expiry index again for an id without a model). ARGV: now, then the n ids, then
+# for each the model Python read from the hash, as '=' .. model ('' for none). Returns how many
+# records were purged.
 #
 # The score is checked again inside the script: between the caller's range query and this
 # script, a put_many may have replaced a record with a later expires_at, which must survive.
+# So is the model: an id put again under another model meanwhile is left for the next round,
+# which reads its new model (its index key must be one this script was given).
 _PURGE = """
 local now = tonumber(ARGV[1])
+local n = (#ARGV - 1) / 2
 local purged = 0
-for i = 2, #ARGV do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+for i = 1, n do
+  local id = ARGV[1 + i]
+  local score = redis.call('ZSCORE', KEYS[1], id)
   if score and tonumber(score) <= now then
-    redis.call('DEL', KEYS[i])
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    purged = purged + 1
+    local model = redis.call('HGET', KEYS[2], id)
+    local read = ARGV[1 + n + i]
+    if (model and '=' .. model == read) or (not model and read == '') then
+      redis.call('DEL', KEYS[2 + i])
+      redis.call('ZREM', KEYS[1], id)
+      if model then
+        redis.call('ZREM', KEYS[2 + n + i], id)
+        redis.call('HDEL', KEYS[2], id)
+      end
+      purged = purged + 1
+    end
   end
 end
 return purged
+"""
+
+# KEYS: a model's index of ids, the id -> model hash, then one record key per id. ARGV: the
+# model, then the ids (ARGV[i + 1] is the id of KEYS[i + 2]). Returns how many were removed.
+#
+# scan found these ids' records gone (Redis expired them) or put again under another model; the
+# check is repeated here, in one step with the removal, because a put_many may have written the
+# record again (for this model) since scan read it. put_many writes the record, then the hash,
+# then the index, so an entry removed just before such a put is added back by the put itself.
+_SCAN_FORGET = """
+local removed = 0
+for i = 2, #ARGV do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 or redis.call('HGET', KEYS[2], ARGV[i]) ~= ARGV[1] then
+    removed = removed + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return removed
 """
 
 # KEYS: last version number, versions hash, idempotency keys hash. ARGV: the version JSON, "1"
@@ -453,6 +490,7 @@ class _Connection:
         self.append = client.register_script(_APPEND)
         self.trim = client.register_script(_TRIM)
         self.purge = client.register_script(_PURGE)
+        self.scan_forget = client.register_script(_SCAN_FORGET)
         self.create_version = client.register_script(_CREATE_VERSION)
         self.set_role = client.register_script(_SET_ROLE)
         self.change_roles = client.register_script(_CHANGE_ROLES)
@@ -565,7 +603,17 @@ class RedisEventLog:
 class RedisPredictionStore:
     """One string key per record, expiring at its ``expires_at`` (Redis deletes it by itself),
     and one sorted set of ids by ``expires_at`` so that ``purge_expired`` can count and delete
-    what expired; the writer's periodic purge keeps that index small."""
+    what expired; the writer's periodic purge keeps that index small.
+
+    For ``scan``, each model has a sorted set of the ids of its records, all of score 0: members
+    of equal score sort bytewise, which for ids is their order as Python strings (UTF-8 keeps
+    code point order), so ``ZRANGEBYLEX (<after> +`` is exactly "ids greater than the cursor,
+    in id order", whatever the ids look like. (A score by time would need the time parsed out
+    of each id, would not order ids of one millisecond, and a cursor inside one score cannot
+    be expressed as one range.) Records expire by TTL while their ids stay in these indexes:
+    ``purge_expired`` removes them, finding an id's model in a hash (the record itself may be
+    gone), and ``scan`` skips the ids whose record has gone and removes them as it passes.
+    """
 
     def __init__(self, conn: _Connection):
         self._conn = conn
@@ -577,8 +625,11 @@ class RedisPredictionStore:
         k = self._conn.keys
         now = time.time()
         expiry: dict[str, float] = {}
+        models: dict[str, str] = {}
+        by_model: dict[str, dict[str, int]] = {}
         # No MULTI: each SET stands alone (a record is one key) and the writer retries a failed
-        # batch whole, which is harmless because putting a record again replaces it.
+        # batch whole, which is harmless because putting a record again replaces it. The
+        # indexes come after the records, so that scan never meets an id before its record.
         pipe = self._conn.client.pipeline(transaction=False)
         for record in records:
             key = k.prediction(record.id)
@@ -586,13 +637,23 @@ class RedisPredictionStore:
             if not expires_at > now:  # already expired (or NaN): what it replaces goes too
                 pipe.delete(key)
                 expires_at = expires_at if expires_at == expires_at else 0.0
-            elif math.isinf(expires_at):
-                pipe.set(key, encode_prediction(record))
             else:
-                # Rounded up to the millisecond: never deleted before its expires_at.
-                pipe.set(key, encode_prediction(record), pxat=math.ceil(expires_at * 1000))
+                if math.isinf(expires_at):
+                    pipe.set(key, encode_prediction(record))
+                else:
+                    # Rounded up to the millisecond: never deleted before its expires_at.
+                    pipe.set(key, encode_prediction(record), pxat=math.ceil(expires_at * 1000))
+                models[record.id] = record.model
+                ids = by_model.get(record.model)
+                if ids is None:
+                    ids = by_model[record.model] = {}
+                ids[record.id] = 0
             expiry[record.id] = expires_at
         pipe.zadd(k.predictions_expiry(), expiry)
+        if models:
+            pipe.hset(k.predictions_models(), mapping=models)
+            for model, ids in by_model.items():
+                pipe.zadd(k.predictions_of_model(model), ids)
         pipe.execute()
 
     @_guarded("get prediction", idempotent=True)
@@ -607,17 +668,63 @@ class RedisPredictionStore:
     @_guarded("purge predictions", idempotent=True)
     def purge_expired(self, now: float) -> int:
         k = self._conn.keys
-        index = k.predictions_expiry()
+        index, models_key = k.predictions_expiry(), k.predictions_models()
         client = self._conn.client
         total = 0
         while True:
             ids = client.zrangebyscore(index, "-inf", now, start=0, num=_PURGE_CHUNK)
             if not ids:
                 return total
-            keys = [index] + [k.prediction(_decode(i)) for i in ids]
-            total += self._conn.purge(keys=keys, args=[repr(float(now)), *ids])
+            models = client.hmget(models_key, ids)
+            keys = [index, models_key]
+            keys += [k.prediction(_decode(i)) for i in ids]
+            keys += [index if m is None else k.predictions_of_model(_decode(m)) for m in models]
+            read = [b"" if m is None else b"=" + m for m in models]
+            total += self._conn.purge(keys=keys, args=[repr(float(now)), *ids, *read])
             if len(ids) < _PURGE_CHUNK:
                 return total
+
+    @_guarded("scan predictions", idempotent=True)
+    def scan(self, model: str, after: str | None, limit: int = 1000) -> list[PredictionRecord]:
+        found: list[PredictionRecord] = []
+        if limit <= 0:
+            return found
+        k = self._conn.keys
+        client = self._conn.client
+        index = k.predictions_of_model(model)
+        start: str | bytes = "-" if after is None else "(" + after
+        count = min(limit, _SCAN_CHUNK)
+        while True:
+            ids = client.zrangebylex(index, start, "+", start=0, num=count)
+            if not ids:
+                return found
+            pipe = client.pipeline(transaction=False)
+            for rid in ids:
+                pipe.get(k.prediction(_decode(rid)))
+            texts = pipe.execute()
+            now = time.time()
+            gone = []
+            for rid, text in zip(ids, texts, strict=True):
+                if text is None:  # expired by Redis, or deleted by a put of an expired record
+                    gone.append(rid)
+                    continue
+                record = decode_prediction(text)
+                if record.model != model:  # put again under another model
+                    gone.append(rid)
+                elif record.expires_at > now:  # else expired by this clock, not yet by Redis's
+                    found.append(record)
+                    if len(found) == limit:
+                        break
+            if gone:
+                self._conn.scan_forget(
+                    keys=[index, k.predictions_models(), *(k.prediction(_decode(i)) for i in gone)],
+                    args=[model, *gone],
+                )
+            if len(found) == limit or len(ids) < count:
+                return found
+            # Some ids were skipped: read on, in larger steps should many have expired.
+            start = b"(" + ids[-1]
+            count = min(max(limit - len(found), _SCAN_MIN_STEP), _SCAN_CHUNK)
 
 
 # --- registry --------------------------------------------------------------------------------
@@ -800,6 +907,15 @@ class RedisRegistry:
         pipe.hset(k.snapshot(model, version, seq), mapping=blob)
         pipe.zadd(k.snapshots(model, version), {str(seq): seq})
         pipe.execute()
+
+    @_guarded("put document", idempotent=True)
+    def put_document(self, model: str, name: str, document: Mapping[str, Any]) -> None:
+        self._conn.client.hset(self._conn.keys.documents(model), name, encode_document(document))
+
+    @_guarded("get document", idempotent=True)
+    def get_document(self, model: str, name: str) -> dict | None:
+        text = self._conn.client.hget(self._conn.keys.documents(model), name)
+        return None if text is None else decode_document(text)
 
     @_guarded("latest snapshot", idempotent=True)
     def latest_snapshot(
@@ -1124,6 +1240,10 @@ return #ids
 # script; a larger limit is served by several calls, each atomic.
 _CLAIM_CHUNK = 1000
 _QUEUE_PURGE_CHUNK = 1000
+# Ids read per round by scan (the records of a round are fetched in one pipeline), and the
+# fewest read by a round after one whose ids had partly expired.
+_SCAN_CHUNK = 1000
+_SCAN_MIN_STEP = 100
 # The fields of an item that never change, kept as one JSON text; the others are hash fields.
 _ITEM_BODY = (
     "item_id",

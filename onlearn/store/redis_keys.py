@@ -26,6 +26,7 @@ key                                       type    holds
 ``P:model:{m}:roles:state``               hash    ``canary_share`` and ``seq`` (the control
                                                   event of the last change_roles)
 ``P:model:{m}:roles:history``             list    audit entries (JSON), oldest first
+``P:model:{m}:documents``                 hash    document name -> JSON (put_document)
 ``P:model:{m}:snapshots:<version>``       zset    seq (member and score) of each snapshot
 ``P:model:{m}:snapshot:<version>:<seq>``  hash    one snapshot: ``at``, ``parts`` (a count),
                                                   and the artifact's bytes in parts ``0``, ``1``..
@@ -37,6 +38,9 @@ key                                       type    holds
 ``P:model:{m}:queue:counters``            hash    labelled, skipped, expired, ... (QueueStats)
 ``P:model:{m}:queue:item:<id>``           hash    one item: ``body`` (JSON of the fields that
                                                   never change) and one field per changing one
+``P:model:{m}:predictions``               zset    the ids of the model's prediction records, all
+                                                  of score 0 so that they sort by id (scan reads
+                                                  it with ZRANGEBYLEX from its cursor)
 ========================================  ======  ==============================================
 
 Shared by all models (the job keys carry the hash tag ``{jobs}``: one slot for the job scripts):
@@ -44,6 +48,9 @@ Shared by all models (the job keys carry the hash tag ``{jobs}``: one slot for t
 =============================  ======  ========================================================
 ``P:prediction:<id>``          string  the prediction record (JSON), expiring at expires_at
 ``P:predictions:expiry``       zset    prediction id -> expires_at, what purge_expired walks
+``P:predictions:models``       hash    prediction id -> model, for the ids in a model's index:
+                                       how purge_expired finds the index of an id whose record
+                                       Redis has already expired
 ``P:{jobs}:job:<id>``          hash    one job: ``body`` (JSON of the fields that never
                                        change) and one field per changing one
 ``P:{jobs}:keys``              hash    idempotency key -> job id
@@ -121,6 +128,7 @@ class RedisKeys:
             rf"{model}:roles",
             rf"{model}:roles:state",
             rf"{model}:roles:history",
+            rf"{model}:documents",
             rf"{model}:snapshots:{_NAME}",
             rf"{model}:snapshot:{_NAME}:-?[0-9]+",
             rf"{model}:queue",
@@ -129,8 +137,10 @@ class RedisKeys:
             rf"{model}:queue:dedupe",
             rf"{model}:queue:counters",
             rf"{model}:queue:item:{_NAME}",
+            rf"{model}:predictions",
             rf"{re.escape(self.prefix)}:prediction:{_NAME}",
             rf"{re.escape(self.prefix)}:predictions:expiry",
+            rf"{re.escape(self.prefix)}:predictions:models",
             rf"{jobs}:job:{_NAME}",
             rf"{jobs}:keys",
             rf"{jobs}:active",
@@ -172,6 +182,9 @@ class RedisKeys:
 
     def role_history(self, model: str) -> str:
         return f"{self._model(model)}:roles:history"
+
+    def documents(self, model: str) -> str:
+        return f"{self._model(model)}:documents"
 
     def snapshots(self, model: str, version: str) -> str:
         return f"{self._model(model)}:snapshots:{_part(version)}"
@@ -234,6 +247,12 @@ class RedisKeys:
 
     def predictions_expiry(self) -> str:
         return f"{self.prefix}:predictions:expiry"
+
+    def predictions_models(self) -> str:
+        return f"{self.prefix}:predictions:models"
+
+    def predictions_of_model(self, model: str) -> str:
+        return f"{self._model(model)}:predictions"
 
     # --- for operators and tests ---
 

@@ -55,7 +55,14 @@ from onlearn.store.base import (
     RolesState,
     Store,
 )
-from onlearn.store.codec import decode_prediction, dumps, encode_prediction, loads
+from onlearn.store.codec import (
+    decode_document,
+    decode_prediction,
+    dumps,
+    encode_document,
+    encode_prediction,
+    loads,
+)
 from onlearn.store.leases import (
     check_canary_share,
     check_job,
@@ -79,9 +86,10 @@ __all__ = [
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 # 1: the first schema. 2: versions.key (create_version's idempotency key), role_history.seq,
-# roles_state (canary share and seq of the last change_roles); a version-1 file is upgraded
-# in place when opened.
-SCHEMA_VERSION = 2
+# roles_state (canary share and seq of the last change_roles). 3: the predictions_model_id
+# index (PredictionStore.scan) and the documents table (Registry.put_document). An older file
+# is upgraded in place when opened.
+SCHEMA_VERSION = 3
 
 # Column types are TEXT, never "JSON": SQLite gives an unknown type name NUMERIC affinity, which
 # would turn a payload such as '123' into the integer 123.
@@ -111,6 +119,9 @@ _SCHEMA = [
         body TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS predictions_expires_at ON predictions (expires_at)",
+    # scan: a model's records in id order from a cursor, read along this index. One more index
+    # entry per record written; expires_at is checked on the row, whose body is read anyway.
+    "CREATE INDEX IF NOT EXISTS predictions_model_id ON predictions (model, id)",
     """CREATE TABLE IF NOT EXISTS versions (
         model TEXT NOT NULL,
         number INTEGER NOT NULL,
@@ -153,6 +164,14 @@ _SCHEMA = [
         at REAL NOT NULL,
         artifact BLOB NOT NULL,
         PRIMARY KEY (model, version, seq)
+    )""",
+    # Small JSON documents per model and name (reference profiles, the monitor's reports).
+    """CREATE TABLE IF NOT EXISTS documents (
+        model TEXT NOT NULL,
+        name TEXT NOT NULL,
+        body TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (model, name)
     )""",
     # Labelling queue. JSON columns (features, proba, result) are TEXT like every payload.
     """CREATE TABLE IF NOT EXISTS queue_items (
@@ -606,6 +625,29 @@ class SqlitePredictionStore:
             if deleted < _PURGE_CHUNK:
                 return total
 
+    @_guarded("scan predictions")
+    def scan(self, model: str, after: str | None, limit: int = 1000) -> list[PredictionRecord]:
+        if limit <= 0:
+            return []
+        now = time.time()
+        if after is None:
+            rows = self._db.fast().execute(_SCAN_FIRST_SQL, (model, now, limit)).fetchall()
+        else:
+            rows = self._db.fast().execute(_SCAN_SQL, (model, after, now, limit)).fetchall()
+        return [decode_prediction(body) for (body,) in rows]
+
+
+# Both walk predictions_model_id from the cursor, in its order (no sort). The unary + keeps
+# expires_at out of the choice of index: predictions_expires_at would read every live record
+# of every model, then sort. Expired rows not purged yet are skipped on the way.
+_SCAN_SQL = (
+    "SELECT body FROM predictions WHERE model = ? AND id > ? AND +expires_at > ?"
+    " ORDER BY id LIMIT ?"
+)
+_SCAN_FIRST_SQL = (
+    "SELECT body FROM predictions WHERE model = ? AND +expires_at > ? ORDER BY id LIMIT ?"
+)
+
 
 _VERSION_NAME = re.compile(r"v([1-9][0-9]*)")
 
@@ -853,6 +895,26 @@ class SqliteRegistry:
                     sqlite3.Binary(snapshot.artifact),
                 ),
             )
+
+    @_guarded("put document")
+    def put_document(self, model: str, name: str, document: Mapping[str, Any]) -> None:
+        body = encode_document(document)
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            conn.execute(
+                "INSERT INTO documents (model, name, body, at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (model, name) DO UPDATE SET body = excluded.body, at = excluded.at",
+                (model, name, body, time.time()),
+            )
+
+    @_guarded("get document")
+    def get_document(self, model: str, name: str) -> dict | None:
+        row = (
+            self._db.durable()
+            .execute("SELECT body FROM documents WHERE model = ? AND name = ?", (model, name))
+            .fetchone()
+        )
+        return None if row is None else decode_document(row[0])
 
     @_guarded("latest snapshot")
     def latest_snapshot(

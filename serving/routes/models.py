@@ -33,3 +33,13 @@ async def describe_model(name: str, request: Request) -> JSON:
 @router.get("/models/{name}/metrics", summary="Prequential metrics per version")
 async def model_metrics(name: str, request: Request) -> JSON:
     return JSON(request.app.state.engine.metrics(name))
+
+
+@router.get(
+    "/models/{name}/drift",
+    summary="Input drift per feature, prediction drift, concept drift alarms",
+)
+async def model_drift(name: str, request: Request) -> JSON:
+    from starlette.concurrency import run_in_threadpool
+
+    return JSON(await run_in_threadpool(request.app.state.engine.drift, name))

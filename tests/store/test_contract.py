@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -9,13 +10,19 @@ import pytest
 from onlearn.checks.stores import (
     all_store_checks,
     check_log_is_ordered_and_gapless,
+    check_predictions_scan_follows_a_record_put_again,
+    check_predictions_scan_limit_defaults_to_1000,
+    check_predictions_scan_pages_in_id_order_per_model,
+    check_predictions_scan_skips_expired_records,
+    check_predictions_scan_skips_records_that_expired_after_their_put,
     check_registry_change_roles_appends_the_event_and_changes_roles_together,
     check_registry_change_roles_with_a_known_key_changes_nothing,
+    check_registry_documents,
     check_store,
 )
-from onlearn.records import Event
+from onlearn.records import Event, PredictionRecord
 from onlearn.store.base import EventLog, PredictionStore, Registry, Store, open_store
-from onlearn.store.memory import MemoryEventLog, MemoryRegistry
+from onlearn.store.memory import MemoryEventLog, MemoryPredictionStore, MemoryRegistry
 
 # Backend name -> the URL of a fresh, empty store, given the requesting test (for its fixtures).
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
@@ -94,3 +101,87 @@ def test_a_registry_that_changes_roles_in_two_steps_fails_the_checks(
     store.registry = _TwoStepRegistry(store.log)  # type: ignore[arg-type]
     with pytest.raises(AssertionError):
         check(store)
+
+
+class _UnsortedScan(MemoryPredictionStore):
+    """Scans in the order records were put, not by id."""
+
+    def scan(self, model: str, after: str | None, limit: int = 1000) -> list[PredictionRecord]:
+        with self._lock:
+            found = [r for r in self._records.values() if r.model == model]
+        found = [r for r in found if after is None or r.id > after]
+        return [r for r in found if r.expires_at > time.time()][:limit]
+
+
+class _ScanWithExpired(MemoryPredictionStore):
+    """Scans records that expired but were not purged yet."""
+
+    def scan(self, model: str, after: str | None, limit: int = 1000) -> list[PredictionRecord]:
+        with self._lock:
+            ids = sorted(rid for rid, r in self._records.items() if r.model == model)
+        return [self._records[i] for i in ids if after is None or i > after][:limit]
+
+
+class _ScanIgnoringModel(MemoryPredictionStore):
+    """Scans every model's records."""
+
+    def scan(self, model: str, after: str | None, limit: int = 1000) -> list[PredictionRecord]:
+        with self._lock:
+            ids = sorted(self._records)
+        found = [self._records[i] for i in ids if after is None or i > after]
+        return [r for r in found if r.expires_at > time.time()][:limit]
+
+
+class _ScanWithoutDefaultLimit(MemoryPredictionStore):
+    def scan(self, model: str, after: str | None, limit: int = 1_000_000) -> list[PredictionRecord]:
+        return super().scan(model, after, limit)
+
+
+@pytest.mark.parametrize(
+    ("broken", "check"),
+    [
+        (_UnsortedScan, check_predictions_scan_pages_in_id_order_per_model),
+        (_ScanWithExpired, check_predictions_scan_skips_expired_records),
+        (_ScanWithExpired, check_predictions_scan_skips_records_that_expired_after_their_put),
+        (_ScanIgnoringModel, check_predictions_scan_pages_in_id_order_per_model),
+        (_ScanIgnoringModel, check_predictions_scan_follows_a_record_put_again),
+        (_ScanWithoutDefaultLimit, check_predictions_scan_limit_defaults_to_1000),
+    ],
+    ids=lambda x: getattr(x, "__name__", None),
+)
+def test_a_broken_scan_fails_the_checks(
+    broken: type[MemoryPredictionStore], check: Callable[[Store], None]
+) -> None:
+    store = open_store("memory://")
+    store.predictions = broken()
+    with pytest.raises(AssertionError):
+        check(store)
+
+
+class _SharedDocuments(MemoryRegistry):
+    """Keeps and returns the caller's own dict: a change by either side changes the store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._docs: dict[tuple[str, str], dict] = {}
+
+    def put_document(self, model, name, document):  # type: ignore[no-untyped-def]
+        self._docs[(model, name)] = document
+
+    def get_document(self, model, name):  # type: ignore[no-untyped-def]
+        return self._docs.get((model, name))
+
+
+class _MergingDocuments(MemoryRegistry):
+    """Merges a put into the document before instead of replacing it."""
+
+    def put_document(self, model, name, document):  # type: ignore[no-untyped-def]
+        super().put_document(model, name, {**(self.get_document(model, name) or {}), **document})
+
+
+@pytest.mark.parametrize("broken", [_SharedDocuments, _MergingDocuments])
+def test_a_broken_document_store_fails_the_checks(broken: type[MemoryRegistry]) -> None:
+    store = open_store("memory://")
+    store.registry = broken()
+    with pytest.raises(AssertionError):
+        check_registry_documents(store)

@@ -6,6 +6,7 @@ the shared contract checks run through ``BACKENDS`` in test_contract.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -52,7 +53,10 @@ def _workload(store: Store, model: str) -> None:
     seqs = store.log.append(model, [_event(i, key=f"k{i}" if i % 2 else None) for i in range(10)])
     assert seqs == list(range(1, 11))
     assert store.log.trim(model, upto=4) == 4
-    store.predictions.put_many([_record(f"{model}/p1", time.time() + 600)])
+    record = dataclasses.replace(_record(f"{model}/p1", time.time() + 600), model=model)
+    store.predictions.put_many([record])
+    assert [r.id for r in store.predictions.scan(model, None)] == [f"{model}/p1"]
+    store.registry.put_document(model, "report", {"model": model})
     assert store.registry.create_version(model, {"n": 1}, {}, at=1.0).version == "v1"
     store.registry.set_role(model, "champion", "v1", actor="t", reason="r", at=2.0)
     store.registry.put_snapshot(Snapshot(model, "v1", 10, 3.0, b"\x00\xffstate"))
@@ -104,6 +108,9 @@ def test_every_key_comes_from_redis_keys_and_carries_the_prefix(redis_url: str) 
             keys.snapshot("m", "v1", 10),
             keys.prediction("m/p1"),
             keys.predictions_expiry(),
+            keys.predictions_models(),
+            keys.predictions_of_model("m"),
+            keys.documents("m"),
             keys.versions_keys("m"),
             keys.roles_state("m"),
             keys.queue("m"),
@@ -334,6 +341,71 @@ def test_prediction_records_expire_in_redis(store: Store, redis_url: str) -> Non
     # The expiry index keeps the ids until a purge, which the prediction writer runs regularly.
     assert store.predictions.purge_expired(time.time()) == 2
     assert client.zcard(keys.predictions_expiry()) == 0
+    assert client.hlen(keys.predictions_models()) == 0
+    assert client.zcard(keys.predictions_of_model("m")) == 0
+
+
+def test_scan_indexes_forget_expired_ids(store: Store, redis_url: str) -> None:
+    keys, client = RedisKeys(), redis.Redis.from_url(redis_url)
+    now = time.time()
+    pid = "{:012x}{:020x}".format
+    soon = [_record(pid(1, i), now + 0.3) for i in range(250)]
+    later = [_record(pid(2, i), now + 600) for i in range(3)]
+    store.predictions.put_many(soon + later)
+    index = keys.predictions_of_model("m")
+    assert client.zcard(index) == 253 and client.hlen(keys.predictions_models()) == 253
+    assert {client.zscore(index, r.id) for r in soon + later} == {0.0}, "one score: lex order"
+    time.sleep(0.4)
+    # Redis expired the records; scan reads past their ids and drops them from the index.
+    assert [r.id for r in store.predictions.scan("m", None, limit=2)] == [r.id for r in later[:2]]
+    assert client.zcard(index) == 3
+    assert client.zcard(keys.predictions_expiry()) == 253, "the expiry index waits for a purge"
+    assert store.predictions.purge_expired(time.time()) == 250
+    assert client.hlen(keys.predictions_models()) == 3 and client.zcard(index) == 3
+
+    # An id put again under another model leaves its old model's index when scanned or purged.
+    moved = _record(later[0].id, time.time() + 600)
+    store.predictions.put_many([dataclasses.replace(moved, model="n")])
+    assert client.zcard(index) == 3
+    assert [r.id for r in store.predictions.scan("m", None)] == [r.id for r in later[1:]]
+    assert client.zcard(index) == 2
+    assert client.hget(keys.predictions_models(), moved.id) == b"n"
+    assert store.predictions.purge_expired(time.time() + 3600) == 3
+    assert client.zcard(index) == client.zcard(keys.predictions_of_model("n")) == 0
+    assert client.hlen(keys.predictions_models()) == client.zcard(keys.predictions_expiry()) == 0
+
+
+def test_purge_handles_ids_written_before_the_scan_index(store: Store, redis_url: str) -> None:
+    # An older onlearn wrote records and expiry entries, but no model index nor id -> model.
+    keys, client = RedisKeys(), redis.Redis.from_url(redis_url)
+    now = time.time()
+    client.set(keys.prediction("old"), b"{}", px=60_000)
+    client.zadd(keys.predictions_expiry(), {"old": now - 5, "older": now - 50})
+    store.predictions.put_many([_record("new", now - 1), _record("live", now + 600)])
+    assert store.predictions.purge_expired(now) == 3
+    assert client.exists(keys.prediction("old")) == 0
+    assert client.zrange(keys.predictions_expiry(), 0, -1) == [b"live"]
+    assert [r.id for r in store.predictions.scan("m", None)] == ["live"]
+
+
+def test_put_many_indexes_a_batch_in_a_few_commands(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The writer thread pays for the index on every batch: one ZADD per model, one HSET.
+    sent: list[str] = []
+    pipeline = redis.client.Pipeline
+
+    def record_commands(self: redis.client.Pipeline, raise_on_error: bool = True) -> list:
+        sent.extend(str(args[0]) for args, _ in self.command_stack)
+        return original(self, raise_on_error)
+
+    original = pipeline.execute
+    monkeypatch.setattr(pipeline, "execute", record_commands)
+    now = time.time()
+    records = [_record(f"p{i}", now + 600) for i in range(100)]
+    records += [dataclasses.replace(_record(f"q{i}", now + 600), model="n") for i in range(50)]
+    store.predictions.put_many(records)
+    assert sorted(sent) == sorted(["SET"] * 150 + ["ZADD"] * 3 + ["HSET"])
 
 
 def test_large_batches_and_long_trims_are_split_into_bounded_scripts(

@@ -18,7 +18,7 @@ import pytest
 from onlearn.errors import ConfigError, StoreUnavailable
 from onlearn.records import Event, EventKind, PredictionRecord, Snapshot
 from onlearn.store.base import open_store
-from onlearn.store.sqlite import open_sqlite_store, parse_sqlite_url
+from onlearn.store.sqlite import SCHEMA_VERSION, open_sqlite_store, parse_sqlite_url
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -327,9 +327,68 @@ def test_a_file_of_schema_version_1_is_upgraded_in_place(tmp_path: Path) -> None
         assert reg.change_roles("m", {"champion": "v2"}, event, actor="a", reason="r", at=5.0) == 1
         assert reg.roles_state("m").seq == 1 and reg.role_history("m")[-1]["seq"] == 1
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     with open_sqlite_store(url) as store:  # opening an upgraded file again changes nothing
         assert [v.version for v in store.registry.list_versions("m")] == ["v1", "v2"]
+
+
+def _record(rid: str, model: str = "m", expires_at: float | None = None) -> PredictionRecord:
+    expires_at = time.time() + 600 if expires_at is None else expires_at
+    return PredictionRecord(
+        rid, model, 1.0, {"x": 1}, "v1", {"v1": {"label": True}}, expires_at=expires_at
+    )
+
+
+def test_a_file_of_schema_version_2_is_upgraded_in_place(tmp_path: Path) -> None:
+    # Version 3 added the documents table and the predictions_model_id index, nothing else: a
+    # version-3 file without them is what version 2 made.
+    path = tmp_path / "v2.db"
+    url = f"sqlite:///{path}"
+    ids = [f"{1_700_000_000_000 + i:012x}{i:020x}" for i in range(5)]
+    with open_sqlite_store(url) as store:
+        store.predictions.put_many([_record(rid) for rid in reversed(ids)])
+    with sqlite3.connect(path) as old:
+        old.execute("DROP TABLE documents")
+        old.execute("DROP INDEX predictions_model_id")
+        old.execute("PRAGMA user_version = 2")
+    with open_sqlite_store(url) as store:
+        assert [r.id for r in store.predictions.scan("m", None)] == ids, "old records are scanned"
+        store.registry.put_document("m", "report", {"ok": True})
+        assert store.registry.get_document("m", "report") == {"ok": True}
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        indexes = {row[1] for row in check.execute("PRAGMA index_list(predictions)")}
+        assert "predictions_model_id" in indexes
+
+
+@pytest.mark.parametrize("after", [None, "0000"])
+def test_scan_reads_the_model_index_in_order_without_sorting(
+    tmp_path: Path, after: str | None
+) -> None:
+    from onlearn.store import sqlite as sqlite_store
+
+    with open_sqlite_store(_url(tmp_path)) as store:
+        now = time.time()
+        # Many expired, unpurged rows and many models: the planner must still take the index.
+        store.predictions.put_many(
+            [
+                _record(f"{i:032x}", f"m{i % 50}", now - 10 if i % 3 else now + 600)
+                for i in range(4000)
+            ]
+        )
+        conn = store.predictions._db.fast()  # type: ignore[attr-defined]
+        conn.execute("ANALYZE")
+        sql, args = (
+            (sqlite_store._SCAN_FIRST_SQL, ("m1", now, 10))
+            if after is None
+            else (sqlite_store._SCAN_SQL, ("m1", after, now, 10))
+        )
+        plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+        assert "USING INDEX predictions_model_id (model=?" in plan, plan
+        assert "TEMP B-TREE" not in plan, plan
+        got = store.predictions.scan("m1", after, limit=10)
+        assert len(got) == 10
+        assert [r.id for r in got] == [f"{i:032x}" for i in range(1, 4000, 50) if i % 3 == 0][:10]
 
 
 def test_a_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:

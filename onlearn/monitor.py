@@ -1,0 +1,568 @@
+"""The monitor: a sidecar that watches each model's traffic and labels and raises alarms.
+
+It reads the prediction records (with a cursor over their time-ordered ids) and the log (label
+and control events), never the predict path. For each model it keeps:
+
+- validation statistics: missing values per field (violations are counted by the servers, which
+  refuse them);
+- the reference profile of the champion's training data (stored with the version; built from
+  the log's first label events when a version has none yet) and two comparisons with live
+  traffic: a sliding window (input drift) and a long one (train/serve skew);
+- drift of the predicted labels and of the confidence, and the champion's agreement with the
+  challengers and shadows (signals that need no labels);
+- a concept drift detector on the error stream of each served version;
+- a timeline for the dashboard.
+
+Its report is a document in the store (``monitor``) that every server reads for
+``GET /models/{name}/drift``, ``/metrics`` and the dashboard. An alarm is an ``alarm`` event in
+the model's log (the worker's retrain triggers read it), a log line, and a webhook POST.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from onlearn.config import ModelConfig, Settings
+from onlearn.drift import (
+    AgreementMonitor,
+    InputDriftMonitor,
+    PredictionDriftMonitor,
+    Profile,
+    ProfileBuilder,
+    detector_from_config,
+    prediction_row,
+)
+from onlearn.errors import OnlearnError
+from onlearn.learner import proba_dict
+from onlearn.records import Event, EventKind, PredictionRecord
+from onlearn.registry import CHAMPION
+from onlearn.store.base import Store
+
+log = logging.getLogger(__name__)
+
+DOCUMENT = "monitor"
+SKEW_WINDOW = 5000
+SETTLE_S = 2.0  # how far behind the present the monitor reads the traffic  # predictions in the long window compared with the training data
+MAX_ALARMS = 100
+
+
+def profile_document(version: str) -> str:
+    return f"profile:{version}"
+
+
+def training_profile(store: Store, config: ModelConfig, upto: int) -> Profile | None:
+    """The profile of the last ``reference_size`` label events at or before ``upto``: the
+    training data of a version trained up to there."""
+    size = config.monitor.reference_size
+    builder = ProfileBuilder.from_schema(config.schema, sample_size=size)
+    after = max(0, upto - 4 * size)  # label events are most of the log; read a little more
+    rows: collections.deque = collections.deque(maxlen=size)
+    while after < upto:
+        events = store.log.read(config.name, after=after, limit=min(2000, upto - after))
+        if not events:
+            break
+        rows.extend(e.payload["features"] for e in events if e.kind is EventKind.LABEL)
+        after = events[-1].seq
+    for row in rows:
+        builder.update(row)
+    return builder.profile() if rows else None
+
+
+class ModelMonitor:
+    """Everything watched for one model, fed records and events in order."""
+
+    def __init__(self, config: ModelConfig, *, reference: Profile | None = None) -> None:
+        self.config = config
+        self.settings = config.monitor
+        self.roles: dict[str, str] = {}
+        self.reference: Profile | None = None
+        self.reference_version: str | None = None
+        self._builder: ProfileBuilder | None = None
+        self.inputs: InputDriftMonitor | None = None
+        self.skew: InputDriftMonitor | None = None
+        self._prediction_builder: ProfileBuilder | None = None
+        self.prediction_drift: PredictionDriftMonitor | None = None
+        self.agreement = AgreementMonitor(window=self.settings.window)
+        self.detectors: dict[str, Any] = {}
+        self.missing: collections.Counter[str] = collections.Counter()
+        self.rows = 0
+        self.labels = 0
+        self._label_times: collections.deque[float] = collections.deque(maxlen=1000)
+        self._recent: dict[str, collections.deque[bool]] = {}
+        self._errors: dict[str, ErrorRates] = {}
+        self._confidence: collections.deque[float] = collections.deque(maxlen=self.settings.window)
+        self._labels_watched = 0
+        self.timeline: collections.deque[dict] = collections.deque(maxlen=self.settings.timeline)
+        self.alarms: collections.deque[dict] = collections.deque(maxlen=MAX_ALARMS)
+        self._on: set[str] = set()  # alarms currently raised: raised again only after clearing
+        self._new_alarm_kinds: set[str] = set()  # raised since the last timeline point
+        self.pending: list[dict] = []  # raised, not yet sent
+        self._since_report = 0
+        self.last_report: dict[str, Any] = {}
+        if reference is not None:
+            self.set_reference(reference, None)
+
+    # Inputs
+
+    def set_reference(self, profile: Profile, version: str | None) -> None:
+        cfg = self.settings
+        self.reference, self.reference_version = profile, version
+        self.inputs = InputDriftMonitor(
+            profile, window=cfg.window, alpha=cfg.alpha, correction=cfg.correction
+        )
+        self.skew = InputDriftMonitor(
+            profile, window=SKEW_WINDOW, alpha=cfg.alpha, correction=cfg.correction
+        )
+        self._builder = None
+
+    def watch_champion(self, version: str, reference: Profile | None) -> None:
+        """A new champion: compare the traffic with its training data's profile (built from the
+        log's next label events when it has none yet), and its answers with its first ones."""
+        size = self.settings.reference_size
+        if reference is not None:
+            self.set_reference(reference, version)
+        else:
+            self.reference_version = version
+            self._builder = ProfileBuilder.from_schema(self.config.schema, sample_size=size)
+        self.prediction_drift = None
+        self._prediction_builder = ProfileBuilder(
+            numeric=["confidence"], categorical=["label"], sample_size=size
+        )
+        self._labels_watched = 0
+
+    def observe_prediction(self, record: PredictionRecord) -> None:
+        self.rows += 1
+        self._since_report += 1
+        features = record.features
+        for f in self.config.schema.features:
+            if features.get(f.name) is None:
+                self.missing[f.name] += 1
+        if self.inputs is not None:
+            self.inputs.update(features)
+            self.skew.update(features)
+        outputs = record.outputs
+        answer = outputs.get(record.version)
+        if answer is not None and self.config.task.value == "classification":
+            proba = proba_dict(answer["proba"])
+            if self.prediction_drift is not None:
+                self.prediction_drift.update(answer["label"], proba)
+                if proba:
+                    self._confidence.append(max(proba.values()))
+            elif (
+                self._prediction_builder is not None
+                and self._labels_watched >= self.settings.reference_size
+            ):
+                # The answers of a model still learning its first labels are no reference.
+                self._prediction_builder.update(prediction_row(answer["label"], proba))
+                if self._prediction_builder.rows >= self.settings.reference_size:
+                    self.prediction_drift = PredictionDriftMonitor(
+                        self._prediction_builder.profile(),
+                        window=self.settings.window,
+                        alpha=self.settings.alpha,
+                    )
+                    self._prediction_builder = None
+            others = {v: o["label"] for v, o in outputs.items() if v != record.version}
+            if others:
+                self.agreement.update(answer["label"], others)
+
+    def observe_event(self, event: Event) -> Profile | None:
+        """A log event; returns a reference profile when one was just completed (to store)."""
+        if event.kind in (EventKind.PROMOTE, EventKind.ROLLBACK):
+            for role, version in event.payload["changes"].items():
+                if version is None:
+                    self.roles.pop(role, None)
+                else:
+                    self.roles[role] = version
+            return None
+        if event.kind is not EventKind.LABEL:
+            return None
+        payload = event.payload
+        self.labels += 1
+        self._labels_watched += 1
+        self._label_times.append(event.at)
+        completed = None
+        if self._builder is not None:
+            self._builder.update(payload["features"])
+            if self._builder.rows >= self.settings.reference_size:
+                completed = self._builder.profile()
+                self.set_reference(completed, self.reference_version)
+        y = payload["label"]
+        for version, answer in (payload.get("outputs") or {}).items():
+            correct = answer["label"] == y
+            recent = self._recent.setdefault(version, collections.deque(maxlen=500))
+            recent.append(correct)
+            errors = self._errors.setdefault(version, ErrorRates())
+            errors.update(correct)
+            if (
+                self.config.task.value == "classification"
+                and errors.n > self.settings.reference_size
+            ):
+                # Skip a version's first labels: a model learning errs less and less, a change
+                # every detector sees and none worth an alarm.
+                detector = self.detectors.get(version)
+                if detector is None:
+                    detector = self.detectors[version] = detector_from_config(
+                        self.settings.detector
+                    )
+                detector.update_pair(y, answer["label"])
+                # Detectors see changes both ways; only more errors is an alarm.
+                if detector.drift_detected and errors.worse():
+                    self._raise(
+                        {
+                            "kind": "concept_drift",
+                            "version": version,
+                            "detector": detector.name,
+                            "detail": f"{detector.name} detected a change in the errors of {version}",
+                            "seq": event.seq,
+                        },
+                        at=event.at,
+                    )
+                    errors.reset()
+                elif detector.drift_detected:
+                    errors.reset()
+        return completed
+
+    # Reports
+
+    def due(self) -> bool:
+        return self._since_report >= self.settings.report_every
+
+    def report(self, now: float, queue: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The current state as a JSON document, and a timeline point."""
+        self._since_report = 0
+        inputs = self.inputs.report() if self.inputs is not None and self.inputs.n >= 2 else None
+        skew = self.skew.report() if self.skew is not None and self.skew.n >= 2 else None
+        predictions = (
+            self.prediction_drift.report()
+            if self.prediction_drift is not None and self.prediction_drift.n >= 2
+            else None
+        )
+        agreement = self.agreement.report()
+        if inputs is not None:
+            self._level(
+                "input_drift",
+                inputs.alarm,
+                now,
+                f"features drifting: {', '.join(inputs.drifted)}",
+                {"features": list(inputs.drifted), "drift_share": inputs.drift_share},
+            )
+        if predictions is not None:
+            drifted = list(predictions.drifted)
+            reference = self.prediction_drift.reference["confidence"].mean
+            window = self._confidence
+            if "confidence" in drifted and window and sum(window) / len(window) >= (reference or 0):
+                # A learning model grows surer of itself: only falling confidence is a signal.
+                drifted.remove("confidence")
+            self._level(
+                "prediction_drift",
+                bool(drifted),
+                now,
+                f"answers drifting: {', '.join(drifted)}",
+                {"features": drifted},
+            )
+        if agreement.alarm:
+            dropped = [c.name for c in agreement.challengers if c.dropped]
+            self._level(
+                "agreement_drop",
+                True,
+                now,
+                f"agreement with the champion fell for {', '.join(dropped)}",
+                {"versions": dropped},
+            )
+        else:
+            self._level("agreement_drop", False, now, "", {})
+        accuracy = {
+            v: (sum(r) / len(r) if r else None)
+            for v, r in self._recent.items()
+            if v in set(self.roles.values())
+        }
+        point = {
+            "at": now,
+            "rows": self.rows,
+            "labels": self.labels,
+            "label_rate_per_min": self.label_rate(now),
+            "queue_depth": (queue or {}).get("depth"),
+            "accuracy": accuracy,
+            "drift_share": inputs.drift_share if inputs else None,
+            "drift": {f.name: _statistic(f) for f in inputs.features} if inputs else {},
+            "p_values": {f.name: f.adjusted_p_value for f in inputs.features} if inputs else {},
+            "alarms": sorted(self._new_alarm_kinds),
+        }
+        self._new_alarm_kinds = set()
+        self.timeline.append(point)
+        self.last_report = {
+            "model": self.config.name,
+            "updated_at": now,
+            "roles": dict(self.roles),
+            "reference": {
+                "version": self.reference_version,
+                "ready": self.reference is not None,
+                "rows": self.reference.rows if self.reference else 0,
+            },
+            "validation": {
+                "rows": self.rows,
+                "missing": dict(self.missing),
+                "missing_rate": {k: v / self.rows for k, v in self.missing.items()}
+                if self.rows
+                else {},
+            },
+            "input_drift": inputs.to_dict() if inputs else None,
+            "train_serve_skew": skew.to_dict() if skew else None,
+            "prediction_drift": predictions.to_dict() if predictions else None,
+            "agreement": agreement.to_dict(),
+            "concept_drift": {
+                v: {
+                    "detector": d.name,
+                    "updates": d.n,
+                    "detections": d.n_detections,
+                    "warning": bool(getattr(d, "warning_detected", False)),
+                }
+                for v, d in self.detectors.items()
+            },
+            "accuracy": accuracy,
+            "label_rate_per_min": point["label_rate_per_min"],
+            "queue": dict(queue) if queue else None,
+            "alarms": list(self.alarms),
+            "timeline": list(self.timeline),
+        }
+        return self.last_report
+
+    def label_rate(self, now: float) -> float | None:
+        """Labels per minute over the last minutes (up to the last 1000 labels)."""
+        if len(self._label_times) < 2:
+            return None
+        span = max(now, self._label_times[-1]) - self._label_times[0]
+        return 60.0 * len(self._label_times) / span if span > 0 else None
+
+    # Alarms
+
+    def _level(self, name: str, on: bool, now: float, detail: str, extra: dict) -> None:
+        """An alarm raised when a condition starts, and re-armed when it clears."""
+        if on and name not in self._on:
+            self._on.add(name)
+            self._raise({"kind": name, "detail": detail, **extra}, at=now)
+        elif not on:
+            self._on.discard(name)
+
+    def _raise(self, alarm: dict, *, at: float) -> None:
+        alarm = {"model": self.config.name, "at": at, **alarm}
+        self.alarms.append(alarm)
+        self._new_alarm_kinds.add(alarm["kind"])
+        self.pending.append(alarm)
+
+    def take_alarms(self) -> list[dict]:
+        alarms, self.pending = self.pending, []
+        return alarms
+
+
+class ErrorRates:
+    """A version's error rate since the last detected change, and over its last 100 labels:
+    whether a change a detector saw made it worse."""
+
+    RECENT = 100
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._since = [0, 0]  # errors, labels since the last change
+        self._recent: collections.deque[bool] = collections.deque(maxlen=self.RECENT)
+
+    def update(self, correct: bool) -> None:
+        self.n += 1
+        self._since[0] += not correct
+        self._since[1] += 1
+        self._recent.append(not correct)
+
+    def worse(self) -> bool:
+        errors, labels = self._since
+        if not labels or not self._recent:
+            return False
+        return sum(self._recent) / len(self._recent) > errors / labels
+
+    def reset(self) -> None:
+        self._since = [sum(self._recent), len(self._recent)]
+
+
+def _statistic(feature) -> float | None:
+    value = feature.statistics.get("psi")
+    return value if value is None or math.isfinite(value) else None
+
+
+class Monitor:
+    """Runs a ModelMonitor per model against the store, as a process or a thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock=time.time,
+        notify: Callable[[dict, str | None], None] | None = None,
+        poll_s: float = 1.0,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.poll_s = poll_s
+        self.notify = notify or notify_alarm
+        self.models: dict[str, ModelMonitor] = {}
+        self._log_cursor: dict[str, int] = {}
+        self._prediction_cursor: dict[str, str | None] = {}
+        for config in settings.models:
+            self._open(config)
+
+    def _open(self, config: ModelConfig) -> None:
+        name = config.name
+        monitor = ModelMonitor(config)
+        state = self.store.registry.roles_state(name)
+        monitor.roles = dict(state.roles)
+        previous = self.store.registry.get_document(name, DOCUMENT) or {}
+        head = self.store.log.head(name)
+        cursor = previous.get("cursor") or {}
+        # Resume where the last monitor stopped; a first start reads back enough of the log to
+        # build a reference, and the traffic of the last minute.
+        self._log_cursor[name] = min(
+            cursor.get("log_seq", max(0, head - config.monitor.reference_size)), head
+        )
+        now = self.clock()
+        self._prediction_cursor[name] = (
+            cursor.get("prediction_id") or f"{int((now - 60) * 1000):012x}"
+        )
+        for alarm in previous.get("alarms", []):
+            monitor.alarms.append(alarm)
+        for point in previous.get("timeline", []):
+            monitor.timeline.append(point)
+        self._load_reference(monitor)
+        self.models[name] = monitor
+
+    def _load_reference(self, monitor: ModelMonitor) -> None:
+        champion = monitor.roles.get(CHAMPION)
+        if champion is None or champion == monitor.reference_version:
+            return
+        document = self.store.registry.get_document(monitor.config.name, profile_document(champion))
+        monitor.watch_champion(champion, Profile.from_dict(document) if document else None)
+
+    def run(self, stop: threading.Event) -> None:
+        log.info("monitor: running")
+        while not stop.is_set():
+            try:
+                busy = self.tick()
+            except OnlearnError as e:
+                log.warning("monitor: %s; retrying", e)
+                busy = False
+            except Exception:
+                log.exception("monitor: tick failed; retrying")
+                busy = False
+            if not busy:
+                stop.wait(self.poll_s)
+
+    def tick(self) -> bool:
+        """Read what arrived, report when due. True when there was something to read."""
+        busy = False
+        for name, monitor in self.models.items():
+            busy |= self._read(name, monitor)
+            if busy and not monitor.last_report:
+                self.publish(name)
+        return busy
+
+    def _read(self, name: str, monitor: ModelMonitor, page: int = 2000) -> bool:
+        """Feed the monitor what arrived, labels and predictions merged in time order (the
+        answers of a model are judged against what it had learned when it gave them)."""
+        events = self.store.log.read(name, after=self._log_cursor[name], limit=page)
+        # Servers write their records in batches, so an id may reach the store after a larger
+        # one: stay SETTLE_S behind the present, where every batch has landed.
+        horizon = f"{int((self.clock() - SETTLE_S) * 1000):012x}"
+        records = [
+            r
+            for r in self.store.predictions.scan(name, self._prediction_cursor[name], limit=page)
+            if r.id[:12] <= horizon
+        ]
+        # When a page is full, what lies beyond it may be older than the other page's end:
+        # process only up to the earlier of the two ends, and read the rest next time.
+        until = min(
+            events[-1].at if len(events) == page else float("inf"),
+            records[-1].at if len(records) == page else float("inf"),
+        )
+        items = sorted(
+            [(e.at, 0, e) for e in events if e.at <= until]
+            + [(r.at, 1, r) for r in records if r.at <= until],
+            key=lambda item: (item[0], item[1]),
+        )
+        for _, kind, item in items:
+            if kind == 1:
+                monitor.observe_prediction(item)
+                self._prediction_cursor[name] = item.id
+                if monitor.due():
+                    self.publish(name)
+                continue
+            completed = monitor.observe_event(item)
+            if completed is not None:
+                self.store.registry.put_document(
+                    name, profile_document(monitor.reference_version), completed.to_dict()
+                )
+            if item.kind in (EventKind.PROMOTE, EventKind.ROLLBACK):
+                self._load_reference(monitor)
+            self._log_cursor[name] = item.seq
+        self._dispatch(name, monitor)
+        return bool(items)
+
+    def publish(self, name: str) -> dict:
+        monitor = self.models[name]
+        queue = None
+        if monitor.config.active is not None and self.store.queue is not None:
+            stats = self.store.queue.stats(name)
+            queue = {"depth": stats.depth, "claimed": stats.claimed, "labelled": stats.labelled}
+        document = monitor.report(self.clock(), queue)
+        document["cursor"] = {
+            "log_seq": self._log_cursor[name],
+            "prediction_id": self._prediction_cursor[name],
+        }
+        self._dispatch(name, monitor)
+        document["alarms"] = list(monitor.alarms)
+        self.store.registry.put_document(name, DOCUMENT, document)
+        return document
+
+    def _dispatch(self, name: str, monitor: ModelMonitor) -> None:
+        for alarm in monitor.take_alarms():
+            key = (
+                f"alarm:{alarm['kind']}:{alarm.get('version', '')}:{alarm.get('seq', alarm['at'])}"
+            )
+            payload = {k: v for k, v in alarm.items() if k != "model"}
+            (seq,) = self.store.log.append(
+                name, [Event(EventKind.ALARM, payload, at=alarm["at"], key=key)]
+            )
+            alarm["alarm_seq"] = seq
+            self.notify(alarm, monitor.settings.webhook)
+
+
+def notify_alarm(alarm: dict, webhook: str | None) -> None:
+    """A log line for every alarm, and a POST to the model's webhook (off the monitor's thread,
+    so a slow receiver never delays monitoring)."""
+    log.warning("ALARM model=%s kind=%s %s", alarm["model"], alarm["kind"], alarm.get("detail", ""))
+    if webhook:
+        threading.Thread(
+            target=_post, args=(webhook, alarm), name="onlearn-webhook", daemon=True
+        ).start()
+
+
+def _post(url: str, alarm: dict) -> None:
+    import httpx
+
+    try:
+        httpx.post(url, json=alarm, timeout=5.0).raise_for_status()
+    except httpx.HTTPError as e:
+        log.warning("webhook %s refused the alarm: %s", url, e)
+
+
+__all__ = [
+    "DOCUMENT",
+    "ModelMonitor",
+    "Monitor",
+    "notify_alarm",
+    "profile_document",
+]

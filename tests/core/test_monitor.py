@@ -1,0 +1,189 @@
+"""The monitor against a real store and a real engine: references, drift, alarms, webhooks."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import random
+import threading
+import time
+
+import pytest
+
+from onlearn.config import settings_from_mapping
+from onlearn.engine import Engine, FeedbackItem
+from onlearn.monitor import DOCUMENT, Monitor, profile_document
+from onlearn.records import EventKind
+from onlearn.worker import Worker
+
+FEATURES = {
+    "x1": {"type": "number"},
+    "x2": {"type": "number"},
+    "color": {"type": "category", "nullable": True},
+}
+
+
+def settings(url, **monitor):
+    table = {
+        "task": "classification",
+        "classes": ["pos", "neg"],
+        "pipeline": {"name": "logistic_regression"},
+        "features": FEATURES,
+        "monitor": {"window": 300, "reference_size": 500, "report_every": 300, **monitor},
+        "retrain": {"cooldown_s": 0},
+    }
+    return settings_from_mapping(
+        {"store": {"url": url}, "security": {"secret_key": "k"}, "models": {"m": table}}
+    )
+
+
+def rows(n, seed, shift=0.0, flip=False, missing=0.0):
+    rng = random.Random(seed)
+    for _ in range(n):
+        x1, x2 = rng.gauss(shift, 1), rng.gauss(0, 1)
+        color = None if rng.random() < missing else rng.choice(["red", "blue"])
+        label = "pos" if (x1 - shift) + x2 > 0 else "neg"
+        if flip:
+            label = "neg" if label == "pos" else "pos"
+        yield {"x1": x1, "x2": x2, "color": color}, label
+
+
+def traffic(engine, stream):
+    for x, y in stream:
+        p = engine.predict_one("m", x)
+        engine.feedback_one("m", FeedbackItem(y, prediction_id=p.prediction_id))
+    engine._records.flush()
+
+
+class Webhook:
+    """A real HTTP receiver on a free port that keeps what it is POSTed."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alarms"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+def run_monitor(monitor):
+    while monitor.tick():
+        pass
+
+
+def make(url="memory://", **monitor_options):
+    s = settings(url, **monitor_options)
+    engine = Engine.from_settings(s).start()
+    # The monitor reads SETTLE_S behind the present; its clock runs ahead to read everything.
+    monitor = Monitor(s, engine.store, clock=lambda: time.time() + 10)
+    return engine, monitor
+
+
+def test_reference_from_training_data_then_no_alarm_on_stationary_traffic():
+    engine, monitor = make()
+    traffic(engine, rows(2400, seed=1, missing=0.1))
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    assert document["reference"] == {"version": "v1", "ready": True, "rows": 500}
+    assert engine.store.registry.get_document("m", profile_document("v1"))["rows"] == 500
+    assert document["alarms"] == []
+    assert document["input_drift"]["alarm"] is False
+    assert document["train_serve_skew"]["alarm"] is False
+    missing = document["validation"]["missing_rate"]["color"]
+    assert 0.05 < missing < 0.15
+    assert document["accuracy"]["v1"] > 0.9
+    assert len(document["timeline"]) >= 5
+    engine.close()
+
+
+def test_a_shift_raises_one_input_drift_alarm_in_the_log_the_log_file_and_the_webhook(
+    webhook, caplog
+):
+    engine, monitor = make(webhook=webhook.url)
+    traffic(engine, rows(1500, seed=2))
+    run_monitor(monitor)
+    assert monitor.publish("m")["alarms"] == []
+    with caplog.at_level("WARNING", logger="onlearn.monitor"):
+        traffic(engine, rows(900, seed=3, shift=2.0))
+        run_monitor(monitor)
+        document = monitor.publish("m")
+    kinds = [a["kind"] for a in document["alarms"]]
+    assert kinds.count("input_drift") == 1  # raised when it starts, not at every report
+    drifted = next(a for a in document["alarms"] if a["kind"] == "input_drift")
+    assert drifted["features"] == ["x1"]
+    alarms = [e for e in engine.store.log.read("m", 0, 10_000) if e.kind is EventKind.ALARM]
+    assert [e.payload["kind"] for e in alarms].count("input_drift") == 1
+    assert any("ALARM model=m kind=input_drift" in r.getMessage() for r in caplog.records)
+    deadline = time.monotonic() + 5
+    while (
+        not any(a["kind"] == "input_drift" for a in webhook.received)
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    assert any(a["kind"] == "input_drift" and a["model"] == "m" for a in webhook.received)
+    # The drift also shows in the report the server gives, and in the timeline.
+    report = engine.drift("m")
+    assert report["input_drift"]["features"][0]["name"] == "x1"
+    assert any("input_drift" in point["alarms"] for point in report["timeline"])
+    engine.close()
+
+
+def test_flipped_labels_raise_a_concept_drift_alarm_that_triggers_a_retrain():
+    engine, monitor = make(detector={"name": "adwin"})
+    worker = Worker(engine)  # running all along: it sees the alarms raised from now on
+    traffic(engine, rows(1500, seed=4))
+    run_monitor(monitor)
+    traffic(engine, rows(600, seed=5, flip=True))
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    concept = [a for a in document["alarms"] if a["kind"] == "concept_drift"]
+    assert concept and concept[0]["version"] == "v1" and concept[0]["detector"] == "adwin"
+    rt = engine.runtime("m")
+    engine.catch_up(rt)  # the alarm events reach the worker through the log
+    job = worker.check_triggers(rt)
+    assert job is not None and "concept_drift" in job.params["reason"]
+    engine.close()
+
+
+def test_prediction_drift_and_violations_are_reported(tmp_path):
+    engine, monitor = make(f"sqlite:///{tmp_path}/o.db")
+    traffic(engine, rows(1200, seed=6))
+    run_monitor(monitor)
+    # The model now sees inputs far on one side: it answers "pos" almost always.
+    for x, _ in rows(700, seed=7, shift=3.0):
+        engine.predict_one("m", x)
+    engine._records.flush()
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    assert "prediction_drift" in [a["kind"] for a in document["alarms"]]
+    assert document["prediction_drift"]["alarm"] is True
+    with pytest.raises(Exception):
+        engine.predict_one("m", {"x1": "high", "x2": 0.0, "color": "red"})
+    report = engine.drift("m")
+    assert report["violations"] == {"x1": {"type": 1}}
+    # A restarted monitor resumes from its cursor and keeps its alarm history.
+    again = Monitor(monitor.settings, engine.store, clock=lambda: time.time() + 10)
+    assert again.publish("m")["alarms"] == document["alarms"]
+    assert engine.store.registry.get_document("m", DOCUMENT)["cursor"]["log_seq"] == 1200 + len(
+        [a for a in document["alarms"]]
+    )
+    engine.close()
