@@ -12,6 +12,7 @@ import pytest
 
 from onlearn.config import settings_from_mapping
 from onlearn.engine import Engine, FeedbackItem
+from onlearn.errors import SchemaViolation
 from onlearn.monitor import DOCUMENT, Monitor, profile_document
 from onlearn.records import EventKind
 from onlearn.worker import Worker
@@ -176,7 +177,7 @@ def test_prediction_drift_and_violations_are_reported(tmp_path):
     document = monitor.publish("m")
     assert "prediction_drift" in [a["kind"] for a in document["alarms"]]
     assert document["prediction_drift"]["alarm"] is True
-    with pytest.raises(Exception):
+    with pytest.raises(SchemaViolation):
         engine.predict_one("m", {"x1": "high", "x2": 0.0, "color": "red"})
     report = engine.drift("m")
     assert report["violations"] == {"x1": {"type": 1}}
