@@ -81,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(func=cmd_worker)
 
+    monitor = commands.add_parser(
+        "monitor", help="run the monitor: validation statistics, drift, alarms"
+    )
+    monitor.add_argument("--config", help="TOML file declaring the models (or $ONLEARN_CONFIG)")
+    monitor.add_argument("--store", help="store URL (or $ONLEARN_STORE_URL)")
+    monitor.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
+    monitor.set_defaults(func=cmd_monitor)
+
     retrain = commands.add_parser(
         "retrain", help="start a batch refit on a running server and follow it"
     )

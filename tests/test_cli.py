@@ -79,9 +79,16 @@ def background(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
 def test_help_lists_the_commands():
     result = onlearn("--help")
     assert result.returncode == 0, result.stderr
-    for command in ("serve", "demo", "schema"):
+    for command in ("serve", "worker", "monitor", "retrain", "models", "demo", "label", "schema"):
         assert re.search(rf"^\s+{command}\s+\S", result.stdout, re.MULTILINE), result.stdout
     assert "onlearn serve --config examples/phishing.toml" in result.stdout  # the examples
+
+
+def test_every_sidecar_command_parses_what_serve_passes_it():
+    # serve --workers N starts `onlearn worker` and `onlearn monitor` with these arguments
+    for role in ("worker", "monitor"):
+        result = onlearn(role, "--log-level", "warning", "--help")
+        assert result.returncode == 0, result.stderr
 
 
 def test_without_a_command_the_help_is_printed():
@@ -93,7 +100,15 @@ def test_without_a_command_the_help_is_printed():
 def test_serve_help_lists_its_options():
     result = onlearn("serve", "--help")
     assert result.returncode == 0
-    for option in ("--config", "--store", "--host", "--port", "--workers"):
+    for option in (
+        "--config",
+        "--store",
+        "--host",
+        "--port",
+        "--workers",
+        "--no-worker",
+        "--no-monitor",
+    ):
         assert option in result.stdout
 
 

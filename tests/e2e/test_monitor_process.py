@@ -1,0 +1,57 @@
+"""The monitor as its own process beside a server that runs none: the server's drift endpoint
+shows what the monitor process found."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import httpx
+
+from tests.e2e.helpers import learn, wait_until, write_config, xy_model, xy_rows
+from tests.servers import ROOT, ServerProcess
+
+CONFIG = f"""
+[security]
+secret_key = "test"
+
+{xy_model("mon")}
+[models.mon.monitor]
+window = 100
+reference_size = 150
+report_every = 50
+"""
+
+
+def test_a_separate_monitor_process_reports_through_the_store(tmp_path):
+    config = write_config(tmp_path, CONFIG)
+    url = f"sqlite:///{tmp_path}/onlearn.db"
+    server = ServerProcess(config, url, env={"ONLEARN_RUN_MONITOR": "false"}).start(180)
+    monitor = subprocess.Popen(
+        [sys.executable, "-m", "onlearn.cli", "monitor", "--config", str(config), "--store", url],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as api:
+            assert api.get("/models/mon/drift").json()["updated_at"] is None
+            list(learn(api, "mon", xy_rows(400, seed=9)))
+            report = wait_until(
+                lambda: (
+                    (r := api.get("/models/mon/drift").json())["updated_at"]
+                    and r["reference"]["ready"]
+                    and r["validation"]["rows"] >= 350
+                    and r
+                ),
+                timeout=60,
+                every=0.5,
+            )
+            assert report["input_drift"]["n"] == 100
+            assert {f["name"] for f in report["input_drift"]["features"]} == {"x", "y"}
+            assert report["accuracy"]["v1"] is not None
+    finally:
+        monitor.send_signal(signal.SIGTERM)
+        assert monitor.wait(30) == 0  # a clean stop on SIGTERM
+        server.stop()
