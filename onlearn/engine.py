@@ -200,9 +200,18 @@ class Engine:
             roles_state = self.store.registry.roles_state(name)
             if roles_state.seq <= head:
                 break
+        started = time.monotonic()
         states = {
             version: self.version_state(name, version, head)
             for version in sorted(set(roles_state.roles.values()))
+        }
+        snapshots = {
+            version: (
+                s.seq
+                if (s := self.store.registry.latest_snapshot(name, version, max_seq=head))
+                else 0
+            )
+            for version in states
         }
         rt = ModelRuntime(
             config,
@@ -212,8 +221,13 @@ class Engine:
             canary_share=roles_state.canary_share,
             loader=lambda version, upto: self.version_state(name, version, upto),
         )
-        latest = self.store.registry.latest_snapshot(config.name, rt.roles[CHAMPION])
-        rt.snapshot_seq = latest.seq if latest else 0
+        rt.snapshot_seq = snapshots.get(rt.roles[CHAMPION], 0)
+        # How this process got its states: what a new replica took from snapshots, what it replayed.
+        rt.restored = {
+            "at_seq": head,
+            "from_snapshots": snapshots,
+            "seconds": round(time.monotonic() - started, 3),
+        }
         log.info("model %r: %s serving at seq %d", config.name, rt.roles[CHAMPION], head)
         return rt
 

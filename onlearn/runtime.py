@@ -55,6 +55,7 @@ class ModelRuntime:
         # that never reach a model (counted only on errors, off the happy path).
         self.violations: collections.Counter[tuple[str, str]] = collections.Counter()
         self.snapshot_seq = 0
+        self.restored: dict[str, Any] = {}
         # Which predictions to ask labels for. Per process, not replayed: a budget is spent by
         # the traffic each process sees, and replicas split the traffic.
         self.sampler = None
@@ -230,6 +231,7 @@ class ModelRuntime:
             "roles": dict(self.roles),
             "canary_share": self.canary_share,
             "applied_seq": self.seq,
+            "restored": self.restored,
             "counters": {
                 "predictions": self.predictions,
                 "labels_applied": self.labels_applied,

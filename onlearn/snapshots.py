@@ -7,6 +7,7 @@ two the same state.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -18,6 +19,8 @@ from onlearn.schema import Schema
 from onlearn.store.base import Store
 
 REPLAY_PAGE = 2000
+
+log = logging.getLogger(__name__)
 
 
 class LogTrimmed(RuntimeError):
@@ -95,7 +98,16 @@ def restore(
             f"or before seq {upto}"
         )
     state = load_state(snapshot, secret) if snapshot else fresh_state(info)
-    return replay(store, info.model, Schema.from_config(**info.spec["schema"]), state, upto)
+    start = state.seq
+    state = replay(store, info.model, Schema.from_config(**info.spec["schema"]), state, upto)
+    log.info(
+        "model %r: %s restored from %s, then %d events replayed",
+        info.model,
+        info.version,
+        f"the snapshot at seq {start}" if snapshot else "nothing",
+        state.seq - start,
+    )
+    return state
 
 
 def save_snapshot(store: Store, model: str, state: LearnerState, secret: bytes) -> Snapshot:
