@@ -132,7 +132,8 @@ class EngineSettings:
     snapshot_check_s: float = 5.0
     job_lease_s: float = 120.0
     worker_poll_s: float = 1.0
-    keep_snapshots: int = 3  # per version; the log is trimmed up to the oldest kept
+    keep_snapshots: int = 3  # newest snapshots kept per served version
+    retain_events: int = 1_000_000  # log events kept before the oldest snapshot still needed
 
 
 @dataclass(frozen=True)

@@ -311,7 +311,27 @@ class Worker:
         if written:
             rt.snapshot_seq = written.get(rt.roles.get(CHAMPION), rt.snapshot_seq)
         self._snapshot_at[rt.name] = (rt.seq, self.clock())
+        self.trim(rt)
         return written
+
+    def trim(self, rt: ModelRuntime) -> int:
+        """Bound the store: keep the newest ``keep_snapshots`` snapshots of each served version,
+        and forget log events older than what those versions need, minus ``retain_events`` kept
+        for refits, time travel and late duplicates."""
+        es = self.engine.settings.engine
+        registry = self.store.registry
+        needed = []
+        for version in sorted(set(rt.roles.values())):
+            registry.prune_snapshots(rt.name, version, keep=es.keep_snapshots)
+            latest = registry.latest_snapshot(rt.name, version)
+            needed.append(latest.seq if latest else 0)
+        upto = min(needed, default=0) - es.retain_events
+        if upto <= 0:
+            return 0
+        trimmed = self.store.log.trim(rt.name, upto)
+        if trimmed:
+            log.info("model %r: trimmed %d log events up to seq %d", rt.name, trimmed, upto)
+        return trimmed
 
     def check_gates(self, rt: ModelRuntime) -> None:
         """Automatic promotion of a challenger, and rollback of a champion that regressed."""

@@ -896,3 +896,18 @@ def check_registry_concurrent_change_roles_keep_log_and_roles_together(store: St
 @_check
 def check_ping(store: Store) -> None:
     store.ping()
+
+
+@_check
+def check_registry_prunes_old_snapshots(store: Store) -> None:
+    registry = store.registry
+    for seq in (10, 20, 30, 40):
+        registry.put_snapshot(Snapshot("m", "v1", seq, float(seq), b"state %d" % seq))
+    registry.put_snapshot(Snapshot("m", "v2", 5, 5.0, b"other version"))
+    assert registry.prune_snapshots("m", "v1", keep=2) == 2
+    assert registry.latest_snapshot("m", "v1").seq == 40
+    assert registry.latest_snapshot("m", "v1", max_seq=35).seq == 30
+    assert registry.latest_snapshot("m", "v1", max_seq=25) is None, "pruned snapshots are gone"
+    assert registry.latest_snapshot("m", "v2").seq == 5, "other versions are left alone"
+    assert registry.prune_snapshots("m", "v1", keep=2) == 0
+    assert registry.prune_snapshots("m", "nothing", keep=1) == 0

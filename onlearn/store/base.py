@@ -160,6 +160,10 @@ class Registry(Protocol):
 
     def put_snapshot(self, snapshot: Snapshot) -> None: ...
 
+    def prune_snapshots(self, model: str, version: str, keep: int) -> int:
+        """Delete all but the ``keep`` newest snapshots of ``version``; return how many went."""
+        ...
+
     def put_document(self, model: str, name: str, document: Mapping[str, Any]) -> None:
         """Store a small JSON document under ``name`` for ``model``, replacing any before
         (reference profiles, the monitor's reports)."""

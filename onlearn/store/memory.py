@@ -392,6 +392,14 @@ class MemoryRegistry:
             key = (snapshot.model, snapshot.version)
             self._snapshots.setdefault(key, {})[snapshot.seq] = snapshot
 
+    def prune_snapshots(self, model: str, version: str, keep: int) -> int:
+        with self._lock:
+            snapshots = self._snapshots.get((model, version), {})
+            old = sorted(snapshots)[: max(0, len(snapshots) - max(keep, 0))]
+            for seq in old:
+                del snapshots[seq]
+            return len(old)
+
     def put_document(self, model: str, name: str, document: Mapping[str, Any]) -> None:
         text = encode_document(document)
         with self._lock:

@@ -908,6 +908,26 @@ class RedisRegistry:
         pipe.zadd(k.snapshots(model, version), {str(seq): seq})
         pipe.execute()
 
+    @_guarded("prune snapshots", idempotent=True)
+    def prune_snapshots(self, model: str, version: str, keep: int) -> int:
+        k = self._conn.keys
+        index = k.snapshots(model, version)
+        # The oldest first; everything but the newest ``keep``. A concurrent put of a newer
+        # snapshot only makes the kept ones newer: the index and the blobs go together (MULTI).
+        old = (
+            self._conn.client.zrange(index, 0, -max(keep, 0) - 1)
+            if keep > 0
+            else (self._conn.client.zrange(index, 0, -1))
+        )
+        if not old:
+            return 0
+        pipe = self._conn.client.pipeline(transaction=True)
+        for member in old:
+            pipe.delete(k.snapshot(model, version, int(member)))
+        pipe.zrem(index, *old)
+        pipe.execute()
+        return len(old)
+
     @_guarded("put document", idempotent=True)
     def put_document(self, model: str, name: str, document: Mapping[str, Any]) -> None:
         self._conn.client.hset(self._conn.keys.documents(model), name, encode_document(document))

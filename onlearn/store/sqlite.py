@@ -896,6 +896,18 @@ class SqliteRegistry:
                 ),
             )
 
+    @_guarded("prune snapshots")
+    def prune_snapshots(self, model: str, version: str, keep: int) -> int:
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            cursor = conn.execute(
+                "DELETE FROM snapshots WHERE model = ? AND version = ? AND seq NOT IN"
+                " (SELECT seq FROM snapshots WHERE model = ? AND version = ?"
+                "  ORDER BY seq DESC LIMIT ?)",
+                (model, version, model, version, max(keep, 0)),
+            )
+            return cursor.rowcount
+
     @_guarded("put document")
     def put_document(self, model: str, name: str, document: Mapping[str, Any]) -> None:
         body = encode_document(document)

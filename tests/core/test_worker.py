@@ -319,3 +319,22 @@ def test_new_labels_and_a_performance_drop_trigger_a_retrain(url):
     done = worker.run_job(engine.store.jobs.claim(worker.name, lease_s=60, now=engine.clock()))
     assert done.state is JobState.DONE, done.error
     engine.close()
+
+
+def test_snapshots_are_pruned_and_the_log_trimmed_to_what_is_still_needed(url):
+    engine = engine_for(url, engine={"keep_snapshots": 2, "retain_events": 50})
+    worker = Worker(engine)
+    rt = engine.runtime("phishing")
+    for start in range(0, 500, 100):
+        learn(engine, STREAM[start : start + 100])
+        worker.write_snapshots(rt)
+    registry, log = engine.store.registry, engine.store.log
+    assert registry.latest_snapshot("phishing", "v1").seq == 500
+    assert registry.latest_snapshot("phishing", "v1", max_seq=450).seq == 400  # 2 kept
+    assert registry.latest_snapshot("phishing", "v1", max_seq=399) is None
+    assert log.read("phishing", 0, 1)[0].seq == 451  # the newest snapshot's seq - retain_events
+    before = probe(engine)
+    engine.close()
+    again = engine_for(url)  # restarts from the snapshot: the trimmed events are not needed
+    assert probe(again) == before
+    again.close()
