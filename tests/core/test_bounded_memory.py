@@ -41,7 +41,7 @@ def test_redis_memory_stays_flat_over_a_long_run(redis_url):
     used = []
     with Engine.from_settings(settings) as engine:
         worker = Worker(engine)
-        for round_ in range(12):
+        for _round in range(12):
             for x, y in ROWS[:500]:
                 p = engine.predict_one("phishing", x)
                 engine.feedback_one("phishing", FeedbackItem(y, prediction_id=p.prediction_id))
