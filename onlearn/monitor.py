@@ -96,6 +96,9 @@ class ModelMonitor:
         self._label_times: collections.deque[float] = collections.deque(maxlen=1000)
         self._recent: dict[str, collections.deque[bool]] = {}
         self._errors: dict[str, ErrorRates] = {}
+        self._concept_alarms: collections.Counter[str] = collections.Counter()
+        self.last_at = 0.0  # time of the newest record or event observed
+        self.unreported = False  # observed something since the last report
         self._confidence: collections.deque[float] = collections.deque(maxlen=self.settings.window)
         self._labels_watched = 0
         self.timeline: collections.deque[dict] = collections.deque(maxlen=self.settings.timeline)
@@ -137,6 +140,8 @@ class ModelMonitor:
         self._labels_watched = 0
 
     def observe_prediction(self, record: PredictionRecord) -> None:
+        self.last_at = max(self.last_at, record.at)
+        self.unreported = True
         self.rows += 1
         self._since_report += 1
         features = record.features
@@ -173,6 +178,8 @@ class ModelMonitor:
 
     def observe_event(self, event: Event) -> Profile | None:
         """A log event; returns a reference profile when one was just completed (to store)."""
+        self.last_at = max(self.last_at, event.at)
+        self.unreported = True
         if event.kind in (EventKind.PROMOTE, EventKind.ROLLBACK):
             for role, version in event.payload["changes"].items():
                 if version is None:
@@ -213,6 +220,7 @@ class ModelMonitor:
                 detector.update_pair(y, answer["label"])
                 # Detectors see changes both ways; only more errors is an alarm.
                 if detector.drift_detected and errors.worse():
+                    self._concept_alarms[version] += 1
                     self._raise(
                         {
                             "kind": "concept_drift",
@@ -236,6 +244,10 @@ class ModelMonitor:
     def report(self, now: float, queue: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The current state as a JSON document, and a timeline point."""
         self._since_report = 0
+        self.unreported = False
+        # Alarms and timeline points are dated by the traffic they describe, as concept drift
+        # alarms are by their label: one clock on the dashboard's time axis.
+        now = self.last_at or now
         inputs = self.inputs.report() if self.inputs is not None and self.inputs.n >= 2 else None
         skew = self.skew.report() if self.skew is not None and self.skew.n >= 2 else None
         predictions = (
@@ -321,6 +333,7 @@ class ModelMonitor:
                     "detector": d.name,
                     "updates": d.n,
                     "detections": d.n_detections,
+                    "alarms": self._concept_alarms[v],
                     "warning": bool(getattr(d, "warning_detected", False)),
                 }
                 for v, d in self.detectors.items()
@@ -335,10 +348,10 @@ class ModelMonitor:
 
     def label_rate(self, now: float) -> float | None:
         """Labels per minute over the last minutes (up to the last 1000 labels)."""
-        if len(self._label_times) < 2:
+        if len(self._label_times) < 10:
             return None
         span = max(now, self._label_times[-1]) - self._label_times[0]
-        return 60.0 * len(self._label_times) / span if span > 0 else None
+        return 60.0 * len(self._label_times) / span if span >= 1.0 else None
 
     # Alarms
 
@@ -465,18 +478,26 @@ class Monitor:
         """Read what arrived, report when due. True when there was something to read."""
         busy = False
         for name, monitor in self.models.items():
-            busy |= self._read(name, monitor)
-            if busy and not monitor.last_report:
+            read = self._read(name, monitor)
+            busy |= read
+            # Traffic paused: report what came since the last report rather than sit on it.
+            if (read and not monitor.last_report) or (not read and monitor.unreported):
                 self.publish(name)
         return busy
 
     def _read(self, name: str, monitor: ModelMonitor, page: int = 2000) -> bool:
         """Feed the monitor what arrived, labels and predictions merged in time order (the
         answers of a model are judged against what it had learned when it gave them)."""
-        events = self.store.log.read(name, after=self._log_cursor[name], limit=page)
         # Servers write their records in batches, so an id may reach the store after a larger
-        # one: stay SETTLE_S behind the present, where every batch has landed.
-        horizon = f"{int((self.clock() - SETTLE_S) * 1000):012x}"
+        # one: stay SETTLE_S behind the present, where every batch has landed; labels too, so
+        # that both streams are read to the same point in time.
+        settled = self.clock() - SETTLE_S
+        horizon = f"{int(settled * 1000):012x}"
+        events = [
+            e
+            for e in self.store.log.read(name, after=self._log_cursor[name], limit=page)
+            if e.at <= settled
+        ]
         records = [
             r
             for r in self.store.predictions.scan(name, self._prediction_cursor[name], limit=page)
@@ -485,8 +506,8 @@ class Monitor:
         # When a page is full, what lies beyond it may be older than the other page's end:
         # process only up to the earlier of the two ends, and read the rest next time.
         until = min(
-            events[-1].at if len(events) == page else float("inf"),
-            records[-1].at if len(records) == page else float("inf"),
+            events[-1].at if len(events) == page else settled,
+            records[-1].at if len(records) == page else settled,
         )
         items = sorted(
             [(e.at, 0, e) for e in events if e.at <= until]

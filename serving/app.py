@@ -83,25 +83,31 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
 
 class Background:
-    """The worker (and later the monitor) inside the serving process, with the embedded store:
-    one command gives the whole system. With a shared store they run as their own processes."""
+    """The worker and the monitor inside the serving process, with the embedded store: one
+    command gives the whole system. With a shared store they run as their own processes."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
-        run = settings.run_worker
-        self.enabled = run if run is not None else not settings.store_url.startswith("redis")
+        self.settings = settings
+        embedded = not settings.store_url.startswith("redis")
+        self.worker = settings.run_worker if settings.run_worker is not None else embedded
+        self.monitor = settings.run_monitor if settings.run_monitor is not None else embedded
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        if not self.enabled:
-            return
-        from onlearn.worker import Worker
+        if self.worker:
+            from onlearn.worker import Worker
 
-        worker = Worker(self.engine, replay_snapshots=True)
-        thread = threading.Thread(
-            target=worker.run, args=(self._stop,), name="onlearn-worker", daemon=True
-        )
+            self._run("onlearn-worker", Worker(self.engine, replay_snapshots=True).run)
+        if self.monitor:
+            from onlearn.monitor import Monitor
+
+            monitor = Monitor(self.settings, self.engine.store, clock=self.engine.clock)
+            self._run("onlearn-monitor", monitor.run)
+
+    def _run(self, name: str, target) -> None:
+        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
 

