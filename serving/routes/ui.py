@@ -1,4 +1,4 @@
-"""Pages for people: the labelling page (and an index of them)."""
+"""Pages for people: the dashboard, the labelling page (and an index of them)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,24 @@ import html
 from importlib import resources
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
 
 def _page(name: str) -> str:
     return resources.files("serving").joinpath("static", name).read_text(encoding="utf-8")
+
+
+@router.get("/ui/", response_class=HTMLResponse)
+async def dashboard() -> HTMLResponse:
+    """Drift, accuracy, labels and alarms of each model, from ``GET /models/{name}/drift``."""
+    return HTMLResponse(_page("dashboard.html"))
+
+
+@router.get("/ui")
+async def dashboard_redirect() -> RedirectResponse:
+    return RedirectResponse("/ui/")
 
 
 @router.get("/ui/label/{model}", response_class=HTMLResponse)

@@ -133,3 +133,28 @@ worker_poll_s = 0.1
 
 {xy_model("ro")}
 """
+
+
+# The dashboard server: a model the test drives into drift (monitored in small windows, reports
+# often), and one with no traffic (no report yet), listed first. The embedded worker runs refits.
+DASHBOARD_MODEL = "dash"
+DASHBOARD_CONFIG = f"""
+[engine]
+worker_poll_s = 0.1
+
+{xy_model("quiet")}
+
+[models.{DASHBOARD_MODEL}]
+task = "classification"
+classes = ["pos", "neg"]
+pipeline = {{ name = "logistic_regression", lr = 0.5 }}
+[models.{DASHBOARD_MODEL}.monitor]
+window = 100
+reference_size = 200
+report_every = 50
+[models.{DASHBOARD_MODEL}.features]
+a = {{ type = "number" }}
+b = {{ type = "number" }}
+c = {{ type = "number" }}
+color = {{ type = "category", values = ["red", "green", "blue"] }}
+"""

@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put 
 
 from tests.e2e.configs import (  # noqa: E402
     CONFIG,
+    DASHBOARD_CONFIG,
     QUEUE_CONFIG,
     RESTART_CONFIG,
     ROLLOUT_CONFIG,
@@ -37,6 +38,7 @@ SERVERS = {
     "restart-crash": (RESTART_CONFIG, 1, {"test_restart"}),
     "queue": (QUEUE_CONFIG, 1, {"test_queue", "test_label_page", "test_labeller"}),
     "rollout": (ROLLOUT_CONFIG, 1, {"test_rollout"}),
+    "dashboard": (DASHBOARD_CONFIG, 1, {"test_dashboard"}),
 }
 
 
@@ -82,3 +84,8 @@ def queue_api(queue_server: ServerProcess) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="session")
 def rollout_server(launched: dict[str, ServerProcess]) -> ServerProcess:
     return launched["rollout"].wait_ready(READY_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def dashboard_server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["dashboard"].wait_ready(READY_TIMEOUT)
