@@ -157,3 +157,51 @@ def probe(client: httpx.Client, model: str, rows=PROBES) -> list[dict]:
     )
     assert response.status_code == 200, response.text
     return [(p["label"], p["proba"]) for p in strict_json(response)["predictions"]]
+
+
+# Processes on a shared (Redis) store: test_replicas, test_redis_outage, test_redis_processes.
+
+# A serving replica on a shared store runs neither the worker nor the monitor.
+REPLICA_ENV = {"ONLEARN_RUN_WORKER": "false", "ONLEARN_RUN_MONITOR": "false"}
+
+
+def start_role(role: str, config: Path, store_url: str, log_path: Path) -> subprocess.Popen:
+    """``onlearn worker`` or ``onlearn monitor`` as a process of its own (own session: a kill
+    of its group reaches everything it started), its output appended to ``log_path``."""
+    import sys
+
+    from tests.servers import ROOT
+
+    with open(log_path, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "onlearn.cli", role, "--config", str(config)]
+            + ["--store", store_url, "--log-level", "info"],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_role(process: subprocess.Popen, timeout: float = 30.0) -> int | None:
+    """SIGTERM and wait; ``kill -9`` of its group if it hangs. The exit code of the graceful
+    stop, or None when it had to be killed."""
+    import os
+    import signal
+
+    if process.poll() is not None:
+        return process.returncode
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return None
+
+
+def described(client: httpx.Client, model: str) -> dict:
+    """GET /models/{model}, asserted 200."""
+    response = client.get(f"/models/{model}")
+    assert response.status_code == 200, response.text
+    return strict_json(response)
