@@ -618,7 +618,7 @@ class Engine:
         deadline = time.monotonic() + JOIN_WAIT_S
         while True:
             try:
-                event = self._label_event(rt, item, self.clock(), deadline)
+                event = await self._off_loop(self._label_event, rt, item, self.clock(), deadline)
                 break
             except _NotYetVisible:
                 await asyncio.sleep(JOIN_POLL_S)
@@ -631,14 +631,22 @@ class Engine:
     ) -> list[FeedbackResult]:
         rt = self.runtime(name)
         deadline = time.monotonic() + JOIN_WAIT_S
-        prepared = self._prepare_many(rt, items, deadline)
+        prepared = await self._off_loop(self._prepare_many, rt, items, deadline)
         while any(isinstance(p, _NotYetVisible) for p in prepared):
             await asyncio.sleep(JOIN_POLL_S)
-            prepared = self._prepare_many(rt, items, deadline, prepared)
+            prepared = await self._off_loop(self._prepare_many, rt, items, deadline, prepared)
         events = [p for p in prepared if isinstance(p, Event)]
         seqs = await self._committer.submit_async(name, events) if events else []
         applied = await self._applied_async(rt, max(seqs), wait) if seqs else False
         return self._results(rt, prepared, seqs, applied)
+
+    async def _off_loop(self, call, *args):
+        """``call(*args)`` in a thread when it may read a networked store: a record lookup in
+        Redis can wait out a socket timeout, and the event loop also serves predict. A local
+        store answers in microseconds, less than the thread hop costs."""
+        if self.store.shared:
+            return await asyncio.to_thread(call, *args)
+        return call(*args)
 
     def _prepare_many(
         self,

@@ -185,6 +185,14 @@ class Labelling:
                 f"queue item {item_id} is claimed by someone else now (your lease ran out); "
                 "claim another item"
             )
+        if item.state is QueueState.DONE and claim_id is not None and claim_id != item.claim_id:
+            # A retry of the claim that labelled it answers that label (idempotent); a stale
+            # claim, whose lease ran out before another labeller took and labelled the item, is
+            # told that its label was not used.
+            raise LeaseConflict(
+                f"queue item {item_id} was labelled by someone else after your lease ran out; "
+                "your label was not used, claim another item"
+            )
         return item
 
     def _complete(self, name, item, claim_id, result) -> dict:

@@ -111,6 +111,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_SOCKET_TIMEOUT_S = 2.0
+# After a call timed out, calls fail at once for this long instead of each waiting out its own
+# socket timeout: a hung Redis must not turn every request into a multi-second wait (nor pile up
+# threads). Short, so that a Redis that is back is used again within a second.
+BREAKER_OPEN_S = 1.0
 SCHEMES = ("redis", "rediss", "unix")
 
 # Events per append script call. A group-committed batch (hundreds of events) is one call, so
@@ -407,6 +411,7 @@ def _guarded(action: str, *, idempotent: bool = False) -> Callable[[_Method], _M
             attempts = 2 if idempotent else 1
             for attempt in range(1, attempts + 1):
                 conn.check_open()
+                conn.check_breaker(action)
                 try:
                     return method(self, *args, **kwargs)
                 except rx.ConnectionError as exc:
@@ -414,6 +419,7 @@ def _guarded(action: str, *, idempotent: bool = False) -> Callable[[_Method], _M
                     if not retry:
                         raise conn.unavailable(exc, action) from exc
                 except rx.TimeoutError as exc:
+                    conn.open_breaker()
                     raise conn.unavailable(exc, action) from exc
                 except rx.ResponseError as exc:
                     if not _unavailable_reply(exc):
@@ -487,6 +493,7 @@ class _Connection:
         self.client = client
         self.keys = keys
         self.closed = False
+        self.breaker_until = 0.0  # monotonic time until which calls fail without trying
         self.append = client.register_script(_APPEND)
         self.trim = client.register_script(_TRIM)
         self.purge = client.register_script(_PURGE)
@@ -512,6 +519,16 @@ class _Connection:
     def check_open(self) -> None:
         if self.closed:
             raise StoreUnavailable(f"Redis store {self.where} is closed")
+
+    def open_breaker(self) -> None:
+        self.breaker_until = time.monotonic() + BREAKER_OPEN_S
+
+    def check_breaker(self, action: str) -> None:
+        if time.monotonic() < self.breaker_until:
+            raise StoreUnavailable(
+                f"Redis store {self.where} is unavailable ({action}): a call timed out less "
+                f"than {BREAKER_OPEN_S:g} s ago; retry later"
+            )
 
     def unavailable(self, exc: Exception, action: str) -> StoreUnavailable:
         if isinstance(exc, rx.AuthenticationError | rx.AuthorizationError):

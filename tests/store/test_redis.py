@@ -312,12 +312,19 @@ def test_hung_redis_times_out_and_a_retried_append_stays_idempotent(
         assert store.log.append("m", [_event(0)]) == [1]
         server.pause()  # type: ignore[attr-defined]  # connections are accepted, nothing answers
         try:
-            _fails_fast(lambda: store.log.head("m"), match="socket_timeout", within=2.0)
             # The command reached Redis's socket: it may run once Redis wakes up. That is why
             # appends are never retried blindly, and why labels carry idempotency keys.
-            _fails_fast(lambda: store.log.append("m", [_event(1, key="p-9")]), within=2.0)
+            _fails_fast(
+                lambda: store.log.append("m", [_event(1, key="p-9")]),
+                match="socket_timeout",
+                within=2.0,
+            )
+            # The breaker is open: the next calls fail at once instead of each waiting 0.5 s.
+            _fails_fast(lambda: store.log.head("m"), match="timed out less than", within=0.1)
         finally:
             server.resume()  # type: ignore[attr-defined]
+        _fails_fast(lambda: store.log.head("m"), match="timed out less than", within=0.1)
+        time.sleep(redis_store.BREAKER_OPEN_S)  # then it closes by itself
         assert store.log.append("m", [_event(1, key="p-9")]) == [2]
         assert store.log.head("m") == 2
         assert [e.seq for e in store.log.read("m", after=0)] == [1, 2]
