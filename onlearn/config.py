@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from onlearn.access import ApiKey, keys_from_config, parse_env_keys, unique
 from onlearn.errors import ConfigError
 from onlearn.models import PipelineSpec, build_pipeline
 from onlearn.promotion import RolloutPolicy
@@ -134,6 +135,12 @@ class EngineSettings:
     worker_poll_s: float = 1.0
     keep_snapshots: int = 3  # newest snapshots kept per served version
     retain_events: int = 1_000_000  # log events kept before the oldest snapshot still needed
+    # The monitor inside `onlearn serve` shares the process (and its GIL) with predict: it may
+    # use this share of one CPU, and falls behind rather than slow the answers down.
+    monitor_cpu_share: float = 0.1
+    # Prediction records older than this when the monitor reaches them are skipped (and counted):
+    # a monitor that fell behind watches the present traffic, not a backlog.
+    monitor_max_lag_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -149,6 +156,8 @@ class Settings:
     port: int = 8000
     workers: int = 1
     secret_key: str | None = None
+    api_keys: tuple[ApiKey, ...] = ()  # none: access control is off (see onlearn.access)
+    allow_no_auth: bool = False  # serve on a non-loopback address with no keys anyway
     models: tuple[ModelConfig, ...] = ()
     engine: EngineSettings = field(default_factory=EngineSettings)
     limits: Limits = field(default_factory=Limits)
@@ -178,6 +187,7 @@ ENVIRONMENT = {
     "ONLEARN_SECRET_KEY": ("secret_key", str),
     "ONLEARN_RUN_WORKER": ("run_worker", boolean),
     "ONLEARN_RUN_MONITOR": ("run_monitor", boolean),
+    "ONLEARN_ALLOW_NO_AUTH": ("allow_no_auth", boolean),
 }
 
 
@@ -207,6 +217,13 @@ def load_settings(
     settings = settings_from_toml(path) if path else Settings()
     given = {k: v for k, v in {**from_env, **overrides}.items() if v is not None}
     given.pop("config_path", None)
+    # Keys from the environment add to the config's (both are sources of keys: hashed ones in
+    # the file, plain deployment secrets in the environment), unlike the scalar overrides.
+    if environ.get("ONLEARN_API_KEYS"):
+        from_environ = parse_env_keys(environ["ONLEARN_API_KEYS"])
+        given["api_keys"] = unique(
+            (*settings.api_keys, *from_environ), "[security] api_keys and ONLEARN_API_KEYS"
+        )
     return replace(settings, **given)
 
 
@@ -229,7 +246,7 @@ def settings_from_mapping(doc: Mapping[str, Any], *, config_path: str | None = N
     store = _table(doc, "store")
     _only(store, {"url"}, "[store]")
     security = _table(doc, "security")
-    _only(security, {"secret_key"}, "[security]")
+    _only(security, {"secret_key", "api_keys"}, "[security]")
     models = tuple(model_from_mapping(name, table) for name, table in _table(doc, "models").items())
     return Settings(
         store_url=store.get("url", DEFAULT_STORE_URL),
@@ -237,8 +254,9 @@ def settings_from_mapping(doc: Mapping[str, Any], *, config_path: str | None = N
         port=int(server.get("port", 8000)),
         workers=int(server.get("workers", 1)),
         secret_key=security.get("secret_key"),
+        api_keys=keys_from_config(security.get("api_keys", [])),
         models=models,
-        engine=_dataclass_from(EngineSettings, _table(doc, "engine"), "[engine]"),
+        engine=_engine_settings(_table(doc, "engine")),
         limits=_dataclass_from(Limits, _table(doc, "limits"), "[limits]"),
         config_path=config_path,
     )
@@ -422,6 +440,15 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
             f"{where}: unknown entr{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}; "
             f"allowed: {', '.join(sorted(allowed))}"
         )
+
+
+def _engine_settings(table: Mapping[str, Any]) -> EngineSettings:
+    engine = _dataclass_from(EngineSettings, table, "[engine]")
+    if not 0 < engine.monitor_cpu_share <= 1:
+        raise ConfigError(
+            "[engine]: monitor_cpu_share is a share of one CPU, more than 0 and at most 1"
+        )
+    return engine
 
 
 def _dataclass_from(cls, table: Mapping[str, Any], where: str, exclude=frozenset(), **given):

@@ -93,6 +93,7 @@ class ModelMonitor:
         self.missing: collections.Counter[str] = collections.Counter()
         self.rows = 0
         self.labels = 0
+        self.skipped_backlogs = 0  # times the monitor jumped over records it was too late for
         self._label_times: collections.deque[float] = collections.deque(maxlen=1000)
         self._recent: dict[str, collections.deque[bool]] = {}
         self._errors: dict[str, ErrorRates] = {}
@@ -317,6 +318,7 @@ class ModelMonitor:
                 "ready": self.reference is not None,
                 "rows": self.reference.rows if self.reference else 0,
             },
+            "backlog_skips": self.skipped_backlogs,
             "validation": {
                 "rows": self.rows,
                 "missing": dict(self.missing),
@@ -417,11 +419,16 @@ class Monitor:
         clock=time.time,
         notify: Callable[[dict, str | None], None] | None = None,
         poll_s: float = 1.0,
+        cpu_share: float = 1.0,
     ) -> None:
+        if not 0 < cpu_share <= 1:
+            raise ValueError(f"cpu_share must be in (0, 1], got {cpu_share}")
         self.settings = settings
         self.store = store
         self.clock = clock
         self.poll_s = poll_s
+        self.cpu_share = cpu_share
+        self.max_lag_s = settings.engine.monitor_max_lag_s
         self.notify = notify or notify_alarm
         self.models: dict[str, ModelMonitor] = {}
         self._log_cursor: dict[str, int] = {}
@@ -443,8 +450,9 @@ class Monitor:
             cursor.get("log_seq", max(0, head - config.monitor.reference_size)), head
         )
         now = self.clock()
+        lookback = min(60.0, self.max_lag_s)
         self._prediction_cursor[name] = (
-            cursor.get("prediction_id") or f"{int((now - 60) * 1000):012x}"
+            cursor.get("prediction_id") or f"{int((now - lookback) * 1000):012x}"
         )
         for alarm in previous.get("alarms", []):
             monitor.alarms.append(alarm)
@@ -461,8 +469,9 @@ class Monitor:
         monitor.watch_champion(champion, Profile.from_dict(document) if document else None)
 
     def run(self, stop: threading.Event) -> None:
-        log.info("monitor: running")
+        log.info("monitor: running (cpu share %g)", self.cpu_share)
         while not stop.is_set():
+            started = time.thread_time()
             try:
                 busy = self.tick()
             except OnlearnError as e:
@@ -471,8 +480,14 @@ class Monitor:
             except Exception:
                 log.exception("monitor: tick failed; retrying")
                 busy = False
+            # This thread's CPU time (not wall time, which waiting for the GIL inflates): rest
+            # long enough that the work stays within its share.
+            spent = time.thread_time() - started
+            rest = spent * (1 - self.cpu_share) / self.cpu_share
             if not busy:
-                stop.wait(self.poll_s)
+                rest = max(rest, self.poll_s)
+            if rest > 0:
+                stop.wait(rest)
 
     def tick(self) -> bool:
         """Read what arrived, report when due. True when there was something to read."""
@@ -493,6 +508,12 @@ class Monitor:
         # that both streams are read to the same point in time.
         settled = self.clock() - SETTLE_S
         horizon = f"{int(settled * 1000):012x}"
+        # Prediction ids start with their time in milliseconds (12 hex digits), so the cursor
+        # can jump over a backlog it would never catch up with, to the recent traffic.
+        oldest = f"{int((settled - self.max_lag_s) * 1000):012x}"
+        if (self._prediction_cursor[name] or "") < oldest:
+            self._prediction_cursor[name] = oldest
+            monitor.skipped_backlogs += 1
         events = [
             e
             for e in self.store.log.read(name, after=self._log_cursor[name], limit=page)

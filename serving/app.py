@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from starlette.concurrency import run_in_threadpool
 
+from onlearn.access import Keyring
 from onlearn.config import Settings, load_settings
 from onlearn.engine import Engine
-from serving import errors, fast
+from serving import auth, errors, fast
 from serving.limits import BodySizeLimit
 from serving.prometheus import registry_for
 from serving.routes import feedback, health, metrics, models, predict, queue, ui, versions
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.state.settings = settings
     errors.install(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes)
+    # Added after the size limit, so it runs first: a request without a key is refused before
+    # its body is read.
+    auth.install(app, Keyring(settings.api_keys))
     for router in (
         health.router,
         models.router,
@@ -103,7 +107,12 @@ class Background:
         if self.monitor:
             from onlearn.monitor import Monitor
 
-            monitor = Monitor(self.settings, self.engine.store, clock=self.engine.clock)
+            monitor = Monitor(
+                self.settings,
+                self.engine.store,
+                clock=self.engine.clock,
+                cpu_share=self.settings.engine.monitor_cpu_share,
+            )
             self._run("onlearn-monitor", monitor.run)
 
     def _run(self, name: str, target) -> None:

@@ -69,6 +69,8 @@ def test_environment_overrides_the_file_and_flags_override_both():
             {"engine": {"poll_interval_ms": "fast"}},
             "poll_interval_ms must be a non-negative number",
         ),
+        ({"engine": {"monitor_cpu_share": 0}}, "monitor_cpu_share is a share of one CPU"),
+        ({"engine": {"monitor_cpu_share": 1.5}}, "monitor_cpu_share is a share of one CPU"),
     ],
 )
 def test_config_errors_say_what_and_where(doc, message):

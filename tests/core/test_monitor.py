@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import random
@@ -185,4 +186,48 @@ def test_prediction_drift_and_violations_are_reported(tmp_path):
     again = Monitor(monitor.settings, engine.store, clock=lambda: time.time() + 10)
     assert again.publish("m")["alarms"] == document["alarms"]
     assert engine.store.registry.get_document("m", DOCUMENT)["cursor"]["log_seq"] >= 1200
+    engine.close()
+
+
+def test_a_monitor_that_fell_behind_skips_to_the_recent_traffic_but_reads_every_label():
+    s = settings("memory://")
+    s = dataclasses.replace(s, engine=dataclasses.replace(s.engine, monitor_max_lag_s=30.0))
+    engine = Engine.from_settings(s).start()
+    now = [time.time() + 10]
+    monitor = Monitor(s, engine.store, clock=lambda: now[0])
+    traffic(engine, rows(300, seed=11))
+    run_monitor(monitor)
+    assert (monitor.models["m"].rows, monitor.models["m"].labels) == (300, 300)
+    traffic(engine, rows(300, seed=12))
+    now[0] += 100  # the new records are now 90 s old: beyond monitor_max_lag_s
+    run_monitor(monitor)
+    watched = monitor.models["m"]
+    assert watched.skipped_backlogs == 1
+    assert watched.rows == 300, "records older than monitor_max_lag_s are skipped"
+    assert watched.labels == 600, "labels (the concept drift detectors' input) are never skipped"
+    assert monitor.publish("m")["backlog_skips"] == 1
+    engine.close()
+
+
+def test_the_monitor_thread_keeps_to_its_share_of_the_cpu():
+    s = settings("memory://")
+    engine = Engine.from_settings(s).start()
+    traffic(engine, rows(600, seed=14))  # labels: a reference, so each record is compared
+    for x, _ in rows(20_000, seed=13):
+        engine.predict_one("m", x)
+    engine._records.flush()
+    monitor = Monitor(s, engine.store, clock=lambda: time.time() + 10, cpu_share=0.1)
+    stop = threading.Event()
+    thread = threading.Thread(target=monitor.run, args=(stop,))
+    wall, cpu = time.monotonic(), time.process_time()  # this thread sleeps meanwhile
+    thread.start()
+    time.sleep(1.5)
+    stop.set()
+    thread.join()
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    watched = monitor.models["m"]
+    assert 0 < watched.rows < 20_600, "it made progress, and had not finished the backlog"
+    assert cpu / wall < 0.2, f"the monitor used {cpu / wall:.0%} of a CPU, allowed 10%"
+    with pytest.raises(ValueError, match="cpu_share"):
+        Monitor(s, engine.store, cpu_share=0)
     engine.close()
