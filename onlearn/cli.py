@@ -19,6 +19,7 @@ EPILOG = """examples:
   onlearn models list phishing
   onlearn models rollback phishing --reason "accuracy dropped"
   onlearn schema infer data.csv --target label --model my_model
+  onlearn keys new --name app --roles predict
 """
 
 
@@ -68,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-monitor", action="store_true", help="do not run the monitor in the background"
     )
+    serve.add_argument(
+        "--allow-no-auth",
+        action="store_true",
+        default=None,
+        help="serve on a non-loopback address without API keys anyway ($ONLEARN_ALLOW_NO_AUTH)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = commands.add_parser(
@@ -103,12 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="register the best candidate even if it loses",
     )
     retrain.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    _api_key_argument(retrain)
     retrain.set_defaults(func=cmd_retrain)
 
     models = commands.add_parser(
         "models", help="versions, lineage, promotion and rollback on a running server"
     )
     models.add_argument("--url", default="http://127.0.0.1:8000", help="server address")
+    _api_key_argument(models)
     models_commands = models.add_subparsers(title="models commands", metavar="COMMAND")
     listing = models_commands.add_parser("list", help="versions of a model with roles and lineage")
     listing.add_argument("model")
@@ -147,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--delay-s", type=float, default=0.0, help="and at least this many seconds after it"
     )
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _api_key_argument(demo)
     demo.set_defaults(func=cmd_demo)
 
     label = commands.add_parser("label", help="label queued predictions in the terminal")
@@ -163,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="when the queue is empty, wait for more instead of ending",
     )
+    _api_key_argument(label)
     label.set_defaults(func=cmd_label)
 
     schema = commands.add_parser("schema", help="feature schema tools")
@@ -177,7 +188,27 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--task", default="classification", choices=["classification", "regression"])
     infer.set_defaults(func=cmd_schema_infer)
     schema.set_defaults(func=lambda args: schema.print_help() or 2)
+
+    keys = commands.add_parser("keys", help="API keys for access control")
+    keys_commands = keys.add_subparsers(title="keys commands", metavar="COMMAND")
+    new = keys_commands.add_parser(
+        "new", help="print a fresh random key and the config line with its hash"
+    )
+    new.add_argument("--name", required=True, help="who the key is for (kept in the audit trail)")
+    new.add_argument(
+        "--roles", required=True, help="comma-separated: predict, label, admin (e.g. predict,label)"
+    )
+    new.set_defaults(func=cmd_keys_new)
+    keys.set_defaults(func=lambda args: keys.print_help() or 2)
     return parser
+
+
+def _api_key_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("ONLEARN_API_KEY"),
+        help="API key of a server with access control ($ONLEARN_API_KEY)",
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -196,7 +227,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         run_worker=False if args.no_worker else None,
         run_monitor=False if args.no_monitor else None,
+        allow_no_auth=args.allow_no_auth,
     )
+    refusal = open_without_keys(settings)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
     if not settings.models:
         print(
             "error: no models configured; pass --config (see examples/phishing.toml)",
@@ -248,6 +284,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for sidecar in sidecars:
             sidecar.terminate()
             sidecar.wait(30)
+    return 0
+
+
+def open_without_keys(settings) -> str | None:
+    """Why serving as configured would expose the API to the network with no key, or None."""
+    if settings.api_keys or settings.allow_no_auth or is_loopback(settings.host):
+        return None
+    return (
+        f"serving on {settings.host} without API keys would let anyone on the network promote, "
+        "roll back and retrain; add keys ([security] api_keys or $ONLEARN_API_KEYS, "
+        "`onlearn keys new` makes one), or pass --allow-no-auth ($ONLEARN_ALLOW_NO_AUTH=1) "
+        "if something in front of it checks who calls"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """Only addresses this machine alone can reach. A host name other than localhost is not
+    resolved: what it resolves to may change, so it counts as reachable."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from onlearn.access import check_name, new_key, parse_roles, toml_entry
+
+    name = check_name(args.name, "--name")
+    roles = sorted(parse_roles(args.roles, "--roles"), key=lambda r: r.value)
+    key = new_key()
+    print(f"key (give it to {name}; it is shown once and not stored anywhere):")
+    print(f"  {key}")
+    print("\nadd to the config, in [security] api_keys = [ ... ]:")
+    print(f"  {toml_entry(name, key, roles)},")
+    print("\nor in the environment of the server (plain key):")
+    print(f"  ONLEARN_API_KEYS={name}:{'+'.join(r.value for r in roles)}:{key}")
     return 0
 
 
@@ -306,18 +382,26 @@ def _http_command(run) -> int:
     try:
         return run() or 0
     except ClientError as e:
-        print(f"error: the server refused: {e}", file=sys.stderr)
+        print(f"error: the server refused: {e}{_key_hint(e)}", file=sys.stderr)
         return 1
     except httpx.HTTPError as e:
         print(f"error: {e} (is `onlearn serve` running?)", file=sys.stderr)
         return 1
 
 
+def _key_hint(error) -> str:
+    if error.status == 401:
+        return " (pass --api-key or set $ONLEARN_API_KEY)"
+    if error.status == 403:
+        return " (this key lacks the role; ask for a key with it: `onlearn keys new`)"
+    return ""
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from onlearn.client import Client
 
     def run() -> int:
-        with Client(args.url) as client:
+        with Client(args.url, api_key=args.api_key) as client:
             job = client.retrain(
                 args.model, reason=args.reason, register_anyway=args.register_anyway or None
             )
@@ -350,7 +434,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     from onlearn.client import Client
 
     def run() -> None:
-        with Client(args.url) as client:
+        with Client(args.url, api_key=args.api_key) as client:
             for v in client.versions(args.model):
                 lineage = v["lineage"]
                 trained = lineage.get("trained_on") or {}
@@ -369,7 +453,7 @@ def cmd_models_history(args: argparse.Namespace) -> int:
     from onlearn.client import Client
 
     def run() -> None:
-        with Client(args.url) as client:
+        with Client(args.url, api_key=args.api_key) as client:
             for row in client.history(args.model):
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["at"]))
                 print(
@@ -383,7 +467,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     from onlearn.client import Client
 
     def run() -> None:
-        with Client(args.url) as client:
+        with Client(args.url, api_key=args.api_key) as client:
             answer = client.promote(
                 args.model, args.version, args.role, share=args.share, reason=args.reason
             )
@@ -396,7 +480,7 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
     from onlearn.client import Client
 
     def run() -> None:
-        with Client(args.url) as client:
+        with Client(args.url, api_key=args.api_key) as client:
             answer = client.rollback(args.model, reason=args.reason)
             print(f"rolled back (seq {answer['seq']}): {answer['roles']}")
 
@@ -410,7 +494,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from onlearn.demo import run_demo
 
     try:
-        with Client(args.url) as client:
+        with Client(args.url, api_key=args.api_key) as client:
             summary = run_demo(
                 client,
                 args.model,
@@ -421,7 +505,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 progress=not args.no_progress,
             )
     except ClientError as e:
-        print(f"error: the server refused a request: {e}", file=sys.stderr)
+        print(f"error: the server refused a request: {e}{_key_hint(e)}", file=sys.stderr)
         return 1
     except (httpx.HTTPError, OSError, ValueError) as e:
         print(f"error: {e} (is `onlearn serve` running at {args.url}?)", file=sys.stderr)
@@ -437,12 +521,12 @@ def cmd_label(args: argparse.Namespace) -> int:
     from onlearn.labeller import run_labeller
 
     try:
-        with Client(args.url) as client:
+        with Client(args.url, api_key=args.api_key) as client:
             counts = run_labeller(
                 client, args.model, labeller=args.labeller, lease_s=args.lease_s, wait=args.wait
             )
     except ClientError as e:
-        print(f"error: the server refused a request: {e}", file=sys.stderr)
+        print(f"error: the server refused a request: {e}{_key_hint(e)}", file=sys.stderr)
         return 1
     except httpx.HTTPError as e:
         print(f"error: {e} (is `onlearn serve` running at {args.url}?)", file=sys.stderr)

@@ -5,10 +5,13 @@ Usage, against a running server::
     with Client("http://127.0.0.1:8000") as client:
         p = client.predict("phishing", {"https": 1.0, "long_url": 0.0, ...})
         client.feedback("phishing", label=True, prediction_id=p["prediction_id"])
+
+With access control on, pass ``api_key=`` (or set ``$ONLEARN_API_KEY``).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +29,8 @@ class ClientError(Exception):
 
 class Client:
     def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 30.0) -> None:
+        """``api_key``: for a server with access control; ``$ONLEARN_API_KEY`` if not given."""
+        api_key = api_key or os.environ.get("ONLEARN_API_KEY")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=timeout)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from onlearn.errors import (
@@ -72,3 +74,13 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": detail_of(error)}, status_code=status, headers=headers)
 
     app.add_exception_handler(OnlearnError, onlearn_error)
+
+    async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler echoes the input and decodes bytes as UTF-8: a body that is not
+        # JSON and not UTF-8 (a pickle, say) made it answer 500 instead of 422.
+        detail = jsonable_encoder(
+            error.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")}
+        )
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, validation_error)

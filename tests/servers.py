@@ -24,8 +24,17 @@ def free_port() -> int:
 class ServerProcess:
     """``onlearn serve`` in a subprocess. ``start()`` waits until /readyz answers 200."""
 
-    def __init__(self, config: Path, store_url: str, *, workers: int = 1, env: dict | None = None):
+    def __init__(
+        self,
+        config: Path,
+        store_url: str,
+        *,
+        workers: int = 1,
+        env: dict | None = None,
+        args: tuple[str, ...] = (),
+    ):
         self.config = config
+        self.args = tuple(args)  # more flags of `onlearn serve`
         self.store_url = store_url
         self.workers = workers
         self.port = free_port()
@@ -44,6 +53,7 @@ class ServerProcess:
             sys.executable, "-m", "onlearn.cli", "serve",
             "--config", str(self.config), "--store", self.store_url,
             "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
+            *self.args,
         ]  # fmt: skip
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(

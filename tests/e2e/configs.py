@@ -158,3 +158,28 @@ b = {{ type = "number" }}
 c = {{ type = "number" }}
 color = {{ type = "category", values = ["red", "green", "blue"] }}
 """
+
+
+# The access-control server: one key per role (plain keys here, their hashes in the config),
+# and a model with a labelling queue (every prediction asked for).
+AUTH_KEYS = {
+    "app": ("predict", "onl_test-predict-key"),
+    "labeller": ("label", "onl_test-label-key"),
+    "ops": ("admin", "onl_test-admin-key"),
+}
+
+
+def _auth_config() -> str:
+    from onlearn.access import toml_entry
+
+    entries = ",\n  ".join(toml_entry(name, key, [role]) for name, (role, key) in AUTH_KEYS.items())
+    return f"""
+[security]
+api_keys = [
+  {entries},
+]
+{_active_model("guarded", budget=1.0, window=50, lease_s=60)}
+"""
+
+
+AUTH_CONFIG = _auth_config()

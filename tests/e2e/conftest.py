@@ -20,6 +20,7 @@ if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put 
     sys.path.insert(0, str(ROOT))
 
 from tests.e2e.configs import (  # noqa: E402
+    AUTH_CONFIG,
     CONFIG,
     DASHBOARD_CONFIG,
     QUEUE_CONFIG,
@@ -39,6 +40,7 @@ SERVERS = {
     "queue": (QUEUE_CONFIG, 1, {"test_queue", "test_label_page", "test_labeller"}),
     "rollout": (ROLLOUT_CONFIG, 1, {"test_rollout"}),
     "dashboard": (DASHBOARD_CONFIG, 1, {"test_dashboard"}),
+    "auth": (AUTH_CONFIG, 1, {"test_auth"}),
 }
 
 
@@ -89,3 +91,8 @@ def rollout_server(launched: dict[str, ServerProcess]) -> ServerProcess:
 @pytest.fixture(scope="session")
 def dashboard_server(launched: dict[str, ServerProcess]) -> ServerProcess:
     return launched["dashboard"].wait_ready(READY_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def auth_server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["auth"].wait_ready(READY_TIMEOUT)

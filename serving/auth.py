@@ -1,0 +1,213 @@
+"""Access control over HTTP: which role each route needs, checked before the route runs.
+
+A plain ASGI middleware (cheap on the predict path, and it covers the Starlette fast routes as
+well as the FastAPI ones). It finds the route a request goes to with the router's own matching
+(the first route that fully matches, as the router does), so the policy below cannot disagree
+with what actually answers. A route missing from ``POLICY`` needs ``admin``: a route added
+without a decision is closed, not open (and tests/test_auth.py fails until it has one).
+
+With no keys configured the middleware is not installed at all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+
+from starlette.routing import Mount, compile_path, get_route_path
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from onlearn.access import ApiKey, Keyring, Role
+
+log = logging.getLogger(__name__)
+
+PREDICT, LABEL, ADMIN = Role.PREDICT, Role.LABEL, Role.ADMIN
+OPEN: frozenset[Role] = frozenset()  # no key needed
+ANY_KEY = frozenset(Role)  # any valid key: reads that reveal no data and change nothing
+
+# (method, route path) -> the roles any one of which lets a key in; admin always does.
+POLICY: dict[tuple[str, str], frozenset[Role]] = {
+    # Probes of orchestrators, and the API's documentation (the API's shape is no secret).
+    ("GET", "/healthz"): OPEN,
+    ("GET", "/readyz"): OPEN,
+    ("GET", "/"): OPEN,
+    ("GET", "/docs"): OPEN,
+    ("GET", "/docs/oauth2-redirect"): OPEN,
+    ("GET", "/redoc"): OPEN,
+    ("GET", "/openapi.json"): OPEN,
+    # The pages are static; every API call they make needs a key (they ask for one on a 401).
+    ("GET", "/ui"): OPEN,
+    ("GET", "/ui/"): OPEN,
+    ("GET", "/ui/label"): OPEN,
+    ("GET", "/ui/label/{model}"): OPEN,
+    # Reads about models: any key (the dashboard works with a label or a predict key).
+    ("GET", "/metrics"): ANY_KEY,
+    ("GET", "/models"): ANY_KEY,
+    ("GET", "/models/{name}"): ANY_KEY,
+    ("GET", "/models/{name}/metrics"): ANY_KEY,
+    ("GET", "/models/{name}/drift"): ANY_KEY,
+    ("GET", "/models/{name}/versions"): ANY_KEY,
+    ("GET", "/models/{name}/history"): ANY_KEY,
+    # An application.
+    ("POST", "/models/{name}/predict"): frozenset({PREDICT}),
+    ("POST", "/models/{name}/predict/batch"): frozenset({PREDICT}),
+    ("POST", "/models/{name}/feedback"): frozenset({PREDICT, LABEL}),
+    ("POST", "/models/{name}/feedback/batch"): frozenset({PREDICT, LABEL}),
+    # A person labelling.
+    ("POST", "/models/{name}/queue/claim"): frozenset({LABEL}),
+    ("POST", "/models/{name}/queue/{item_id}/label"): frozenset({LABEL}),
+    ("POST", "/models/{name}/queue/{item_id}/skip"): frozenset({LABEL}),
+    ("GET", "/models/{name}/queue/stats"): frozenset({LABEL}),
+    # An operator: anything that changes which version answers, or starts work.
+    ("POST", "/models/{name}/versions/{version}/promote"): frozenset({ADMIN}),
+    ("POST", "/models/{name}/rollback"): frozenset({ADMIN}),
+    ("POST", "/models/{name}/retrain"): frozenset({ADMIN}),
+    ("GET", "/jobs"): frozenset({ADMIN}),
+    ("GET", "/jobs/{job_id}"): frozenset({ADMIN}),
+}
+DEFAULT = frozenset({ADMIN})
+
+HOW = "send a key as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+
+
+def needed(method: str, path: str) -> frozenset[Role]:
+    """The roles that let a request to the route ``path`` in."""
+    return POLICY.get(("GET" if method == "HEAD" else method, path), DEFAULT)
+
+
+def describe(roles: frozenset[Role]) -> str:
+    if roles == ANY_KEY:
+        return "any valid key"
+    names = sorted(r.value for r in roles | {ADMIN})
+    return "a key with role " + " or ".join(names)
+
+
+class AccessControl:
+    """401 without a valid key, 403 when the key lacks the route's role; the key's name goes
+    to ``request.state.principal`` (the actor of promotions and refits)."""
+
+    def __init__(self, app: ASGIApp, keyring: Keyring, router) -> None:
+        self.app = app
+        self.keyring = keyring
+        self.router = router
+        self._table: list[tuple[re.Pattern, frozenset[str] | None, str]] | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        roles = self._needed(scope)
+        if not roles:
+            return await self.app(scope, receive, send)
+        key = _presented(scope["headers"])
+        if key is None:
+            return await _deny(send, 401, f"this route needs an API key: {HOW}")
+        entry = self.keyring.find(key)
+        if entry is None:
+            return await _deny(
+                send, 401, f"the API key is not valid (unknown or revoked): {HOW} with a valid key"
+            )
+        if not entry.allows(roles):
+            return await _deny(send, 403, _forbidden(entry, scope, roles))
+        scope.setdefault("state", {})["principal"] = entry.name
+        await self.app(scope, receive, send)
+
+    def _needed(self, scope: Scope) -> frozenset[Role]:
+        if self._table is None:  # built at the first request: every route is added by then
+            self._table = [
+                (compile_path(path)[0], methods, path) for path, methods in route_table(self.router)
+            ]
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        path = get_route_path(scope)
+        for regex, methods, template in self._table:
+            if regex.match(path) and (methods is None or method in methods):
+                return needed(method, template)
+        # No route answers this: the router says 404 or 405, to a caller with a valid key only
+        # (probing paths or methods tells nothing without a key).
+        return ANY_KEY
+
+
+def route_table(router) -> list[tuple[str, frozenset[str] | None]]:
+    """Every route the router serves, in its order, as (path template, methods).
+
+    FastAPI 0.165 keeps included routers as nodes of the route list; its
+    ``iter_route_contexts`` flattens them. A mount is matched on its prefix, any method.
+    """
+    try:
+        from fastapi.routing import iter_route_contexts
+
+        routes = list(iter_route_contexts(router.routes))
+    except ImportError:  # FastAPI before included routers became nodes: the list is flat
+        routes = list(router.routes)
+    table = []
+    for route in routes:
+        path = getattr(route, "path", None)
+        if path is None:
+            continue
+        if isinstance(getattr(route, "original_route", route), Mount):
+            table.append((path.rstrip("/") + "/{rest:path}", None))
+            continue
+        methods = getattr(route, "methods", None)
+        table.append((path, frozenset(methods) if methods else None))
+    return table
+
+
+def _presented(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    bearer = api_key = None
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.partition(b" ")
+            if scheme.lower() == b"bearer" and token.strip():
+                bearer = token.strip()
+        elif name == b"x-api-key" and value.strip():
+            api_key = value.strip()
+    return bearer if bearer is not None else api_key
+
+
+def _forbidden(entry: ApiKey, scope: Scope, roles: frozenset[Role]) -> str:
+    has = ", ".join(sorted(r.value for r in entry.roles))
+    return (
+        f"{scope['method']} {scope['path']} needs {describe(roles)}; "
+        f"key {entry.name!r} has role {has}"
+    )
+
+
+async def _deny(send: Send, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="onlearn"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def install(app, keyring: Keyring) -> None:
+    """Check keys on every request when there are keys; with none, access control is off."""
+    if not keyring:
+        return
+    app.add_middleware(AccessControl, keyring=keyring, router=app.router)
+    _document(app)
+    log.info("access control on: %d API keys", len(keyring))
+
+
+def _document(app) -> None:
+    """Declare the bearer scheme in the OpenAPI document, so /docs has an Authorize button."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            components = schema.setdefault("components", {})
+            components.setdefault("securitySchemes", {})["apiKey"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key; " + HOW,
+            }
+            schema["security"] = [{"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi
