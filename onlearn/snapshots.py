@@ -41,7 +41,15 @@ def fresh_state(info: VersionInfo) -> LearnerState:
 
 
 def load_state(snapshot: Snapshot, secret: bytes) -> LearnerState:
-    state = load_signed(snapshot.artifact, secret)
+    try:
+        state = load_signed(snapshot.artifact, secret)
+    except ArtifactRejected as e:
+        raise ArtifactRejected(
+            f"snapshot of {snapshot.model} {snapshot.version} at seq {snapshot.seq}: {e}. "
+            "If the secret changed, set the one the snapshots were written with "
+            "(ONLEARN_SECRET_KEY or [security] secret_key); if the store was tampered with, "
+            "restore it from a backup"
+        ) from None
     if not isinstance(state, LearnerState) or state.seq != snapshot.seq:
         raise ArtifactRejected(
             f"snapshot of {snapshot.model} {snapshot.version} at seq {snapshot.seq} "
