@@ -288,3 +288,32 @@ def test_a_network_address_with_the_flag_or_with_keys_serves(tmp_path):
     finally:
         shutdown(open_server)
         shutdown(keyed)
+
+
+# Clients
+
+
+def test_the_client_and_the_cli_send_the_key(auth_server, capsys, monkeypatch):
+    from onlearn.cli import main
+    from onlearn.client import Client, ClientError
+
+    monkeypatch.delenv("ONLEARN_API_KEY", raising=False)
+    with Client(auth_server.url) as client:
+        with pytest.raises(ClientError) as refused:
+            client.models()
+        assert refused.value.status == 401
+    with Client(auth_server.url, api_key=KEYS["predict"]) as client:
+        assert [m["name"] for m in client.models()] == ["guarded"]
+    monkeypatch.setenv("ONLEARN_API_KEY", KEYS["label"])
+    with Client(auth_server.url) as client:  # from the environment
+        assert client.queue_stats("guarded")["depth"] >= 0
+
+    url = ["--url", auth_server.url]
+    assert main(["models", *url, "--api-key", KEYS["predict"], "list", "guarded"]) == 0
+    assert "champion" in capsys.readouterr().out
+    assert main(["models", *url, "--api-key", "onl_wrong", "list", "guarded"]) == 1
+    assert "pass --api-key or set $ONLEARN_API_KEY" in capsys.readouterr().err
+    args = ["models", *url, "--api-key", KEYS["label"], "rollback", "guarded"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "needs a key with role admin" in err and "lacks the role" in err
