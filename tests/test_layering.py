@@ -1,0 +1,50 @@
+"""The design's layering rules, checked on the source: the core never imports the web framework,
+and only ``onlearn/store/`` talks to SQLite or Redis."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# uvicorn is allowed: `onlearn serve` (the composition root, onlearn/cli.py) starts the server.
+WEB = {"fastapi", "starlette"}
+STORAGE = {"sqlite3", "redis"}
+
+
+def imported(path: Path) -> set[str]:
+    """The top-level packages ``path`` imports, at any depth in the file (lazy imports too)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def sources(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", sources("onlearn"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_core_never_imports_the_web_framework(path):
+    assert not imported(path) & WEB, f"{path}: the core must not import {imported(path) & WEB}"
+
+
+@pytest.mark.parametrize(
+    "path", sources("onlearn") + sources("serving"), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_only_the_store_package_talks_to_sqlite_or_redis(path):
+    if (ROOT / "onlearn" / "store") in path.parents:
+        return
+    assert not imported(path) & STORAGE, f"{path} imports {imported(path) & STORAGE}"
+
+
+def test_the_checks_see_the_imports_they_forbid():
+    # Guards the parser against checking nothing: these modules do import what is forbidden.
+    assert "sqlite3" in imported(ROOT / "onlearn" / "store" / "sqlite.py")
+    assert "redis" in imported(ROOT / "onlearn" / "store" / "redis.py")
+    assert "fastapi" in imported(ROOT / "serving" / "app.py")
