@@ -215,7 +215,9 @@ def load_settings(
                 ) from None
     path = path or overrides.get("config_path") or from_env.get("config_path")
     settings = settings_from_toml(path) if path else Settings()
-    given = {k: v for k, v in {**from_env, **overrides}.items() if v is not None}
+    # An override of None is a flag not given (the CLI passes every flag): it must not hide the
+    # environment's value, so it is dropped before the merge, not after.
+    given = {**from_env, **{k: v for k, v in overrides.items() if v is not None}}
     given.pop("config_path", None)
     # Keys from the environment add to the config's (both are sources of keys: hashed ones in
     # the file, plain deployment secrets in the environment), unlike the scalar overrides.

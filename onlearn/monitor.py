@@ -493,6 +493,11 @@ class Monitor:
         """Read what arrived, report when due. True when there was something to read."""
         busy = False
         for name, monitor in self.models.items():
+            if CHAMPION not in monitor.roles:
+                # Opened before any process registered the config's first version: that sets
+                # the role without a log event, so only the registry can tell.
+                monitor.roles = dict(self.store.registry.roles_state(name).roles)
+                self._load_reference(monitor)
             read = self._read(name, monitor)
             busy |= read
             # Traffic paused: report what came since the last report rather than sit on it.

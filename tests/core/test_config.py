@@ -26,6 +26,12 @@ def test_environment_overrides_the_file_and_flags_override_both():
     s = load_settings(None, environ=env)
     assert (s.store_url, s.port, s.config_path) == ("memory://", 9001, EXAMPLE)
     assert load_settings(None, environ=env, port=9002, store_url=None).port == 9002
+    # A flag not given (the CLI passes None) leaves the environment's value, as in a container
+    # configured by environment alone.
+    flags = dict(store_url=None, host=None, run_worker=None, allow_no_auth=None)
+    assert load_settings(None, environ=env, **flags).store_url == "memory://"
+    env["ONLEARN_RUN_WORKER"] = "false"
+    assert load_settings(None, environ=env, **flags).run_worker is False
 
 
 @pytest.mark.parametrize(

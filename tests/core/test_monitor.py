@@ -231,3 +231,22 @@ def test_the_monitor_thread_keeps_to_its_share_of_the_cpu():
     with pytest.raises(ValueError, match="cpu_share"):
         Monitor(s, engine.store, cpu_share=0)
     engine.close()
+
+
+def test_a_monitor_started_before_the_first_version_is_registered_finds_the_champion(tmp_path):
+    # Processes of a deployment start together: the monitor may open the store before any
+    # server or worker registered the config's first version (which sets the role without a
+    # log event).
+    from onlearn.store.base import open_store
+
+    s = settings(f"sqlite:///{tmp_path}/m.db")
+    with open_store(s.store_url) as store:
+        monitor = Monitor(s, store, clock=lambda: time.time() + 10)
+        assert monitor.models["m"].roles == {}
+        with Engine.from_settings(s) as engine:
+            engine.start()
+            traffic(engine, rows(900, seed=15))
+            run_monitor(monitor)
+            document = monitor.publish("m")
+    assert document["reference"] == {"version": "v1", "ready": True, "rows": 500}
+    assert document["accuracy"]["v1"] > 0.9
