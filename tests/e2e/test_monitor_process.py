@@ -3,14 +3,18 @@ shows what the monitor process found."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-
 import httpx
 
-from tests.e2e.helpers import learn, wait_until, write_config, xy_model, xy_rows
-from tests.servers import ROOT, ServerProcess
+from tests.e2e.helpers import (
+    learn,
+    start_role,
+    stop_role,
+    wait_until,
+    write_config,
+    xy_model,
+    xy_rows,
+)
+from tests.servers import ServerProcess
 
 CONFIG = f"""
 [security]
@@ -28,13 +32,12 @@ def test_a_separate_monitor_process_reports_through_the_store(tmp_path):
     config = write_config(tmp_path, CONFIG)
     url = f"sqlite:///{tmp_path}/onlearn.db"
     server = ServerProcess(config, url, env={"ONLEARN_RUN_MONITOR": "false"}).start(180)
-    monitor = subprocess.Popen(
-        [sys.executable, "-m", "onlearn.cli", "monitor", "--config", str(config), "--store", url],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log = tmp_path / "monitor.log"
+    monitor = start_role("monitor", config, url, log)
     try:
+        # A monitor that starts late reads back only reference_size labels but the last minute
+        # of predictions: wait for it, so that it sees the whole stream from its first label.
+        wait_until(lambda: "monitor: running" in log.read_text(), timeout=60)
         with httpx.Client(base_url=server.url, timeout=30) as api:
             assert api.get("/models/mon/drift").json()["updated_at"] is None
             list(learn(api, "mon", xy_rows(400, seed=9)))
@@ -52,6 +55,5 @@ def test_a_separate_monitor_process_reports_through_the_store(tmp_path):
             assert {f["name"] for f in report["input_drift"]["features"]} == {"x", "y"}
             assert report["accuracy"]["v1"] is not None
     finally:
-        monitor.send_signal(signal.SIGTERM)
-        assert monitor.wait(30) == 0  # a clean stop on SIGTERM
+        assert stop_role(monitor) == 0, log.read_text()[-3000:]  # a clean stop on SIGTERM
         server.stop()
