@@ -125,7 +125,9 @@ class EngineSettings:
     """Knobs of the engine's background work. Defaults suit one machine."""
 
     prediction_flush_ms: float = 20.0
-    max_pending_predictions: int = 100_000
+    max_pending_predictions: int = 100_000  # records not yet written; the oldest are dropped
+    # Label events waiting for their durable append; past this, feedback answers 503.
+    max_pending_labels: int = 100_000
     poll_interval_ms: float = 50.0
     apply_timeout_s: float = 10.0
     snapshot_every_events: int = 10_000
@@ -145,8 +147,25 @@ class EngineSettings:
 
 @dataclass(frozen=True)
 class Limits:
-    max_body_bytes: int = 4 * 1024 * 1024
-    max_batch_rows: int = 10_000
+    """What one request may ask of the server, and how long it may take. Each is answered with
+    a 4xx or 5xx that names it when exceeded (the table in docs/operations.md)."""
+
+    max_body_bytes: int = 4 * 1024 * 1024  # 413
+    max_batch_rows: int = 10_000  # rows of predict/batch, items of feedback/batch: 422
+    # A request still unanswered after this long gets 504 (408 while its body is still
+    # arriving) instead of holding its client and a connection. 0 turns it off.
+    request_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        for key in ("max_body_bytes", "max_batch_rows"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"[limits]: {key} must be a whole number of at least 1")
+        t = self.request_timeout_s
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 <= t < math.inf:
+            raise ConfigError(
+                "[limits]: request_timeout_s must be a number of seconds (0 turns it off)"
+            )
 
 
 @dataclass(frozen=True)
@@ -190,6 +209,13 @@ ENVIRONMENT = {
     "ONLEARN_ALLOW_NO_AUTH": ("allow_no_auth", boolean),
 }
 
+# Environment variable -> Limits field (the [limits] table), with the type to parse it as.
+LIMITS_ENVIRONMENT = {
+    "ONLEARN_MAX_BODY_BYTES": ("max_body_bytes", int),
+    "ONLEARN_MAX_BATCH_ROWS": ("max_batch_rows", int),
+    "ONLEARN_REQUEST_TIMEOUT_S": ("request_timeout_s", float),
+}
+
 
 def load_settings(
     path: str | os.PathLike | None = None,
@@ -226,7 +252,25 @@ def load_settings(
         given["api_keys"] = unique(
             (*settings.api_keys, *from_environ), "[security] api_keys and ONLEARN_API_KEYS"
         )
+    if "limits" not in given:
+        given["limits"] = _limits_from_env(settings.limits, environ)
     return replace(settings, **given)
+
+
+def _limits_from_env(limits: Limits, environ: Mapping[str, str]) -> Limits:
+    values: dict[str, Any] = {}
+    for var, (name, kind) in LIMITS_ENVIRONMENT.items():
+        if environ.get(var):
+            try:
+                values[name] = kind(environ[var])
+            except ValueError:
+                raise ConfigError(
+                    f"{var}={environ[var]!r} is not a valid {kind.__name__}"
+                ) from None
+    try:
+        return replace(limits, **values)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (from {', '.join(sorted(LIMITS_ENVIRONMENT))})") from None
 
 
 def settings_from_toml(path: str | os.PathLike) -> Settings:

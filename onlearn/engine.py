@@ -157,7 +157,9 @@ class Engine:
             clock=self.clock,
             after_write=self.labelling.enqueue,
         )
-        self._committer = GroupCommitter(self.store.log, on_commit=self._committed)
+        self._committer = GroupCommitter(
+            self.store.log, max_pending=es.max_pending_labels, on_commit=self._committed
+        )
         for rt in self.runtimes.values():
             self._spawn(f"onlearn-follow-{rt.name}", self._follow, rt)
         self._spawn("onlearn-maintenance", self._maintenance_loop)
@@ -334,6 +336,8 @@ class Engine:
             "log_commits": {
                 "batches": self._committer.batches if self._committer else 0,
                 "events": self._committer.events if self._committer else 0,
+                "pending": self._committer.pending if self._committer else 0,
+                "refused": self._committer.refused if self._committer else 0,
             },
         }
 
@@ -834,7 +838,12 @@ class Engine:
     async def _applied_async(self, rt: ModelRuntime, seq: int, wait: bool) -> bool:
         if not wait:
             return rt.seq >= seq
-        return await rt.wait_applied_async(seq, self.settings.engine.apply_timeout_s)
+        timeout = self.settings.engine.apply_timeout_s
+        if self.settings.limits.request_timeout_s:
+            # The label is durable by now: answer 200 with applied false rather than let the
+            # request run into its timeout (504), which would hide that it was recorded.
+            timeout = min(timeout, self.settings.limits.request_timeout_s / 2)
+        return await rt.wait_applied_async(seq, timeout)
 
     def _follow(self, rt: ModelRuntime) -> None:
         # Other processes append to a shared store: poll it. A memory store has only us.

@@ -57,6 +57,10 @@ class StoreUnavailable(OnlearnError, RuntimeError):
     """The store cannot be reached now (disk, lock or network) (HTTP 503); retry later."""
 
 
+class Overloaded(StoreUnavailable):
+    """A bounded buffer is full: the store does not keep up (HTTP 503); retry later."""
+
+
 class ActiveLearningOff(OnlearnError, LookupError):
     """The model has no labelling queue (HTTP 404): its config has no ``active`` table."""
 

@@ -8,6 +8,10 @@ Two details matter for throughput on few cores. While batches hold more than one
 is concurrency to gather), the thread lingers a moment before committing, so a batch gathers
 more requests per fsync. And the futures of an event loop are resolved with one callback per
 batch, not one wake-up of the loop per request.
+
+The events waiting for their append are bounded (``max_pending``): when the store stalls, a
+submission past the bound is refused at once with :class:`Overloaded` (HTTP 503) instead of
+queueing in memory behind a store that does not answer.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
+from onlearn.errors import Overloaded
 from onlearn.records import Event
 from onlearn.store.base import AppendResult, EventLog
 
@@ -43,20 +48,26 @@ class GroupCommitter:
         *,
         max_batch: int = 2048,
         linger_s: float = 0.001,
+        max_pending: int = 100_000,
         on_commit: Callable[[str, Sequence[Event], AppendResult], None] | None = None,
     ) -> None:
         self.event_log = event_log
         self.max_batch = max_batch
         self.linger_s = linger_s
         self.on_commit = on_commit
+        self.max_pending = max_pending
         self.batches = 0
         self.events = 0
+        self.refused = 0  # submissions refused because max_pending events were waiting
+        self.pending = 0  # events submitted and not yet durable (or failed)
+        self._pending_lock = threading.Lock()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="onlearn-group-commit", daemon=True)
         self._thread.start()
 
     def submit(self, model: str, events: Sequence[Event]) -> Future[list[int]]:
         """A concurrent future of the seqs, for threads."""
+        self._admit(len(events))
         future: Future[list[int]] = Future()
         self._queue.put((model, events, future, None))
         return future
@@ -64,9 +75,23 @@ class GroupCommitter:
     def submit_async(self, model: str, events: Sequence[Event]) -> asyncio.Future[list[int]]:
         """An asyncio future of the seqs, resolved on the running loop."""
         loop = asyncio.get_running_loop()
+        self._admit(len(events))
         future = loop.create_future()
         self._queue.put((model, events, future, loop))
         return future
+
+    def _admit(self, n: int) -> None:
+        # A submission is admitted while fewer than max_pending events wait, whatever its own
+        # size, so a batch larger than the bound still goes through on an idle committer.
+        with self._pending_lock:
+            if self.pending >= self.max_pending:
+                self.refused += 1
+                raise Overloaded(
+                    f"{self.pending} label events are waiting for the store to make them durable "
+                    f"([engine] max_pending_labels = {self.max_pending}): the store does not "
+                    "keep up; retry shortly"
+                )
+            self.pending += n
 
     def close(self) -> None:
         """Commit what was submitted, then stop."""
@@ -109,7 +134,9 @@ class GroupCommitter:
                 result = self.event_log.append(model, events)
             except BaseException as e:  # noqa: BLE001 - every waiter must learn the outcome
                 outcomes += [(future, loop, e) for _, _, future, loop in items]
+                self._done(len(events))
                 continue
+            self._done(len(events))
             self.batches += 1
             self.events += len(events)
             if self.on_commit is not None:
@@ -132,6 +159,10 @@ class GroupCommitter:
                 loop.call_soon_threadsafe(_settle_all, settled)
             except RuntimeError:  # the loop closed meanwhile: nobody waits any more
                 pass
+
+    def _done(self, n: int) -> None:
+        with self._pending_lock:
+            self.pending -= n
 
 
 def _settle(future, outcome) -> None:

@@ -209,6 +209,13 @@ class Labelling:
             raise UnknownQueueItem(f"no queue item {item.item_id} for model {name!r}")
         return dict(outcome.item.result) if outcome.item and outcome.item.result else result
 
+    def _answer(self, name: str, stored: Any) -> dict:
+        """The answer of a label call, as feedback's: seq, version, and whether this process has
+        applied it. The item keeps seq and version only; "applied" is about now."""
+        answer = dict(stored)
+        answer["applied"] = self.engine.runtime(name).seq >= answer["seq"]
+        return answer
+
     def _feedback(self, item: QueueItem, label: Any, labeller: str | None):
         from onlearn.engine import FeedbackItem
 
@@ -232,9 +239,10 @@ class Labelling:
         self._active(name)
         item = self._check_claim(name, item_id, claim_id, labeller)
         if item.state is QueueState.DONE:
-            return dict(item.result)
+            return self._answer(name, item.result)
         result = await self.engine.feedback_one_async(name, self._feedback(item, label, labeller))
-        return self._complete(name, item, claim_id, {"seq": result.seq, "version": result.version})
+        stored = {"seq": result.seq, "version": result.version}
+        return self._answer(name, self._complete(name, item, claim_id, stored))
 
     def label(
         self,
@@ -248,9 +256,10 @@ class Labelling:
         self._active(name)
         item = self._check_claim(name, item_id, claim_id, labeller)
         if item.state is QueueState.DONE:
-            return dict(item.result)
+            return self._answer(name, item.result)
         result = self.engine.feedback_one(name, self._feedback(item, label, labeller))
-        return self._complete(name, item, claim_id, {"seq": result.seq, "version": result.version})
+        stored = {"seq": result.seq, "version": result.version}
+        return self._answer(name, self._complete(name, item, claim_id, stored))
 
     def skip(
         self, name: str, item_id: str, *, claim_id: str | None = None, labeller: str | None = None

@@ -13,8 +13,8 @@ from starlette.concurrency import run_in_threadpool
 from onlearn.access import Keyring
 from onlearn.config import Settings, load_settings
 from onlearn.engine import Engine
-from serving import auth, errors, fast
-from serving.limits import BodySizeLimit
+from serving import auth, errors, fast, openapi
+from serving.limits import BodySizeLimit, RequestTimeout
 from serving.prometheus import registry_for
 from serving.routes import feedback, health, metrics, models, predict, queue, ui, versions
 
@@ -66,6 +66,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # Added after the size limit, so it runs first: a request without a key is refused before
     # its body is read.
     auth.install(app, Keyring(settings.api_keys))
+    # Outermost: the deadline covers everything the request waits for, its body included.
+    app.add_middleware(RequestTimeout, timeout_s=settings.limits.request_timeout_s)
     for router in (
         health.router,
         models.router,
@@ -78,6 +80,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     ):
         app.include_router(router)
     fast.install(app)
+    openapi.install(app)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

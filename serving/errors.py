@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -56,8 +58,22 @@ def status_of(error: OnlearnError) -> int:
 
 def detail_of(error: OnlearnError):
     if isinstance(error, SchemaViolation):
-        return [e.to_dict() for e in error.errors]
-    return str(error)
+        return printable([e.to_dict() for e in error.errors])
+    return printable(str(error))
+
+
+def printable(value: Any) -> Any:
+    """``value`` with what JSON cannot carry made visible instead: a message that echoes the
+    input (NaN, a lone surrogate) must not turn a 4xx into a 500 while being rendered."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(v) for v in value]
+    return value
 
 
 def at(violation: SchemaViolation, *prefix) -> SchemaViolation:
@@ -81,6 +97,7 @@ def install(app: FastAPI) -> None:
         detail = jsonable_encoder(
             error.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")}
         )
+        detail = printable(detail)  # NaN or a lone surrogate in the echoed input
         return JSONResponse({"detail": detail}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -31,11 +31,39 @@ ANY: _Check = None
 
 def parse_json(body: bytes) -> Any:
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as e:
         pos = getattr(e, "pos", 0)
         raise SchemaViolation(
             [FieldError(("body", pos), "json_invalid", f"JSON decode error: {e}")]
+        ) from None
+    except RecursionError:
+        # Arrays or objects nested thousands deep (a few kB of "[[[["): the decoder recurses
+        # once per level. No valid body nests more than a few levels.
+        raise SchemaViolation(
+            [FieldError(("body",), "json_invalid", "JSON decode error: nested too deeply")]
+        ) from None
+    if b"\\ud" in body or b"\\uD" in body:  # rare: only escapes can make a lone surrogate
+        refuse_lone_surrogates(data, ("body",))
+    return data
+
+
+def refuse_lone_surrogates(data: Any, loc: tuple) -> None:
+    """A ``\\ud800``-``\\udfff`` escape outside a surrogate pair decodes to a string that is not
+    Unicode: it cannot be stored, logged or echoed in an answer (each would fail with a 500, and
+    a label event in a group commit would fail the commit of everyone in its batch)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise SchemaViolation(
+            [
+                FieldError(
+                    loc,
+                    "string_unicode",
+                    "a string holds a \\uD800-\\uDFFF escape outside a surrogate pair, "
+                    "which is not valid Unicode; send UTF-8 text",
+                )
+            ]
         ) from None
 
 

@@ -1,6 +1,10 @@
-"""Request body size limit, as a plain ASGI middleware (cheap on the predict path)."""
+"""Request limits as plain ASGI middlewares (cheap on the predict path): the body size, and
+the time a request may take."""
 
 from __future__ import annotations
+
+import asyncio
+import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -47,16 +51,79 @@ class BodySizeLimit:
 
 
 async def _reject(send: Send, limit: int) -> None:
-    body = b'{"detail":"request body is larger than the limit of %d bytes"}' % limit
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ],
-        }
+    detail = (
+        f"request body is larger than the limit of {limit} bytes ([limits] max_body_bytes); "
+        "send fewer rows per call"
     )
+    await _answer(send, 413, detail, close=True)
+
+
+class RequestTimeout:
+    """Answers 504 when a request takes longer than ``timeout_s`` (408 when its body is still
+    arriving), rather than hold the client, a connection and a task for as long as a stalled
+    store takes.
+
+    The request's task is cancelled at the deadline (``asyncio.timeout``: no task of its own per
+    request, a timer). Work already handed to a thread or to the group commit goes on, which is
+    why the detail says the call may still take effect. Once the answer has started, the
+    deadline no longer applies.
+    """
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.timeout_s:
+            return await self.app(scope, receive, send)
+        answered = False
+        reading = False
+
+        async def receiving() -> Message:
+            nonlocal reading
+            reading = True
+            message = await receive()
+            reading = message["type"] == "http.request" and message.get("more_body", False)
+            return message
+
+        async def sending(message: Message) -> None:
+            nonlocal answered
+            if not answered and message["type"] == "http.response.start":
+                answered = True
+                deadline.reschedule(None)
+            await send(message)
+
+        try:
+            async with asyncio.timeout(self.timeout_s) as deadline:
+                await self.app(scope, receiving, sending)
+        except TimeoutError:
+            if answered or not deadline.expired():
+                raise  # not ours: a TimeoutError of the app itself, a 500 like any error
+            if reading:
+                detail = (
+                    f"the request body did not arrive within {self.timeout_s:g} s "
+                    "([limits] request_timeout_s)"
+                )
+                return await _answer(send, 408, detail, close=True)
+            detail = (
+                f"the request took longer than {self.timeout_s:g} s ([limits] "
+                "request_timeout_s), most likely waiting for the store; it may still take "
+                "effect. Retrying is safe for feedback (one label per prediction_id or event_id)"
+            )
+            await _answer(send, 504, detail, retry_after=True)
+
+
+async def _answer(
+    send: Send, status: int, detail: str, *, close: bool = False, retry_after: bool = False
+) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    if retry_after:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

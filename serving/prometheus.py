@@ -90,6 +90,16 @@ class EngineCollector:
             "Events appended by group commit",
             value=commits["events"],
         )
+        yield GaugeMetricFamily(
+            "onlearn_log_pending_events",
+            "Label events waiting for their durable append",
+            value=commits["pending"],
+        )
+        yield CounterMetricFamily(
+            "onlearn_log_refused_submissions",
+            "Feedback calls refused with 503: max_pending_labels events were waiting",
+            value=commits["refused"],
+        )
 
     def _monitoring(self):
         labels = ["model"]

@@ -6,9 +6,10 @@ decides what is valid, so that a string "1" is never silently turned into a numb
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PHISHING_ROW = {
     "empty_server_form_handler": 0.0,
@@ -26,10 +27,30 @@ PHISHING_ROW = {
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        # Python's JSON parser takes NaN, Infinity and lone surrogates (\\ud800), which are not
+        # JSON: stored in a job's options or a label event they made every later read of it a
+        # 500 (GET /jobs), or failed the store's write. The fast routes refuse them likewise.
+        try:
+            json.dumps(data, ensure_ascii=False, allow_nan=False, default=str).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "a string holds a \\uD800-\\uDFFF escape outside a surrogate pair, which is "
+                "not valid Unicode; send UTF-8 text"
+            ) from None
+        except ValueError:
+            raise ValueError("NaN and Infinity are not JSON numbers; send finite numbers") from None
+        return data
+
 
 class PredictRequest(Strict):
     features: dict[str, Any] = Field(
         description="Feature name -> value, as the model's schema says."
+    )
+    key: str | None = Field(
+        None, description="Routing key: the same key is always answered by the same version."
     )
 
     model_config = ConfigDict(

@@ -53,7 +53,7 @@ async def rollback(name: str, request: Request, body: RollbackRequest | None = N
     return JSON({"seq": seq, "roles": dict(engine.runtime(name).roles)})
 
 
-@router.post("/models/{name}/retrain", summary="Start a batch refit job")
+@router.post("/models/{name}/retrain", summary="Start a batch refit job", status_code=202)
 async def retrain(name: str, request: Request, body: RetrainRequest | None = None) -> JSON:
     engine = request.app.state.engine
     body = body or RetrainRequest()

@@ -183,3 +183,52 @@ api_keys = [
 
 
 AUTH_CONFIG = _auth_config()
+
+
+# The fuzzed server (test_fuzz.py): every feature type, a classification model with a labelling
+# queue (so the queue routes reach the engine) and a regression model (no queue), on the same
+# features so that one body schema fits both.
+FUZZ_MODELS = ("fuzz", "fuzzreg")
+FUZZ_CONFIG = f"""
+[models.fuzz]
+task = "classification"
+classes = ["cat", "dog"]
+pipeline = {{ name = "logistic_regression" }}
+active = {{ budget = 1.0, window = 50, lease_s = 30 }}
+[models.fuzz.features]
+{SHAPES_FEATURES}
+
+[models.fuzzreg]
+task = "regression"
+pipeline = {{ name = "linear_regression" }}
+[models.fuzzreg.features]
+{SHAPES_FEATURES}
+"""
+
+
+# The limits server (test_limits.py): small limits, so each can be reached in a test. A model
+# per test, so that counters and logs a test reads are its own.
+LIMITS = {"max_body_bytes": 2048, "max_batch_rows": 4, "request_timeout_s": 1.0}
+LIMITS_MAX_PENDING_PREDICTIONS = 50
+LIMITS_QUEUE_MAX_SIZE = 3
+LIMITS_MAX_CLAIM = 2
+LIMITS_CONFIG = f"""
+[limits]
+max_body_bytes = {LIMITS["max_body_bytes"]}
+max_batch_rows = {LIMITS["max_batch_rows"]}
+request_timeout_s = {LIMITS["request_timeout_s"]}
+
+[engine]
+max_pending_predictions = {LIMITS_MAX_PENDING_PREDICTIONS}
+max_pending_labels = 1
+
+{xy_model("lim")}
+{xy_model("slow")}
+{xy_model("busy")}
+{xy_model("buf")}
+{
+    _active_model(
+        "q", budget=1.0, window=50, queue_max_size=LIMITS_QUEUE_MAX_SIZE, max_claim=LIMITS_MAX_CLAIM
+    )
+}
+"""

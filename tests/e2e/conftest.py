@@ -23,6 +23,8 @@ from tests.e2e.configs import (  # noqa: E402
     AUTH_CONFIG,
     CONFIG,
     DASHBOARD_CONFIG,
+    FUZZ_CONFIG,
+    LIMITS_CONFIG,
     QUEUE_CONFIG,
     RESTART_CONFIG,
     ROLLOUT_CONFIG,
@@ -41,6 +43,8 @@ SERVERS = {
     "rollout": (ROLLOUT_CONFIG, 1, {"test_rollout"}),
     "dashboard": (DASHBOARD_CONFIG, 1, {"test_dashboard"}),
     "auth": (AUTH_CONFIG, 1, {"test_auth"}),
+    "limits": (LIMITS_CONFIG, 1, {"test_limits"}),
+    "fuzz": (FUZZ_CONFIG, 1, {"test_fuzz"}),
 }
 
 
@@ -96,3 +100,13 @@ def dashboard_server(launched: dict[str, ServerProcess]) -> ServerProcess:
 @pytest.fixture(scope="session")
 def auth_server(launched: dict[str, ServerProcess]) -> ServerProcess:
     return launched["auth"].wait_ready(READY_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def limits_server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["limits"].wait_ready(READY_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def fuzz_server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["fuzz"].wait_ready(READY_TIMEOUT)

@@ -1,0 +1,91 @@
+"""The errors each operation can answer, added to the OpenAPI document in one place.
+
+FastAPI documents the 200 and the 422 it validates itself; the rest come from the middlewares
+(size, time), from domain errors (``serving/errors.py``) and from the fast routes, which FastAPI
+never sees. Clients generated from the document, and the fuzz test (tests/e2e/test_fuzz.py),
+read them here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR = "ErrorMessage"
+
+# status -> what it means, for every operation it applies to (see ``errors_of``).
+MEANING = {
+    400: "The body could not be read (not JSON, not UTF-8), or an option is not valid.",
+    404: "No such model (or item, version, job), or the model has no labelling queue.",
+    408: "The request body did not arrive within [limits] request_timeout_s.",
+    409: "A conflict with the current state: another labeller holds the item, or the role "
+    "change is not possible now.",
+    410: "Gone: the prediction expired (send inline features), or the item left the queue.",
+    413: "The body is larger than [limits] max_body_bytes.",
+    503: "The store is unavailable, or label events wait beyond [engine] max_pending_labels; "
+    "retry after Retry-After.",
+    504: "The request took longer than [limits] request_timeout_s; it may still take effect.",
+}
+
+# (method, path) -> the statuses of that operation beyond the common ones.
+SPECIFIC = {
+    ("post", "/models/{name}/feedback"): {410},
+    ("post", "/models/{name}/queue/{item_id}/label"): {409, 410},
+    ("post", "/models/{name}/queue/{item_id}/skip"): {409, 410},
+    ("post", "/models/{name}/versions/{version}/promote"): {409},
+    ("post", "/models/{name}/rollback"): {409},
+    ("get", "/jobs/{job_id}"): {404},
+}
+
+
+def errors_of(method: str, path: str, operation: dict[str, Any]) -> set[int]:
+    statuses = {503, 504} | SPECIFIC.get((method, path), set())
+    if "{name}" in path:
+        statuses.add(404)
+    if "requestBody" in operation:
+        statuses |= {400, 408, 413}
+    return statuses
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add the error answers to every operation of ``schema`` (in place; returned)."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components[ERROR] = {
+        "title": ERROR,
+        "type": "object",
+        "properties": {
+            "detail": {"type": "string", "description": "What went wrong, and what to do."}
+        },
+        "required": ["detail"],
+    }
+    body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR}"}}}
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            for status in sorted(errors_of(method, path, operation)):
+                responses.setdefault(str(status), {"description": MEANING[status], "content": body})
+    readyz = schema.get("paths", {}).get("/readyz", {}).get("get")
+    if readyz is not None:
+        readyz["responses"]["503"] = {
+            "description": "Not ready: the store cannot be reached or models are not loaded.",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"status": {"type": "string"}, "reason": {"type": "string"}},
+                    }
+                }
+            },
+        }
+    return schema
+
+
+def install(app) -> None:
+    """Serve the document with the error answers added (built once, at the first request)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if getattr(app.state, "openapi_errors", None) is None:
+            app.state.openapi_errors = document_errors(build())
+        return app.state.openapi_errors
+
+    app.openapi = openapi
