@@ -9,7 +9,7 @@ STORE ?= sqlite:///.data/onlearn.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-active bench-drift install clean
+.PHONY: run test lint bench bench-active bench-drift soak install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,12 @@ bench-active: $(STAMP)
 
 bench-drift: $(STAMP)
 	$(BIN)/python -m benchmarks.drift
+
+# Half of the measured capacity for SOAK_DURATION seconds; exits 1 when a verdict fails.
+SOAK_DURATION ?= 600
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak --duration $(SOAK_DURATION) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache

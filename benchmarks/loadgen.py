@@ -149,12 +149,17 @@ class Connection(asyncio.Protocol):
             body = bytes(buf[: self.length])
             del buf[: self.length]
             self.length = -1
-            self.gen.answered(self.status, body, time.perf_counter() - self.sent_at)
+            self.answered(body)
             if self.close:
                 self.busy = False
                 self.transport.close()  # connection_lost reconnects
                 return
             self.send_next()
+
+    def answered(self, body: bytes) -> None:
+        """One complete answer to this connection's request; a subclass can read it (to chain a
+        request on it, or to time it from another instant)."""
+        self.gen.answered(self.status, body, time.perf_counter() - self.sent_at)
 
     def fail(self, why: str) -> None:
         self.gen.error(f"protocol: {why}")
