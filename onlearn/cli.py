@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    worker.add_argument("--sidecar-of", type=int, help=argparse.SUPPRESS)
     worker.set_defaults(func=cmd_worker)
 
     monitor = commands.add_parser(
@@ -96,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"]
     )
+    monitor.add_argument(
+        "--cpu-share",
+        type=float,
+        default=1.0,
+        help="share of one CPU the monitor may use; it falls behind (and skips old traffic) "
+        "rather than take more (default 1)",
+    )
+    monitor.add_argument("--sidecar-of", type=int, help=argparse.SUPPRESS)
     monitor.set_defaults(func=cmd_monitor)
 
     retrain = commands.add_parser(
@@ -255,36 +264,113 @@ def cmd_serve(args: argparse.Namespace) -> int:
             ensure_registered(store, model, at=time.time())
 
     log_level = args.log_level
-    if settings.workers == 1:
+    if settings.workers == 1 and not (
+        settings.store_url.startswith("sqlite:") and settings.config_path
+    ):
+        # memory:// lives in this process only: the worker and the monitor run as its threads
+        # (and, on Redis, only when asked: there they are meant to be processes of their own).
         from serving.app import create_app
 
         app = create_app(settings)
         uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
         return 0
-    os.environ.update(ONLEARN_CONFIG=settings.config_path, ONLEARN_STORE_URL=settings.store_url)
-    if settings.secret_key:
-        os.environ["ONLEARN_SECRET_KEY"] = settings.secret_key
-    # Each server process follows the log; one worker process does the background work.
-    os.environ.update(ONLEARN_RUN_WORKER="false", ONLEARN_RUN_MONITOR="false")
-    sidecars = [
-        subprocess.Popen([sys.executable, "-m", "onlearn.cli", role, "--log-level", log_level])
-        for role, wanted in (("worker", settings.run_worker), ("monitor", settings.run_monitor))
-        if wanted is not False
-    ]
+    # With the embedded SQLite store, the worker and the monitor run as processes of their own
+    # beside the server: a refit is seconds of pure Python, and as a thread of the server it held
+    # the interpreter lock long enough to stall every request (the soak benchmark saw 30 s).
+    sidecars = start_sidecars(settings, log_level)
     try:
-        uvicorn.run(
-            "serving.app:create_app",
-            factory=True,
-            host=settings.host,
-            port=settings.port,
-            workers=settings.workers,
-            log_level=log_level,
-        )
+        if settings.workers == 1:
+            from dataclasses import replace
+
+            from serving.app import create_app
+
+            app = create_app(replace(settings, run_worker=False, run_monitor=False))
+            uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+        else:
+            os.environ.update(
+                ONLEARN_CONFIG=settings.config_path, ONLEARN_STORE_URL=settings.store_url
+            )
+            if settings.secret_key:
+                os.environ["ONLEARN_SECRET_KEY"] = settings.secret_key
+            # Each server process follows the log; the sidecars do the background work.
+            os.environ.update(ONLEARN_RUN_WORKER="false", ONLEARN_RUN_MONITOR="false")
+            uvicorn.run(
+                "serving.app:create_app",
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                workers=settings.workers,
+                log_level=log_level,
+            )
     finally:
         for sidecar in sidecars:
             sidecar.terminate()
-            sidecar.wait(30)
+        for sidecar in sidecars:
+            try:
+                sidecar.wait(30)
+            except subprocess.TimeoutExpired:
+                sidecar.kill()  # a refit does not hold the stop: its job's lease runs out
     return 0
+
+
+def start_sidecars(settings, log_level: str) -> list[subprocess.Popen]:
+    """``onlearn worker`` and ``onlearn monitor`` processes for ``onlearn serve`` (unless turned
+    off), on its store and config. They run at a lower priority, the monitor within its CPU
+    share, and stop when the server stops or dies (``--sidecar-of``)."""
+    env = dict(os.environ)
+    if settings.secret_key:
+        env["ONLEARN_SECRET_KEY"] = settings.secret_key
+    common = ["--config", settings.config_path, "--store", settings.store_url]
+    common += ["--log-level", log_level, "--sidecar-of", str(os.getpid())]
+    roles = {
+        "worker": [],
+        "monitor": ["--cpu-share", str(settings.engine.monitor_cpu_share)],
+    }
+    wanted = {"worker": settings.run_worker, "monitor": settings.run_monitor}
+    return [
+        subprocess.Popen([sys.executable, "-m", "onlearn.cli", role, *common, *extra], env=env)
+        for role, extra in roles.items()
+        if wanted[role] is not False
+    ]
+
+
+def stop_on_signals():
+    """An Event set on SIGTERM or SIGINT.
+
+    Set by a short-lived thread, not by the handler: the handler runs in the main thread,
+    which may be inside this very Event's ``wait`` holding its lock, and ``Event.set`` there
+    deadlocks (a worker stopped with SIGTERM hung for good)."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+
+    def handler(*_):
+        threading.Thread(target=stop.set, name="onlearn-stop", daemon=True).start()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+    return stop
+
+
+def bind_to_parent(parent: int | None) -> None:
+    """A sidecar of ``onlearn serve``: lower priority than the server, and gone with it even
+    after a ``kill -9`` (Linux's parent-death signal; elsewhere the server's exit stops it)."""
+    if parent is None:
+        return
+    import signal
+
+    os.nice(10)
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the server died before the signal was set up
+        sys.exit(0)
 
 
 def open_without_keys(settings) -> str | None:
@@ -328,13 +414,12 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    import signal
-    import threading
 
     from onlearn.config import load_settings
     from onlearn.engine import Engine
     from onlearn.worker import Worker
 
+    bind_to_parent(args.sidecar_of)
     settings = load_settings(args.config, store_url=args.store)
     if not settings.models:
         print(
@@ -342,22 +427,24 @@ def cmd_worker(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     with Engine.from_settings(settings) as engine:
         Worker(engine).run(stop)
     return 0
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
-    import signal
-    import threading
 
     from onlearn.config import load_settings
     from onlearn.monitor import Monitor
     from onlearn.store.base import open_store
 
+    bind_to_parent(args.sidecar_of)
+    if not 0 < args.cpu_share <= 1:
+        print(
+            "error: --cpu-share is a share of one CPU, more than 0 and at most 1", file=sys.stderr
+        )
+        return 2
     settings = load_settings(args.config, store_url=args.store)
     if not settings.models:
         print(
@@ -365,11 +452,9 @@ def cmd_monitor(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = stop_on_signals()
     with open_store(settings.store_url) as store:
-        Monitor(settings, store).run(stop)
+        Monitor(settings, store, cpu_share=args.cpu_share).run(stop)
     return 0
 
 

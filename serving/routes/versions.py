@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from onlearn.errors import FieldError, SchemaViolation, UnknownJob
+from onlearn.records import JobState
 from onlearn.worker import enqueue_refit, job_to_dict
 from serving.responses import JSON
 from serving.schemas import PromoteRequest, RetrainRequest, RollbackRequest
@@ -76,9 +77,15 @@ async def retrain(name: str, request: Request, body: RetrainRequest | None = Non
 
 @router.get("/jobs/{job_id}", summary="A job's state, result or error")
 async def job(job_id: str, request: Request) -> JSON:
-    found = await run_in_threadpool(request.app.state.engine.store.jobs.get, job_id)
+    engine = request.app.state.engine
+    found = await run_in_threadpool(engine.store.jobs.get, job_id)
     if found is None:
         raise UnknownJob(f"no job {job_id}; POST /models/{{name}}/retrain returns job ids")
+    if found.state is JobState.DONE and found.model in engine.runtimes:
+        # Read your writes: a worker process wrote the job's effects (a new version and its
+        # role) to the log; apply them here before saying "done", rather than let the next call
+        # see this server's view of up to a poll interval ago.
+        await run_in_threadpool(engine.catch_up, engine.runtime(found.model))
     return JSON(job_to_dict(found))
 
 

@@ -35,10 +35,22 @@ worker_poll_s = 0.1
 KILL_AFTER_ACKS = 200  # the kill comes while clients are busy, once this many were answered
 
 
+def snapshotted(url: str) -> bool:
+    """The worker (a process beside the server, at a lower priority) wrote a snapshot of one of
+    the models, so that the restart loads it and replays a tail."""
+    from onlearn.store.base import open_store
+
+    with open_store(url) as store:
+        return any(store.registry.latest_snapshot(m, "v1") is not None for m in MODELS)
+
+
 async def kill_under_load(load: FeedbackLoad, server) -> None:
     clients = asyncio.create_task(load.run(until=120))
-    while len(load.acks) < KILL_AFTER_ACKS and not clients.done():
-        await asyncio.sleep(0.01)
+    while not clients.done() and (
+        len(load.acks) < KILL_AFTER_ACKS
+        or not await asyncio.to_thread(snapshotted, server.store_url)
+    ):
+        await asyncio.sleep(0.05)
     await asyncio.to_thread(server.kill)
     await clients
 
