@@ -21,6 +21,8 @@ the model's log (the worker's retrain triggers read it), a log line, and a webho
 from __future__ import annotations
 
 import collections
+import heapq
+import itertools
 import logging
 import math
 import threading
@@ -519,11 +521,7 @@ class Monitor:
         if (self._prediction_cursor[name] or "") < oldest:
             self._prediction_cursor[name] = oldest
             monitor.skipped_backlogs += 1
-        events = [
-            e
-            for e in self.store.log.read(name, after=self._log_cursor[name], limit=page)
-            if e.at <= settled
-        ]
+        log_page = self.store.log.read(name, after=self._log_cursor[name], limit=page)
         records = [
             r
             for r in self.store.predictions.scan(name, self._prediction_cursor[name], limit=page)
@@ -532,13 +530,22 @@ class Monitor:
         # When a page is full, what lies beyond it may be older than the other page's end:
         # process only up to the earlier of the two ends, and read the rest next time.
         until = min(
-            events[-1].at if len(events) == page else settled,
+            settled,
+            log_page[-1].at if len(log_page) == page else settled,
             records[-1].at if len(records) == page else settled,
         )
-        items = sorted(
-            [(e.at, 0, e) for e in events if e.at <= until]
-            + [(r.at, 1, r) for r in records if r.at <= until],
-            key=lambda item: (item[0], item[1]),
+        # Each stream is taken in its own order (seqs; ids) up to its first item beyond
+        # ``until``, and never past it: several servers append, so seq order and time order may
+        # differ by a few milliseconds, and a cursor moved past an item not yet read would lose
+        # it. The merge interleaves the two streams by time without reordering either.
+        events = list(itertools.takewhile(lambda e: e.at <= until, log_page))
+        records = list(itertools.takewhile(lambda r: r.at <= until, records))
+        items = list(
+            heapq.merge(
+                ((e.at, 0, e) for e in events),
+                ((r.at, 1, r) for r in records),
+                key=lambda item: (item[0], item[1]),
+            )
         )
         for _, kind, item in items:
             if kind == 1:

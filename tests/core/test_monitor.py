@@ -15,6 +15,7 @@ from onlearn.config import settings_from_mapping
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.errors import SchemaViolation
 from onlearn.monitor import DOCUMENT, Monitor, profile_document
+from onlearn.monitor import SETTLE_S as SETTLE
 from onlearn.records import EventKind
 from onlearn.worker import Worker
 
@@ -250,3 +251,32 @@ def test_a_monitor_started_before_the_first_version_is_registered_finds_the_cham
             document = monitor.publish("m")
     assert document["reference"] == {"version": "v1", "ready": True, "rows": 500}
     assert document["accuracy"]["v1"] > 0.9
+
+
+def test_labels_appended_out_of_time_order_are_each_read_once():
+    """Two servers append: seq order and time order differ by milliseconds. With the horizon
+    falling between them, the monitor must neither skip an event nor read one twice."""
+    from onlearn.records import Event
+
+    s = settings("memory://")
+    engine = Engine.from_settings(s).start()
+    t0 = time.time() - 100
+
+    def label(at, i):
+        payload = {"features": {"x1": 0.1, "x2": 0.2, "color": "red"}, "label": "pos"}
+        return Event(EventKind.LABEL, payload, at=at, key=f"k{i}")
+
+    # seq 1 at t0, seq 2 at t0 + 3 ms, seq 3 at t0 + 1 ms (appended by another server).
+    engine.store.log.append("m", [label(t0, 1), label(t0 + 0.003, 2), label(t0 + 0.001, 3)])
+    now = [t0 + SETTLE + 0.002]  # the horizon falls between seq 3 and seq 2
+    monitor = Monitor(s, engine.store, clock=lambda: now[0])
+    monitor._log_cursor["m"] = 0
+    run_monitor(monitor)
+    assert monitor.models["m"].labels == 1, "seq 2 is not settled: stop before it"
+    now[0] += 1
+    run_monitor(monitor)
+    assert monitor.models["m"].labels == 3
+    now[0] += 1
+    run_monitor(monitor)
+    assert monitor.models["m"].labels == 3, "nothing read twice"
+    engine.close()
