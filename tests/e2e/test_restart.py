@@ -22,23 +22,12 @@ from tests.e2e.helpers import (
     strict_json,
     xy_rows,
 )
+from tests.faults.helpers import replayed as replayed_rows
 
 
 def replayed(url: str, model: str, upto: int | None = None) -> list[tuple]:
     """What an untrained model answers for PROBES after learning the log (up to ``upto``)."""
-    from onlearn.schema import Schema
-    from onlearn.snapshots import fresh_state, replay
-    from onlearn.store.base import open_store
-
-    with open_store(url) as store:
-        info = store.registry.get_version(model, "v1")
-        schema = Schema.from_config(**info.spec["schema"])
-        state = replay(store, model, schema, fresh_state(info), upto)
-    answers = []
-    for row in PROBES:
-        label, proba = state.predict(schema.model_input(schema.validate(row)))
-        answers.append((label, {k: float(p) for k, p in proba.items()}))
-    return answers
+    return replayed_rows(url, model, PROBES, upto)
 
 
 def snapshot_seq(url: str, model: str) -> int | None:
