@@ -221,8 +221,6 @@ def _api_key_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from onlearn.config import load_settings
     from onlearn.keys import resolve_secret
     from onlearn.registry import ensure_registered
@@ -263,45 +261,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
         for model in settings.models:
             ensure_registered(store, model, at=time.time())
 
+    from serving import server
+
     log_level = args.log_level
     if settings.workers == 1 and not (
         settings.store_url.startswith("sqlite:") and settings.config_path
     ):
         # memory:// lives in this process only: the worker and the monitor run as its threads
         # (and, on Redis, only when asked: there they are meant to be processes of their own).
-        from serving.app import create_app
-
-        app = create_app(settings)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+        server.run(settings, log_level)
         return 0
     # With the embedded SQLite store, the worker and the monitor run as processes of their own
     # beside the server: a refit is seconds of pure Python, and as a thread of the server it held
     # the interpreter lock long enough to stall every request (the soak benchmark saw 30 s).
     sidecars = start_sidecars(settings, log_level)
     try:
-        if settings.workers == 1:
-            from dataclasses import replace
-
-            from serving.app import create_app
-
-            app = create_app(replace(settings, run_worker=False, run_monitor=False))
-            uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
-        else:
-            os.environ.update(
-                ONLEARN_CONFIG=settings.config_path, ONLEARN_STORE_URL=settings.store_url
-            )
-            if settings.secret_key:
-                os.environ["ONLEARN_SECRET_KEY"] = settings.secret_key
-            # Each server process follows the log; the sidecars do the background work.
-            os.environ.update(ONLEARN_RUN_WORKER="false", ONLEARN_RUN_MONITOR="false")
-            uvicorn.run(
-                "serving.app:create_app",
-                factory=True,
-                host=settings.host,
-                port=settings.port,
-                workers=settings.workers,
-                log_level=log_level,
-            )
+        server.run(server.without_background(settings), log_level)
     finally:
         for sidecar in sidecars:
             sidecar.terminate()

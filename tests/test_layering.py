@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# uvicorn is allowed: `onlearn serve` (the composition root, onlearn/cli.py) starts the server.
-WEB = {"fastapi", "starlette"}
+WEB = {"fastapi", "starlette", "uvicorn"}
 STORAGE = {"sqlite3", "redis"}
 
 
