@@ -265,3 +265,41 @@ def install_sigterm_handler() -> None:
 
 def cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
+
+
+def run_in(
+    tmp: Path,
+    run: Callable[[], None],
+    *,
+    keep: bool,
+    what: str = "the benchmark",
+    cleanup: Callable[[], None] | None = None,
+    on_error: Callable[[], None] | None = None,
+) -> int | None:
+    """``run()`` with its temp dir ``tmp``; every process stopped and ``tmp`` removed (unless
+    ``keep``) whatever happens. None when it finished, else the exit code to return."""
+    import traceback
+
+    try:
+        run()
+    except KeyboardInterrupt:
+        print("\ninterrupted: servers stopped, nothing written", file=sys.stderr)
+        return 130
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        if on_error is not None:
+            on_error()
+        return 1
+    except Exception:
+        traceback.print_exc()
+        print(f"error: {what} failed (servers stopped, nothing written)", file=sys.stderr)
+        return 1
+    finally:
+        if cleanup is not None:
+            cleanup()
+        stop_all()
+        if keep:
+            print(f"kept {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return None

@@ -37,7 +37,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
@@ -981,24 +980,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="onlearn-replicas-"))
     bench = Bench(args, tmp)
     started = time.perf_counter()
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped, nothing written", file=sys.stderr)
-        return 130
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except Exception:
-        traceback.print_exc()
-        print("error: the benchmark failed (servers stopped, nothing written)", file=sys.stderr)
-        return 1
-    finally:
-        procs.stop_all()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    failed = procs.run_in(tmp, bench.run, keep=args.keep)
+    if failed is not None:
+        return failed
     wall = time.perf_counter() - started
     machine = machine_facts(args, bench, load_before)
     results = bench.results

@@ -20,18 +20,16 @@ import json
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from benchmarks import data, procs, report
-from benchmarks.procs import ROOT, BenchError, Client, Server, loadgen
+from benchmarks.procs import ROOT, Client, Server, loadgen
 from benchmarks.server import UVICORN_SETTINGS
 
 BENCHMARKS = ("predict", "feedback", "library", "batch")
@@ -438,24 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="onlearn-bench-"))
     bench = Bench(args, tmp)
     started = time.perf_counter()
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        print("\ninterrupted: servers stopped, nothing written", file=sys.stderr)
-        return 130
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except Exception:
-        traceback.print_exc()
-        print("error: the benchmark failed (servers stopped, nothing written)", file=sys.stderr)
-        return 1
-    finally:
-        procs.stop_all()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+    failed = procs.run_in(tmp, bench.run, keep=args.keep)
+    if failed is not None:
+        return failed
 
     results = bench.results
     lines = report.summary_lines(results)

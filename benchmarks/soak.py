@@ -58,12 +58,10 @@ import platform
 import random
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -1273,27 +1271,16 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="onlearn-soak-"))
     soak = Soak(args, tmp)
     started = time.perf_counter()
-    try:
-        soak.run()
-    except KeyboardInterrupt:
-        print("\ninterrupted: server stopped, nothing written", file=sys.stderr)
-        return 130
-    except BenchError as e:
-        print(f"error: {e}", file=sys.stderr)
+
+    def server_log() -> None:
         if soak.server is not None:
             print(soak.server.log_tail(), file=sys.stderr)
-        return 1
-    except Exception:
-        traceback.print_exc()
-        print("error: the soak failed (server stopped, nothing written)", file=sys.stderr)
-        return 1
-    finally:
-        soak.close()
-        procs.stop_all()
-        if args.keep:
-            print(f"kept {tmp}", file=sys.stderr)
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    failed = procs.run_in(
+        tmp, soak.run, keep=args.keep, what="the soak", cleanup=soak.close, on_error=server_log
+    )
+    if failed is not None:
+        return failed
     results = soak.results
     machine = machine_facts(args, soak, load_before)
     v = results["verdicts"]
