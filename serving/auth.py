@@ -39,6 +39,7 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     # The pages are static; every API call they make needs a key (they ask for one on a 401).
     ("GET", "/ui"): OPEN,
     ("GET", "/ui/"): OPEN,
+    ("GET", "/ui/apikey.js"): OPEN,
     ("GET", "/ui/label"): OPEN,
     ("GET", "/ui/label/{model}"): OPEN,
     # Reads about models: any key (the dashboard works with a label or a predict key).

@@ -192,6 +192,7 @@ EXPECTED = {
     "GET /openapi.json": OPEN,
     "GET /ui": OPEN,
     "GET /ui/": OPEN,
+    "GET /ui/apikey.js": OPEN,
     "GET /ui/label": OPEN,
     "GET /ui/label/{model}": OPEN,
     "GET /metrics": ANY_KEY,

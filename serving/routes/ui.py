@@ -6,7 +6,7 @@ import html
 from importlib import resources
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 router = APIRouter(tags=["pages"], include_in_schema=False)
 
@@ -19,6 +19,12 @@ def _page(name: str) -> str:
 async def dashboard() -> HTMLResponse:
     """Drift, accuracy, labels and alarms of each model, from ``GET /models/{name}/drift``."""
     return HTMLResponse(_page("dashboard.html"))
+
+
+@router.get("/ui/apikey.js")
+async def apikey_script() -> Response:
+    """The pages' shared script: ask for an API key on a 401 and send it."""
+    return Response(_page("apikey.js"), media_type="text/javascript")
 
 
 @router.get("/ui")
