@@ -374,6 +374,14 @@ class MixedLoad(lg.LoadGenerator):
             self.loop.call_later(max(0.0, self.next_due - time.perf_counter()), self._tick)
 
     def _emit(self, k: int) -> None:
+        # The event loop's timers may fire a few ms early (uvloop measures the delay from the
+        # time cached at the start of its iteration). The last interval must not end before
+        # every arrival due in it was dispatched: an arrival sent after the end was declared
+        # could be cut off by the end-of-run accounting and counted as unanswered.
+        early = self.t0 + k * self.interval_s - time.perf_counter()
+        if early > 0 or (k == self.n_intervals and self.next_due < self.t_stop):
+            self.loop.call_later(max(early, 0.001), self._emit, k)
+            return
         cur, self.cur = self.cur, Interval()
         if k == self.n_intervals:
             self.ending = True
@@ -410,7 +418,10 @@ class MixedLoad(lg.LoadGenerator):
             await asyncio.wait_for(asyncio.shield(self.finished), duration + DRAIN_S + 5)
         except TimeoutError:
             pass
-        unanswered = len(self.backlog) + sum(1 for c in self.live if c.busy)
+        now = time.perf_counter()
+        waiting = [("backlog", r[0], now - r[3]) for r in self.backlog]
+        waiting += [("sent", c.kind, now - c.sent_at) for c in self.live if c.busy]
+        unanswered = len(waiting)
         if unanswered:
             self.errors += unanswered
             self.error_kinds["unanswered 30 s after the end"] += unanswered
@@ -421,6 +432,11 @@ class MixedLoad(lg.LoadGenerator):
             "final": True,
             "drain": interval_record(self.drain, 1.0),
             "unanswered": unanswered,
+            # Where each one was and for how long: a request the server never answered has waited
+            # the whole drain; one that is only a few ms old points at this load generator.
+            "unanswered_samples": [
+                {"where": w, "kind": k, "age_s": round(age, 3)} for w, k, age in waiting[:20]
+            ],
             "sent": self.sent,
             "answers": self.answers,
             "errors": self.errors,
@@ -756,6 +772,8 @@ class Soak:
             raise BenchError(
                 f"the load generator ended without its report (exit {proc.returncode})"
             )
+        if final["unanswered"]:
+            self.log(f"  unanswered at the end: {final['unanswered_samples']}")
         self.results["soak"] = {
             "start": start,
             "intervals": rows,
@@ -1025,6 +1043,13 @@ def reading(results: dict[str, Any], args: argparse.Namespace) -> list[str]:
         + f"; at most {final['max_backlog']:,} requests waited for a free connection at once, "
         f"and at most {final['peak_connections']} connections were open."
     )
+    if final.get("unanswered"):
+        ages = ", ".join(
+            f"{s['kind']} {s['where']} {s['age_s']:g} s" for s in final["unanswered_samples"]
+        )
+        out.append(
+            f"Unanswered at the end: {final['unanswered']} (kind, where it was, its age: {ages})."
+        )
     if start and end:
         applied = end["applied_seq"] - start["applied_seq"]
         out.append(
