@@ -1222,7 +1222,9 @@ def write_section(path: Path, text: str) -> None:
     path.write_text(new)
 
 
-def machine_facts(args: argparse.Namespace, soak: Soak, load_before: float) -> dict[str, str]:
+def machine_facts(
+    args: argparse.Namespace, soak: Soak, load_before: float, git: str
+) -> dict[str, str]:
     exe = Path(sys.executable)
     exe_text = os.path.relpath(exe, ROOT) if exe.is_relative_to(ROOT) else str(exe)
     argv, shown = sys.argv[1:], []
@@ -1248,7 +1250,7 @@ def machine_facts(args: argparse.Namespace, soak: Soak, load_before: float) -> d
     facts = {
         "timestamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "command": command,
-        "git": git_state(),
+        "git": git,
         "CPU count": f"{os.cpu_count()} ({cpu_model}); usable: {len(procs.cpus())}",
         "pinning": (
             f"server on CPU {soak.server_cpu}, load generator on CPU {soak.load_cpu}"
@@ -1293,6 +1295,8 @@ def main(argv: list[str] | None = None) -> int:
         return render(args)
     procs.install_sigterm_handler()
     load_before = os.getloadavg()[0]
+    # The code the run started from: files edited while it runs are not what it measured.
+    git = git_state()
     tmp = Path(tempfile.mkdtemp(prefix="onlearn-soak-"))
     soak = Soak(args, tmp)
     started = time.perf_counter()
@@ -1307,7 +1311,7 @@ def main(argv: list[str] | None = None) -> int:
     if failed is not None:
         return failed
     results = soak.results
-    machine = machine_facts(args, soak, load_before)
+    machine = machine_facts(args, soak, load_before, git)
     v = results["verdicts"]
     print()
     print(table(grouped(results, args)))
