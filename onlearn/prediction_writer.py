@@ -3,7 +3,9 @@
 Losing the last few milliseconds of records on a crash only loses a join (the client can still
 send the label with inline features), so predict never waits for storage. The buffer is
 bounded: when the store is down long enough to fill it, the oldest records are dropped and
-counted, rather than the process growing until it dies.
+counted, rather than the process growing until it dies. A record the store refuses for what it
+holds (not because the store is away) is dropped and counted as unwritable, so one bad record
+cannot hold back every record after it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import threading
 import time
 
+from onlearn.errors import StoreUnavailable
 from onlearn.records import PredictionRecord
 from onlearn.store.base import PredictionStore
 
@@ -41,6 +44,7 @@ class PredictionWriter:
         self.after_write = after_write
         self.written = 0
         self.dropped = 0
+        self.unwritable = 0
         self.failures = 0
         self._pending: dict[str, PredictionRecord] = {}
         self._inflight: dict[str, PredictionRecord] = {}
@@ -72,27 +76,61 @@ class PredictionWriter:
             self._inflight, self._pending = self._pending, {}
         records = list(self._inflight.values())
         try:
-            self.store.put_many(records)
-            self.written += len(records)
-            with self._lock:
-                self._inflight = {}
-        except Exception:
-            # Keep the batch for the next try, in front of newer records, within the bound.
-            self.failures += 1
-            log.warning("could not write %d prediction records; will retry", len(records))
-            with self._lock:
-                merged = {**self._inflight, **self._pending}
-                overflow = max(0, len(merged) - self.max_pending)
-                for key in list(merged)[:overflow]:
-                    del merged[key]
-                self.dropped += overflow
-                self._pending, self._inflight = merged, {}
+            try:
+                self.store.put_many(records)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                # Not the store being away: something in the batch cannot be stored. Retrying
+                # the batch would fail the same way forever, so find the culprits one by one.
+                log.warning(
+                    "a batch of %d prediction records was refused; writing them one by one",
+                    len(records),
+                    exc_info=True,
+                )
+                records = self._write_each(records)
+        except StoreUnavailable:
+            self._retry_later()
             return
+        self.written += len(records)
+        with self._lock:
+            self._inflight = {}
         if self.after_write is not None:
             try:
                 self.after_write(records)
             except Exception:
                 log.exception("work after writing %d prediction records failed", len(records))
+
+    def _write_each(self, records: list[PredictionRecord]) -> list[PredictionRecord]:
+        """Write ``records`` one at a time; drop (and count) those the store refuses. Returns the
+        records written; StoreUnavailable goes up with the rest still in flight."""
+        written = []
+        for record in records:
+            try:
+                self.store.put_many([record])
+            except StoreUnavailable:
+                raise
+            except Exception as exc:
+                self.unwritable += 1
+                log.error("prediction record %s cannot be written, dropped: %r", record.id, exc)
+                with self._lock:
+                    del self._inflight[record.id]
+                continue
+            written.append(record)
+        return written
+
+    def _retry_later(self) -> None:
+        """Keep the batch in flight for the next try, in front of newer records, within the
+        bound."""
+        self.failures += 1
+        log.warning("could not write %d prediction records; will retry", len(self._inflight))
+        with self._lock:
+            merged = {**self._inflight, **self._pending}
+            overflow = max(0, len(merged) - self.max_pending)
+            for key in list(merged)[:overflow]:
+                del merged[key]
+            self.dropped += overflow
+            self._pending, self._inflight = merged, {}
 
     def close(self) -> None:
         self._stop.set()

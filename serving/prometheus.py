@@ -79,6 +79,11 @@ class EngineCollector:
             "Records dropped (buffer full)",
             value=records["dropped"],
         )
+        yield CounterMetricFamily(
+            "onlearn_prediction_records_unwritable",
+            "Records the store refused for what they hold (dropped, logged)",
+            value=records["unwritable"],
+        )
         commits = stats["log_commits"]
         yield CounterMetricFamily(
             "onlearn_log_commit_batches",

@@ -101,3 +101,43 @@ def test_the_buffer_is_bounded_while_the_store_is_down_and_drains_when_it_is_bac
     assert store.predictions.get(record(0).id) is None
     writer.close()
     store.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_record_the_store_refuses_is_dropped_and_does_not_hold_back_the_others(
+    backend, tmp_path, request
+):
+    # A lone surrogate cannot be encoded as UTF-8: no store can hold this record, ever. The
+    # HTTP layer refuses such input; this is the writer's own guard should another way in exist.
+    bad = PredictionRecord("f" * 32, "m", NOW, {"x": "\ud800"}, "v1", {}, expires_at=NOW + 60)
+    url = (
+        request.getfixturevalue("redis_url") if backend == "redis" else f"sqlite:///{tmp_path}/t.db"
+    )
+    with open_store(url) as store:
+        try:
+            store.predictions.put_many([bad])
+        except StoreUnavailable:
+            pytest.fail("a refused record must not look like an unavailable store")
+        except Exception:
+            pass
+        else:
+            pytest.fail(f"{url} stored a record with a lone surrogate")
+        written = []
+        writer = PredictionWriter(
+            store.predictions, flush_interval_s=3600, after_write=written.extend
+        )
+        for i in range(3):
+            writer.put(record(i))
+        writer.put(bad)
+        writer.put(record(3))
+        writer.flush()
+        assert writer.unwritable == 1 and writer.pending == 0 and writer.failures == 0
+        assert writer.written == 4 and [r.id for r in written] == [record(i).id for i in range(4)]
+        for i in range(4):
+            assert store.predictions.get(record(i).id) == record(i)
+        assert store.predictions.get(bad.id) is None
+        # Later batches go through as usual.
+        writer.put(record(4))
+        writer.flush()
+        assert writer.written == 5 and store.predictions.get(record(4).id) == record(4)
+        writer.close()
