@@ -8,13 +8,16 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from onlearn.errors import (
     ActiveLearningOff,
     ArtifactRejected,
     ConfigError,
+    FieldError,
     LeaseConflict,
     OnlearnError,
     PredictionExpired,
@@ -76,6 +79,16 @@ def printable(value: Any) -> Any:
     return value
 
 
+def not_utf8(error: UnicodeDecodeError) -> FieldError:
+    """The field error of a JSON body that is not UTF-8 text."""
+    return FieldError(
+        ("body", error.start),
+        "json_invalid",
+        f"JSON decode error: the body is not UTF-8 text ({error.reason} at byte {error.start}); "
+        "send JSON encoded as UTF-8",
+    )
+
+
 def at(violation: SchemaViolation, *prefix) -> SchemaViolation:
     """Locations as FastAPI gives them: starting at ``body``."""
     return violation.at("body", *prefix)
@@ -101,3 +114,14 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"detail": detail}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, validation_error)
+
+    async def http_error(request: Request, error: HTTPException):
+        # FastAPI answers a JSON body that is not UTF-8 with a bare 400 "There was an error
+        # parsing the body"; the fast routes (and FastAPI itself for malformed JSON) answer 422
+        # json_invalid at the body. One answer for one mistake, whichever route gets it.
+        if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
+            detail = [not_utf8(error.__cause__).to_dict()]
+            return JSONResponse({"detail": detail}, status_code=422)
+        return await http_exception_handler(request, error)
+
+    app.add_exception_handler(HTTPException, http_error)

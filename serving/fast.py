@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from onlearn.engine import FeedbackItem
 from onlearn.errors import FieldError, SchemaViolation
-from serving.errors import detail_of, status_of
+from serving.errors import detail_of, not_utf8, status_of
 from serving.responses import JSON
 
 # field -> (check, pydantic error type, message); None means any JSON value.
@@ -32,7 +32,9 @@ ANY: _Check = None
 def parse_json(body: bytes) -> Any:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise SchemaViolation([not_utf8(e)]) from None
+    except ValueError as e:
         pos = getattr(e, "pos", 0)
         raise SchemaViolation(
             [FieldError(("body", pos), "json_invalid", f"JSON decode error: {e}")]

@@ -202,6 +202,26 @@ def test_no_endpoint_unpickles_a_client_body(api, auth_server, tmp_path):
     assert bodies == {"application/json"}
 
 
+def test_a_json_body_that_is_not_utf8_is_one_422_on_every_route_that_takes_a_body(api):
+    # FastAPI's routes used to answer a bare 400 "There was an error parsing the body" where the
+    # fast routes answered 422: one mistake, one answer, naming the body and the byte.
+    doc = api.get("/openapi.json").json()
+    paths = sorted(p for p, ops in doc["paths"].items() if "requestBody" in ops.get("post", {}))
+    assert {"/models/{name}/predict", "/models/{name}/retrain"} <= set(paths)
+    body = b'{"features": "caf\xe9"}'  # Latin-1, not UTF-8
+    for path in paths:
+        response = api.post(
+            path.format(**PARAMS),
+            content=body,
+            headers={**bearer("admin"), "content-type": "application/json"},
+        )
+        assert response.status_code == 422, (path, response.text)
+        [error] = response.json()["detail"]
+        assert error["type"] == "json_invalid", (path, error)
+        assert error["loc"] == ["body", body.index(b"\xe9")], (path, error)
+        assert "not UTF-8" in error["msg"], (path, error)
+
+
 # The label page asks for a key.
 
 
