@@ -13,9 +13,10 @@ numpy, column by column.
 Results are those of the per-row methods, not an approximation of them: every floating-point
 operation is the one river does, in the same order (river's ``VectorDict.dot`` sums
 ``w[k] * x[k]`` in the order of ``x``, which the union of the numeric and categorical branches
-fixes; columns are accumulated in that order). With numpy's ``exp`` equal to libm's ``exp``, as
-on x86-64 without AVX-512, the probabilities are bit-identical; with a SIMD ``exp`` they may
-differ in the last bit. Even the types match: river's sigmoid answers the ints ``0`` and ``1``
+fixes; columns are accumulated in that order), and the sigmoid takes ``math.exp`` of each
+score, as river does: numpy's ``exp`` is a SIMD one on CPUs with AVX-512 and may differ from
+libm's in the last bit, which made the batch route answer ``...971`` where predict answered
+``...969``. The probabilities are bit-identical. Even the types match: river's sigmoid answers the ints ``0`` and ``1``
 beyond ``|z| > 30``, and so does the binary answer here.
 
 Any other estimator, a pipeline of another shape, or rows the vectorised path does not handle
@@ -27,6 +28,7 @@ changes the estimator; call them under the lock that guards ``learn_one``, like
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import repeat
@@ -300,8 +302,11 @@ def _category_column(rows: list[Mapping[str, Any]], key: Any) -> tuple[np.ndarra
 def _sigmoid(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """river's ``utils.math.sigmoid``: ``1 / (1 + exp(-z))``, exactly 0 below -30 and 1 above 30.
     Also returns where it saturated: river answers the ints 0 and 1 there."""
-    with np.errstate(over="ignore"):
-        p = 1.0 / (1.0 + np.exp(-scores))
+    # math.exp, not np.exp (see the module's docstring). Clipped first: only |z| <= 30 is kept,
+    # and math.exp raises beyond ~709.
+    minus = np.clip(-scores, -31.0, 31.0)
+    exps = np.fromiter(map(math.exp, minus.ravel().tolist()), float, minus.size)
+    p = 1.0 / (1.0 + exps.reshape(minus.shape))
     low, high = scores < -30, scores > 30
     p[low] = 0.0
     p[high] = 1.0

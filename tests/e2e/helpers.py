@@ -152,8 +152,8 @@ def learn(client: httpx.Client, model: str, rows, *, source: str = "app") -> Ite
 
 def probe(client: httpx.Client, model: str, rows=PROBES) -> list[dict]:
     """The (label, proba) a model answers for ``rows``, one predict call each: the path a replay
-    in the test takes (``predict_proba_one``); the batch route's vectorised dot product may
-    differ from it in the last bit, and these answers are compared exactly."""
+    in the test takes (``predict_proba_one``); compared exactly (the batch route answers the
+    same bits: tests/models/test_batch.py)."""
     answers = []
     for row in rows:
         response = client.post(f"/models/{model}/predict", json={"features": row})

@@ -47,8 +47,8 @@ def replayed(
 
 def served(client: httpx.Client, model: str, rows: Iterable[dict] = PROBE_ROWS) -> list[tuple]:
     """What the server answers for ``rows``, one predict call each, in the shape of
-    ``replayed``. Not the batch route: its vectorised dot product may differ from river's
-    ``predict_proba_one`` in the last bit, and this oracle compares floats exactly."""
+    ``replayed``, whose ``predict_proba_one`` the predict route calls too; compared exactly
+    (the batch route answers the same bits: tests/models/test_batch.py)."""
     answers = []
     for row in rows:
         response = client.post(f"/models/{model}/predict", json={"features": row})
