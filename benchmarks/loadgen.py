@@ -80,7 +80,37 @@ def parse_head(head: bytes) -> tuple[int, int, bool]:
 
 
 def server_cpu_seconds(pid: int | None) -> float | None:
-    """CPU time (user + system, all threads) a process used so far, from /proc."""
+    """CPU time a server used so far: its process and every descendant (``onlearn serve``'s
+    training worker and monitor processes), so that work moved to a helper process counts."""
+    own = process_cpu_seconds(pid)
+    if own is None:
+        return None
+    return own + sum(process_cpu_seconds(p) or 0.0 for p in process_tree(pid)[1:])
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, ()))
+    return out
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system, all threads) one process used so far, from /proc."""
     if pid is None:
         return None
     try:

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks.loadgen import server_cpu_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 
 _children: list[subprocess.Popen] = []
@@ -158,6 +160,20 @@ class Server:
             time.sleep(0.1)
         raise BenchError(f"the {self.kind} server was not ready in {timeout:.0f} s")
 
+    def settle(self, timeout: float = 30.0, busy: float = 0.05) -> float:
+        """Wait until the server's processes are idle (under ``busy`` of a CPU over half a
+        second), at most ``timeout`` s; the seconds waited. onlearn's worker and monitor start
+        beside the server at a lower priority: measured right away, a window would take their
+        start-up (imports, catching up the log, a first reference) for steady-state cost."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            before = server_cpu_seconds(self.pid)
+            time.sleep(0.5)
+            after = server_cpu_seconds(self.pid)
+            if before is None or after is None or after - before < busy * 0.5:
+                break
+        return time.monotonic() - start
+
     def log_tail(self, n: int = 30) -> str:
         if not self._log.closed:
             self._log.flush()
@@ -243,6 +259,8 @@ def py_spy(pid: int, duration: float, output: Path) -> None:
         return
     args = ["record", "--pid", str(pid), "--duration", str(max(1, int(duration) - 1))]
     args += ["--rate", "250", "--gil", "--threads", "--nonblocking", "--output", str(output)]
+    if output.suffix == ".txt":  # collapsed stacks, one per line, to read or aggregate
+        args += ["--format", "raw"]
     proc = spawn(args, program=program, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         _, err = proc.communicate(timeout=duration + 30)

@@ -30,8 +30,8 @@ What each line means (targets from the design notes, section 8 "What good looks 
   takes the same body through a pydantic model (benchmarks/bare_app.py). Best of a few rounds of
   (bare, onlearn) for each side. Target: onlearn >= 0.8 x bare.
 - **1. predict p99**: the 99th percentile latency of those two runs. Target: <= 2 x bare.
-- **1. server CPU per request** (info): the server process's CPU time per request in the window.
-  Less disturbed by other load on the machine than req/s; a ratio of 1.25 is the 0.8 target.
+- **1. server CPU per request** (info): the server's CPU time per request in the window (its
+  worker and monitor processes included). Less disturbed by other load on the machine than req/s; a ratio of 1.25 is the 0.8 target.
 - **2. feedback durable req/s**: `POST /models/phishing/feedback` with
   `{"prediction_id", "label"}`, each id used once (made beforehand by batch predict); answered
   once the label is fsynced in the log (group commit) and applied by the model. Compared with the
@@ -45,10 +45,12 @@ What each line means (targets from the design notes, section 8 "What good looks 
   Target: >= 100k rows/s.
 
 HTTP method: each server runs alone (one at a time) as its own process with the same uvicorn
-settings; the load comes from a separate process (benchmarks/loadgen.py: asyncio protocols on
+settings, onlearn in the layout of `onlearn serve` (on SQLite, its training worker and monitor
+are processes beside the server, pinned to the same CPU); the load comes from a separate process (benchmarks/loadgen.py: asyncio protocols on
 uvloop, keep-alive HTTP/1.1, one request in flight per connection, every status code checked).
-Req/s and latencies are taken over a fixed window after a warm-up. Server CPU is the server
-process's CPU time (all threads) in the window, from /proc: ~100% when the server is saturated.
+Req/s and latencies are taken over a fixed window after a warm-up. Server CPU is the CPU
+time of the server's processes (all threads) in the window, from /proc: ~100% when the server is
+saturated.
 A run with any failed request is marked ERRORS, whatever its numbers. "pass"/"SHORT" compare the
 ratio (or the absolute figure for line 4) with the target.
 """

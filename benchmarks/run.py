@@ -74,10 +74,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (stores, server logs)")
     p.add_argument(
         "--profile",
-        action="store_true",
+        nargs="?",
+        const="svg",
+        choices=["svg", "txt"],
         help="record each HTTP server during its measured window with py-spy (not a project "
-        "dependency: pip install py-spy) into benchmarks/out/profile-*.svg; the profiler costs "
-        "the server some CPU, so numbers of such a run are not written unless --write",
+        "dependency: pip install py-spy) into benchmarks/out/profile-*.svg (a flame graph), or "
+        "with --profile=txt collapsed stacks, one per line; the profiler costs the server some "
+        "CPU, so numbers of such a run are not written unless --write",
     )
     args = p.parse_args(argv)
     args.benchmarks = BENCHMARKS
@@ -117,7 +120,7 @@ class Bench:
         if self.args.profile:
             OUT.mkdir(exist_ok=True)
             name = f"{self.n_servers}-{server.kind}-{path.strip('/').replace('/', '-')}"
-            kwargs["profile"] = OUT / f"profile-{name.replace('?', '-')}.svg"
+            kwargs["profile"] = OUT / f"profile-{name.replace('?', '-')}.{self.args.profile}"
         result = loadgen(
             server,
             path,
@@ -143,6 +146,7 @@ class Bench:
             client.post(f"{FEEDBACK}/batch", data.training_body())
         finally:
             client.close()
+        self.log(f"  server idle after {server.settle():.1f} s")
 
     # 1 and 4: predict, batch predict
 

@@ -3,9 +3,11 @@
     python -m benchmarks.server bare --port 8123 [--cpu 0]
     python -m benchmarks.server onlearn --port 8123 --store sqlite:///tmp/x/onlearn.db [--cpu 0]
 
-Both run in one process with one worker, uvloop and httptools, no access log and log level
-``warning``; only the app differs. onlearn's app is built the way ``onlearn serve`` builds it for
-one worker (``create_app(load_settings(config, store_url=...))``).
+Both run in one server process with one worker, uvloop and httptools, no access log and log
+level ``warning``; only the app differs. onlearn runs in the layout of ``onlearn serve``
+(``onlearn.cli.serving_layout``): on the SQLite store its training worker and monitor are
+processes beside the server (started here, pinned like it, gone with it), on memory:// threads of
+it.
 """
 
 from __future__ import annotations
@@ -26,15 +28,21 @@ UVICORN_SETTINGS = {
 DEFAULT_CONFIG = "examples/phishing.toml"
 
 
-def build_app(kind: str, config: str, store: str | None):
+def serve(kind: str, host: str, port: int, config: str, store: str | None) -> None:
+    import uvicorn
+
     if kind == "bare":
         from benchmarks.bare_app import app
 
-        return app
+        uvicorn.run(app, host=host, port=port, **UVICORN_SETTINGS)
+        return
+    from onlearn.cli import serving_layout
     from onlearn.config import load_settings
     from serving.app import create_app
 
-    return create_app(load_settings(config, store_url=store))
+    settings = load_settings(config, store_url=store)
+    with serving_layout(settings, UVICORN_SETTINGS["log_level"]) as served:
+        uvicorn.run(create_app(served), host=host, port=port, **UVICORN_SETTINGS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,10 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         # Before any thread starts, so that every thread of the server inherits the mask.
         os.sched_setaffinity(0, {args.cpu})
 
-    import uvicorn
-
-    app = build_app(args.kind, args.config, args.store)
-    uvicorn.run(app, host=args.host, port=args.port, **UVICORN_SETTINGS)
+    serve(args.kind, args.host, args.port, args.config, args.store)
     return 0
 
 

@@ -552,27 +552,6 @@ class Serve(Server):
         )
 
 
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (server processes of ``--workers``, worker, monitor)."""
-    children: dict[int, list[int]] = collections.defaultdict(list)
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
-        children[ppid].append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, ()))
-    return out
-
-
 def rss_bytes(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -616,13 +595,13 @@ class Sampler:
         return total
 
     def __call__(self) -> dict[str, Any]:
-        pids = process_tree(self.server.pid)
+        pids = lg.process_tree(self.server.pid)
         m = scrape(self.client)
         out = {
             "at": time.perf_counter(),
             "processes": len(pids),
             "rss_bytes": sum(rss_bytes(p) for p in pids),
-            "cpu_s": sum(lg.server_cpu_seconds(p) or 0.0 for p in pids),
+            "cpu_s": lg.server_cpu_seconds(self.server.pid) or 0.0,
             "machine_busy_s": machine_busy_seconds(),
             "store_bytes": self.store_bytes(),
             "applied_seq": int(m.get("onlearn_applied_seq", 0)),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 from onlearn.errors import OnlearnError
 
@@ -222,9 +224,6 @@ def _api_key_argument(parser: argparse.ArgumentParser) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from onlearn.config import load_settings
-    from onlearn.keys import resolve_secret
-    from onlearn.registry import ensure_registered
-    from onlearn.store.base import open_store
 
     settings = load_settings(
         args.config,
@@ -254,29 +253,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    # Register versions (and make the signing key) once, here, before any worker starts: several
-    # processes doing it at the same time would race to register the first version.
+    from serving import server
+
+    with serving_layout(settings, args.log_level) as served:
+        server.run(served, args.log_level)
+    return 0
+
+
+@contextlib.contextmanager
+def serving_layout(settings, log_level: str):
+    """What ``onlearn serve`` sets up around its server processes; yields the settings they
+    run with. The benchmarks' server runs inside it too, so that it measures this layout.
+
+    Versions are registered (and the signing key made) once, here, before any process starts:
+    several processes doing it at the same time would race to register the first version. With
+    the embedded SQLite store, the worker and the monitor run as processes of their own beside
+    the server: a refit is seconds of pure Python, and as a thread of the server it held the
+    interpreter lock long enough to stall every request (the soak benchmark saw 30 s). memory://
+    lives in one process only: there the worker and the monitor run as its threads (and, on
+    Redis, only when asked: there they are meant to be processes of their own)."""
+    from onlearn.keys import resolve_secret
+    from onlearn.registry import ensure_registered
+    from onlearn.store.base import open_store
+
     resolve_secret(settings.secret_key, settings.store_url)
     with open_store(settings.store_url) as store:
         for model in settings.models:
             ensure_registered(store, model, at=time.time())
-
-    from serving import server
-
-    log_level = args.log_level
     if settings.workers == 1 and not (
         settings.store_url.startswith("sqlite:") and settings.config_path
     ):
-        # memory:// lives in this process only: the worker and the monitor run as its threads
-        # (and, on Redis, only when asked: there they are meant to be processes of their own).
-        server.run(settings, log_level)
-        return 0
-    # With the embedded SQLite store, the worker and the monitor run as processes of their own
-    # beside the server: a refit is seconds of pure Python, and as a thread of the server it held
-    # the interpreter lock long enough to stall every request (the soak benchmark saw 30 s).
+        yield settings
+        return
     sidecars = start_sidecars(settings, log_level)
     try:
-        server.run(server.without_background(settings), log_level)
+        yield replace(settings, run_worker=False, run_monitor=False)
     finally:
         for sidecar in sidecars:
             sidecar.terminate()
@@ -285,7 +296,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 sidecar.wait(30)
             except subprocess.TimeoutExpired:
                 sidecar.kill()  # a refit does not hold the stop: its job's lease runs out
-    return 0
 
 
 def start_sidecars(settings, log_level: str) -> list[subprocess.Popen]:

@@ -4,7 +4,6 @@ CLI, does not import the web stack)."""
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 
 import uvicorn
 
@@ -37,8 +36,3 @@ def run(settings: Settings, log_level: str) -> None:
         workers=settings.workers,
         log_level=log_level,
     )
-
-
-def without_background(settings: Settings) -> Settings:
-    """The settings of server processes whose worker and monitor run beside them."""
-    return replace(settings, run_worker=False, run_monitor=False)
