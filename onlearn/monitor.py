@@ -110,6 +110,7 @@ class ModelMonitor:
         self._new_alarm_kinds: set[str] = set()  # raised since the last timeline point
         self.pending: list[dict] = []  # raised, not yet sent
         self._since_report = 0
+        self._last_report_at = float("-inf")
         self.last_report: dict[str, Any] = {}
         if reference is not None:
             self.set_reference(reference, None)
@@ -242,11 +243,17 @@ class ModelMonitor:
     # Reports
 
     def due(self) -> bool:
-        return self._since_report >= self.settings.report_every
+        """``report_every`` predictions and ``min_report_interval_s`` of traffic time since the
+        last report (traffic time: a replayed or backlogged stream reports as it did live)."""
+        return (
+            self._since_report >= self.settings.report_every
+            and self.last_at - self._last_report_at >= self.settings.min_report_interval_s
+        )
 
     def report(self, now: float, queue: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """The current state as a JSON document, and a timeline point."""
         self._since_report = 0
+        self._last_report_at = self.last_at
         self.unreported = False
         # Alarms and timeline points are dated by the traffic they describe, as concept drift
         # alarms are by their label: one clock on the dashboard's time axis.

@@ -77,6 +77,18 @@ def test_environment_overrides_the_file_and_flags_override_both():
         ),
         ({"engine": {"monitor_cpu_share": 0}}, "monitor_cpu_share is a share of one CPU"),
         ({"engine": {"monitor_cpu_share": 1.5}}, "monitor_cpu_share is a share of one CPU"),
+        (
+            {
+                "models": {
+                    "m": {
+                        "pipeline": "hoeffding_tree",
+                        "features": {"x": "number"},
+                        "monitor": {"min_report_interval_s": 7200},
+                    }
+                }
+            },
+            r"\[models.m.monitor\]: min_report_interval_s must be in \[0, 3600\]",
+        ),
     ],
 )
 def test_config_errors_say_what_and_where(doc, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import http.server
 import json
+import math
 import random
 import threading
 import time
@@ -17,6 +18,7 @@ from onlearn.errors import SchemaViolation
 from onlearn.monitor import DOCUMENT, Monitor, profile_document
 from onlearn.monitor import SETTLE_S as SETTLE
 from onlearn.records import EventKind
+from onlearn.store.base import open_store
 from onlearn.worker import Worker
 
 FEATURES = {
@@ -27,12 +29,16 @@ FEATURES = {
 
 
 def settings(url, **monitor):
+    # The traffic of these tests is thousands of predictions within a second: reports are
+    # counted in predictions only, unless a test sets the time floor.
+    monitor = {"window": 300, "reference_size": 500, "report_every": 300, **monitor}
+    monitor.setdefault("min_report_interval_s", 0)
     table = {
         "task": "classification",
         "classes": ["pos", "neg"],
         "pipeline": {"name": "logistic_regression"},
         "features": FEATURES,
-        "monitor": {"window": 300, "reference_size": 500, "report_every": 300, **monitor},
+        "monitor": monitor,
         "retrain": {"cooldown_s": 0},
     }
     return settings_from_mapping(
@@ -207,6 +213,37 @@ def test_a_monitor_that_fell_behind_skips_to_the_recent_traffic_but_reads_every_
     assert watched.rows == 300, "records older than monitor_max_lag_s are skipped"
     assert watched.labels == 600, "labels (the concept drift detectors' input) are never skipped"
     assert monitor.publish("m")["backlog_skips"] == 1
+    engine.close()
+
+
+@pytest.mark.parametrize("floor_s", [0.0, 60.0])
+def test_reports_wait_for_report_every_predictions_and_min_report_interval_s(floor_s):
+    s = settings("memory://", min_report_interval_s=floor_s)
+    s = dataclasses.replace(s, engine=dataclasses.replace(s.engine, monitor_max_lag_s=3600.0))
+    now = [time.time()]
+    engine = Engine(s, open_store("memory://"), secret=b"k", clock=lambda: now[0]).start()
+    # Watching from the start (a monitor opened later begins with the recent traffic).
+    monitor = Monitor(s, engine.store, clock=lambda: now[0] + 10)
+    run_monitor(monitor)
+    for i, (x, y) in enumerate(rows(3000, seed=21), 1):  # 0.1 s apart: 300 s in all
+        now[0] += 0.1
+        p = engine.predict_one("m", x)
+        engine.feedback_one("m", FeedbackItem(y, prediction_id=p.prediction_id))
+        if i % 100 == 0:  # one read per 100 rows: the traffic never pauses (a pause reports)
+            engine._records.flush()
+            assert monitor.tick()
+    points = list(monitor.models["m"].timeline)
+    gaps = [b["at"] - a["at"] for a, b in zip(points, points[1:], strict=False)]
+    rows_at = [p["rows"] for p in points]
+    # The first read reports at once, then every 300 predictions (30 s of this traffic)...
+    if floor_s == 0:
+        assert rows_at == list(range(100, 3001, 300)), rows_at
+        assert all(math.isclose(g, 30.0, abs_tol=1e-3) for g in gaps), gaps
+    else:
+        # ...held by the floor to one report a minute: 600 predictions and one more, as the
+        # sum of the 0.1 s steps falls a hair short of 60 s at the 600th.
+        assert rows_at == [100, 701, 1302, 1903, 2504], rows_at
+        assert all(60.0 <= g < 60.2 for g in gaps), gaps
     engine.close()
 
 
