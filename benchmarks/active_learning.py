@@ -33,7 +33,6 @@ import math
 import os
 import platform
 import random
-import re
 import statistics
 import sys
 import time
@@ -46,6 +45,7 @@ from typing import Any
 from river import datasets
 from river.datasets import synth
 
+from benchmarks.procs import write_section
 from onlearn.active import STRATEGIES, Sampler
 from onlearn.active.budget import labels_per_window
 from onlearn.models import PipelineSpec, build_pipeline
@@ -558,19 +558,6 @@ def markdown(records, summary, streams, models, args, costs, elapsed) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace the active-learning section of RESULTS.md (or append it); nothing else changes."""
-    old = RESULTS.read_text() if RESULTS.exists() else ""
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text, old, count=1)
-    elif old.strip():
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        new = "# Benchmark results\n\n" + text
-    RESULTS.write_text(new)
-
-
 def plot(summary, streams, models, path: Path) -> bool:
     """One panel per stream and model: accuracy against the share of labels bought."""
     try:
@@ -677,7 +664,7 @@ def main(argv: list[str] | None = None) -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"records": records, "costs": costs}, indent=1))
     if not args.no_write:
-        write_section(text)
+        write_section(RESULTS, BEGIN, END, text)
         print(f"wrote {os.path.relpath(RESULTS)}")
         if plot(summary, streams, list(MODELS), PLOT):
             print(f"wrote {os.path.relpath(PLOT)}")

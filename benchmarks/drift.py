@@ -48,7 +48,6 @@ import math
 import os
 import platform
 import random
-import re
 import statistics
 import sys
 import time
@@ -58,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.procs import write_section
 from onlearn.drift import (
     DETECTORS,
     InputDriftMonitor,
@@ -547,19 +547,6 @@ def section(args, table, costs, inputs, datasets, monitor, seconds) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str) -> None:
-    """Replace the drift section of RESULTS.md (or append it); nothing else changes."""
-    old = RESULTS.read_text() if RESULTS.exists() else ""
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text, old, count=1)
-    elif old.strip():
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        new = "# Benchmark results\n\n" + text
-    RESULTS.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.drift", description=__doc__.split("\n")[0]
@@ -613,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     if not args.no_write:
-        write_section(text)
+        write_section(RESULTS, BEGIN, END, text)
     return 0
 
 

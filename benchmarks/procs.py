@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -270,6 +271,20 @@ def py_spy(pid: int, duration: float, output: Path) -> None:
         stop(proc, grace_s=2.0)
     if proc.returncode != 0:
         print(f"warning: py-spy failed: {err.decode(errors='replace')[-300:]}", file=sys.stderr)
+
+
+def write_section(path: Path, begin: str, end: str, text: str) -> None:
+    """Replace the section of ``path`` from ``begin`` to ``end`` where it stands, or append it
+    (a new file gets a title); the rest of the file, readings written by hand around the section
+    included, stays as it is."""
+    old = path.read_text() if path.exists() else "# Benchmark results\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
+    text = text.strip("\n")
+    if pattern.search(old):
+        new = pattern.sub(lambda _: text, old, count=1)
+    else:
+        new = old.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(new)
 
 
 def install_sigterm_handler() -> None:

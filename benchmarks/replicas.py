@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import random
-import re
 import shlex
 import shutil
 import subprocess
@@ -929,17 +928,6 @@ def section(results: dict[str, Any], machine: dict[str, str], wall_s: float) -> 
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this suite's section of RESULTS.md, or append it; the other sections stay."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text.strip("\n"), old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text.strip("\n") + "\n"
-    path.write_text(new)
-
-
 def machine_facts(args: argparse.Namespace, bench: Bench, load_before: float) -> dict[str, str]:
     exe = Path(sys.executable)
     exe_text = os.path.relpath(exe, ROOT) if exe.is_relative_to(ROOT) else str(exe)
@@ -999,7 +987,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(exist_ok=True)
     (OUT / "replicas.json").write_text(json.dumps({"machine": machine, **results}, indent=2))
     if not args.no_write:
-        write_section(RESULTS, section(results, machine, wall))
+        procs.write_section(RESULTS, BEGIN, END, section(results, machine, wall))
         print(f"wrote {os.path.relpath(RESULTS, Path.cwd())}")
     errors = sum(
         run["errors"]

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 # The same convention as the other suites' sections: each one replaces only its own.
 BEGIN = "<!-- serving-throughput:start -->"
 END = "<!-- serving-throughput:end -->"
-
-FILE_HEADER = """# Benchmark results
-
-Each section below is written by one benchmark suite and overwritten when it runs again.
-"""
 
 HOW_TO = """## Serving throughput: HTTP predict and feedback, library overhead, batch predict
 
@@ -343,24 +336,3 @@ def section(r: dict[str, Any], machine: dict[str, Any], lines: list[Line]) -> st
         parts += ["Notes:", "", *(f"- {x}" if not x.startswith("  ") else f"  {x}" for x in n), ""]
     parts += ["Machine and settings:", "", machine_table(machine), "", END]
     return "\n".join(parts) + "\n"
-
-
-def write_results(path: Path, text: str) -> None:
-    """Put this suite's section at the top of ``path``, under the file's title, replacing the
-    previous one; every other section stays as it is."""
-    old = path.read_text() if path.exists() else FILE_HEADER
-    pattern = re.compile(r"\n*" + re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n*", re.S)
-    rest = pattern.sub("\n\n", old, count=1).strip("\n")
-    lines = rest.split("\n") if rest else []
-    # The title is the leading "# ..." line and the paragraph after it, if any.
-    head = 0
-    if lines and lines[0].startswith("# "):
-        head = 1
-        while head < len(lines) and lines[head].strip() == "":
-            head += 1
-        while head < len(lines) and lines[head].strip() and not lines[head].startswith("<!--"):
-            head += 1
-    top = "\n".join(lines[:head]).strip("\n")
-    bottom = "\n".join(lines[head:]).strip("\n")
-    parts = [p for p in (top, text.strip("\n"), bottom) if p]
-    path.write_text("\n\n".join(parts) + "\n")

@@ -461,7 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     raw = OUT / ("serving.json" if write else "serving-partial.json")
     raw.write_text(json.dumps({"machine": machine, **results}, indent=2))
     if write:
-        report.write_results(RESULTS, report.section(results, machine, lines))
+        procs.write_section(
+            RESULTS, report.BEGIN, report.END, report.section(results, machine, lines)
+        )
         print(
             f"wrote {os.path.relpath(RESULTS, Path.cwd())} and {os.path.relpath(raw, Path.cwd())}"
         )

@@ -56,7 +56,6 @@ import math
 import os
 import platform
 import random
-import re
 import shlex
 import subprocess
 import sys
@@ -1190,17 +1189,6 @@ def section(results: dict[str, Any], machine: dict[str, str], args: argparse.Nam
     return "\n".join(parts) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace the soak section of RESULTS.md, or append it; the other sections stay."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(old):
-        new = pattern.sub(lambda _: text, old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + text
-    path.write_text(new)
-
-
 def machine_facts(
     args: argparse.Namespace, soak: Soak, load_before: float, git: str
 ) -> dict[str, str]:
@@ -1303,7 +1291,7 @@ def main(argv: list[str] | None = None) -> int:
     raw = {"machine": machine, "args": vars(args), **results}
     (OUT / "soak.json").write_text(json.dumps(raw, indent=2))
     if not args.no_write:
-        write_section(RESULTS, section(results, machine, args))
+        procs.write_section(RESULTS, BEGIN, END, section(results, machine, args))
         print(f"wrote {os.path.relpath(RESULTS, Path.cwd())}")
     return 0 if v["passed"] else 1
 
@@ -1322,7 +1310,7 @@ def render(args: argparse.Namespace) -> int:
     print()
     print("\n".join(f"- {x}" for x in reading(results, args)))
     if not args.no_write:
-        write_section(RESULTS, section(results, machine, args))
+        procs.write_section(RESULTS, BEGIN, END, section(results, machine, args))
         print(f"wrote {os.path.relpath(RESULTS, Path.cwd())}")
     return 0 if results["verdicts"]["passed"] else 1
 
