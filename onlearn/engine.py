@@ -872,6 +872,18 @@ class Engine:
         es = self.settings.engine
         while not self._stopping.wait(es.snapshot_check_s):
             self.labelling.maintain()
+            self.refresh_snapshot_seqs()
+
+    def refresh_snapshot_seqs(self) -> None:
+        """Learn the newest snapshot of each champion from the store: beside a worker process
+        (the layout of ``onlearn serve``), snapshots are written by another process, and
+        ``onlearn_snapshot_seq`` would otherwise stay at this process's own."""
+        for rt in self.runtimes.values():
+            try:
+                seq = self.store.registry.latest_snapshot_seq(rt.name, rt.roles[CHAMPION])
+            except StoreUnavailable:
+                return  # the next round tries again
+            rt.snapshot_seq = max(rt.snapshot_seq, seq)
 
     def _snapshot_live(self, rt: ModelRuntime) -> None:
         """At shutdown nothing learns any more: pickling the live states is exact and quick."""

@@ -498,6 +498,11 @@ def check_registry_snapshots(store: Store) -> None:
     assert reg.latest_snapshot("m", "v1", max_seq=9) is None
     assert reg.latest_snapshot("m", "v2") == Snapshot("m", "v2", 5, 5.0, b"")
     assert reg.latest_snapshot("m", "v3") is None and reg.latest_snapshot("n", "v1") is None
+    assert [reg.latest_snapshot_seq(*k) for k in [("m", "v1"), ("m", "v2"), ("m", "v3")]] == [
+        30,
+        5,
+        0,
+    ]
     reg.put_snapshot(Snapshot("m", "v1", 30, at=31.0, artifact=b"again"))
     assert reg.latest_snapshot("m", "v1") == Snapshot("m", "v1", 30, 31.0, b"again")
 

@@ -177,6 +177,10 @@ class Registry(Protocol):
         """The snapshot of ``version`` with the highest seq (not above ``max_seq`` when given)."""
         ...
 
+    def latest_snapshot_seq(self, model: str, version: str) -> int:
+        """The seq of ``version``'s newest snapshot (0: none), without reading its artifact."""
+        ...
+
 
 @dataclass(frozen=True)
 class RolesState:

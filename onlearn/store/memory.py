@@ -418,6 +418,10 @@ class MemoryRegistry:
             seqs = [s for s in snapshots if max_seq is None or s <= max_seq]
             return snapshots[max(seqs)] if seqs else None
 
+    def latest_snapshot_seq(self, model: str, version: str) -> int:
+        with self._lock:
+            return max(self._snapshots.get((model, version), {}), default=0)
+
 
 _QUEUE_COUNTERS = ("labelled", "skipped", "expired", "evicted", "rejected", "duplicates", "pushed")
 

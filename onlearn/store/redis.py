@@ -975,6 +975,11 @@ class RedisRegistry:
         artifact = b"".join(blob[str(n).encode()] for n in range(int(blob[b"parts"])))
         return Snapshot(model, version, seq, float(blob[b"at"]), artifact)
 
+    @_guarded("latest snapshot seq", idempotent=True)
+    def latest_snapshot_seq(self, model: str, version: str) -> int:
+        found = self._conn.client.zrevrange(self._conn.keys.snapshots(model, version), 0, 0)
+        return int(found[0]) if found else 0
+
 
 # --- labelling queue -------------------------------------------------------------------------
 #

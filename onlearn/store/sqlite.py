@@ -947,6 +947,17 @@ class SqliteRegistry:
         seq, at, artifact = row
         return Snapshot(model, version, seq, at, bytes(artifact))
 
+    @_guarded("latest snapshot seq")
+    def latest_snapshot_seq(self, model: str, version: str) -> int:
+        (seq,) = (
+            self._db.fast()
+            .execute(
+                "SELECT MAX(seq) FROM snapshots WHERE model = ? AND version = ?", (model, version)
+            )
+            .fetchone()
+        )
+        return seq or 0
+
 
 _ITEM_COLUMNS = (
     "item_id, model, features, priority, enqueued_at, prediction_id, dedupe_key, proba,"

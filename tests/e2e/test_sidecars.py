@@ -6,11 +6,14 @@ every request): they run at a lower priority, and they go when the server goes, 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
-from tests.e2e.helpers import READY_TIMEOUT, launch, wait_until, xy_model
+import httpx
+
+from tests.e2e.helpers import READY_TIMEOUT, launch, wait_until, xy_model, xy_rows
 
 
 def children(pid: int) -> dict[int, str]:
@@ -83,3 +86,33 @@ def test_a_worker_stops_on_a_burst_of_sigterm(tmp_path):
     finally:
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
+
+
+def test_the_server_reports_the_snapshots_its_worker_process_writes(tmp_path):
+    # The worker process writes the snapshots; the server's onlearn_snapshot_seq used to stay
+    # at 0, its own count, for good.
+    config = (
+        "[engine]\nsnapshot_every_events = 20\nsnapshot_check_s = 0.2\nworker_poll_s = 0.1\n\n"
+        + xy_model("m")
+    )
+    server = launch(tmp_path, config).wait_ready(READY_TIMEOUT)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as api:
+            items = [{"features": x, "label": y} for x, y in xy_rows(50, seed=5)]
+            answer = api.post("/models/m/feedback/batch", json={"items": items})
+            assert answer.status_code == 200, answer.text
+            last = max(r["seq"] for r in answer.json()["results"])
+
+            def snapshot_seq() -> float:
+                found = re.search(
+                    r'^onlearn_snapshot_seq\{model="m"\} ([0-9.e+]+)$',
+                    api.get("/metrics").text,
+                    re.M,
+                )
+                assert found, "onlearn_snapshot_seq is not in /metrics"
+                return float(found.group(1))
+
+            seq = wait_until(lambda: (s := snapshot_seq()) >= 20 and s, timeout=60)
+            assert seq <= last
+    finally:
+        server.stop()
