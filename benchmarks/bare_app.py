@@ -14,12 +14,15 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from serving.telemetry import fastapi_kwargs
+
 
 class PredictRequest(BaseModel):
     features: dict[str, Any]
 
 
-app = FastAPI(title="bare baseline")
+# The same FastAPI telemetry rule as onlearn's app: hooks only with a configured provider.
+app = FastAPI(title="bare baseline", **fastapi_kwargs())
 
 
 @app.post("/predict")

@@ -17,6 +17,7 @@ from serving import auth, errors, fast, openapi
 from serving.limits import BodySizeLimit, RequestTimeout
 from serving.prometheus import registry_for
 from serving.routes import feedback, health, metrics, models, predict, queue, ui, versions
+from serving.telemetry import fastapi_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         description=DESCRIPTION,
         version=_version(),
         lifespan=lifespan,
+        **fastapi_kwargs(),
     )
     app.state.settings = settings
     errors.install(app)
