@@ -649,7 +649,7 @@ class Engine:
         """``call(*args)`` in a thread when it may read a networked store: a record lookup in
         Redis can wait out a socket timeout, and the event loop also serves predict. A local
         store answers in microseconds, less than the thread hop costs."""
-        if self.store.shared:
+        if self.store.networked:
             return await asyncio.to_thread(call, *args)
         return call(*args)
 

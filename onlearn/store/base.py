@@ -346,6 +346,13 @@ class Store:
         """Whether other processes can see this store (False for ``memory://``)."""
         return not self.url.startswith("memory:")
 
+    @property
+    def networked(self) -> bool:
+        """Whether a call goes over a socket (Redis), and may wait out its timeout; a local
+        store (memory, an SQLite file, whose readers do not wait for its writer in WAL mode)
+        answers a read in microseconds."""
+        return not self.url.startswith(("memory:", "sqlite:"))
+
     def ping(self) -> None:
         """Raise StoreUnavailable when the backend cannot be reached."""
         self.log.head("__ping__")
