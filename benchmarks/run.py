@@ -247,7 +247,7 @@ class Bench:
                             after["onlearn_log_committed_events"] - after["onlearn_applied_seq"]
                         ),
                         "applied_seq": int(after["onlearn_applied_seq"]),
-                        # The serving process writes snapshots by replay, on the server's CPU.
+                        # Written by the worker process (niced, on the server's CPU here).
                         "snapshot_seq": int(after.get("onlearn_snapshot_seq", 0)),
                     }
                     self.results[key] = run
