@@ -259,7 +259,10 @@ def test_the_monitor_thread_keeps_to_its_share_of_the_cpu():
     thread = threading.Thread(target=monitor.run, args=(stop,))
     wall, cpu = time.monotonic(), time.process_time()  # this thread sleeps meanwhile
     thread.start()
-    time.sleep(1.5)
+    # Long enough for a whole tick and its rest: the first ticks are the dearest (each report
+    # of a skew window still growing simulates a new null), and a window ending right after
+    # one would read its cost over too short a time.
+    time.sleep(4.0)
     stop.set()
     thread.join()
     wall, cpu = time.monotonic() - wall, time.process_time() - cpu
