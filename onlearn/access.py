@@ -177,6 +177,15 @@ class Keyring:
     def __len__(self) -> int:
         return len(self.keys)
 
+    def replace(self, keys: Iterable[ApiKey]) -> None:
+        """Accept ``keys`` from now on, in place of the current ones (a reload). Refused when
+        they are none: a reload never turns access control off, a broken edit must not open
+        the server."""
+        keys = unique(keys, "API keys")
+        if not keys:
+            raise ConfigError("the new configuration has no API keys; keeping the current ones")
+        self.keys = keys  # one assignment: a request sees the old keys or the new, never a mix
+
     def find(self, key: str | bytes) -> ApiKey | None:
         """The entry of ``key``, or None. Compares the digest with every entry, each in constant
         time, and never stops early: the time taken says nothing about which digest is close."""

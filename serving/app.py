@@ -49,7 +49,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         background = Background(eng, settings)
         background.start()
         try:
-            yield
+            with auth.reload_on_sighup(app.state.keyring, settings.config_path):
+                yield
         finally:
             await run_in_threadpool(background.stop)
             if own:

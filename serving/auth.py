@@ -11,9 +11,13 @@ With no keys configured the middleware is not installed at all.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import re
+import signal
+import threading
 
 from starlette.routing import Mount, compile_path, get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -187,11 +191,41 @@ async def _deny(send: Send, status: int, detail: str) -> None:
 
 def install(app, keyring: Keyring) -> None:
     """Check keys on every request when there are keys; with none, access control is off."""
+    app.state.keyring = keyring
     if not keyring:
         return
     app.add_middleware(AccessControl, keyring=keyring, router=app.router)
     _document(app)
     log.info("access control on: %d API keys", len(keyring))
+
+
+@contextlib.contextmanager
+def reload_on_sighup(keyring: Keyring, config_path: str | None):
+    """While the app runs, SIGHUP reads the API keys again (the configuration file and
+    ``ONLEARN_API_KEYS``) and swaps them in: keys are added or revoked without a restart. Only
+    where there is something to reload (access control on) and a signal can be caught (the
+    main thread of a process: the server of ``onlearn serve``). A reload that fails, or that
+    would leave no key, keeps the current keys and says why in the log."""
+    if not keyring or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def reload() -> None:
+        from onlearn.config import load_settings
+
+        try:
+            keyring.replace(load_settings(config_path).api_keys)
+        except Exception as e:  # the server keeps serving with the keys it has
+            log.error("SIGHUP: API keys not reloaded: %s", e)
+            return
+        log.warning("SIGHUP: API keys reloaded: %d keys", len(keyring))
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 def _document(app) -> None:

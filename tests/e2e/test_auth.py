@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -16,7 +18,15 @@ import pytest
 from onlearn.config import Settings
 from serving.auth import route_table
 from tests.e2e.configs import AUTH_KEYS
-from tests.e2e.helpers import READY_TIMEOUT, shutdown, sqlite_url, wait_until, write_config, xy_rows
+from tests.e2e.helpers import (
+    READY_TIMEOUT,
+    shutdown,
+    sqlite_url,
+    wait_until,
+    write_config,
+    xy_model,
+    xy_rows,
+)
 from tests.servers import ROOT, ServerProcess
 from tests.test_auth import EXPECTED
 
@@ -337,3 +347,42 @@ def test_the_client_and_the_cli_send_the_key(auth_server, capsys, monkeypatch):
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "needs a key with role admin" in err and "lacks the role" in err
+
+
+# Keys are reloaded on SIGHUP.
+
+
+def test_sighup_reloads_the_keys_and_a_broken_config_keeps_the_current_ones(tmp_path):
+    from onlearn.access import toml_entry
+
+    def config(*keys: tuple[str, str]) -> str:
+        entries = ",\n  ".join(toml_entry(name, key, ["predict"]) for name, key in keys)
+        return f"[security]\napi_keys = [\n  {entries},\n]\n{xy_model('m')}"
+
+    old, new = ("old", "onl_old-key-1234"), ("new", "onl_new-key-5678")
+    path = write_config(tmp_path, config(old))
+    server = ServerProcess(path, sqlite_url(tmp_path / "onlearn.db")).start(READY_TIMEOUT)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as api:
+
+            def status(key: str) -> int:
+                body = {"features": {"x": 0.1, "y": 0.2}}
+                headers = {"Authorization": f"Bearer {key}"}
+                return api.post("/models/m/predict", json=body, headers=headers).status_code
+
+            assert (status(old[1]), status(new[1])) == (200, 401)
+            # Rotate: the new key in, the old one out, then SIGHUP.
+            path.write_text(config(new))
+            server.proc.send_signal(signal.SIGHUP)
+            wait_until(lambda: status(new[1]) == 200, timeout=30)
+            assert status(old[1]) == 401
+            # A broken edit, or one that leaves no key, changes nothing and stops nothing.
+            for broken in ("[security\n", f"[security]\napi_keys = []\n{xy_model('m')}"):
+                path.write_text(broken)
+                server.proc.send_signal(signal.SIGHUP)
+                time.sleep(1.0)
+                assert server.proc.poll() is None, server.output()
+                assert (status(new[1]), status(old[1])) == (200, 401)
+            assert "API keys not reloaded" in server.output()
+    finally:
+        shutdown(server)
