@@ -138,6 +138,8 @@ class Engine:
         self._stopping = threading.Event()
         self.started = False
         self.labelling = Labelling(self)
+        # model -> (its applied seq, the log's head) when the log was seen behind the model
+        self.log_behind: dict[str, tuple[int, int]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Engine:
@@ -312,6 +314,13 @@ class Engine:
             self.store.ping()
         except OnlearnError as e:
             return False, f"store unavailable: {e}"
+        if self.log_behind:
+            name, (seq, head) = next(iter(self.log_behind.items()))
+            return False, (
+                f"model {name!r} has applied the log up to seq {seq}, but the store's log ends at "
+                f"{head}: the store was restored from an older copy or replaced under this "
+                "process, and new labels would reuse seqs it has applied; restart it"
+            )
         return True, "ok"
 
     def stats(self) -> dict[str, Any]:
@@ -873,6 +882,29 @@ class Engine:
         while not self._stopping.wait(es.snapshot_check_s):
             self.labelling.maintain()
             self.refresh_snapshot_seqs()
+            self.check_log_position()
+
+    def check_log_position(self) -> None:
+        """A log never shrinks (trimming keeps its head): one that ends before what a model
+        applied was swapped for an older copy, and the follower would skip the new events that
+        reuse those seqs. Readiness fails for good then; the process must start again."""
+        for rt in self.runtimes.values():
+            # The applied seq first: read after the head, it could count an event appended
+            # (and applied) in between.
+            applied = rt.seq
+            try:
+                head = self.store.log.head(rt.name)
+            except OnlearnError:
+                return  # the next round tries again
+            if head < applied and rt.name not in self.log_behind:
+                self.log_behind[rt.name] = (applied, head)
+                log.error(
+                    "model %r: applied up to seq %d but the log ends at %d (store restored or "
+                    "replaced?); restart this process",
+                    rt.name,
+                    applied,
+                    head,
+                )
 
     def refresh_snapshot_seqs(self) -> None:
         """Learn the newest snapshot of each champion from the store: beside a worker process

@@ -269,3 +269,32 @@ def test_predict_many_answers_what_predict_one_answers():
             (p.label, p.proba, p.uncertainty) for p in single
         ]
         assert len({p.prediction_id for p in batch + single}) == 200
+
+
+def test_a_log_that_ends_before_what_a_model_applied_fails_readiness(redis_url):
+    # Restoring an older copy of the store under a running server: new labels would reuse seqs
+    # its model has applied, and its follower would skip them. It must say so and stop being
+    # ready, for good: the log growing past the old seq again does not make it right.
+    import redis
+
+    settings = phishing_settings(redis_url)
+    with Engine.from_settings(settings) as engine:
+        for x, y in phishing_stream(20):
+            engine.feedback_one("phishing", FeedbackItem(y, features=x))
+        engine.check_log_position()
+        assert engine.ready() == (True, "ok")
+        applied = engine.runtimes["phishing"].seq
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.flushdb()  # the "restore": an empty store
+        finally:
+            client.close()
+        engine.check_log_position()
+        ready, reason = engine.ready()
+        assert not ready
+        assert f"up to seq {applied}" in reason and "ends at 0" in reason and "restart" in reason
+        with Engine.from_settings(settings) as other:  # the log grows past the old seq again
+            for x, y in phishing_stream(applied + 5):
+                other.feedback_one("phishing", FeedbackItem(y, features=x))
+        engine.check_log_position()
+        assert engine.ready()[0] is False
