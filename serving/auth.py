@@ -202,11 +202,12 @@ def install(app, keyring: Keyring) -> None:
 @contextlib.contextmanager
 def reload_on_sighup(keyring: Keyring, config_path: str | None):
     """While the app runs, SIGHUP reads the API keys again (the configuration file and
-    ``ONLEARN_API_KEYS``) and swaps them in: keys are added or revoked without a restart. Only
-    where there is something to reload (access control on) and a signal can be caught (the
-    main thread of a process: the server of ``onlearn serve``). A reload that fails, or that
-    would leave no key, keeps the current keys and says why in the log."""
-    if not keyring or threading.current_thread() is not threading.main_thread():
+    ``ONLEARN_API_KEYS``) and swaps them in: keys are added or revoked without a restart. Where
+    a signal can be caught (the main thread of a process: the server of ``onlearn serve``). A
+    reload that fails, or that would leave no key, keeps the current keys and says why in the
+    log; a server without keys says that it has none to reload (SIGHUP's default would have
+    stopped it)."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
     loop = asyncio.get_running_loop()
@@ -214,6 +215,12 @@ def reload_on_sighup(keyring: Keyring, config_path: str | None):
     def reload() -> None:
         from onlearn.config import load_settings
 
+        if not keyring:
+            log.warning(
+                "SIGHUP: access control is off (no API keys at start); restart the server "
+                "with keys to turn it on"
+            )
+            return
         try:
             keyring.replace(load_settings(config_path).api_keys)
         except Exception as e:  # the server keeps serving with the keys it has

@@ -386,3 +386,17 @@ def test_sighup_reloads_the_keys_and_a_broken_config_keeps_the_current_ones(tmp_
             assert "API keys not reloaded" in server.output()
     finally:
         shutdown(server)
+
+
+def test_sighup_to_a_server_without_keys_leaves_it_serving(tmp_path):
+    path = write_config(tmp_path, xy_model("m"))
+    server = ServerProcess(path, sqlite_url(tmp_path / "onlearn.db")).start(READY_TIMEOUT)
+    try:
+        server.proc.send_signal(signal.SIGHUP)  # its default action would stop the process
+        wait_until(lambda: "access control is off" in server.output(), timeout=30)
+        assert server.proc.poll() is None
+        with httpx.Client(base_url=server.url, timeout=30) as api:
+            body = {"features": {"x": 0.1, "y": 0.2}}
+            assert api.post("/models/m/predict", json=body).status_code == 200
+    finally:
+        shutdown(server)
