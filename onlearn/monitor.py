@@ -529,11 +529,12 @@ class Monitor:
             self._prediction_cursor[name] = oldest
             monitor.skipped_backlogs += 1
         log_page = self.store.log.read(name, after=self._log_cursor[name], limit=page)
-        records = [
-            r
-            for r in self.store.predictions.scan(name, self._prediction_cursor[name], limit=page)
-            if r.id[:12] <= horizon
-        ]
+        # Bounded in the store: ids with a time prefix up to the horizon ("g" sorts after every
+        # hex digit). Filtered here, the records not yet settled were read, decoded and dropped
+        # at every poll, a page of them when the monitor had caught up.
+        records = self.store.predictions.scan(
+            name, self._prediction_cursor[name], limit=page, upto=horizon + "g"
+        )
         # When a page is full, what lies beyond it may be older than the other page's end:
         # process only up to the earlier of the two ends, and read the rest next time.
         until = min(

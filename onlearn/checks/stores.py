@@ -332,6 +332,15 @@ def check_predictions_scan_pages_in_id_order_per_model(store: Store) -> None:
         assert store.predictions.scan(model, "g") == [], "a cursor above every id"
         assert _ids(store.predictions.scan(model, "", limit=1)) == expected_ids[:1]
         assert store.predictions.scan(model, None, limit=0) == []
+        # An upper bound, inclusive: ids up to it, and a time prefix + "g" bounds a millisecond.
+        scan = store.predictions.scan
+        assert _ids(scan(model, None, upto=expected_ids[5])) == expected_ids[:6]
+        assert _ids(scan(model, third, upto=expected_ids[6])) == expected_ids[4:7]
+        assert _ids(scan(model, None, limit=2, upto=expected_ids[6])) == expected_ids[:2]
+        prefix = expected_ids[8][:12]
+        within = [i for i in expected_ids if i[:12] <= prefix]
+        assert _ids(scan(model, None, upto=prefix + "g")) == within
+        assert scan(model, None, upto="") == [] and scan(model, third, upto=third) == []
     assert store.predictions.scan("unknown", None) == []
     assert store.predictions.scan("a:", None) == [] and store.predictions.scan("", None) == []
 

@@ -92,10 +92,13 @@ class PredictionStore(Protocol):
         """Delete records whose ``expires_at <= now``; return how many."""
         ...
 
-    def scan(self, model: str, after: str | None, limit: int = 1000) -> list[PredictionRecord]:
-        """Unexpired records of ``model`` whose id is greater than ``after`` (all when None), in
-        id order (ids start with their time, so this is time order), at most ``limit``: how the
-        monitor reads the traffic, with the last id it saw as its cursor."""
+    def scan(
+        self, model: str, after: str | None, limit: int = 1000, upto: str | None = None
+    ) -> list[PredictionRecord]:
+        """Unexpired records of ``model`` whose id is greater than ``after`` (all when None) and
+        not greater than ``upto`` (no bound when None), in id order (ids start with their time,
+        so this is time order), at most ``limit``: how the monitor reads the traffic, with the
+        last id it saw as its cursor and the present it trusts as its bound."""
         ...
 
 

@@ -223,7 +223,9 @@ class MemoryPredictionStore:
                     del self._ids[model]
             return len(expired)
 
-    def scan(self, model: str, after: str | None, limit: int = 1000) -> list[PredictionRecord]:
+    def scan(
+        self, model: str, after: str | None, limit: int = 1000, upto: str | None = None
+    ) -> list[PredictionRecord]:
         now = time.time()
         found: list[PredictionRecord] = []
         with self._lock:
@@ -231,7 +233,8 @@ class MemoryPredictionStore:
             if not ids or limit <= 0:
                 return found
             start = 0 if after is None else bisect.bisect_right(ids, after)
-            for rid in itertools.islice(ids, start, None):
+            stop = None if upto is None else bisect.bisect_right(ids, upto)
+            for rid in itertools.islice(ids, start, stop):
                 record = self._records[rid]
                 if record.expires_at > now:  # expired but not purged yet: invisible
                     found.append(record)

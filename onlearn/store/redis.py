@@ -702,7 +702,9 @@ class RedisPredictionStore:
                 return total
 
     @_guarded("scan predictions", idempotent=True)
-    def scan(self, model: str, after: str | None, limit: int = 1000) -> list[PredictionRecord]:
+    def scan(
+        self, model: str, after: str | None, limit: int = 1000, upto: str | None = None
+    ) -> list[PredictionRecord]:
         found: list[PredictionRecord] = []
         if limit <= 0:
             return found
@@ -710,9 +712,10 @@ class RedisPredictionStore:
         client = self._conn.client
         index = k.predictions_of_model(model)
         start: str | bytes = "-" if after is None else "(" + after
+        stop = "+" if upto is None else "[" + upto
         count = min(limit, _SCAN_CHUNK)
         while True:
-            ids = client.zrangebylex(index, start, "+", start=0, num=count)
+            ids = client.zrangebylex(index, start, stop, start=0, num=count)
             if not ids:
                 return found
             pipe = client.pipeline(transaction=False)

@@ -626,14 +626,18 @@ class SqlitePredictionStore:
                 return total
 
     @_guarded("scan predictions")
-    def scan(self, model: str, after: str | None, limit: int = 1000) -> list[PredictionRecord]:
+    def scan(
+        self, model: str, after: str | None, limit: int = 1000, upto: str | None = None
+    ) -> list[PredictionRecord]:
         if limit <= 0:
             return []
         now = time.time()
+        # "~" sorts after every id (ids are lowercase hex): no upper bound.
+        upto = "~" if upto is None else upto
         if after is None:
-            rows = self._db.fast().execute(_SCAN_FIRST_SQL, (model, now, limit)).fetchall()
+            rows = self._db.fast().execute(_SCAN_FIRST_SQL, (model, upto, now, limit)).fetchall()
         else:
-            rows = self._db.fast().execute(_SCAN_SQL, (model, after, now, limit)).fetchall()
+            rows = self._db.fast().execute(_SCAN_SQL, (model, after, upto, now, limit)).fetchall()
         return [decode_prediction(body) for (body,) in rows]
 
 
@@ -641,11 +645,12 @@ class SqlitePredictionStore:
 # expires_at out of the choice of index: predictions_expires_at would read every live record
 # of every model, then sort. Expired rows not purged yet are skipped on the way.
 _SCAN_SQL = (
-    "SELECT body FROM predictions WHERE model = ? AND id > ? AND +expires_at > ?"
+    "SELECT body FROM predictions WHERE model = ? AND id > ? AND id <= ? AND +expires_at > ?"
     " ORDER BY id LIMIT ?"
 )
 _SCAN_FIRST_SQL = (
-    "SELECT body FROM predictions WHERE model = ? AND +expires_at > ? ORDER BY id LIMIT ?"
+    "SELECT body FROM predictions WHERE model = ? AND id <= ? AND +expires_at > ?"
+    " ORDER BY id LIMIT ?"
 )
 
 

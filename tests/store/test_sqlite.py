@@ -379,9 +379,9 @@ def test_scan_reads_the_model_index_in_order_without_sorting(
         conn = store.predictions._db.fast()  # type: ignore[attr-defined]
         conn.execute("ANALYZE")
         sql, args = (
-            (sqlite_store._SCAN_FIRST_SQL, ("m1", now, 10))
+            (sqlite_store._SCAN_FIRST_SQL, ("m1", "~", now, 10))
             if after is None
-            else (sqlite_store._SCAN_SQL, ("m1", after, now, 10))
+            else (sqlite_store._SCAN_SQL, ("m1", after, "~", now, 10))
         )
         plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
         assert "USING INDEX predictions_model_id (model=?" in plan, plan
