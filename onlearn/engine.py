@@ -913,7 +913,7 @@ class Engine:
         for rt in self.runtimes.values():
             try:
                 seq = self.store.registry.latest_snapshot_seq(rt.name, rt.roles[CHAMPION])
-            except StoreUnavailable:
+            except OnlearnError:
                 return  # the next round tries again
             rt.snapshot_seq = max(rt.snapshot_seq, seq)
 

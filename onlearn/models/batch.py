@@ -16,8 +16,8 @@ operation is the one river does, in the same order (river's ``VectorDict.dot`` s
 fixes; columns are accumulated in that order), and the sigmoid takes ``math.exp`` of each
 score, as river does: numpy's ``exp`` is a SIMD one on CPUs with AVX-512 and may differ from
 libm's in the last bit, which made the batch route answer ``...971`` where predict answered
-``...969``. The probabilities are bit-identical. Even the types match: river's sigmoid answers the ints ``0`` and ``1``
-beyond ``|z| > 30``, and so does the binary answer here.
+``...969``. The probabilities are bit-identical. Even the types match: river's sigmoid answers
+the ints ``0`` and ``1`` beyond ``|z| > 30``, and so does the binary answer here.
 
 Any other estimator, a pipeline of another shape, or rows the vectorised path does not handle
 (strings in numeric features, list-valued categories, unexpected value types) go through the
