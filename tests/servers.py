@@ -70,8 +70,19 @@ class ServerProcess:
         """Wait until /readyz answers 200; raise with the server's output if it does not."""
         assert self.proc is not None, "launch() first"
         deadline = time.monotonic() + timeout
+        relaunches = 0
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                if "address already in use" in self.output() and relaunches < 3:
+                    # free_port() only saw the port free: another process (a client's ephemeral
+                    # port, a server launched alongside) can take it before this one binds.
+                    relaunches += 1
+                    self._log.close()
+                    self.port = free_port()
+                    self.url = f"http://127.0.0.1:{self.port}"
+                    self.log_path = self.config.parent / f"server-{self.port}.log"
+                    self.launch()
+                    continue
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.output()}")
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
