@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -48,6 +49,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
             await run_in_threadpool(eng.start)
         background = Background(eng, settings)
         background.start()
+        # What start-up loaded (modules, models, schemas) lives as long as the process: frozen,
+        # a full collection no longer walks it. Under load, full collections that found nothing
+        # paused the server 70-90 ms every ~20 s (measured with gc.callbacks in the soak).
+        gc.freeze()
         try:
             with auth.reload_on_sighup(app.state.keyring, settings.config_path):
                 yield
