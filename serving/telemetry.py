@@ -11,28 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-OFF = {"tracing": False, "metrics": False, "logs": False}
 
-
-def fastapi_telemetry() -> dict[str, Any] | None:
-    """The ``telemetry`` argument of ``FastAPI()``: None (FastAPI's defaults) when a provider is
-    configured or this FastAPI has no native telemetry, else everything off."""
+def fastapi_kwargs() -> dict[str, Any]:
+    """``FastAPI(**fastapi_kwargs())``: the hooks off when no provider is configured; nothing
+    (FastAPI's defaults) when one is, or when this FastAPI has no native telemetry."""
     try:
         from fastapi.telemetry._api import _unconfigured  # FastAPI's own test, private
         from opentelemetry import _logs, metrics, trace
     except ImportError:
-        return None
+        return {}
     providers = (
         trace.get_tracer_provider(),
         metrics.get_meter_provider(),
         _logs.get_logger_provider(),
     )
     if all(_unconfigured(p) for p in providers):
-        return dict(OFF)
-    return None
-
-
-def fastapi_kwargs() -> dict[str, Any]:
-    """``FastAPI(**fastapi_kwargs())``: works with FastAPI versions without ``telemetry``."""
-    telemetry = fastapi_telemetry()
-    return {} if telemetry is None else {"telemetry": telemetry}
+        return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    return {}
