@@ -308,13 +308,15 @@ class Bench:
         """Register the versions once (as ``onlearn serve`` does before its processes start),
         then start ``n`` replicas together and wait until each is ready."""
         from onlearn.config import load_settings
+        from onlearn.keys import resolve_secret
         from onlearn.registry import ensure_registered
         from onlearn.store.base import open_store
 
         settings = load_settings(config, store_url=store)
+        secret = resolve_secret(settings.secret_key, settings.store_url)
         with open_store(store) as s:
             for model in settings.models:
-                ensure_registered(s, model, at=time.time())
+                ensure_registered(s, model, at=time.time(), secret=secret)
         self.n += 1
         servers = [
             Replica(self.tmp / f"{self.n}-replica-{i}.log", store=store, config=config)

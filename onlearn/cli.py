@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import logging
 import os
 import subprocess
@@ -11,13 +12,17 @@ import sys
 import time
 from dataclasses import replace
 
-from onlearn.errors import OnlearnError
+from onlearn.errors import ConfigError, OnlearnError
 
 EPILOG = """examples:
   onlearn serve --config examples/phishing.toml
   onlearn demo --model phishing --dataset phishing --delay 20
   onlearn label --model phishing
   onlearn retrain --model phishing
+  onlearn retrain --model phishing --candidates hoeffding_tree,adaptive_random_forest --metric log_loss
+  onlearn jobs list
+  onlearn jobs cancel JOB_ID
+  onlearn store sign-specs --config examples/phishing.toml --store sqlite:///.data/onlearn.db
   onlearn models list phishing
   onlearn models rollback phishing --reason "accuracy dropped"
   onlearn schema infer data.csv --target label --model my_model
@@ -37,12 +42,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the bar
     try:
-        return args.func(args) or 0
+        code = args.func(args) or 0
+        sys.stdout.flush()  # a reader that left shows here, where it is handled, not at exit
+        return code
     except OnlearnError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`onlearn models history m | head`): nothing to report. Python's own
+        # flush at exit would raise again on the closed pipe, so it flushes into /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve a model over HTTP and keep it learning from the labels that come back.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"onlearn {package_version()}",
+        help="print the version",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -64,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--workers", type=int, help="server processes, each following the log (default 1)"
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    _log_level_argument(serve)
     serve.add_argument(
         "--no-worker", action="store_true", help="do not run the training worker in the background"
     )
@@ -85,9 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--config", help="TOML file declaring the models (or $ONLEARN_CONFIG)")
     worker.add_argument("--store", help="store URL (or $ONLEARN_STORE_URL)")
-    worker.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    _log_level_argument(worker)
     worker.add_argument("--sidecar-of", type=int, help=argparse.SUPPRESS)
     worker.set_defaults(func=cmd_worker)
 
@@ -96,9 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     monitor.add_argument("--config", help="TOML file declaring the models (or $ONLEARN_CONFIG)")
     monitor.add_argument("--store", help="store URL (or $ONLEARN_STORE_URL)")
-    monitor.add_argument(
-        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
-    )
+    _log_level_argument(monitor)
     monitor.add_argument(
         "--cpu-share",
         type=float,
@@ -112,13 +126,31 @@ def build_parser() -> argparse.ArgumentParser:
     retrain = commands.add_parser(
         "retrain", help="start a batch refit on a running server and follow it"
     )
-    retrain.add_argument("--model", required=True)
-    retrain.add_argument("--url", default="http://127.0.0.1:8000", help="server address")
+    retrain.add_argument("--model", required=True, help="model name on the server")
+    _url_argument(retrain)
     retrain.add_argument("--reason", help="why, kept with the job and the version")
+    retrain.add_argument(
+        "--candidates",
+        help="what to train, comma-separated: ids of the config's [refit] candidates or catalog "
+        'pipeline names; or a JSON list with tables, e.g. \'[{"name": "adaptive_random_forest", '
+        "\"n_models\": 20}]' (default: the config's candidates)",
+    )
+    retrain.add_argument(
+        "--metric",
+        help="pick the best candidate by: accuracy, log_loss, macro_f1 (classification); mae, "
+        "rmse (regression) (default: the config's, else accuracy or mae)",
+    )
+    retrain.add_argument("--passes", type=int, help="passes over the train events, 1 to 20")
+    retrain.add_argument(
+        "--holdout", type=float, help="share of the newest labels held out, 0.05 to 0.5"
+    )
+    retrain.add_argument(
+        "--max-rows", type=int, help="train on the newest N label events (default 100,000)"
+    )
     retrain.add_argument(
         "--register-anyway",
         action="store_true",
-        help="register the best candidate even if it loses",
+        help="register the best candidate even if it does not beat the champion",
     )
     retrain.add_argument("--no-wait", action="store_true", help="print the job id and return")
     _api_key_argument(retrain)
@@ -127,37 +159,75 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser(
         "models", help="versions, lineage, promotion and rollback on a running server"
     )
-    models.add_argument("--url", default="http://127.0.0.1:8000", help="server address")
+    _url_argument(models)
     _api_key_argument(models)
     models_commands = models.add_subparsers(title="models commands", metavar="COMMAND")
     listing = models_commands.add_parser("list", help="versions of a model with roles and lineage")
-    listing.add_argument("model")
+    listing.add_argument("model", help="model name on the server")
     listing.set_defaults(func=cmd_models_list)
     history = models_commands.add_parser("history", help="the audit history of role changes")
-    history.add_argument("model")
+    history.add_argument("model", help="model name on the server")
     history.set_defaults(func=cmd_models_history)
     promote = models_commands.add_parser("promote", help="give a role to a version")
-    promote.add_argument("model")
-    promote.add_argument("version")
+    promote.add_argument("model", help="model name on the server")
+    promote.add_argument("version", help="the version to promote, e.g. v2")
     promote.add_argument(
-        "--role", default="champion", choices=["champion", "challenger", "shadow", "canary"]
+        "--role",
+        default="champion",
+        choices=["champion", "challenger", "shadow", "canary"],
+        help="the role to give it (default champion)",
     )
     promote.add_argument("--share", type=float, help="a canary's share of requests")
-    promote.add_argument("--reason")
+    promote.add_argument("--reason", help="why, kept in the audit history")
     promote.set_defaults(func=cmd_models_promote)
     rollback = models_commands.add_parser("rollback", help="the previous champion answers again")
-    rollback.add_argument("model")
-    rollback.add_argument("--reason")
+    rollback.add_argument("model", help="model name on the server")
+    rollback.add_argument("--reason", help="why, kept in the audit history")
     rollback.set_defaults(func=cmd_models_rollback)
     models.set_defaults(func=lambda args: models.print_help() or 2)
 
+    jobs = commands.add_parser("jobs", help="the training worker's jobs on a running server")
+    _url_argument(jobs)
+    _api_key_argument(jobs)
+    jobs_commands = jobs.add_subparsers(title="jobs commands", metavar="COMMAND")
+    jobs_list = jobs_commands.add_parser("list", help="recent jobs, newest first")
+    jobs_list.add_argument("--model", help="only this model's jobs")
+    jobs_list.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    jobs_list.set_defaults(func=cmd_jobs_list)
+    jobs_show = jobs_commands.add_parser("show", help="one job: state, result or error")
+    jobs_show.add_argument("job_id", help="the job's id (from `onlearn jobs list`)")
+    jobs_show.set_defaults(func=cmd_jobs_show)
+    jobs_cancel = jobs_commands.add_parser(
+        "cancel", help="cancel a job: it stops at its next check and registers nothing"
+    )
+    jobs_cancel.add_argument("job_id", help="the job's id (from `onlearn jobs list`)")
+    jobs_cancel.set_defaults(func=cmd_jobs_cancel)
+    jobs.set_defaults(func=lambda args: jobs.print_help() or 2)
+
+    store = commands.add_parser("store", help="maintenance of a store (run on the store itself)")
+    store_commands = store.add_subparsers(title="store commands", metavar="COMMAND")
+    sign = store_commands.add_parser(
+        "sign-specs",
+        help="sign the version specs of a store made by an earlier onlearn (lists each one)",
+    )
+    sign.add_argument("--config", help="TOML file declaring the models (or $ONLEARN_CONFIG)")
+    sign.add_argument("--store", help="store URL (or $ONLEARN_STORE_URL)")
+    sign.add_argument(
+        "--resign",
+        action="store_true",
+        help="also sign specs whose signature does not match (after checking them: a spec "
+        "edited in the store names the code a server will run)",
+    )
+    sign.set_defaults(func=cmd_store_sign_specs)
+    store.set_defaults(func=lambda args: store.print_help() or 2)
+
     demo = commands.add_parser("demo", help="stream a river dataset through a running server")
-    demo.add_argument("--url", default="http://127.0.0.1:8000", help="server address")
+    _url_argument(demo)
     demo.add_argument("--model", default="phishing", help="model name on the server")
     demo.add_argument(
         "--dataset",
-        default="phishing",
-        help="river dataset: phishing, bananas, image_segments, trump_approval, chick_weights",
+        help="river dataset: phishing, bananas, image_segments (multiclass), trump_approval, "
+        "chick_weights (regression); default: the one the model is named after, else phishing",
     )
     demo.add_argument("--limit", type=int, help="stop after this many rows")
     demo.add_argument(
@@ -172,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     label = commands.add_parser("label", help="label queued predictions in the terminal")
     label.add_argument("--model", required=True, help="model name on the server")
-    label.add_argument("--url", default="http://127.0.0.1:8000", help="server address")
+    _url_argument(label)
     label.add_argument(
         "--labeller", default=os.environ.get("USER"), help="your name, kept with each label"
     )
@@ -196,7 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("--target", help="the label column, left out of the features")
     infer.add_argument("--model", default="my_model", help="model name for the TOML table")
     infer.add_argument("--limit", type=int, help="read at most this many rows")
-    infer.add_argument("--task", default="classification", choices=["classification", "regression"])
+    infer.add_argument(
+        "--task",
+        choices=["classification", "regression"],
+        help="the task; by default inferred from the --target column (many distinct numbers: "
+        "regression; text, booleans, or a few repeated numbers: classification)",
+    )
     infer.set_defaults(func=cmd_schema_infer)
     schema.set_defaults(func=lambda args: schema.print_help() or 2)
 
@@ -211,7 +286,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     new.set_defaults(func=cmd_keys_new)
     keys.set_defaults(func=lambda args: keys.print_help() or 2)
+    accept_group_options_after_subcommands(parser)
     return parser
+
+
+def accept_group_options_after_subcommands(parser: argparse.ArgumentParser) -> None:
+    """Let the options of a command group come after its subcommand too, for every group:
+    ``onlearn models list phishing --url U`` as well as ``onlearn models --url U list phishing``.
+
+    argparse reads a group's options only before the subcommand, and people write them last.
+    Each subcommand gets a copy of each option of its group that it lacks, defaulting to
+    nothing (``SUPPRESS``): a subcommand writes every default it has over what the group
+    parsed, so a default there would undo ``--url`` given before the subcommand. Called once
+    the whole parser is built, so that groups added later get it without doing anything."""
+    shared = [
+        action
+        for action in parser._actions
+        if action.option_strings
+        and not isinstance(action, argparse._HelpAction | argparse._VersionAction)
+    ]
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for sub in {id(p): p for p in action.choices.values()}.values():  # aliases: one parser
+            for option in shared:
+                if not set(option.option_strings) & set(sub._option_string_actions):
+                    after = copy.copy(option)
+                    after.default = argparse.SUPPRESS
+                    after.required = False
+                    sub._add_action(after)
+            accept_group_options_after_subcommands(sub)
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("onlearn")
+    except PackageNotFoundError:  # run from a checkout without `make install`
+        return "(not installed: run `make install`)"
+
+
+def _log_level_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="least severe log lines shown (default info)",
+    )
+
+
+def _url_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url",
+        default="http://127.0.0.1:8000",
+        help="address of the running server (default http://127.0.0.1:8000)",
+    )
 
 
 def _api_key_argument(parser: argparse.ArgumentParser) -> None:
@@ -271,31 +401,53 @@ def serving_layout(settings, log_level: str):
     the server: a refit is seconds of pure Python, and as a thread of the server it held the
     interpreter lock long enough to stall every request (the soak benchmark saw 30 s). memory://
     lives in one process only: there the worker and the monitor run as its threads (and, on
-    Redis, only when asked: there they are meant to be processes of their own)."""
+    Redis, only when asked: there they are meant to be processes of their own).
+
+    First of all it takes the store's serve lock (SQLite only), held until its sidecars have
+    stopped: a second ``onlearn serve`` on the same file refuses to start, naming this one."""
     from onlearn.keys import resolve_secret
     from onlearn.registry import ensure_registered
-    from onlearn.store.base import open_store
+    from onlearn.store.base import open_store, serve_lock
 
-    resolve_secret(settings.secret_key, settings.store_url)
-    with open_store(settings.store_url) as store:
-        for model in settings.models:
-            ensure_registered(store, model, at=time.time())
-    if settings.workers == 1 and not (
-        settings.store_url.startswith("sqlite:") and settings.config_path
-    ):
-        yield settings
-        return
-    sidecars = start_sidecars(settings, log_level)
-    try:
-        yield replace(settings, run_worker=False, run_monitor=False)
-    finally:
-        for sidecar in sidecars:
-            sidecar.terminate()
-        for sidecar in sidecars:
-            try:
-                sidecar.wait(30)
-            except subprocess.TimeoutExpired:
-                sidecar.kill()  # a refit does not hold the stop: its job's lease runs out
+    with serve_lock(settings.store_url, serving=server_address(settings)):
+        secret = resolve_secret(settings.secret_key, settings.store_url)
+        with open_store(settings.store_url) as store:
+            for model in settings.models:
+                ensure_registered(store, model, at=time.time(), secret=secret)
+        if settings.workers == 1 and not (
+            settings.store_url.startswith("sqlite:") and settings.config_path
+        ):
+            yield settings
+            return
+        sidecars = start_sidecars(settings, log_level)
+        try:
+            yield replace(settings, run_worker=False, run_monitor=False)
+        finally:
+            stop_sidecars(sidecars)
+
+
+SIDECAR_STOP_S = 5.0
+"""How long ``onlearn serve`` gives its worker and monitor to stop after its own stop. A refit
+stops at its next check (well under a second) and hands its job back; a process still there
+after this is killed (its job comes back when its lease runs out)."""
+
+
+def stop_sidecars(sidecars: list[subprocess.Popen], deadline_s: float = SIDECAR_STOP_S) -> None:
+    for sidecar in sidecars:
+        sidecar.terminate()
+    until = time.monotonic() + deadline_s
+    for sidecar in sidecars:
+        try:
+            sidecar.wait(max(0.0, until - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            sidecar.kill()
+            sidecar.wait()
+
+
+def server_address(settings) -> str:
+    """``http://host:port`` of the server the settings describe."""
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    return f"http://{host}:{settings.port}"
 
 
 def start_sidecars(settings, log_level: str) -> list[subprocess.Popen]:
@@ -413,9 +565,34 @@ def cmd_worker(args: argparse.Namespace) -> int:
         )
         return 2
     stop = stop_on_signals()
+    exit_after(stop, WORKER_EXIT_S)
     with Engine.from_settings(settings) as engine:
         Worker(engine).run(stop)
     return 0
+
+
+WORKER_EXIT_S = 4.0
+"""A worker asked to stop exits within this, whatever it is doing: a refit sees the stop within
+a second, but a step that cannot check must not keep the process (and a CPU) after its server."""
+
+
+def exit_after(stop, seconds: float) -> None:
+    """Once ``stop`` is set, end the process after ``seconds`` if it has not ended by itself.
+    A job cut short there is reclaimed after its lease, and what it wrote is keyed by the job."""
+    import threading
+
+    def watchdog() -> None:
+        stop.wait()
+        time.sleep(seconds)
+        logging.getLogger(__name__).error(
+            "still running %.0f s after the stop: exiting now; a job cut short comes back "
+            "after its lease",
+            seconds,
+        )
+        logging.shutdown()
+        os._exit(3)
+
+    threading.Thread(target=watchdog, name="onlearn-exit-watchdog", daemon=True).start()
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -438,6 +615,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
         )
         return 2
     stop = stop_on_signals()
+    exit_after(stop, WORKER_EXIT_S)
     with open_store(settings.store_url) as store:
         Monitor(settings, store, cpu_share=args.cpu_share).run(stop)
     return 0
@@ -467,13 +645,34 @@ def _key_hint(error) -> str:
     return ""
 
 
+def _candidates_option(text: str | None) -> list | None:
+    import json
+
+    if text is None:
+        return None
+    if text.lstrip().startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"--candidates is not a JSON list: {e}") from None
+        return value
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
 def cmd_retrain(args: argparse.Namespace) -> int:
     from onlearn.client import Client
 
     def run() -> int:
         with Client(args.url, api_key=args.api_key) as client:
             job = client.retrain(
-                args.model, reason=args.reason, register_anyway=args.register_anyway or None
+                args.model,
+                reason=args.reason,
+                candidates=_candidates_option(args.candidates),
+                metric=args.metric,
+                passes=args.passes,
+                holdout=args.holdout,
+                max_rows=args.max_rows,
+                register_anyway=args.register_anyway or None,
             )
             print(f"job {job['job_id']} queued")
             if args.no_wait:
@@ -484,20 +683,106 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                 while True:
                     state = client.job(job["job_id"])
                     bar.set_postfix_str(f"{state['state']} (attempt {state['attempts']})")
-                    if state["state"] in ("done", "failed"):
+                    if state["state"] in ("done", "failed", "cancelled"):
                         break
                     time.sleep(1.0)
-            if state["state"] == "failed":
-                print(f"the refit failed: {state['error']}", file=sys.stderr)
+            if state["state"] != "done":
+                print(f"the refit {state['state']}: {shown(state['error'])}", file=sys.stderr)
                 return 1
             result = state["result"] or {}
             if result.get("registered"):
-                print(f"registered {result['registered']} as challenger")
+                print(f"registered {result['registered']} as challenger: {result.get('reason')}")
             else:
-                print(f"no new version: {result.get('reason')}")
+                print(f"no new version: the best candidate {shown(result.get('reason'))}")
             return 0
 
     return _http_command(run)
+
+
+def cmd_jobs_list(args: argparse.Namespace) -> int:
+    from onlearn.client import Client
+
+    def run() -> None:
+        with Client(args.url, api_key=args.api_key) as client:
+            jobs = client.jobs(args.model, limit=args.limit)
+            if not jobs:
+                print("no jobs")
+            for job in jobs:
+                print(_job_line(job))
+
+    return _http_command(run)
+
+
+def _job_line(job: dict) -> str:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["created_at"]))
+    line = f"{job['job_id']}  {when}  {job['kind']} {job['model']}  {job['state']}"
+    line += f" (attempt {job['attempts']} of {job['max_attempts']})"
+    result = job.get("result") or {}
+    if result.get("registered"):
+        line += f"  registered {result['registered']}"
+    elif job["state"] == "done" and result.get("reason"):
+        line += f"  nothing registered: {result['reason']}"
+    if job.get("error") and job["state"] != "done":
+        line += f"  {job['error']}"
+    return line
+
+
+def cmd_jobs_show(args: argparse.Namespace) -> int:
+    from onlearn.client import Client
+
+    def run() -> None:
+        with Client(args.url, api_key=args.api_key) as client:
+            job = client.job(args.job_id)
+            print(_job_line(job))
+            reason = (job.get("params") or {}).get("reason")
+            if reason:
+                print(f"asked: {reason}")
+            result = job.get("result") or {}
+            if result.get("reason"):
+                print(f"result: {result['reason']}")
+
+    return _http_command(run)
+
+
+def cmd_jobs_cancel(args: argparse.Namespace) -> int:
+    from onlearn.client import Client
+
+    def run() -> None:
+        with Client(args.url, api_key=args.api_key) as client:
+            job = client.cancel_job(args.job_id)
+            print(f"job {job['job_id']} cancelled: it stops at its next check, registering nothing")
+
+    return _http_command(run)
+
+
+def cmd_store_sign_specs(args: argparse.Namespace) -> int:
+    from onlearn.config import load_settings
+    from onlearn.keys import resolve_secret
+    from onlearn.registry import sign_specs
+    from onlearn.store.base import open_store
+
+    settings = load_settings(args.config, store_url=args.store)
+    if not settings.models:
+        print(
+            "error: no models configured; pass --config (the models whose specs to sign)",
+            file=sys.stderr,
+        )
+        return 2
+    secret = resolve_secret(settings.secret_key, settings.store_url)
+    refused = 0
+    with open_store(settings.store_url) as store:
+        for model in settings.models:
+            for line in sign_specs(store, model, secret, resign=args.resign):
+                print(line.text)
+                refused += line.refused
+    if refused:
+        print(
+            f"{refused} spec(s) left unsigned: check them, then run again with --resign, or "
+            "restore the store from a backup",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
@@ -507,13 +792,20 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         with Client(args.url, api_key=args.api_key) as client:
             for v in client.versions(args.model):
                 lineage = v["lineage"]
-                trained = lineage.get("trained_on") or {}
+                trained = lineage.get("trained_on")
+                span = "-"
+                if trained:
+                    first, last = trained.get("from_seq"), trained.get("to_seq", "now")
+                    span = f"seq {shown(first)}..{shown(last)}"
                 roles = ",".join(v["roles"]) or "-"
-                accuracy = (v["metrics"] or {}).get("accuracy")
-                acc = f"{accuracy:.3f}" if accuracy is not None else "-"
+                # A regressor's live quality is its mean absolute error, not an accuracy.
+                regression = v["spec"].get("task") == "regression"
+                name, form = ("mae", ".4g") if regression else ("accuracy", ".3f")
+                value = (v["metrics"] or {}).get(name)
+                quality = format(value, form) if value is not None else "-"
                 print(
-                    f"{v['version']:>5}  {roles:<18} source={lineage.get('source')}  parent={lineage.get('parent')}"
-                    f"  trained on seq {trained.get('from_seq')}..{trained.get('to_seq', 'now')}  accuracy={acc}"
+                    f"{v['version']:>5}  {roles:<18} source={shown(lineage.get('source'))}"
+                    f"  parent={shown(lineage.get('parent'))}  trained on {span}  {name}={quality}"
                 )
 
     return _http_command(run)
@@ -526,8 +818,10 @@ def cmd_models_history(args: argparse.Namespace) -> int:
         with Client(args.url, api_key=args.api_key) as client:
             for row in client.history(args.model):
                 when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["at"]))
+                change = f"{shown(row.get('previous'))} -> {shown(row.get('version'))}"
                 print(
-                    f"{when}  seq={row.get('seq')}  {row['role']}: {row.get('previous')} -> {row['version']}  by {row['actor']}: {row['reason']}"
+                    f"{when}  seq={shown(row.get('seq'))}  {row['role']}: {change}"
+                    f"  by {shown(row.get('actor'))}: {shown(row.get('reason'))}"
                 )
 
     return _http_command(run)
@@ -541,7 +835,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
             answer = client.promote(
                 args.model, args.version, args.role, share=args.share, reason=args.reason
             )
-            print(f"roles now (seq {answer['seq']}): {answer['roles']}")
+            print(f"roles now (seq {answer['seq']}): {roles_line(answer)}")
 
     return _http_command(run)
 
@@ -552,9 +846,31 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
     def run() -> None:
         with Client(args.url, api_key=args.api_key) as client:
             answer = client.rollback(args.model, reason=args.reason)
-            print(f"rolled back (seq {answer['seq']}): {answer['roles']}")
+            print(f"rolled back (seq {answer['seq']}): {roles_line(answer)}")
 
     return _http_command(run)
+
+
+def shown(value) -> str:
+    """A value as a person reads it in the CLI's output: ``-`` for nothing (never ``None``)."""
+    return "-" if value is None or value == "" else str(value)
+
+
+def roles_line(answer: dict) -> str:
+    """The roles of a promote or rollback answer, for people:
+    ``champion v2, canary v3 (share 0.1), previous v1``.
+
+    >>> roles_line({"roles": {"champion": "v2", "previous": "v1"}, "canary_share": None})
+    'champion v2, previous v1'
+    """
+    share = answer.get("canary_share")
+    parts = []
+    for role, version in (answer.get("roles") or {}).items():
+        part = f"{role} {shown(version)}"
+        if role == "canary" and share is not None:
+            part += f" (share {share:g})"
+        parts.append(part)
+    return ", ".join(parts) or "-"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -606,10 +922,16 @@ def cmd_label(args: argparse.Namespace) -> int:
 
 
 def cmd_schema_infer(args: argparse.Namespace) -> int:
-    from onlearn.schema import infer_schema_from_csv, schema_to_toml
+    from onlearn.schema import infer_schema_from_csv, infer_task_from_csv, schema_to_toml
 
     schema = infer_schema_from_csv(args.file, target=args.target, limit=args.limit)
-    print(schema_to_toml(schema, args.model, args.target, task=args.task))
+    task, note = args.task, None
+    if task is None and args.target is not None:
+        task, why = infer_task_from_csv(args.file, args.target, limit=args.limit)
+        note = f"task inferred from {args.target!r}: {why}; --task to choose another"
+    elif task is None:
+        task, note = "classification", "no --target to infer the task from: classification"
+    print(schema_to_toml(schema, args.model, args.target, task=task, note=note))
     return 0
 
 

@@ -11,6 +11,7 @@ With access control on, pass ``api_key=`` (or set ``$ONLEARN_API_KEY``).
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,12 +20,38 @@ import httpx
 
 
 class ClientError(Exception):
-    """The server refused a request; ``status`` and ``detail`` say why."""
+    """The server refused a request; ``status`` and ``detail`` say why (``str()`` of it reads
+    as a sentence, for people)."""
 
     def __init__(self, status: int, detail: Any):
         self.status = status
         self.detail = detail
-        super().__init__(f"HTTP {status}: {detail}")
+        super().__init__(f"HTTP {status}: {readable_detail(detail)}")
+
+
+def readable_detail(detail: Any) -> str:
+    """An error answer's ``detail`` as one line for people: a validation error's list of field
+    errors becomes ``field: message; ...`` (a printed list of dicts is hard to read).
+
+    >>> readable_detail([{"loc": ["body", "features", "age"], "msg": "age must be <= 130"}])
+    'features.age: age must be <= 130'
+    >>> readable_detail("model 'nope' is not served")
+    "model 'nope' is not served"
+    """
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list) and detail:
+        return "; ".join(_field_error(error) for error in detail)
+    return json.dumps(detail)
+
+
+def _field_error(error: Any) -> str:
+    if not isinstance(error, dict) or "msg" not in error:
+        return readable_detail(error)
+    loc = [str(part) for part in error.get("loc") or []]
+    if loc[:1] == ["body"]:  # every field error is in the body: it says nothing
+        loc = loc[1:]
+    return f"{'.'.join(loc)}: {error['msg']}" if loc else str(error["msg"])
 
 
 class Client:
@@ -163,6 +190,12 @@ class Client:
 
     def job(self, job_id: str) -> dict:
         return self._call("GET", f"/jobs/{job_id}")
+
+    def jobs(self, model: str | None = None, limit: int = 50) -> list[dict]:
+        return self._call("GET", "/jobs", **_without_none(model=model, limit=limit))["jobs"]
+
+    def cancel_job(self, job_id: str) -> dict:
+        return self._call("POST", f"/jobs/{job_id}/cancel")
 
 
 def _without_none(**fields: Any) -> dict:

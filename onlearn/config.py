@@ -19,6 +19,13 @@ from onlearn.access import ApiKey, keys_from_config, parse_env_keys, unique
 from onlearn.errors import ConfigError
 from onlearn.models import PipelineSpec, build_pipeline
 from onlearn.promotion import RolloutPolicy
+from onlearn.refit_options import (
+    DEFAULT_MAX_ROWS,
+    LIMITS,
+    METRICS,
+    Candidate,
+    config_candidates,
+)
 from onlearn.schema import Schema
 
 DEFAULT_STORE_URL = "sqlite:///.data/onlearn.db"
@@ -56,13 +63,15 @@ class ActiveConfig:
 
 @dataclass(frozen=True)
 class RefitConfig:
-    """What a batch refit trains: candidates (catalog pipelines, factories, scikit-learn) and
-    how it compares them with the champion."""
+    """What a batch refit trains: candidates (catalog pipelines, factories, scikit-learn), each
+    with an id a retrain request may pick, and how it compares them with the champion. No
+    candidates: the model's own pipeline; no metric: the task's (accuracy, or MAE)."""
 
-    candidates: tuple = ()
+    candidates: tuple[Candidate, ...] = ()
     passes: int = 1
     holdout: float = 0.2
-    metric: str = "accuracy"
+    metric: str | None = None
+    max_rows: int = DEFAULT_MAX_ROWS
 
 
 @dataclass(frozen=True)
@@ -371,12 +380,19 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
     active = None
     if "active" in table:
         if task is not Task.CLASSIFICATION:
-            raise ConfigError(f"{where}.active: active learning is for classification models")
+            raise ConfigError(
+                f"{where}.active: active learning is classification-only by design: its "
+                "samplers ask for labels where the class probabilities are uncertain, and a "
+                f"regression model has none; remove the [models.{name}.active] table"
+            )
         active = active_from_mapping(table["active"], f"[models.{name}.active]")
     try:
         rollout = RolloutPolicy.from_config(table.get("rollout"))
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
+    monitor = monitor_from_mapping(table.get("monitor", {}), f"[models.{name}.monitor]")
+    if task is Task.REGRESSION:
+        _check_regression_detector(monitor.detector, f"[models.{name}.monitor]")
     return ModelConfig(
         name=name,
         task=task,
@@ -387,10 +403,26 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
         prediction_ttl_s=float(ttl),
         active=active,
         rollout=rollout,
-        refit=refit_from_mapping(table.get("refit", {}), f"[models.{name}.refit]", pipeline),
+        refit=refit_from_mapping(
+            table.get("refit", {}), f"[models.{name}.refit]", pipeline, task.value
+        ),
         retrain=retrain_from_mapping(table.get("retrain", {}), f"[models.{name}.retrain]"),
-        monitor=monitor_from_mapping(table.get("monitor", {}), f"[models.{name}.monitor]"),
+        monitor=monitor,
     )
+
+
+def _check_regression_detector(detector: Mapping[str, Any], where: str) -> None:
+    """A regression model's detector watches its absolute errors: it must take numbers."""
+    from onlearn.drift import detector_from_config
+    from onlearn.drift.detectors import REAL_VALUED
+
+    name = detector_from_config(detector).name
+    if name not in REAL_VALUED:
+        raise ConfigError(
+            f"{where}: detector {name!r} watches right and wrong answers, but a regression "
+            f"model's errors are numbers (its absolute errors): use one of "
+            f"{', '.join(REAL_VALUED)}"
+        )
 
 
 def monitor_from_mapping(table: Any, where: str) -> MonitorConfig:
@@ -433,22 +465,33 @@ def monitor_from_mapping(table: Any, where: str) -> MonitorConfig:
     return config
 
 
-def refit_from_mapping(table: Any, where: str, pipeline: PipelineSpec) -> RefitConfig:
+def refit_from_mapping(
+    table: Any, where: str, pipeline: PipelineSpec, task: str = "classification"
+) -> RefitConfig:
     if not isinstance(table, Mapping):
         raise ConfigError(f"{where} must be a table")
-    _only(table, {"candidates", "passes", "holdout", "metric"}, where)
-    candidates = table.get("candidates", [pipeline.to_config()])
-    if not isinstance(candidates, list) or not candidates:
-        raise ConfigError(f"{where}: candidates must be a non-empty list of pipeline tables")
+    _only(table, {"candidates", "passes", "holdout", "metric", "max_rows"}, where)
+    candidates = config_candidates(table.get("candidates", [pipeline.to_config()]), where)
     passes, holdout = table.get("passes", 1), table.get("holdout", 0.2)
-    if not isinstance(passes, int) or isinstance(passes, bool) or not 1 <= passes <= 100:
-        raise ConfigError(f"{where}: passes must be an integer in [1, 100]")
-    if not isinstance(holdout, int | float) or isinstance(holdout, bool) or not 0 < holdout < 1:
-        raise ConfigError(f"{where}: holdout must be a share in (0, 1)")
-    metric = table.get("metric", "accuracy")
-    if metric not in ("accuracy", "log_loss", "macro_f1", "mae", "rmse"):
-        raise ConfigError(f"{where}: metric must be accuracy, log_loss, macro_f1, mae or rmse")
-    return RefitConfig(tuple(candidates), passes, float(holdout), metric)
+    max_rows = table.get("max_rows", DEFAULT_MAX_ROWS)
+    for key, value, whole in (
+        ("passes", passes, True),
+        ("holdout", holdout, False),
+        ("max_rows", max_rows, True),
+    ):
+        low, high = LIMITS[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int if whole else int | float)
+            or not low <= value <= high
+        ):
+            kind = "an integer" if whole else "a number"
+            raise ConfigError(f"{where}: {key} must be {kind} in [{low:g}, {high:g}]")
+    metric = table.get("metric")
+    if metric is not None and (metric not in METRICS or METRICS[metric][0] != task):
+        names = [m for m, (t, _) in METRICS.items() if t == task]
+        raise ConfigError(f"{where}: metric of a {task} model must be one of {', '.join(names)}")
+    return RefitConfig(candidates, passes, float(holdout), metric, max_rows)
 
 
 def retrain_from_mapping(table: Any, where: str) -> RetrainConfig:

@@ -43,17 +43,31 @@ class DemoSummary:
         rate = self.rows / self.seconds if self.seconds else 0.0
         out = [f"rows predicted: {self.rows}   labels sent: {self.labels}   ({rate:.0f} rows/s)"]
         if self.accuracy is not None:
-            out.append(f"prequential accuracy: {self.accuracy:.3f}")
-            out.append(f"first half: {self.first_half:.3f}   second half: {self.second_half:.3f}")
+            out.append(f"prequential accuracy: {score(self.accuracy)}")
         if self.mean_abs_error is not None:
-            out.append(f"mean absolute error: {self.mean_abs_error:.3f}")
+            out.append(f"mean absolute error: {score(self.mean_abs_error)}")
+        if self.rows >= 2:  # the same measure on each half of the stream: did it learn?
+            halves = (
+                f"first half: {score(self.first_half)}   second half: {score(self.second_half)}"
+            )
+            out.append(halves)
         return out
+
+
+def score(value: float | None) -> str:
+    """Three decimals, or ``-`` when there is nothing to score (one row has no first half)."""
+    return "-" if value is None else f"{value:.3f}"
+
+
+def default_dataset(model: str) -> str:
+    """The dataset a model is named after (as the examples' models are), else phishing."""
+    return model if model in DATASETS else "phishing"
 
 
 def run_demo(
     client: Client,
     model: str,
-    dataset: str = "phishing",
+    dataset: str | None = None,
     *,
     limit: int | None = None,
     delay_rows: int = 0,
@@ -61,9 +75,11 @@ def run_demo(
     progress: bool = True,
 ) -> DemoSummary:
     """Predict each row, then send its true label once ``delay_rows`` rows (and ``delay_s``
-    seconds) have passed, as labels arrive late in production. Scores what the server said."""
+    seconds) have passed, as labels arrive late in production. Scores what the server said:
+    accuracy for a classifier, mean absolute error for a regressor. ``dataset`` defaults to
+    :func:`default_dataset`."""
     task = client.model(model)["task"]
-    data = load_dataset(dataset)
+    data = load_dataset(dataset or default_dataset(model))
     total = min(limit, data.n_samples) if limit else data.n_samples
     pending: collections.deque = collections.deque()
     hits: list[float] = []
@@ -77,7 +93,8 @@ def run_demo(
             client.feedback(model, label=y, prediction_id=prediction_id)
             labels += 1
 
-    bar = tqdm(total=total, disable=not progress, unit="row", desc=f"{dataset} -> {model}")
+    desc = f"{dataset or default_dataset(model)} -> {model}"
+    bar = tqdm(total=total, disable=not progress, unit="row", desc=desc)
     for i, (x, y) in enumerate(itertools.islice(data, total)):
         answer = client.predict(model, x)
         if task == "classification":

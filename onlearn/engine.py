@@ -9,6 +9,7 @@ events in seq order. A follower thread per model also picks up events other proc
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import math
@@ -196,7 +197,7 @@ class Engine:
 
     def _load(self, config: ModelConfig) -> ModelRuntime:
         name = config.name
-        ensure_registered(self.store, config, at=self.clock())
+        ensure_registered(self.store, config, at=self.clock(), secret=self.secret)
         # Roles and the log position must agree: read the head, then the roles; roles changed by
         # a control event after that head would be applied twice, so read again if so.
         while True:
@@ -334,6 +335,7 @@ class Engine:
                     "snapshot_seq": rt.snapshot_seq,
                     "champion": rt.roles[CHAMPION],
                     "versions": {v: s.metrics.to_dict() for v, s in rt.states.items()},
+                    "paired": self._paired(rt),
                 }
                 for name, rt in self.runtimes.items()
             },
@@ -350,6 +352,14 @@ class Engine:
                 "refused": self._committer.refused if self._committer else 0,
             },
         }
+
+    @staticmethod
+    def _paired(rt: ModelRuntime) -> dict[str, dict[str, dict[str, Any]]]:
+        """Each version's comparison with every other on the same labels (``b`` = the version,
+        ``a`` = the other), copied under the lock and tested outside it."""
+        with rt.lock:
+            paired = {v: copy.deepcopy(s.paired) for v, s in rt.states.items() if s.paired}
+        return {v: {o: p.to_dict() for o, p in ps.items()} for v, ps in paired.items()}
 
     # Versions and roles
 
@@ -372,11 +382,14 @@ class Engine:
                         "spec": dict(info.spec),
                         "lineage": dict(info.meta),
                         "metrics": state.metrics.to_dict() if state else None,
-                        "paired": {o: p.to_dict() for o, p in state.paired.items()}
-                        if state
-                        else None,
+                        # copied under the lock, tested outside it: a regression comparison's
+                        # test ranks thousands of errors, too long to hold predicts back
+                        "paired": copy.deepcopy(state.paired) if state else None,
                     }
                 )
+        for version in out:
+            if version["paired"] is not None:
+                version["paired"] = {o: p.to_dict() for o, p in version["paired"].items()}
         return out
 
     def role_history(self, name: str) -> list[dict]:

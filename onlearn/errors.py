@@ -88,3 +88,13 @@ class RoleConflict(OnlearnError):
 
 class UnknownJob(OnlearnError, LookupError):
     """No job with that id (HTTP 404)."""
+
+
+class Interrupted(OnlearnError):
+    """Long work stopped before its end because it was asked to: its job was cancelled, or the
+    process is shutting down. Nothing it would have produced was written."""
+
+
+class JobConflict(OnlearnError):
+    """A job cannot change as asked (HTTP 409): e.g. cancelling one that already registered its
+    version, or that finished."""

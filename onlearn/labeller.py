@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from onlearn.client import Client, ClientError
+from onlearn.client import Client, ClientError, readable_detail
 
 
 def read_key(stream: TextIO = sys.stdin) -> str:
@@ -36,7 +36,7 @@ def render(item: dict, choices: list) -> str:
     lines += [f"  {k.ljust(width)}  {json.dumps(v)}" for k, v in item["features"].items()]
     guess = json.dumps(item["guess"]) if item["guess"] is not None else "(nothing learned yet)"
     proba = ", ".join(f"{json.dumps(label)}: {p:.2f}" for label, p in item["proba"])
-    lines.append(f"  model's guess: {guess}   [{proba}]")
+    lines.append(f"  model's guess: {guess}" + (f"   [{proba}]" if proba else ""))
     keys = "  ".join(f"{i + 1}) {json.dumps(c)}" for i, c in enumerate(choices[:9]))
     lines.append(f"  {keys}  s) skip  q) quit")
     return "\n".join(lines)
@@ -89,7 +89,7 @@ def run_labeller(
                     break
             except ClientError as e:
                 if e.status in (409, 410):
-                    print(f"  {e.detail}", file=out)
+                    print(f"  {readable_detail(e.detail)}", file=out)
                     break
                 raise
             print(f"  press 1-{min(len(choices), 9)}, s or q", file=out, flush=True)

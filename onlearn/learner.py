@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 from typing import Any
 
-from onlearn.compare import PairedCounts
-from onlearn.metrics import VersionMetrics
+from onlearn.compare import PairedCounts, PairedErrors
+from onlearn.metrics import VersionMetrics, absolute_error
 from onlearn.models import predict_batch, predict_proba_batch
 from onlearn.records import Event
 
@@ -33,9 +33,10 @@ class LearnerState:
         self.estimator = estimator
         self.seq = seq
         self.metrics = VersionMetrics(task)
-        # other version -> its correctness (a) against this one's (b) on the same requests,
-        # since the last change of roles (a new comparison starts with each change).
-        self.paired: dict[str, PairedCounts] = {}
+        # other version -> its correctness (a) against this one's (b) on the same requests
+        # (classification), or its absolute errors against this one's (regression), since the
+        # last change of roles (a new comparison starts with each change).
+        self.paired: dict[str, PairedCounts | PairedErrors] = {}
         self.learn_errors = 0
 
     def predict(self, x: Mapping[str, Any]) -> tuple[Any, dict[Any, float] | None]:
@@ -68,6 +69,13 @@ class LearnerState:
                         if other not in self.paired:
                             self.paired[other] = PairedCounts()
                         self.paired[other].update(answer["label"] == y, right)
+            else:
+                error = absolute_error(y, y_pred)
+                for other, answer in outputs.items():
+                    if other != self.version:
+                        if other not in self.paired:
+                            self.paired[other] = PairedErrors()
+                        self.paired[other].update(absolute_error(y, answer["label"]), error)
         else:
             y_pred, proba = self.predict(x)
         predicted_at = payload.get("predicted_at")

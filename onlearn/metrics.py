@@ -23,6 +23,19 @@ def _json_number(value: float | None) -> float | None:
     return value if value is None or math.isfinite(value) else None
 
 
+def absolute_error(y_true: float, y_pred: float | None) -> float:
+    """``|y_true - y_pred|`` as a float: no answer counts as 0.0, and a difference beyond float
+    range (an int label) as infinity.
+
+    >>> absolute_error(3, 1.5), absolute_error(2.0, None), absolute_error(10**400, 0.0)
+    (1.5, 2.0, inf)
+    """
+    try:
+        return float(abs(y_true - (y_pred if y_pred is not None else 0.0)))
+    except OverflowError:
+        return math.inf
+
+
 class ClassificationMetrics:
     """Accuracy, log loss and macro F1 of a stream of (true label, predicted label, proba).
 
@@ -93,19 +106,30 @@ class RegressionMetrics:
     >>> m = RegressionMetrics()
     >>> m.update(3.0, 1.0, None)
     >>> m.update(0.0, 1.0, None)
-    >>> m.mae, round(m.rmse, 4)
-    (1.5, 1.5811)
+    >>> m.mae, round(m.rmse, 4), m.recent_mae
+    (1.5, 1.5811, 1.5)
     """
+
+    RECENT = 500  # labels in the rolling MAE, the signal a retrain trigger watches
 
     def __init__(self) -> None:
         self.n = 0
         self._abs_sum = 0.0
         self._sq_sum = 0.0
+        self._recent: deque[float] = deque(maxlen=self.RECENT)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Snapshots pickled before the rolling MAE existed: it starts empty, and fills as the
+        # replay of the tail and new labels come (it is not part of what was learned).
+        self.__dict__.update(state)
+        if "_recent" not in state:
+            self._recent = deque(maxlen=self.RECENT)
 
     def update(self, y_true: float, y_pred: float | None, proba: Any = None) -> None:
         error = y_true - (y_pred if y_pred is not None else 0.0)
         self.n += 1
         self._abs_sum += abs(error)
+        self._recent.append(absolute_error(y_true, y_pred))
         try:
             self._sq_sum += error * error
         except OverflowError:  # an int label beyond float range squares to an int; keep it float
@@ -124,8 +148,19 @@ class RegressionMetrics:
         except OverflowError:
             return math.inf
 
+    @property
+    def recent_mae(self) -> float | None:
+        """Mean absolute error over the last ``RECENT`` labels (summed exactly when read: a
+        running sum would carry the rounding of every label that left the window)."""
+        return math.fsum(self._recent) / len(self._recent) if self._recent else None
+
     def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "mae": _json_number(self.mae), "rmse": _json_number(self.rmse)}
+        return {
+            "n": self.n,
+            "mae": _json_number(self.mae),
+            "rmse": _json_number(self.rmse),
+            "recent_mae": _json_number(self.recent_mae),
+        }
 
 
 class VersionMetrics:

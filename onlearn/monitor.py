@@ -10,7 +10,8 @@ and control events), never the predict path. For each model it keeps:
   traffic: a sliding window (input drift) and a long one (train/serve skew);
 - drift of the predicted labels and of the confidence, and the champion's agreement with the
   challengers and shadows (signals that need no labels);
-- a concept drift detector on the error stream of each served version;
+- a concept drift detector on the error stream of each served version (right or wrong for a
+  classifier; the absolute errors of a regressor, for the detectors that watch numbers);
 - a timeline for the dashboard.
 
 Its report is a document in the store (``monitor``) that every server reads for
@@ -42,6 +43,7 @@ from onlearn.drift import (
 )
 from onlearn.errors import OnlearnError
 from onlearn.learner import proba_dict
+from onlearn.metrics import absolute_error
 from onlearn.records import Event, EventKind, PredictionRecord
 from onlearn.registry import CHAMPION
 from onlearn.store.base import Store
@@ -97,7 +99,9 @@ class ModelMonitor:
         self.labels = 0
         self.skipped_backlogs = 0  # times the monitor jumped over records it was too late for
         self._label_times: collections.deque[float] = collections.deque(maxlen=1000)
-        self._recent: dict[str, collections.deque[bool]] = {}
+        self.regression = config.task.value == "regression"
+        # per version: correctness of its last answers, or their absolute errors (regression)
+        self._recent: dict[str, collections.deque[float]] = {}
         self._errors: dict[str, ErrorRates] = {}
         self._concept_alarms: collections.Counter[str] = collections.Counter()
         self.last_at = 0.0  # time of the newest record or event observed
@@ -205,15 +209,17 @@ class ModelMonitor:
                 self.set_reference(completed, self.reference_version)
         y = payload["label"]
         for version, answer in (payload.get("outputs") or {}).items():
-            correct = answer["label"] == y
+            if self.regression:
+                error = absolute_error(y, answer["label"])
+                if not math.isfinite(error):
+                    continue  # a label beyond float range: nothing a detector can weigh
+            else:
+                error = 0.0 if answer["label"] == y else 1.0
             recent = self._recent.setdefault(version, collections.deque(maxlen=500))
-            recent.append(correct)
+            recent.append(error)
             errors = self._errors.setdefault(version, ErrorRates())
-            errors.update(correct)
-            if (
-                self.config.task.value == "classification"
-                and errors.n > self.settings.reference_size
-            ):
+            errors.update(error)
+            if errors.n > self.settings.reference_size:
                 # Skip a version's first labels: a model learning errs less and less, a change
                 # every detector sees and none worth an alarm.
                 detector = self.detectors.get(version)
@@ -221,7 +227,10 @@ class ModelMonitor:
                     detector = self.detectors[version] = detector_from_config(
                         self.settings.detector
                     )
-                detector.update_pair(y, answer["label"])
+                if self.regression:
+                    detector.update_error(error)
+                else:
+                    detector.update_pair(y, answer["label"])
                 # Detectors see changes both ways; only more errors is an alarm.
                 if detector.drift_detected and errors.worse():
                     self._concept_alarms[version] += 1
@@ -299,18 +308,26 @@ class ModelMonitor:
             )
         else:
             self._level("agreement_drop", False, now, "", {})
-        accuracy = {
-            v: (sum(r) / len(r) if r else None)
-            for v, r in self._recent.items()
-            if v in set(self.roles.values())
-        }
+        served = set(self.roles.values())
+        recent = {v: r for v, r in self._recent.items() if v in served and r}
+        if self.regression:
+            # The last 500 labels of each served version, as the classifiers' accuracy.
+            quality = {
+                "mae": {v: _finite(math.fsum(r) / len(r)) for v, r in recent.items()},
+                "rmse": {
+                    v: _finite(math.sqrt(math.fsum(e * e for e in r) / len(r)))
+                    for v, r in recent.items()
+                },
+            }
+        else:
+            quality = {"accuracy": {v: (len(r) - sum(r)) / len(r) for v, r in recent.items()}}
         point = {
             "at": now,
             "rows": self.rows,
             "labels": self.labels,
             "label_rate_per_min": self.label_rate(now),
             "queue_depth": (queue or {}).get("depth"),
-            "accuracy": accuracy,
+            **quality,
             "drift_share": inputs.drift_share if inputs else None,
             "drift": {f.name: _statistic(f) for f in inputs.features} if inputs else {},
             "p_values": {f.name: f.adjusted_p_value for f in inputs.features} if inputs else {},
@@ -320,6 +337,7 @@ class ModelMonitor:
         self.timeline.append(point)
         self.last_report = {
             "model": self.config.name,
+            "task": self.config.task.value,
             "updated_at": now,
             "roles": dict(self.roles),
             "reference": {
@@ -349,7 +367,7 @@ class ModelMonitor:
                 }
                 for v, d in self.detectors.items()
             },
-            "accuracy": accuracy,
+            **quality,
             "label_rate_per_min": point["label_rate_per_min"],
             "queue": dict(queue) if queue else None,
             "alarms": list(self.alarms),
@@ -386,21 +404,22 @@ class ModelMonitor:
 
 
 class ErrorRates:
-    """A version's error rate since the last detected change, and over its last 100 labels:
-    whether a change a detector saw made it worse."""
+    """A version's mean error since the last detected change, and over its last 100 labels:
+    whether a change a detector saw made it worse. An error is 1.0 for a wrong answer and 0.0
+    for a right one (the error rate), or a regressor's absolute error (the MAE)."""
 
     RECENT = 100
 
     def __init__(self) -> None:
         self.n = 0
-        self._since = [0, 0]  # errors, labels since the last change
-        self._recent: collections.deque[bool] = collections.deque(maxlen=self.RECENT)
+        self._since = [0.0, 0]  # sum of errors, labels since the last change
+        self._recent: collections.deque[float] = collections.deque(maxlen=self.RECENT)
 
-    def update(self, correct: bool) -> None:
+    def update(self, error: float) -> None:
         self.n += 1
-        self._since[0] += not correct
+        self._since[0] += error
         self._since[1] += 1
-        self._recent.append(not correct)
+        self._recent.append(error)
 
     def worse(self) -> bool:
         errors, labels = self._since
@@ -410,6 +429,10 @@ class ErrorRates:
 
     def reset(self) -> None:
         self._since = [sum(self._recent), len(self._recent)]
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _statistic(feature) -> float | None:

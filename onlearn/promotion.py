@@ -23,6 +23,18 @@ both decisions.
 <Action.PROMOTE: 'promote'>
 >>> print(decision.reason)
 promote: on 350 paired labels the challenger was right where the champion was wrong 40 times and the reverse 10 times (McNemar p = 4.1e-05 < alpha 0.05); accuracy 0.971 vs 0.886 (margin 0.01).
+
+Regression versions are compared on their absolute errors on the same labels
+(:class:`onlearn.compare.PairedErrors`, Wilcoxon's signed-rank test); better means a lower mean
+absolute error, significantly, and ``margin`` is then relative: a new version's MAE may exceed
+the other's by at most that share of it.
+
+>>> from onlearn.compare import PairedErrors
+>>> errors = PairedErrors.from_errors([1.0 + (i % 7) / 10 for i in range(300)],
+...                                   [0.8 + (i % 5) / 10 for i in range(300)])
+>>> decision = decide_promotion(policy, {"mae": errors.a_mae}, {"mae": errors.b_mae}, errors)
+>>> print(decision.reason)
+promote: on 300 paired labels the challenger's mean absolute error was 1 against the champion's 1.299 (Wilcoxon signed-rank p = 2.4e-40 < alpha 0.05; margin 1% of the MAE).
 """
 
 from __future__ import annotations
@@ -33,7 +45,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from onlearn.compare import PairedCounts
+from onlearn.compare import PairedCounts, PairedErrors
 from onlearn.errors import ConfigError
 
 __all__ = [
@@ -63,8 +75,10 @@ class RolloutPolicy:
 
     ``policy``: ``"manual"`` (a person promotes; decisions only advise) or ``"auto"``.
     ``min_labels``: paired labels (events both versions answered) needed before any verdict.
-    ``alpha``: the significance level of McNemar's test. ``margin``: how much accuracy a new
-    version may lose against the one it replaces and still be promoted or kept.
+    ``alpha``: the significance level of the paired test (McNemar's for classification,
+    Wilcoxon's signed-rank for regression). ``margin``: how much accuracy a new version may
+    lose against the one it replaces and still be promoted or kept; for regression, the share
+    by which its mean absolute error may exceed the other's.
 
     >>> RolloutPolicy.from_config({"policy": "auto", "min_labels": 500}).to_config()
     {'policy': 'auto', 'min_labels': 500, 'alpha': 0.05, 'margin': 0.01}
@@ -141,7 +155,7 @@ def decide_promotion(
     policy: RolloutPolicy,
     champion_metrics: Any,
     challenger_metrics: Any,
-    paired: PairedCounts,
+    paired: PairedCounts | PairedErrors,
 ) -> Decision:
     """Promote, hold or reject a challenger compared with the champion on paired labels.
 
@@ -155,7 +169,13 @@ def decide_promotion(
     3. a manual policy: hold, saying what an automatic one would do;
     4. promote when the challenger is significantly better (p < alpha, ``b_only > a_only``) and
        its accuracy is at least the champion's minus ``margin``; hold otherwise.
+
+    With :class:`PairedErrors` (regression) the metrics' ``mae`` is read, and significantly
+    better or worse means Wilcoxon's p < alpha with that side favoured (lower MAE and smaller
+    signed ranks on the tested labels); see :func:`_promotion_on_errors`.
     """
+    if isinstance(paired, PairedErrors):
+        return _promotion_on_errors(policy, champion_metrics, challenger_metrics, paired)
     champion_acc = _accuracy(champion_metrics)
     challenger_acc = _accuracy(challenger_metrics)
     statistic, p = paired.test()
@@ -229,7 +249,7 @@ def decide_rollback(
     policy: RolloutPolicy,
     new_champion_metrics: Any,
     previous_metrics: Any,
-    paired: PairedCounts,
+    paired: PairedCounts | PairedErrors,
 ) -> Decision:
     """Roll back to the previous champion, or keep the new one.
 
@@ -239,7 +259,13 @@ def decide_rollback(
     champion's accuracy is below the previous one's minus ``margin``; keep otherwise. The rule
     is the same for manual and automatic policies: a worker with a manual policy may only report
     the decision.
+
+    With :class:`PairedErrors` (regression): roll back when the previous champion is favoured
+    with Wilcoxon's p < alpha, or when the new champion's MAE exceeds the previous one's by
+    more than ``margin`` of it.
     """
+    if isinstance(paired, PairedErrors):
+        return _rollback_on_errors(policy, new_champion_metrics, previous_metrics, paired)
     new_acc = _accuracy(new_champion_metrics)
     previous_acc = _accuracy(previous_metrics)
     statistic, p = paired.test()
@@ -282,15 +308,161 @@ def decide_rollback(
     )
 
 
-def _accuracy(metrics: Any) -> float | None:
+def _promotion_on_errors(
+    policy: RolloutPolicy,
+    champion_metrics: Any,
+    challenger_metrics: Any,
+    paired: PairedErrors,
+) -> Decision:
+    """``decide_promotion`` for regression: the same steps, on absolute errors."""
+    champion_mae = _metric(champion_metrics, "mae")
+    challenger_mae = _metric(challenger_metrics, "mae")
+    statistic, p = paired.test()
+    evidence = _error_evidence(policy, paired, statistic, p, champion_mae, challenger_mae)
+    if paired.n < policy.min_labels:
+        return Decision(
+            Action.HOLD,
+            f"hold: only {paired.n} paired labels of the {policy.min_labels} needed to compare "
+            "the challenger with the champion.",
+            evidence,
+        )
+    maes = (
+        f"{_labels(paired)} the challenger's mean absolute error was {_fmt_mae(challenger_mae)} "
+        f"against the champion's {_fmt_mae(champion_mae)}"
+    )
+    test = f"Wilcoxon signed-rank p = {_p(p)}"
+    margin = f"margin {_num(100 * policy.margin)}% of the MAE"
+    if p < policy.alpha and paired.favoured == "a":
+        return Decision(
+            Action.REJECT,
+            f"reject: the challenger is significantly worse; {maes} ({test} < alpha "
+            f"{_num(policy.alpha)}).",
+            evidence,
+        )
+    if champion_mae is None or challenger_mae is None:
+        return Decision(
+            Action.HOLD,
+            f"hold: no mean absolute error to compare ({maes}); automatic promotion needs the "
+            "MAE of both versions.",
+            evidence,
+        )
+    better = p < policy.alpha and paired.favoured == "b"
+    within_margin = challenger_mae <= champion_mae * (1 + policy.margin)
+    if policy.policy != "auto":
+        would = "would be promoted" if better and within_margin else "would not be promoted"
+        return Decision(
+            Action.HOLD,
+            f"hold: the rollout policy is manual, so an operator promotes; the challenger "
+            f"{would} automatically: {maes} ({test}, alpha {_num(policy.alpha)}; {margin}).",
+            evidence,
+        )
+    if not better:
+        return Decision(
+            Action.HOLD,
+            f"hold: the challenger is not significantly better; {maes} ({test}, alpha "
+            f"{_num(policy.alpha)}).",
+            evidence,
+        )
+    if not within_margin:
+        return Decision(
+            Action.HOLD,
+            f"hold: the challenger wins on paired labels but its mean absolute error is more "
+            f"than the margin above the champion's; {maes} ({test}; {margin}).",
+            evidence,
+        )
+    return Decision(
+        Action.PROMOTE,
+        f"promote: {maes} ({test} < alpha {_num(policy.alpha)}; {margin}).",
+        evidence,
+    )
+
+
+def _rollback_on_errors(
+    policy: RolloutPolicy,
+    new_champion_metrics: Any,
+    previous_metrics: Any,
+    paired: PairedErrors,
+) -> Decision:
+    """``decide_rollback`` for regression: the same steps, on absolute errors."""
+    new_mae = _metric(new_champion_metrics, "mae")
+    previous_mae = _metric(previous_metrics, "mae")
+    statistic, p = paired.test()
+    evidence = _error_evidence(policy, paired, statistic, p, previous_mae, new_mae)
+    if paired.n < policy.min_labels:
+        return Decision(
+            Action.KEEP,
+            f"keep: only {paired.n} paired labels of the {policy.min_labels} needed to judge "
+            "the new champion against the previous one.",
+            evidence,
+        )
+    maes = (
+        f"{_labels(paired)} the new champion's mean absolute error was {_fmt_mae(new_mae)} "
+        f"against the previous one's {_fmt_mae(previous_mae)}"
+    )
+    test = f"Wilcoxon signed-rank p = {_p(p)}, alpha {_num(policy.alpha)}"
+    margin = f"margin {_num(100 * policy.margin)}% of the MAE"
+    if p < policy.alpha and paired.favoured == "a":
+        return Decision(
+            Action.ROLLBACK,
+            f"rollback: the previous champion is significantly better; {maes} ({test}).",
+            evidence,
+        )
+    if (
+        new_mae is not None
+        and previous_mae is not None
+        and new_mae > previous_mae * (1 + policy.margin)
+    ):
+        return Decision(
+            Action.ROLLBACK,
+            f"rollback: the new champion's mean absolute error rose more than the margin above "
+            f"the previous one's; {maes} ({margin}; {test}).",
+            evidence,
+        )
+    return Decision(
+        Action.KEEP,
+        f"keep: the new champion is not worse than the previous one; {maes} ({test}; {margin}).",
+        evidence,
+    )
+
+
+def _labels(paired: PairedErrors) -> str:
+    if paired.tested < paired.n:
+        return f"on the last {paired.tested} of {paired.n} paired labels"
+    return f"on {paired.n} paired labels"
+
+
+def _error_evidence(
+    policy: RolloutPolicy,
+    paired: PairedErrors,
+    statistic: float,
+    p: float,
+    a_mae: float | None,
+    b_mae: float | None,
+) -> dict[str, Any]:
+    return {
+        "policy": policy.to_config(),
+        "paired": {"n": paired.n, "tested": paired.tested, "favoured": paired.favoured},
+        "test": "wilcoxon",
+        "statistic": statistic,
+        "p_value": p,
+        "a_mae": a_mae,
+        "b_mae": b_mae,
+    }
+
+
+def _metric(metrics: Any, name: str) -> float | None:
     if metrics is None:
         return None
-    value = (
-        metrics.get("accuracy")
-        if isinstance(metrics, Mapping)
-        else getattr(metrics, "accuracy", None)
-    )
+    value = metrics.get(name) if isinstance(metrics, Mapping) else getattr(metrics, name, None)
     return float(value) if _is_number(value) else None
+
+
+def _accuracy(metrics: Any) -> float | None:
+    return _metric(metrics, "accuracy")
+
+
+def _fmt_mae(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.4g}"
 
 
 def _evidence(

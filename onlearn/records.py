@@ -75,6 +75,10 @@ class VersionInfo:
     created_at: float
     spec: Mapping[str, Any]
     meta: Mapping[str, Any] = field(default_factory=dict)
+    # An HMAC of the spec, computed by the core: a spec edited in the store no longer matches
+    # it and is refused. The store keeps the string and never checks it. None: not signed
+    # (a version stored by an earlier onlearn).
+    spec_signature: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,8 @@ class JobState(str, enum.Enum):
     QUEUED = "queued"  # waiting (possibly until run_after, after a failure)
     RUNNING = "running"  # leased to a worker until lease_expires_at
     DONE = "done"
-    FAILED = "failed"  # failed max_attempts times; error says why
+    FAILED = "failed"  # failed max_attempts times, or an error that cannot go away; error says why
+    CANCELLED = "cancelled"  # cancelled before it committed anything; error holds the reason
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,9 @@ class Job:
     """A unit of work for the training worker: refit, evaluate, snapshot.
 
     ``key`` is an idempotency key: enqueueing a job whose key exists returns the existing job.
+    ``committed``: the worker has started writing the job's effects (a version, a role change);
+    from then on the job can no longer be cancelled, and it keeps the flag when it is released
+    or reclaimed after its worker died, so that whoever runs it next knows effects may exist.
     """
 
     job_id: str
@@ -159,3 +167,4 @@ class Job:
     updated_at: float | None = None
     result: Mapping[str, Any] | None = None
     error: str | None = None
+    committed: bool = False

@@ -12,7 +12,9 @@ not learn). The candidates' states returned are those at ``train_upto``, before 
 the engine hands a state to the online path by replaying ``(train_upto, now]`` (design section
 3), so the holdout is learnt exactly once, there. Evaluation works on copies.
 
-Candidates are config tables:
+Candidates are :class:`onlearn.refit_options.Candidate` (an id and a config table; a plain table
+gets an id from :func:`~onlearn.refit_options.candidate_id`). What a request may name is decided
+before, by :func:`onlearn.refit_options.resolve_options`; a table here is trusted config:
 
 - a river pipeline spec, ``{ name = "hoeffding_tree", grace_period = 50 }`` or a trusted
   ``{ factory = "pkg.mod:build" }``: trained by replaying the train events through
@@ -29,13 +31,19 @@ with the schema's declared ``values`` or else the values seen in the train event
 :data:`MAX_CATEGORIES` most frequent). Their states start with empty metrics: they have no
 prequential history before ``train_upto``.
 
-For classification, each candidate's per-event correctness on the holdout is paired with the
-champion's (:class:`onlearn.compare.PairedCounts`, ``a`` = champion, ``b`` = candidate) for
+``max_rows`` keeps the newest label events only (a refit holds them in memory). ``should_stop``
+is asked every few events (and while a scikit-learn ``fit`` runs, in a child process
+that is killed on a stop): a reason raises :class:`~onlearn.errors.Interrupted`.
+
+Each candidate's per-event outcome on the holdout is paired with the champion's: for a
+regression model its absolute errors (:class:`onlearn.compare.PairedErrors`, Wilcoxon's
+signed-rank test); for classification its correctness (:class:`onlearn.compare.PairedCounts`, ``a`` = champion, ``b`` = candidate) for
 McNemar's test and :func:`onlearn.promotion.decide_promotion`.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
 import math
 import time
@@ -44,16 +52,18 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from onlearn.compare import PairedCounts
-from onlearn.errors import ConfigError, OnlearnError
+from onlearn.compare import PairedCounts, PairedErrors
+from onlearn.errors import ConfigError, Interrupted, OnlearnError
 from onlearn.learner import LearnerState
-from onlearn.metrics import ClassificationMetrics, RegressionMetrics
+from onlearn.metrics import ClassificationMetrics, RegressionMetrics, absolute_error
 from onlearn.models import PipelineSpec, build_pipeline
 from onlearn.models.catalog import TASKS
 from onlearn.models.sklearn_adapter import SklearnIncremental, sklearn_from_spec
 from onlearn.records import EventKind
+from onlearn.refit_options import METRICS, MIN_LABELS, Candidate, candidate_id
 from onlearn.schema import Schema
 from onlearn.snapshots import REPLAY_PAGE, replay
+from onlearn.stoppable import run_stoppable
 from onlearn.store.base import Store
 
 __all__ = [
@@ -64,26 +74,17 @@ __all__ = [
     "refit",
 ]
 
-MIN_LABELS = 50
-"""Fewer label events than this and a refit refuses to run."""
-
 MAX_CATEGORIES = 100
 """At most this many values of an undeclared categorical feature become one-hot columns."""
-
-# metric -> (task, higher is better)
-METRICS: dict[str, tuple[str, bool]] = {
-    "accuracy": ("classification", True),
-    "log_loss": ("classification", False),
-    "macro_f1": ("classification", True),
-    "mae": ("regression", False),
-    "rmse": ("regression", False),
-}
 
 RIVER, SKLEARN_INCREMENTAL, SKLEARN_BATCH = "river", "sklearn_incremental", "sklearn_batch"
 
 
 class NotEnoughData(OnlearnError):
     """The log holds too few label events to train and evaluate a refit."""
+
+
+StopCheck = Callable[[], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -98,17 +99,18 @@ class _Labelled:
 class CandidateResult:
     """One candidate: its state at ``train_upto`` and how it did on the holdout.
 
-    ``correct`` is its per-event correctness on the holdout (classification), ``paired`` the
-    table against the champion (``a`` = champion, ``b`` = this candidate), None without one.
+    ``correct`` is its per-event outcome on the holdout: right or wrong (classification), the
+    absolute error (regression); ``paired`` the comparison with the champion (``a`` = champion, ``b`` = this candidate), None without one.
     """
 
     index: int
+    id: str
     spec: Any
     kind: str
     state: LearnerState
     metrics: ClassificationMetrics | RegressionMetrics
-    correct: tuple[bool, ...] | None
-    paired: PairedCounts | None
+    correct: tuple[bool, ...] | tuple[float, ...]
+    paired: PairedCounts | PairedErrors | None
     train_seconds: float
     eval_seconds: float
 
@@ -120,6 +122,7 @@ class CandidateResult:
     def to_dict(self) -> dict[str, Any]:
         out = {
             "index": self.index,
+            "id": self.id,
             "version": self.state.version,
             "kind": self.kind,
             "spec": copy.deepcopy(self.spec),
@@ -143,7 +146,7 @@ class CandidateResult:
 class ChampionResult:
     version: str
     metrics: ClassificationMetrics | RegressionMetrics
-    correct: tuple[bool, ...] | None
+    correct: tuple[bool, ...] | tuple[float, ...]
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "metrics": self.metrics.to_dict()}
@@ -165,6 +168,8 @@ class RefitResult:
     champion: ChampionResult | None
     best: int
     best_beats_champion: bool
+    max_rows: int | None = None
+    labels_available: int = 0
 
     @property
     def train_upto(self) -> int:
@@ -205,6 +210,8 @@ class RefitResult:
             "candidates": [c.to_dict() for c in self.candidates],
             "best": self.best,
             "best_beats_champion": self.best_beats_champion,
+            "max_rows": self.max_rows,
+            "labels_available": self.labels_available,
         }
 
 
@@ -216,13 +223,15 @@ def refit(
     task: str,
     classes: Sequence[Hashable] | None,
     champion_state_at: Callable[[int], LearnerState | None] | None,
-    candidates: Sequence[Mapping[str, Any] | str],
+    candidates: Sequence[Candidate | Mapping[str, Any] | str],
     passes: int = 1,
     holdout: float = 0.2,
     metric: str = "accuracy",
     upto: int | None = None,
     progress: Callable[[int, int], None] | None = None,
     min_labels: int = MIN_LABELS,
+    max_rows: int | None = None,
+    should_stop: StopCheck | None = None,
 ) -> RefitResult:
     """Train ``candidates`` on the label events of ``model``'s log up to ``upto`` (default: the
     head) and compare them with the champion on the newest ``holdout`` fraction of them.
@@ -232,14 +241,21 @@ def refit(
     candidate beats it by default. ``metric`` picks the best candidate: ``accuracy``,
     ``log_loss``, ``macro_f1`` (classification), ``mae``, ``rmse`` (regression).
     ``progress(done, total)`` is called as events are processed, for a progress bar.
+    ``max_rows``: only the newest label events, at most that many (None: all).
+    ``should_stop()``: a reason to stop now, or None; checked often (see the module docstring).
 
     Raises :class:`NotEnoughData` with fewer than ``min_labels`` label events, and
     :class:`~onlearn.errors.ConfigError` for a bad candidate or option, naming it.
     """
     task = _check_options(task, candidates, passes, holdout, metric, min_labels)
+    if max_rows is not None and (
+        isinstance(max_rows, bool) or not isinstance(max_rows, int) or max_rows < min_labels
+    ):
+        raise ConfigError(f"refit max_rows must be an integer >= {min_labels}, got {max_rows!r}")
+    stop = should_stop or _never
     head = store.log.head(model)
     upto = head if upto is None else min(upto, head)
-    start_seq, labelled = _load(store, model, schema, upto)
+    start_seq, labelled, available = _load(store, model, schema, upto, max_rows, stop)
     if len(labelled) < min_labels:
         raise NotEnoughData(
             f"model {model!r} has {len(labelled)} label events up to seq {upto}; a refit needs "
@@ -254,6 +270,7 @@ def refit(
         _build(i, spec, task, schema, classes, train, start_seq)
         for i, spec in enumerate(candidates)
     ]
+    ids = [c.id if isinstance(c, Candidate) else candidate_id(c) for c in candidates]
 
     champion = champion_state_at(train_upto) if champion_state_at is not None else None
     if champion is not None and champion.seq != train_upto:
@@ -263,12 +280,12 @@ def refit(
         )
     total = sum(len(train) * (1 if kind == SKLEARN_BATCH else passes) for _, kind, _ in models)
     total += len(test) * (len(models) + (champion is not None))
-    ticker = _Progress(progress, total)
+    ticker = _Progress(progress, total, stop)
 
     train_seconds = []
     for _, kind, state in models:
         started = time.perf_counter()
-        _train(store, model, schema, kind, state, train, train_upto, passes, ticker)
+        _train(store, model, schema, kind, state, train, train_upto, passes, ticker, stop)
         train_seconds.append(time.perf_counter() - started)
 
     champion_result = None
@@ -282,11 +299,15 @@ def refit(
         evaluated = copy.deepcopy(state)  # the state returned stays at train_upto
         metrics, correct = _evaluate(evaluated, test, batch=kind == SKLEARN_BATCH, ticker=ticker)
         paired = None
-        if correct is not None and champion_result is not None:
-            paired = PairedCounts.from_correct(list(champion_result.correct), list(correct))
+        if champion_result is not None:
+            if task == "classification":
+                paired = PairedCounts.from_correct(list(champion_result.correct), list(correct))
+            else:
+                paired = PairedErrors.from_errors(list(champion_result.correct), list(correct))
         results.append(
             CandidateResult(
                 index=i,
+                id=ids[i],
                 spec=copy.deepcopy(spec),
                 kind=kind,
                 state=state,
@@ -319,6 +340,8 @@ def refit(
         champion=champion_result,
         best=best,
         best_beats_champion=beats,
+        max_rows=max_rows,
+        labels_available=available,
     )
 
 
@@ -337,7 +360,7 @@ def _check_options(
     if task not in TASKS:
         raise ConfigError(f"task must be one of {', '.join(map(repr, TASKS))}, got {task!r}")
     task = TASKS[TASKS.index(task)]
-    if isinstance(candidates, str | Mapping) or not candidates:
+    if isinstance(candidates, str | Mapping | Candidate) or not candidates:
         raise ConfigError("a refit needs a list of at least one candidate pipeline table")
     if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
         raise ConfigError(f"refit passes must be a positive integer, got {passes!r}")
@@ -358,13 +381,23 @@ def _check_options(
     return task
 
 
-def _load(store: Store, model: str, schema: Schema, upto: int) -> tuple[int, list[_Labelled]]:
-    """The seq before the first event of the log (0 unless it was trimmed) and the label events
-    up to ``upto``, with the model's input as river gets it."""
-    labelled: list[_Labelled] = []
+def _load(
+    store: Store,
+    model: str,
+    schema: Schema,
+    upto: int,
+    max_rows: int | None,
+    stop: StopCheck,
+) -> tuple[int, list[_Labelled], int]:
+    """The seq before the first label event kept (0 unless the log was trimmed or ``max_rows``
+    left older ones out), the newest ``max_rows`` label events up to ``upto`` with the model's
+    input as river gets it, and how many label events there were in all."""
+    kept: collections.deque[_Labelled] = collections.deque(maxlen=max_rows)
+    available = 0
     after = 0
     start_seq: int | None = None
     while after < upto:
+        _check(stop)
         events = store.log.read(model, after=after, limit=REPLAY_PAGE)
         if not events:
             break
@@ -375,7 +408,8 @@ def _load(store: Store, model: str, schema: Schema, upto: int) -> tuple[int, lis
                 break
             if event.kind is EventKind.LABEL:
                 payload = event.payload
-                labelled.append(
+                available += 1
+                kept.append(
                     _Labelled(
                         event.seq,
                         schema.model_input(payload["features"]),
@@ -384,7 +418,22 @@ def _load(store: Store, model: str, schema: Schema, upto: int) -> tuple[int, lis
                     )
                 )
         after = events[-1].seq
-    return (start_seq or 0), labelled
+    labelled = list(kept)
+    if max_rows is not None and available > len(labelled):
+        # Older label events were left out: the candidates start after them, as if the log
+        # began with the first one kept (control events in between change no learner state).
+        start_seq = labelled[0].seq - 1
+    return (start_seq or 0), labelled, available
+
+
+def _never() -> None:
+    return None
+
+
+def _check(stop: StopCheck) -> None:
+    reason = stop()
+    if reason is not None:
+        raise Interrupted(reason)
 
 
 def _build(
@@ -397,6 +446,8 @@ def _build(
     start_seq: int,
 ) -> tuple[Any, str, LearnerState]:
     version = f"candidate-{index}"
+    if isinstance(spec, Candidate):
+        spec = spec.table
     try:
         if isinstance(spec, Mapping) and "sklearn" in spec:
             if task != "classification":
@@ -460,6 +511,7 @@ def _train(
     train_upto: int,
     passes: int,
     ticker: _Progress,
+    stop: StopCheck,
 ) -> None:
     if kind == RIVER:
         label_seqs = {e.seq for e in train}
@@ -487,7 +539,15 @@ def _train(
     state.learn_errors += len(train) - len(usable)
     if kind == SKLEARN_BATCH:
         if usable:
-            estimator.fit_many([e.x for e in usable], [e.y for e in usable])
+            # One call into compiled code that cannot check a stop flag: run where it can be
+            # killed (a child process), and take back the fitted estimator.
+            state.estimator = estimator = run_stoppable(
+                _fit_many,
+                estimator,
+                [e.x for e in usable],
+                [e.y for e in usable],
+                should_stop=stop,
+            )
         ticker.add(len(train))
     else:
         step = estimator.batch_size
@@ -498,6 +558,12 @@ def _train(
                 ticker.add(len(chunk))
             ticker.add(len(train) - len(usable))
     state.seq = train_upto
+
+
+def _fit_many(estimator: Any, rows: list, labels: list) -> Any:
+    """In a child process (:func:`~onlearn.stoppable.run_stoppable`): the estimator, fitted."""
+    estimator.fit_many(rows, labels)
+    return estimator
 
 
 def _is_known(label: Any, known: set) -> bool:
@@ -517,7 +583,7 @@ def _evaluate(
     """
     classification = state.task == "classification"
     metrics = ClassificationMetrics() if classification else RegressionMetrics()
-    correct: list[bool] = []
+    correct: list = []
     if batch:
         probas = state.estimator.predict_proba_many([e.x for e in test])
         answers = [((max(p, key=p.get) if p else None), p) for p in probas]
@@ -532,6 +598,8 @@ def _evaluate(
         metrics.update(e.y, y_pred, proba)
         if classification:
             correct.append(y_pred is not None and y_pred == e.y)
+        else:
+            correct.append(absolute_error(e.y, y_pred))
         if not batch:
             try:
                 state.estimator.learn_one(dict(e.x), e.y)
@@ -539,7 +607,7 @@ def _evaluate(
                 state.learn_errors += 1
         state.seq = e.seq
         ticker.add(1)
-    return metrics, (tuple(correct) if classification else None)
+    return metrics, tuple(correct)
 
 
 def _score(metrics: ClassificationMetrics | RegressionMetrics, metric: str, higher: bool) -> float:
@@ -551,20 +619,28 @@ def _score(metrics: ClassificationMetrics | RegressionMetrics, metric: str, high
 
 
 class _Progress:
-    """Calls ``callback(done, total)`` about every half percent of the work, and at the end."""
+    """Calls ``callback(done, total)`` about every half percent of the work, and at the end; asks
+    ``stop`` every :data:`_STOP_EVERY` events."""
 
-    def __init__(self, callback: Callable[[int, int], None] | None, total: int) -> None:
+    def __init__(
+        self, callback: Callable[[int, int], None] | None, total: int, stop: StopCheck = _never
+    ) -> None:
         self.callback = callback
         self.total = total
         self.done = 0
+        self.stop = stop
         self._step = max(1, total // 200)
         self._next = 0
+        self._next_check = _STOP_EVERY
         if callback is not None:
             callback(0, total)
             self._next = self._step
 
     def add(self, n: int) -> None:
         self.done += n
+        if self.done >= self._next_check:
+            self._next_check = self.done + _STOP_EVERY
+            _check(self.stop)
         if self.callback is not None and self.done >= self._next and self.done < self.total:
             self.callback(self.done, self.total)
             self._next = self.done + self._step
@@ -572,3 +648,9 @@ class _Progress:
     def finish(self) -> None:
         if self.callback is not None:
             self.callback(self.total, self.total)
+
+
+_STOP_EVERY = 8
+"""Events between two looks at the stop check. A look costs well under a microsecond (the
+worker's check reads a flag and the clock), an event of a forest of 50 trees ~15 ms: a stop is
+seen within a fraction of a second whatever the model."""

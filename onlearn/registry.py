@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import subprocess
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from onlearn.config import ModelConfig
+from onlearn.errors import ArtifactRejected
+from onlearn.models import check_spec_signature, sign_spec
 from onlearn.records import Event, EventKind
 from onlearn.store.base import Store
 
@@ -53,7 +57,7 @@ def code_version() -> dict:
 
 
 def ensure_registered(
-    store: Store, config: ModelConfig, *, at: float, actor: str = "config"
+    store: Store, config: ModelConfig, *, at: float, secret: bytes, actor: str = "config"
 ) -> str:
     """Make sure the model has a champion and that its config's current spec is registered;
     return the champion.
@@ -62,7 +66,8 @@ def ensure_registered(
     differ from the newest version registered from the config, a new version is registered from
     it and promoted to champion through the log (so that running replicas switch too), the old
     champion kept as ``previous``; it learns by replaying the log. A champion that came from a
-    refit or a promotion stays champion as long as the config does not change.
+    refit or a promotion stays champion as long as the config does not change. The spec is
+    signed with ``secret`` (see :func:`onlearn.models.sign_spec`).
     """
     model = config.name
     spec = _normalised(config.spec())
@@ -86,6 +91,7 @@ def ensure_registered(
         },
         at=at,
         key=f"config:{fingerprint}",  # processes starting together register it once
+        spec_signature=sign_spec(model, spec, secret),
     )
     if champion is None:
         registry.set_role(model, CHAMPION, info.version, actor=actor, reason="first start", at=at)
@@ -123,3 +129,71 @@ def control_event(
         at=at,
         key=key,
     )
+
+
+@dataclass(frozen=True)
+class SpecCheck:
+    """One version's spec as ``onlearn store sign-specs`` found and left it."""
+
+    model: str
+    version: str
+    source: str | None
+    pipeline: str
+    outcome: str  # "signed", "already signed", "refused"
+    why: str = ""
+
+    @property
+    def refused(self) -> bool:
+        return self.outcome == "refused"
+
+    @property
+    def text(self) -> str:
+        line = f"{self.model} {self.version} (from {self.source or '?'}; {self.pipeline}): "
+        return line + self.outcome + (f": {self.why}" if self.why else "")
+
+
+def declared_code(config: ModelConfig) -> set[str]:
+    """The code the config names (factories, scikit-learn classes): what a spec may name."""
+    tables = [config.pipeline.to_config(), *(c.table for c in config.refit.candidates)]
+    return {t[k] for t in tables for k in ("factory", "sklearn") if isinstance(t.get(k), str)}
+
+
+def sign_specs(
+    store: Store, config: ModelConfig, secret: bytes, *, resign: bool = False
+) -> list[SpecCheck]:
+    """Sign the specs of ``config``'s model that an earlier onlearn stored unsigned.
+
+    A spec that names code the config does not declare (a factory, a scikit-learn class) is not
+    signed: it may have been written into the store by someone else; nor is one whose signature
+    does not match. ``resign`` signs those too, for an operator who checked them.
+    """
+    model = config.name
+    allowed = declared_code(config)
+    out = []
+    for info in store.registry.list_versions(model):
+        pipeline = dict(info.spec.get("pipeline") or {}) if isinstance(info.spec, dict) else {}
+        code = {pipeline[k] for k in ("factory", "sklearn") if isinstance(pipeline.get(k), str)}
+        summary = ", ".join(
+            f"{k} {v}" for k, v in pipeline.items() if k in ("name", "factory", "sklearn")
+        )
+        check = functools.partial(
+            SpecCheck, model, info.version, info.meta.get("source"), summary or "no pipeline"
+        )
+        try:
+            check_spec_signature(model, info.version, info.spec, info.spec_signature, secret)
+        except ArtifactRejected:
+            pass
+        else:
+            out.append(check("already signed"))
+            continue
+        why = ""
+        if info.spec_signature:
+            why = "its signature does not match (edited in the store, or another secret)"
+        elif undeclared := sorted(code - allowed):
+            why = f"names code the config does not declare ({', '.join(undeclared)})"
+        if why and not resign:
+            out.append(check("refused", f"{why}; left unsigned"))
+            continue
+        store.registry.set_spec_signature(model, info.version, sign_spec(model, info.spec, secret))
+        out.append(check("signed", why and f"signed anyway (--resign): {why}"))
+    return out

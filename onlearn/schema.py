@@ -32,6 +32,8 @@ __all__ = [
     "UnknownFields",
     "infer_schema",
     "infer_schema_from_csv",
+    "infer_task",
+    "infer_task_from_csv",
     "schema_to_toml",
 ]
 
@@ -766,6 +768,69 @@ def infer_schema_from_csv(
         return infer_schema(rows)
 
 
+MAX_CLASSES = 20
+"""At most this many distinct values, each seen twice on average, make a numeric target
+classes; more make it a quantity to regress."""
+
+
+def infer_task(values: Iterable[str], *, max_classes: int = MAX_CLASSES) -> tuple[str, str]:
+    """Guess the task of a target column from its raw values (strings, as a CSV file gives
+    them): ``(task, why)``, ``why`` a phrase for the user.
+
+    Text or booleans are classes. Numbers are classes when they are few and repeat (at most
+    ``max_classes`` distinct values, each seen twice on average: ``0``/``1``, star ratings);
+    otherwise, as for many distinct values, fractional or not (prices, temperatures), a
+    quantity: regression. Missing values (see :func:`infer_schema`) are left out.
+
+    >>> infer_task(["12.5", "3.25", "7.0", "12.5", "8.75"])
+    ('regression', '5 values, 4 distinct numbers')
+    >>> infer_task(["1", "0", "0", "1", "1", "0"])
+    ('classification', '6 values, 2 distinct numbers, each seen 3 times on average')
+    >>> infer_task(["spam", "ham", "spam"])
+    ('classification', 'text values (2 distinct)')
+    """
+    column = _Column()
+    seen: set[float] = set()
+    for raw in values:
+        column.add(raw, max_categories=max_classes)
+        text = raw.strip()
+        if column.numbers and text.lower() not in _MISSING_TEXT:
+            seen.add(float(text))
+    if column.present == 0:
+        return "classification", "no values to judge by"
+    if column.booleans:
+        return "classification", "true/false values"
+    if not column.numbers:
+        distinct = "more than " + str(max_classes) if column.overflow else str(len(column.counts))
+        return "classification", f"text values ({distinct} distinct)"
+    n, distinct = column.present, len(seen)
+    if distinct <= max_classes and 2 * distinct <= n:
+        return (
+            "classification",
+            f"{n} values, {distinct} distinct numbers, each seen {n / distinct:.3g} times on "
+            "average",
+        )
+    return "regression", f"{n} values, {distinct} distinct numbers"
+
+
+def infer_task_from_csv(
+    path: str | Path, target: str, *, limit: int | None = None
+) -> tuple[str, str]:
+    """:func:`infer_task` of the ``target`` column of a CSV file (its first ``limit`` rows)."""
+    try:
+        file = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from None
+    with file:
+        reader = csv.DictReader(file)
+        if target not in (reader.fieldnames or ()):
+            raise ConfigError(f"{path}: target column {target!r} is not in the header")
+        rows: Iterable[dict] = reader
+        if limit is not None:
+            rows = itertools.islice(rows, limit)
+        return infer_task(row.get(target) or "" for row in rows)
+
+
 # -- TOML ------------------------------------------------------------------------------------
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -810,10 +875,12 @@ def schema_to_toml(
     *,
     task: str = "classification",
     pipeline: str | None = None,
+    note: str | None = None,
 ) -> str:
     """A config snippet declaring ``model`` with ``schema`` as its features, one inline table per
-    feature, with a task and a pipeline to start from, ready to paste into the config. The
-    snippet parses with ``tomllib`` and gives back an equal schema:
+    feature, with a task and a pipeline to start from (a regressor's for ``task =
+    "regression"``; ``note``, a comment above the task, says why it was chosen), ready to paste
+    into the config. The snippet parses with ``tomllib`` and gives back an equal schema:
 
     >>> import tomllib
     >>> schema = Schema.from_config({"age": {"type": "integer", "min": 0}, "city name": "string"})
@@ -836,7 +903,10 @@ def schema_to_toml(
     pipeline = pipeline or (
         "hoeffding_tree" if task == "classification" else "hoeffding_tree_regressor"
     )
-    lines = [f"[{prefix}]", f"task = {_toml_string(task)}"]
+    lines = [f"[{prefix}]"]
+    if note is not None:  # why this task: a comment, so that the user can review it
+        lines.append(f"# {' '.join(note.split())}")
+    lines.append(f"task = {_toml_string(task)}")
     if target is not None:
         lines.append(f"target = {_toml_string(target)}")
     if schema.unknown_fields is not UnknownFields.REJECT:

@@ -13,7 +13,13 @@ from collections.abc import Callable
 
 from onlearn.errors import ArtifactRejected
 from onlearn.learner import LearnerState
-from onlearn.models import PipelineSpec, build_pipeline, dump_signed, load_signed
+from onlearn.models import (
+    PipelineSpec,
+    build_pipeline,
+    check_spec_signature,
+    dump_signed,
+    load_signed,
+)
 from onlearn.records import EventKind, Snapshot, VersionInfo
 from onlearn.schema import Schema
 from onlearn.store.base import Store
@@ -27,8 +33,15 @@ class LogTrimmed(RuntimeError):
     """The events needed to rebuild a state were trimmed from the log."""
 
 
-def fresh_state(info: VersionInfo) -> LearnerState:
-    """A version's untrained state, built from the spec it was registered with."""
+def check_spec(info: VersionInfo, secret: bytes) -> None:
+    """Refuse (:class:`~onlearn.errors.ArtifactRejected`) a version whose spec is not the one the
+    engine signed: the spec names code to import, and the store is not trusted with that."""
+    check_spec_signature(info.model, info.version, info.spec, info.spec_signature, secret)
+
+
+def fresh_state(info: VersionInfo, secret: bytes) -> LearnerState:
+    """A version's untrained state, built from the spec it was registered with (checked first)."""
+    check_spec(info, secret)
     schema = Schema.from_config(**info.spec["schema"])
     estimator = build_pipeline(
         PipelineSpec.from_config(info.spec["pipeline"]),
@@ -97,7 +110,11 @@ def restore(
     secret: bytes,
     upto: int | None = None,
 ) -> LearnerState:
-    """The state of ``info``'s version at ``upto`` (default: the head of the log)."""
+    """The state of ``info``'s version at ``upto`` (default: the head of the log).
+
+    The spec is checked even when a snapshot holds the state: the replay reads the spec's schema.
+    """
+    check_spec(info, secret)
     snapshot = store.registry.latest_snapshot(info.model, info.version, max_seq=upto)
     if snapshot is None and info.meta.get("base_seq") is not None:
         raise LogTrimmed(
@@ -105,7 +122,7 @@ def restore(
             f"{info.meta['base_seq']}; its state starts at that snapshot, and there is none at "
             f"or before seq {upto}"
         )
-    state = load_state(snapshot, secret) if snapshot else fresh_state(info)
+    state = load_state(snapshot, secret) if snapshot else fresh_state(info, secret)
     start = state.seq
     state = replay(store, info.model, Schema.from_config(**info.spec["schema"]), state, upto)
     log.info(

@@ -6,6 +6,14 @@ states, their metrics and paired comparisons) but answers no request. Jobs are l
 JobQueue and extended by a heartbeat while they run; a worker that dies leaves its job to be
 reclaimed after the lease, and everything a job writes is keyed by the job (version, control
 event), so finishing twice has the effect of finishing once.
+
+A running job stops at its next check (every few events of a refit, and about every
+0.1 s while a scikit-learn ``fit`` runs in a child process) when it is cancelled
+(``POST /jobs/{id}/cancel``), or when the worker is stopping (then it is handed back to the
+queue, not counted as an attempt). Before it writes anything, a job *commits* in the store: from
+then on it cannot be cancelled, and a cancelled job can no longer commit, so a cancelled job
+registers nothing. An error that cannot go away (a bad option, a candidate that cannot be built,
+too few labels) fails the job at once; only others are retried, with back-off.
 """
 
 from __future__ import annotations
@@ -15,17 +23,27 @@ import os
 import pickle
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from onlearn.compare import PairedCounts
+from onlearn.compare import PairedCounts, PairedErrors
 from onlearn.engine import Engine
-from onlearn.errors import OnlearnError
-from onlearn.models import dump_signed
+from onlearn.errors import (
+    ArtifactRejected,
+    ConfigError,
+    Interrupted,
+    JobConflict,
+    OnlearnError,
+    SchemaViolation,
+    UnknownJob,
+)
+from onlearn.models import dump_signed, sign_spec
 from onlearn.promotion import Action, decide_promotion, decide_rollback
 from onlearn.records import Job, JobState, Snapshot
-from onlearn.refit import refit
+from onlearn.refit import NotEnoughData, refit
+from onlearn.refit_options import resolve_options
 from onlearn.registry import CHALLENGER, CHAMPION, PREVIOUS, code_version
 from onlearn.runtime import ModelRuntime
 from onlearn.snapshots import advance_snapshot, save_snapshot
@@ -61,6 +79,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "worker": job.worker,
+        "committed": job.committed,
         "result": dict(job.result) if job.result is not None else None,
         "error": job.error,
     }
@@ -99,11 +118,14 @@ class Worker:
         }
         self._alarm_seen: dict[str, int] = {name: rt.seq for name, rt in engine.runtimes.items()}
         self.handlers = {REFIT: self._refit, EVALUATE: self._evaluate, SNAPSHOT: self._snapshot}
+        # Set when the worker must stop: a running job stops at its next check.
+        self.stopping = threading.Event()
 
     # The loop
 
     def run(self, stop: threading.Event) -> None:
         log.info("worker %s: running", self.name)
+        self.stopping = stop
         while not stop.is_set():
             try:
                 busy = self.tick()
@@ -158,30 +180,55 @@ class Worker:
             target=heartbeat, name=f"onlearn-heartbeat-{job.job_id[:8]}", daemon=True
         )
         beat.start()
+        stop = _StopCheck(self, job.job_id)
         try:
-            result = self.handlers[job.kind](job)
+            result = self.handlers[job.kind](job, stop)
+        except Interrupted as e:
+            return self._interrupted(job, stop, e)
+        except PERMANENT as e:
+            # It would fail the same way at every attempt: say why once, now.
+            log.error("worker %s: job %s failed: %s", self.name, job.job_id, e)
+            return self.store.jobs.fail(
+                job.job_id, self.name, _describe(e), self.clock(), retry_in=None
+            )
         except Exception as e:  # noqa: BLE001 - recorded on the job, retried with back-off
             if not isinstance(e, OnlearnError):
                 log.exception("worker %s: job %s failed", self.name, job.job_id)
+            else:
+                log.warning("worker %s: job %s failed, to be retried: %s", self.name, job.job_id, e)
             retry_in = min(300.0, 5.0 * 2 ** max(job.attempts - 1, 0))
             return self.store.jobs.fail(
-                job.job_id, self.name, f"{type(e).__name__}: {e}", self.clock(), retry_in=retry_in
+                job.job_id, self.name, _describe(e), self.clock(), retry_in=retry_in
             )
         finally:
             done.set()
             beat.join()
         return self.store.jobs.complete(job.job_id, self.name, result, self.clock())
 
+    def _interrupted(self, job: Job, stop: _StopCheck, error: Interrupted) -> Job | None:
+        if stop.cancelled:
+            log.info("worker %s: job %s stopped: %s", self.name, job.job_id, error)
+            return self.store.jobs.get(job.job_id)
+        if self.stopping.is_set():
+            # Not the job's fault: back to the queue, without counting the attempt.
+            log.info("worker %s: stopping; job %s goes back to the queue", self.name, job.job_id)
+            return self.store.jobs.release(job.job_id, self.name, self.clock())
+        log.warning("worker %s: job %s stopped: %s", self.name, job.job_id, error)
+        return self.store.jobs.get(job.job_id)
+
     # Jobs
 
-    def _refit(self, job: Job) -> dict[str, Any]:
+    def _refit(self, job: Job, stop: _StopCheck | None = None) -> dict[str, Any]:
         """Refit candidates on the labelled history; register the best as challenger when it
-        beats the champion on the holdout. The version and the control event are keyed by the
-        job, so a job retried after its worker died registers one version."""
+        beats the champion on the holdout (or when asked to anyway). The options are checked
+        again here, against this worker's config: a stored job is no more trusted than a
+        request. The version and the control event are keyed by the job, so a job retried after
+        its worker died registers one version."""
+        stop = stop or _StopCheck(self, job.job_id)
         engine, model = self.engine, job.model
         rt = engine.runtime(model)
         config = rt.config
-        options = dict(job.params.get("options") or {})
+        options = resolve_options(job.params.get("options"), config)
         champion = rt.roles[CHAMPION]
         bar = _ProgressLog(model, job.job_id)
         result = refit(
@@ -191,20 +238,24 @@ class Worker:
             task=config.task.value,
             classes=config.classes,
             champion_state_at=lambda seq: engine.version_state(model, champion, seq),
-            candidates=options.get("candidates") or list(config.refit.candidates),
-            passes=options.get("passes", config.refit.passes),
-            holdout=options.get("holdout", config.refit.holdout),
-            metric=options.get("metric", config.refit.metric),
+            candidates=options.candidates,
+            passes=options.passes,
+            holdout=options.holdout,
+            metric=options.metric,
+            max_rows=options.max_rows,
             progress=bar,
+            should_stop=stop,
         )
         summary = result.to_dict()
-        if not (result.best_beats_champion or options.get("register_anyway")):
-            return {
-                "registered": None,
-                "reason": "no candidate beat the champion on the holdout",
-                "refit": summary,
-            }
         best = result.best_candidate
+        outcome = _outcome(result, champion)
+        if not (result.best_beats_champion or options.register_anyway):
+            return {"registered": None, "reason": outcome, "refit": summary}
+        # From here on the job writes: commit first, so that a cancel either came before (and
+        # nothing is written) or is refused (and everything is).
+        if self.store.jobs.commit(job.job_id, self.name, self.clock()) is None:
+            stop.refresh()
+            raise Interrupted(stop.reason or "the job was cancelled or its lease was lost")
         spec = {
             "task": config.task.value,
             "pipeline": result.best_spec,
@@ -215,22 +266,32 @@ class Worker:
             "source": "refit",
             "parent": champion,
             "base_seq": result.train_upto,
+            "candidate": best.id,
             "trained_on": {
                 "from_seq": result.train[0],
                 "to_seq": result.train[1],
                 "passes": result.passes,
+                "labels": result.train_labels,
+                "labels_available": result.labels_available,
+                "max_rows": result.max_rows,
             },
             "evaluated_on": {"from_seq": result.holdout[0], "to_seq": result.holdout[1]},
             "labels_by_source": dict(result.labels_by_source),
             "metrics_at_registration": best.to_dict()["metrics"],
             "champion_at_registration": summary.get("champion"),
+            "beat_champion": result.best_beats_champion,
             "schema_fingerprint": config.schema.fingerprint(),
             "code": code_version(),
             "job_id": job.job_id,
             "reason": job.params.get("reason"),
         }
         info = self.store.registry.create_version(
-            model, spec, meta, self.clock(), key=f"job:{job.job_id}"
+            model,
+            spec,
+            meta,
+            self.clock(),
+            key=f"job:{job.job_id}",
+            spec_signature=sign_spec(model, spec, engine.secret),
         )
         if (
             self.store.registry.latest_snapshot(model, info.version, max_seq=result.train_upto)
@@ -239,16 +300,26 @@ class Worker:
             state = result.best_state
             state.version = info.version
             save_snapshot(self.store, model, state, engine.secret)
+        why = f"refit job {job.job_id}: {info.version} ({best.id}) {outcome}"
+        if not result.best_beats_champion:
+            asked = job.params.get("reason")
+            why += "; registered anyway, as asked" + (f" ({asked})" if asked else "")
         seq = engine.change_roles(
             model,
             {CHALLENGER: info.version},
             actor=f"worker {self.name}",
-            reason=f"refit job {job.job_id}: {info.version} beat {champion} on the holdout ({result.metric})",
+            reason=why,
             key=f"challenger:{job.job_id}",
         )
-        return {"registered": info.version, "challenger_seq": seq, "refit": summary}
+        return {
+            "registered": info.version,
+            "beat_champion": result.best_beats_champion,
+            "reason": why,
+            "challenger_seq": seq,
+            "refit": summary,
+        }
 
-    def _evaluate(self, job: Job) -> dict[str, Any]:
+    def _evaluate(self, job: Job, stop: _StopCheck | None = None) -> dict[str, Any]:
         """How a version compares with the champion on the labels both answered so far."""
         rt = self.engine.runtime(job.model)
         version = job.params.get("version") or rt.roles.get(CHALLENGER)
@@ -260,8 +331,8 @@ class Worker:
                     "version": version,
                     "error": "the version holds no role, so it has no live comparison",
                 }
-            paired = _copy(state.paired.get(champion, PairedCounts()))
-        decision = decide_promotion(rt.config.rollout, *_accuracies(paired), paired)
+            paired = _copy(state.paired.get(champion)) or _empty_comparison(rt)
+        decision = decide_promotion(rt.config.rollout, *_quality(paired), paired)
         return {
             "version": version,
             "champion": champion,
@@ -269,7 +340,7 @@ class Worker:
             "decision": decision.to_dict(),
         }
 
-    def _snapshot(self, job: Job) -> dict[str, Any]:
+    def _snapshot(self, job: Job, stop: _StopCheck | None = None) -> dict[str, Any]:
         rt = self.engine.runtime(job.model)
         return {"snapshots": self.write_snapshots(rt)}
 
@@ -345,7 +416,7 @@ class Worker:
             )
             vs_previous = _copy(rt.states[champion].paired.get(previous)) if previous else None
         if previous is not None and vs_previous is not None:
-            decision = decide_rollback(policy, *reversed(_accuracies(vs_previous)), vs_previous)
+            decision = decide_rollback(policy, *reversed(_quality(vs_previous)), vs_previous)
             if decision.action is Action.ROLLBACK:
                 log.warning(
                     "model %r: rolling back %s to %s: %s",
@@ -363,7 +434,7 @@ class Worker:
                 return
         if challenger is None or vs_challenger is None or policy.policy != "auto":
             return
-        decision = decide_promotion(policy, *_accuracies(vs_challenger), vs_challenger)
+        decision = decide_promotion(policy, *_quality(vs_challenger), vs_challenger)
         if decision.action is Action.PROMOTE:
             log.info(
                 "model %r: promoting %s over %s: %s", rt.name, challenger, champion, decision.reason
@@ -423,27 +494,109 @@ class Worker:
 
     @staticmethod
     def performance_moved(rt: ModelRuntime) -> str | None:
-        """Why the performance moved (recent accuracy below the long-run one), or None."""
+        """Why the performance moved (recent accuracy below the long-run one; for regression,
+        recent mean absolute error above the long-run one by more than ``performance_margin``
+        of it), or None."""
+        regression = rt.config.task.value == "regression"
+        quality = ("recent_mae", "mae") if regression else ("recent_accuracy", "accuracy")
         with rt.lock:
             served = rt.champion.metrics.served
-            recent = getattr(served, "recent_accuracy", None)
-            overall = getattr(served, "accuracy", None)
+            recent, overall = (getattr(served, name, None) for name in quality)
             n = served.n
             window = getattr(served, "RECENT", 0)
         margin = rt.config.retrain.performance_margin
         if recent is None or overall is None or n < 2 * window:
+            return None
+        if regression:
+            if recent > overall * (1 + margin):
+                return (
+                    f"recent mean absolute error {recent:.4g} rose above the long-run "
+                    f"{overall:.4g} by more than {100 * margin:g}%"
+                )
             return None
         if recent < overall - margin:
             return f"recent accuracy {recent:.3f} fell below the long-run {overall:.3f} by more than {margin:g}"
         return None
 
 
-def _copy(paired: PairedCounts | None) -> PairedCounts | None:
+PERMANENT = (ConfigError, SchemaViolation, NotEnoughData, ArtifactRejected)
+"""Errors a retry cannot mend: the job fails at once with the reason."""
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, NotEnoughData | SchemaViolation | ConfigError):
+        return str(error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _outcome(result, champion: str) -> str:
+    """What the holdout said, in words: who won, on what, by how much."""
+    metric = result.metric
+    best = getattr(result.best_candidate.metrics, metric, None)
+    if result.champion is None:
+        return f"had no champion to beat ({metric} {_fmt(best)} on the holdout)"
+    theirs = getattr(result.champion.metrics, metric, None)
+    numbers = f"{metric} {_fmt(best)} against {_fmt(theirs)} on the holdout"
+    if result.best_beats_champion:
+        return f"beat {champion}: {numbers}"
+    if best == theirs:
+        return f"did not beat {champion}, it tied: {numbers}"
+    return f"did not beat {champion}: {numbers}"
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+class _StopCheck:
+    """Why the running job must stop now, or None: the worker is stopping, or the job was
+    cancelled (or another worker took it). Called every few events, so the store is
+    asked at most every ``poll_s``."""
+
+    poll_s = 1.0
+
+    def __init__(self, worker: Worker, job_id: str) -> None:
+        self._worker = worker
+        self._job_id = job_id
+        self._next_poll = time.monotonic() + self.poll_s
+        self.reason: str | None = None
+        self.cancelled = False
+
+    def __call__(self) -> str | None:
+        if self.reason is not None:
+            return self.reason
+        if self._worker.stopping.is_set():
+            return "the worker is stopping"
+        if time.monotonic() >= self._next_poll:
+            self._next_poll = time.monotonic() + self.poll_s
+            self.refresh()
+        return self.reason
+
+    def refresh(self) -> None:
+        try:
+            job = self._worker.store.jobs.get(self._job_id)
+        except OnlearnError:  # the store is away for now: go on, the lease decides
+            return
+        if job is None or job.state is JobState.CANCELLED:
+            self.cancelled = True
+            self.reason = f"cancelled: {job.error}" if job is not None else "the job is gone"
+        elif job.state is not JobState.RUNNING or job.worker != self._worker.name:
+            self.reason = f"the job is now {job.state.value} (worker {job.worker})"
+
+
+def _copy(paired: PairedCounts | PairedErrors | None) -> PairedCounts | PairedErrors | None:
     return None if paired is None else pickle.loads(pickle.dumps(paired))
 
 
-def _accuracies(paired: PairedCounts) -> tuple[dict, dict]:
-    """Both sides' accuracy on the same paired labels: incumbent (a), newcomer (b)."""
+def _empty_comparison(rt: ModelRuntime) -> PairedCounts | PairedErrors:
+    return PairedErrors() if rt.config.task.value == "regression" else PairedCounts()
+
+
+def _quality(paired: PairedCounts | PairedErrors) -> tuple[dict, dict]:
+    """Both sides' quality on the same paired labels, incumbent (a) then newcomer (b): their
+    accuracy, or for regression their mean absolute error."""
+    if isinstance(paired, PairedErrors):
+        return {"mae": paired.a_mae}, {"mae": paired.b_mae}
     return {"accuracy": paired.a_accuracy}, {"accuracy": paired.b_accuracy}
 
 
@@ -476,16 +629,54 @@ def enqueue_refit(
     options: Mapping | None = None,
     key: str | None = None,
 ) -> Job:
-    """A refit job for ``model``, asked by a person or a trigger; the same ``key`` gives the same job."""
-    engine.runtime(model)
+    """A refit job for ``model``, asked by a person or a trigger; the same ``key`` gives the same
+    job. The options are checked first (:func:`onlearn.refit_options.resolve_options`): a bad one
+    raises :class:`~onlearn.errors.SchemaViolation` and no job exists."""
+    rt = engine.runtime(model)
+    options = dict(options or {})
+    resolve_options(options, rt.config)
     job = new_job(
         REFIT,
         model,
-        {"reason": reason, "actor": actor, "options": dict(options or {})},
+        {"reason": reason, "actor": actor, "options": options},
         at=engine.clock(),
         key=key,
     )
     return engine.store.jobs.enqueue(job)
 
 
-__all__ = ["JOB_KINDS", "JobState", "Worker", "enqueue_refit", "job_to_dict", "new_job"]
+def cancel_job(store, job_id: str, *, actor: str, now: float) -> Job:
+    """Cancel a job: a queued one never runs, a running one stops at its next check and writes
+    nothing. Raises :class:`~onlearn.errors.UnknownJob`, or
+    :class:`~onlearn.errors.JobConflict` (409) when it already wrote (or is writing) its result
+    or has ended; cancelling a cancelled job is fine."""
+    job = store.jobs.cancel(job_id, now, reason=f"cancelled by {actor}")
+    if job is None:
+        raise UnknownJob(f"no job {job_id}; GET /jobs lists them")
+    if job.state is JobState.CANCELLED:
+        return job
+    registered = (job.result or {}).get("registered")
+    if registered:
+        raise JobConflict(
+            f"job {job_id} already registered its version {registered} of {job.model!r}; "
+            f"cancelling it cannot undo that: take the role away instead (`onlearn models "
+            f"promote {job.model} VERSION` of another version, or `onlearn models rollback "
+            f"{job.model}`)"
+        )
+    if job.committed:
+        raise JobConflict(
+            f"job {job_id} is registering its version of {job.model!r}: it can no longer be "
+            "cancelled; once it is done, take the role away from the version it registered"
+        )
+    raise JobConflict(f"job {job_id} has ended ({job.state.value}); there is nothing to cancel")
+
+
+__all__ = [
+    "JOB_KINDS",
+    "JobState",
+    "Worker",
+    "cancel_job",
+    "enqueue_refit",
+    "job_to_dict",
+    "new_job",
+]

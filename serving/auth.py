@@ -70,6 +70,7 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/models/{name}/retrain"): frozenset({ADMIN}),
     ("GET", "/jobs"): frozenset({ADMIN}),
     ("GET", "/jobs/{job_id}"): frozenset({ADMIN}),
+    ("POST", "/jobs/{job_id}/cancel"): frozenset({ADMIN}),
 }
 DEFAULT = frozenset({ADMIN})
 

@@ -10,7 +10,10 @@ from prometheus_client.exposition import generate_latest
 
 from onlearn.errors import OnlearnError
 
-QUALITY = ("accuracy", "log_loss", "macro_f1", "mae", "rmse")
+# Each version's prequential metrics: a classifier has the first four, a regressor the last
+# three; a gauge is exported only for the metrics its task has (never an accuracy of 0 for a
+# regressor).
+QUALITY = ("accuracy", "recent_accuracy", "log_loss", "macro_f1", "mae", "recent_mae", "rmse")
 
 
 class EngineCollector:
@@ -54,6 +57,29 @@ class EngineCollector:
             )
             for q in QUALITY
         }
+        pair = ["model", "version", "against"]
+        paired_labels = GaugeMetricFamily(
+            "onlearn_paired_labels",
+            "Labels both versions answered since the last change of roles",
+            labels=pair,
+        )
+        paired_p = GaugeMetricFamily(
+            "onlearn_paired_p_value",
+            "p-value of the paired test of a version against another on the same labels "
+            "(McNemar for classification, Wilcoxon signed-rank on absolute errors for regression)",
+            labels=[*pair, "test"],
+        )
+        paired_accuracy = GaugeMetricFamily(
+            "onlearn_paired_accuracy",
+            "Accuracy of a version on the labels it shares with another (classification)",
+            labels=pair,
+        )
+        paired_mae = GaugeMetricFamily(
+            "onlearn_paired_mae",
+            "Mean absolute error of a version on the recent labels it shares with another "
+            "(regression)",
+            labels=pair,
+        )
         for name, m in stats["models"].items():
             predictions.add_metric([name], m["predictions"])
             labels.add_metric([name], m["labels_applied"])
@@ -64,7 +90,18 @@ class EngineCollector:
                 for q in QUALITY:
                     if vm.get(q) is not None:
                         quality[q].add_metric([name, version], vm[q])
+            # A version's comparison with another: the version is side b, the other side a.
+            for version, others in (m.get("paired") or {}).items():
+                for other, p in others.items():
+                    key = [name, version, other]
+                    paired_labels.add_metric(key, p["n"])
+                    paired_p.add_metric([*key, p["test"]], p["p_value"])
+                    if p.get("b_accuracy") is not None:
+                        paired_accuracy.add_metric(key, p["b_accuracy"])
+                    if p.get("b_mae") is not None:
+                        paired_mae.add_metric(key, p["b_mae"])
         yield from (predictions, labels, seq, snap, labelled, *quality.values())
+        yield from (paired_labels, paired_p, paired_accuracy, paired_mae)
         records = stats["prediction_records"]
         yield GaugeMetricFamily(
             "onlearn_prediction_records_pending",
@@ -126,7 +163,17 @@ class EngineCollector:
         )
         accuracy = GaugeMetricFamily(
             "onlearn_recent_accuracy",
-            "Accuracy over the last 500 labels",
+            "Accuracy over the last 500 labels (classification)",
+            labels=["model", "version"],
+        )
+        mae = GaugeMetricFamily(
+            "onlearn_recent_mae",
+            "Mean absolute error over the last 500 labels (regression)",
+            labels=["model", "version"],
+        )
+        rmse = GaugeMetricFamily(
+            "onlearn_recent_rmse",
+            "Root mean squared error over the last 500 labels (regression)",
             labels=["model", "version"],
         )
         depth = GaugeMetricFamily("onlearn_queue_depth", "Items waiting for a label", labels=labels)
@@ -153,9 +200,10 @@ class EngineCollector:
                 kinds[alarm["kind"]] = kinds.get(alarm["kind"], 0) + 1
             for kind, count in kinds.items():
                 alarms.add_metric([name, kind], count)
-            for version, value in (report.get("accuracy") or {}).items():
-                if value is not None:
-                    accuracy.add_metric([name, version], value)
+            for family, key in ((accuracy, "accuracy"), (mae, "mae"), (rmse, "rmse")):
+                for version, value in (report.get(key) or {}).items():
+                    if value is not None:
+                        family.add_metric([name, version], value)
             if (report.get("queue") or {}).get("depth") is not None:
                 depth.add_metric([name], report["queue"]["depth"])
             if report.get("label_rate_per_min") is not None:
@@ -163,7 +211,7 @@ class EngineCollector:
             for feature, rules in (report.get("violations") or {}).items():
                 for rule, count in rules.items():
                     violations.add_metric([name, feature, rule], count)
-        yield from (share, p_value, psi, alarms, accuracy, depth, rate, violations)
+        yield from (share, p_value, psi, alarms, accuracy, mae, rmse, depth, rate, violations)
 
 
 def registry_for(engine) -> CollectorRegistry:

@@ -172,12 +172,29 @@ class RollbackRequest(Strict):
 
 
 class RetrainRequest(Strict):
-    candidates: list[dict[str, Any]] | None = Field(
-        None, description="Pipeline tables to try (the model's [refit] candidates if absent)."
+    candidates: list[str | dict[str, Any]] | None = Field(
+        None,
+        description=(
+            "What to train, at most 8: ids of candidates the model's config declares "
+            "([models.NAME.refit] candidates), catalog pipeline names, or catalog tables such as "
+            '{"name": "adaptive_random_forest", "n_models": 20} with bounded parameters '
+            "(docs/operations.md#retrain). Code (factory, sklearn) comes from the config file "
+            "only. Absent: the config's candidates."
+        ),
     )
-    passes: int | None = None
-    holdout: float | None = None
-    metric: str | None = None
+    passes: int | None = Field(None, description="Passes over the train events, 1 to 20.")
+    holdout: float | None = Field(
+        None, description="Share of the newest labels held out for the comparison, 0.05 to 0.5."
+    )
+    metric: str | None = Field(
+        None,
+        description="accuracy, log_loss, macro_f1 (classification); mae, rmse (regression).",
+    )
+    max_rows: int | None = Field(
+        None, description="Train and evaluate on the newest N label events, 50 to 1,000,000."
+    )
     register_anyway: bool = Field(False, description="Register the best even if it loses.")
     reason: str | None = Field(None, max_length=500)
-    key: str | None = Field(None, description="Idempotency key: the same key, the same job.")
+    key: str | None = Field(
+        None, max_length=200, description="Idempotency key: the same key, the same job."
+    )

@@ -118,3 +118,14 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def example_server(directory: Path, *, extra: str = "") -> ServerProcess:
+    """``onlearn serve`` on the example config (``examples/phishing.toml``), copied with its
+    store moved into ``directory`` and ``extra`` TOML added; launched, not waited for."""
+    db = directory / "onlearn.db"
+    config = directory / "phishing.toml"
+    text = (ROOT / "examples" / "phishing.toml").read_text()
+    assert 'url = "sqlite:///.data/onlearn.db"' in text
+    config.write_text(text.replace("sqlite:///.data/onlearn.db", f"sqlite:///{db}") + extra)
+    return ServerProcess(config, f"sqlite:///{db}").launch()

@@ -215,6 +215,7 @@ EXPECTED = {
     "POST /models/{name}/retrain": {A},
     "GET /jobs": {A},
     "GET /jobs/{job_id}": {A},
+    "POST /jobs/{job_id}/cancel": {A},
 }
 
 

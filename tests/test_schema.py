@@ -17,6 +17,8 @@ from onlearn.schema import (
     UnknownFields,
     infer_schema,
     infer_schema_from_csv,
+    infer_task,
+    infer_task_from_csv,
     schema_to_toml,
 )
 
@@ -842,3 +844,38 @@ def test_inferred_schema_validates_typed_rows(tmp_path):
         "note": "x",
     }
     assert schema.validate(row) == {**row, "height": 1.7, "empty": None}
+
+
+@pytest.mark.parametrize(
+    ("values", "task"),
+    [
+        (["spam", "ham"] * 10, "classification"),  # text
+        (["yes", "no", "Yes", ""] * 5, "classification"),  # booleans, some missing
+        (["0", "1", "1", "2"] * 5, "classification"),  # a few repeated numbers
+        (["0.0", "1.0"] * 10, "classification"),  # the same, written as decimals
+        ([str(i * 1.5) for i in range(20)], "regression"),  # every value distinct
+        ([str(1000 + 37 * i) for i in range(40)], "regression"),  # many whole numbers
+        ([f"{i / 7:.3f}" for i in range(200)] + ["NA"] * 3, "regression"),  # a measurement
+        ([str(i % 30) for i in range(300)], "regression"),  # more distinct than classes
+        ([], "classification"),  # nothing to judge by
+    ],
+)
+def test_infer_task_from_a_csv_target_column(tmp_path, values, task):
+    path = tmp_path / "data.csv"
+    path.write_text("x,target\n" + "".join(f"{i},{v}\n" for i, v in enumerate(values)))
+    assert infer_task_from_csv(path, "target")[0] == task
+    assert infer_task(values)[0] == task
+    with pytest.raises(ConfigError, match="'nope' is not in the header"):
+        infer_task_from_csv(path, "nope")
+
+
+def test_schema_to_toml_of_a_regression_model_with_a_note():
+    schema = Schema.from_config({"sqft": {"type": "integer"}})
+    snippet = schema_to_toml(schema, "houses", "price", task="regression", note="a\nreason")
+    assert snippet.splitlines()[:5] == [
+        "[models.houses]",
+        "# a reason",
+        'task = "regression"',
+        'target = "price"',
+        'pipeline = { name = "hoeffding_tree_regressor" }',
+    ]

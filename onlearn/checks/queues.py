@@ -788,3 +788,258 @@ def check_jobs_concurrent_claims_never_overlap(store: Store) -> None:
         for job_id in ids:
             job = jobs.get(job_id)
             assert job is not None and job.result == {"by": t} and job.attempts == 1
+
+
+# --- job queue: cancel, commit, release, permanent failure -------------------------------------
+
+
+def _refused_everything(jobs: JobQueue, job_id: str, worker: str, now: float) -> None:
+    """Every call of a worker on a job it no longer holds is refused."""
+    assert not jobs.heartbeat(job_id, worker, lease_s=10, now=now), "heartbeat refused"
+    assert jobs.commit(job_id, worker, now=now) is None, "commit refused"
+    assert jobs.complete(job_id, worker, {"late": True}, now=now) is None, "complete refused"
+    assert jobs.fail(job_id, worker, "late", now=now, retry_in=1) is None, "fail refused"
+    assert jobs.fail(job_id, worker, "late", now=now, retry_in=None) is None, "fail refused"
+    assert jobs.release(job_id, worker, now=now) is None, "release refused"
+
+
+@_job_check
+def check_jobs_cancel_a_queued_job(store: Store) -> None:
+    jobs = _jobs(store)
+    queued = jobs.enqueue(_job("j", run_after=T0 + 50))
+    jobs.enqueue(_job("other", T0 + 1))
+    cancelled = jobs.cancel("j", T0 + 1, reason="cancelled by admin")
+    assert cancelled == dataclasses.replace(
+        queued, state=JobState.CANCELLED, error="cancelled by admin", updated_at=T0 + 1
+    ), f"a queued job is cancelled at once, got {cancelled}"
+    assert cancelled is not None and cancelled.state is JobState.CANCELLED, "state is the enum"
+    assert jobs.get("j") == cancelled
+    again = jobs.cancel("j", T0 + 2, reason="again")
+    assert again == cancelled, "cancelling a cancelled job returns it unchanged"
+    got = jobs.claim("w", lease_s=10, now=T0 + 100)
+    assert got is not None and got.job_id == "other", "a cancelled job is never claimed"
+    assert jobs.complete("other", "w", {}, now=T0 + 100) is not None
+    assert jobs.claim("w", lease_s=10, now=T0 + 1000) is None
+    _refused_everything(jobs, "j", "w", T0 + 3)
+    assert jobs.get("j") == cancelled, "refused calls change nothing"
+    assert jobs.cancel("nope", T0, reason="x") is None, "an unknown job: None"
+    assert jobs.get("nope") is None, "and nothing is stored"
+    assert [j.job_id for j in jobs.list()] == ["other", "j"], "list shows cancelled jobs"
+
+
+@_job_check
+def check_jobs_cancel_a_running_job(store: Store) -> None:
+    jobs = _jobs(store)
+    jobs.enqueue(_job("j"))
+    running = jobs.claim("w", lease_s=10, now=T0)
+    assert running is not None
+    cancelled = jobs.cancel("j", T0 + 2, reason="stop")
+    assert cancelled == dataclasses.replace(
+        running,
+        state=JobState.CANCELLED,
+        error="stop",
+        lease_expires_at=None,
+        updated_at=T0 + 2,
+    ), f"a running job that committed nothing is cancelled at once, got {cancelled}"
+    assert jobs.get("j") == cancelled
+    # Its worker learns it at its next call: nothing it asks is granted.
+    _refused_everything(jobs, "j", "w", T0 + 3)
+    # Its lease would have run out at T0 + 10: a dead worker's job is reclaimed, a cancelled
+    # one never.
+    assert jobs.claim("w2", lease_s=10, now=T0 + 10) is None
+    assert jobs.claim("w2", lease_s=10, now=T0 + 10_000) is None
+    assert jobs.cancel("j", T0 + 20, reason="again") == cancelled
+    assert jobs.get("j") == cancelled
+
+
+@_job_check
+def check_jobs_cancel_leaves_committed_and_finished_jobs_alone(store: Store) -> None:
+    jobs = _jobs(store)
+    for job_id in ("committed", "done", "failed"):
+        jobs.enqueue(_job(job_id, max_attempts=1))
+    claimed = [jobs.claim(f"w-{n}", lease_s=10, now=T0) for n in range(3)]
+    assert [j.job_id if j else None for j in claimed] == ["committed", "done", "failed"]
+    committed = jobs.commit("committed", "w-0", now=T0 + 1)
+    done = jobs.complete("done", "w-1", {"version": "v2"}, now=T0 + 1)
+    failed = jobs.fail("failed", "w-2", "boom", now=T0 + 1, retry_in=5)
+    assert committed is not None and done is not None and failed is not None
+    assert failed.state is JobState.FAILED
+    for job in (committed, done, failed):
+        got = jobs.cancel(job.job_id, T0 + 2, reason="too late")
+        assert got == job, f"{job.job_id}: returned unchanged, got {got}"
+        assert jobs.get(job.job_id) == job, f"{job.job_id}: nothing written"
+    assert committed.state is JobState.RUNNING and committed.committed, "the caller can tell why"
+    # The committed job goes on: its worker still holds it and finishes it.
+    assert jobs.heartbeat("committed", "w-0", lease_s=10, now=T0 + 3)
+    finished = jobs.complete("committed", "w-0", {"version": "v3"}, now=T0 + 4)
+    assert finished is not None and finished.state is JobState.DONE and finished.committed
+    assert jobs.cancel("committed", T0 + 5, reason="x") == finished
+
+
+@_job_check
+def check_jobs_commit(store: Store) -> None:
+    jobs = _jobs(store)
+    jobs.enqueue(_job("j"))
+    assert jobs.commit("j", "w", now=T0) is None, "a queued job is held by nobody"
+    running = jobs.claim("w", lease_s=10, now=T0)
+    assert running is not None and not running.committed, "a claimed job has committed nothing"
+    assert jobs.commit("j", "other", now=T0 + 1) is None, "only the worker that holds it"
+    assert jobs.get("j") == running
+    committed = jobs.commit("j", "w", now=T0 + 1)
+    assert committed == dataclasses.replace(running, committed=True, updated_at=T0 + 1)
+    assert jobs.get("j") == committed, "committed is stored"
+    assert jobs.commit("j", "w", now=T0 + 2) == committed, "committing again changes nothing"
+    # Committed stays through a failed attempt and the next claim.
+    retry = jobs.fail("j", "w", "disk full", now=T0 + 3, retry_in=1)
+    assert retry is not None and retry.state is JobState.QUEUED and retry.committed
+    again = jobs.claim("w2", lease_s=10, now=T0 + 4)
+    assert again is not None and again.committed and again.worker == "w2"
+    done = jobs.complete("j", "w2", {}, now=T0 + 5)
+    assert done is not None and done.committed
+    assert jobs.commit("j", "w2", now=T0 + 6) is None, "a done job is not held"
+    assert jobs.commit("nope", "w", now=T0) is None
+
+
+@_job_check
+def check_jobs_cancel_then_commit_and_commit_then_cancel(store: Store) -> None:
+    jobs = _jobs(store)
+    jobs.enqueue(_job("a"))
+    jobs.enqueue(_job("b", T0 + 1))
+    assert jobs.claim("w", lease_s=10, now=T0) is not None
+    assert jobs.claim("w", lease_s=10, now=T0) is not None
+    cancelled = jobs.cancel("a", T0 + 1, reason="stop")
+    assert cancelled is not None and cancelled.state is JobState.CANCELLED
+    assert jobs.commit("a", "w", now=T0 + 2) is None, "after a cancel, commit is refused"
+    assert jobs.get("a") == cancelled and not cancelled.committed
+    committed = jobs.commit("b", "w", now=T0 + 1)
+    assert committed is not None and committed.committed
+    assert jobs.cancel("b", T0 + 2, reason="stop") == committed, "after a commit, no cancel"
+    assert jobs.get("b") == committed
+
+
+@_job_check
+def check_jobs_committed_survives_a_reclaim(store: Store) -> None:
+    jobs = _jobs(store)
+    jobs.enqueue(_job("j"))
+    jobs.claim("w1", lease_s=10, now=T0)
+    assert jobs.commit("j", "w1", now=T0 + 1) is not None
+    # w1 dies after it started writing; w2 reclaims the job once the lease has run out.
+    reclaimed = jobs.claim("w2", lease_s=10, now=T0 + 11)
+    assert reclaimed is not None and reclaimed.job_id == "j"
+    assert (reclaimed.worker, reclaimed.attempts, reclaimed.committed) == ("w2", 2, True), (
+        f"a reclaimed job keeps committed, got {reclaimed}"
+    )
+    assert jobs.get("j") == reclaimed
+    assert jobs.cancel("j", T0 + 12, reason="stop") == reclaimed, "and still cannot be cancelled"
+    assert jobs.commit("j", "w1", now=T0 + 12) is None, "the dead worker holds nothing"
+    assert jobs.commit("j", "w2", now=T0 + 12) == reclaimed
+    done = jobs.complete("j", "w2", {"version": "v2"}, now=T0 + 13)
+    assert done is not None and done.state is JobState.DONE and done.committed
+
+
+@_job_check
+def check_jobs_release_gives_the_job_back_without_counting_an_attempt(store: Store) -> None:
+    jobs = _jobs(store)
+    jobs.enqueue(_job("j", max_attempts=2))
+    assert jobs.release("j", "w", now=T0) is None, "a queued job is held by nobody"
+    first = jobs.claim("w", lease_s=10, now=T0)
+    assert first is not None and first.attempts == 1
+    assert jobs.release("j", "other", now=T0 + 1) is None, "only the worker that holds it"
+    assert jobs.get("j") == first
+    released = jobs.release("j", "w", now=T0 + 5)
+    assert released == dataclasses.replace(
+        first,
+        state=JobState.QUEUED,
+        run_after=T0 + 5,
+        attempts=0,
+        worker=None,
+        lease_expires_at=None,
+        updated_at=T0 + 5,
+    ), f"queued again at once, the attempt not counted, got {released}"
+    assert jobs.get("j") == released
+    assert not jobs.heartbeat("j", "w", lease_s=10, now=T0 + 5), "w gave it back"
+    assert jobs.release("j", "w", now=T0 + 5) is None, "releasing twice: not held any more"
+    # Shut down three times with max_attempts=2: never FAILED, attempts never grow.
+    for n in range(3):
+        now = T0 + 10 + n
+        got = jobs.claim(f"w{n}", lease_s=10, now=now)
+        assert got is not None and got.job_id == "j" and got.attempts == 1, f"round {n}: {got}"
+        if n == 1:
+            assert jobs.commit("j", f"w{n}", now=now) is not None
+        back = jobs.release("j", f"w{n}", now=now)
+        assert back is not None and back.state is JobState.QUEUED and back.attempts == 0
+        assert back.committed is (n >= 1), f"round {n}: release keeps committed"
+    last = jobs.claim("w", lease_s=10, now=T0 + 20)
+    assert last is not None and last.attempts == 1 and last.committed
+    assert jobs.cancel("j", T0 + 21, reason="x") == last, "a released committed job stays so"
+    assert jobs.release("nope", "w", now=T0) is None
+
+
+@_job_check
+def check_jobs_fail_without_retry_fails_at_once(store: Store) -> None:
+    jobs = _jobs(store)
+    jobs.enqueue(_job("j", max_attempts=3))
+    running = jobs.claim("w", lease_s=10, now=T0)
+    assert running is not None and running.attempts == 1
+    assert jobs.fail("j", "other", "bad config", now=T0 + 1, retry_in=None) is None
+    failed = jobs.fail("j", "w", "ConfigError: no metric 'x'", now=T0 + 1, retry_in=None)
+    assert failed == dataclasses.replace(
+        running,
+        state=JobState.FAILED,
+        error="ConfigError: no metric 'x'",
+        lease_expires_at=None,
+        updated_at=T0 + 1,
+    ), f"an error that cannot go away fails the job on attempt 1 of 3, got {failed}"
+    assert jobs.get("j") == failed
+    assert jobs.claim("w", lease_s=10, now=T0 + 10_000) is None, "and it is never retried"
+    assert jobs.cancel("j", T0 + 2, reason="x") == failed
+
+
+@_job_check
+def check_jobs_concurrent_cancel_and_commit_never_both_win(store: Store) -> None:
+    jobs = _jobs(store)
+    total = 50
+    for n in range(total):
+        jobs.enqueue(_job(f"j{n:02d}", T0 + n))
+    for _ in range(total):
+        assert jobs.claim("w", lease_s=600, now=T0 + 100) is not None
+    cancels: list[Job | None] = [None] * total
+    commits: list[Job | None] = [None] * total
+    errors: list[BaseException] = []
+    # Both threads wait at the barrier before each job, so the two calls on a job start
+    # together and race: the worst case for a backend that reads, then writes. The threads
+    # swap roles from one job to the next, so that neither call always goes first (whichever
+    # thread the barrier wakes first would otherwise win every race).
+    start = threading.Barrier(2)
+
+    def racer(t: int) -> None:
+        try:
+            for n in range(total):
+                start.wait()
+                if (n + t) % 2:
+                    cancels[n] = jobs.cancel(f"j{n:02d}", T0 + 101, reason="race")
+                else:
+                    commits[n] = jobs.commit(f"j{n:02d}", "w", now=T0 + 101)
+        except BaseException as exc:  # surfaced in the calling thread below
+            start.abort()
+            errors.append(exc)
+
+    threads = [threading.Thread(target=racer, args=(t,)) for t in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, f"concurrent cancel and commit failed: {errors[0]!r}"
+    for n in range(total):
+        job_id, cancel, commit = f"j{n:02d}", cancels[n], commits[n]
+        stored = jobs.get(job_id)
+        assert stored is not None and cancel is not None, job_id
+        if commit is None:
+            # The cancel won: cancelled, and the worker was told not to write.
+            assert cancel.state is JobState.CANCELLED and not cancel.committed, (job_id, cancel)
+            assert stored == cancel, (job_id, stored)
+        else:
+            # The commit won: the cancel saw a committed job and changed nothing.
+            assert commit.committed and commit.state is JobState.RUNNING, (job_id, commit)
+            assert cancel == commit == stored, f"{job_id}: both won: {cancel} / {commit}"
+        assert not (stored.state is JobState.CANCELLED and stored.committed), job_id

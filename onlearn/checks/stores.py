@@ -637,6 +637,74 @@ def check_registry_concurrent_create_version_with_one_key(store: Store) -> None:
         assert len({got[t][r] for t in range(threads_n)}) == 1, f"key r{r} named two versions"
 
 
+@_check
+def check_registry_spec_signature_round_trips(store: Store) -> None:
+    reg = store.registry
+    spec = {"pipeline": "logistic", "params": {"l2": 0.1 + 0.2, "classes": [True, "b", 3]}}
+    plain = reg.create_version("m", spec, {"by": "test"}, at=10.0)
+    assert plain.spec_signature is None, "no signature given: None"
+    signed = reg.create_version("m", spec, {}, at=11.0, spec_signature="hmac-sha256:0a1b")
+    assert signed.spec_signature == "hmac-sha256:0a1b", f"stored as given, got {signed}"
+    odd = 'é "quoted" {json} \' -- ; \x00?'  # the store keeps any string, byte for byte
+    other = reg.create_version("m", {"pipeline": "tree"}, {}, at=12.0, spec_signature=odd)
+    assert reg.get_version("m", "v1") == plain
+    assert reg.get_version("m", "v2") == signed
+    back = reg.get_version("m", "v3")
+    assert back == other and back is not None and back.spec_signature == odd
+    assert reg.list_versions("m") == [plain, signed, other]
+    assert signed.spec == spec, "the spec is stored as given, floats exact"
+
+
+@_check
+def check_registry_set_spec_signature(store: Store) -> None:
+    reg = store.registry
+    spec = {"pipeline": "forest", "params": {"n_models": 10, "lambda": 6.000000000000001}}
+    meta = {"trained_on": [0, 100], "score": 0.1 + 0.7}
+    v1 = reg.create_version("m", spec, meta, at=10.0)
+    v2 = reg.create_version("m", {"pipeline": "tree"}, {}, at=11.0, spec_signature="old")
+    n1 = reg.create_version("n", {"pipeline": "x"}, {}, at=12.0)
+    signed = reg.set_spec_signature("m", "v1", "sig-1")
+    assert signed == dataclasses.replace(v1, spec_signature="sig-1"), (
+        f"only the signature changes (spec, meta, created_at stay), got {signed}"
+    )
+    assert reg.get_version("m", "v1") == signed
+    back = reg.get_version("m", "v1")
+    assert back is not None and (back.spec, back.meta) == (spec, meta), "spec and meta exact"
+    replaced = reg.set_spec_signature("m", "v2", "new")
+    assert replaced == dataclasses.replace(v2, spec_signature="new"), "a signature is replaced"
+    assert reg.list_versions("m") == [signed, replaced]
+    assert reg.get_version("n", "v1") == n1, "other models are left alone"
+    for model, version in (("m", "v3"), ("m", "v0"), ("m", "latest"), ("m", ""), ("zz", "v1")):
+        got = reg.set_spec_signature(model, version, "sig")
+        assert got is None, f"{model}/{version!r} is no version: None, got {got}"
+        assert reg.get_version(model, version) is None, "and nothing is created"
+    assert reg.list_versions("zz") == []
+    assert [v.version for v in reg.list_versions("m")] == ["v1", "v2"]
+    # A version signed later is still the same version for its key and its roles.
+    reg.set_role("m", "champion", "v1", actor="a", reason="r", at=13.0)
+    assert reg.roles("m") == {"champion": "v1"}
+
+
+@_check
+def check_registry_create_version_with_a_known_key_keeps_the_stored_signature(
+    store: Store,
+) -> None:
+    reg = store.registry
+    first = reg.create_version("m", {"p": 1}, {}, at=10.0, key="job-1", spec_signature="first")
+    again = reg.create_version("m", {"p": 2}, {}, at=11.0, key="job-1", spec_signature="second")
+    assert again == first and again.spec_signature == "first", "the first signature is kept"
+    unsigned = reg.create_version("m", {"p": 3}, {}, at=12.0, key="job-2")
+    assert reg.create_version("m", {}, {}, at=13.0, key="job-2", spec_signature="late") == (
+        unsigned
+    ), "a key registered without a signature gets none from a retry"
+    resigned = reg.set_spec_signature("m", "v1", "re-signed")
+    assert resigned is not None
+    assert reg.create_version("m", {}, {}, at=14.0, key="job-1") == resigned, (
+        "a known key returns the version as it is now, signature included"
+    )
+    assert [v.spec_signature for v in reg.list_versions("m")] == ["re-signed", None]
+
+
 def _control(changes: Mapping[str, str | None], key: str | None = None, **extra: Any) -> Event:
     """A promotion's control event; its payload says what changed, so the log can be folded."""
     return Event(

@@ -6,7 +6,10 @@ same way, whatever it watches:
 
 - ``update(correct)`` with whether the prediction was right;
 - or ``update_pair(y_true, y_pred)``, which works for all of them, including ``lfr`` (Linear
-  Four Rates, :mod:`onlearn.drift.lfr`), which watches the confusion matrix and so needs both.
+  Four Rates, :mod:`onlearn.drift.lfr`), which watches the confusion matrix and so needs both;
+- or, for a regressor, ``update_error(error)`` with its absolute error: only the detectors that
+  watch any number (``REAL_VALUED``: ADWIN, KSWIN, Page-Hinkley) take it; the others model a
+  stream of right and wrong answers.
 
 Each wrapper feeds its detector what it expects: the error (``1 - correct``) for ADWIN, DDM,
 EDDM, HDDM_A, HDDM_W, KSWIN and Page-Hinkley, which all look for an increase of their input;
@@ -55,7 +58,7 @@ from typing import Any
 from onlearn.drift.lfr import LinearFourRates
 from onlearn.errors import ConfigError
 
-__all__ = ["DETECTORS", "ConceptDriftDetector", "detector_from_config"]
+__all__ = ["DETECTORS", "REAL_VALUED", "ConceptDriftDetector", "detector_from_config"]
 
 
 def _probability(v: Any) -> str | None:
@@ -164,6 +167,10 @@ def _class(name: str) -> type:
 
 
 DETECTORS = tuple(_CLASSES)
+# Detectors of a change in the mean (ADWIN, Page-Hinkley) or the distribution (KSWIN) of any
+# numbers, so of a regressor's absolute errors too; Page-Hinkley's delta and threshold are then
+# in the label's units. The others assume 0/1 inputs (their bounds are binomial).
+REAL_VALUED = ("adwin", "kswin", "page_hinkley")
 _ALIASES = {
     "hddma": "hddm_a",
     "hddmw": "hddm_w",
@@ -216,6 +223,18 @@ class ConceptDriftDetector:
         else:
             detector.update(1 if y_true == y_pred else 0)
         if detector.drift_detected:
+            self._n_detections += 1
+
+    def update_error(self, error: float) -> None:
+        """One absolute error of a regressor (a detector of ``REAL_VALUED`` only)."""
+        if self.name not in REAL_VALUED:
+            raise TypeError(
+                f"{self.name} watches right and wrong answers; a regressor's errors are numbers: "
+                f"use one of {', '.join(REAL_VALUED)}"
+            )
+        self._n += 1
+        self.detector.update(error)
+        if self.detector.drift_detected:
             self._n_detections += 1
 
     @property

@@ -1,7 +1,7 @@
 """Model pipelines: specs, the catalog of river pipelines, batch predictions, signed artifacts,
 scikit-learn adapters."""
 
-from onlearn.models.artifacts import dump_signed, load_signed
+from onlearn.models.artifacts import check_spec_signature, dump_signed, load_signed, sign_spec
 from onlearn.models.batch import predict_batch, predict_proba_batch
 from onlearn.models.binary import BinaryClassifier
 from onlearn.models.catalog import (
@@ -29,9 +29,11 @@ __all__ = [
     "SubsetRegressor",
     "build_pipeline",
     "catalog_names",
+    "check_spec_signature",
     "dump_signed",
     "load_signed",
     "predict_batch",
     "predict_proba_batch",
+    "sign_spec",
     "sklearn_from_spec",
 ]

@@ -18,12 +18,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import pickle
+from collections.abc import Mapping
 from typing import Any
 
 from onlearn.errors import ArtifactRejected, ConfigError
 
-__all__ = ["FORMAT_TAG", "FORMAT_VERSION", "dump_signed", "load_signed"]
+__all__ = [
+    "FORMAT_TAG",
+    "FORMAT_VERSION",
+    "check_spec_signature",
+    "dump_signed",
+    "load_signed",
+    "sign_spec",
+]
 
 FORMAT_TAG = b"onlearn-artifact"
 FORMAT_VERSION = 1
@@ -101,3 +110,59 @@ def load_signed(blob: bytes, secret: bytes) -> Any:
             "not loaded"
         )
     return pickle.loads(payload)
+
+
+# ---------------------------------------------------------------------------------------------
+# version specs
+
+_SPEC_TAG = b"onlearn-spec-v1\0"
+
+
+def _canonical(model: str, spec: Mapping[str, Any]) -> bytes:
+    # The model is signed with the spec: a spec moved from one model to another is refused.
+    text = json.dumps(
+        {"model": model, "spec": spec}, sort_keys=True, separators=(",", ":"), allow_nan=False
+    )
+    return _SPEC_TAG + text.encode()
+
+
+def sign_spec(model: str, spec: Mapping[str, Any], secret: bytes) -> str:
+    """The signature of a version's spec (hex HMAC-SHA256 of its canonical JSON and the model).
+
+    A spec names the code a version is built with (a catalog pipeline, or a factory from the
+    operator's config). Kept in the store, it could be edited there by anyone who can write to the
+    store (a Redis shared by many machines): signed like snapshots, an edited spec is refused
+    before anything it names is imported.
+
+    >>> sig = sign_spec("m", {"pipeline": {"name": "hoeffding_tree"}}, b"secret")
+    >>> check_spec_signature("m", "v1", {"pipeline": {"name": "hoeffding_tree"}}, sig, b"secret")
+    >>> check_spec_signature("m", "v1", {"pipeline": {"factory": "os:system"}}, sig, b"secret")
+    Traceback (most recent call last):
+    ...
+    onlearn.errors.ArtifactRejected: the spec of m v1 does not match its signature: it was edited in the store, or signed with another secret; refused (nothing it names was imported). Restore the store from a backup, or set the secret it was signed with
+    """
+    _check_secret(secret)
+    # The store gives specs back as JSON: sign that form, so that a tuple and a list agree.
+    spec = json.loads(json.dumps(dict(spec), allow_nan=False))
+    return hmac.new(secret, _canonical(model, spec), hashlib.sha256).hexdigest()
+
+
+def check_spec_signature(
+    model: str, version: str, spec: Mapping[str, Any], signature: str | None, secret: bytes
+) -> None:
+    """Raise :class:`~onlearn.errors.ArtifactRejected`, naming the version and the fix, unless
+    ``signature`` is ``spec``'s (see :func:`sign_spec`)."""
+    if not signature:
+        raise ArtifactRejected(
+            f"the spec of {model} {version} is not signed (a store made by an earlier onlearn, or "
+            "a version written into the store by hand); refused (nothing it names was imported). "
+            "Check the specs and sign them: `onlearn store sign-specs --config FILE --store URL`"
+        )
+    if not isinstance(signature, str) or not hmac.compare_digest(
+        signature.encode(), sign_spec(model, spec, secret).encode()
+    ):
+        raise ArtifactRejected(
+            f"the spec of {model} {version} does not match its signature: it was edited in the "
+            "store, or signed with another secret; refused (nothing it names was imported). "
+            "Restore the store from a backup, or set the secret it was signed with"
+        )

@@ -6,6 +6,7 @@ Every backend passes the same contract checks (``onlearn.checks.stores``). Only 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -34,6 +35,7 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "open_store",
+    "serve_lock",
 ]
 
 
@@ -107,12 +109,27 @@ class Registry(Protocol):
     """Versions of each model, the roles they play, and snapshots of their learned state."""
 
     def create_version(
-        self, model: str, spec: dict, meta: dict, at: float, key: str | None = None
+        self,
+        model: str,
+        spec: dict,
+        meta: dict,
+        at: float,
+        key: str | None = None,
+        *,
+        spec_signature: str | None = None,
     ) -> VersionInfo:
-        """Register the next version (``v1``, ``v2``, ...) of ``model``.
+        """Register the next version (``v1``, ``v2``, ...) of ``model``, with the signature of
+        its spec (kept as given: the core computes and checks it, the store never does).
 
         With ``key``, a version registered before under the same key (for the same model) is
-        returned instead of a new one: a retried job registers its version once."""
+        returned instead of a new one, as stored (its spec, meta and signature, not the ones
+        given): a retried job registers its version once."""
+        ...
+
+    def set_spec_signature(self, model: str, version: str, signature: str) -> VersionInfo | None:
+        """Set (or replace) the spec signature of an existing version and return the version;
+        its spec and meta stay as they are. None for an unknown model or version (nothing is
+        written). How specs stored without a signature (by an earlier onlearn) get one."""
         ...
 
     def get_version(self, model: str, version: str) -> VersionInfo | None: ...
@@ -295,7 +312,16 @@ class LabelQueue(Protocol):
 
 @runtime_checkable
 class JobQueue(Protocol):
-    """Work for the training worker: idempotent enqueue, leases, retries with back-off."""
+    """Work for the training worker: idempotent enqueue, leases, retries with back-off,
+    cancellation.
+
+    A job's life: QUEUED -> (claim) RUNNING -> DONE, or back to QUEUED (a failed attempt with
+    retries left, a release), or FAILED; QUEUED or RUNNING -> CANCELLED until the worker
+    ``commit``s (starts writing the job's effects). "``worker`` holds the job" means the job is
+    RUNNING with that worker, even if its lease ran out, as long as nobody reclaimed it. Every
+    call that changes a job is atomic against every other (claim, cancel, commit, complete,
+    fail, release, heartbeat), across threads and processes.
+    """
 
     def enqueue(self, job: Job) -> Job:
         """Store ``job``; when a job with the same ``key`` exists, return that one instead."""
@@ -305,24 +331,54 @@ class JobQueue(Protocol):
         self, worker: str, *, lease_s: float, now: float, kinds: Sequence[str] | None = None
     ) -> Job | None:
         """Lease the oldest runnable job (queued with ``run_after <= now``, or running with an
-        expired lease, which a dead worker left) to ``worker``: RUNNING, ``attempts + 1``."""
+        expired lease, which a dead worker left) to ``worker``: RUNNING, ``attempts + 1``.
+        A reclaimed job keeps ``committed``. Cancelled, done and failed jobs are never claimed."""
         ...
 
     def heartbeat(self, job_id: str, worker: str, *, lease_s: float, now: float) -> bool:
-        """Extend the lease; False when ``worker`` no longer holds the job."""
+        """Extend the lease; False when ``worker`` no longer holds the job (cancelled, done,
+        failed, released, or reclaimed by another worker)."""
         ...
 
     def complete(self, job_id: str, worker: str, result: dict, now: float) -> Job | None:
-        """Mark DONE with ``result`` when ``worker`` holds the job; a job already done is
-        returned unchanged (finishing twice has the effect of finishing once); None when
-        ``worker`` lost the lease to another."""
+        """Mark DONE with ``result`` when ``worker`` holds the job (committed or not); a job
+        already done is returned unchanged (finishing twice has the effect of finishing once);
+        None when ``worker`` lost the lease to another, or the job was cancelled."""
         ...
 
     def fail(
-        self, job_id: str, worker: str, error: str, now: float, *, retry_in: float
+        self, job_id: str, worker: str, error: str, now: float, *, retry_in: float | None
     ) -> Job | None:
         """Record a failed attempt: back to QUEUED with ``run_after = now + retry_in``, or
-        FAILED once ``attempts >= max_attempts``. None when ``worker`` does not hold the job."""
+        FAILED once ``attempts >= max_attempts``. ``retry_in=None``: the error cannot go away
+        (a bad configuration), FAILED at once whatever attempts are left. None when ``worker``
+        does not hold the job."""
+        ...
+
+    def cancel(self, job_id: str, now: float, *, reason: str) -> Job | None:
+        """Cancel a job that has not committed anything, and return it.
+
+        A QUEUED job, or a RUNNING one that is not ``committed``, becomes CANCELLED at once:
+        ``error = reason``, no lease, ``updated_at = now``; it is never claimed again and its
+        worker's next heartbeat, commit, complete, fail or release is refused. A CANCELLED job
+        is returned unchanged (cancelling twice is cancelling once). A DONE or FAILED job, or a
+        RUNNING ``committed`` one, is returned unchanged and nothing is written: the caller
+        reads ``state`` and ``committed`` to say why it could not be cancelled. None for an
+        unknown job. Atomic with ``commit``: a job ends cancelled or committed, never both."""
+        ...
+
+    def commit(self, job_id: str, worker: str, now: float) -> Job | None:
+        """Mark that ``worker`` starts writing the job's effects, so that it can no longer be
+        cancelled: when ``worker`` holds the job, set ``committed`` (and ``updated_at = now``
+        the first time; committing again changes nothing) and return the job. None otherwise:
+        cancelled (the worker must write nothing), lease lost to another worker, done, failed,
+        unknown. Call it right before the first effect is written, never after."""
+        ...
+
+    def release(self, job_id: str, worker: str, now: float) -> Job | None:
+        """Give back a job unfinished (the worker is shutting down): when ``worker`` holds it,
+        QUEUED again with ``run_after = now``, ``attempts - 1`` (a shutdown is not a failed
+        attempt), no lease and no worker, ``committed`` kept; return it. None otherwise."""
         ...
 
     def get(self, job_id: str) -> Job | None: ...
@@ -394,3 +450,17 @@ def open_store(url: str) -> Store:
     raise ValueError(
         f"store URL {url!r} is not supported: use memory:// or sqlite:///path/to/onlearn.db"
     )
+
+
+def serve_lock(url: str, *, serving: str | None = None) -> contextlib.AbstractContextManager:
+    """What ``onlearn serve`` holds for its life so that a second one on the same store refuses
+    to start (:class:`~onlearn.store.sqlite_lock.StoreInUse`, naming the holder's pid).
+
+    Only a SQLite file has one: a ``memory://`` store lives in one process, and many servers on
+    one Redis are the way to scale out. ``serving`` (its address) goes into the message.
+    """
+    if url.startswith("sqlite:"):
+        from onlearn.store.sqlite_lock import hold_serve_lock
+
+        return hold_serve_lock(url, serving=serving)
+    return contextlib.nullcontext()

@@ -230,6 +230,7 @@ def job_to_dict(job: Job) -> dict[str, Any]:
         "updated_at": job.updated_at,
         "result": job.result,
         "error": job.error,
+        "committed": job.committed,
     }
 
 
@@ -250,6 +251,7 @@ def job_from_dict(data: Mapping[str, Any]) -> Job:
         updated_at=_optional_float(data.get("updated_at")),
         result=data.get("result"),
         error=data.get("error"),
+        committed=bool(data.get("committed", False)),  # absent: written by an earlier onlearn
     )
 
 

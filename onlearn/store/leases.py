@@ -21,6 +21,7 @@ from onlearn.records import Job, JobState, QueueItem, QueueState
 
 __all__ = [
     "FINISHED_STATES",
+    "cancellable",
     "check_canary_share",
     "check_job",
     "check_priority",
@@ -68,6 +69,19 @@ def claim_verdict(item: QueueItem, claim_id: str | None) -> str | None:
     if claim_id is None or claim_id == item.claim_id:
         return None
     return "conflict"
+
+
+def cancellable(job: Job) -> bool:
+    """Whether ``cancel`` cancels ``job``: queued, or running before its worker committed any
+    effect. A cancelled job is not (cancelling again returns it unchanged), nor a finished one.
+
+    >>> running = dict(kind="refit", model="m", params={}, created_at=0.0, state=JobState.RUNNING)
+    >>> cancellable(Job("a", **running)), cancellable(Job("b", committed=True, **running))
+    (True, False)
+    """
+    if job.state is JobState.QUEUED:
+        return True
+    return job.state is JobState.RUNNING and not job.committed
 
 
 def reclaim_error(job: Job) -> str:

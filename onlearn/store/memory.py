@@ -46,6 +46,7 @@ from onlearn.store.base import (
 from onlearn.store.codec import decode_document, encode_document
 from onlearn.store.leases import (
     FINISHED_STATES,
+    cancellable,
     check_canary_share,
     check_job,
     check_priority,
@@ -260,7 +261,9 @@ class MemoryRegistry:
         self._log = log if log is not None else MemoryEventLog()
         self._lock = self._log._lock
         self._versions: dict[str, list[VersionInfo]] = {}
-        self._version_keys: dict[str, dict[str, VersionInfo]] = {}
+        # key -> version number: the number, not the info, so that a key finds the version as
+        # it is now (set_spec_signature replaces the info).
+        self._version_keys: dict[str, dict[str, int]] = {}
         self._roles: dict[str, dict[str, str]] = {}
         self._state: dict[str, tuple[float, int]] = {}  # model -> (canary_share, seq)
         self._history: dict[str, list[dict]] = {}
@@ -270,17 +273,35 @@ class MemoryRegistry:
         self._documents: dict[tuple[str, str], str] = {}
 
     def create_version(
-        self, model: str, spec: dict, meta: dict, at: float, key: str | None = None
+        self,
+        model: str,
+        spec: dict,
+        meta: dict,
+        at: float,
+        key: str | None = None,
+        *,
+        spec_signature: str | None = None,
     ) -> VersionInfo:
         with self._lock:
             keyed = self._version_keys.setdefault(model, {})
-            if key is not None and key in keyed:
-                return keyed[key]
             versions = self._versions.setdefault(model, [])
-            info = VersionInfo(model, f"v{len(versions) + 1}", at, dict(spec), dict(meta))
+            if key is not None and key in keyed:
+                return versions[keyed[key] - 1]
+            info = VersionInfo(
+                model, f"v{len(versions) + 1}", at, dict(spec), dict(meta), spec_signature
+            )
             versions.append(info)
             if key is not None:
-                keyed[key] = info
+                keyed[key] = len(versions)
+            return info
+
+    def set_spec_signature(self, model: str, version: str, signature: str) -> VersionInfo | None:
+        with self._lock:
+            info = self._get_locked(model, version)
+            if info is None:
+                return None
+            info = dataclasses.replace(info, spec_signature=signature)
+            self._versions[model][int(version[1:]) - 1] = info
             return info
 
     def _get_locked(self, model: str, version: str) -> VersionInfo | None:
@@ -760,18 +781,54 @@ class MemoryJobQueue:
             return job
 
     def fail(
-        self, job_id: str, worker: str, error: str, now: float, *, retry_in: float
+        self, job_id: str, worker: str, error: str, now: float, *, retry_in: float | None
     ) -> Job | None:
         with self._lock:
             job = self._held(job_id, worker)
             if job is None:
                 return None
-            if job.attempts >= job.max_attempts:
+            if retry_in is None or job.attempts >= job.max_attempts:
                 job = dataclasses.replace(job, state=JobState.FAILED)
             else:
                 job = dataclasses.replace(job, state=JobState.QUEUED, run_after=now + retry_in)
             job = self._jobs[job_id] = dataclasses.replace(
                 job, error=error, lease_expires_at=None, updated_at=now
+            )
+            return job
+
+    def cancel(self, job_id: str, now: float, *, reason: str) -> Job | None:
+        # Under the queue's lock, like commit: a commit cannot land between reading
+        # ``committed`` here and writing CANCELLED, so no job ends both cancelled and committed.
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or not cancellable(job):
+                return job
+            job = self._jobs[job_id] = dataclasses.replace(
+                job, state=JobState.CANCELLED, error=reason, lease_expires_at=None, updated_at=now
+            )
+            return job
+
+    def commit(self, job_id: str, worker: str, now: float) -> Job | None:
+        with self._lock:
+            job = self._held(job_id, worker)
+            if job is None or job.committed:
+                return job
+            job = self._jobs[job_id] = dataclasses.replace(job, committed=True, updated_at=now)
+            return job
+
+    def release(self, job_id: str, worker: str, now: float) -> Job | None:
+        with self._lock:
+            job = self._held(job_id, worker)
+            if job is None:
+                return None
+            job = self._jobs[job_id] = dataclasses.replace(
+                job,
+                state=JobState.QUEUED,
+                run_after=now,
+                attempts=max(job.attempts - 1, 0),
+                worker=None,
+                lease_expires_at=None,
+                updated_at=now,
             )
             return job
 

@@ -515,6 +515,9 @@ class _Connection:
         self.job_heartbeat = client.register_script(_JOB_HEARTBEAT)
         self.job_complete = client.register_script(_JOB_COMPLETE)
         self.job_fail = client.register_script(_JOB_FAIL)
+        self.job_cancel = client.register_script(_JOB_CANCEL)
+        self.job_commit = client.register_script(_JOB_COMMIT)
+        self.job_release = client.register_script(_JOB_RELEASE)
 
     def check_open(self) -> None:
         if self.closed:
@@ -763,9 +766,18 @@ class RedisRegistry:
 
     @_guarded("create version")
     def create_version(
-        self, model: str, spec: dict, meta: dict, at: float, key: str | None = None
+        self,
+        model: str,
+        spec: dict,
+        meta: dict,
+        at: float,
+        key: str | None = None,
+        *,
+        spec_signature: str | None = None,
     ) -> VersionInfo:
-        text = dumps({"created_at": at, "spec": spec, "meta": meta})
+        text = dumps(
+            {"created_at": at, "spec": spec, "meta": meta, "spec_signature": spec_signature}
+        )
         k = self._conn.keys
         found = self._conn.create_version(
             keys=[k.versions_last(model), k.versions(model), k.versions_keys(model)],
@@ -778,7 +790,42 @@ class RedisRegistry:
     def _info(model: str, number: int, text: bytes | str) -> VersionInfo:
         data = loads(text)
         created_at = float(data["created_at"])
-        return VersionInfo(model, f"v{number}", created_at, data["spec"], data["meta"])
+        return VersionInfo(
+            model,
+            f"v{number}",
+            created_at,
+            data["spec"],
+            data["meta"],
+            data.get("spec_signature"),  # absent in a version stored by an earlier onlearn
+        )
+
+    @_guarded("set spec signature", idempotent=True)
+    def set_spec_signature(self, model: str, version: str, signature: str) -> VersionInfo | None:
+        match = _VERSION_NAME.fullmatch(version)
+        if match is None:
+            return None
+        number = int(match.group(1))
+        key = self._conn.keys.versions(model)
+        # WATCH, then MULTI/EXEC: the JSON is read, changed in Python and written back. Python,
+        # not a script, because cjson would re-encode the spec's floats with 14 digits (the
+        # spec would no longer be the one signed). The race this prevents: another write of
+        # the versions hash between the read and the write (a concurrent set_spec_signature,
+        # a restore) being overwritten by this call's stale copy; EXEC fails and we read again.
+        with self._conn.client.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    text = pipe.hget(key, str(number))
+                    if text is None:
+                        return None
+                    data = loads(text)
+                    data["spec_signature"] = signature
+                    pipe.multi()
+                    pipe.hset(key, str(number), dumps(data))
+                    pipe.execute()
+                    return self._info(model, number, dumps(data))
+                except rx.WatchError:
+                    continue
 
     @_guarded("get version", idempotent=True)
     def get_version(self, model: str, version: str) -> VersionInfo | None:
@@ -1688,14 +1735,15 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return redis.call('HGETALL', KEYS[1])
 """
 
-# KEYS: job, active. ARGV: job id, worker, error, now, run_after. Returns the job's hash, or nil
-# when the worker does not hold it. The same step as complete, for the same reasons.
+# KEYS: job, active. ARGV: job id, worker, error, now, run_after ("" when the error cannot go
+# away: FAILED at once). Returns the job's hash, or nil when the worker does not hold it. The
+# same step as complete, for the same reasons.
 _JOB_FAIL = """
 local job = redis.call('HMGET', KEYS[1], 'state', 'worker', 'attempts', 'max_attempts')
 if job[1] ~= 'running' or job[2] ~= ARGV[2] then
   return false
 end
-if tonumber(job[3]) >= tonumber(job[4]) then
+if ARGV[5] == '' or tonumber(job[3]) >= tonumber(job[4]) then
   redis.call('HSET', KEYS[1], 'state', 'failed')
   redis.call('ZREM', KEYS[2], ARGV[1])
 else
@@ -1703,6 +1751,59 @@ else
 end
 redis.call('HSET', KEYS[1], 'error', ARGV[3], 'updated_at', ARGV[4])
 redis.call('HDEL', KEYS[1], 'lease_expires_at')
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: job, active. ARGV: job id, reason, now. Returns the job's hash (cancelled, or unchanged
+# when it cannot be cancelled), or nil for an unknown job. A ``committed`` field other than
+# '1' (absent in jobs of an earlier onlearn) is not committed: leases.cancellable, rule for rule.
+#
+# Race prevented: a worker's commit (or claim, complete, fail, release) landing between reading
+# the job's state and ``committed`` and writing 'cancelled': the job would end cancelled while
+# its worker writes a version, or be leased again after it was cancelled. In one script, and
+# with commit a script too, every job ends cancelled or committed, never both. Leaving the
+# active set here is what keeps a cancelled job from ever being claimed again.
+_JOB_CANCEL = """
+local job = redis.call('HMGET', KEYS[1], 'state', 'committed')
+if not job[1] then
+  return false
+end
+if job[1] == 'queued' or (job[1] == 'running' and job[2] ~= '1') then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'error', ARGV[2], 'updated_at', ARGV[3])
+  redis.call('HDEL', KEYS[1], 'lease_expires_at')
+  redis.call('ZREM', KEYS[2], ARGV[1])
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: job. ARGV: worker, now. Returns the job's hash, or nil when the worker does not hold it
+# (cancelled, reclaimed by another worker, finished). The other half of cancel's race: the check
+# that the worker still holds the (uncancelled) job and the flag that stops cancel are one step.
+# Committing again writes nothing.
+_JOB_COMMIT = """
+local job = redis.call('HMGET', KEYS[1], 'state', 'worker', 'committed')
+if job[1] ~= 'running' or job[2] ~= ARGV[1] then
+  return false
+end
+if job[3] ~= '1' then
+  redis.call('HSET', KEYS[1], 'committed', '1', 'updated_at', ARGV[2])
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: job. ARGV: worker, now. Returns the job's hash, or nil when the worker does not hold it.
+# The job stays in the active set (queued and running jobs both are). Race prevented: a worker
+# whose lease ran out and whose job another worker reclaimed giving that job back (the check
+# and the write are one step), and a release undoing a cancel that landed just before it.
+_JOB_RELEASE = """
+local job = redis.call('HMGET', KEYS[1], 'state', 'worker', 'attempts')
+if job[1] ~= 'running' or job[2] ~= ARGV[1] then
+  return false
+end
+local attempts = math.max(tonumber(job[3]) - 1, 0)
+redis.call('HSET', KEYS[1], 'state', 'queued', 'run_after', ARGV[2],
+           'attempts', string.format('%d', attempts), 'updated_at', ARGV[2])
+redis.call('HDEL', KEYS[1], 'lease_expires_at', 'worker')
 return redis.call('HGETALL', KEYS[1])
 """
 
@@ -1718,6 +1819,8 @@ def _job_hash(job: Job) -> dict[str, str]:
         "state": job.state.value,
         "attempts": str(int(job.attempts)),
         "run_after": _float_text(job.run_after),
+        # '1' or '0'; absent in a job stored by an earlier onlearn, which reads as '0'.
+        "committed": "1" if job.committed else "0",
     }
     for name in ("worker", "error"):
         if data[name] is not None:
@@ -1745,6 +1848,7 @@ def _job_from_hash(reply: Any) -> Job | None:
         updated_at=_optional(fields, "updated_at"),
         result=None if result is None else loads(result),
         error=_optional(fields, "error"),
+        committed=fields.get("committed") == b"1",
     )
     return job_from_dict(data)
 
@@ -1831,12 +1935,38 @@ class RedisJobQueue:
 
     @_guarded("fail job")
     def fail(
-        self, job_id: str, worker: str, error: str, now: float, *, retry_in: float
+        self, job_id: str, worker: str, error: str, now: float, *, retry_in: float | None
     ) -> Job | None:
         k = self._conn.keys
+        run_after = "" if retry_in is None else _float_text(now + retry_in)
         found = self._conn.job_fail(
             keys=[k.job(job_id), k.jobs_active()],
-            args=[job_id, worker, error, _float_text(now), _float_text(now + retry_in)],
+            args=[job_id, worker, error, _float_text(now), run_after],
+        )
+        return None if found is None else _job_from_hash(found)
+
+    # Cancelling or committing twice has the effect of once, so both are retried after a
+    # dropped connection; a release is not (its reply says whether this call gave the job back).
+
+    @_guarded("cancel job", idempotent=True)
+    def cancel(self, job_id: str, now: float, *, reason: str) -> Job | None:
+        k = self._conn.keys
+        found = self._conn.job_cancel(
+            keys=[k.job(job_id), k.jobs_active()], args=[job_id, reason, _float_text(now)]
+        )
+        return None if found is None else _job_from_hash(found)
+
+    @_guarded("commit job", idempotent=True)
+    def commit(self, job_id: str, worker: str, now: float) -> Job | None:
+        found = self._conn.job_commit(
+            keys=[self._conn.keys.job(job_id)], args=[worker, _float_text(now)]
+        )
+        return None if found is None else _job_from_hash(found)
+
+    @_guarded("release job")
+    def release(self, job_id: str, worker: str, now: float) -> Job | None:
+        found = self._conn.job_release(
+            keys=[self._conn.keys.job(job_id)], args=[worker, _float_text(now)]
         )
         return None if found is None else _job_from_hash(found)
 

@@ -19,7 +19,9 @@ key                                       type    holds
                                                   (event JSON) and ``k`` (idempotency key)
 ``P:model:{m}:log:head``                  string  highest seq ever given (survives a full trim)
 ``P:model:{m}:log:keys``                  hash    idempotency key -> seq, for untrimmed events
-``P:model:{m}:versions``                  hash    version number -> JSON (created_at, spec, meta)
+``P:model:{m}:versions``                  hash    version number -> JSON (created_at, spec, meta,
+                                                  spec_signature: absent if an earlier onlearn
+                                                  wrote it)
 ``P:model:{m}:versions:last``             string  highest version number ever given
 ``P:model:{m}:versions:keys``             hash    create_version's idempotency key -> number
 ``P:model:{m}:roles``                     hash    role -> version

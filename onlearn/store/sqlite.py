@@ -64,6 +64,7 @@ from onlearn.store.codec import (
     loads,
 )
 from onlearn.store.leases import (
+    cancellable,
     check_canary_share,
     check_job,
     check_priority,
@@ -87,9 +88,11 @@ __all__ = [
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 # 1: the first schema. 2: versions.key (create_version's idempotency key), role_history.seq,
 # roles_state (canary share and seq of the last change_roles). 3: the predictions_model_id
-# index (PredictionStore.scan) and the documents table (Registry.put_document). An older file
-# is upgraded in place when opened.
-SCHEMA_VERSION = 3
+# index (PredictionStore.scan) and the documents table (Registry.put_document). 4:
+# jobs.committed (job cancellation; a job may also be 'cancelled', a state an earlier onlearn
+# cannot read, which is why it must refuse the file) and versions.spec_signature (signed
+# specs). An older file is upgraded in place when opened.
+SCHEMA_VERSION = 4
 
 # Column types are TEXT, never "JSON": SQLite gives an unknown type name NUMERIC affinity, which
 # would turn a payload such as '123' into the integer 123.
@@ -129,6 +132,7 @@ _SCHEMA = [
         spec TEXT NOT NULL,
         meta TEXT NOT NULL,
         key TEXT,
+        spec_signature TEXT,
         PRIMARY KEY (model, number)
     )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS versions_key ON versions (model, key) WHERE key IS NOT NULL",
@@ -234,10 +238,12 @@ _SCHEMA = [
         lease_expires_at REAL,
         updated_at REAL,
         result TEXT,
-        error TEXT
+        error TEXT,
+        committed INTEGER NOT NULL DEFAULT 0
     )""",
     "CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (key) WHERE key IS NOT NULL",
-    # Claim scans the unfinished jobs oldest first; finished ones stay out of the way.
+    # Claim scans the unfinished jobs oldest first; finished ones (done, failed, cancelled) stay
+    # out of the way.
     """CREATE INDEX IF NOT EXISTS jobs_active
         ON jobs (created_at, job_id) WHERE state IN ('queued', 'running')""",
     "CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, job_id)",
@@ -249,6 +255,10 @@ _SCHEMA = [
 _ADDED_COLUMNS = [
     ("versions", "key", "TEXT"),
     ("role_history", "seq", "INTEGER"),
+    # Version 4. Old versions have no signature (NULL) until `onlearn store sign-specs`; old
+    # jobs committed nothing the store knows of (0).
+    ("versions", "spec_signature", "TEXT"),
+    ("jobs", "committed", "INTEGER NOT NULL DEFAULT 0"),
 ]
 
 # Primary result codes that mean "the database cannot be used", as opposed to a bug in a
@@ -655,6 +665,13 @@ _SCAN_FIRST_SQL = (
 
 
 _VERSION_NAME = re.compile(r"v([1-9][0-9]*)")
+_VERSION_COLUMNS = "number, created_at, spec, meta, spec_signature"
+_SELECT_VERSION = f"SELECT {_VERSION_COLUMNS} FROM versions WHERE model = ? AND number = ?"
+
+
+def _version_from_row(model: str, row: Sequence[Any]) -> VersionInfo:
+    number, created_at, spec, meta, spec_signature = row
+    return VersionInfo(model, f"v{number}", created_at, loads(spec), loads(meta), spec_signature)
 
 
 class SqliteRegistry:
@@ -663,7 +680,14 @@ class SqliteRegistry:
 
     @_guarded("create version")
     def create_version(
-        self, model: str, spec: dict, meta: dict, at: float, key: str | None = None
+        self,
+        model: str,
+        spec: dict,
+        meta: dict,
+        at: float,
+        key: str | None = None,
+        *,
+        spec_signature: str | None = None,
     ) -> VersionInfo:
         spec_text, meta_text = dumps(spec), dumps(meta)
         conn = self._db.durable()
@@ -672,58 +696,56 @@ class SqliteRegistry:
         with self._db.transaction(conn):
             if key is not None:
                 row = conn.execute(
-                    "SELECT number, created_at, spec, meta FROM versions"
-                    " WHERE model = ? AND key = ?",
+                    f"SELECT {_VERSION_COLUMNS} FROM versions WHERE model = ? AND key = ?",
                     (model, key),
                 ).fetchone()
                 if row is not None:
-                    number, created_at, spec_text, meta_text = row
-                    return VersionInfo(
-                        model, f"v{number}", created_at, loads(spec_text), loads(meta_text)
-                    )
+                    return _version_from_row(model, row)
             (number,) = conn.execute(
                 "SELECT coalesce(max(number), 0) + 1 FROM versions WHERE model = ?", (model,)
             ).fetchone()
             conn.execute(
-                "INSERT INTO versions (model, number, created_at, spec, meta, key)"
-                " VALUES (?,?,?,?,?,?)",
-                (model, number, at, spec_text, meta_text, key),
+                "INSERT INTO versions (model, number, created_at, spec, meta, key, spec_signature)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (model, number, at, spec_text, meta_text, key, spec_signature),
             )
-        return VersionInfo(model, f"v{number}", at, loads(spec_text), loads(meta_text))
+        return _version_from_row(model, (number, at, spec_text, meta_text, spec_signature))
+
+    @_guarded("set spec signature")
+    def set_spec_signature(self, model: str, version: str, signature: str) -> VersionInfo | None:
+        match = _VERSION_NAME.fullmatch(version)
+        if match is None:
+            return None
+        number = int(match.group(1))
+        conn = self._db.durable()
+        # One transaction: the version read back is the one this call signed.
+        with self._db.transaction(conn):
+            conn.execute(
+                "UPDATE versions SET spec_signature = ? WHERE model = ? AND number = ?",
+                (signature, model, number),
+            )
+            row = conn.execute(_SELECT_VERSION, (model, number)).fetchone()
+        return None if row is None else _version_from_row(model, row)
 
     @_guarded("get version")
     def get_version(self, model: str, version: str) -> VersionInfo | None:
         match = _VERSION_NAME.fullmatch(version)
         if match is None:
             return None
-        row = (
-            self._db.durable()
-            .execute(
-                "SELECT created_at, spec, meta FROM versions WHERE model = ? AND number = ?",
-                (model, int(match.group(1))),
-            )
-            .fetchone()
-        )
-        if row is None:
-            return None
-        created_at, spec, meta = row
-        return VersionInfo(model, version, created_at, loads(spec), loads(meta))
+        row = self._db.durable().execute(_SELECT_VERSION, (model, int(match.group(1)))).fetchone()
+        return None if row is None else _version_from_row(model, row)
 
     @_guarded("list versions")
     def list_versions(self, model: str) -> list[VersionInfo]:
         rows = (
             self._db.durable()
             .execute(
-                "SELECT number, created_at, spec, meta FROM versions"
-                " WHERE model = ? ORDER BY number",
+                f"SELECT {_VERSION_COLUMNS} FROM versions WHERE model = ? ORDER BY number",
                 (model,),
             )
             .fetchall()
         )
-        return [
-            VersionInfo(model, f"v{number}", created_at, loads(spec), loads(meta))
-            for number, created_at, spec, meta in rows
-        ]
+        return [_version_from_row(model, row) for row in rows]
 
     @_guarded("roles")
     def roles(self, model: str) -> dict[str, str]:
@@ -1316,7 +1338,7 @@ class SqliteLabelQueue:
 
 _JOB_COLUMNS = (
     "job_id, kind, model, params, created_at, key, state, attempts, max_attempts, run_after,"
-    " worker, lease_expires_at, updated_at, result, error"
+    " worker, lease_expires_at, updated_at, result, error, committed"
 )
 
 
@@ -1337,6 +1359,7 @@ def _job_from_row(row: Sequence[Any]) -> Job:
         updated_at,
         result,
         error,
+        committed,
     ) = row
     return Job(
         job_id=job_id,
@@ -1354,6 +1377,7 @@ def _job_from_row(row: Sequence[Any]) -> Job:
         updated_at=updated_at,
         result=None if result is None else loads(result),
         error=error,
+        committed=bool(committed),
     )
 
 
@@ -1385,6 +1409,7 @@ class SqliteJobQueue:
             job.updated_at,
             None if job.result is None else dumps(job.result),
             job.error,
+            int(job.committed),
         )
         conn = self._db.durable()
         with self._db.transaction(conn):
@@ -1395,7 +1420,7 @@ class SqliteJobQueue:
                 ).fetchone()
             if found is not None:
                 return _job_from_row(found)
-            conn.execute(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({','.join('?' * 15)})", row)
+            conn.execute(f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({','.join('?' * 16)})", row)
         return job
 
     @_guarded("claim job")
@@ -1493,14 +1518,14 @@ class SqliteJobQueue:
 
     @_guarded("fail job")
     def fail(
-        self, job_id: str, worker: str, error: str, now: float, *, retry_in: float
+        self, job_id: str, worker: str, error: str, now: float, *, retry_in: float | None
     ) -> Job | None:
         conn = self._db.durable()
         with self._db.transaction(conn):
             job = self._held(conn, job_id, worker)
             if job is None:
                 return None
-            if job.attempts >= job.max_attempts:
+            if retry_in is None or job.attempts >= job.max_attempts:
                 job = dataclasses.replace(job, state=JobState.FAILED)
             else:
                 job = dataclasses.replace(job, state=JobState.QUEUED, run_after=now + retry_in)
@@ -1509,6 +1534,66 @@ class SqliteJobQueue:
                 "UPDATE jobs SET state = ?, run_after = ?, error = ?, lease_expires_at = NULL,"
                 " updated_at = ? WHERE job_id = ?",
                 (job.state.value, job.run_after, error, now, job_id),
+            )
+        return job
+
+    # cancel, commit and release each read and write in one write transaction (BEGIN
+    # IMMEDIATE), as claim, complete and fail do. The race this prevents: a worker's commit
+    # landing between cancel's read of ``committed`` and its write of 'cancelled' (the job would
+    # end cancelled while its worker writes a version), or a claim or release in between
+    # putting a job back in play that cancel then overwrites.
+
+    @_guarded("cancel job")
+    def cancel(self, job_id: str, now: float, *, reason: str) -> Job | None:
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            row = conn.execute(_SELECT_JOB, (job_id,)).fetchone()
+            if row is None:
+                return None
+            job = _job_from_row(row)
+            if not cancellable(job):
+                return job
+            conn.execute(
+                "UPDATE jobs SET state = 'cancelled', error = ?, lease_expires_at = NULL,"
+                " updated_at = ? WHERE job_id = ?",
+                (reason, now, job_id),
+            )
+        return dataclasses.replace(
+            job, state=JobState.CANCELLED, error=reason, lease_expires_at=None, updated_at=now
+        )
+
+    @_guarded("commit job")
+    def commit(self, job_id: str, worker: str, now: float) -> Job | None:
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            job = self._held(conn, job_id, worker)
+            if job is None or job.committed:
+                return job
+            conn.execute(
+                "UPDATE jobs SET committed = 1, updated_at = ? WHERE job_id = ?", (now, job_id)
+            )
+        return dataclasses.replace(job, committed=True, updated_at=now)
+
+    @_guarded("release job")
+    def release(self, job_id: str, worker: str, now: float) -> Job | None:
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            job = self._held(conn, job_id, worker)
+            if job is None:
+                return None
+            job = dataclasses.replace(
+                job,
+                state=JobState.QUEUED,
+                run_after=now,
+                attempts=max(job.attempts - 1, 0),
+                worker=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
+            conn.execute(
+                "UPDATE jobs SET state = 'queued', run_after = ?, attempts = ?, worker = NULL,"
+                " lease_expires_at = NULL, updated_at = ? WHERE job_id = ?",
+                (now, job.attempts, now, job_id),
             )
         return job
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from onlearn.errors import FieldError, SchemaViolation, UnknownJob
+from onlearn.errors import SchemaViolation, UnknownJob
 from onlearn.records import JobState
-from onlearn.worker import enqueue_refit, job_to_dict
+from onlearn.worker import cancel_job, enqueue_refit, job_to_dict
 from serving.responses import JSON
 from serving.schemas import PromoteRequest, RetrainRequest, RollbackRequest
 
@@ -59,20 +59,31 @@ async def retrain(name: str, request: Request, body: RetrainRequest | None = Non
     engine = request.app.state.engine
     body = body or RetrainRequest()
     options = body.model_dump(exclude={"reason", "key"}, exclude_none=True)
-    if body.holdout is not None and not 0 < body.holdout < 1:
-        raise SchemaViolation(
-            [FieldError(("body", "holdout"), "range", "holdout must be in (0, 1)")]
+    if not options.get("register_anyway"):
+        options.pop("register_anyway", None)
+    try:
+        # Checked before a job exists: an option outside its allow-list or bounds is a 422.
+        job = await run_in_threadpool(
+            enqueue_refit,
+            engine,
+            name,
+            reason=body.reason or "asked through the API",
+            actor=_actor(request),
+            options=options,
+            key=body.key,
         )
-    job = await run_in_threadpool(
-        enqueue_refit,
-        engine,
-        name,
-        reason=body.reason or "asked through the API",
-        actor=_actor(request),
-        options=options,
-        key=body.key,
-    )
+    except SchemaViolation as e:
+        raise e.at("body") from None
     return JSON({"job_id": job.job_id, "state": job.state.value}, status_code=202)
+
+
+@router.post("/jobs/{job_id}/cancel", summary="Cancel a job: it stops at its next check")
+async def cancel(job_id: str, request: Request) -> JSON:
+    engine = request.app.state.engine
+    found = await run_in_threadpool(
+        cancel_job, engine.store, job_id, actor=_actor(request), now=engine.clock()
+    )
+    return JSON(job_to_dict(found))
 
 
 @router.get("/jobs/{job_id}", summary="A job's state, result or error")

@@ -29,3 +29,33 @@ class Turncoat(base.Classifier):
 
 def turncoat(flip_after: int = 1000) -> Turncoat:
     return Turncoat(flip_after)
+
+
+class RegressionTurncoat(base.Regressor):
+    """A good regressor (scaled linear regression) until it has learned ``flip_after`` labels;
+    from then on it answers ``offset`` away from what it believes."""
+
+    def __init__(self, flip_after: int = 1000, offset: float = 25.0) -> None:
+        self.flip_after = flip_after
+        self.offset = offset
+        self._model = preprocessing.StandardScaler() | linear_model.LinearRegression()
+        self._seen = 0
+
+    def learn_one(self, x, y):
+        self._model.learn_one(x, y)
+        self._seen += 1
+
+    def predict_one(self, x):
+        y = self._model.predict_one(x)
+        return y + self.offset if self._seen >= self.flip_after else y
+
+
+def regression_turncoat(flip_after: int = 1000, offset: float = 25.0) -> RegressionTurncoat:
+    return RegressionTurncoat(flip_after, offset)
+
+
+def mean_regressor():
+    """Answers the mean of the labels so far, whatever the features: a poor regressor."""
+    from river import dummy, stats
+
+    return dummy.StatisticRegressor(stats.Mean())

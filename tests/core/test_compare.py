@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from onlearn.compare import EXACT_BELOW, PairedCounts, mcnemar
+from onlearn.compare import EXACT_BELOW, PairedCounts, PairedErrors, mcnemar, wilcoxon
 
 
 @pytest.mark.parametrize("n", range(0, EXACT_BELOW))
@@ -103,6 +103,9 @@ def test_paired_counts_pickle_and_report():
         "a_only": 1,
         "b_only": 2,
         "neither": 0,
+        "a_accuracy": 0.5,
+        "b_accuracy": 0.75,
+        "test": "mcnemar",
         "statistic": 1.0,
         "p_value": 1.0,
     }
@@ -113,3 +116,132 @@ def test_paired_counts_pickle_and_report():
 def test_from_correct_needs_equal_lengths():
     with pytest.raises(ValueError, match="equal lengths"):
         PairedCounts.from_correct([True], [True, False])
+
+
+# -- regression: Wilcoxon's signed-rank test on paired absolute errors ------------------------
+
+
+def error_stream(n: int, seed: int, *, shift: float = 0.3, digits: int | None = None):
+    """Absolute errors of two regressors on the same labels; ``b`` slightly closer. Rounded to
+    ``digits``, many pairs tie (zero differences) and many differences share a rank."""
+    rng = random.Random(seed)
+    for _ in range(n):
+        a, b = abs(rng.gauss(0, 1)), abs(rng.gauss(0, 1)) * (1 - shift)
+        yield (round(a, digits), round(b, digits)) if digits is not None else (a, b)
+
+
+def rank_sums(d: np.ndarray) -> tuple[float, float]:
+    """(ranks of the differences favouring b, ranks favouring a), zeros dropped."""
+    d = d[d != 0]
+    ranks = stats.rankdata(np.abs(d))
+    return float(ranks[d > 0].sum()), float(ranks[d < 0].sum())
+
+
+@pytest.mark.parametrize("digits", [None, 1])
+def test_paired_errors_test_is_scipys_wilcoxon_on_the_last_window_at_every_step(digits):
+    """The oracle: at every step, the incremental comparison equals scipy's batch Wilcoxon on
+    the same pairs: the most recent ``window`` of them, through the exact region (<= 50 pairs),
+    the normal approximation, and after the window starts to roll."""
+    window = 120
+    paired = PairedErrors(window=window)
+    a_all, b_all = [], []
+    for i, (a, b) in enumerate(error_stream(400, seed=5, digits=digits)):
+        paired.update(a, b)
+        a_all.append(a)
+        b_all.append(b)
+        A, B = np.array(a_all[-window:]), np.array(b_all[-window:])
+        d = A - B
+        assert paired.n == i + 1 and paired.tested == len(d)
+        assert paired.differences() == d.tolist()
+        if np.any(d):
+            # scipy's own choice of method, but for its permutation test (up to 13 pairs with
+            # ties or zeros), which takes seconds: the normal approximation there
+            ties = np.count_nonzero(d) < d.size or np.unique(np.abs(d)).size < d.size
+            method = "asymptotic" if ties and d.size <= 13 else "auto"
+            expected = stats.wilcoxon(d, method=method)
+            assert paired.test() == (float(expected.statistic), float(expected.pvalue))
+            assert paired.test()[0] == min(rank_sums(d))
+        else:
+            assert paired.test() == (0.0, 1.0)
+        assert paired.a_mae == pytest.approx(A.mean(), rel=1e-12)
+        assert paired.b_mae == pytest.approx(B.mean(), rel=1e-12)
+        b_ranks, a_ranks = rank_sums(d)
+        expected_side = (
+            "b"
+            if b_ranks > a_ranks and B.mean() < A.mean()
+            else "a"
+            if a_ranks > b_ranks and A.mean() < B.mean()
+            else None
+        )
+        assert paired.favoured == expected_side
+    assert paired.favoured == "b" and paired.test()[1] < 0.05
+
+
+def test_wilcoxon_golden_values():
+    # eight differences all favouring one side: exact p = 2 / 2**8
+    assert wilcoxon([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]) == (0.0, 2 / 2**8)
+    assert wilcoxon([-1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0, -8.0]) == (0.0, 2 / 2**8)
+    assert wilcoxon([]) == (0.0, 1.0)
+    assert wilcoxon([0.0] * 10) == (0.0, 1.0)  # scipy says NaN: no evidence is p = 1 here
+
+
+def test_paired_errors_stay_bounded_pickle_and_resume_identically():
+    window = 1000
+    stream = list(error_stream(20_000, seed=9))
+    paired = PairedErrors(window=window)
+    for a, b in stream[:12_345]:
+        paired.update(a, b)
+    assert paired.n == 12_345 and paired.tested == window
+    blob = pickle.dumps(paired)
+    assert len(blob) < 2 * 8 * window + 1024  # two rings of 8-byte floats, whatever n is
+    clone = pickle.loads(blob)
+    assert clone == paired
+    for a, b in stream[12_345:]:
+        paired.update(a, b)
+        clone.update(a, b)
+    assert clone == paired and clone.to_dict() == paired.to_dict()
+    assert paired.errors() == ([a for a, _ in stream[-window:]], [b for _, b in stream[-window:]])
+    assert PairedErrors.from_errors(*map(list, zip(*stream, strict=True)), window=window) == paired
+
+
+def test_paired_errors_report():
+    paired = PairedErrors.from_errors([3.0, 2.25, 4.0, 1.0], [1.0, 2.0, 1.0, 0.5])
+    assert paired.to_dict() == {
+        "n": 4,
+        "tested": 4,
+        "a_mae": 2.5625,
+        "b_mae": 1.125,
+        "favoured": "b",
+        "test": "wilcoxon",
+        "statistic": 0.0,
+        "p_value": 2 / 2**4,  # exact: all four differences favour b
+    }
+    empty = PairedErrors()
+    assert empty.to_dict()["a_mae"] is None and empty.favoured is None
+    assert empty.test() == (0.0, 1.0)
+    # Identical answers: no evidence either way.
+    same = PairedErrors.from_errors([1.5, 0.5, 2.0], [1.5, 0.5, 2.0])
+    assert same.test() == (0.0, 1.0) and same.favoured is None
+    # Both infinitely wrong (a label beyond float range) is a tie, and JSON gets no infinity.
+    inf = PairedErrors.from_errors([math.inf, 1.0], [math.inf, 2.0])
+    assert inf.differences() == [0.0, -1.0]
+    assert inf.to_dict()["a_mae"] is None
+    with pytest.raises(ValueError, match="window"):
+        PairedErrors(window=0)
+    with pytest.raises(ValueError, match="equal lengths"):
+        PairedErrors.from_errors([1.0], [])
+
+
+def test_paired_errors_favour_nobody_when_ranks_and_mae_disagree():
+    # b is closer on 30 labels by a little, a on 10 labels by a lot: b wins the signed ranks'
+    # count but a has the lower MAE; neither is "better".
+    a = [1.1] * 30 + [1.0] * 10
+    b = [1.0] * 30 + [5.0] * 10
+    paired = PairedErrors.from_errors(a, b)
+    d = np.array(a) - np.array(b)
+    b_ranks, a_ranks = rank_sums(d)
+    assert a_ranks > b_ranks or paired.a_mae < paired.b_mae
+    small = PairedErrors.from_errors([1.1] * 60 + [1.0] * 3, [1.0] * 60 + [5.0] * 3)
+    assert rank_sums(np.array(small.differences()))[0] > rank_sums(np.array(small.differences()))[1]
+    assert small.a_mae < small.b_mae
+    assert small.favoured is None

@@ -108,3 +108,21 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_text("[models\n")
     with pytest.raises(ConfigError, match="is not valid TOML"):
         load_settings(bad, environ={})
+
+
+def test_an_active_table_on_a_regression_model_says_active_learning_is_classification_only():
+    doc = {
+        "models": {
+            "price": {
+                "task": "regression",
+                "pipeline": {"name": "linear_regression"},
+                "features": {"x": "number"},
+                "active": {"budget": 0.1},
+            }
+        }
+    }
+    with pytest.raises(ConfigError) as e:
+        settings_from_mapping(doc)
+    message = str(e.value)
+    assert message.startswith("[models.price].active: active learning is classification-only")
+    assert "by design" in message and "remove the [models.price.active] table" in message

@@ -82,7 +82,10 @@ def test_snapshot_plus_tail_equals_full_replay(sqlite_url):
             engine.feedback_one("phishing", FeedbackItem(y, features=x))
         from_snapshot = restore(engine.store, info, engine.secret)
         full = replay(
-            engine.store, "phishing", engine.runtime("phishing").schema, fresh_state(info)
+            engine.store,
+            "phishing",
+            engine.runtime("phishing").schema,
+            fresh_state(info, engine.secret),
         )
         live = engine.runtime("phishing").champion
         assert from_snapshot.seq == full.seq == live.seq == 300
@@ -252,7 +255,10 @@ def test_concurrent_async_feedback_is_group_committed_and_equals_a_serial_replay
         live_answers = [live.estimator.predict_proba_one(x) for x in probe]
         info = engine.store.registry.get_version("phishing", "v1")
         serial = replay(
-            engine.store, "phishing", engine.runtime("phishing").schema, fresh_state(info)
+            engine.store,
+            "phishing",
+            engine.runtime("phishing").schema,
+            fresh_state(info, engine.secret),
         )
         assert [serial.estimator.predict_proba_one(x) for x in probe] == live_answers
 

@@ -73,3 +73,31 @@ def test_recent_accuracy_is_the_accuracy_of_the_last_labels_at_every_step():
         hits.append(y == guess)
         window = hits[-ClassificationMetrics.RECENT :]
         assert m.recent_accuracy == pytest.approx(sum(window) / len(window))
+
+
+def test_recent_mae_is_the_mae_of_the_last_labels_at_every_step():
+    rng = np.random.default_rng(5)
+    truth, guess = rng.normal(size=1200) * 10, rng.normal(size=1200) * 10
+    m = RegressionMetrics()
+    for i in range(1200):
+        m.update(float(truth[i]), float(guess[i]))
+        window = np.abs(truth[: i + 1] - guess[: i + 1])[-RegressionMetrics.RECENT :]
+        assert m.recent_mae == pytest.approx(window.mean(), rel=1e-12)
+    assert m.to_dict()["recent_mae"] == m.recent_mae
+    assert RegressionMetrics().recent_mae is None
+
+
+def test_regression_metrics_pickled_before_the_recent_mae_still_load():
+    """Snapshots pickle the metrics: one written before the rolling MAE existed loads, keeps
+    what it learned, and starts the rolling window empty."""
+    import pickle
+
+    m = RegressionMetrics()
+    for y, p in [(3.0, 1.0), (0.0, 1.0)]:
+        m.update(y, p)
+    old = RegressionMetrics.__new__(RegressionMetrics)
+    old.__dict__.update({k: v for k, v in m.__dict__.items() if k != "_recent"})
+    restored = pickle.loads(pickle.dumps(old))
+    assert (restored.n, restored.mae, restored.recent_mae) == (2, 1.5, None)
+    restored.update(4.0, 0.0)
+    assert restored.recent_mae == 4.0 and restored.n == 3

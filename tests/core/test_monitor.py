@@ -320,3 +320,85 @@ def test_labels_appended_out_of_time_order_are_each_read_once():
     run_monitor(monitor)
     assert monitor.models["m"].labels == 3, "nothing read twice"
     engine.close()
+
+
+# -- regression: the error stream is absolute errors ------------------------------------------
+
+
+def make_regression(url="memory://", **monitor):
+    monitor = {"window": 300, "reference_size": 500, "report_every": 300, **monitor}
+    monitor.setdefault("min_report_interval_s", 0)
+    table = {
+        "task": "regression",
+        "pipeline": {"name": "linear_regression"},
+        "features": {"x1": {"type": "number"}, "x2": {"type": "number"}},
+        "monitor": monitor,
+        "retrain": {"cooldown_s": 0},
+    }
+    s = settings_from_mapping(
+        {"store": {"url": url}, "security": {"secret_key": "k"}, "models": {"m": table}}
+    )
+    engine = Engine.from_settings(s).start()
+    return engine, Monitor(s, engine.store, clock=lambda: time.time() + 10)
+
+
+def regression_rows(n, seed, shift=0.0):
+    rng = random.Random(seed)
+    for _ in range(n):
+        x1, x2 = rng.gauss(0, 1), rng.gauss(0, 1)
+        yield {"x1": x1, "x2": x2}, 3 * x1 - 2 * x2 + 5 + rng.gauss(0, 0.3) + shift
+
+
+def test_a_regression_report_has_recent_mae_and_rmse_not_an_accuracy_of_zero():
+    engine, monitor = make_regression()
+    traffic(engine, regression_rows(1500, seed=1))
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    assert document["task"] == "regression"
+    assert "accuracy" not in document
+    # The oracle: the last 500 labels' absolute errors of what v1 answered, from the log.
+    events = [e for e in engine.store.log.read("m", after=0, limit=5000) if e.kind.value == "label"]
+    errors = [abs(e.payload["label"] - e.payload["outputs"]["v1"]["label"]) for e in events]
+    recent = errors[-500:]
+    assert document["mae"]["v1"] == pytest.approx(sum(recent) / 500, rel=1e-12)
+    assert document["rmse"]["v1"] == pytest.approx(
+        math.sqrt(sum(e * e for e in recent) / 500), rel=1e-12
+    )
+    assert 0 < document["mae"]["v1"] < 1.0  # the model learned the line
+    points = document["timeline"]
+    assert points and all("accuracy" not in p and set(p["mae"]) == {"v1"} for p in points)
+    # The concept drift detector watches the absolute errors, and stays quiet on stationary
+    # traffic.
+    assert document["concept_drift"]["v1"]["detector"] == "adwin"
+    assert document["concept_drift"]["v1"]["updates"] == 1500 - 500
+    assert document["alarms"] == []
+    engine.close()
+
+
+@pytest.mark.parametrize("detector", ["adwin", "kswin", "page_hinkley"])
+def test_a_regression_concept_shift_raises_a_concept_drift_alarm_that_triggers_a_retrain(detector):
+    engine, monitor = make_regression(detector={"name": detector})
+    worker = Worker(engine)
+    traffic(engine, regression_rows(1500, seed=4))
+    run_monitor(monitor)
+    assert monitor.publish("m")["alarms"] == []
+    traffic(engine, regression_rows(600, seed=5, shift=20.0))
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    concept = [a for a in document["alarms"] if a["kind"] == "concept_drift"]
+    assert concept and concept[0]["version"] == "v1" and concept[0]["detector"] == detector
+    assert document["concept_drift"]["v1"]["alarms"] >= 1
+    rt = engine.runtime("m")
+    engine.catch_up(rt)
+    job = worker.check_triggers(rt)
+    assert job is not None and "concept_drift" in job.params["reason"]
+    engine.close()
+
+
+def test_a_regression_model_refuses_a_detector_of_right_and_wrong_answers():
+    from onlearn.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        make_regression(detector={"name": "ddm"})
+    assert "[models.m.monitor]: detector 'ddm' watches right and wrong answers" in str(e.value)
+    assert "adwin, kswin, page_hinkley" in str(e.value)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from onlearn.compare import PairedCounts
+from onlearn.compare import PairedCounts, PairedErrors
 from onlearn.errors import ConfigError
-from onlearn.metrics import ClassificationMetrics
+from onlearn.metrics import ClassificationMetrics, RegressionMetrics
 from onlearn.promotion import Action, Decision, RolloutPolicy, decide_promotion, decide_rollback
 
 AUTO = RolloutPolicy(policy="auto")
@@ -254,3 +254,134 @@ def test_decision_is_a_frozen_record():
     with pytest.raises(AttributeError):
         decision.action = Action.PROMOTE  # type: ignore[misc]
     assert decision.to_dict() == {"action": "hold", "reason": "hold: because.", "evidence": {}}
+
+
+# -- regression: paired absolute errors, Wilcoxon's signed-rank test --------------------------
+
+
+def errors(n: int, a_scale: float, b_scale: float, *, seed: int = 3) -> PairedErrors:
+    """Paired absolute errors with ``a`` = the incumbent, ``b`` = the newcomer: half-normal
+    errors of the given scales on the same labels (a seeded stream: exact p-values)."""
+    import random
+
+    rng = random.Random(seed)
+    pairs = [(abs(rng.gauss(0, 1)), abs(rng.gauss(0, 1))) for _ in range(n)]
+    return PairedErrors.from_errors(
+        [a * a_scale for a, _ in pairs], [b * b_scale for _, b in pairs]
+    )
+
+
+def maes(paired: PairedErrors) -> tuple[dict, dict]:
+    return {"mae": paired.a_mae}, {"mae": paired.b_mae}
+
+
+def test_regression_challenger_with_a_significantly_lower_mae_is_promoted():
+    paired = errors(300, a_scale=1.0, b_scale=0.6)
+    decision = decide_promotion(AUTO, *maes(paired), paired)
+    assert decision.action is Action.PROMOTE
+    assert decision.reason == (
+        "promote: on 300 paired labels the challenger's mean absolute error was 0.491 against "
+        "the champion's 0.7555 (Wilcoxon signed-rank p = 9e-09 < alpha 0.05; margin 1% of the "
+        "MAE)."
+    )
+    assert "accuracy" not in decision.reason and "right" not in decision.reason
+    assert decision.evidence["test"] == "wilcoxon"
+    assert decision.evidence["p_value"] == paired.test()[1]
+    assert decision.evidence["a_mae"] == paired.a_mae and decision.evidence["b_mae"] == paired.b_mae
+    assert decision.evidence["paired"] == {"n": 300, "tested": 300, "favoured": "b"}
+    json.dumps(decision.to_dict())
+    # A manual policy holds, saying what an automatic one would do.
+    manual = decide_promotion(MANUAL, *maes(paired), paired)
+    assert manual.action is Action.HOLD and "would be promoted" in manual.reason
+
+
+def test_regression_challenger_significantly_worse_is_rejected():
+    paired = errors(300, a_scale=0.6, b_scale=1.0)
+    decision = decide_promotion(AUTO, *maes(paired), paired)
+    assert decision.action is Action.REJECT
+    assert decision.reason.startswith("reject: the challenger is significantly worse; on 300")
+    assert "mean absolute error was 0.8183 against the champion's 0.4533" in decision.reason
+    assert decide_promotion(MANUAL, *maes(paired), paired).action is Action.REJECT
+
+
+def test_regression_equal_challenger_is_held_and_too_few_labels_hold():
+    paired = errors(300, a_scale=1.0, b_scale=1.0)
+    decision = decide_promotion(AUTO, *maes(paired), paired)
+    assert decision.action is Action.HOLD
+    assert decision.reason.startswith("hold: the challenger is not significantly better")
+    few = errors(150, a_scale=1.0, b_scale=0.2)
+    assert few.test()[1] < 1e-10
+    held = decide_promotion(AUTO, *maes(few), few)
+    assert held.action is Action.HOLD and "only 150 paired labels of the 200" in held.reason
+
+
+def test_regression_significant_ranks_without_a_lower_mae_are_not_a_promotion():
+    # The challenger is closer on most labels by a little, far off on a few: Wilcoxon favours
+    # it, its MAE does not. "Better" needs both.
+    paired = PairedErrors.from_errors([1.1] * 250 + [1.0] * 10, [1.0] * 250 + [9.0] * 10)
+    assert paired.test()[1] < 0.05 and paired.b_mae > paired.a_mae
+    assert paired.favoured is None
+    decision = decide_promotion(AUTO, *maes(paired), paired)
+    assert decision.action is Action.HOLD
+    assert "not significantly better" in decision.reason
+
+
+def test_regression_margin_is_a_share_of_the_mae():
+    paired = errors(300, a_scale=1.0, b_scale=0.6)  # significantly better on paired labels
+    # MAEs from elsewhere that disagree: 3% above the champion is beyond a 1% margin...
+    decision = decide_promotion(AUTO, {"mae": 1.0}, {"mae": 1.03}, paired)
+    assert decision.action is Action.HOLD
+    assert "more than the margin above" in decision.reason
+    # ...and within a 5% one.
+    loose = RolloutPolicy(policy="auto", margin=0.05)
+    assert decide_promotion(loose, {"mae": 1.0}, {"mae": 1.03}, paired).action is Action.PROMOTE
+    missing = decide_promotion(AUTO, {"accuracy": 0.9}, None, paired)
+    assert missing.action is Action.HOLD and "no mean absolute error" in missing.reason
+
+
+def test_regression_metrics_objects_are_read_too():
+    champion, challenger = RegressionMetrics(), RegressionMetrics()
+    paired = errors(300, a_scale=1.0, b_scale=0.6)
+    for a, b in zip(*paired.errors(), strict=True):
+        champion.update(a, 0.0)
+        challenger.update(b, 0.0)
+    decision = decide_promotion(AUTO, champion, challenger, paired)
+    assert decision.action is Action.PROMOTE
+
+
+def test_regression_rollback_when_the_previous_champion_is_significantly_better():
+    paired = errors(300, a_scale=0.6, b_scale=1.0)  # a = previous, b = new
+    previous, new = maes(paired)
+    decision = decide_rollback(AUTO, new, previous, paired)
+    assert decision.action is Action.ROLLBACK
+    assert decision.reason.startswith(
+        "rollback: the previous champion is significantly better; on 300 paired labels the new "
+        "champion's mean absolute error was 0.8183 against the previous one's 0.4533 (Wilcoxon "
+        "signed-rank p = 4.7e-17, alpha 0.05)."
+    )
+    manual = decide_rollback(MANUAL, new, previous, paired)
+    assert manual.action is Action.ROLLBACK
+
+
+def test_regression_rollback_on_the_margin_and_keep():
+    paired = errors(300, a_scale=1.0, b_scale=1.0)  # no paired evidence either way
+    decision = decide_rollback(AUTO, {"mae": 1.03}, {"mae": 1.0}, paired)
+    assert decision.action is Action.ROLLBACK
+    assert "rose more than the margin above the previous one's" in decision.reason
+    keep = decide_rollback(AUTO, {"mae": 1.005}, {"mae": 1.0}, paired)
+    assert keep.action is Action.KEEP
+    assert keep.reason.startswith("keep: the new champion is not worse")
+    better = errors(300, a_scale=1.0, b_scale=0.6)
+    assert decide_rollback(AUTO, *reversed(maes(better)), better).action is Action.KEEP
+    few = errors(100, a_scale=0.2, b_scale=1.0)
+    kept = decide_rollback(AUTO, *reversed(maes(few)), few)
+    assert kept.action is Action.KEEP and "only 100 paired labels" in kept.reason
+
+
+def test_regression_reason_says_when_only_the_last_window_was_tested():
+    paired = PairedErrors(window=250)
+    source = errors(400, a_scale=1.0, b_scale=0.6)
+    for a, b in zip(*source.errors(), strict=True):
+        paired.update(a, b)
+    decision = decide_promotion(AUTO, *maes(paired), paired)
+    assert "on the last 250 of 400 paired labels" in decision.reason

@@ -11,15 +11,16 @@ import random
 import pytest
 from river import datasets
 
-from onlearn.compare import PairedCounts, mcnemar
+from onlearn.compare import PairedCounts, PairedErrors, mcnemar
 from onlearn.errors import ConfigError, OnlearnError
 from onlearn.learner import LearnerState
 from onlearn.models import SklearnBatch, SklearnIncremental, sklearn_from_spec
 from onlearn.records import Event, EventKind, VersionInfo
 from onlearn.refit import NotEnoughData, RefitResult, refit
 from onlearn.schema import Schema
-from onlearn.snapshots import fresh_state, replay
+from onlearn.snapshots import replay
 from onlearn.store.base import open_store
+from tests.specs import trusted_fresh_state
 
 MODEL = "phishing"
 CLASSES = [True, False]
@@ -88,7 +89,7 @@ def river_state(store, spec, upto, version="v1") -> LearnerState:
             "classes": CLASSES,
         },
     )
-    return replay(store, MODEL, SCHEMA, fresh_state(info), upto=upto)
+    return replay(store, MODEL, SCHEMA, trusted_fresh_state(info), upto=upto)
 
 
 def same_state(a: LearnerState, b: LearnerState, xs: list[dict]) -> bool:
@@ -430,7 +431,7 @@ def test_regression_refit():
 
     def state_at(pipeline, seq):
         info = VersionInfo("r", "v1", 0.0, {**spec, "pipeline": pipeline})
-        return replay(s, "r", REG_SCHEMA, fresh_state(info), upto=seq)
+        return replay(s, "r", REG_SCHEMA, trusted_fresh_state(info), upto=seq)
 
     with open_store("memory://") as s:
         s.log.append("r", events)
@@ -448,8 +449,14 @@ def test_regression_refit():
         maes = [c.metrics.mae for c in result.candidates]
         assert result.best == maes.index(min(maes))
         assert result.best_beats_champion == (min(maes) < result.champion.metrics.mae)
-        assert result.champion.correct is None
-        assert all(c.correct is None and c.paired is None for c in result.candidates)
+        # Regression pairs absolute errors per holdout event (Wilcoxon), not right/wrong.
+        holdout = len(result.champion.correct)
+        assert holdout > 0 and all(isinstance(e, float) and e >= 0 for e in result.champion.correct)
+        assert result.champion.metrics.mae == pytest.approx(sum(result.champion.correct) / holdout)
+        for c in result.candidates:
+            assert len(c.correct) == holdout
+            assert c.metrics.mae == pytest.approx(sum(c.correct) / holdout)
+            assert isinstance(c.paired, PairedErrors) and c.paired.n == holdout
         reference = state_at(candidates[1], result.train_upto)
         reference.version = "candidate-1"
         xs = [REG_SCHEMA.model_input(e.payload["features"]) for e in events]

@@ -7,9 +7,10 @@ import pytest
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.errors import RoleConflict
 from onlearn.records import JobState
-from onlearn.snapshots import fresh_state, replay, restore
+from onlearn.snapshots import replay, restore
 from onlearn.worker import Worker, enqueue_refit
 from tests.core.conftest import Clock, phishing_settings, phishing_stream
+from tests.specs import trusted_fresh_state
 
 STREAM = list(phishing_stream())  # 1250 rows
 
@@ -69,7 +70,7 @@ def test_refit_registers_a_challenger_with_lineage_that_catches_up_by_replay(url
     assert set(lineage["metrics_at_registration"]) >= {"accuracy", "log_loss"}
     # Refit (one pass) plus the catch-up replay equals a replay of the same events through the
     # same spec from nothing.
-    full = replay(engine.store, "phishing", rt.schema, fresh_state(_as_online(info)))
+    full = replay(engine.store, "phishing", rt.schema, trusted_fresh_state(_as_online(info)))
     assert probe(engine, version) == [full.estimator.predict_proba_one(x) for x, _ in STREAM[:40]]
     # The challenger now predicts on live traffic and is compared with the champion.
     learn(engine, STREAM[600:700])
@@ -86,17 +87,18 @@ def _as_online(info):
 
 def test_a_retried_refit_job_registers_one_version(url):
     engine = engine_for(url)
-    worker = Worker(engine)
+    w1, w2 = Worker(engine, name="w1"), Worker(engine, name="w2")
     learn(engine, STREAM[:300])
     job = enqueue_refit(
         engine, "phishing", reason="t", actor="t", options={"register_anyway": True}
     )
     first = engine.store.jobs.claim("w1", lease_s=60, now=engine.clock())
-    result_1 = worker._refit(first)  # the first worker registered, then died before completing
+    result_1 = w1._refit(first)  # the first worker registered, then died before completing
     engine.clock.now += 61  # its lease ran out
     again = engine.store.jobs.claim("w2", lease_s=60, now=engine.clock())
     assert again.job_id == job.job_id and again.attempts == 2
-    result_2 = worker._refit(again)
+    assert again.committed  # it had started writing: it can no longer be cancelled
+    result_2 = w2._refit(again)
     assert result_1["registered"] == result_2["registered"]
     assert [v.version for v in engine.store.registry.list_versions("phishing")] == ["v1", "v2"]
     assert engine.store.log.head("phishing") == 301  # one control event
@@ -148,17 +150,21 @@ def test_rollback_after_labels_equals_never_having_promoted(tmp_path):
     b.close()
 
 
+MAJORITY = {"name": "hoeffding_tree", "grace_period": 100_000, "leaf_prediction": "mc"}
+
+
 def test_an_auto_promotion_that_should_not_happen_does_not(url):
-    engine = engine_for(url, rollout={"policy": "auto", "min_labels": 100, "alpha": 0.05})
+    engine = engine_for(
+        url,
+        rollout={"policy": "auto", "min_labels": 100, "alpha": 0.05},
+        refit={"candidates": [{"id": "majority", **MAJORITY}]},
+    )
     worker = Worker(engine)
     learn(engine, STREAM[:500])
     # A challenger that is much worse: a tree that never splits answers the majority class.
-    v = refit_now(
-        engine,
-        worker,
-        candidates=[{"name": "hoeffding_tree", "grace_period": 100_000, "leaf_prediction": "mc"}],
-        register_anyway=True,
-    ).result["registered"]
+    v = refit_now(engine, worker, candidates=["majority"], register_anyway=True).result[
+        "registered"
+    ]
     learn(engine, STREAM[500:900])
     rt = engine.runtime("phishing")
     paired = rt.states[v].paired["v1"]
@@ -171,17 +177,17 @@ def test_an_auto_promotion_that_should_not_happen_does_not(url):
 
 
 def test_an_auto_promotion_of_a_better_challenger_and_an_auto_rollback_when_it_regresses(url):
-    majority = {"name": "hoeffding_tree", "grace_period": 100_000, "leaf_prediction": "mc"}
+    # Better than the majority-class champion, until it has learned 700 labels.
+    turncoat = {"factory": "tests.core.factories:turncoat", "flip_after": 700}
     engine = engine_for(
         url,
         rollout={"policy": "auto", "min_labels": 100, "alpha": 0.05, "margin": 0.0},
-        pipeline=majority,
+        pipeline=MAJORITY,
+        refit={"candidates": [turncoat]},
     )
     worker = Worker(engine)
     learn(engine, STREAM[:300])
-    # Better than the majority-class champion, until it has learned 700 labels.
-    turncoat = {"factory": "tests.core.factories:turncoat", "flip_after": 700}
-    v = refit_now(engine, worker, candidates=[turncoat]).result["registered"]
+    v = refit_now(engine, worker, candidates=["turncoat"]).result["registered"]
     assert v == "v2"
     learn(engine, STREAM[300:450])
     rt = engine.runtime("phishing")
@@ -338,3 +344,154 @@ def test_snapshots_are_pruned_and_the_log_trimmed_to_what_is_still_needed(url):
     again = engine_for(url)  # restarts from the snapshot: the trimmed events are not needed
     assert probe(again) == before
     again.close()
+
+
+# -- regression: gates on paired absolute errors, triggers on the recent MAE ------------------
+
+REGRESSION_FEATURES = {"a": {"type": "number"}, "b": {"type": "number"}}
+MEAN = {"factory": "tests.core.factories:mean_regressor"}
+
+
+def regression_rows(n: int, seed: int, *, shift: float = 0.0) -> list[tuple[dict, float]]:
+    """y = 3a - 2b + 10 + noise (+ ``shift``: the concept moved)."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = round(rng.gauss(0, 1), 4), round(rng.gauss(0, 1), 4)
+        rows.append(({"a": a, "b": b}, 3 * a - 2 * b + 10 + rng.gauss(0, 0.5) + shift))
+    return rows
+
+
+def regression_engine(url, **model):
+    from onlearn.config import settings_from_mapping
+    from onlearn.keys import resolve_secret
+    from onlearn.store.base import open_store
+
+    table = {
+        "task": "regression",
+        "pipeline": {"name": "linear_regression"},
+        "features": REGRESSION_FEATURES,
+        **model,
+    }
+    settings = settings_from_mapping(
+        {"store": {"url": url}, "security": {"secret_key": "test"}, "models": {"reg": table}}
+    )
+    engine = Engine(settings, open_store(url), secret=resolve_secret("test", url), clock=Clock())
+    return engine.start()
+
+
+def learn_regression(engine, rows):
+    for x, y in rows:
+        p = engine.predict_one("reg", x)
+        engine.feedback_one("reg", FeedbackItem(y, prediction_id=p.prediction_id))
+
+
+def test_regression_versions_are_compared_on_paired_absolute_errors_with_wilcoxon(url):
+    """Every consumer of the comparison (the live state, the versions API, the evaluate job)
+    speaks of absolute errors and Wilcoxon, computed from the answers each version served."""
+    from onlearn.compare import PairedErrors
+    from onlearn.worker import EVALUATE, new_job
+
+    rows = regression_rows(400, seed=1)
+    learn_regression(regression_engine(url, pipeline=MEAN), rows[:100])
+    engine = regression_engine(url)  # the config's pipeline changed: v2 champion, v1 previous
+    rt = engine.runtime("reg")
+    assert rt.roles == {"champion": "v2", "previous": "v1"}
+    seq = rt.seq
+    learn_regression(engine, rows[100:400])
+    paired = rt.states["v2"].paired["v1"]
+    assert isinstance(paired, PairedErrors)
+    # a = v1 (the previous champion), b = v2: the absolute errors of what each answered, as
+    # the label events carry it.
+    events = [e.payload for e in engine.store.log.read("reg", after=seq) if e.kind.value == "label"]
+    assert len(events) == 300
+    a_errors = [abs(e["label"] - e["outputs"]["v1"]["label"]) for e in events]
+    b_errors = [abs(e["label"] - e["outputs"]["v2"]["label"]) for e in events]
+    assert paired == PairedErrors.from_errors(a_errors, b_errors)
+    assert paired.b_mae < paired.a_mae and paired.favoured == "b"
+
+    (v2,) = [v for v in engine.versions("reg") if v["version"] == "v2"]
+    report = v2["paired"]["v1"]
+    assert report["test"] == "wilcoxon" and report["n"] == 300
+    assert report["a_mae"] == paired.a_mae and report["b_mae"] == paired.b_mae
+    assert report["p_value"] == paired.test()[1] < 1e-10
+    assert not {"a_only", "b_only", "a_accuracy", "b_accuracy"} & set(report)
+
+    engine.change_roles(
+        "reg", {"champion": "v1", "previous": None, "challenger": "v2"}, actor="t", reason="t"
+    )
+    learn_regression(engine, rows[:250])
+    worker = Worker(engine)
+    job = engine.store.jobs.enqueue(new_job(EVALUATE, "reg", {"version": "v2"}, at=engine.clock()))
+    done = worker.run_job(engine.store.jobs.claim(worker.name, lease_s=60, now=engine.clock()))
+    assert done.job_id == job.job_id and done.state is JobState.DONE, done.error
+    result = done.result
+    assert result["paired"]["test"] == "wilcoxon" and result["paired"]["n"] == 250
+    decision = result["decision"]
+    assert decision["action"] == "hold"  # the default policy is manual
+    assert "would be promoted" in decision["reason"]
+    assert "mean absolute error" in decision["reason"] and "Wilcoxon" in decision["reason"]
+    assert "accuracy" not in decision["reason"]
+    engine.close()
+
+
+def test_regression_auto_promotion_of_a_lower_mae_and_auto_rollback_when_it_regresses(url):
+    rollout = {"policy": "auto", "min_labels": 100, "alpha": 0.05, "margin": 0.0}
+    rows = regression_rows(900, seed=2)
+    learn_regression(regression_engine(url, pipeline=MEAN, rollout=rollout), rows[:300])
+    # Better than the mean of the labels, until it has learned 700 labels.
+    turncoat = {"factory": "tests.core.factories:regression_turncoat", "flip_after": 700}
+    engine = regression_engine(url, pipeline=turncoat, rollout=rollout)
+    engine.change_roles(
+        "reg", {"champion": "v1", "previous": None, "challenger": "v2"}, actor="t", reason="t"
+    )
+    rt = engine.runtime("reg")
+    worker = Worker(engine)
+    learn_regression(engine, rows[300:450])
+    worker.check_gates(rt)
+    assert rt.roles == {"champion": "v2", "previous": "v1"}, engine.role_history("reg")[-1]
+    reason = engine.role_history("reg")[-1]["reason"]
+    assert reason.startswith("automatic promotion: promote: on 150 paired labels the challenger's")
+    assert "Wilcoxon signed-rank p = " in reason
+    learn_regression(engine, rows[450:900])  # it turns at 700 labels learned
+    worker.check_gates(rt)
+    assert rt.roles == {"champion": "v1"}
+    reasons = [r["reason"] for r in engine.role_history("reg")[-2:]]
+    assert all(r.startswith("automatic rollback: rollback: the previous champion") for r in reasons)
+    assert all("mean absolute error" in r for r in reasons), reasons
+    engine.close()
+
+
+def test_regression_challenger_with_higher_errors_is_rejected(url):
+    rows = regression_rows(400, seed=3)
+    learn_regression(regression_engine(url), rows[:100])
+    engine = regression_engine(url, pipeline=MEAN, rollout={"policy": "auto", "min_labels": 100})
+    engine.change_roles(
+        "reg", {"champion": "v1", "previous": None, "challenger": "v2"}, actor="t", reason="t"
+    )
+    rt = engine.runtime("reg")
+    learn_regression(engine, rows[100:300])
+    Worker(engine).check_gates(rt)
+    assert rt.roles == {"champion": "v1"}
+    assert engine.role_history("reg")[-1]["reason"].startswith(
+        "challenger rejected: reject: the challenger is significantly worse"
+    )
+    engine.close()
+
+
+def test_regression_retrain_trigger_watches_the_recent_mae(url):
+    engine = regression_engine(url, retrain={"every_labels": 100, "cooldown_s": 0})
+    worker = Worker(engine)
+    rt = engine.runtime("reg")
+    learn_regression(engine, regression_rows(1000, seed=4))
+    assert worker.check_triggers(rt) is None  # a stationary stream: the MAE did not move
+    learn_regression(engine, regression_rows(250, seed=5, shift=20.0))  # the concept moved
+    served = rt.champion.metrics.served
+    assert served.recent_mae > served.mae
+    job = worker.check_triggers(rt)
+    assert job is not None
+    assert "recent mean absolute error" in job.params["reason"]
+    assert "rose above the long-run" in job.params["reason"]
+    engine.close()

@@ -138,3 +138,24 @@ def test_lfr_needs_both_labels():
 def test_config_errors_name_the_entry(config, message):
     with pytest.raises(ConfigError, match=message):
         detector_from_config(config)
+
+
+def test_a_regressors_absolute_errors_feed_only_the_detectors_that_take_numbers():
+    from onlearn.drift.detectors import REAL_VALUED
+
+    rng = random.Random(2)
+    errors = [abs(rng.gauss(0, 1)) for _ in range(1000)] + [
+        abs(rng.gauss(5, 1)) for _ in range(300)
+    ]
+    for name in REAL_VALUED:
+        detector = detector_from_config(name)
+        at = None
+        for i, error in enumerate(errors):
+            detector.update_error(error)
+            if detector.drift_detected and at is None:
+                at = i
+        assert at is not None and at >= 1000, (name, at)  # after the errors rose, not before
+        assert detector.n == len(errors) and detector.n_detections >= 1
+    for name in sorted(set(DETECTORS) - set(REAL_VALUED)):
+        with pytest.raises(TypeError, match="use one of adwin, kswin, page_hinkley"):
+            detector_from_config(name).update_error(0.5)

@@ -52,11 +52,11 @@ reference_size = 150
 report_every = 50
 """
 LABELS = 400
-# A refit slow enough to be killed in its middle: a forest of 10 trees trained on the 320
-# training rows 60 times is about 19,000 learn_one calls, several seconds.
+# A refit slow enough to be killed in its middle: a forest of 30 trees trained on the 320
+# training rows 20 times is 6,400 learn_one calls of 30 trees, several seconds.
 SLOW_REFIT = {
-    "candidates": [{"name": "adaptive_random_forest", "n_models": 10}],
-    "passes": 60,
+    "candidates": [{"name": "adaptive_random_forest", "n_models": 30}],
+    "passes": 20,
     "register_anyway": True,
     "reason": "slow on purpose",
 }

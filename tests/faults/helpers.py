@@ -31,13 +31,14 @@ def replayed(
     """What v1 of ``model``, untrained, answers for ``rows`` after learning the log (up to
     ``upto``), replayed here from the store at ``url``."""
     from onlearn.schema import Schema
-    from onlearn.snapshots import fresh_state, replay
+    from onlearn.snapshots import replay
     from onlearn.store.base import open_store
+    from tests.specs import trusted_fresh_state
 
     with open_store(url) as store:
         info = store.registry.get_version(model, "v1")
         schema = Schema.from_config(**info.spec["schema"])
-        state = replay(store, model, schema, fresh_state(info), upto)
+        state = replay(store, model, schema, trusted_fresh_state(info), upto)
     answers = []
     for row in rows:
         label, proba = state.predict(schema.model_input(schema.validate(row)))

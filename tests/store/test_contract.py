@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -17,7 +18,10 @@ from onlearn.checks.stores import (
     check_predictions_scan_skips_records_that_expired_after_their_put,
     check_registry_change_roles_appends_the_event_and_changes_roles_together,
     check_registry_change_roles_with_a_known_key_changes_nothing,
+    check_registry_create_version_with_a_known_key_keeps_the_stored_signature,
     check_registry_documents,
+    check_registry_set_spec_signature,
+    check_registry_spec_signature_round_trips,
     check_store,
 )
 from onlearn.records import Event, PredictionRecord
@@ -185,3 +189,70 @@ def test_a_broken_document_store_fails_the_checks(broken: type[MemoryRegistry]) 
     store.registry = broken()
     with pytest.raises(AssertionError):
         check_registry_documents(store)
+
+
+class _DropsSignatures(MemoryRegistry):
+    """Stores versions without their signature."""
+
+    def create_version(self, model, spec, meta, at, key=None, *, spec_signature=None):  # type: ignore[no-untyped-def]
+        return super().create_version(model, spec, meta, at, key)
+
+
+class _KeyAnswersTheFirstCopy(MemoryRegistry):
+    """Answers a known key with the version as first registered, not as it is now."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._first: dict[tuple[str, str], object] = {}
+
+    def create_version(self, model, spec, meta, at, key=None, *, spec_signature=None):  # type: ignore[no-untyped-def]
+        if key is not None and (model, key) in self._first:
+            return self._first[(model, key)]
+        info = super().create_version(model, spec, meta, at, key, spec_signature=spec_signature)
+        if key is not None:
+            self._first[(model, key)] = info
+        return info
+
+
+class _SigningRewritesTheVersion(MemoryRegistry):
+    """Signing a version also stamps its meta (a spec and meta must stay as they are)."""
+
+    def set_spec_signature(self, model, version, signature):  # type: ignore[no-untyped-def]
+        info = super().set_spec_signature(model, version, signature)
+        if info is None:
+            return None
+        info = dataclasses.replace(info, meta={**info.meta, "signed": True})
+        self._versions[model][int(version[1:]) - 1] = info
+        return info
+
+
+class _SigningCreatesVersions(MemoryRegistry):
+    """Signing an unknown version registers one."""
+
+    def set_spec_signature(self, model, version, signature):  # type: ignore[no-untyped-def]
+        info = super().set_spec_signature(model, version, signature)
+        if info is None:
+            return self.create_version(model, {}, {}, 0.0, spec_signature=signature)
+        return info
+
+
+@pytest.mark.parametrize(
+    ("broken", "check"),
+    [
+        (_DropsSignatures, check_registry_spec_signature_round_trips),
+        (
+            _KeyAnswersTheFirstCopy,
+            check_registry_create_version_with_a_known_key_keeps_the_stored_signature,
+        ),
+        (_SigningRewritesTheVersion, check_registry_set_spec_signature),
+        (_SigningCreatesVersions, check_registry_set_spec_signature),
+    ],
+    ids=lambda x: getattr(x, "__name__", None),
+)
+def test_a_registry_that_mishandles_signatures_fails_the_checks(
+    broken: type[MemoryRegistry], check: Callable[[Store], None]
+) -> None:
+    store = open_store("memory://")
+    store.registry = broken()
+    with pytest.raises(AssertionError):
+        check(store)

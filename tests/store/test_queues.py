@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +25,12 @@ from onlearn.checks.queues import (
     T0,
     all_job_checks,
     all_queue_checks,
+    check_jobs_cancel_a_running_job,
+    check_jobs_cancel_leaves_committed_and_finished_jobs_alone,
+    check_jobs_committed_survives_a_reclaim,
+    check_jobs_concurrent_cancel_and_commit_never_both_win,
+    check_jobs_fail_without_retry_fails_at_once,
+    check_jobs_release_gives_the_job_back_without_counting_an_attempt,
     check_queue_order_is_priority_then_oldest_then_id,
     check_queues,
 )
@@ -31,7 +38,8 @@ from onlearn.errors import StoreUnavailable
 from onlearn.records import Job, JobState, QueueItem, QueueState
 from onlearn.store.base import JobQueue, LabelQueue, Store, open_store
 from onlearn.store.codec import decode_job, decode_queue_item, encode_job, encode_queue_item
-from onlearn.store.memory import MemoryLabelQueue
+from onlearn.store.leases import cancellable
+from onlearn.store.memory import MemoryJobQueue, MemoryLabelQueue
 from onlearn.store.sqlite import open_sqlite_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,6 +135,112 @@ def test_codec_round_trips_queue_items_and_jobs() -> None:
         run_after=5.0, worker="w", lease_expires_at=None, updated_at=6.0, result=None, error="x",
     )  # fmt: skip
     assert decode_job(encode_job(job)) == job
+    for state in JobState:
+        for committed in (False, True):
+            job = dataclasses.replace(job, state=state, committed=committed)
+            back = decode_job(encode_job(job))
+            assert back == job and back.state is state and back.committed is committed
+
+
+def test_a_job_encoded_by_an_earlier_onlearn_has_committed_nothing() -> None:
+    job = Job("j", "refit", "m", {}, 2.0, state=JobState.RUNNING, attempts=1, worker="w")
+    old = json.loads(encode_job(job))
+    del old["committed"]
+    back = decode_job(json.dumps(old))
+    assert back == job and back.committed is False
+
+
+# --- broken job queues fail the checks ---------------------------------------------------------
+
+
+class _TwoStepCancel(MemoryJobQueue):
+    """Reads the job, then writes it cancelled under the lock: a commit in between is lost."""
+
+    def cancel(self, job_id, now, *, reason):  # type: ignore[no-untyped-def]
+        job = self.get(job_id)
+        time.sleep(0.002)  # the window a real backend has between two round trips
+        if job is None or not cancellable(job):
+            return job
+        with self._lock:
+            job = self._jobs[job_id] = dataclasses.replace(
+                job, state=JobState.CANCELLED, error=reason, lease_expires_at=None, updated_at=now
+            )
+        return job
+
+
+class _CancelsCommitted(MemoryJobQueue):
+    """Cancels any running job, committed or not."""
+
+    def cancel(self, job_id, now, *, reason):  # type: ignore[no-untyped-def]
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is not None and job.state is JobState.RUNNING:
+                self._jobs[job_id] = dataclasses.replace(job, committed=False)
+        return super().cancel(job_id, now, reason=reason)
+
+
+class _CancelKeepsTheLease(MemoryJobQueue):
+    """Marks a running job cancelled but leaves its lease, so a dead worker's reclaim could
+    find it."""
+
+    def cancel(self, job_id, now, *, reason):  # type: ignore[no-untyped-def]
+        with self._lock:
+            before = self._jobs.get(job_id)
+        job = super().cancel(job_id, now, reason=reason)
+        if job is not None and before is not None and before.lease_expires_at is not None:
+            with self._lock:
+                job = self._jobs[job_id] = dataclasses.replace(
+                    job, lease_expires_at=before.lease_expires_at
+                )
+        return job
+
+
+class _ReclaimForgetsCommitted(MemoryJobQueue):
+    def claim(self, worker, *, lease_s, now, kinds=None):  # type: ignore[no-untyped-def]
+        job = super().claim(worker, lease_s=lease_s, now=now, kinds=kinds)
+        if job is not None and job.committed:
+            with self._lock:
+                job = self._jobs[job.job_id] = dataclasses.replace(job, committed=False)
+        return job
+
+
+class _ReleaseCountsTheAttempt(MemoryJobQueue):
+    def release(self, job_id, worker, now):  # type: ignore[no-untyped-def]
+        job = super().release(job_id, worker, now)
+        if job is not None:
+            with self._lock:
+                job = self._jobs[job_id] = dataclasses.replace(job, attempts=job.attempts + 1)
+        return job
+
+
+class _FailAlwaysRetries(MemoryJobQueue):
+    def fail(self, job_id, worker, error, now, *, retry_in):  # type: ignore[no-untyped-def]
+        return super().fail(job_id, worker, error, now, retry_in=retry_in or 0.0)
+
+
+@pytest.mark.parametrize(
+    ("broken", "check"),
+    [
+        (_TwoStepCancel, check_jobs_concurrent_cancel_and_commit_never_both_win),
+        (_CancelsCommitted, check_jobs_cancel_leaves_committed_and_finished_jobs_alone),
+        (_CancelsCommitted, check_jobs_committed_survives_a_reclaim),
+        (_CancelKeepsTheLease, check_jobs_cancel_a_running_job),
+        (_ReclaimForgetsCommitted, check_jobs_committed_survives_a_reclaim),
+        (
+            _ReleaseCountsTheAttempt,
+            check_jobs_release_gives_the_job_back_without_counting_an_attempt,
+        ),
+        (_FailAlwaysRetries, check_jobs_fail_without_retry_fails_at_once),
+    ],
+    ids=lambda x: getattr(x, "__name__", None),
+)
+def test_a_broken_job_queue_fails_the_checks(
+    broken: type[MemoryJobQueue], check: Callable[[Store], None]
+) -> None:
+    store = open_store("memory://")
+    store.jobs = broken()
+    with pytest.raises(AssertionError):
+        check(store)
 
 
 # --- every backend against the others ---------------------------------------------------------
@@ -243,8 +357,9 @@ def test_job_queues_of_every_backend_agree_on_random_calls(
     for step in range(250):
         now += rng.choice([0.0, 1.0, 3.0])
         op = rng.choices(
-            ["enqueue", "claim", "complete", "fail", "heartbeat", "list"],
-            weights=[4, 4, 2, 2, 1, 1],
+            ["enqueue", "claim", "complete", "fail", "heartbeat", "list"]
+            + ["cancel", "commit", "release", "fail_now"],
+            weights=[4, 4, 2, 2, 1, 1] + [2, 2, 1, 1],
         )[0]
         if op == "enqueue":
             job = Job(
@@ -262,12 +377,26 @@ def test_job_queues_of_every_backend_agree_on_random_calls(
             kinds = rng.choice([None, ["refit"], ["snapshot", "refit"], ["other"]])
             worker, lease = rng.choice(workers), rng.choice([2.0, 5.0])
             got = [q.claim(worker, lease_s=lease, now=now, kinds=kinds) for q in queues]  # type: ignore[union-attr]
-        elif op in ("complete", "fail", "heartbeat") and ids:
+        elif op == "cancel" and ids:
+            job_id = rng.choice(ids + ["nope"])
+            got = [q.cancel(job_id, now, reason=f"step {step}") for q in queues]  # type: ignore[union-attr]
+        elif op in ("complete", "fail", "heartbeat", "commit", "release", "fail_now") and ids:
             job_id, worker = rng.choice(ids), rng.choice(workers)
+            # Mostly a running job and the worker that holds it, or few calls would be granted.
+            held = [j for j in queues[0].list(limit=1000) if j.state is JobState.RUNNING]  # type: ignore[union-attr]
+            if held and rng.random() < 0.7:
+                job = rng.choice(held)
+                job_id, worker = job.job_id, job.worker  # type: ignore[assignment]
             if op == "complete":
                 got = [q.complete(job_id, worker, {"s": step}, now=now) for q in queues]  # type: ignore[union-attr]
             elif op == "fail":
                 got = [q.fail(job_id, worker, "boom", now=now, retry_in=2.0) for q in queues]  # type: ignore[union-attr]
+            elif op == "fail_now":
+                got = [q.fail(job_id, worker, "bad", now=now, retry_in=None) for q in queues]  # type: ignore[union-attr]
+            elif op == "commit":
+                got = [q.commit(job_id, worker, now=now) for q in queues]  # type: ignore[union-attr]
+            elif op == "release":
+                got = [q.release(job_id, worker, now=now) for q in queues]  # type: ignore[union-attr]
             else:
                 got = [q.heartbeat(job_id, worker, lease_s=4.0, now=now) for q in queues]  # type: ignore[union-attr]
         else:

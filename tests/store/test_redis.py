@@ -75,6 +75,9 @@ def _workload(store: Store, model: str) -> None:
     assert claimed.item_id == "q3"
     assert queue.complete(model, "q 2/é", None, {"seq": 1}, now=7.0).status == "ok"
     jobs.enqueue(Job(f"{model}/job", "refit", model, {}, created_at=8.0, key=f"{model}:refit"))
+    jobs.enqueue(Job(f"{model}/job 2", "refit", model, {}, created_at=9.0))
+    assert jobs.cancel(f"{model}/job 2", 9.5, reason="r").state.value == "cancelled"  # type: ignore[union-attr]
+    assert store.registry.set_spec_signature(model, "v1", "sig") is not None
 
 
 def test_every_key_comes_from_redis_keys_and_carries_the_prefix(redis_url: str) -> None:
@@ -568,3 +571,39 @@ def test_redis_refusing_writes_is_unavailable_not_a_bug(
         finally:
             admin.replicaof("no", "one")
         assert store.log.append("m", [_event(1)]) == [2]
+
+
+def test_jobs_and_versions_stored_by_an_earlier_onlearn_read_back(
+    store: Store, redis_url: str
+) -> None:
+    # What an earlier onlearn wrote: job hashes without a ``committed`` field, version JSON
+    # without ``spec_signature``.
+    jobs = store.jobs
+    assert jobs is not None
+    client = redis.Redis.from_url(redis_url)
+    keys = RedisKeys()
+    for n, job_id in enumerate(["a", "b"]):
+        jobs.enqueue(Job(job_id, "refit", "m", {}, created_at=float(n)))
+        assert client.hdel(keys.job(job_id), "committed") == 1
+    v1 = store.registry.create_version("m", {"p": 0.1 + 0.2}, {"n": 1}, at=2.0, key="job-1")
+    old_json = json.dumps({"created_at": 2.0, "spec": {"p": 0.1 + 0.2}, "meta": {"n": 1}})
+    client.hset(keys.versions("m"), "1", old_json)
+
+    assert v1.spec_signature is None and store.registry.get_version("m", "v1") == v1
+    assert store.registry.list_versions("m") == [v1]
+    assert store.registry.create_version("m", {}, {}, at=3.0, key="job-1") == v1
+    signed = store.registry.set_spec_signature("m", "v1", "sig")
+    assert signed == dataclasses.replace(v1, spec_signature="sig")
+    assert store.registry.get_version("m", "v1") == signed
+    assert json.loads(client.hget(keys.versions("m"), "1"))["spec"] == {"p": 0.1 + 0.2}
+
+    assert [j.committed for j in jobs.list()] == [False, False]
+    a = jobs.claim("w", lease_s=10, now=5.0)
+    b = jobs.claim("w", lease_s=10, now=5.0)
+    assert a is not None and b is not None and not a.committed and not b.committed
+    cancelled = jobs.cancel("a", 6.0, reason="stop")
+    assert cancelled is not None and cancelled.state.value == "cancelled", "not committed: cancels"
+    committed = jobs.commit("b", "w", now=6.0)
+    assert committed is not None and committed.committed
+    assert jobs.cancel("b", 7.0, reason="stop") == committed
+    client.close()

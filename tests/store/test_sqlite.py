@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from onlearn.errors import ConfigError, StoreUnavailable
-from onlearn.records import Event, EventKind, PredictionRecord, Snapshot
+from onlearn.records import Event, EventKind, Job, JobState, PredictionRecord, Snapshot, VersionInfo
 from onlearn.store.base import open_store
 from onlearn.store.sqlite import SCHEMA_VERSION, open_sqlite_store, parse_sqlite_url
 
@@ -356,9 +356,73 @@ def test_a_file_of_schema_version_2_is_upgraded_in_place(tmp_path: Path) -> None
         store.registry.put_document("m", "report", {"ok": True})
         assert store.registry.get_document("m", "report") == {"ok": True}
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         indexes = {row[1] for row in check.execute("PRAGMA index_list(predictions)")}
         assert "predictions_model_id" in indexes
+
+
+def test_a_file_of_schema_version_3_reads_back_unsigned_versions_and_uncommitted_jobs(
+    tmp_path: Path,
+) -> None:
+    # The versions and jobs tables as schema version 3 (onlearn 8d6a9de) created them, without
+    # versions.spec_signature and jobs.committed, with data; the other tables are created on
+    # open as for any file that lacks them.
+    path = tmp_path / "v3.db"
+    old = sqlite3.connect(path)
+    old.executescript(
+        """
+        CREATE TABLE versions (
+            model TEXT NOT NULL, number INTEGER NOT NULL, created_at REAL NOT NULL,
+            spec TEXT NOT NULL, meta TEXT NOT NULL, key TEXT, PRIMARY KEY (model, number));
+        CREATE UNIQUE INDEX versions_key ON versions (model, key) WHERE key IS NOT NULL;
+        CREATE TABLE jobs (
+            job_id TEXT PRIMARY KEY, kind TEXT NOT NULL, model TEXT NOT NULL,
+            params TEXT NOT NULL, created_at REAL NOT NULL, key TEXT, state TEXT NOT NULL,
+            attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, run_after REAL NOT NULL,
+            worker TEXT, lease_expires_at REAL, updated_at REAL, result TEXT, error TEXT);
+        CREATE UNIQUE INDEX jobs_key ON jobs (key) WHERE key IS NOT NULL;
+        CREATE INDEX jobs_active
+            ON jobs (created_at, job_id) WHERE state IN ('queued', 'running');
+        INSERT INTO versions VALUES ('m', 1, 1.0, '{"pipeline":"logistic","l2":0.1}', '{}', 'j-1');
+        INSERT INTO jobs VALUES ('queued', 'refit', 'm', '{}', 1.0, NULL, 'queued', 0, 3, 0.0,
+            NULL, NULL, NULL, NULL, NULL);
+        INSERT INTO jobs VALUES ('running', 'refit', 'm', '{"w":1}', 2.0, 'k', 'running', 1, 3,
+            0.0, 'w', 50.0, 2.0, NULL, NULL);
+        PRAGMA user_version = 3;
+        """
+    )
+    old.close()
+    url = f"sqlite:///{path}"
+    v1 = VersionInfo("m", "v1", 1.0, {"pipeline": "logistic", "l2": 0.1}, {}, None)
+    queued = Job("queued", "refit", "m", {}, 1.0)
+    running = Job(
+        "running", "refit", "m", {"w": 1}, 2.0, key="k", state=JobState.RUNNING, attempts=1,
+        worker="w", lease_expires_at=50.0, updated_at=2.0,
+    )  # fmt: skip
+    with open_sqlite_store(url) as store:
+        reg, jobs = store.registry, store.jobs
+        assert jobs is not None
+        assert reg.get_version("m", "v1") == v1 and reg.list_versions("m") == [v1]
+        assert reg.create_version("m", {}, {}, at=2.0, key="j-1", spec_signature="x") == v1
+        assert jobs.get("queued") == queued and jobs.get("running") == running
+        assert jobs.list() == [running, queued]
+        # The old rows work with the new calls, and what they write is kept.
+        assert reg.set_spec_signature("m", "v1", "sig") == VersionInfo(
+            "m", "v1", 1.0, v1.spec, {}, "sig"
+        )
+        assert jobs.commit("running", "w", now=3.0) is not None
+        assert jobs.cancel("running", 4.0, reason="stop").committed  # type: ignore[union-attr]
+        assert jobs.cancel("queued", 4.0, reason="stop").state is JobState.CANCELLED  # type: ignore[union-attr]
+        assert jobs.complete("running", "w", {"v": "v2"}, now=5.0).committed  # type: ignore[union-attr]
+        assert jobs.claim("w2", lease_s=10, now=1000.0) is None, "cancelled: never claimed"
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    with open_sqlite_store(url) as store:
+        assert store.jobs is not None
+        assert store.registry.get_version("m", "v1").spec_signature == "sig"  # type: ignore[union-attr]
+        done = store.jobs.get("running")
+        assert done is not None and done.committed and done.state is JobState.DONE
+        assert store.jobs.get("queued").state is JobState.CANCELLED  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("after", [None, "0000"])
