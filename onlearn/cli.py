@@ -57,6 +57,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def at_least(minimum: int):
+    """An argparse type for a whole number of at least ``minimum``: ``--limit 0`` would
+    otherwise read as "no limit" and stream everything."""
+
+    def whole_number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return whole_number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onlearn",
@@ -192,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_commands = jobs.add_subparsers(title="jobs commands", metavar="COMMAND")
     jobs_list = jobs_commands.add_parser("list", help="recent jobs, newest first")
     jobs_list.add_argument("--model", help="only this model's jobs")
-    jobs_list.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
+    jobs_list.add_argument("--limit", type=at_least(1), default=20, help="at most this many (default 20)")
     jobs_list.set_defaults(func=cmd_jobs_list)
     jobs_show = jobs_commands.add_parser("show", help="one job: state, result or error")
     jobs_show.add_argument("job_id", help="the job's id (from `onlearn jobs list`)")
@@ -229,9 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="river dataset: phishing, bananas, image_segments (multiclass), trump_approval, "
         "chick_weights (regression); default: the one the model is named after, else phishing",
     )
-    demo.add_argument("--limit", type=int, help="stop after this many rows")
+    demo.add_argument("--limit", type=at_least(1), help="stop after this many rows")
     demo.add_argument(
-        "--delay", type=int, default=0, help="send each label this many rows after its prediction"
+        "--delay", type=at_least(0), default=0, help="send each label this many rows after its prediction"
     )
     demo.add_argument(
         "--delay-s", type=float, default=0.0, help="and at least this many seconds after it"
@@ -265,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     infer.add_argument("file", help="CSV file with a header row")
     infer.add_argument("--target", help="the label column, left out of the features")
     infer.add_argument("--model", default="my_model", help="model name for the TOML table")
-    infer.add_argument("--limit", type=int, help="read at most this many rows")
+    infer.add_argument("--limit", type=at_least(1), help="read at most this many rows")
     infer.add_argument(
         "--task",
         choices=["classification", "regression"],

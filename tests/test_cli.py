@@ -98,6 +98,23 @@ def test_without_a_command_the_help_is_printed():
     assert "serve" in result.stdout and "demo" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("demo", "--limit", "0"), ("--limit", "at least 1, got 0")),
+        (("demo", "--limit", "ten"), ("--limit", "whole number, got 'ten'")),
+        (("demo", "--delay", "-1"), ("--delay", "at least 0, got -1")),
+        (("jobs", "list", "--limit", "0"), ("--limit", "at least 1")),
+        (("schema", "infer", "x.csv", "--limit", "0"), ("--limit", "at least 1")),
+    ],
+)
+def test_counts_below_their_minimum_are_refused_before_anything_runs(args, words):
+    # ``--limit 0`` used to read as "no limit": the demo streamed the whole dataset.
+    result = onlearn(*args)
+    assert result.returncode == 2
+    failed_cleanly(result, *words)
+
+
 def test_serve_help_lists_its_options():
     result = onlearn("serve", "--help")
     assert result.returncode == 0
