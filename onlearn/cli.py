@@ -209,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     jobs_commands = jobs.add_subparsers(title="jobs commands", metavar="COMMAND")
     jobs_list = jobs_commands.add_parser("list", help="recent jobs, newest first")
     jobs_list.add_argument("--model", help="only this model's jobs")
-    jobs_list.add_argument("--limit", type=at_least(1), default=20, help="at most this many (default 20)")
+    jobs_list.add_argument(
+        "--limit", type=at_least(1), default=20, help="at most this many (default 20)"
+    )
     jobs_list.set_defaults(func=cmd_jobs_list)
     jobs_show = jobs_commands.add_parser("show", help="one job: state, result or error")
     jobs_show.add_argument("job_id", help="the job's id (from `onlearn jobs list`)")
@@ -248,7 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--limit", type=at_least(1), help="stop after this many rows")
     demo.add_argument(
-        "--delay", type=at_least(0), default=0, help="send each label this many rows after its prediction"
+        "--delay",
+        type=at_least(0),
+        default=0,
+        help="send each label this many rows after its prediction",
     )
     demo.add_argument(
         "--delay-s", type=float, default=0.0, help="and at least this many seconds after it"

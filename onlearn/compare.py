@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as _scipy_stats
 
+from onlearn.metrics import mean_error
+
 __all__ = ["PairedCounts", "PairedErrors", "mcnemar", "wilcoxon"]
 
 EXACT_BELOW = 25
@@ -287,11 +289,11 @@ class PairedErrors:
 
     @property
     def a_mae(self) -> float | None:
-        return math.fsum(self._a) / len(self._a) if self._a else None
+        return mean_error(self._a)
 
     @property
     def b_mae(self) -> float | None:
-        return math.fsum(self._b) / len(self._b) if self._b else None
+        return mean_error(self._b)
 
     @property
     def favoured(self) -> str | None:

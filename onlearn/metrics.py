@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping
 from typing import Any
 
 from river import metrics as river_metrics
@@ -32,6 +32,21 @@ def absolute_error(y_true: float, y_pred: float | None) -> float:
     """
     try:
         return float(abs(y_true - (y_pred if y_pred is not None else 0.0)))
+    except OverflowError:
+        return math.inf
+
+
+def mean_error(errors: Collection[float]) -> float | None:
+    """The exact mean of non-negative errors (``math.fsum``), ``inf`` when they overflow a float
+    (fsum raises there, where a plain sum would give inf), ``None`` when there are none.
+
+    >>> mean_error([1.0, 2.0]), mean_error([1e308, 1e308]), mean_error([])
+    (1.5, inf, None)
+    """
+    if not errors:
+        return None
+    try:
+        return math.fsum(errors) / len(errors)
     except OverflowError:
         return math.inf
 
@@ -108,6 +123,8 @@ class RegressionMetrics:
     >>> m.update(0.0, 1.0, None)
     >>> m.mae, round(m.rmse, 4), m.recent_mae
     (1.5, 1.5811, 1.5)
+    >>> m.update(1e308, 0.0, None); m.update(1e308, 0.0, None); m.recent_mae
+    inf
     """
 
     RECENT = 500  # labels in the rolling MAE, the signal a retrain trigger watches
@@ -152,7 +169,7 @@ class RegressionMetrics:
     def recent_mae(self) -> float | None:
         """Mean absolute error over the last ``RECENT`` labels (summed exactly when read: a
         running sum would carry the rounding of every label that left the window)."""
-        return math.fsum(self._recent) / len(self._recent) if self._recent else None
+        return mean_error(self._recent)
 
     def to_dict(self) -> dict[str, Any]:
         return {

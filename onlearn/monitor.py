@@ -43,7 +43,7 @@ from onlearn.drift import (
 )
 from onlearn.errors import OnlearnError
 from onlearn.learner import proba_dict
-from onlearn.metrics import absolute_error
+from onlearn.metrics import absolute_error, mean_error
 from onlearn.records import Event, EventKind, PredictionRecord
 from onlearn.registry import CHAMPION
 from onlearn.store.base import Store
@@ -313,10 +313,9 @@ class ModelMonitor:
         if self.regression:
             # The last 500 labels of each served version, as the classifiers' accuracy.
             quality = {
-                "mae": {v: _finite(math.fsum(r) / len(r)) for v, r in recent.items()},
+                "mae": {v: _finite(mean_error(r)) for v, r in recent.items()},
                 "rmse": {
-                    v: _finite(math.sqrt(math.fsum(e * e for e in r) / len(r)))
-                    for v, r in recent.items()
+                    v: _finite(math.sqrt(mean_error([e * e for e in r]))) for v, r in recent.items()
                 },
             }
         else:

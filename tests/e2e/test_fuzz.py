@@ -194,7 +194,7 @@ def test_bodies_that_are_not_json_get_a_4xx_on_every_post_route(fuzz_api, kind):
     document = fuzz_api.get("/openapi.json").json()
     posts = [p for p, ops in document["paths"].items() if "post" in ops]
     for path in posts:
-        url = path.format(name="fuzz", item_id=pid, version="v1")
+        url = path.format(name="fuzz", item_id=pid, version="v1", job_id="no-such-job")
         response = fuzz_api.post(
             url, content=NOT_JSON[kind], headers={"content-type": "application/json"}
         )
