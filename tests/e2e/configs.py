@@ -232,3 +232,28 @@ max_pending_labels = 1
     )
 }
 """
+
+
+# The bounded-answers server (test_bounded_errors.py): the default limits (a batch of thousands of
+# rows fits), and a model with many features, so that an error's list of known fields is cut.
+WIDE_FEATURES = ["color", *(f"feature_{i:02d}" for i in range(29))]
+BOUNDS_CONFIG = f"""
+[models.wide]
+task = "classification"
+classes = ["pos", "neg"]
+pipeline = {{ name = "logistic_regression" }}
+[models.wide.features]
+{chr(10).join(f'{name} = {{ type = "number" }}' for name in WIDE_FEATURES)}
+"""
+
+
+# The connections server (test_connections.py): a short keep-alive and a small connection cap,
+# so that a test can reach both in seconds.
+CONNECTIONS = {"keep_alive_timeout_s": 1.0, "max_connections": 20}
+CONNECTIONS_CONFIG = f"""
+[limits]
+keep_alive_timeout_s = {CONNECTIONS["keep_alive_timeout_s"]}
+max_connections = {CONNECTIONS["max_connections"]}
+
+{xy_model("conn")}
+"""
