@@ -179,9 +179,12 @@ api_keys = [
   {entries},
 ]
 {_active_model("guarded", budget=1.0, window=50, lease_s=60)}
+{_active_model(AUTH_SECRET_MODEL, budget=1.0, window=50, lease_s=60)}
 """
 
 
+# A name no page or open route may reveal to a caller without a key.
+AUTH_SECRET_MODEL = "okapi_payroll_fraud"
 AUTH_CONFIG = _auth_config()
 
 
