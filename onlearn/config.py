@@ -168,9 +168,18 @@ class Limits:
     # A request still unanswered after this long gets 504 (408 while its body is still
     # arriving) instead of holding its client and a connection. 0 turns it off.
     request_timeout_s: float = 30.0
+    # A connection with no request under way (before its first, between two, or stalled in a
+    # request's headers) is closed after this long: 24,000 idle sockets once made /healthz fail
+    # until their clients left.
+    keep_alive_timeout_s: float = 5.0
+    # Connections served at once; a request on a connection past it gets 503 (see
+    # serving/connections.py), so a flood of sockets is refused at once instead of queueing.
+    max_connections: int = 1000
+    # On a stop, requests under way get this long to finish before their connections close.
+    graceful_shutdown_s: float = 10.0
 
     def __post_init__(self) -> None:
-        for key in ("max_body_bytes", "max_batch_rows"):
+        for key in ("max_body_bytes", "max_batch_rows", "max_connections"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"[limits]: {key} must be a whole number of at least 1")
@@ -179,6 +188,10 @@ class Limits:
             raise ConfigError(
                 "[limits]: request_timeout_s must be a number of seconds (0 turns it off)"
             )
+        for key in ("keep_alive_timeout_s", "graceful_shutdown_s"):
+            t = getattr(self, key)
+            if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < math.inf:
+                raise ConfigError(f"[limits]: {key} must be a number of seconds above 0")
 
 
 @dataclass(frozen=True)
@@ -227,6 +240,9 @@ LIMITS_ENVIRONMENT = {
     "ONLEARN_MAX_BODY_BYTES": ("max_body_bytes", int),
     "ONLEARN_MAX_BATCH_ROWS": ("max_batch_rows", int),
     "ONLEARN_REQUEST_TIMEOUT_S": ("request_timeout_s", float),
+    "ONLEARN_KEEP_ALIVE_TIMEOUT_S": ("keep_alive_timeout_s", float),
+    "ONLEARN_MAX_CONNECTIONS": ("max_connections", int),
+    "ONLEARN_GRACEFUL_SHUTDOWN_S": ("graceful_shutdown_s", float),
 }
 
 

@@ -30,6 +30,7 @@ from onlearn.errors import (
     UnknownModel,
     UnknownPrediction,
     UnknownVersion,
+    Violations,
 )
 from onlearn.group_commit import GroupCommitter
 from onlearn.ids import new_prediction_id, prediction_time
@@ -523,16 +524,18 @@ class Engine:
         self, name: str, rows: Sequence[Any], *, keys: Sequence[str | None] | None = None
     ) -> list[Prediction]:
         rt = self.runtime(name)
-        clean, errors = [], []
+        clean, errors = [], Violations()
         validate = rt.schema.validate
         for i, features in enumerate(rows):
             try:
-                clean.append(validate(features))
+                # Every row is checked (its violations are counted for the monitor), but only
+                # the errors the answer lists are worded in full.
+                clean.append(validate(features, hints=not errors.full))
             except SchemaViolation as e:
                 rt.count_violations(e)
-                errors.extend(e.at(i).errors)
+                errors.add(e.at(i))
         if errors:
-            raise SchemaViolation(errors)
+            raise errors.violation()
         if len(rt.states) > 1 or keys is not None:  # several versions answer: row by row
             now = self.clock()
             keys = keys or [None] * len(clean)
@@ -688,19 +691,19 @@ class Engine:
         """
         now = self.clock()
         prepared: list = []
-        errors: list[FieldError] = []
+        errors = Violations()
         for i, item in enumerate(items):
             if earlier is not None and not isinstance(earlier[i], _NotYetVisible):
                 prepared.append(earlier[i])
                 continue
             try:
-                prepared.append(self._label_event(rt, item, now, deadline))
+                prepared.append(self._label_event(rt, item, now, deadline, hints=not errors.full))
             except SchemaViolation as e:
-                errors.extend(e.at(i).errors)
+                errors.add(e.at(i))
             except (UnknownPrediction, PredictionExpired, _NotYetVisible) as e:
                 prepared.append(e)
         if errors:
-            raise SchemaViolation(errors)
+            raise errors.violation()
         return prepared
 
     def _results(self, rt, prepared, seqs, applied) -> list[FeedbackResult]:
@@ -714,7 +717,13 @@ class Engine:
         ]
 
     def _label_event(
-        self, rt: ModelRuntime, item: FeedbackItem, now: float, deadline: float = 0.0
+        self,
+        rt: ModelRuntime,
+        item: FeedbackItem,
+        now: float,
+        deadline: float = 0.0,
+        *,
+        hints: bool = True,
     ) -> Event:
         errors = _check_label(rt.config, item.label)
         if item.source not in _SOURCES:
@@ -736,14 +745,16 @@ class Engine:
                 FieldError((), "missing", "give prediction_id (from predict) or inline features")
             )
         clean = None
+        omitted = 0
         if item.features is not None:
             try:
-                clean = rt.schema.validate(item.features)
+                clean = rt.schema.validate(item.features, hints=hints)
             except SchemaViolation as e:
                 rt.count_violations(e)
                 errors.extend(e.at("features").errors)
+                omitted = e.omitted
         if errors:
-            raise SchemaViolation(errors)
+            raise SchemaViolation(errors, omitted)
 
         payload: dict[str, Any] = {
             "label": item.label,

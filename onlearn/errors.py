@@ -25,16 +25,57 @@ class FieldError:
         return {"loc": list(self.loc), "type": self.rule, "msg": self.msg}
 
 
-class SchemaViolation(OnlearnError, ValueError):
-    """Input does not satisfy the model's schema (HTTP 422)."""
+MAX_LISTED_ERRORS = 20
+"""A violation lists at most this many field errors and counts the rest. A 1.7 MB batch whose
+rows each broke a rule made a 39 MB answer (every error worded, rendered and sent, the event
+loop busy for seconds meanwhile); the first errors say what is wrong with the others too."""
 
-    def __init__(self, errors: list[FieldError]):
-        self.errors = errors
-        super().__init__("; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in errors))
+
+class SchemaViolation(OnlearnError, ValueError):
+    """Input does not satisfy the model's schema (HTTP 422).
+
+    ``errors`` lists the first :data:`MAX_LISTED_ERRORS` broken rules; ``omitted`` counts the
+    ones left out.
+    """
+
+    def __init__(self, errors: list[FieldError], omitted: int = 0):
+        self.errors = errors[:MAX_LISTED_ERRORS]
+        self.omitted = omitted + len(errors) - len(self.errors)
+        text = "; ".join(f"{'.'.join(map(str, e.loc))}: {e.msg}" for e in self.errors)
+        if self.omitted:
+            text += f"; and {self.omitted} more"
+        super().__init__(text)
 
     def at(self, *prefix: str | int) -> SchemaViolation:
         """The same violation with ``prefix`` put in front of every location."""
-        return SchemaViolation([FieldError(prefix + e.loc, e.rule, e.msg) for e in self.errors])
+        return SchemaViolation(
+            [FieldError(prefix + e.loc, e.rule, e.msg) for e in self.errors], self.omitted
+        )
+
+
+class Violations:
+    """Gathers the violations of the rows of one request into one, listing no more than a
+    violation lists: past that only counts, so that a caller can stop wording errors (see
+    ``Schema.validate``'s ``hints``)."""
+
+    def __init__(self) -> None:
+        self.errors: list[FieldError] = []
+        self.omitted = 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.errors) >= MAX_LISTED_ERRORS
+
+    def add(self, violation: SchemaViolation) -> None:
+        room = MAX_LISTED_ERRORS - len(self.errors)
+        self.errors += violation.errors[:room]
+        self.omitted += violation.omitted + max(0, len(violation.errors) - room)
+
+    def __bool__(self) -> bool:
+        return bool(self.errors)
+
+    def violation(self) -> SchemaViolation:
+        return SchemaViolation(self.errors, self.omitted)
 
 
 class UnknownModel(OnlearnError, LookupError):

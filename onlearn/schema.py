@@ -218,6 +218,11 @@ class Schema:
         object.__setattr__(self, "_nullable", any(f.nullable for f in features))
         object.__setattr__(self, "_known", frozenset(names))
         object.__setattr__(self, "_names", tuple(names))
+        # What an unknown-field error lists of the known fields: at most _SHOW of them.
+        shown = ", ".join(names[:_SHOW])
+        if len(names) > _SHOW:
+            shown += f", ... ({len(names)} in all)"
+        object.__setattr__(self, "_shown", shown)
         object.__setattr__(self, "_numeric", tuple(f.name for f in features if f.type in _NUMERIC))
         object.__setattr__(
             self, "_categorical", tuple(f.name for f in features if f.type in _CATEGORICAL)
@@ -322,10 +327,14 @@ class Schema:
 
     # -- validation --------------------------------------------------------------------------
 
-    def validate(self, features: object) -> dict[str, Any]:
+    def validate(self, features: object, *, hints: bool = True) -> dict[str, Any]:
         """The cleaned features (every declared feature, absent nullable ones as None, numbers
         as float, integral floats of integer features as int), or :class:`SchemaViolation`
-        listing every broken rule."""
+        listing every broken rule.
+
+        ``hints=False`` words an unknown field without a "did you mean" (a fuzzy match against
+        every known name, by far the dearest part of an error): for rows whose errors are only
+        counted, past the errors an answer lists."""
         if features.__class__ is not dict and not isinstance(features, Mapping):
             raise SchemaViolation(
                 [
@@ -345,24 +354,24 @@ class Schema:
             for name, check in self._checks:
                 clean[name] = check(get(name, _MISSING))
         except _Invalid:
-            raise SchemaViolation(self._errors(features)) from None
+            raise SchemaViolation(self._errors(features, hints)) from None
         # All declared features are present (none is None) and there are as many keys: there is
         # no other key. Otherwise look for unknown keys.
         if len(features) != len(clean) or (self._nullable and None in clean.values()):
             if not features.keys() <= self._known:
-                errors = self._extra_fields(features)
+                errors = self._extra_fields(features, hints)
                 if errors:
                     raise SchemaViolation(errors)
         return clean
 
-    def _errors(self, features: Mapping) -> list[FieldError]:
+    def _errors(self, features: Mapping, hints: bool = True) -> list[FieldError]:
         get = features.get
         errors = []
         for name, full in self._full:
             value = full(get(name, _MISSING))
             if value.__class__ is FieldError:
                 errors.append(value)
-        return errors + self._extra_fields(features)
+        return errors + self._extra_fields(features, hints)
 
     def model_input(self, clean: Mapping[str, Any]) -> dict[str, Any]:
         """What the river model sees: the cleaned features without the None values (river
@@ -371,7 +380,7 @@ class Schema:
             return dict(clean)
         return {k: v for k, v in clean.items() if v is not None}
 
-    def _extra_fields(self, features: Mapping) -> list[FieldError]:
+    def _extra_fields(self, features: Mapping, hints: bool = True) -> list[FieldError]:
         errors = []
         for key in features:
             if key in self._known:
@@ -379,15 +388,12 @@ class Schema:
             if not isinstance(key, str):
                 errors.append(FieldError((), "type", f"feature names must be strings, got {key!r}"))
             elif self.unknown_fields is UnknownFields.REJECT:
-                hint = _did_you_mean(key, self._names)
-                shown = ", ".join(self._names[:_SHOW])
-                if len(self._names) > _SHOW:
-                    shown += f", ... ({len(self._names)} in all)"
+                hint = _did_you_mean(key, self._names) if hints else ""
                 errors.append(
                     FieldError(
                         (key,),
                         "unknown",
-                        f"{key} is not in the schema{hint}; known fields: {shown}",
+                        f"{key} is not in the schema{hint}; known fields: {self._shown}",
                     )
                 )
         return errors

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from typing import Any
@@ -14,6 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from onlearn.errors import (
+    MAX_LISTED_ERRORS,
     ActiveLearningOff,
     ArtifactRejected,
     ConfigError,
@@ -61,10 +63,56 @@ def status_of(error: OnlearnError) -> int:
     return 400
 
 
+# An error's message, and each part of its location, is cut at this many characters: both can
+# echo the input (an unknown field's name is its location and is in its message), and a
+# client's megabyte-long key must not come back twice per error.
+MAX_ERROR_CHARS = 500
+# Of an input that FastAPI's validation echoes, at most this much JSON is kept.
+MAX_INPUT_CHARS = 200
+
+
 def detail_of(error: OnlearnError):
     if isinstance(error, SchemaViolation):
-        return printable([e.to_dict() for e in error.errors])
+        return field_errors([e.to_dict() for e in error.errors], error.omitted)
     return printable(str(error))
+
+
+def field_errors(errors: list[dict], omitted: int = 0) -> list[dict]:
+    """The ``detail`` of a 422: the first :data:`MAX_LISTED_ERRORS` errors, each cut to a
+    bounded size, then, when some were left out, one more entry that counts them."""
+    omitted += max(0, len(errors) - MAX_LISTED_ERRORS)
+    detail = [_bounded(e) for e in errors[:MAX_LISTED_ERRORS]]
+    if omitted:
+        detail.append(
+            {
+                "loc": ["body"],
+                "type": "too_many_errors",
+                "msg": f"and {omitted} more errors, not listed: an answer lists the first "
+                f"{MAX_LISTED_ERRORS}; fix these and send again",
+                "omitted": omitted,
+            }
+        )
+    return printable(detail)
+
+
+def _bounded(error: dict) -> dict:
+    out = dict(error)
+    out["loc"] = [_cut(part) if isinstance(part, str) else part for part in error.get("loc", ())]
+    if isinstance(error.get("msg"), str):
+        out["msg"] = _cut(error["msg"])
+    if "input" in error:
+        text = json.dumps(error["input"], default=str)
+        if len(text) > MAX_INPUT_CHARS:  # the rest of a long value says nothing more
+            out["input"] = text[:MAX_INPUT_CHARS] + f"... ({len(text)} characters of JSON)"
+    if "ctx" in error:
+        out["ctx"] = {k: _cut(v) if isinstance(v, str) else v for k, v in error["ctx"].items()}
+    return out
+
+
+def _cut(text: str) -> str:
+    if len(text) <= MAX_ERROR_CHARS:
+        return text
+    return text[:MAX_ERROR_CHARS] + f"... ({len(text)} characters)"
 
 
 def printable(value: Any) -> Any:
@@ -109,10 +157,15 @@ def install(app: FastAPI) -> None:
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
         # FastAPI's own handler echoes the input and decodes bytes as UTF-8: a body that is not
         # JSON and not UTF-8 (a pickle, say) made it answer 500 instead of 422.
+        # As bounded as the engine's: at most MAX_LISTED_ERRORS errors (a body of thousands of
+        # unknown fields breaks thousands of rules), each with a short echo of its input.
+        errors = error.errors()
         detail = jsonable_encoder(
-            error.errors(), custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")}
+            errors[:MAX_LISTED_ERRORS],
+            custom_encoder={bytes: lambda b: b.decode("utf-8", "replace")},
         )
         detail = printable(detail)  # NaN or a lone surrogate in the echoed input
+        detail = field_errors(detail, len(errors) - len(detail))
         return JSONResponse({"detail": detail}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, validation_error)

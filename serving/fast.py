@@ -149,7 +149,8 @@ async def predict_batch(request: Request) -> JSON:
             [
                 FieldError(("body", "rows", f.loc[0], "features", *f.loc[1:]), f.rule, f.msg)
                 for f in e.errors
-            ]
+            ],
+            e.omitted,
         ) from None
     return JSON({"predictions": [p.to_dict() for p in predictions]})
 

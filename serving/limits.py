@@ -55,7 +55,7 @@ async def _reject(send: Send, limit: int) -> None:
         f"request body is larger than the limit of {limit} bytes ([limits] max_body_bytes); "
         "send fewer rows per call"
     )
-    await _answer(send, 413, detail, close=True)
+    await answer(send, 413, detail, close=True)
 
 
 class RequestTimeout:
@@ -104,16 +104,16 @@ class RequestTimeout:
                     f"the request body did not arrive within {self.timeout_s:g} s "
                     "([limits] request_timeout_s)"
                 )
-                return await _answer(send, 408, detail, close=True)
+                return await answer(send, 408, detail, close=True)
             detail = (
                 f"the request took longer than {self.timeout_s:g} s ([limits] "
                 "request_timeout_s), most likely waiting for the store; it may still take "
                 "effect. Retrying is safe for feedback (one label per prediction_id or event_id)"
             )
-            await _answer(send, 504, detail, retry_after=True)
+            await answer(send, 504, detail, retry_after=True)
 
 
-async def _answer(
+async def answer(
     send: Send, status: int, detail: str, *, close: bool = False, retry_after: bool = False
 ) -> None:
     body = json.dumps({"detail": detail}).encode()

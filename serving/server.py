@@ -10,6 +10,17 @@ import uvicorn
 from onlearn.config import Settings
 
 
+def connection_options(settings: Settings) -> dict:
+    """uvicorn's options for the ``[limits]`` on connections (see serving/connections.py)."""
+    limits = settings.limits
+    return {
+        "http": "serving.connections:Connection",
+        "timeout_keep_alive": limits.keep_alive_timeout_s,
+        "limit_concurrency": limits.max_connections,
+        "timeout_graceful_shutdown": limits.graceful_shutdown_s,
+    }
+
+
 def run(settings: Settings, log_level: str) -> None:
     """Serve until stopped: one process with the app built here, or ``settings.workers``
     processes that each build it from the environment (uvicorn's factory mode)."""
@@ -17,7 +28,13 @@ def run(settings: Settings, log_level: str) -> None:
         from serving.app import create_app
 
         app = create_app(settings)
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            **connection_options(settings),
+        )
         return
     os.environ.update(ONLEARN_CONFIG=settings.config_path, ONLEARN_STORE_URL=settings.store_url)
     if settings.secret_key:
@@ -35,4 +52,5 @@ def run(settings: Settings, log_level: str) -> None:
         port=settings.port,
         workers=settings.workers,
         log_level=log_level,
+        **connection_options(settings),
     )

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from onlearn.errors import ConfigError, FieldError, SchemaViolation
+from onlearn.errors import (
+    MAX_LISTED_ERRORS,
+    ConfigError,
+    FieldError,
+    SchemaViolation,
+    Violations,
+)
 from onlearn.schema import (
     Feature,
     FeatureType,
@@ -326,6 +332,35 @@ def test_unknown_fields_message_truncates_the_known_names():
     assert error_of(schema, {**row, "other": 1}) == FieldError(
         ("other",), "unknown", f"other is not in the schema; known fields: {known}, ... (12 in all)"
     )
+
+
+def test_without_hints_an_unknown_field_is_worded_without_a_guess():
+    schema = Schema.from_config({"color": "string"})
+    with pytest.raises(SchemaViolation) as hinted:
+        schema.validate({"color": "red", "colour": "red"})
+    with pytest.raises(SchemaViolation) as plain:
+        schema.validate({"color": "red", "colour": "red"}, hints=False)
+    assert "did you mean color?" in hinted.value.errors[0].msg
+    assert plain.value.errors == [
+        FieldError(("colour",), "unknown", "colour is not in the schema; known fields: color")
+    ]
+
+
+def test_a_violation_lists_the_first_errors_and_counts_the_rest():
+    errors = [FieldError((f"f{i}",), "unknown", f"f{i} is unknown") for i in range(50)]
+    violation = SchemaViolation(errors, omitted=7)
+    assert violation.errors == errors[:MAX_LISTED_ERRORS]
+    assert violation.omitted == 50 - MAX_LISTED_ERRORS + 7
+    assert str(violation).endswith(f"f{MAX_LISTED_ERRORS - 1} is unknown; and 37 more")
+    moved = violation.at("body", 3)
+    assert moved.errors[0].loc == ("body", 3, "f0") and moved.omitted == violation.omitted
+    # The rows of a batch: listed until full, then only counted.
+    gathered = Violations()
+    for _ in range(3):
+        assert not gathered.full
+        gathered.add(SchemaViolation(errors[:8], omitted=1))
+    assert gathered.full and len(gathered.errors) == MAX_LISTED_ERRORS
+    assert gathered.violation().omitted == 3 * 9 - MAX_LISTED_ERRORS
 
 
 def test_unknown_field_in_place_of_an_absent_nullable_one(person):

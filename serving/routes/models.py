@@ -18,6 +18,7 @@ async def list_models(request: Request) -> JSON:
                     "task": rt.config.task.value,
                     "champion": rt.champion.version,
                     "applied_seq": rt.seq,
+                    "labelling": rt.config.active is not None,  # has a labelling queue
                 }
                 for rt in engine.runtimes.values()
             ]

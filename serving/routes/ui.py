@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from importlib import resources
 
 from fastapi import APIRouter, Request
@@ -34,23 +33,15 @@ async def dashboard_redirect() -> RedirectResponse:
 
 @router.get("/ui/label/{model}", response_class=HTMLResponse)
 async def label_page(model: str, request: Request) -> HTMLResponse:
-    request.app.state.engine.runtime(model)  # 404 for an unknown model
+    if not request.app.state.keyring:
+        request.app.state.engine.runtime(model)  # 404 for an unknown model
+    # With keys, the page is the same for any name: a 404 here would tell a caller without a
+    # key which models exist. The page's API calls need a key and say 404 to one.
     return HTMLResponse(_page("label.html"))
 
 
 @router.get("/ui/label", response_class=HTMLResponse)
-async def label_index(request: Request) -> HTMLResponse:
-    engine = request.app.state.engine
-    links = (
-        "".join(
-            f'<li><a href="/ui/label/{html.escape(rt.name)}">{html.escape(rt.name)}</a></li>'
-            for rt in engine.runtimes.values()
-            if rt.config.active is not None
-        )
-        or "<li>No model has a labelling queue: add an [models.NAME.active] table.</li>"
-    )
-    return HTMLResponse(
-        "<!doctype html><meta charset=utf-8><title>onlearn: label</title>"
-        "<h1>Label for a model</h1>"
-        f"<ul>{links}</ul>"
-    )
+async def label_index() -> HTMLResponse:
+    """The models with a labelling queue, listed by the page from ``GET /models`` (with a key
+    when the server has keys): the page itself names none."""
+    return HTMLResponse(_page("label_index.html"))

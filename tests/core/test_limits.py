@@ -38,9 +38,54 @@ def test_limits_come_from_the_limits_table_then_the_environment(tmp_path):
     assert defaults.engine.max_pending_labels == EngineSettings().max_pending_labels == 100_000
 
 
+def test_connection_limits_come_from_the_limits_table_then_the_environment(tmp_path):
+    defaults = Limits()
+    assert (defaults.keep_alive_timeout_s, defaults.max_connections) == (5.0, 1000)
+    assert defaults.graceful_shutdown_s == 10.0
+    config = tmp_path / "onlearn.toml"
+    config.write_text(
+        "[limits]\nkeep_alive_timeout_s = 2\nmax_connections = 50\ngraceful_shutdown_s = 3\n"
+    )
+    limits = load_settings(config, environ={}).limits
+    assert (limits.keep_alive_timeout_s, limits.max_connections, limits.graceful_shutdown_s) == (
+        2.0,
+        50,
+        3.0,
+    )
+    environ = {
+        "ONLEARN_KEEP_ALIVE_TIMEOUT_S": "0.5",
+        "ONLEARN_MAX_CONNECTIONS": "7",
+        "ONLEARN_GRACEFUL_SHUTDOWN_S": "1.5",
+    }
+    limits = load_settings(config, environ=environ).limits
+    assert (limits.keep_alive_timeout_s, limits.max_connections, limits.graceful_shutdown_s) == (
+        0.5,
+        7,
+        1.5,
+    )
+
+
+def test_the_server_hands_the_connection_limits_to_uvicorn():
+    from onlearn.config import Settings
+    from serving.server import connection_options
+
+    limits = Limits(keep_alive_timeout_s=2.0, max_connections=30, graceful_shutdown_s=4.0)
+    options = connection_options(Settings(limits=limits))
+    assert options == {
+        "http": "serving.connections:Connection",
+        "timeout_keep_alive": 2.0,
+        "limit_concurrency": 30,
+        "timeout_graceful_shutdown": 4.0,
+    }
+
+
 @pytest.mark.parametrize(
     ("table", "words"),
     [
+        ({"keep_alive_timeout_s": 0}, ["keep_alive_timeout_s", "above 0"]),
+        ({"graceful_shutdown_s": 0}, ["graceful_shutdown_s", "above 0"]),
+        ({"max_connections": 0}, ["max_connections", "at least 1"]),
+        ({"max_connections": True}, ["max_connections", "non-negative"]),
         ({"max_batch_rows": 0}, ["max_batch_rows", "at least 1"]),
         ({"max_body_bytes": 0}, ["max_body_bytes", "at least 1"]),
         ({"request_timeout_s": -1}, ["request_timeout_s", "non-negative"]),
@@ -61,6 +106,10 @@ def test_a_bad_limit_is_refused_naming_it(table, words):
         ({"ONLEARN_MAX_BODY_BYTES": "lots"}, ["ONLEARN_MAX_BODY_BYTES", "int"]),
         ({"ONLEARN_MAX_BATCH_ROWS": "0"}, ["max_batch_rows", "ONLEARN_MAX_BATCH_ROWS"]),
         ({"ONLEARN_REQUEST_TIMEOUT_S": "inf"}, ["request_timeout_s", "0 turns it off"]),
+        ({"ONLEARN_MAX_CONNECTIONS": "many"}, ["ONLEARN_MAX_CONNECTIONS", "int"]),
+        ({"ONLEARN_MAX_CONNECTIONS": "0"}, ["max_connections", "ONLEARN_MAX_CONNECTIONS"]),
+        ({"ONLEARN_KEEP_ALIVE_TIMEOUT_S": "0"}, ["keep_alive_timeout_s", "above 0"]),
+        ({"ONLEARN_GRACEFUL_SHUTDOWN_S": "-1"}, ["graceful_shutdown_s", "above 0"]),
     ],
 )
 def test_a_bad_limit_in_the_environment_is_refused_naming_the_variable(environ, words):

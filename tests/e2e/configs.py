@@ -179,9 +179,12 @@ api_keys = [
   {entries},
 ]
 {_active_model("guarded", budget=1.0, window=50, lease_s=60)}
+{_active_model(AUTH_SECRET_MODEL, budget=1.0, window=50, lease_s=60)}
 """
 
 
+# A name no page or open route may reveal to a caller without a key.
+AUTH_SECRET_MODEL = "okapi_payroll_fraud"
 AUTH_CONFIG = _auth_config()
 
 
@@ -231,4 +234,29 @@ max_pending_labels = 1
         "q", budget=1.0, window=50, queue_max_size=LIMITS_QUEUE_MAX_SIZE, max_claim=LIMITS_MAX_CLAIM
     )
 }
+"""
+
+
+# The bounded-answers server (test_bounded_errors.py): the default limits (a batch of thousands of
+# rows fits), and a model with many features, so that an error's list of known fields is cut.
+WIDE_FEATURES = ["color", *(f"feature_{i:02d}" for i in range(29))]
+BOUNDS_CONFIG = f"""
+[models.wide]
+task = "classification"
+classes = ["pos", "neg"]
+pipeline = {{ name = "logistic_regression" }}
+[models.wide.features]
+{chr(10).join(f'{name} = {{ type = "number" }}' for name in WIDE_FEATURES)}
+"""
+
+
+# The connections server (test_connections.py): a short keep-alive and a small connection cap,
+# so that a test can reach both in seconds.
+CONNECTIONS = {"keep_alive_timeout_s": 1.0, "max_connections": 20}
+CONNECTIONS_CONFIG = f"""
+[limits]
+keep_alive_timeout_s = {CONNECTIONS["keep_alive_timeout_s"]}
+max_connections = {CONNECTIONS["max_connections"]}
+
+{xy_model("conn")}
 """

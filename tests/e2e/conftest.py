@@ -21,7 +21,9 @@ if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put 
 
 from tests.e2e.configs import (  # noqa: E402
     AUTH_CONFIG,
+    BOUNDS_CONFIG,
     CONFIG,
+    CONNECTIONS_CONFIG,
     DASHBOARD_CONFIG,
     FUZZ_CONFIG,
     LIMITS_CONFIG,
@@ -45,6 +47,8 @@ SERVERS = {
     "auth": (AUTH_CONFIG, 1, {"test_auth"}),
     "limits": (LIMITS_CONFIG, 1, {"test_limits"}),
     "fuzz": (FUZZ_CONFIG, 1, {"test_fuzz"}),
+    "bounds": (BOUNDS_CONFIG, 1, {"test_bounded_errors"}),
+    "connections": (CONNECTIONS_CONFIG, 1, {"test_connections"}),
 }
 
 
@@ -110,3 +114,13 @@ def limits_server(launched: dict[str, ServerProcess]) -> ServerProcess:
 @pytest.fixture(scope="session")
 def fuzz_server(launched: dict[str, ServerProcess]) -> ServerProcess:
     return launched["fuzz"].wait_ready(READY_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def bounds_server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["bounds"].wait_ready(READY_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def connections_server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["connections"].wait_ready(READY_TIMEOUT)

@@ -17,7 +17,7 @@ import pytest
 
 from onlearn.config import Settings
 from serving.auth import route_table
-from tests.e2e.configs import AUTH_KEYS
+from tests.e2e.configs import AUTH_KEYS, AUTH_SECRET_MODEL
 from tests.e2e.helpers import (
     READY_TIMEOUT,
     shutdown,
@@ -259,6 +259,75 @@ def test_the_label_page_asks_for_a_key_and_labels_with_it(api, auth_server):
         assert page.js_errors == []
 
 
+def test_without_a_key_no_page_or_open_route_names_a_model(api):
+    """The pages are open (they ask for a key), so they must not carry what the key protects:
+    the label index listed the models with a queue, and the label page said 404 or 200 by
+    whether a model existed."""
+    opened = [path for method, path in ROUTES if method == "GET" and not EXPECTED[f"GET {path}"]]
+    assert {"/ui/label", "/ui/label/{model}", "/ui/", "/openapi.json"} <= set(opened)
+    for path in opened:
+        for name in ("guarded", AUTH_SECRET_MODEL):
+            response = api.get(path.format(model=name), follow_redirects=True)
+            assert response.status_code == 200, (path, response.text)
+            assert AUTH_SECRET_MODEL not in response.text, path
+    # The label page is the same page for a model that exists and one that does not.
+    known = api.get(f"/ui/label/{AUTH_SECRET_MODEL}")
+    unknown = api.get("/ui/label/no_such_model")
+    assert known.status_code == unknown.status_code == 200
+    assert known.text == unknown.text
+    # What the pages call to list and show models needs a key.
+    for path in ("/models", f"/models/{AUTH_SECRET_MODEL}", f"/models/{AUTH_SECRET_MODEL}/drift"):
+        response = api.get(path)
+        assert response.status_code == 401, (path, response.text)
+        assert AUTH_SECRET_MODEL not in response.text
+    # With a key, the label index lists the models that have a queue.
+    listed = {
+        m["name"]: m["labelling"]
+        for m in api.get("/models", headers=bearer("label")).json()["models"]
+    }
+    assert listed == {"guarded": True, AUTH_SECRET_MODEL: True}
+
+
+def test_the_label_page_with_a_key_lacking_the_role_says_so_and_takes_another(api, auth_server):
+    """A predict key (an application's) on the labelling page: the page names the role it
+    needs, takes a labeller's key, then shows the queue."""
+    from tests.e2e.browser import browser_page
+
+    for features, _ in xy_rows(2, seed=33):
+        api.post(f"{M}/predict", json={"features": features}, headers=bearer("predict"))
+    wait_until(lambda: api.get(f"{M}/queue/stats", headers=bearer("label")).json()["depth"] >= 1)
+    with browser_page() as page:
+        # The tab already holds a key (given on another page of the same tab).
+        page.add_init_script(f"sessionStorage.setItem('onlearn.apiKey', {KEYS['predict']!r})")
+        page.goto(f"{auth_server.url}/ui/label/guarded")
+        page.wait_for_selector("#keybox:not([hidden])")
+        why = page.locator("#keymsg").inner_text()
+        assert "lacks the role" in why and "needs a key with role admin or label" in why, why
+        assert "key 'app' has role predict" in why, why
+        assert page.locator("#card").is_hidden()
+        page.fill("#apikey", KEYS["label"])
+        page.click("#keybox button")
+        page.wait_for_selector("#card:not([hidden])")
+        assert page.locator("#features tr").count() == 2
+        assert page.locator("#keybox").is_hidden()
+        assert page.evaluate("sessionStorage.getItem('onlearn.apiKey')") == KEYS["label"]
+        assert page.js_errors == []
+
+
+def test_the_label_index_lists_the_models_once_given_a_key(auth_server):
+    from tests.e2e.browser import browser_page
+
+    with browser_page() as page:
+        page.goto(f"{auth_server.url}/ui/label")
+        page.wait_for_selector("#keybox:not([hidden])")
+        assert AUTH_SECRET_MODEL not in page.content()
+        page.fill("#apikey", KEYS["label"])
+        page.click("#keybox button")
+        page.wait_for_selector(f"#models a[href='/ui/label/{AUTH_SECRET_MODEL}']")
+        assert page.locator("#models a").all_inner_texts() == ["guarded", AUTH_SECRET_MODEL]
+        assert page.js_errors == []
+
+
 # Serving on a network address
 
 
@@ -333,7 +402,7 @@ def test_the_client_and_the_cli_send_the_key(auth_server, capsys, monkeypatch):
             client.models()
         assert refused.value.status == 401
     with Client(auth_server.url, api_key=KEYS["predict"]) as client:
-        assert [m["name"] for m in client.models()] == ["guarded"]
+        assert [m["name"] for m in client.models()] == ["guarded", AUTH_SECRET_MODEL]
     monkeypatch.setenv("ONLEARN_API_KEY", KEYS["label"])
     with Client(auth_server.url) as client:  # from the environment
         assert client.queue_stats("guarded")["depth"] >= 0
