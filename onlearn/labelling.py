@@ -15,6 +15,7 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 from onlearn.active import priority_of
+from onlearn.config import Task
 from onlearn.errors import (
     ActiveLearningOff,
     FieldError,
@@ -49,6 +50,14 @@ class Labelling:
 
     def _active(self, name: str) -> ModelRuntime:
         rt = self.engine.runtime(name)
+        task = rt.config.task
+        if task is not Task.CLASSIFICATION:
+            # Not the advice below: the config refuses an active table on such a model.
+            raise ActiveLearningOff(
+                f"model {name!r} has no labelling queue: it is a {task.value} model, and "
+                "active learning is for classification models only (its samplers weigh the "
+                f"uncertainty of class probabilities, which a {task.value} model does not give)"
+            )
         if rt.config.active is None or self.queue is None:
             raise ActiveLearningOff(
                 f"model {name!r} has no labelling queue: add a [models.{name}.active] table "

@@ -156,6 +156,20 @@ def test_a_model_without_active_learning_says_how_to_turn_it_on():
             engine.labelling.claim("phishing")
 
 
+def test_a_regression_model_has_no_queue_and_is_not_told_to_add_one():
+    # Its config refuses an active table: the answer says why there is none instead.
+    settings = phishing_settings(
+        "memory://", task="regression", classes=None, pipeline={"name": "linear_regression"}
+    )
+    with Engine.from_settings(settings) as engine:
+        for ask in (engine.labelling.claim, engine.labelling.stats):
+            with pytest.raises(ActiveLearningOff) as caught:
+                ask("phishing")
+            assert "regression model" in str(caught.value)
+            assert "classification models only" in str(caught.value)
+            assert "[models.phishing.active]" not in str(caught.value)
+
+
 def test_random_slice_accuracy_is_reported_apart_from_queried_accuracy():
     with active_engine(budget=0.3, evaluation_rate=0.3) as engine:
         truth = {}
