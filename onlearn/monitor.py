@@ -62,7 +62,7 @@ def profile_document(version: str) -> str:
 
 def training_profile(store: Store, config: ModelConfig, upto: int) -> Profile | None:
     """The profile of the last ``reference_size`` label events at or before ``upto``: the
-    training data of a version trained up to there."""
+    training data of a version trained up to there. None when the log holds fewer."""
     size = config.monitor.reference_size
     builder = ProfileBuilder.from_schema(config.schema, sample_size=size)
     after = max(0, upto - 4 * size)  # label events are most of the log; read a little more
@@ -75,7 +75,7 @@ def training_profile(store: Store, config: ModelConfig, upto: int) -> Profile | 
         after = events[-1].seq
     for row in rows:
         builder.update(row)
-    return builder.profile() if rows else None
+    return builder.profile() if len(rows) == size else None
 
 
 class ModelMonitor:
@@ -489,15 +489,27 @@ class Monitor:
             monitor.alarms.append(alarm)
         for point in previous.get("timeline", []):
             monitor.timeline.append(point)
-        self._load_reference(monitor)
+        self._load_reference(monitor, first_start=True)
         self.models[name] = monitor
 
-    def _load_reference(self, monitor: ModelMonitor) -> None:
+    def _load_reference(self, monitor: ModelMonitor, *, first_start: bool = False) -> None:
         champion = monitor.roles.get(CHAMPION)
         if champion is None or champion == monitor.reference_version:
             return
-        document = self.store.registry.get_document(monitor.config.name, profile_document(champion))
-        monitor.watch_champion(champion, Profile.from_dict(document) if document else None)
+        name = monitor.config.name
+        document = self.store.registry.get_document(name, profile_document(champion))
+        reference = Profile.from_dict(document) if document else None
+        if reference is None and first_start:
+            # A monitor started after the champion has learned (a first start on a used store,
+            # or its profile lost) takes the labels already in the log as its training data,
+            # rather than waiting for reference_size new ones with drift unwatched meanwhile.
+            # Stored, so that a rollback to this version read back from the log finds it.
+            reference = training_profile(self.store, monitor.config, self.store.log.head(name))
+            if reference is not None:
+                self.store.registry.put_document(
+                    name, profile_document(champion), reference.to_dict()
+                )
+        monitor.watch_champion(champion, reference)
 
     def run(self, stop: threading.Event) -> None:
         log.info("monitor: running (cpu share %g)", self.cpu_share)

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from onlearn.config import settings_from_mapping
+from onlearn.drift import ProfileBuilder
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.errors import SchemaViolation
 from onlearn.monitor import DOCUMENT, Monitor, profile_document
@@ -153,6 +154,36 @@ def test_a_shift_raises_one_input_drift_alarm_in_the_log_the_log_file_and_the_we
     report = engine.drift("m")
     assert report["input_drift"]["features"][0]["name"] == "x1"
     assert any("input_drift" in point["alarms"] for point in report["timeline"])
+    engine.close()
+
+
+def test_a_monitor_started_on_a_used_store_takes_its_reference_from_the_log_at_once():
+    # Seen: a monitor started after traffic (and after a promote and a rollback) had no profile
+    # of the champion and waited for reference_size new labels, drift unwatched meanwhile.
+    s = settings("memory://")
+    engine = Engine.from_settings(s).start()
+    traffic(engine, rows(400, seed=7))
+    few = Monitor(s, engine.store, clock=lambda: time.time() + 10)
+    assert few.models["m"].reference is None  # 400 labels: fewer than reference_size (500)
+    assert engine.store.registry.get_document("m", profile_document("v1")) is None
+    traffic(engine, rows(300, seed=8))
+    monitor = Monitor(s, engine.store, clock=lambda: time.time() + 10)
+    reference = monitor.models["m"].reference
+    assert reference is not None and reference.rows == 500
+    stored = engine.store.registry.get_document("m", profile_document("v1"))
+    assert stored == reference.to_dict()
+    # The same profile as the last 500 labels of the log, built by hand.
+    labels = [e for e in engine.store.log.read("m", 0, 10_000) if e.kind is EventKind.LABEL]
+    builder = ProfileBuilder.from_schema(s.models[0].schema, sample_size=500)
+    for event in labels[-500:]:
+        builder.update(event.payload["features"])
+    assert builder.profile().to_dict() == stored
+    # Drift is watched from the first shifted prediction on, not after 500 new labels.
+    traffic(engine, rows(400, seed=9, shift=2.0))
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    assert document["reference"] == {"version": "v1", "ready": True, "rows": 500}
+    assert [a["features"] for a in document["alarms"] if a["kind"] == "input_drift"] == [["x1"]]
     engine.close()
 
 
