@@ -41,8 +41,8 @@ def serve(kind: str, host: str, port: int, config: str, store: str | None) -> No
     from serving.app import create_app
 
     settings = load_settings(config, store_url=store)
-    with serving_layout(settings, UVICORN_SETTINGS["log_level"]) as served:
-        uvicorn.run(create_app(served), host=host, port=port, **UVICORN_SETTINGS)
+    with serving_layout(settings, UVICORN_SETTINGS["log_level"]) as layout:
+        uvicorn.run(create_app(layout.settings), host=host, port=port, **UVICORN_SETTINGS)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,9 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 from onlearn.errors import ConfigError, OnlearnError
 
@@ -407,15 +409,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     from serving import server
 
-    with serving_layout(settings, args.log_level) as served:
-        server.run(served, args.log_level)
+    with serving_layout(settings, args.log_level) as layout:
+        server.run(layout.settings, args.log_level, on_stop=layout.stopping)
     return 0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What :func:`serving_layout` hands the server: the settings its processes run with, and
+    what to call as soon as a stop is asked (SIGTERM), before requests in flight are waited for:
+    the sidecars are told to stop at once, so that they are gone within ``SIDECAR_STOP_S`` of
+    the signal however long the server itself takes to finish."""
+
+    settings: Any
+    stopping: Callable[[], None] = lambda: None
 
 
 @contextlib.contextmanager
 def serving_layout(settings, log_level: str):
-    """What ``onlearn serve`` sets up around its server processes; yields the settings they
-    run with. The benchmarks' server runs inside it too, so that it measures this layout.
+    """What ``onlearn serve`` sets up around its server processes; yields the :class:`Layout`
+    they run with. The benchmarks' server runs inside it too, so that it measures this layout.
 
     Versions are registered (and the signing key made) once, here, before any process starts:
     several processes doing it at the same time would race to register the first version. With
@@ -439,11 +452,14 @@ def serving_layout(settings, log_level: str):
         if settings.workers == 1 and not (
             settings.store_url.startswith("sqlite:") and settings.config_path
         ):
-            yield settings
+            yield Layout(settings)
             return
         sidecars = start_sidecars(settings, log_level)
         try:
-            yield replace(settings, run_worker=False, run_monitor=False)
+            yield Layout(
+                replace(settings, run_worker=False, run_monitor=False),
+                stopping=lambda: terminate(sidecars),
+            )
         finally:
             stop_sidecars(sidecars)
 
@@ -454,9 +470,15 @@ stops at its next check (well under a second) and hands its job back; a process 
 after this is killed (its job comes back when its lease runs out)."""
 
 
-def stop_sidecars(sidecars: list[subprocess.Popen], deadline_s: float = SIDECAR_STOP_S) -> None:
+def terminate(sidecars: list[subprocess.Popen]) -> None:
+    """SIGTERM to each sidecar still running; returns at once."""
     for sidecar in sidecars:
-        sidecar.terminate()
+        if sidecar.poll() is None:
+            sidecar.terminate()
+
+
+def stop_sidecars(sidecars: list[subprocess.Popen], deadline_s: float = SIDECAR_STOP_S) -> None:
+    terminate(sidecars)
     until = time.monotonic() + deadline_s
     for sidecar in sidecars:
         try:

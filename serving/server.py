@@ -3,9 +3,14 @@ CLI, does not import the web stack)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+from collections.abc import Callable
+from types import FrameType
 
 import uvicorn
+from uvicorn.main import STARTUP_FAILURE
 
 from onlearn.config import Settings
 
@@ -21,20 +26,39 @@ def connection_options(settings: Settings) -> dict:
     }
 
 
-def run(settings: Settings, log_level: str) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling ``on_stop`` the moment a stop is asked (before it waits up to
+    ``graceful_shutdown_s`` for requests in flight and writes the shutdown snapshots)."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._on_stop()
+        super().handle_exit(sig, frame)
+
+
+def run(settings: Settings, log_level: str, on_stop: Callable[[], None] = lambda: None) -> None:
     """Serve until stopped: one process with the app built here, or ``settings.workers``
-    processes that each build it from the environment (uvicorn's factory mode)."""
+    processes that each build it from the environment (uvicorn's factory mode). ``on_stop`` is
+    called when SIGTERM or SIGINT arrives (one process; with several, uvicorn's supervisor
+    handles the signals and the caller's cleanup runs when they have stopped)."""
     if settings.workers == 1:
         from serving.app import create_app
 
-        app = create_app(settings)
-        uvicorn.run(
-            app,
+        config = uvicorn.Config(
+            create_app(settings),
             host=settings.host,
             port=settings.port,
             log_level=log_level,
             **connection_options(settings),
         )
+        server = _Server(config, on_stop)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
+        if not server.started:  # as uvicorn.run: the port was taken, or the app failed to start
+            sys.exit(STARTUP_FAILURE)
         return
     os.environ.update(ONLEARN_CONFIG=settings.config_path, ONLEARN_STORE_URL=settings.store_url)
     if settings.secret_key:

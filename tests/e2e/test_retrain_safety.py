@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -237,3 +238,35 @@ def test_sigterm_stops_the_server_and_its_worker_in_the_middle_of_a_refit(tmp_pa
     with open_store(server.store_url) as store:
         back = store.jobs.get(running["job_id"])
     assert back.state.value == "queued" and back.attempts == 0, back
+
+
+def test_sigterm_stops_the_sidecars_at_once_while_a_request_holds_the_server(tmp_path):
+    # The server waits up to graceful_shutdown_s for a request in flight; its worker and
+    # monitor must not wait with it (they were stopped only after the server had finished).
+    config = write_config(tmp_path, CONFIG + "\n[limits]\ngraceful_shutdown_s = 6\n")
+    server = ServerProcess(config, f"sqlite:///{tmp_path}/onlearn.db").start(READY_TIMEOUT)
+    try:
+        sidecars = children_of(server.proc.pid)
+        assert len(sidecars) == 2
+        slow = socket.create_connection(("127.0.0.1", server.port))
+        try:
+            # Headers and half of a body: a request under way, held open by its client.
+            slow.sendall(
+                b"POST /models/m/predict HTTP/1.1\r\nHost: x\r\n"
+                b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"feat'
+            )
+            time.sleep(0.5)  # the server has read the headers and started the request
+            os.kill(server.proc.pid, signal.SIGTERM)
+            started = time.monotonic()
+            wait_until(lambda: not any(alive(p) for p in sidecars), timeout=8, every=0.05)
+            sidecars_gone = time.monotonic() - started
+            assert alive(server.proc.pid)  # still waiting for the request in flight
+            server.proc.wait(10)
+            server_gone = time.monotonic() - started
+        finally:
+            slow.close()
+        assert sidecars_gone < 5.5, sidecars_gone  # SIDECAR_STOP_S after the signal
+        assert server_gone >= 5.5, server_gone  # it did wait for graceful_shutdown_s
+        assert server_gone < 10, server_gone
+    finally:
+        server.kill()
