@@ -443,19 +443,20 @@ def serving_layout(settings, log_level: str):
     from onlearn.keys import resolve_secret
     from onlearn.registry import ensure_registered
     from onlearn.store.base import open_store, serve_lock
+    from onlearn.topology import Placement, serve_topology
 
     with serve_lock(settings.store_url, serving=server_address(settings)):
         secret = resolve_secret(settings.secret_key, settings.store_url)
         with open_store(settings.store_url) as store:
             for model in settings.models:
                 ensure_registered(store, model, at=time.time(), secret=secret)
-        if settings.workers == 1 and not (
-            settings.store_url.startswith("sqlite:") and settings.config_path
-        ):
+        roles = serve_topology(settings).placed(Placement.PROCESS)
+        if not roles:
             yield Layout(settings)
             return
-        sidecars = start_sidecars(settings, log_level)
+        sidecars = start_sidecars(settings, log_level, roles)
         try:
+            # The server processes run neither role: their sidecars do.
             yield Layout(
                 replace(settings, run_worker=False, run_monitor=False),
                 stopping=lambda: terminate(sidecars),
@@ -494,24 +495,21 @@ def server_address(settings) -> str:
     return f"http://{host}:{settings.port}"
 
 
-def start_sidecars(settings, log_level: str) -> list[subprocess.Popen]:
-    """``onlearn worker`` and ``onlearn monitor`` processes for ``onlearn serve`` (unless turned
-    off), on its store and config. They run at a lower priority, the monitor within its CPU
+def start_sidecars(settings, log_level: str, roles: list[str]) -> list[subprocess.Popen]:
+    """``onlearn worker`` and/or ``onlearn monitor`` processes (``roles``) for ``onlearn serve``,
+    on its store and config. They run at a lower priority, the monitor within its CPU
     share, and stop when the server stops or dies (``--sidecar-of``)."""
     env = dict(os.environ)
     if settings.secret_key:
         env["ONLEARN_SECRET_KEY"] = settings.secret_key
     common = ["--config", settings.config_path, "--store", settings.store_url]
     common += ["--log-level", log_level, "--sidecar-of", str(os.getpid())]
-    roles = {
-        "worker": [],
-        "monitor": ["--cpu-share", str(settings.engine.monitor_cpu_share)],
-    }
-    wanted = {"worker": settings.run_worker, "monitor": settings.run_monitor}
+    extra = {"worker": [], "monitor": ["--cpu-share", str(settings.engine.monitor_cpu_share)]}
     return [
-        subprocess.Popen([sys.executable, "-m", "onlearn.cli", role, *common, *extra], env=env)
-        for role, extra in roles.items()
-        if wanted[role] is not False
+        subprocess.Popen(
+            [sys.executable, "-m", "onlearn.cli", role, *common, *extra[role]], env=env
+        )
+        for role in roles
     ]
 
 

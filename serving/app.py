@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from onlearn.access import Keyring
 from onlearn.config import Settings, load_settings
 from onlearn.engine import Engine
+from onlearn.topology import threads_beside
 from serving import auth, errors, fast, openapi
 from serving.limits import BodySizeLimit, RequestTimeout
 from serving.prometheus import registry_for
@@ -98,38 +99,19 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
 
 class Background:
-    """The worker and the monitor inside the serving process, with the embedded store: one
-    command gives the whole system. With a shared store they run as their own processes."""
+    """The threads that run beside the server (the worker and the monitor with ``memory://``;
+    :mod:`onlearn.topology` decides which): started with the app, stopped with it."""
 
     def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine = engine
-        self.settings = settings
-        embedded = not settings.store_url.startswith("redis")
-        self.worker = settings.run_worker if settings.run_worker is not None else embedded
-        self.monitor = settings.run_monitor if settings.run_monitor is not None else embedded
+        self._targets = threads_beside(engine, settings)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        if self.worker:
-            from onlearn.worker import Worker
-
-            self._run("onlearn-worker", Worker(self.engine, replay_snapshots=True).run)
-        if self.monitor:
-            from onlearn.monitor import Monitor
-
-            monitor = Monitor(
-                self.settings,
-                self.engine.store,
-                clock=self.engine.clock,
-                cpu_share=self.settings.engine.monitor_cpu_share,
-            )
-            self._run("onlearn-monitor", monitor.run)
-
-    def _run(self, name: str, target) -> None:
-        thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        for name, target in self._targets:
+            thread = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self, timeout: float = 10.0) -> None:
         # A refit may run for minutes: do not hold the shutdown for it. Its job's lease runs out

@@ -47,3 +47,33 @@ def test_the_checks_see_the_imports_they_forbid():
     assert "sqlite3" in imported(ROOT / "onlearn" / "store" / "sqlite.py")
     assert "redis" in imported(ROOT / "onlearn" / "store" / "redis.py")
     assert "fastapi" in imported(ROOT / "serving" / "app.py")
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The full module names ``path`` imports (``from a.b import c`` gives ``a.b`` and
+    ``a.b.c``: ``c`` may be a module), at any depth in the file."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names |= {f"{node.module}.{alias.name}" for alias in node.names}
+    return names
+
+
+BACKGROUND = {"onlearn.worker", "onlearn.monitor", "onlearn.refit", "onlearn.promotion"}
+
+
+@pytest.mark.parametrize("path", sources("serving"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_serving_runs_no_background_process_itself(path):
+    # What runs beside the server (threads or processes) is decided in onlearn/topology.py and
+    # handed to the app; the HTTP layer reaches jobs through onlearn.jobs only.
+    assert not imported_modules(path) & BACKGROUND, (path, imported_modules(path) & BACKGROUND)
+
+
+def test_the_background_check_sees_imports():
+    assert "onlearn.worker" in imported_modules(ROOT / "onlearn" / "topology.py")
+    assert "onlearn.jobs.enqueue_refit" in imported_modules(
+        ROOT / "serving" / "routes" / "versions.py"
+    )

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from onlearn.errors import SchemaViolation, UnknownJob
+from onlearn.jobs import cancel_job, describe_job, enqueue_refit
 from onlearn.records import JobState
-from onlearn.worker import cancel_job, enqueue_refit, job_to_dict
 from serving.responses import JSON
 from serving.schemas import PromoteRequest, RetrainRequest, RollbackRequest
 
@@ -83,7 +83,7 @@ async def cancel(job_id: str, request: Request) -> JSON:
     found = await run_in_threadpool(
         cancel_job, engine.store, job_id, actor=_actor(request), now=engine.clock()
     )
-    return JSON(job_to_dict(found))
+    return JSON(describe_job(found))
 
 
 @router.get("/jobs/{job_id}", summary="A job's state, result or error")
@@ -97,7 +97,7 @@ async def job(job_id: str, request: Request) -> JSON:
         # role) to the log; apply them here before saying "done", rather than let the next call
         # see this server's view of up to a poll interval ago.
         await run_in_threadpool(engine.catch_up, engine.runtime(found.model))
-    return JSON(job_to_dict(found))
+    return JSON(describe_job(found))
 
 
 @router.get("/jobs", summary="Recent jobs, newest first")
@@ -105,4 +105,4 @@ async def jobs(request: Request, model: str | None = None, limit: int = 50) -> J
     found = await run_in_threadpool(
         request.app.state.engine.store.jobs.list, model, max(1, min(limit, 500))
     )
-    return JSON({"jobs": [job_to_dict(j) for j in found]})
+    return JSON({"jobs": [describe_job(j) for j in found]})
