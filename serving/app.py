@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     auth.install(app, Keyring(settings.api_keys))
     # Outermost: the deadline covers everything the request waits for, its body included.
     app.add_middleware(RequestTimeout, timeout_s=settings.limits.request_timeout_s)
-    for router in (
+    routers = [
         health.router,
         models.router,
         predict.router,
@@ -86,9 +86,10 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         versions.router,
         metrics.router,
         ui.router,
-    ):
+    ]
+    for router in routers:
         app.include_router(router)
-    fast.install(app)
+    fast.install(app, routers)
     openapi.install(app)
 
     @app.get("/", include_in_schema=False)

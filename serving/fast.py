@@ -2,16 +2,24 @@
 
 FastAPI's per-request parameter machinery cost about as much as everything onlearn does for a
 prediction (~90 us of ~300 us, measured). These endpoints parse the JSON and check its shape
-themselves, with the same error format as FastAPI's (``{"detail": [{"loc", "type", "msg"}]}``),
-and are put in front of the FastAPI routes of the same paths, which stay for the OpenAPI docs.
+themselves, with the same error format as FastAPI's (``{"detail": [{"loc", "type", "msg"}]}``).
+
+Each route is declared once, by its FastAPI route in ``serving/routes/`` (path, body model,
+answers: what the OpenAPI document shows), marked ``@fast.serves(handler)``; :func:`install`
+serves that path with the handler, ahead of FastAPI. The handler's checks are derived from the
+same request models (:func:`checks_of`), so the document and the checks cannot drift apart.
 """
 
 from __future__ import annotations
 
 import json
+import types
+import typing
 from collections.abc import Callable
 from typing import Any
 
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -19,6 +27,12 @@ from onlearn.engine import FeedbackItem
 from onlearn.errors import FieldError, SchemaViolation
 from serving.errors import detail_of, not_utf8, status_of
 from serving.responses import JSON
+from serving.schemas import (
+    FeedbackBatchRequest,
+    FeedbackRequest,
+    PredictBatchRequest,
+    PredictRequest,
+)
 
 # field -> (check, pydantic error type, message); None means any JSON value.
 _Check = tuple[Callable[[Any], bool], str, str] | None
@@ -27,6 +41,40 @@ LIST: _Check = (lambda v: isinstance(v, list), "list_type", "Input should be a v
 STRING: _Check = (lambda v: isinstance(v, str), "string_type", "Input should be a valid string")
 BOOL: _Check = (lambda v: isinstance(v, bool), "bool_type", "Input should be a valid boolean")
 ANY: _Check = None
+_BY_TYPE = {dict: DICT, list: LIST, str: STRING, bool: BOOL}
+Checks = tuple[dict[str, _Check], dict[str, _Check]]
+
+
+def checks_of(model: type[BaseModel]) -> Checks:
+    """``(required, optional)`` field checks of a request model: each field's JSON type, null
+    allowed for an optional one (its default then applies). Only the shape is checked here;
+    what a value means (a label, a feature) is the engine's to judge.
+
+    >>> checks_of(PredictRequest) == ({"features": DICT}, {"key": STRING})
+    True
+    """
+    required: dict[str, _Check] = {}
+    optional: dict[str, _Check] = {}
+    for name, field in model.model_fields.items():
+        (required if field.is_required() else optional)[name] = _check_of(field.annotation)
+    return required, optional
+
+
+def _check_of(annotation: Any) -> _Check:
+    if annotation is Any:
+        return ANY
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+    check = _BY_TYPE.get(typing.get_origin(annotation) or annotation)
+    if check is None:  # a request model grew a field of a type the fast path cannot check
+        raise TypeError(f"no fast check for a field of type {annotation!r}")
+    return check
+
+
+PREDICT = checks_of(PredictRequest)
+PREDICT_BATCH = checks_of(PredictBatchRequest)
+FEEDBACK = checks_of(FeedbackRequest)
+FEEDBACK_BATCH = checks_of(FeedbackBatchRequest)
 
 
 def parse_json(body: bytes) -> Any:
@@ -107,7 +155,7 @@ def _raise(errors: list[FieldError]) -> None:
 async def predict(request: Request) -> JSON:
     data = parse_json(await request.body())
     errors: list[FieldError] = []
-    check_object(data, ("body",), {"features": DICT}, {"key": STRING}, errors)
+    check_object(data, ("body",), *PREDICT, errors)
     _raise(errors)
     engine = request.app.state.engine
     try:
@@ -122,7 +170,7 @@ async def predict(request: Request) -> JSON:
 async def predict_batch(request: Request) -> JSON:
     data = parse_json(await request.body())
     errors: list[FieldError] = []
-    body = check_object(data, ("body",), {"rows": LIST}, {}, errors)
+    body = check_object(data, ("body",), *PREDICT_BATCH, errors)
     if body is not None:
         limit = request.app.state.settings.limits.max_batch_rows
         if len(body["rows"]) > limit:
@@ -135,7 +183,7 @@ async def predict_batch(request: Request) -> JSON:
             )
         else:
             for i, row in enumerate(body["rows"]):
-                check_object(row, ("body", "rows", i), {"features": DICT}, {"key": STRING}, errors)
+                check_object(row, ("body", "rows", i), *PREDICT, errors)
     _raise(errors)
     engine = request.app.state.engine
     rows = data["rows"]
@@ -155,13 +203,6 @@ async def predict_batch(request: Request) -> JSON:
     return JSON({"predictions": [p.to_dict() for p in predictions]})
 
 
-FEEDBACK_OPTIONAL = {
-    "prediction_id": STRING,
-    "features": DICT,
-    "source": STRING,
-    "labeller": STRING,
-    "event_id": STRING,
-}
 TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}
 
 
@@ -199,7 +240,7 @@ async def feedback(request: Request) -> JSON:
     wait = _wait(request)
     data = parse_json(await request.body())
     errors: list[FieldError] = []
-    check_object(data, ("body",), {"label": ANY}, FEEDBACK_OPTIONAL, errors)
+    check_object(data, ("body",), *FEEDBACK, errors)
     _raise(errors)
     engine = request.app.state.engine
     try:
@@ -214,7 +255,7 @@ async def feedback(request: Request) -> JSON:
 async def feedback_batch(request: Request) -> JSON:
     data = parse_json(await request.body())
     errors: list[FieldError] = []
-    body = check_object(data, ("body",), {"items": LIST}, {"wait": BOOL}, errors)
+    body = check_object(data, ("body",), *FEEDBACK_BATCH, errors)
     if body is not None:
         limit = request.app.state.settings.limits.max_batch_rows
         if len(body["items"]) > limit:
@@ -227,7 +268,7 @@ async def feedback_batch(request: Request) -> JSON:
             )
         else:
             for i, item in enumerate(body["items"]):
-                check_object(item, ("body", "items", i), {"label": ANY}, FEEDBACK_OPTIONAL, errors)
+                check_object(item, ("body", "items", i), *FEEDBACK, errors)
     _raise(errors)
     engine = request.app.state.engine
     wait = data.get("wait")
@@ -251,14 +292,24 @@ async def feedback_batch(request: Request) -> JSON:
     )
 
 
-ROUTES = [
-    Route("/models/{name}/predict", predict, methods=["POST"]),
-    Route("/models/{name}/predict/batch", predict_batch, methods=["POST"]),
-    Route("/models/{name}/feedback", feedback, methods=["POST"]),
-    Route("/models/{name}/feedback/batch", feedback_batch, methods=["POST"]),
-]
+def serves(handler: Callable) -> Callable[[Callable], Callable]:
+    """Mark a documented FastAPI route as served by ``handler`` (see :func:`install`)."""
+
+    def mark(endpoint: Callable) -> Callable:
+        endpoint.fast_handler = handler  # type: ignore[attr-defined]
+        return endpoint
+
+    return mark
 
 
-def install(app) -> None:
-    """Serve the hot paths with the routes above, ahead of the documented FastAPI routes."""
-    app.router.routes[:0] = ROUTES
+def install(app, routers: list) -> None:
+    """Serve each route of ``routers`` marked :func:`serves` with its handler, ahead of the
+    FastAPI routes: same path and methods, taken from the one declaration. (The routers, not
+    the app's table: FastAPI keeps included routes in its own wrappers.)"""
+    fast = [
+        Route(route.path, route.endpoint.fast_handler, methods=sorted(route.methods))
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute) and hasattr(route.endpoint, "fast_handler")
+    ]
+    app.router.routes[:0] = fast

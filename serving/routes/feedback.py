@@ -1,5 +1,6 @@
-"""The documented feedback routes. Requests are served by ``serving.fast`` (same paths, put in
-front); these declarations give the OpenAPI docs their bodies and answers."""
+"""The feedback routes, declared once: path, body and answers for the OpenAPI document; each is
+served by the ``serving.fast`` handler it names (put in front), whose checks come from the same
+body models."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ router = APIRouter(tags=["feedback"])
     response_model=None,
     responses={200: {"model": FeedbackResponse}},
 )
+@fast.serves(fast.feedback)
 async def feedback(
     name: str,
     body: FeedbackRequest,
@@ -38,5 +40,6 @@ async def feedback(
     response_model=None,
     responses={200: {"model": FeedbackBatchResponse}},
 )
+@fast.serves(fast.feedback_batch)
 async def feedback_batch(name: str, body: FeedbackBatchRequest, request: Request) -> JSON:
     return await fast.feedback_batch(request)

@@ -1,5 +1,6 @@
-"""The documented predict routes. Requests are served by ``serving.fast`` (same paths, put in
-front); these declarations give the OpenAPI docs their bodies and answers."""
+"""The predict routes, declared once: path, body and answers for the OpenAPI document; each is
+served by the ``serving.fast`` handler it names (put in front), whose checks come from the same
+body models."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ router = APIRouter(tags=["predict"])
     response_model=None,
     responses={200: {"model": PredictResponse}},
 )
+@fast.serves(fast.predict)
 async def predict(name: str, body: PredictRequest, request: Request) -> JSON:
     return await fast.predict(request)
 
@@ -33,5 +35,6 @@ async def predict(name: str, body: PredictRequest, request: Request) -> JSON:
     response_model=None,
     responses={200: {"model": PredictBatchResponse}},
 )
+@fast.serves(fast.predict_batch)
 async def predict_batch(name: str, body: PredictBatchRequest, request: Request) -> JSON:
     return await fast.predict_batch(request)
