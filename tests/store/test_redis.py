@@ -26,7 +26,7 @@ from onlearn.records import Event, EventKind, Job, PredictionRecord, QueueItem, 
 from onlearn.store import redis as redis_store
 from onlearn.store.base import Store
 from onlearn.store.redis import open_redis_store, parse_redis_url
-from onlearn.store.redis_keys import RedisKeys
+from onlearn.store.redis.keys import RedisKeys
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -96,7 +96,7 @@ from onlearn.store.leases import (
     new_claim_id,
     reclaim_error,
 )
-from onlearn.store.redis_keys import PREFIX, RedisKeys
+from onlearn.store.redis.keys import PREFIX, RedisKeys
 
 __all__ = [
     "RedisEventLog",
