@@ -123,7 +123,7 @@ def _edit_spec_in_place(url: str, version: str, spec: dict) -> None:
         return
     import redis
 
-    from onlearn.store.redis_keys import RedisKeys
+    from onlearn.store.redis.keys import RedisKeys
 
     client = redis.Redis.from_url(url)
     key = RedisKeys("onlearn").versions("phishing")

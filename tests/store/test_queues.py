@@ -246,7 +246,7 @@ def test_a_broken_job_queue_fails_the_checks(
 # --- every backend against the others ---------------------------------------------------------
 
 # Ids that stress the Redis layout: bytewise order of UTF-8 (é, 日本 after z), prefixes ("a",
-# "ab"), characters that redis_keys percent-encodes (space, ":", "{", "*", "%", "/").
+# "ab"), characters that redis.keys percent-encodes (space, ":", "{", "*", "%", "/").
 _IDS = ["a", "ab", "b", "a b", "é", "z", "日本", "x:y{z}*", "%41", "~", "-", "10", "9", "p/q"]
 
 

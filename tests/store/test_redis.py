@@ -23,10 +23,10 @@ import redis
 
 from onlearn.errors import ConfigError, StoreUnavailable
 from onlearn.records import Event, EventKind, Job, PredictionRecord, QueueItem, QueueState, Snapshot
-from onlearn.store import redis as redis_store
 from onlearn.store.base import Store
-from onlearn.store.redis import open_redis_store, parse_redis_url
-from onlearn.store.redis_keys import RedisKeys
+from onlearn.store.redis import label_queue, open_redis_store, parse_redis_url
+from onlearn.store.redis.connection import BREAKER_OPEN_S
+from onlearn.store.redis.keys import RedisKeys
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -80,7 +80,7 @@ def _workload(store: Store, model: str) -> None:
     assert store.registry.set_spec_signature(model, "v1", "sig") is not None
 
 
-def test_every_key_comes_from_redis_keys_and_carries_the_prefix(redis_url: str) -> None:
+def test_every_key_comes_from_the_keys_module_and_carries_the_prefix(redis_url: str) -> None:
     odd = "odd:name{tag}*?[x] é"
     with open_redis_store(redis_url) as store:
         for model in ("m", odd):
@@ -94,10 +94,10 @@ def test_every_key_comes_from_redis_keys_and_carries_the_prefix(redis_url: str) 
     found = set(client.scan_iter(count=1000))
     default, team = RedisKeys(), RedisKeys("team-a:onlearn")
     strays = [k for k in found if not (default.owns(k) or team.owns(k))]
-    assert not strays, f"keys not named by redis_keys: {strays}"
+    assert not strays, f"keys not named by redis.keys: {strays}"
     assert {k for k in found if default.owns(k)} == set(client.scan_iter(match=default.match))
     assert all(k.startswith(b"onlearn:") or k.startswith(b"team-a:onlearn:") for k in found)
-    # The layout documented in redis_keys is the one in use: every kind of key is there.
+    # The layout documented in redis.keys is the one in use: every kind of key is there.
     for keys in (default, team):
         expected = {
             keys.log("m"),
@@ -140,7 +140,7 @@ def test_every_key_comes_from_redis_keys_and_carries_the_prefix(redis_url: str) 
 
 def test_scripts_build_the_keys_python_names_for_any_item_id(store: Store, redis_url: str) -> None:
     # Claims, evictions, expiries and purges find items through sorted sets and build their
-    # keys in Lua: the encoding must be redis_keys' for every character.
+    # keys in Lua: the encoding must be redis.keys' for every character.
     queue, jobs = store.queue, store.jobs
     assert queue is not None and jobs is not None
     odd = [chr(c) for c in range(32, 127)] + ["é", "日本", "a b", "x" * 300, "\u00a0", "%%", "%25"]
@@ -166,13 +166,13 @@ def test_scripts_build_the_keys_python_names_for_any_item_id(store: Store, redis
     assert all(jobs.get(i).state.value == "failed" for i in odd)  # type: ignore[union-attr]
     client = redis.Redis.from_url(redis_url)
     strays = [k for k in client.scan_iter(count=1000) if not RedisKeys().owns(k)]
-    assert not strays, f"keys not named by redis_keys: {strays[:5]}"
+    assert not strays, f"keys not named by redis.keys: {strays[:5]}"
 
 
 def test_large_claims_are_served_by_several_scripts_in_order(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(redis_store, "_CLAIM_CHUNK", 3)
+    monkeypatch.setattr(label_queue, "_CLAIM_CHUNK", 3)
     queue = store.queue
     assert queue is not None
     for n in range(10):
@@ -327,7 +327,7 @@ def test_hung_redis_times_out_and_a_retried_append_stays_idempotent(
         finally:
             server.resume()  # type: ignore[attr-defined]
         _fails_fast(lambda: store.log.head("m"), match="timed out less than", within=0.1)
-        time.sleep(redis_store.BREAKER_OPEN_S)  # then it closes by itself
+        time.sleep(BREAKER_OPEN_S)  # then it closes by itself
         assert store.log.append("m", [_event(1, key="p-9")]) == [2]
         assert store.log.head("m") == 2
         assert [e.seq for e in store.log.read("m", after=0)] == [1, 2]

@@ -63,9 +63,9 @@ Shared by all models (the job keys carry the hash tag ``{jobs}``: one slot for t
 =============================  ======  ========================================================
 
 Scripts that find items or jobs in a sorted set build their hash keys from an id with the same
-percent-encoding (``quote`` in the Lua library of :mod:`onlearn.store.redis`) under the prefix
-that :meth:`RedisKeys.queue_item_prefix` or :meth:`RedisKeys.job_prefix` gives; such a key shares
-the hash tag of the keys the script was given, so it lives in the same cluster slot.
+percent-encoding (``quote`` in ``lua/lib/quote.lua``) under the prefix that
+:meth:`RedisKeys.queue_item_prefix` or :meth:`RedisKeys.job_prefix` gives; such a key shares the
+hash tag of the keys the script was given, so it lives in the same cluster slot.
 
 >>> keys = RedisKeys()
 >>> keys.log("fraud")
