@@ -454,13 +454,13 @@ def open_store(url: str) -> Store:
 
 def serve_lock(url: str, *, serving: str | None = None) -> contextlib.AbstractContextManager:
     """What ``onlearn serve`` holds for its life so that a second one on the same store refuses
-    to start (:class:`~onlearn.store.sqlite_lock.StoreInUse`, naming the holder's pid).
+    to start (:class:`~onlearn.store.sqlite.lock.StoreInUse`, naming the holder's pid).
 
     Only a SQLite file has one: a ``memory://`` store lives in one process, and many servers on
     one Redis are the way to scale out. ``serving`` (its address) goes into the message.
     """
     if url.startswith("sqlite:"):
-        from onlearn.store.sqlite_lock import hold_serve_lock
+        from onlearn.store.sqlite.lock import hold_serve_lock
 
         return hold_serve_lock(url, serving=serving)
     return contextlib.nullcontext()
