@@ -104,7 +104,8 @@ class Background:
     def __init__(self, engine: Engine, settings: Settings) -> None:
         self.engine = engine
         self.settings = settings
-        embedded = not settings.store_url.startswith("redis")
+        # Beside a networked store (Redis) they are meant to be processes of their own.
+        embedded = not engine.store.networked
         self.worker = settings.run_worker if settings.run_worker is not None else embedded
         self.monitor = settings.run_monitor if settings.run_monitor is not None else embedded
         self._stop = threading.Event()
