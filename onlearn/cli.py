@@ -378,6 +378,7 @@ def _api_key_argument(parser: argparse.ArgumentParser) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from onlearn.config import load_settings
+    from onlearn.store import capabilities_of
 
     settings = load_settings(
         args.config,
@@ -400,7 +401,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         return 2
     if settings.workers > 1 and not (
-        settings.store_url.startswith("sqlite:") and settings.config_path
+        capabilities_of(settings.store_url).local_file and settings.config_path
     ):
         print(
             "error: --workers > 1 needs a shared store (sqlite://...) and a --config file",
@@ -442,7 +443,7 @@ def serving_layout(settings, log_level: str):
     stopped: a second ``onlearn serve`` on the same file refuses to start, naming this one."""
     from onlearn.keys import resolve_secret
     from onlearn.registry import ensure_registered
-    from onlearn.store.base import open_store, serve_lock
+    from onlearn.store import open_store, serve_lock
     from onlearn.topology import Placement, serve_topology
 
     with serve_lock(settings.store_url, serving=server_address(settings)):
@@ -641,7 +642,7 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     from onlearn.config import load_settings
     from onlearn.monitor import Monitor
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     bind_to_parent(args.sidecar_of)
     if not 0 < args.cpu_share <= 1:
@@ -801,7 +802,7 @@ def cmd_store_sign_specs(args: argparse.Namespace) -> int:
     from onlearn.config import load_settings
     from onlearn.keys import resolve_secret
     from onlearn.registry import sign_specs
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     settings = load_settings(args.config, store_url=args.store)
     if not settings.models:

@@ -8,6 +8,7 @@ import secrets
 from pathlib import Path
 
 from onlearn.errors import ConfigError
+from onlearn.store import capabilities_of
 
 log = logging.getLogger(__name__)
 
@@ -21,9 +22,10 @@ def resolve_secret(secret_key: str | None, store_url: str) -> bytes:
     """
     if secret_key:
         return secret_key.encode()
-    if store_url.startswith("memory:"):
+    store = capabilities_of(store_url)
+    if not store.shared:
         return secrets.token_bytes(32)
-    if store_url.startswith("sqlite:"):
+    if store.local_file:
         path = Path(sqlite_path(store_url) + ".key")
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,8 @@
 """Where the training worker and the monitor run beside ``onlearn serve``: the one place that
 decides it (``onlearn.cli`` starts the processes, ``serving.app`` the threads, both from here).
 
+The store's declared capabilities decide (``onlearn.store.capabilities``), not its URL.
+
 - The embedded SQLite store with a config file: **processes** of their own (sidecars, niced,
   gone with the server). As threads they shared the server's interpreter lock, and a refit,
   seconds of pure Python, stalled every request (docs/architecture.md, "Background work never
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from onlearn.config import Settings
+from onlearn.store import capabilities_of
 
 if TYPE_CHECKING:
     from onlearn.engine import Engine
@@ -49,10 +52,10 @@ def serve_topology(settings: Settings, *, sidecars: bool = True) -> Topology:
     """Where a server with these settings runs its worker and monitor. ``sidecars``: whether
     the caller can start processes (``onlearn serve`` can; an app built in-process, as tests and
     embedding applications do, runs them as threads instead)."""
-    url = settings.store_url
-    if url.startswith("sqlite:") and settings.config_path and sidecars:
+    store = capabilities_of(settings.store_url)
+    if store.local_file and settings.config_path and sidecars:
         default = Placement.PROCESS  # a sidecar reads the config file and opens the same file
-    elif url.startswith(("sqlite:", "memory:")):
+    elif not store.networked:
         default = Placement.THREAD  # memory:// lives in this process only
     else:
         default = Placement.ELSEWHERE

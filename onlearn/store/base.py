@@ -1,12 +1,12 @@
 """Storage ports: the small Protocols the core talks to. Backends live next to this module.
 
-Every backend passes the same contract checks (``onlearn.checks.stores``). Only modules in
-``onlearn/store/`` open SQLite or Redis.
+Every backend passes the same contract checks (``onlearn.store.checks``). Only modules in
+``onlearn/store/`` open SQLite or Redis. ``open_store`` and ``serve_lock`` live with the scheme
+table in ``onlearn.store`` and are importable from here too.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -20,9 +20,12 @@ from onlearn.records import (
     Snapshot,
     VersionInfo,
 )
+from onlearn.store import capabilities_of, open_store, serve_lock
+from onlearn.store.capabilities import Capabilities
 
 __all__ = [
     "AppendResult",
+    "Capabilities",
     "ClaimOutcome",
     "EventLog",
     "JobQueue",
@@ -399,18 +402,25 @@ class Store:
     queue: LabelQueue | None = None
     jobs: JobQueue | None = None
     closers: list = field(default_factory=list, repr=False)
+    # What the backend can do. None: what its scheme's entry in the table (onlearn.store)
+    # declares; a backend opened outside the table passes its own.
+    capabilities: Capabilities = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.capabilities is None:
+            self.capabilities = capabilities_of(self.url)
 
     @property
     def shared(self) -> bool:
         """Whether other processes can see this store (False for ``memory://``)."""
-        return not self.url.startswith("memory:")
+        return self.capabilities.shared
 
     @property
     def networked(self) -> bool:
         """Whether a call goes over a socket (Redis), and may wait out its timeout; a local
         store (memory, an SQLite file, whose readers do not wait for its writer in WAL mode)
         answers a read in microseconds."""
-        return not self.url.startswith(("memory:", "sqlite:"))
+        return self.capabilities.networked
 
     def ping(self) -> None:
         """Raise StoreUnavailable when the backend cannot be reached."""
@@ -426,41 +436,3 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def open_store(url: str) -> Store:
-    """Open the backend named by ``url``: ``memory://`` or ``sqlite:///path/to/file.db``.
-
-    >>> with open_store("memory://") as store:
-    ...     store.log.head("m")
-    0
-    """
-    if url.startswith("memory:"):
-        from onlearn.store.memory import open_memory_store
-
-        return open_memory_store(url)
-    if url.startswith("sqlite:"):
-        from onlearn.store.sqlite import open_sqlite_store
-
-        return open_sqlite_store(url)
-    if url.startswith(("redis:", "rediss:", "unix:")):
-        from onlearn.store.redis import open_redis_store
-
-        return open_redis_store(url)
-    raise ValueError(
-        f"store URL {url!r} is not supported: use memory:// or sqlite:///path/to/onlearn.db"
-    )
-
-
-def serve_lock(url: str, *, serving: str | None = None) -> contextlib.AbstractContextManager:
-    """What ``onlearn serve`` holds for its life so that a second one on the same store refuses
-    to start (:class:`~onlearn.store.sqlite_lock.StoreInUse`, naming the holder's pid).
-
-    Only a SQLite file has one: a ``memory://`` store lives in one process, and many servers on
-    one Redis are the way to scale out. ``serving`` (its address) goes into the message.
-    """
-    if url.startswith("sqlite:"):
-        from onlearn.store.sqlite_lock import hold_serve_lock
-
-        return hold_serve_lock(url, serving=serving)
-    return contextlib.nullcontext()

@@ -8,7 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from onlearn.checks.stores import (
+from onlearn.records import Event, PredictionRecord
+from onlearn.store.base import EventLog, PredictionStore, Registry, Store, open_store
+from onlearn.store.checks.stores import (
     all_store_checks,
     check_log_is_ordered_and_gapless,
     check_predictions_scan_follows_a_record_put_again,
@@ -24,8 +26,6 @@ from onlearn.checks.stores import (
     check_registry_spec_signature_round_trips,
     check_store,
 )
-from onlearn.records import Event, PredictionRecord
-from onlearn.store.base import EventLog, PredictionStore, Registry, Store, open_store
 from onlearn.store.memory import MemoryEventLog, MemoryPredictionStore, MemoryRegistry
 
 # Backend name -> the URL of a fresh, empty store, given the requesting test (for its fixtures).

@@ -21,7 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from onlearn.checks.queues import (
+from onlearn.errors import StoreUnavailable
+from onlearn.records import Job, JobState, QueueItem, QueueState
+from onlearn.store.base import JobQueue, LabelQueue, Store, open_store
+from onlearn.store.checks.queues import (
     T0,
     all_job_checks,
     all_queue_checks,
@@ -34,9 +37,6 @@ from onlearn.checks.queues import (
     check_queue_order_is_priority_then_oldest_then_id,
     check_queues,
 )
-from onlearn.errors import StoreUnavailable
-from onlearn.records import Job, JobState, QueueItem, QueueState
-from onlearn.store.base import JobQueue, LabelQueue, Store, open_store
 from onlearn.store.codec import decode_job, decode_queue_item, encode_job, encode_queue_item
 from onlearn.store.leases import cancellable
 from onlearn.store.memory import MemoryJobQueue, MemoryLabelQueue

@@ -13,7 +13,7 @@ import pytest
 
 from onlearn.errors import OnlearnError
 from onlearn.store.base import serve_lock
-from onlearn.store.sqlite_lock import StoreInUse, serve_lock_path
+from onlearn.store.sqlite.lock import StoreInUse, serve_lock_path
 
 
 def test_a_second_holder_of_a_sqlite_file_is_refused_naming_the_first_and_the_fix(

@@ -429,7 +429,7 @@ def test_a_file_of_schema_version_3_reads_back_unsigned_versions_and_uncommitted
 def test_scan_reads_the_model_index_in_order_without_sorting(
     tmp_path: Path, after: str | None
 ) -> None:
-    from onlearn.store import sqlite as sqlite_store
+    from onlearn.store.sqlite import predictions as sqlite_predictions
 
     with open_sqlite_store(_url(tmp_path)) as store:
         now = time.time()
@@ -443,9 +443,9 @@ def test_scan_reads_the_model_index_in_order_without_sorting(
         conn = store.predictions._db.fast()  # type: ignore[attr-defined]
         conn.execute("ANALYZE")
         sql, args = (
-            (sqlite_store._SCAN_FIRST_SQL, ("m1", "~", now, 10))
+            (sqlite_predictions._SCAN_FIRST_SQL, ("m1", "~", now, 10))
             if after is None
-            else (sqlite_store._SCAN_SQL, ("m1", after, "~", now, 10))
+            else (sqlite_predictions._SCAN_SQL, ("m1", after, "~", now, 10))
         )
         plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
         assert "USING INDEX predictions_model_id (model=?" in plan, plan

@@ -1,6 +1,6 @@
 """Contract checks for the labelling queue and the job queue of a storage backend.
 
-The same shape as :mod:`onlearn.checks.stores`: every check takes a fresh, empty
+The same shape as :mod:`onlearn.store.checks.stores`: every check takes a fresh, empty
 :class:`~onlearn.store.base.Store` whose ``queue`` (LabelQueue checks) or ``jobs`` (JobQueue
 checks) is set, and raises ``AssertionError`` when the backend breaks the contract. Clocks are
 explicit ``now`` values, so no check sleeps.
@@ -12,7 +12,7 @@ explicit ``now`` values, so no check sleeps.
         with open_my_store(tmp_path) as store:
             check(store)
 
->>> from onlearn.store.base import open_store
+>>> from onlearn.store import open_store
 >>> check_queues(lambda: open_store("memory://"))
 """
 

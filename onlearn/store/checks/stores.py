@@ -11,7 +11,7 @@ A user writing a backend runs them all with :func:`check_store`, or one by one f
         with open_my_store(tmp_path) as store:
             check(store)
 
->>> from onlearn.store.base import open_store
+>>> from onlearn.store import open_store
 >>> check_store(lambda: open_store("memory://"))
 """
 

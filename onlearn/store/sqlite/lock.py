@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 
 from onlearn.errors import OnlearnError, StoreUnavailable
-from onlearn.store.sqlite import parse_sqlite_url
+from onlearn.store.sqlite.connection import parse_sqlite_url
 
 __all__ = ["StoreInUse", "hold_serve_lock", "serve_lock_path"]
 

@@ -1,0 +1,415 @@
+"""The SQLite file: its URL, per-thread connections, transactions, error translation and schema.
+
+Every port of the backend runs its statements through one :class:`_Database`; its methods are
+wrapped in :func:`_guarded` so that a database that cannot be used now raises
+:class:`~onlearn.errors.StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, unquote
+
+from onlearn.errors import ConfigError, StoreUnavailable
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+# 1: the first schema. 2: versions.key (create_version's idempotency key), role_history.seq,
+# roles_state (canary share and seq of the last change_roles). 3: the predictions_model_id
+# index (PredictionStore.scan) and the documents table (Registry.put_document). 4:
+# jobs.committed (job cancellation; a job may also be 'cancelled', a state an earlier onlearn
+# cannot read, which is why it must refuse the file) and versions.spec_signature (signed
+# specs). An older file is upgraded in place when opened.
+SCHEMA_VERSION = 4
+
+# Column types are TEXT, never "JSON": SQLite gives an unknown type name NUMERIC affinity, which
+# would turn a payload such as '123' into the integer 123.
+_SCHEMA = [
+    # WITHOUT ROWID clusters rows by (model, seq), so replaying a log reads pages in order.
+    """CREATE TABLE IF NOT EXISTS events (
+        model TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        at REAL NOT NULL,
+        key TEXT,
+        PRIMARY KEY (model, seq)
+    ) WITHOUT ROWID""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_key ON events (model, key) WHERE key IS NOT NULL",
+    # The highest seq ever given per model. max(seq) alone would restart numbering once trim
+    # has removed every event of a model.
+    """CREATE TABLE IF NOT EXISTS heads (
+        model TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS predictions (
+        id TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        body TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS predictions_expires_at ON predictions (expires_at)",
+    # scan: a model's records in id order from a cursor, read along this index. One more index
+    # entry per record written; expires_at is checked on the row, whose body is read anyway.
+    "CREATE INDEX IF NOT EXISTS predictions_model_id ON predictions (model, id)",
+    """CREATE TABLE IF NOT EXISTS versions (
+        model TEXT NOT NULL,
+        number INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        spec TEXT NOT NULL,
+        meta TEXT NOT NULL,
+        key TEXT,
+        spec_signature TEXT,
+        PRIMARY KEY (model, number)
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS versions_key ON versions (model, key) WHERE key IS NOT NULL",
+    """CREATE TABLE IF NOT EXISTS roles (
+        model TEXT NOT NULL,
+        role TEXT NOT NULL,
+        version TEXT NOT NULL,
+        PRIMARY KEY (model, role)
+    )""",
+    """CREATE TABLE IF NOT EXISTS role_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        model TEXT NOT NULL,
+        role TEXT NOT NULL,
+        version TEXT,
+        previous TEXT,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        at REAL NOT NULL,
+        seq INTEGER
+    )""",
+    "CREATE INDEX IF NOT EXISTS role_history_model ON role_history (model, id)",
+    # What change_roles keeps beside the roles: the canary's share and the seq of the control
+    # event of the last change (0: none). Written in the transaction that appends that event.
+    """CREATE TABLE IF NOT EXISTS roles_state (
+        model TEXT PRIMARY KEY,
+        canary_share REAL NOT NULL DEFAULT 0.0,
+        seq INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS snapshots (
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        at REAL NOT NULL,
+        artifact BLOB NOT NULL,
+        PRIMARY KEY (model, version, seq)
+    )""",
+    # Small JSON documents per model and name (reference profiles, the monitor's reports).
+    """CREATE TABLE IF NOT EXISTS documents (
+        model TEXT NOT NULL,
+        name TEXT NOT NULL,
+        body TEXT NOT NULL,
+        at REAL NOT NULL,
+        PRIMARY KEY (model, name)
+    )""",
+    # Labelling queue. JSON columns (features, proba, result) are TEXT like every payload.
+    """CREATE TABLE IF NOT EXISTS queue_items (
+        model TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        priority REAL NOT NULL,
+        enqueued_at REAL NOT NULL,
+        prediction_id TEXT,
+        dedupe_key TEXT,
+        features TEXT NOT NULL,
+        proba TEXT,
+        uncertainty REAL,
+        reason TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        skips INTEGER NOT NULL,
+        labeller TEXT,
+        claim_id TEXT,
+        lease_expires_at REAL,
+        finished_at REAL,
+        result TEXT,
+        PRIMARY KEY (model, item_id)
+    )""",
+    # The queued items of a model in claim order: claim and peek read it forwards, a full queue
+    # finds its eviction victim reading it backwards, and depth counts it.
+    """CREATE INDEX IF NOT EXISTS queue_items_queued
+        ON queue_items (model, priority DESC, enqueued_at, item_id) WHERE state = 'queued'""",
+    # Leases by expiry, for releasing the expired ones; also counts the claimed items.
+    """CREATE INDEX IF NOT EXISTS queue_items_leases
+        ON queue_items (model, lease_expires_at) WHERE state = 'claimed'""",
+    # At most one item per dedupe key among the items not evicted: the push rule, as a constraint.
+    """CREATE UNIQUE INDEX IF NOT EXISTS queue_items_dedupe
+        ON queue_items (model, dedupe_key) WHERE dedupe_key IS NOT NULL AND state != 'evicted'""",
+    # Only finished items (done, skipped, evicted) have finished_at: what purge_finished reads.
+    """CREATE INDEX IF NOT EXISTS queue_items_finished
+        ON queue_items (model, finished_at) WHERE finished_at IS NOT NULL""",
+    # Counters of each model's queue, apart from the items so that purging keeps them.
+    """CREATE TABLE IF NOT EXISTS queue_counters (
+        model TEXT PRIMARY KEY,
+        labelled INTEGER NOT NULL DEFAULT 0,
+        skipped INTEGER NOT NULL DEFAULT 0,
+        expired INTEGER NOT NULL DEFAULT 0,
+        evicted INTEGER NOT NULL DEFAULT 0,
+        rejected INTEGER NOT NULL DEFAULT 0,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        pushed INTEGER NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS jobs (
+        job_id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        model TEXT NOT NULL,
+        params TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        key TEXT,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        max_attempts INTEGER NOT NULL,
+        run_after REAL NOT NULL,
+        worker TEXT,
+        lease_expires_at REAL,
+        updated_at REAL,
+        result TEXT,
+        error TEXT,
+        committed INTEGER NOT NULL DEFAULT 0
+    )""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS jobs_key ON jobs (key) WHERE key IS NOT NULL",
+    # Claim scans the unfinished jobs oldest first; finished ones (done, failed, cancelled) stay
+    # out of the way.
+    """CREATE INDEX IF NOT EXISTS jobs_active
+        ON jobs (created_at, job_id) WHERE state IN ('queued', 'running')""",
+    "CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, job_id)",
+    "CREATE INDEX IF NOT EXISTS jobs_model ON jobs (model, created_at, job_id)",
+]
+
+# Columns added after schema version 1: (table, column, declaration). A file made by an older
+# onlearn gets them when opened; CREATE TABLE above already has them for a new file.
+_ADDED_COLUMNS = [
+    ("versions", "key", "TEXT"),
+    ("role_history", "seq", "INTEGER"),
+    # Version 4. Old versions have no signature (NULL) until `onlearn store sign-specs`; old
+    # jobs committed nothing the store knows of (0).
+    ("versions", "spec_signature", "TEXT"),
+    ("jobs", "committed", "INTEGER NOT NULL DEFAULT 0"),
+]
+
+# Primary result codes that mean "the database cannot be used", as opposed to a bug in a
+# statement: BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN, PROTOCOL, NOTADB.
+_UNAVAILABLE_CODES = {5, 6, 8, 10, 13, 14, 15, 26}
+
+
+def parse_sqlite_url(url: str) -> tuple[str, dict[str, Any]]:
+    """Split a ``sqlite:///`` URL into an absolute file path and its options.
+
+    >>> parse_sqlite_url("sqlite:////var/lib/onlearn.db?busy_timeout_ms=100")
+    ('/var/lib/onlearn.db', {'busy_timeout_ms': 100})
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise ConfigError(
+            f"store URL {url!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db"
+        )
+    raw_path, _, query = url[len(prefix) :].partition("?")
+    path = unquote(raw_path)
+    if not path or path == ":memory:" or path.endswith("/"):
+        raise ConfigError(
+            f"store URL {url!r}: give a database file path (for a throw-away store use memory://)"
+        )
+    options: dict[str, Any] = {"busy_timeout_ms": DEFAULT_BUSY_TIMEOUT_MS}
+    for name, values in parse_qs(query, keep_blank_values=True).items():
+        if name != "busy_timeout_ms":
+            raise ConfigError(
+                f"store URL {url!r}: unknown option {name!r} (known: busy_timeout_ms)"
+            )
+        try:
+            options[name] = int(values[-1])
+        except ValueError:
+            options[name] = -1
+        if options[name] < 0:
+            raise ConfigError(
+                f"store URL {url!r}: busy_timeout_ms must be a whole number of milliseconds >= 0"
+            )
+    return os.path.abspath(path), options
+
+
+class _Database:
+    """The file, its per-thread connections, transactions and error translation."""
+
+    def __init__(self, path: str, busy_timeout_ms: int):
+        self.path = path
+        self.busy_timeout_ms = busy_timeout_ms
+        self._closed = False
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        self._inherited: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        ref = weakref.ref(self)  # weak, so that the fork hook does not keep the store alive
+        os.register_at_fork(after_in_child=lambda: (db := ref()) is not None and db._forked())
+
+    def _forked(self) -> None:
+        # A forked child must not use, nor close, its parent's connections (SQLite forbids
+        # carrying a connection across fork); it opens its own on first use and keeps the old
+        # objects referenced so that they are never finalised here.
+        self._inherited.extend(self._open)
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open = []
+
+    def durable(self) -> sqlite3.Connection:
+        """This thread's connection for the log and the registry (fsync at each commit)."""
+        conn = getattr(self._local, "durable", None)
+        if conn is None or self._closed:
+            conn = self._connect("durable", synchronous="FULL")
+        return conn
+
+    def fast(self) -> sqlite3.Connection:
+        """This thread's connection for prediction records (no fsync at commit)."""
+        conn = getattr(self._local, "fast", None)
+        if conn is None or self._closed:
+            conn = self._connect("fast", synchronous="NORMAL")
+        return conn
+
+    def _connect(self, purpose: str, synchronous: str) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreUnavailable(f"SQLite store {self.path} is closed")
+        # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves.
+        # check_same_thread=False only so that close() may close it from another thread;
+        # statements run on the owning thread alone.
+        conn = None
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout_ms / 1000,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+        except sqlite3.DatabaseError as exc:
+            if conn is not None:
+                conn.close()
+            error = self.translate(exc, "open")
+            if error is exc:
+                raise
+            raise error from exc
+        me = threading.current_thread()
+        with self._lock:
+            # Connections of threads that have ended are closed here, so a churn of short-lived
+            # threads does not accumulate open files.
+            alive = []
+            for thread, other in self._open:
+                if thread.is_alive():
+                    alive.append((thread, other))
+                else:
+                    other.close()
+            alive.append((me, conn))
+            self._open = alive
+        setattr(self._local, purpose, conn)
+        return conn
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for _, conn in self._open:
+                conn.close()
+            self._open = []
+
+    @contextlib.contextmanager
+    def transaction(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front, so that reading the head and
+        writing after it cannot be interleaved with another writer (no lock upgrade deadlock)."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            raise
+
+    @contextlib.contextmanager
+    def reading(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        """A read transaction: every statement in it sees the same state of the file (WAL gives
+        a deferred transaction one snapshot from its first read), and it takes no write lock."""
+        conn.execute("BEGIN")
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("COMMIT")
+
+    def translate(self, exc: sqlite3.DatabaseError, action: str) -> Exception:
+        """StoreUnavailable for a database that cannot be used now; ``exc`` itself otherwise."""
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code not in _UNAVAILABLE_CODES:
+            return exc
+        hint = "; retry later"
+        if code in (5, 6):
+            hint = (
+                f" (another connection held the write lock longer than "
+                f"busy_timeout_ms={self.busy_timeout_ms}); retry later"
+            )
+        elif code == 26:
+            hint = " (the file exists but is not an SQLite database)"
+        return StoreUnavailable(f"SQLite store {self.path} is unavailable ({action}): {exc}{hint}")
+
+    def create_schema(self) -> None:
+        conn = self.durable()
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise StoreUnavailable(
+                f"SQLite store {self.path}: cannot switch to WAL mode (got {mode!r}); "
+                "put the file on a local file system"
+            )
+        with self.transaction(conn):
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"SQLite store {self.path} has schema version {version}, newer than this "
+                    f"onlearn ({SCHEMA_VERSION}); upgrade onlearn"
+                )
+            # Tables first, then the columns an older file lacks, then the indexes (some index
+            # an added column).
+            tables = [sql for sql in _SCHEMA if sql.startswith("CREATE TABLE")]
+            for statement in tables:
+                conn.execute(statement)
+            for table, column, declaration in _ADDED_COLUMNS:
+                have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            for statement in _SCHEMA:
+                if statement not in tables:
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _guarded(action: str) -> Callable[[_Method], _Method]:
+    """Turn SQLite errors that mean "unavailable" into StoreUnavailable; leave others alone."""
+
+    def wrap(method: _Method) -> _Method:
+        @functools.wraps(method)
+        def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.DatabaseError as exc:
+                error = self._db.translate(exc, action)
+                if error is exc:
+                    raise
+                raise error from exc
+
+        return guarded  # type: ignore[return-value]
+
+    return wrap
+
+
+# Rows deleted per transaction by purge_expired (and the queue's purge_finished), so that a
+# large purge never holds the write lock for long and appends interleave with it.
+_PURGE_CHUNK = 5000

@@ -1,0 +1,126 @@
+"""``SqliteEventLog``: the append-only log of each model, numbered under the write lock."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from onlearn.records import (
+    Event,
+    EventKind,
+)
+from onlearn.store.base import (
+    AppendResult,
+)
+from onlearn.store.codec import (
+    dumps,
+    loads,
+)
+from onlearn.store.sqlite.connection import _Database, _guarded
+
+# The highest seq given to a model: the heads table, or the events themselves for a file whose
+# heads row is missing. Both lookups are primary-key reads.
+_HEAD_SQL = """SELECT max(
+    coalesce((SELECT seq FROM heads WHERE model = ?1), 0),
+    coalesce((SELECT max(seq) FROM events WHERE model = ?1), 0))"""
+
+# Keys looked up per statement; well below SQLite's limit on bound parameters.
+_KEY_CHUNK = 500
+
+
+def _append_events(conn: sqlite3.Connection, model: str, events: Sequence[Event]) -> AppendResult:
+    """Append ``events`` inside the caller's write transaction (``BEGIN IMMEDIATE``): numbering
+    and dedupe by key for ``append`` and for ``change_roles``'s control event alike."""
+    seqs = AppendResult()
+    new = seqs.new
+    (head,) = conn.execute(_HEAD_SQL, (model,)).fetchone()
+    known = _seqs_of_keys(conn, model, {e.key for e in events if e.key is not None})
+    rows = []
+    for event in events:
+        key = event.key
+        if key is not None and key in known:
+            seqs.append(known[key])
+            new.append(False)
+            continue
+        head += 1
+        rows.append((model, head, event.kind.value, dumps(event.payload), event.at, key))
+        if key is not None:
+            known[key] = head
+        seqs.append(head)
+        new.append(True)
+    if rows:
+        conn.executemany(
+            "INSERT INTO events (model, seq, kind, payload, at, key) VALUES (?,?,?,?,?,?)", rows
+        )
+        conn.execute(
+            "INSERT INTO heads (model, seq) VALUES (?, ?)"
+            " ON CONFLICT (model) DO UPDATE SET seq = excluded.seq",
+            (model, head),
+        )
+    return seqs
+
+
+def _seqs_of_keys(conn: sqlite3.Connection, model: str, keys: set[str]) -> dict[str, int]:
+    found: dict[str, int] = {}
+    pending = list(keys)
+    for i in range(0, len(pending), _KEY_CHUNK):
+        chunk = pending[i : i + _KEY_CHUNK]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            conn.execute(
+                f"SELECT key, seq FROM events WHERE model = ? AND key IN ({marks})",
+                (model, *chunk),
+            ).fetchall()
+        )
+    return found
+
+
+class SqliteEventLog:
+    def __init__(self, db: _Database):
+        self._db = db
+
+    @_guarded("append")
+    def append(self, model: str, events: Sequence[Event]) -> AppendResult:
+        if not events:
+            return AppendResult()
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            return _append_events(conn, model, events)
+
+    @_guarded("read")
+    def read(self, model: str, after: int, limit: int = 1000) -> list[Event]:
+        if limit <= 0:
+            return []
+        rows = (
+            self._db.durable()
+            .execute(
+                "SELECT seq, kind, payload, at, key FROM events"
+                " WHERE model = ? AND seq > ? ORDER BY seq LIMIT ?",
+                (model, after, limit),
+            )
+            .fetchall()
+        )
+        return [
+            Event(EventKind(kind), loads(payload), at, seq, key)
+            for seq, kind, payload, at, key in rows
+        ]
+
+    @_guarded("head")
+    def head(self, model: str) -> int:
+        return self._db.durable().execute(_HEAD_SQL, (model,)).fetchone()[0]
+
+    @_guarded("trim")
+    def trim(self, model: str, upto: int) -> int:
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            # Keep the head even if every event goes, so numbering continues after a full trim.
+            (head,) = conn.execute(_HEAD_SQL, (model,)).fetchone()
+            if head:
+                conn.execute(
+                    "INSERT INTO heads (model, seq) VALUES (?, ?)"
+                    " ON CONFLICT (model) DO UPDATE SET seq = excluded.seq",
+                    (model, head),
+                )
+            return conn.execute(
+                "DELETE FROM events WHERE model = ? AND seq <= ?", (model, upto)
+            ).rowcount

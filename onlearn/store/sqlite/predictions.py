@@ -1,0 +1,90 @@
+"""``SqlitePredictionStore``: prediction records, on the fast connection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from onlearn.records import (
+    PredictionRecord,
+)
+from onlearn.store.codec import (
+    decode_prediction,
+    encode_prediction,
+)
+from onlearn.store.sqlite.connection import _PURGE_CHUNK, _Database, _guarded
+
+
+class SqlitePredictionStore:
+    def __init__(self, db: _Database):
+        self._db = db
+
+    @_guarded("put predictions")
+    def put_many(self, records: Sequence[PredictionRecord]) -> None:
+        if not records:
+            return
+        # Encode before taking the write lock: the lock is held for the inserts alone.
+        rows = [(r.id, r.model, r.at, r.expires_at, encode_prediction(r)) for r in records]
+        conn = self._db.fast()
+        with self._db.transaction(conn):
+            conn.executemany(
+                "INSERT OR REPLACE INTO predictions (id, model, at, expires_at, body)"
+                " VALUES (?,?,?,?,?)",
+                rows,
+            )
+
+    @_guarded("get prediction")
+    def get(self, prediction_id: str) -> PredictionRecord | None:
+        # Expired rows are invisible even before purge_expired removes them.
+        row = (
+            self._db.fast()
+            .execute(
+                "SELECT body FROM predictions WHERE id = ? AND expires_at > ?",
+                (prediction_id, time.time()),
+            )
+            .fetchone()
+        )
+        return None if row is None else decode_prediction(row[0])
+
+    @_guarded("purge predictions")
+    def purge_expired(self, now: float) -> int:
+        conn = self._db.fast()
+        total = 0
+        while True:
+            with self._db.transaction(conn):
+                deleted = conn.execute(
+                    "DELETE FROM predictions WHERE rowid IN ("
+                    " SELECT rowid FROM predictions WHERE expires_at <= ? LIMIT ?)",
+                    (now, _PURGE_CHUNK),
+                ).rowcount
+            total += deleted
+            if deleted < _PURGE_CHUNK:
+                return total
+
+    @_guarded("scan predictions")
+    def scan(
+        self, model: str, after: str | None, limit: int = 1000, upto: str | None = None
+    ) -> list[PredictionRecord]:
+        if limit <= 0:
+            return []
+        now = time.time()
+        # "~" sorts after every id (ids are lowercase hex): no upper bound.
+        upto = "~" if upto is None else upto
+        if after is None:
+            rows = self._db.fast().execute(_SCAN_FIRST_SQL, (model, upto, now, limit)).fetchall()
+        else:
+            rows = self._db.fast().execute(_SCAN_SQL, (model, after, upto, now, limit)).fetchall()
+        return [decode_prediction(body) for (body,) in rows]
+
+
+# Both walk predictions_model_id from the cursor, in its order (no sort). The unary + keeps
+# expires_at out of the choice of index: predictions_expires_at would read every live record
+# of every model, then sort. Expired rows not purged yet are skipped on the way.
+_SCAN_SQL = (
+    "SELECT body FROM predictions WHERE model = ? AND id > ? AND id <= ? AND +expires_at > ?"
+    " ORDER BY id LIMIT ?"
+)
+_SCAN_FIRST_SQL = (
+    "SELECT body FROM predictions WHERE model = ? AND id <= ? AND +expires_at > ?"
+    " ORDER BY id LIMIT ?"
+)
