@@ -1,6 +1,11 @@
 """Feedback: check the label, join it with the prediction record (or take inline features),
 append the label event durably, and wait until this process has applied it (read-your-writes)
-unless the caller asked not to wait."""
+unless the caller asked not to wait.
+
+Every append goes through the group commit, for the library's synchronous calls as for HTTP's
+async ones: one path to durability, so the sync API and the server cannot drift apart (seqs,
+idempotency, the bound on pending labels, the apply right after commit).
+"""
 
 from __future__ import annotations
 
@@ -75,9 +80,7 @@ class FeedbackHandler:
                 break
             except _NotYetVisible:
                 time.sleep(JOIN_POLL_S)
-        result = self.store.log.append(rt.name, [event])
-        self._follower.offer(rt, [event], result)
-        (seq,) = result
+        (seq,) = self._committer.commit(rt.name, [event])
         applied = self._follower.apply_now(rt, seq) if wait else rt.seq >= seq
         return FeedbackResult(seq, rt.roles[CHAMPION], applied)
 
@@ -90,9 +93,7 @@ class FeedbackHandler:
             time.sleep(JOIN_POLL_S)
             prepared = self._prepare_many(rt, items, deadline, prepared)
         events = [p for p in prepared if isinstance(p, Event)]
-        seqs = self.store.log.append(rt.name, events) if events else []
-        if seqs:
-            self._follower.offer(rt, events, seqs)
+        seqs = self._committer.commit(rt.name, events) if events else []
         applied = (
             self._follower.apply_now(rt, max(seqs))
             if wait and seqs
