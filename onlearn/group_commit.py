@@ -12,6 +12,11 @@ batch, not one wake-up of the loop per request.
 The events waiting for their append are bounded (``max_pending``): when the store stalls, a
 submission past the bound is refused at once with :class:`Overloaded` (HTTP 503) instead of
 queueing in memory behind a store that does not answer.
+
+A synchronous caller (the library's ``feedback_one``) that finds the committer idle appends its
+events itself, from its own thread: the hop to the commit thread and back would cost more than
+the append of one event on a local store. It is the same commit (the bound, the counters, the
+work after commit); commits, whoever runs them, never overlap.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
-from onlearn.errors import Overloaded
+from onlearn.errors import Overloaded, StoreUnavailable
 from onlearn.records import Event
 from onlearn.store.base import AppendResult, EventLog
 
@@ -61,6 +66,8 @@ class GroupCommitter:
         self.refused = 0  # submissions refused because max_pending events were waiting
         self.pending = 0  # events submitted and not yet durable (or failed)
         self._pending_lock = threading.Lock()
+        self._closed = False
+        self._commit_lock = threading.Lock()  # held by whoever commits: one commit at a time
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="onlearn-group-commit", daemon=True)
         self._thread.start()
@@ -71,6 +78,20 @@ class GroupCommitter:
         future: Future[list[int]] = Future()
         self._queue.put((model, events, future, None))
         return future
+
+    def commit(self, model: str, events: Sequence[Event]) -> list[int]:
+        """The seqs of ``events`` once they are durable, for a thread that waits for them: it
+        commits them itself when nothing else is waiting or committing, else joins a batch."""
+        self._admit(len(events))
+        future: Future[list[int]] = Future()
+        if self._queue.empty() and self._commit_lock.acquire(blocking=False):
+            try:
+                self._commit([(model, events, future, None)])
+            finally:
+                self._commit_lock.release()
+        else:
+            self._queue.put((model, events, future, None))
+        return future.result()
 
     def submit_async(self, model: str, events: Sequence[Event]) -> asyncio.Future[list[int]]:
         """An asyncio future of the seqs, resolved on the running loop."""
@@ -84,6 +105,9 @@ class GroupCommitter:
         # A submission is admitted while fewer than max_pending events wait, whatever its own
         # size, so a batch larger than the bound still goes through on an idle committer.
         with self._pending_lock:
+            if self._closed:
+                # Nobody would commit it: the caller would wait on its future for ever.
+                raise StoreUnavailable("label events cannot be appended: the engine is closed")
             if self.pending >= self.max_pending:
                 self.refused += 1
                 raise Overloaded(
@@ -95,6 +119,8 @@ class GroupCommitter:
 
     def close(self) -> None:
         """Commit what was submitted, then stop."""
+        with self._pending_lock:
+            self._closed = True
         self._queue.put(_STOP)
         self._thread.join()
 
@@ -119,7 +145,8 @@ class GroupCommitter:
                 batch.append(item)
                 n += len(item[1])
             busy = len(batch) > 1
-            self._commit(batch)
+            with self._commit_lock:
+                self._commit(batch)
             if stop:
                 return
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from onlearn.active import priority_of
 from onlearn.config import Task
@@ -25,11 +25,9 @@ from onlearn.errors import (
     SchemaViolation,
     UnknownQueueItem,
 )
-from onlearn.records import PredictionRecord, QueueItem, QueueState
+from onlearn.records import FeedbackItem, PredictionRecord, QueueItem, QueueState
 from onlearn.runtime import ModelRuntime
-
-if TYPE_CHECKING:
-    from onlearn.engine import Engine
+from onlearn.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +38,30 @@ def dedupe_key(features: dict) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
+class Answer(Protocol):
+    """The part of a feedback answer a label call keeps."""
+
+    seq: int | None
+    version: str | None
+
+
+class LabellingEngine(Protocol):
+    """What labelling needs from the engine. Declared here, not imported: the engine builds its
+    ``Labelling``, so an import of the engine from here would go both ways."""
+
+    store: Store
+    runtimes: Mapping[str, ModelRuntime]
+    clock: Callable[[], float]
+
+    def runtime(self, name: str) -> ModelRuntime: ...
+
+    def feedback_one(self, name: str, item: FeedbackItem) -> Answer: ...
+
+    async def feedback_one_async(self, name: str, item: FeedbackItem) -> Answer: ...
+
+
 class Labelling:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: LabellingEngine) -> None:
         self.engine = engine
 
     @property
@@ -225,9 +245,7 @@ class Labelling:
         answer["applied"] = self.engine.runtime(name).seq >= answer["seq"]
         return answer
 
-    def _feedback(self, item: QueueItem, label: Any, labeller: str | None):
-        from onlearn.engine import FeedbackItem
-
+    def _feedback(self, item: QueueItem, label: Any, labeller: str | None) -> FeedbackItem:
         return FeedbackItem(
             label=label,
             prediction_id=item.prediction_id,

@@ -1,4 +1,5 @@
-"""Domain records: what the stores persist. Frozen dataclasses; they do not save themselves."""
+"""Domain records: what the stores persist, and the feedback item a label arrives as. Frozen
+dataclasses; they do not save themselves."""
 
 from __future__ import annotations
 
@@ -44,6 +45,22 @@ class Event:
     at: float
     seq: int | None = None
     key: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackItem:
+    """A true label, for a prediction id (joined with its record) or for inline features.
+
+    When both are given, the stored record wins and the inline features are the fallback for a
+    record that expired. ``event_id`` makes inline feedback idempotent too.
+    """
+
+    label: Any
+    prediction_id: str | None = None
+    features: Mapping[str, Any] | None = None
+    source: str = "app"
+    labeller: str | None = None
+    event_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sklearn import metrics as skm
@@ -261,6 +262,26 @@ def test_concurrent_async_feedback_is_group_committed_and_equals_a_serial_replay
             fresh_state(info, engine.secret),
         )
         assert [serial.estimator.predict_proba_one(x) for x in probe] == live_answers
+
+
+def test_sync_feedback_goes_through_the_group_commit_with_the_same_answers(sqlite_url):
+    # One path to durability for the library and the server: the sync calls are counted by the
+    # committer, and threads calling at once share its commits.
+    stream = list(phishing_stream(200))
+    with Engine.from_settings(phishing_settings(sqlite_url)) as engine:
+        ids = [engine.predict_one("phishing", x).prediction_id for x, _ in stream]
+        items = [
+            FeedbackItem(y, prediction_id=pid) for pid, (_, y) in zip(ids, stream, strict=True)
+        ]
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda item: engine.feedback_one("phishing", item), items))
+        assert sorted(r.seq for r in results) == list(range(1, 201))
+        assert all(r.applied and r.version == "v1" for r in results)
+        many = engine.feedback_many("phishing", items[:50])  # sent again: the same seqs
+        assert [r.seq for r in many] == [r.seq for r in results[:50]]
+        commits = engine.stats()["log_commits"]
+        assert commits["events"] == 250 and commits["pending"] == 0
+        assert engine.runtime("phishing").labels_applied == 200
 
 
 def test_predict_many_answers_what_predict_one_answers():

@@ -5,6 +5,7 @@ deterministically: parsing, refusals, and the group commit's bound at the moment
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -168,3 +169,25 @@ def test_a_failed_append_frees_its_place_in_the_bound(tmp_path):
         assert committer.pending == 0
         assert committer.submit("m", [label(1)]).result(10) == [1]
         committer.close()
+
+
+def test_a_sync_commit_on_an_idle_committer_runs_in_the_callers_thread_and_counts(tmp_path):
+    with open_store("memory://") as store:
+        threads = []
+        committer = GroupCommitter(
+            store.log, on_commit=lambda *_: threads.append(threading.current_thread())
+        )
+        assert committer.commit("m", [label(0), label(1)]) == [1, 2]
+        assert threads == [threading.current_thread()]  # no hop to the commit thread
+        assert (committer.batches, committer.events, committer.pending) == (1, 2, 0)
+        committer.close()
+
+
+def test_a_closed_committer_refuses_at_once_rather_than_leave_the_caller_waiting():
+    with open_store("memory://") as store:
+        committer = GroupCommitter(store.log)
+        committer.close()
+        with pytest.raises(StoreUnavailable, match="closed"):
+            committer.commit("m", [label(0)])
+        with pytest.raises(StoreUnavailable, match="closed"):
+            committer.submit("m", [label(0)])

@@ -1,0 +1,91 @@
+"""Maintenance off the request path, every ``[engine] snapshot_check_s``: labelling queue leases
+and retention, the newest snapshot seqs, a check that the log has not gone back in time; and
+the snapshot of the live states at shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+
+from onlearn.config import Settings
+from onlearn.errors import OnlearnError
+from onlearn.labelling import Labelling
+from onlearn.registry import CHAMPION
+from onlearn.runtime import ModelRuntime
+from onlearn.snapshots import save_snapshot
+from onlearn.store.base import Store
+
+log = logging.getLogger(__name__)
+
+
+class Maintenance:
+    """The engine's periodic chores, run by one thread until ``stopping`` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        runtimes: Mapping[str, ModelRuntime],
+        labelling: Labelling,
+        stopping: threading.Event,
+        *,
+        secret: bytes,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.runtimes = runtimes
+        self.labelling = labelling
+        self.secret = secret
+        self._stopping = stopping
+        # model -> (its applied seq, the log's head) when the log was seen behind the model
+        self.log_behind: dict[str, tuple[int, int]] = {}
+
+    def run(self) -> None:
+        es = self.settings.engine
+        while not self._stopping.wait(es.snapshot_check_s):
+            self.labelling.maintain()
+            self.refresh_snapshot_seqs()
+            self.check_log_position()
+
+    def check_log_position(self) -> None:
+        """A log never shrinks (trimming keeps its head): one that ends before what a model
+        applied was swapped for an older copy, and the follower would skip the new events that
+        reuse those seqs. Readiness fails for good then; the process must start again."""
+        for rt in self.runtimes.values():
+            # The applied seq first: read after the head, it could count an event appended
+            # (and applied) in between.
+            applied = rt.seq
+            try:
+                head = self.store.log.head(rt.name)
+            except OnlearnError:
+                return  # the next round tries again
+            if head < applied and rt.name not in self.log_behind:
+                self.log_behind[rt.name] = (applied, head)
+                log.error(
+                    "model %r: applied up to seq %d but the log ends at %d (store restored or "
+                    "replaced?); restart this process",
+                    rt.name,
+                    applied,
+                    head,
+                )
+
+    def refresh_snapshot_seqs(self) -> None:
+        """Learn the newest snapshot of each champion from the store: beside a worker process
+        (the layout of ``onlearn serve``), snapshots are written by another process, and
+        ``onlearn_snapshot_seq`` would otherwise stay at this process's own."""
+        for rt in self.runtimes.values():
+            try:
+                seq = self.store.registry.latest_snapshot_seq(rt.name, rt.roles[CHAMPION])
+            except OnlearnError:
+                return  # the next round tries again
+            rt.snapshot_seq = max(rt.snapshot_seq, seq)
+
+    def snapshot_live(self, rt: ModelRuntime) -> None:
+        """At shutdown nothing learns any more: pickling the live states is exact and quick."""
+        if rt.seq <= rt.snapshot_seq:
+            return
+        with rt.lock:
+            for state in rt.states.values():
+                save_snapshot(self.store, rt.name, state, self.secret)
+        rt.snapshot_seq = rt.seq
