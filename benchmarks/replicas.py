@@ -310,7 +310,7 @@ class Bench:
         from onlearn.config import load_settings
         from onlearn.keys import resolve_secret
         from onlearn.registry import ensure_registered
-        from onlearn.store.base import open_store
+        from onlearn.store import open_store
 
         settings = load_settings(config, store_url=store)
         secret = resolve_secret(settings.secret_key, settings.store_url)

@@ -28,7 +28,8 @@ from onlearn.records import Event, EventKind, FeedbackItem
 from onlearn.registry import CHAMPION, ensure_registered
 from onlearn.runtime import ModelRuntime
 from onlearn.snapshots import restore
-from onlearn.store.base import Store, open_store
+from onlearn.store import open_store
+from onlearn.store.base import Store
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,5 @@
-"""Stores, opened from a URL through one table: the URL's scheme selects an entry, the entry
-names the backend's opener and declares what the backend can do.
-
-The table is written here, in the source: a name that comes from a URL only selects an entry.
-Openers are ``"module:function"`` strings imported at first use, so that opening a memory store
-never imports the SQLite or Redis code.
+"""Stores, opened from a URL through one table (:mod:`onlearn.store.schemes`): the URL's scheme
+selects an entry, the entry names the backend's opener and declares what the backend can do.
 
 >>> with open_store("memory://") as store:
 ...     store.log.head("m"), store.capabilities.shared
@@ -15,13 +11,10 @@ True
 from __future__ import annotations
 
 import contextlib
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from onlearn.errors import ConfigError
 from onlearn.store.capabilities import Capabilities
+from onlearn.store.schemes import BACKENDS, Backend, backend_of, capabilities_of, load
 
 if TYPE_CHECKING:
     from onlearn.store.base import Store
@@ -29,69 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["BACKENDS", "Backend", "Capabilities", "capabilities_of", "open_store", "serve_lock"]
 
 
-@dataclass(frozen=True)
-class Backend:
-    """One entry of the scheme table."""
-
-    opener: str  # "module:function": url -> Store
-    capabilities: Capabilities
-    # "module:function": (url, *, serving) -> context manager held by `onlearn serve` for its
-    # life, so that a second one on the same store refuses to start. None: the backend has none.
-    serve_lock: str | None = None
-
-
-# Declared here for the Redis backend (onlearn/store/redis/) as for the others: many serve
-# replicas, workers and monitors on many machines share one Redis over the network.
-_REDIS = Backend(
-    "onlearn.store.redis:open_redis_store",
-    Capabilities(shared=True, networked=True, local_file=False),
-)
-
-BACKENDS: dict[str, Backend] = {
-    "memory": Backend(
-        "onlearn.store.memory:open_memory_store",
-        Capabilities(shared=False, networked=False, local_file=False),
-    ),
-    "sqlite": Backend(
-        "onlearn.store.sqlite:open_sqlite_store",
-        Capabilities(shared=True, networked=False, local_file=True),
-        serve_lock="onlearn.store.sqlite.lock:hold_serve_lock",
-    ),
-    "redis": _REDIS,
-    "rediss": _REDIS,  # Redis over TLS
-    "unix": _REDIS,  # Redis on a Unix socket
-}
-
-
-def _backend(url: str) -> Backend:
-    backend = BACKENDS.get(url.partition(":")[0])
-    if backend is None:
-        raise ConfigError(
-            f"store URL {url!r} is not supported: its scheme must be one of "
-            f"{', '.join(sorted(BACKENDS))} (e.g. memory://, sqlite:///path/to/onlearn.db, "
-            "redis://host:6379/0)"
-        )
-    return backend
-
-
-def _load(target: str) -> Callable[..., Any]:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def capabilities_of(url: str) -> Capabilities:
-    """What the backend of ``url`` can do, without opening it.
-
-    >>> capabilities_of("redis://127.0.0.1:6379/0").networked
-    True
-    """
-    return _backend(url).capabilities
-
-
 def open_store(url: str) -> Store:
     """Open the backend named by ``url``: ``memory://``, ``sqlite:///path/to/file.db`` or
     ``redis://host:6379/0`` (also ``rediss://`` and ``unix://``)."""
-    return _load(_backend(url).opener)(url)
+    return load(backend_of(url).opener)(url)
 
 
 def serve_lock(url: str, *, serving: str | None = None) -> contextlib.AbstractContextManager:
@@ -101,7 +35,7 @@ def serve_lock(url: str, *, serving: str | None = None) -> contextlib.AbstractCo
     Only a SQLite file has one: a ``memory://`` store lives in one process, and many servers on
     one Redis are the way to scale out. ``serving`` (its address) goes into the message.
     """
-    lock = _backend(url).serve_lock
+    lock = backend_of(url).serve_lock
     if lock is None:
         return contextlib.nullcontext()
-    return _load(lock)(url, serving=serving)
+    return load(lock)(url, serving=serving)

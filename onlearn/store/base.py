@@ -1,8 +1,7 @@
 """Storage ports: the small Protocols the core talks to. Backends live next to this module.
 
 Every backend passes the same contract checks (``onlearn.store.checks``). Only modules in
-``onlearn/store/`` open SQLite or Redis. ``open_store`` and ``serve_lock`` live with the scheme
-table in ``onlearn.store`` and are importable from here too.
+``onlearn/store/`` open SQLite or Redis. Stores are opened with ``onlearn.store.open_store``.
 """
 
 from __future__ import annotations
@@ -20,8 +19,8 @@ from onlearn.records import (
     Snapshot,
     VersionInfo,
 )
-from onlearn.store import capabilities_of, open_store, serve_lock
 from onlearn.store.capabilities import Capabilities
+from onlearn.store.schemes import capabilities_of
 
 __all__ = [
     "AppendResult",
@@ -37,8 +36,6 @@ __all__ = [
     "RolesState",
     "Store",
     "StoreUnavailable",
-    "open_store",
-    "serve_lock",
 ]
 
 

@@ -12,7 +12,7 @@ from onlearn.errors import StoreUnavailable
 from onlearn.group_commit import GroupCommitter
 from onlearn.prediction_writer import PredictionWriter
 from onlearn.records import Event, EventKind, PredictionRecord
-from onlearn.store.base import open_store
+from onlearn.store import open_store
 
 
 def label(i: int, key: str | None = None) -> Event:

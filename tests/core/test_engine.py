@@ -15,7 +15,7 @@ from onlearn.errors import PredictionExpired, SchemaViolation, UnknownModel, Unk
 from onlearn.models import PipelineSpec, build_pipeline
 from onlearn.schema import Schema
 from onlearn.snapshots import advance_snapshot, fresh_state, replay, restore
-from onlearn.store.base import open_store
+from onlearn.store import open_store
 from tests.core.conftest import PHISHING_FEATURES, Clock, phishing_settings, phishing_stream
 
 

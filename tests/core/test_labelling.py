@@ -20,7 +20,7 @@ from tests.core.conftest import Clock, phishing_settings, phishing_stream
 def active_engine(clock=None, **active):
     table = {"budget": 0.5, "window": 100, "evaluation_rate": 0.1, "lease_s": 30, **active}
     settings = phishing_settings("memory://", active=table)
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     return Engine(settings, open_store("memory://"), secret=b"k", clock=clock or Clock())
 

@@ -14,7 +14,7 @@ from onlearn.config import EngineSettings, Limits, load_settings, settings_from_
 from onlearn.errors import ConfigError, Overloaded, StoreUnavailable
 from onlearn.group_commit import GroupCommitter
 from onlearn.records import Event, EventKind
-from onlearn.store.base import open_store
+from onlearn.store import open_store
 
 
 def label(i: int) -> Event:

@@ -19,7 +19,7 @@ from onlearn.errors import SchemaViolation
 from onlearn.monitor import DOCUMENT, Monitor, profile_document
 from onlearn.monitor import SETTLE_S as SETTLE
 from onlearn.records import EventKind
-from onlearn.store.base import open_store
+from onlearn.store import open_store
 from onlearn.worker import Worker
 
 FEATURES = {
@@ -309,7 +309,7 @@ def test_a_monitor_started_before_the_first_version_is_registered_finds_the_cham
     # Processes of a deployment start together: the monitor may open the store before any
     # server or worker registered the config's first version (which sets the role without a
     # log event).
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     s = settings(f"sqlite:///{tmp_path}/m.db")
     with open_store(s.store_url) as store:

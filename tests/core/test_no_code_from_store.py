@@ -19,7 +19,7 @@ from onlearn.keys import sqlite_path
 from onlearn.models import sign_spec
 from onlearn.records import JobState
 from onlearn.registry import sign_specs
-from onlearn.store.base import open_store
+from onlearn.store import open_store
 from onlearn.worker import REFIT, Worker, new_job
 from tests.core.conftest import Clock, phishing_settings
 

@@ -19,7 +19,7 @@ from onlearn.records import Event, EventKind, VersionInfo
 from onlearn.refit import NotEnoughData, RefitResult, refit
 from onlearn.schema import Schema
 from onlearn.snapshots import replay
-from onlearn.store.base import open_store
+from onlearn.store import open_store
 from tests.specs import trusted_fresh_state
 
 MODEL = "phishing"

@@ -12,7 +12,7 @@ import pytest
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.errors import ArtifactRejected
 from onlearn.models import dump_signed
-from onlearn.store.base import open_store
+from onlearn.store import open_store
 from tests.core.conftest import phishing_settings, phishing_stream
 
 

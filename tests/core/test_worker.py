@@ -18,7 +18,7 @@ STREAM = list(phishing_stream())  # 1250 rows
 def engine_for(url, clock=None, engine=None, **model):
     settings = phishing_settings(url, engine=engine, **model)
     from onlearn.keys import resolve_secret
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     eng = Engine(
         settings, open_store(url), secret=resolve_secret("test", url), clock=clock or Clock()
@@ -367,7 +367,7 @@ def regression_rows(n: int, seed: int, *, shift: float = 0.0) -> list[tuple[dict
 def regression_engine(url, **model):
     from onlearn.config import settings_from_mapping
     from onlearn.keys import resolve_secret
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     table = {
         "task": "regression",

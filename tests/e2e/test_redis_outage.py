@@ -13,7 +13,7 @@ import time
 
 import httpx
 
-from onlearn.store.base import open_store
+from onlearn.store import open_store
 from tests.e2e.helpers import (
     READY_TIMEOUT,
     REPLICA_ENV,

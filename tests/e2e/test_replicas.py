@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from onlearn.store.base import open_store
+from onlearn.store import open_store
 from tests.e2e.helpers import (
     PROBES,
     READY_TIMEOUT,

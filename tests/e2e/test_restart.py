@@ -31,7 +31,7 @@ def replayed(url: str, model: str, upto: int | None = None) -> list[tuple]:
 
 
 def snapshot_seq(url: str, model: str) -> int | None:
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     with open_store(url) as store:
         snapshot = store.registry.latest_snapshot(model, "v1")

@@ -233,7 +233,7 @@ def test_sigterm_stops_the_server_and_its_worker_in_the_middle_of_a_refit(tmp_pa
     finally:
         server.kill()
     # The refit was handed back, not lost and not counted as a failed attempt.
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     with open_store(server.store_url) as store:
         back = store.jobs.get(running["job_id"])

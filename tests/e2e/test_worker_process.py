@@ -13,7 +13,7 @@ from river import datasets
 
 from onlearn.config import load_settings
 from onlearn.engine import Engine, FeedbackItem
-from onlearn.store.base import open_store
+from onlearn.store import open_store
 from onlearn.worker import new_job
 from tests.e2e.helpers import write_config
 from tests.servers import ROOT

@@ -32,7 +32,7 @@ def replayed(
     ``upto``), replayed here from the store at ``url``."""
     from onlearn.schema import Schema
     from onlearn.snapshots import replay
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
     from tests.specs import trusted_fresh_state
 
     with open_store(url) as store:
@@ -61,7 +61,7 @@ def served(client: httpx.Client, model: str, rows: Iterable[dict] = PROBE_ROWS) 
 
 def log_events(url: str, model: str) -> list:
     """Every event of ``model``'s log, read from the store at ``url``."""
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     events = []
     with open_store(url) as store:

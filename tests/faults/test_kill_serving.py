@@ -38,7 +38,7 @@ KILL_AFTER_ACKS = 200  # the kill comes while clients are busy, once this many w
 def snapshotted(url: str) -> bool:
     """The worker (a process beside the server, at a lower priority) wrote a snapshot of one of
     the models, so that the restart loads it and replays a tail."""
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     with open_store(url) as store:
         return any(store.registry.latest_snapshot(m, "v1") is not None for m in MODELS)

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 
 from onlearn.records import Event, PredictionRecord
-from onlearn.store.base import EventLog, PredictionStore, Registry, Store, open_store
+from onlearn.store import open_store
+from onlearn.store.base import EventLog, PredictionStore, Registry, Store
 from onlearn.store.checks.stores import (
     all_store_checks,
     check_log_is_ordered_and_gapless,

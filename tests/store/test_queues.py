@@ -23,7 +23,8 @@ import pytest
 
 from onlearn.errors import StoreUnavailable
 from onlearn.records import Job, JobState, QueueItem, QueueState
-from onlearn.store.base import JobQueue, LabelQueue, Store, open_store
+from onlearn.store import open_store
+from onlearn.store.base import JobQueue, LabelQueue, Store
 from onlearn.store.checks.queues import (
     T0,
     all_job_checks,
@@ -477,7 +478,7 @@ def test_locked_database_makes_queue_calls_unavailable(tmp_path: Path) -> None:
 
 _LABELLER = """
     import json, sys
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     name = sys.argv[1]
     with open_store({url!r}) as store:
@@ -526,7 +527,7 @@ def test_processes_claiming_from_one_queue_get_disjoint_items(shared_url: str) -
 
 _WORKER = """
     import json, sys, time
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     name, now, mode = sys.argv[1], float(sys.argv[2]), sys.argv[3]
     with open_store({url!r}) as store:

@@ -520,7 +520,7 @@ def test_bad_urls_are_config_errors(url: str) -> None:
 
 
 def test_open_store_opens_redis_urls(redis_url: str) -> None:
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
     from onlearn.store.redis import RedisEventLog
 
     with open_store(redis_url) as store:

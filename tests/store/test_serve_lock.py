@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from onlearn.errors import OnlearnError
-from onlearn.store.base import serve_lock
+from onlearn.store import serve_lock
 from onlearn.store.sqlite.lock import StoreInUse, serve_lock_path
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from onlearn.errors import ConfigError, StoreUnavailable
 from onlearn.records import Event, EventKind, Job, JobState, PredictionRecord, Snapshot, VersionInfo
-from onlearn.store.base import open_store
+from onlearn.store import open_store
 from onlearn.store.sqlite import SCHEMA_VERSION, open_sqlite_store, parse_sqlite_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -115,7 +115,7 @@ def test_connections_of_ended_threads_are_closed(tmp_path: Path) -> None:
 _WRITER = """
     import json, sys
     from onlearn.records import Event, EventKind
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     name, rounds = sys.argv[1], int(sys.argv[2])
     with open_store({url!r}) as store:
@@ -173,7 +173,7 @@ def test_processes_appending_to_one_file_get_unique_gapless_seqs(tmp_path: Path)
 _ACKNOWLEDGER = """
     import sys
     from onlearn.records import Event, EventKind
-    from onlearn.store.base import open_store
+    from onlearn.store import open_store
 
     with open_store({url!r}) as store:
         i = 0
