@@ -12,10 +12,6 @@ from onlearn.store import BACKENDS, Capabilities, capabilities_of, open_store, s
 from onlearn.store import base as ports
 
 
-def test_the_ports_module_still_offers_the_opener():
-    assert ports.open_store is open_store and ports.serve_lock is serve_lock
-
-
 def test_every_scheme_of_the_table_names_an_opener_and_its_capabilities():
     assert sorted(BACKENDS) == ["memory", "redis", "rediss", "sqlite", "unix"]
     for backend in BACKENDS.values():
