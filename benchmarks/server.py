@@ -5,7 +5,7 @@
 
 Both run in one server process with one worker, uvloop and httptools, no access log and log
 level ``warning``; only the app differs. onlearn runs in the layout of ``onlearn serve``
-(``onlearn.cli.serving_layout``): on the SQLite store its training worker and monitor are
+(``onlearn.tools.cli.serving_layout``): on the SQLite store its training worker and monitor are
 processes beside the server (started here, pinned like it, gone with it), on memory:// threads of
 it.
 """
@@ -36,8 +36,8 @@ def serve(kind: str, host: str, port: int, config: str, store: str | None) -> No
 
         uvicorn.run(app, host=host, port=port, **UVICORN_SETTINGS)
         return
-    from onlearn.cli import serving_layout
     from onlearn.config import load_settings
+    from onlearn.tools.cli import serving_layout
     from serving.app import create_app
 
     settings = load_settings(config, store_url=store)

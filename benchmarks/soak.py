@@ -538,7 +538,7 @@ class Serve(Server):
         self.kind = "onlearn serve"
         self.port = procs.free_port()
         self.log_path = log_path
-        self.args = ["-m", "onlearn.cli", "serve", "--config", data.CONFIG, "--store", store]
+        self.args = ["-m", "onlearn.tools.cli", "serve", "--config", data.CONFIG, "--store", store]
         self.args += ["--port", str(self.port), "--log-level", "warning"]
         if workers != 1:
             self.args += ["--workers", str(workers)]

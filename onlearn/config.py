@@ -18,7 +18,6 @@ from typing import Any
 from onlearn.access import ApiKey, keys_from_config, parse_env_keys, unique
 from onlearn.errors import ConfigError
 from onlearn.models import PipelineSpec, build_pipeline
-from onlearn.promotion import RolloutPolicy
 from onlearn.refit_options import (
     DEFAULT_MAX_ROWS,
     LIMITS,
@@ -26,6 +25,7 @@ from onlearn.refit_options import (
     Candidate,
     config_candidates,
 )
+from onlearn.rollout_policy import RolloutPolicy
 from onlearn.schema import Schema
 
 DEFAULT_STORE_URL = "sqlite:///.data/onlearn.db"

@@ -1,5 +1,5 @@
 """Jobs for the training worker, as the API and the triggers make them: enqueue a refit (its
-options checked first), cancel one, describe one. The worker (:mod:`onlearn.worker`) runs them;
+options checked first), cancel one, describe one. The worker (:mod:`onlearn.background.worker`) runs them;
 this module is what the serving process needs, without the worker's machinery.
 """
 

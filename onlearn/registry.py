@@ -21,6 +21,8 @@ CHALLENGER = "challenger"  # predicts and learns beside the champion, compared o
 SHADOW = "shadow"  # predicts and learns, never answers
 CANARY = "canary"  # answers a share of the requests
 PREVIOUS = "previous"  # the champion before the last promotion: kept live for instant rollback
+# The monitor's latest report of a model, a document of the registry every server reads.
+MONITOR_REPORT = "monitor"
 ROLES = (CHAMPION, CHALLENGER, SHADOW, CANARY, PREVIOUS)
 
 

@@ -1,5 +1,5 @@
 """Where the training worker and the monitor run beside ``onlearn serve``: the one place that
-decides it (``onlearn.cli`` starts the processes, ``serving.app`` the threads, both from here).
+decides it (``onlearn.tools.cli`` starts the processes, ``serving.app`` the threads, both from here).
 
 The store's declared capabilities decide (``onlearn.store.capabilities``), not its URL.
 
@@ -80,11 +80,11 @@ def threads_beside(engine: Engine, settings: Settings) -> list[tuple[str, Callab
     # Imported only when placed here: a server whose worker runs elsewhere does not load the
     # refit and drift machinery at start.
     if "worker" in placed:
-        from onlearn.worker import Worker
+        from onlearn.background.worker import Worker
 
         targets.append(("onlearn-worker", Worker(engine, replay_snapshots=True).run))
     if "monitor" in placed:
-        from onlearn.monitor import Monitor
+        from onlearn.background.monitor import Monitor
 
         monitor = Monitor(
             settings,

@@ -50,7 +50,7 @@ class ServerProcess:
         """Start the process and return at once (servers launched together start in parallel);
         ``wait_ready()`` then waits until it answers."""
         cmd = [
-            sys.executable, "-m", "onlearn.cli", "serve",
+            sys.executable, "-m", "onlearn.tools.cli", "serve",
             "--config", str(self.config), "--store", self.store_url,
             "--port", str(self.port), "--workers", str(self.workers), "--log-level", "warning",
             *self.args,

@@ -22,9 +22,9 @@ from onlearn.access import (
     parse_env_keys,
     toml_entry,
 )
-from onlearn.cli import is_loopback, main, open_without_keys
 from onlearn.config import Settings, load_settings, settings_from_mapping
 from onlearn.errors import ConfigError
+from onlearn.tools.cli import is_loopback, main, open_without_keys
 from serving.auth import ANY_KEY, DEFAULT, OPEN, POLICY, _presented, needed, route_table
 
 P, L, A = Role.PREDICT, Role.LABEL, Role.ADMIN

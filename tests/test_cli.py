@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put 
 from tests.servers import ServerProcess, example_server, free_port  # noqa: E402
 
 SCRIPT = Path(sys.executable).parent / "onlearn"
-ONLEARN = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "onlearn.cli"]
+ONLEARN = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "onlearn.tools.cli"]
 
 
 def onlearn(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -148,7 +148,7 @@ def parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("onlearn",
 
 
 def test_every_option_argument_and_command_has_help():
-    from onlearn.cli import build_parser
+    from onlearn.tools.cli import build_parser
 
     missing = []
     for path, parser in parsers(build_parser()):
@@ -163,7 +163,7 @@ def test_every_option_argument_and_command_has_help():
 
 
 def test_the_options_of_every_command_group_also_come_after_its_subcommand():
-    from onlearn.cli import build_parser
+    from onlearn.tools.cli import build_parser
 
     parser = build_parser()
     checked = []
@@ -197,7 +197,7 @@ def test_the_options_of_every_command_group_also_come_after_its_subcommand():
 
 
 def test_url_and_api_key_given_after_the_subcommand_reach_the_command():
-    from onlearn.cli import build_parser
+    from onlearn.tools.cli import build_parser
 
     parse = build_parser().parse_args
     after = parse(["models", "list", "phishing", "--url", "http://h:1", "--api-key", "k"])
@@ -399,7 +399,7 @@ def test_a_refusal_with_field_errors_is_printed_as_sentences(phishing: ServerPro
 
 
 def test_the_labeller_shows_no_empty_probabilities_for_a_model_that_learned_nothing():
-    from onlearn.labeller import render
+    from onlearn.tools.labeller import render
 
     item = {
         "item_id": "01a2",
@@ -419,7 +419,7 @@ def two_versions(phishing: ServerProcess) -> ServerProcess:
     """CLI_MODEL with a challenger v2, made by ``onlearn retrain`` on labels of the data set."""
     from river import datasets
 
-    from onlearn.client import Client
+    from onlearn.tools.client import Client
 
     rows = itertools.islice(datasets.Phishing(), 60)  # the refit needs 50 labels
     with Client(phishing.url) as client:
@@ -557,7 +557,7 @@ def test_serve_refuses_a_bad_config_before_serving(tmp_path: Path, capsys, monke
     """The same through ``main()``, as the ``onlearn`` script calls it, in this process."""
     import uvicorn
 
-    from onlearn.cli import main
+    from onlearn.tools.cli import main
 
     def serve(*args, **kwargs):
         raise AssertionError("the bad config was accepted: the server would start")

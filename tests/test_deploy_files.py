@@ -16,8 +16,8 @@ from pathlib import Path
 import yaml  # PyYAML comes with uvicorn[standard]
 
 from onlearn import config as config_module
-from onlearn.cli import build_parser, cmd_monitor, cmd_serve, cmd_worker, open_without_keys
 from onlearn.config import load_settings
+from onlearn.tools.cli import build_parser, cmd_monitor, cmd_serve, cmd_worker, open_without_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"

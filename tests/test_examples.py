@@ -20,7 +20,7 @@ if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not put 
 from tests.servers import ServerProcess  # noqa: E402
 
 SCRIPT = Path(sys.executable).parent / "onlearn"
-ONLEARN = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "onlearn.cli"]
+ONLEARN = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "onlearn.tools.cli"]
 
 # example file -> (its model, the river data set the demo streams, the task)
 EXAMPLES = {
@@ -36,7 +36,7 @@ def test_an_example_config_describes_its_data_set_exactly(example):
     """Every row of the data set passes the model's schema as it is, and every label is one
     the model takes: the demo will not meet a 422."""
     from onlearn.config import Task, load_settings
-    from onlearn.demo import load_dataset
+    from onlearn.tools.demo import load_dataset
 
     name, dataset, task = EXAMPLES[example]
     (model,) = load_settings(ROOT / "examples" / example, environ={}).models
@@ -126,7 +126,7 @@ def test_the_regression_example_serves_and_the_demo_reports_its_mae(servers):
     assert listed.returncode == 0, listed.stderr
     assert f"mae={v1['mae']:.4g}" in listed.stdout and "accuracy" not in listed.stdout
     # The next day, which it has not seen: a number near the truth, and no probabilities.
-    from onlearn.demo import load_dataset
+    from onlearn.tools.demo import load_dataset
 
     x, y = next(itertools.islice(load_dataset("trump_approval"), 400, None))
     answer = httpx.post(f"{server.url}/models/trump_approval/predict", json={"features": x}).json()

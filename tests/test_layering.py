@@ -1,7 +1,7 @@
 """The design's layering rules, checked on the source: the core never imports the web framework,
 only ``onlearn/store/`` talks to SQLite or Redis, the rest of the code uses the store through
 its public modules alone, ``serving/`` runs no background process itself, and the engine and
-labelling sit in no import cycle."""
+labelling sit in no import cycle, and the tiers (core, background, tools) depend one way."""
 
 from __future__ import annotations
 
@@ -85,19 +85,41 @@ def test_the_checks_see_the_imports_they_forbid():
     assert "fastapi" in imported(ROOT / "serving" / "app.py")
 
 
-BACKGROUND = {"onlearn.worker", "onlearn.monitor", "onlearn.refit", "onlearn.promotion"}
+def tier_of(module: str) -> str:
+    """``background``, ``tools`` or ``core``: the tier of an ``onlearn`` module."""
+    for tier in ("background", "tools"):
+        if module == f"onlearn.{tier}" or module.startswith(f"onlearn.{tier}."):
+            return tier
+    return "core"
 
 
-@pytest.mark.parametrize("path", sources("serving"), ids=lambda p: str(p.relative_to(ROOT)))
-def test_serving_runs_no_background_process_itself(path):
-    # What runs beside the server (threads or processes) is decided in onlearn/topology.py and
-    # handed to the app; the HTTP layer reaches jobs through onlearn.jobs only.
-    assert not imported_modules(path) & BACKGROUND, (path, imported_modules(path) & BACKGROUND)
+# The one module of the core that reaches into the background: it decides where the worker and
+# the monitor run and hands the app the threads to start (onlearn/topology.py).
+HAND_OFF = ROOT / "onlearn" / "topology.py"
 
 
-def test_the_background_check_sees_imports():
-    assert "onlearn.worker" in imported_modules(ROOT / "onlearn" / "topology.py")
+@pytest.mark.parametrize(
+    "path", sources("onlearn") + sources("serving"), ids=lambda p: str(p.relative_to(ROOT))
+)
+def test_the_tiers_depend_one_way(path):
+    # The tools (cli, client, labeller, demo) use everything and nothing uses them; the
+    # background (worker, refit, promotion, monitor) uses the core, never the reverse; serving
+    # imports neither: what runs beside it comes from the hand-off.
+    here = (
+        tier_of(module_name(path)) if "onlearn" in path.relative_to(ROOT).parts[:1] else "serving"
+    )
+    reached = {tier_of(m) for m in imported_modules(path) if m.startswith("onlearn.")}
+    allowed = {"tools": {"core", "background", "tools"}, "background": {"core", "background"}}
+    allowed = allowed.get(here, {"core"}) | ({"background"} if path == HAND_OFF else set())
+    assert reached <= allowed, f"{path} ({here}) imports the {sorted(reached - allowed)} tier"
+
+
+def test_the_tier_check_sees_imports():
+    assert tier_of("onlearn.background.worker") == "background"
+    assert tier_of("onlearn.tools.cli") == "tools" and tier_of("onlearn.engine.engine") == "core"
+    assert "onlearn.background.worker" in imported_modules(HAND_OFF)
     assert "onlearn.jobs" in imported_modules(ROOT / "serving" / "routes" / "versions.py")
+    assert "onlearn.background.worker" in imported_modules(ROOT / "onlearn" / "tools" / "cli.py")
 
 
 def module_name(path: Path) -> str:
@@ -179,3 +201,23 @@ def test_the_cycle_check_sees_imports_and_cycles():
     assert "onlearn.labelling" in graph["onlearn.engine.engine"]
     assert "onlearn.engine.follower" in graph["onlearn.engine.feedback"]
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [{"a", "b", "c"}]
+
+
+def test_the_module_map_of_the_architecture_notes_matches_the_tree():
+    # docs/architecture.md, "The pieces": every module and package a new engineer meets in
+    # onlearn/ (and in its engine, background and tools packages) is on the map.
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = text.split("## The pieces", 1)[1].split("```", 2)[1]
+    words = set(block.replace("(", " ").replace(")", " ").replace(",", " ").split())
+    expected = set()
+    for package in ("onlearn", "onlearn/engine", "onlearn/background", "onlearn/tools"):
+        for entry in (ROOT / package).iterdir():
+            if entry.name.startswith(("_", ".")):
+                continue
+            if entry.suffix == ".py":
+                expected.add(entry.name)
+            elif (entry / "__init__.py").is_file():
+                expected.add(f"{entry.name}/")
+    missing = sorted(expected - words)
+    assert not missing, f"docs/architecture.md's module map lacks {missing}"
+    assert {"engine.py", "worker.py", "cli.py", "store/"} <= expected  # the walk found the tree

@@ -25,7 +25,7 @@ from onlearn.keys import resolve_secret
 from onlearn.labelling import Labelling
 from onlearn.prediction_writer import PredictionWriter
 from onlearn.records import Event, EventKind, FeedbackItem
-from onlearn.registry import CHAMPION, ensure_registered
+from onlearn.registry import CHAMPION, MONITOR_REPORT, ensure_registered
 from onlearn.runtime import ModelRuntime
 from onlearn.snapshots import restore
 from onlearn.store import open_store
@@ -221,9 +221,7 @@ class Engine:
         """The monitor's latest report of the model (input drift, skew, prediction drift,
         agreement, concept drift, alarms, timeline) and this process's validation counters."""
         rt = self.runtime(name)
-        from onlearn.monitor import DOCUMENT
-
-        report = self.store.registry.get_document(name, DOCUMENT)
+        report = self.store.registry.get_document(name, MONITOR_REPORT)
         violations: dict[str, dict[str, int]] = {}
         for (feature, rule), count in sorted(rt.violations.items()):
             violations.setdefault(feature, {})[rule] = count

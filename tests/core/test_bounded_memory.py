@@ -7,9 +7,9 @@ import time
 
 import redis as redis_client
 
+from onlearn.background.worker import Worker
 from onlearn.config import settings_from_mapping
 from onlearn.engine import Engine, FeedbackItem
-from onlearn.worker import Worker
 from tests.core.conftest import PHISHING_FEATURES, phishing_stream
 
 ROWS = list(phishing_stream())

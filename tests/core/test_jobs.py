@@ -12,14 +12,14 @@ import time
 
 import pytest
 
+from onlearn.background.refit import refit
+from onlearn.background.worker import Worker, cancel_job, enqueue_refit
 from onlearn.errors import Interrupted, JobConflict
 from onlearn.learner import LearnerState
 from onlearn.models import PipelineSpec, build_pipeline
 from onlearn.records import JobState
-from onlearn.refit import refit
 from onlearn.refit_options import Candidate
 from onlearn.snapshots import replay
-from onlearn.worker import Worker, cancel_job, enqueue_refit
 from tests.core.test_worker import STREAM, engine_for, learn
 
 SLOW_FOREST = {"id": "slow", "name": "adaptive_random_forest", "n_models": 50}

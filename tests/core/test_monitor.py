@@ -12,15 +12,15 @@ import time
 
 import pytest
 
+from onlearn.background.monitor import DOCUMENT, Monitor, profile_document
+from onlearn.background.monitor import SETTLE_S as SETTLE
+from onlearn.background.worker import Worker
 from onlearn.config import settings_from_mapping
 from onlearn.drift import ProfileBuilder
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.errors import SchemaViolation
-from onlearn.monitor import DOCUMENT, Monitor, profile_document
-from onlearn.monitor import SETTLE_S as SETTLE
 from onlearn.records import EventKind
 from onlearn.store import open_store
-from onlearn.worker import Worker
 
 FEATURES = {
     "x1": {"type": "number"},
@@ -132,7 +132,7 @@ def test_a_shift_raises_one_input_drift_alarm_in_the_log_the_log_file_and_the_we
     traffic(engine, rows(1500, seed=2))
     run_monitor(monitor)
     assert monitor.publish("m")["alarms"] == []
-    with caplog.at_level("WARNING", logger="onlearn.monitor"):
+    with caplog.at_level("WARNING", logger="onlearn.background.monitor"):
         traffic(engine, rows(900, seed=3, shift=2.0))
         run_monitor(monitor)
         document = monitor.publish("m")

@@ -13,6 +13,7 @@ import sqlite3
 
 import pytest
 
+from onlearn.background.worker import REFIT, Worker, new_job
 from onlearn.engine import Engine
 from onlearn.errors import ArtifactRejected
 from onlearn.keys import sqlite_path
@@ -20,7 +21,6 @@ from onlearn.models import sign_spec
 from onlearn.records import JobState
 from onlearn.registry import sign_specs
 from onlearn.store import open_store
-from onlearn.worker import REFIT, Worker, new_job
 from tests.core.conftest import Clock, phishing_settings
 
 SECRET = b"test"

@@ -6,10 +6,16 @@ import json
 
 import pytest
 
+from onlearn.background.promotion import (
+    Action,
+    Decision,
+    RolloutPolicy,
+    decide_promotion,
+    decide_rollback,
+)
 from onlearn.compare import PairedCounts, PairedErrors
 from onlearn.errors import ConfigError
 from onlearn.metrics import ClassificationMetrics, RegressionMetrics
-from onlearn.promotion import Action, Decision, RolloutPolicy, decide_promotion, decide_rollback
 
 AUTO = RolloutPolicy(policy="auto")
 MANUAL = RolloutPolicy()

@@ -11,12 +11,12 @@ import random
 import pytest
 from river import datasets
 
+from onlearn.background.refit import NotEnoughData, RefitResult, refit
 from onlearn.compare import PairedCounts, PairedErrors, mcnemar
 from onlearn.errors import ConfigError, OnlearnError
 from onlearn.learner import LearnerState
 from onlearn.models import SklearnBatch, SklearnIncremental, sklearn_from_spec
 from onlearn.records import Event, EventKind, VersionInfo
-from onlearn.refit import NotEnoughData, RefitResult, refit
 from onlearn.schema import Schema
 from onlearn.snapshots import replay
 from onlearn.store import open_store

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from onlearn.background.worker import Worker, enqueue_refit
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.errors import RoleConflict
 from onlearn.records import JobState
 from onlearn.snapshots import replay, restore
-from onlearn.worker import Worker, enqueue_refit
 from tests.core.conftest import Clock, phishing_settings, phishing_stream
 from tests.specs import trusted_fresh_state
 
@@ -391,8 +391,8 @@ def learn_regression(engine, rows):
 def test_regression_versions_are_compared_on_paired_absolute_errors_with_wilcoxon(url):
     """Every consumer of the comparison (the live state, the versions API, the evaluate job)
     speaks of absolute errors and Wilcoxon, computed from the answers each version served."""
+    from onlearn.background.worker import EVALUATE, new_job
     from onlearn.compare import PairedErrors
-    from onlearn.worker import EVALUATE, new_job
 
     rows = regression_rows(400, seed=1)
     learn_regression(regression_engine(url, pipeline=MEAN), rows[:100])

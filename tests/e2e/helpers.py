@@ -178,7 +178,7 @@ def start_role(role: str, config: Path, store_url: str, log_path: Path) -> subpr
 
     with open(log_path, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "onlearn.cli", role, "--config", str(config)]
+            [sys.executable, "-m", "onlearn.tools.cli", role, "--config", str(config)]
             + ["--store", store_url, "--log-level", "info"],
             cwd=ROOT,
             stdout=out,

@@ -333,7 +333,7 @@ def test_the_label_index_lists_the_models_once_given_a_key(auth_server):
 
 def serve_command(config: Path, directory: Path, *flags: str) -> list[str]:
     return [
-        sys.executable, "-m", "onlearn.cli", "serve", "--config", str(config),
+        sys.executable, "-m", "onlearn.tools.cli", "serve", "--config", str(config),
         "--store", sqlite_url(directory / "onlearn.db"), *flags,
     ]  # fmt: skip
 
@@ -393,8 +393,8 @@ def test_a_network_address_with_the_flag_or_with_keys_serves(tmp_path):
 
 
 def test_the_client_and_the_cli_send_the_key(auth_server, capsys, monkeypatch):
-    from onlearn.cli import main
-    from onlearn.client import Client, ClientError
+    from onlearn.tools.cli import main
+    from onlearn.tools.client import Client, ClientError
 
     monkeypatch.delenv("ONLEARN_API_KEY", raising=False)
     with Client(auth_server.url) as client:

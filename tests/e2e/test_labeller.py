@@ -24,7 +24,7 @@ def labeller(server, *extra):
     cmd = [
         sys.executable,
         "-m",
-        "onlearn.cli",
+        "onlearn.tools.cli",
         "label",
         "--model",
         "term",

@@ -135,7 +135,7 @@ def test_a_retrain_naming_code_or_unbounded_work_is_a_422_and_no_job(tmp_path, b
             assert strict_json(api.get("/jobs"))["jobs"] == []
             # The CLI says the same, in one line.
             cli = subprocess.run(
-                [sys.executable, "-m", "onlearn.cli", "retrain", "--model", "m", "--url",
+                [sys.executable, "-m", "onlearn.tools.cli", "retrain", "--model", "m", "--url",
                  server.url, "--candidates", "os:system"],
                 cwd=ROOT, capture_output=True, text=True, timeout=60,
             )  # fmt: skip
@@ -167,7 +167,7 @@ def test_cancel_a_running_refit_over_http_and_the_cli(tmp_path):
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
-            [sys.executable, "-m", "onlearn.cli", "jobs", "--url", server.url, *args],
+            [sys.executable, "-m", "onlearn.tools.cli", "jobs", "--url", server.url, *args],
             cwd=ROOT, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
 

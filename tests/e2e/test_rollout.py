@@ -63,7 +63,7 @@ def test_retrain_promote_rollback(rollout_server):
             [
                 sys.executable,
                 "-m",
-                "onlearn.cli",
+                "onlearn.tools.cli",
                 "models",
                 "--url",
                 rollout_server.url,
@@ -80,7 +80,7 @@ def test_retrain_promote_rollback(rollout_server):
             [
                 sys.executable,
                 "-m",
-                "onlearn.cli",
+                "onlearn.tools.cli",
                 "models",
                 "--url",
                 rollout_server.url,
@@ -98,7 +98,7 @@ def test_retrain_promote_rollback(rollout_server):
 def test_the_retrain_command_follows_the_job(rollout_server):
     cli = subprocess.run(
         [
-            sys.executable, "-m", "onlearn.cli", "retrain", "--model", "ro",
+            sys.executable, "-m", "onlearn.tools.cli", "retrain", "--model", "ro",
             "--url", rollout_server.url, "--register-anyway", "--reason", "from the CLI",
         ],
         capture_output=True,

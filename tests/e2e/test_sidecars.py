@@ -39,7 +39,7 @@ def test_the_worker_and_the_monitor_are_sidecar_processes_that_die_with_the_serv
     try:
         pid = server.proc.pid
         sidecars = wait_until(lambda: len(c := children(pid)) == 2 and c, timeout=30)
-        roles = sorted(cmd.split(" onlearn.cli ")[1].split()[0] for cmd in sidecars.values())
+        roles = sorted(cmd.split(" onlearn.tools.cli ")[1].split()[0] for cmd in sidecars.values())
         assert roles == ["monitor", "worker"], sidecars
         assert all(f"--sidecar-of {pid}" in cmd for cmd in sidecars.values())
         for child in sidecars:

@@ -11,10 +11,10 @@ import time
 
 from river import datasets
 
+from onlearn.background.worker import new_job
 from onlearn.config import load_settings
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.store import open_store
-from onlearn.worker import new_job
 from tests.e2e.helpers import write_config
 from tests.servers import ROOT
 
@@ -50,7 +50,16 @@ ip_in_url = "integer"
 
 def start_worker(config, url, log):
     return subprocess.Popen(
-        [sys.executable, "-m", "onlearn.cli", "worker", "--config", str(config), "--store", url],
+        [
+            sys.executable,
+            "-m",
+            "onlearn.tools.cli",
+            "worker",
+            "--config",
+            str(config),
+            "--store",
+            url,
+        ],
         cwd=ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from onlearn.client import Client
+from onlearn.tools.client import Client
 
 DATASETS = {
     "phishing": "Phishing",

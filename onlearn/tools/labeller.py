@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from onlearn.client import Client, ClientError, readable_detail
+from onlearn.tools.client import Client, ClientError, readable_detail
 
 
 def read_key(stream: TextIO = sys.stdin) -> str:

@@ -508,7 +508,7 @@ def start_sidecars(settings, log_level: str, roles: list[str]) -> list[subproces
     extra = {"worker": [], "monitor": ["--cpu-share", str(settings.engine.monitor_cpu_share)]}
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "onlearn.cli", role, *common, *extra[role]], env=env
+            [sys.executable, "-m", "onlearn.tools.cli", role, *common, *extra[role]], env=env
         )
         for role in roles
     ]
@@ -595,9 +595,9 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
 
+    from onlearn.background.worker import Worker
     from onlearn.config import load_settings
     from onlearn.engine import Engine
-    from onlearn.worker import Worker
 
     bind_to_parent(args.sidecar_of)
     settings = load_settings(args.config, store_url=args.store)
@@ -640,8 +640,8 @@ def exit_after(stop, seconds: float) -> None:
 
 def cmd_monitor(args: argparse.Namespace) -> int:
 
+    from onlearn.background.monitor import Monitor
     from onlearn.config import load_settings
-    from onlearn.monitor import Monitor
     from onlearn.store import open_store
 
     bind_to_parent(args.sidecar_of)
@@ -668,7 +668,7 @@ def _http_command(run) -> int:
     """Run ``run`` against the server; refusals and connection errors become one clear line."""
     import httpx
 
-    from onlearn.client import ClientError
+    from onlearn.tools.client import ClientError
 
     try:
         return run() or 0
@@ -703,7 +703,7 @@ def _candidates_option(text: str | None) -> list | None:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from onlearn.client import Client
+    from onlearn.tools.client import Client
 
     def run() -> int:
         with Client(args.url, api_key=args.api_key) as client:
@@ -743,7 +743,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_list(args: argparse.Namespace) -> int:
-    from onlearn.client import Client
+    from onlearn.tools.client import Client
 
     def run() -> None:
         with Client(args.url, api_key=args.api_key) as client:
@@ -771,7 +771,7 @@ def _job_line(job: dict) -> str:
 
 
 def cmd_jobs_show(args: argparse.Namespace) -> int:
-    from onlearn.client import Client
+    from onlearn.tools.client import Client
 
     def run() -> None:
         with Client(args.url, api_key=args.api_key) as client:
@@ -788,7 +788,7 @@ def cmd_jobs_show(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs_cancel(args: argparse.Namespace) -> int:
-    from onlearn.client import Client
+    from onlearn.tools.client import Client
 
     def run() -> None:
         with Client(args.url, api_key=args.api_key) as client:
@@ -829,7 +829,7 @@ def cmd_store_sign_specs(args: argparse.Namespace) -> int:
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:
-    from onlearn.client import Client
+    from onlearn.tools.client import Client
 
     def run() -> None:
         with Client(args.url, api_key=args.api_key) as client:
@@ -855,7 +855,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_history(args: argparse.Namespace) -> int:
-    from onlearn.client import Client
+    from onlearn.tools.client import Client
 
     def run() -> None:
         with Client(args.url, api_key=args.api_key) as client:
@@ -871,7 +871,7 @@ def cmd_models_history(args: argparse.Namespace) -> int:
 
 
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    from onlearn.client import Client
+    from onlearn.tools.client import Client
 
     def run() -> None:
         with Client(args.url, api_key=args.api_key) as client:
@@ -884,7 +884,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
-    from onlearn.client import Client
+    from onlearn.tools.client import Client
 
     def run() -> None:
         with Client(args.url, api_key=args.api_key) as client:
@@ -919,8 +919,8 @@ def roles_line(answer: dict) -> str:
 def cmd_demo(args: argparse.Namespace) -> int:
     import httpx
 
-    from onlearn.client import Client, ClientError
-    from onlearn.demo import run_demo
+    from onlearn.tools.client import Client, ClientError
+    from onlearn.tools.demo import run_demo
 
     try:
         with Client(args.url, api_key=args.api_key) as client:
@@ -946,8 +946,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_label(args: argparse.Namespace) -> int:
     import httpx
 
-    from onlearn.client import Client, ClientError
-    from onlearn.labeller import run_labeller
+    from onlearn.tools.client import Client, ClientError
+    from onlearn.tools.labeller import run_labeller
 
     try:
         with Client(args.url, api_key=args.api_key) as client:

@@ -45,12 +45,12 @@ from onlearn.errors import OnlearnError
 from onlearn.learner import proba_dict
 from onlearn.metrics import absolute_error, mean_error
 from onlearn.records import Event, EventKind, PredictionRecord
-from onlearn.registry import CHAMPION
+from onlearn.registry import CHAMPION, MONITOR_REPORT
 from onlearn.store.base import Store
 
 log = logging.getLogger(__name__)
 
-DOCUMENT = "monitor"
+DOCUMENT = MONITOR_REPORT
 SKEW_WINDOW = 5000
 SETTLE_S = 2.0  # how far behind the present the monitor reads the traffic  # predictions in the long window compared with the training data
 MAX_ALARMS = 100

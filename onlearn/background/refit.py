@@ -38,7 +38,7 @@ that is killed on a stop): a reason raises :class:`~onlearn.errors.Interrupted`.
 Each candidate's per-event outcome on the holdout is paired with the champion's: for a
 regression model its absolute errors (:class:`onlearn.compare.PairedErrors`, Wilcoxon's
 signed-rank test); for classification its correctness (:class:`onlearn.compare.PairedCounts`, ``a`` = champion, ``b`` = candidate) for
-McNemar's test and :func:`onlearn.promotion.decide_promotion`.
+McNemar's test and :func:`onlearn.background.promotion.decide_promotion`.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from onlearn.background.stoppable import run_stoppable
 from onlearn.compare import PairedCounts, PairedErrors
 from onlearn.errors import ConfigError, Interrupted, OnlearnError
 from onlearn.learner import LearnerState
@@ -63,7 +64,6 @@ from onlearn.records import EventKind
 from onlearn.refit_options import METRICS, MIN_LABELS, Candidate, candidate_id
 from onlearn.schema import Schema
 from onlearn.snapshots import REPLAY_PAGE, replay
-from onlearn.stoppable import run_stoppable
 from onlearn.store.base import Store
 
 __all__ = [
@@ -561,7 +561,7 @@ def _train(
 
 
 def _fit_many(estimator: Any, rows: list, labels: list) -> Any:
-    """In a child process (:func:`~onlearn.stoppable.run_stoppable`): the estimator, fitted."""
+    """In a child process (:func:`~onlearn.background.stoppable.run_stoppable`): the estimator, fitted."""
     estimator.fit_many(rows, labels)
     return estimator
 

@@ -27,6 +27,8 @@ import time
 import uuid
 from typing import Any
 
+from onlearn.background.promotion import Action, decide_promotion, decide_rollback
+from onlearn.background.refit import NotEnoughData, refit
 from onlearn.compare import PairedCounts, PairedErrors
 from onlearn.engine import Engine
 from onlearn.errors import (
@@ -38,9 +40,7 @@ from onlearn.errors import (
 )
 from onlearn.jobs import EVALUATE, JOB_KINDS, REFIT, SNAPSHOT, cancel_job, enqueue_refit, new_job
 from onlearn.models import dump_signed, sign_spec
-from onlearn.promotion import Action, decide_promotion, decide_rollback
 from onlearn.records import Job, JobState, Snapshot
-from onlearn.refit import NotEnoughData, refit
 from onlearn.refit_options import resolve_options
 from onlearn.registry import CHALLENGER, CHAMPION, PREVIOUS, code_version
 from onlearn.runtime import ModelRuntime
