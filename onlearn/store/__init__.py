@@ -11,6 +11,7 @@ True
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from onlearn.store.capabilities import Capabilities
@@ -19,7 +20,15 @@ from onlearn.store.schemes import BACKENDS, Backend, backend_of, capabilities_of
 if TYPE_CHECKING:
     from onlearn.store.base import Store
 
-__all__ = ["BACKENDS", "Backend", "Capabilities", "capabilities_of", "open_store", "serve_lock"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Capabilities",
+    "capabilities_of",
+    "migrate_store",
+    "open_store",
+    "serve_lock",
+]
 
 
 def open_store(url: str) -> Store:
@@ -39,3 +48,13 @@ def serve_lock(url: str, *, serving: str | None = None) -> contextlib.AbstractCo
     if lock is None:
         return contextlib.nullcontext()
     return load(lock)(url, serving=serving)
+
+
+def migrate_store(url: str, say: Callable[[str], None] = print) -> None:
+    """``onlearn store migrate``: the upgrades of a store's format too long to run at open (on
+    SQLite, the VACUUM that turns on incremental vacuum), each announced through ``say``."""
+    migrate = backend_of(url).migrate
+    if migrate is None:
+        say(f"{url.partition(':')[0]} store: nothing to migrate")
+        return
+    load(migrate)(url, say)

@@ -32,6 +32,9 @@ class Backend:
     # "module:function": (url, *, serving) -> context manager held by `onlearn serve` for its
     # life, so that a second one on the same store refuses to start. None: the backend has none.
     serve_lock: str | None = None
+    # "module:function": (url, say) -> None, `onlearn store migrate`: upgrades of the stored
+    # format too long to run when a store is opened. None: the backend needs none.
+    migrate: str | None = None
 
 
 # Declared here for the Redis backend (onlearn/store/redis/) as for the others: many serve
@@ -50,6 +53,7 @@ BACKENDS: dict[str, Backend] = {
         "onlearn.store.sqlite:open_sqlite_store",
         Capabilities(shared=True, networked=False, local_file=True),
         serve_lock="onlearn.store.sqlite.lock:hold_serve_lock",
+        migrate="onlearn.store.sqlite:migrate_sqlite_store",
     ),
     "redis": _REDIS,
     "rediss": _REDIS,  # Redis over TLS

@@ -26,6 +26,7 @@ EPILOG = """examples:
   onlearn jobs list
   onlearn jobs cancel JOB_ID
   onlearn store sign-specs --config examples/phishing.toml --store sqlite:///.data/onlearn.db
+  onlearn store migrate --store sqlite:///.data/onlearn.db
   onlearn models list phishing
   onlearn models rollback phishing --reason "accuracy dropped"
   onlearn schema infer data.csv --target label --model my_model
@@ -240,6 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
         "edited in the store names the code a server will run)",
     )
     sign.set_defaults(func=cmd_store_sign_specs)
+    migrate = store_commands.add_parser(
+        "migrate",
+        help="upgrade a store made by an earlier onlearn in place, including the steps too long "
+        "to run at start (SQLite: the VACUUM that lets the file shrink after trims); stop the "
+        "server first",
+    )
+    migrate.add_argument("--store", help="store URL (or $ONLEARN_STORE_URL)")
+    migrate.set_defaults(func=cmd_store_migrate)
     store.set_defaults(func=lambda args: store.print_help() or 2)
 
     demo = commands.add_parser("demo", help="stream a river dataset through a running server")
@@ -825,6 +834,17 @@ def cmd_store_sign_specs(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def cmd_store_migrate(args: argparse.Namespace) -> int:
+    from onlearn.store import migrate_store
+
+    url = args.store or os.environ.get("ONLEARN_STORE_URL")
+    if not url:
+        print("error: give the store: --store URL (or $ONLEARN_STORE_URL)", file=sys.stderr)
+        return 2
+    migrate_store(url, say=lambda line: print(line, flush=True))
     return 0
 
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
+from collections.abc import Callable
 
 from onlearn.errors import ConfigError, StoreUnavailable
 from onlearn.store.base import Store
@@ -41,6 +43,7 @@ __all__ = [
     "SqliteLabelQueue",
     "SqlitePredictionStore",
     "SqliteRegistry",
+    "migrate_sqlite_store",
     "open_sqlite_store",
     "parse_sqlite_url",
 ]
@@ -82,3 +85,44 @@ def open_sqlite_store(url: str) -> Store:
         jobs=SqliteJobQueue(db),
         closers=[db.close],
     )
+
+
+def migrate_sqlite_store(url: str, say: Callable[[str], None] = print) -> None:
+    """Bring the file at ``url`` to this onlearn's schema, including what opening it does not do
+    by itself for a big file: the VACUUM that turns on incremental vacuum (schema version 5).
+
+    Holds the serve lock (refused with ``StoreInUse`` while ``onlearn serve`` runs on the file);
+    ``say`` gets a line before each long step and after it.
+    """
+    from onlearn.store.sqlite.lock import hold_serve_lock
+
+    path, options = parse_sqlite_url(url)
+    if not os.path.isfile(path):
+        raise ConfigError(f"store URL {url!r}: no database file at {path}")
+    with hold_serve_lock(url, serving="onlearn store migrate"):
+        db = _Database(path, options["busy_timeout_ms"])
+        try:
+            db.create_schema(vacuum_small=False)
+            if db.incremental():
+                say(f"{path}: schema version {SCHEMA_VERSION}, incremental vacuum: nothing to do")
+                return
+            before = os.path.getsize(path)
+            say(
+                f"{path}: switching to incremental vacuum (schema version {SCHEMA_VERSION}): one "
+                f"VACUUM rewrites the file ({before / 2**20:.1f} MiB, about a second per 50 MiB; "
+                "other writers on it wait meanwhile)..."
+            )
+            started = time.monotonic()
+            db.migrate_to_incremental()
+            say(
+                f"{path}: done in {time.monotonic() - started:.1f} s, "
+                f"{before / 2**20:.1f} MiB -> {os.path.getsize(path) / 2**20:.1f} MiB; trims "
+                "and purges now give space back"
+            )
+        except sqlite3.DatabaseError as exc:
+            error = db.translate(exc, "migrate")
+            if error is exc:
+                raise
+            raise error from exc
+        finally:
+            db.close()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import os
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -19,14 +21,25 @@ from urllib.parse import parse_qs, unquote
 
 from onlearn.errors import ConfigError, StoreUnavailable
 
+log = logging.getLogger(__name__)
+
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 # 1: the first schema. 2: versions.key (create_version's idempotency key), role_history.seq,
 # roles_state (canary share and seq of the last change_roles). 3: the predictions_model_id
 # index (PredictionStore.scan) and the documents table (Registry.put_document). 4:
 # jobs.committed (job cancellation; a job may also be 'cancelled', a state an earlier onlearn
 # cannot read, which is why it must refuse the file) and versions.spec_signature (signed
-# specs). An older file is upgraded in place when opened.
-SCHEMA_VERSION = 4
+# specs). An older file is upgraded in place when opened. 5: auto_vacuum = INCREMENTAL, so
+# that the file gives back the pages that trims and purges free. Tables are as in 4; a file made
+# earlier (auto_vacuum NONE) needs one VACUUM to switch, which rewrites the whole file under the
+# write lock: done when the file is opened if it is small (VACUUM_AT_OPEN_MAX_BYTES), else by
+# `onlearn store migrate` (migrate_to_incremental), and until then the file stays at version 4.
+SCHEMA_VERSION = 5
+# The last version an open reaches without a VACUUM (adding columns and indexes is quick).
+_QUICK_SCHEMA_VERSION = 4
+# A file up to this size is switched to incremental vacuum when opened (a VACUUM of 64 MiB takes
+# about a second); a bigger one waits for `onlearn store migrate`, named by a warning.
+VACUUM_AT_OPEN_MAX_BYTES = 64 * 2**20
 
 # Column types are TEXT, never "JSON": SQLite gives an unknown type name NUMERIC affinity, which
 # would turn a payload such as '123' into the integer 123.
@@ -287,6 +300,9 @@ class _Database:
             )
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
             conn.execute(f"PRAGMA synchronous = {synchronous}")
+            # A WAL that grew (a long reader held back checkpoints, a big trim) is cut back to
+            # this size when it is next reset, instead of staying that big on disk for good.
+            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}")
         except sqlite3.DatabaseError as exc:
             if conn is not None:
                 conn.close()
@@ -357,8 +373,13 @@ class _Database:
             hint = " (the file exists but is not an SQLite database)"
         return StoreUnavailable(f"SQLite store {self.path} is unavailable ({action}): {exc}{hint}")
 
-    def create_schema(self) -> None:
+    def create_schema(self, *, vacuum_small: bool = True) -> None:
+        """Create or upgrade the schema; with ``vacuum_small``, also switch a file of an earlier
+        onlearn to incremental vacuum when it is small (else warn, naming the command)."""
         conn = self.durable()
+        # Before the first table is created, or it is too late (then only a VACUUM switches the
+        # file); on an existing file it changes nothing by itself.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreUnavailable(
@@ -384,8 +405,105 @@ class _Database:
             for statement in _SCHEMA:
                 if statement not in tables:
                     conn.execute(statement)
+            incremental = conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL
+            target = SCHEMA_VERSION if incremental else _QUICK_SCHEMA_VERSION
+            if version < target:
+                conn.execute(f"PRAGMA user_version = {target}")
+        if incremental or not vacuum_small:
+            return
+        size = self.file_bytes()
+        if size <= VACUUM_AT_OPEN_MAX_BYTES:
+            log.info(
+                "SQLite store %s: switching to incremental vacuum (schema version %d), one "
+                "VACUUM of %.1f MiB",
+                self.path,
+                SCHEMA_VERSION,
+                size / 2**20,
+            )
+            self.migrate_to_incremental()
+        else:
+            log.warning(
+                "SQLite store %s (%.0f MiB) was made by an earlier onlearn and never gives back "
+                "the space that trims and purges free; stop every onlearn process on it and run "
+                "`onlearn store migrate --store sqlite:///%s` (one VACUUM: needs free disk space "
+                "of about the file's size)",
+                self.path,
+                size / 2**20,
+                self.path,
+            )
+
+    def file_bytes(self) -> int:
+        """The size of the database (its pages, the WAL not counted)."""
+        conn = self.durable()
+        (pages,) = conn.execute("PRAGMA page_count").fetchone()
+        (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        return pages * page_size
+
+    def incremental(self) -> bool:
+        return self.durable().execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL
+
+    def migrate_to_incremental(self) -> bool:
+        """Switch a file made with auto_vacuum NONE to INCREMENTAL, and its schema version to
+        SCHEMA_VERSION: one VACUUM, which rewrites the whole file (through the WAL) under the
+        write lock, so other writers wait for it. False when the file already was incremental.
+        """
+        conn = self.durable()
+        if self.incremental():
+            return False
+        # The pragma only takes effect through the VACUUM that follows.
+        conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        conn.execute("VACUUM")
+        # The VACUUM went through the WAL, which is now as big as the file: empty it.
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        with self.transaction(conn):
+            (version,) = conn.execute("PRAGMA user_version").fetchone()
             if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        return True
+
+    def delete_in_chunks(self, conn: sqlite3.Connection, statement: str, params: tuple) -> int:
+        """Run ``statement`` (a DELETE of at most ``CHUNK_ROWS`` rows, the last parameter) in
+        short write transactions until it deletes fewer, then give the freed space back.
+
+        One DELETE of 900k old events held the write lock for 2.7 s (every feedback waited) and
+        grew the WAL to 401 MB. A chunk holds the lock for a few milliseconds; after each one
+        the lock stays free at least as long as it was held, because a writer waiting for it
+        sleeps in SQLite's busy handler and only gets it if it wakes while the lock is free.
+        """
+        total = 0
+        while True:
+            started = time.monotonic()
+            with self.transaction(conn):
+                deleted = conn.execute(statement, (*params, CHUNK_ROWS)).rowcount
+            total += deleted
+            if deleted < CHUNK_ROWS:
+                break
+            time.sleep(max(time.monotonic() - started, _MIN_GAP_S))
+        if total:
+            self.reclaim(conn)
+        return total
+
+    def reclaim(self, conn: sqlite3.Connection) -> None:
+        """After a trim or a purge: hand the free pages back to the file system in bounded
+        steps (an incremental file only), then checkpoint so that the WAL can start over."""
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL:
+            (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+            while free > 0:
+                started = time.monotonic()
+                with self.transaction(conn):
+                    # Python's sqlite3 steps the pragma once, which gives back one page whatever
+                    # its argument: one call per page (about 25 us each), a bounded number.
+                    for _ in range(min(free, VACUUM_STEP_PAGES)):
+                        conn.execute("PRAGMA incremental_vacuum(1)")
+                    (left,) = conn.execute("PRAGMA freelist_count").fetchone()
+                if left >= free:  # nothing moved: never loop on it
+                    break
+                free = left
+                time.sleep(max(time.monotonic() - started, _MIN_GAP_S))
+        # PASSIVE: copies what it can without waiting for anyone, and never blocks writers (a
+        # TRUNCATE or RESTART checkpoint would). The file shrinks once the truncated pages are
+        # checkpointed; the WAL is cut back to journal_size_limit when a writer next resets it.
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -410,6 +528,13 @@ def _guarded(action: str) -> Callable[[_Method], _Method]:
     return wrap
 
 
-# Rows deleted per transaction by purge_expired (and the queue's purge_finished), so that a
-# large purge never holds the write lock for long and appends interleave with it.
-_PURGE_CHUNK = 5000
+# Rows deleted per write transaction by trim, purge_expired and purge_finished (delete_in_chunks),
+# so that a large one never holds the write lock for long and appends interleave with it.
+CHUNK_ROWS = 5000
+# Pages (4 KiB) an incremental vacuum step gives back per write transaction.
+VACUUM_STEP_PAGES = 1000
+# The shortest time the write lock stays free between two chunks or steps.
+_MIN_GAP_S = 0.002
+# The WAL file is cut back to this size when it is reset after a checkpoint.
+JOURNAL_SIZE_LIMIT_BYTES = 16 * 2**20
+_INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL

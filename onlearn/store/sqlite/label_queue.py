@@ -27,7 +27,7 @@ from onlearn.store.leases import (
     new_claim_id,
     rank,
 )
-from onlearn.store.sqlite.connection import _PURGE_CHUNK, _Database, _guarded
+from onlearn.store.sqlite.connection import _Database, _guarded
 
 _ITEM_COLUMNS = (
     "item_id, model, features, priority, enqueued_at, prediction_id, dedupe_key, proba,"
@@ -364,16 +364,10 @@ class SqliteLabelQueue:
 
     @_guarded("purge queue")
     def purge_finished(self, model: str, before: float) -> int:
-        conn = self._db.fast()
-        total = 0
-        while True:
-            with self._db.transaction(conn):
-                deleted = conn.execute(
-                    "DELETE FROM queue_items WHERE rowid IN ("
-                    " SELECT rowid FROM queue_items WHERE model = ? AND finished_at < ?"
-                    " AND state IN ('done', 'skipped', 'evicted') LIMIT ?)",
-                    (model, before, _PURGE_CHUNK),
-                ).rowcount
-            total += deleted
-            if deleted < _PURGE_CHUNK:
-                return total
+        return self._db.delete_in_chunks(
+            self._db.fast(),
+            "DELETE FROM queue_items WHERE rowid IN ("
+            " SELECT rowid FROM queue_items WHERE model = ? AND finished_at < ?"
+            " AND state IN ('done', 'skipped', 'evicted') LIMIT ?)",
+            (model, before),
+        )

@@ -111,9 +111,12 @@ class SqliteEventLog:
 
     @_guarded("trim")
     def trim(self, model: str, upto: int) -> int:
-        conn = self._db.durable()
+        # The fast connection: a trim lost to a power cut only brings old events back, and an
+        # fsync per chunk would be held under the write lock.
+        conn = self._db.fast()
         with self._db.transaction(conn):
             # Keep the head even if every event goes, so numbering continues after a full trim.
+            # Written before the first chunk, so a trim cut short keeps it too.
             (head,) = conn.execute(_HEAD_SQL, (model,)).fetchone()
             if head:
                 conn.execute(
@@ -121,6 +124,11 @@ class SqliteEventLog:
                     " ON CONFLICT (model) DO UPDATE SET seq = excluded.seq",
                     (model, head),
                 )
-            return conn.execute(
-                "DELETE FROM events WHERE model = ? AND seq <= ?", (model, upto)
-            ).rowcount
+        return self._db.delete_in_chunks(conn, _TRIM_CHUNK_SQL, (model, upto))
+
+
+# The oldest CHUNK_ROWS events up to ?2: up to the seq of the last of them (read along the
+# primary key), or up to ?2 itself when fewer are left. WITHOUT ROWID: no rowid to pick rows by.
+_TRIM_CHUNK_SQL = """DELETE FROM events WHERE model = ?1 AND seq <= coalesce(
+    (SELECT seq FROM events WHERE model = ?1 AND seq <= ?2 ORDER BY seq LIMIT 1 OFFSET ?3 - 1),
+    ?2)"""

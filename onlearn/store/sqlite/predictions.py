@@ -12,7 +12,7 @@ from onlearn.store.codec import (
     decode_prediction,
     encode_prediction,
 )
-from onlearn.store.sqlite.connection import _PURGE_CHUNK, _Database, _guarded
+from onlearn.store.sqlite.connection import _Database, _guarded
 
 
 class SqlitePredictionStore:
@@ -48,18 +48,12 @@ class SqlitePredictionStore:
 
     @_guarded("purge predictions")
     def purge_expired(self, now: float) -> int:
-        conn = self._db.fast()
-        total = 0
-        while True:
-            with self._db.transaction(conn):
-                deleted = conn.execute(
-                    "DELETE FROM predictions WHERE rowid IN ("
-                    " SELECT rowid FROM predictions WHERE expires_at <= ? LIMIT ?)",
-                    (now, _PURGE_CHUNK),
-                ).rowcount
-            total += deleted
-            if deleted < _PURGE_CHUNK:
-                return total
+        return self._db.delete_in_chunks(
+            self._db.fast(),
+            "DELETE FROM predictions WHERE rowid IN ("
+            " SELECT rowid FROM predictions WHERE expires_at <= ? LIMIT ?)",
+            (now,),
+        )
 
     @_guarded("scan predictions")
     def scan(
