@@ -9,7 +9,7 @@ STORE ?= sqlite:///.data/onlearn.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-active bench-drift bench-trim soak install clean
+.PHONY: run test lint bench bench-active bench-drift bench-trim bench-stall soak install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-drift: $(STAMP)
 # SQLite trim of 900k label events against the old single DELETE (about a minute).
 bench-trim: $(STAMP)
 	$(BIN)/python -m benchmarks.trim --write
+
+# Predict latency while the same model learns batches: hand-off lock, plain Lock, quiet (~1 min).
+bench-stall: $(STAMP)
+	$(BIN)/python -m benchmarks.learn_stall --write
 
 # Half of the measured capacity for SOAK_DURATION seconds; exits 1 when a verdict fails.
 SOAK_DURATION ?= 600

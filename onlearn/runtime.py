@@ -1,7 +1,8 @@
 """One served model inside one process: its versions' states, the lock, and the log position.
 
 river models are not thread-safe: ``lock`` guards every read (predict) and write (learn) of the
-estimators. ``apply_lock`` makes one applier at a time take events strictly in seq order, so an
+estimators; the learner takes it per event and hands it to the threads waiting for it first
+(:mod:`onlearn.handoff_lock`). ``apply_lock`` makes one applier at a time take events strictly in seq order, so an
 event is applied exactly once whoever (the follower thread or a synchronous caller) gets there.
 """
 
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from onlearn.config import ModelConfig
+from onlearn.handoff_lock import HandoffLock
 from onlearn.learner import LearnerState
 from onlearn.records import Event, EventKind
 from onlearn.registry import CANARY, CHAMPION
@@ -46,7 +48,9 @@ class ModelRuntime:
         self.loader = loader
         self.alarms: list[dict] = alarms if alarms is not None else []  # newest last, bounded
         self.seq = seq
-        self.lock = threading.Lock()
+        # Readers and writers take it with ``with lock:``; the learner with ``after_waiters()``,
+        # so a predict waits for at most one event's learning, whatever the batch size.
+        self.lock = HandoffLock()
         self.apply_lock = threading.Lock()
         self.wake = threading.Event()
         self.predictions = 0
@@ -97,7 +101,7 @@ class ModelRuntime:
             )
         if event.kind is EventKind.LABEL:
             x = self.schema.model_input(event.payload["features"])
-            with self.lock:
+            with self.lock.after_waiters():
                 for state in self.states.values():
                     try:
                         state.learn(event, x)
@@ -118,7 +122,7 @@ class ModelRuntime:
             elif event.kind is EventKind.ALARM:
                 self.alarms.append({"seq": event.seq, "at": event.at, **event.payload})
                 del self.alarms[:-100]
-            with self.lock:
+            with self.lock.after_waiters():
                 for state in self.states.values():
                     state.seq = event.seq
         self.seq = event.seq
