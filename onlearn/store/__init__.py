@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from onlearn.store.capabilities import Capabilities
-from onlearn.store.schemes import BACKENDS, Backend, backend_of, capabilities_of, load
+from onlearn.store.schemes import BACKENDS, Backend, backend_of, capabilities_of
 
 if TYPE_CHECKING:
     from onlearn.store.base import Store
@@ -34,7 +34,7 @@ __all__ = [
 def open_store(url: str) -> Store:
     """Open the backend named by ``url``: ``memory://``, ``sqlite:///path/to/file.db`` or
     ``redis://host:6379/0`` (also ``rediss://`` and ``unix://``)."""
-    return load(backend_of(url).opener)(url)
+    return backend_of(url).opener(url)
 
 
 def serve_lock(url: str, *, serving: str | None = None) -> contextlib.AbstractContextManager:
@@ -47,7 +47,7 @@ def serve_lock(url: str, *, serving: str | None = None) -> contextlib.AbstractCo
     lock = backend_of(url).serve_lock
     if lock is None:
         return contextlib.nullcontext()
-    return load(lock)(url, serving=serving)
+    return lock(url, serving=serving)
 
 
 def migrate_store(url: str, say: Callable[[str], None] = print) -> None:
@@ -57,4 +57,4 @@ def migrate_store(url: str, say: Callable[[str], None] = print) -> None:
     if migrate is None:
         say(f"{url.partition(':')[0]} store: nothing to migrate")
         return
-    load(migrate)(url, say)
+    migrate(url, say)

@@ -2,8 +2,8 @@
 and declares what the backend can do (:class:`~onlearn.store.capabilities.Capabilities`).
 
 The table is written here, in the source: a name that comes from a URL only selects an entry.
-Openers are ``"module:function"`` strings imported at first use, so that opening a memory store
-never imports the SQLite or Redis code. (A module of its own, which imports no port: the ports
+Each backend's functions import it when first called (plain imports, no name looked up at run
+time), so that opening a memory store never imports the SQLite or Redis code. (A module of its own, which imports no port: the ports
 ask it what a store can do, and ``onlearn.store`` opens stores with it.)
 
 >>> capabilities_of("sqlite:///.data/onlearn.db").local_file
@@ -12,48 +12,75 @@ True
 
 from __future__ import annotations
 
-import importlib
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from onlearn.errors import ConfigError
 from onlearn.store.capabilities import Capabilities
 
-__all__ = ["BACKENDS", "Backend", "backend_of", "capabilities_of", "load"]
+if TYPE_CHECKING:
+    from onlearn.store.base import Store
+
+__all__ = ["BACKENDS", "Backend", "backend_of", "capabilities_of"]
 
 
 @dataclass(frozen=True)
 class Backend:
     """One entry of the scheme table."""
 
-    opener: str  # "module:function": url -> Store
+    opener: Callable[[str], Store]
     capabilities: Capabilities
-    # "module:function": (url, *, serving) -> context manager held by `onlearn serve` for its
-    # life, so that a second one on the same store refuses to start. None: the backend has none.
-    serve_lock: str | None = None
-    # "module:function": (url, say) -> None, `onlearn store migrate`: upgrades of the stored
-    # format too long to run when a store is opened. None: the backend needs none.
-    migrate: str | None = None
+    # (url, *, serving) -> context manager held by `onlearn serve` for its life, so that a
+    # second one on the same store refuses to start. None: the backend has none.
+    serve_lock: Callable[..., contextlib.AbstractContextManager] | None = None
+    # (url, say) -> None, `onlearn store migrate`: upgrades of the stored format too long to
+    # run when a store is opened. None: the backend needs none.
+    migrate: Callable[[str, Callable[[str], None]], None] | None = None
+
+
+def _open_memory(url: str) -> Store:
+    from onlearn.store.memory import open_memory_store
+
+    return open_memory_store(url)
+
+
+def _open_sqlite(url: str) -> Store:
+    from onlearn.store.sqlite import open_sqlite_store
+
+    return open_sqlite_store(url)
+
+
+def _sqlite_serve_lock(url: str, *, serving: str | None = None):
+    from onlearn.store.sqlite.lock import hold_serve_lock
+
+    return hold_serve_lock(url, serving=serving)
+
+
+def _migrate_sqlite(url: str, say: Callable[[str], None]) -> None:
+    from onlearn.store.sqlite import migrate_sqlite_store
+
+    migrate_sqlite_store(url, say)
+
+
+def _open_redis(url: str) -> Store:
+    from onlearn.store.redis import open_redis_store
+
+    return open_redis_store(url)
 
 
 # Declared here for the Redis backend (onlearn/store/redis/) as for the others: many serve
 # replicas, workers and monitors on many machines share one Redis over the network.
-_REDIS = Backend(
-    "onlearn.store.redis:open_redis_store",
-    Capabilities(shared=True, networked=True, local_file=False),
-)
+_REDIS = Backend(_open_redis, Capabilities(shared=True, networked=True, local_file=False))
 
 BACKENDS: dict[str, Backend] = {
-    "memory": Backend(
-        "onlearn.store.memory:open_memory_store",
-        Capabilities(shared=False, networked=False, local_file=False),
-    ),
+    "memory": Backend(_open_memory, Capabilities(shared=False, networked=False, local_file=False)),
     "sqlite": Backend(
-        "onlearn.store.sqlite:open_sqlite_store",
+        _open_sqlite,
         Capabilities(shared=True, networked=False, local_file=True),
-        serve_lock="onlearn.store.sqlite.lock:hold_serve_lock",
-        migrate="onlearn.store.sqlite:migrate_sqlite_store",
+        serve_lock=_sqlite_serve_lock,
+        migrate=_migrate_sqlite,
     ),
     "redis": _REDIS,
     "rediss": _REDIS,  # Redis over TLS
@@ -70,11 +97,6 @@ def backend_of(url: str) -> Backend:
             "redis://host:6379/0)"
         )
     return backend
-
-
-def load(target: str) -> Callable[..., Any]:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def capabilities_of(url: str) -> Capabilities:

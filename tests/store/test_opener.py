@@ -15,8 +15,8 @@ from onlearn.store import base as ports
 def test_every_scheme_of_the_table_names_an_opener_and_its_capabilities():
     assert sorted(BACKENDS) == ["memory", "redis", "rediss", "sqlite", "unix"]
     for backend in BACKENDS.values():
-        module, _, function = backend.opener.partition(":")
-        assert module.startswith("onlearn.store.") and function.startswith("open_")
+        assert backend.opener.__module__ == "onlearn.store.schemes"
+        assert backend.opener.__name__.startswith("_open_")
         assert isinstance(backend.capabilities, Capabilities)
 
 
