@@ -69,6 +69,17 @@ def add_challenger(api: httpx.Client) -> str:
     return job["result"]["registered"]
 
 
+def accuracy_points(report: dict) -> dict[str, int]:
+    """Per served version, how many timeline points carry its accuracy: the plot draws a line
+    only through two or more (the challenger joins the timeline a report later than v1)."""
+    served = set((report.get("roles") or {}).values())
+    timeline = report.get("timeline", [])
+    return {
+        v: sum(1 for p in timeline if (p.get("accuracy") or {}).get(v) is not None)
+        for v in served
+    }
+
+
 def wait_for_drift(api: httpx.Client, timeout: float = 30.0) -> dict:
     """The monitor's report once it raised input drift, with a timeline and both versions (it
     reads the traffic 2 s behind the present and reports every 50 predictions)."""
@@ -81,13 +92,15 @@ def wait_for_drift(api: httpx.Client, timeout: float = 30.0) -> dict:
             and (report.get("input_drift") or {}).get("alarm")
             and len(report.get("timeline", [])) >= 5
             and len(report.get("accuracy", {})) == 2
+            and all(n > 1 for n in accuracy_points(report).values())
         ):
             return report
         if time.monotonic() > deadline:
             brief = {k: report.get(k) for k in ("updated_at", "detail", "accuracy", "reference")}
             raise AssertionError(
                 f"no input drift alarm after {timeout} s (is the server running the monitor?): "
-                f"{brief}, alarms {sorted(kinds)}, {len(report.get('timeline', []))} points"
+                f"{brief}, alarms {sorted(kinds)}, {len(report.get('timeline', []))} points, "
+                f"accuracy points {accuracy_points(report)}"
             )
         time.sleep(0.5)
 
