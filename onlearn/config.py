@@ -142,6 +142,12 @@ class EngineSettings:
     # Label events waiting for their durable append; past this, feedback answers 503.
     max_pending_labels: int = 100_000
     poll_interval_ms: float = 50.0
+    # Threads that learn, time-slicing every model of the process (not one per model).
+    learner_threads: int = 2
+    # Label events of a model appended and not yet learned by this process; past this, its
+    # feedback answers 503 with Retry-After. Bounds the replay after a crash (with the
+    # snapshot interval) and the memory a burst holds. 0: no bound.
+    max_learn_lag: int = 20_000
     apply_timeout_s: float = 10.0
     snapshot_every_events: int = 10_000
     snapshot_every_s: float = 3600.0
@@ -555,6 +561,8 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 def _engine_settings(table: Mapping[str, Any]) -> EngineSettings:
     engine = _dataclass_from(EngineSettings, table, "[engine]")
+    if engine.learner_threads < 1:
+        raise ConfigError("[engine]: learner_threads must be at least 1")
     if not 0 < engine.monitor_cpu_share <= 1:
         raise ConfigError(
             "[engine]: monitor_cpu_share is a share of one CPU, more than 0 and at most 1"

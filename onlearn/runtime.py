@@ -2,8 +2,10 @@
 
 river models are not thread-safe: ``lock`` guards every read (predict) and write (learn) of the
 estimators; the learner takes it per event and hands it to the threads waiting for it first
-(:mod:`onlearn.handoff_lock`). ``apply_lock`` makes one applier at a time take events strictly in seq order, so an
-event is applied exactly once whoever (the follower thread or a synchronous caller) gets there.
+(:mod:`onlearn.handoff_lock`). ``apply_lock`` makes one applier at a time take events strictly in
+seq order, so an event is applied exactly once whoever (a learner thread of the pool or a
+synchronous caller) gets there; learners take it with ``after_waiters()`` too, so that a snapshot
+writer or a synchronous caller gets in between two slices of a long catch-up.
 """
 
 from __future__ import annotations
@@ -51,8 +53,11 @@ class ModelRuntime:
         # Readers and writers take it with ``with lock:``; the learner with ``after_waiters()``,
         # so a predict waits for at most one event's learning, whatever the batch size.
         self.lock = HandoffLock()
-        self.apply_lock = threading.Lock()
-        self.wake = threading.Event()
+        self.apply_lock = HandoffLock()
+        # The highest seq known to be in the log (appended here, or seen by the follower):
+        # ``known_head - seq`` is this process's backlog, bounded by ``[engine] max_learn_lag``.
+        self.known_head = seq
+        self.lag_refused = 0  # feedback calls answered 503 because the backlog was too long
         self.predictions = 0
         self.labels_applied = 0
         # (field, rule) -> rows refused for it here: the validation statistics of the inputs
@@ -161,8 +166,29 @@ class ModelRuntime:
             for event in events:
                 if event.seq > self.seq:
                     offered[event.seq] = event
+            if events and events[-1].seq > self.known_head:
+                self.known_head = events[-1].seq
             if len(offered) > self.MAX_OFFERED:  # a stuck learner must not grow memory
-                offered.clear()
+                offered.clear()  # what was offered is read back from the log
+
+    def note_head(self, seq: int) -> None:
+        """The log holds events up to ``seq`` (one that was not offered is read from it)."""
+        with self._offered_lock:
+            if seq > self.known_head:
+                self.known_head = seq
+
+    @property
+    def backlog(self) -> int:
+        """Events known to be in the log and not yet applied here."""
+        return max(self.known_head - self.seq, 0)
+
+    def read_position(self) -> int:
+        """Where the follower reads on: after what was applied or handed over already."""
+        with self._offered_lock:
+            # The newest offered, not a max over a backlog: offers come in seq order, and a
+            # position too low only reads some events twice (an offer dedupes them by seq).
+            top = next(reversed(self._offered), 0) if self._offered else 0
+        return max(self.seq, top)
 
     def take_offered(self) -> list[Event]:
         """The offered events that follow ``seq`` without a gap, in order."""

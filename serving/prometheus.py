@@ -48,6 +48,16 @@ class EngineCollector:
         snap = GaugeMetricFamily(
             "onlearn_snapshot_seq", "Log position of the newest snapshot", labels=["model"]
         )
+        backlog = GaugeMetricFamily(
+            "onlearn_learn_backlog",
+            "Label events in the log not yet learned by this process ([engine] max_learn_lag)",
+            labels=["model"],
+        )
+        lag_refused = CounterMetricFamily(
+            "onlearn_learn_lag_refused",
+            "Feedback calls answered 503 because the learning backlog reached max_learn_lag",
+            labels=["model"],
+        )
         labelled = GaugeMetricFamily(
             "onlearn_version_labels", "Labels scored per version", labels=["model", "version"]
         )
@@ -85,6 +95,8 @@ class EngineCollector:
             labels.add_metric([name], m["labels_applied"])
             seq.add_metric([name], m["applied_seq"])
             snap.add_metric([name], m["snapshot_seq"])
+            backlog.add_metric([name], m["learn_backlog"])
+            lag_refused.add_metric([name], m["learn_lag_refused"])
             for version, vm in m["versions"].items():
                 labelled.add_metric([name, version], vm["n"])
                 for q in QUALITY:
@@ -100,7 +112,8 @@ class EngineCollector:
                         paired_accuracy.add_metric(key, p["b_accuracy"])
                     if p.get("b_mae") is not None:
                         paired_mae.add_metric(key, p["b_mae"])
-        yield from (predictions, labels, seq, snap, labelled, *quality.values())
+        yield from (predictions, labels, seq, snap, backlog, lag_refused, labelled)
+        yield from quality.values()
         yield from (paired_labels, paired_p, paired_accuracy, paired_mae)
         records = stats["prediction_records"]
         yield GaugeMetricFamily(

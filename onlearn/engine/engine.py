@@ -94,8 +94,9 @@ class Engine:
         self._feedback = FeedbackHandler(
             self.settings, self.store, self._records, self._committer, self._follower, self.clock
         )
-        for rt in self.runtimes.values():
-            self._spawn(f"onlearn-follow-{rt.name}", self._follower.follow, rt)
+        # A fixed number of threads whatever the number of models: the learners, the follower
+        # (shared stores only), maintenance, the commit and the record writer.
+        self._threads += self._follower.start()
         self._spawn("onlearn-maintenance", self._maintenance.run)
         self.started = True
         return self
@@ -107,10 +108,9 @@ class Engine:
         self.started = False
         self._committer.close()
         self._stopping.set()
-        for rt in self.runtimes.values():
-            rt.wake.set()
         for thread in self._threads:
             thread.join()
+        self._follower.close()
         for rt in self.runtimes.values():
             try:
                 self.catch_up(rt)
@@ -262,6 +262,8 @@ class Engine:
                     "labels_applied": rt.labels_applied,
                     "applied_seq": rt.seq,
                     "snapshot_seq": rt.snapshot_seq,
+                    "learn_backlog": rt.backlog,
+                    "learn_lag_refused": rt.lag_refused,
                     "champion": rt.roles[CHAMPION],
                     "versions": {v: s.metrics.to_dict() for v, s in rt.states.items()},
                     "paired": self._paired(rt),

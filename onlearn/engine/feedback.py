@@ -13,6 +13,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from onlearn.engine.follower import Follower
 from onlearn.errors import (
     FieldError,
     OnlearnError,
+    Overloaded,
     PredictionExpired,
     SchemaViolation,
     UnknownPrediction,
@@ -80,7 +82,9 @@ class FeedbackHandler:
                 break
             except _NotYetVisible:
                 time.sleep(JOIN_POLL_S)
-        (seq,) = self._committer.commit(rt.name, [event])
+        self._check_lag(rt)
+        with self._follower.applying_here() if wait else nullcontext():
+            (seq,) = self._committer.commit(rt.name, [event])
         applied = self._follower.apply_now(rt, seq) if wait else rt.seq >= seq
         return FeedbackResult(seq, rt.roles[CHAMPION], applied)
 
@@ -93,7 +97,10 @@ class FeedbackHandler:
             time.sleep(JOIN_POLL_S)
             prepared = self._prepare_many(rt, items, deadline, prepared)
         events = [p for p in prepared if isinstance(p, Event)]
-        seqs = self._committer.commit(rt.name, events) if events else []
+        if events:
+            self._check_lag(rt)
+        with self._follower.applying_here() if wait else nullcontext():
+            seqs = self._committer.commit(rt.name, events) if events else []
         applied = (
             self._follower.apply_now(rt, max(seqs))
             if wait and seqs
@@ -111,6 +118,7 @@ class FeedbackHandler:
                 break
             except _NotYetVisible:
                 await asyncio.sleep(JOIN_POLL_S)
+        self._check_lag(rt)
         (seq,) = await self._committer.submit_async(rt.name, [event])
         applied = await self._applied_async(rt, seq, wait)
         return FeedbackResult(seq, rt.roles[CHAMPION], applied)
@@ -124,9 +132,24 @@ class FeedbackHandler:
             await asyncio.sleep(JOIN_POLL_S)
             prepared = await self._off_loop(self._prepare_many, rt, items, deadline, prepared)
         events = [p for p in prepared if isinstance(p, Event)]
+        if events:
+            self._check_lag(rt)
         seqs = await self._committer.submit_async(rt.name, events) if events else []
         applied = await self._applied_async(rt, max(seqs), wait) if seqs else False
         return self._results(rt, prepared, seqs, applied)
+
+    def _check_lag(self, rt: ModelRuntime) -> None:
+        """Refuse new labels while this process is ``max_learn_lag`` events behind the model's
+        log: a model that learns slower than labels arrive must not grow its backlog (memory,
+        and the replay after a crash) without bound. Other models are not concerned."""
+        bound = self.settings.engine.max_learn_lag
+        if bound and rt.backlog >= bound:
+            rt.lag_refused += 1
+            raise Overloaded(
+                f"model {rt.name!r} has {rt.backlog} label events it has not learned yet "
+                f"([engine] max_learn_lag = {bound}): it learns slower than labels arrive; "
+                "retry after Retry-After, or slow the labels down"
+            )
 
     async def _off_loop(self, call, *args):
         """``call(*args)`` in a thread when it may read a networked store: a record lookup in

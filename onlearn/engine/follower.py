@@ -1,15 +1,26 @@
 """Following the log: each model applies its events in seq order, never out of order, never
-twice. Events this process appended are offered from memory after their commit (no read back);
-events of other processes are read from the log by a follower thread per model."""
+twice, on a fixed pool of learner threads (:mod:`onlearn.engine.learners`).
+
+Events this process appended are handed over from memory after their commit (no read back);
+events of other processes are read by one follower thread for all the models of the process:
+one query for all of them on SQLite, one blocking ``XREAD`` over all their streams on Redis. So
+neither the threads nor the idle cost grow with the number of models.
+
+The commit thread only hands events over: learning happens on the learners, so a heavy model
+delays only itself, never the durability of another model's labels.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 
 from onlearn.config import Settings
+from onlearn.engine.learners import SLICE_S, LearnerPool
 from onlearn.errors import StoreUnavailable
 from onlearn.records import Event
 from onlearn.runtime import ModelRuntime
@@ -17,11 +28,19 @@ from onlearn.store.base import Store
 
 log = logging.getLogger(__name__)
 
+# Events read from the log per model and call.
+READ_LIMIT = 1000
+# A model this far behind its log is not read ahead by the follower any more: its learner reads
+# the log itself, page by page, so a backlog is not held in memory twice.
+FOLLOW_AHEAD = 10_000
+# How long the follower waits in one blocking read (Redis): also how late it sees a stop.
+BLOCK_S = 0.5
+
 
 class Follower:
     """Catches the models of an engine up with their logs.
 
-    ``runtimes`` is the engine's own mapping (filled when it starts); ``stopping`` ends the loops.
+    ``runtimes`` is the engine's own mapping (filled when it starts); ``stopping`` ends the loop.
     """
 
     def __init__(
@@ -35,47 +54,68 @@ class Follower:
         self.store = store
         self.runtimes = runtimes
         self._stopping = stopping
+        self._pool: LearnerPool | None = None
+        self._here = threading.local()  # set while a synchronous caller applies its own events
+
+    # Life cycle (the engine's start and close)
+
+    def start(self) -> list[threading.Thread]:
+        """Start the learners and, on a store other processes append to, the follower thread."""
+        self._pool = LearnerPool(self.settings.engine.learner_threads, self.run_slice)
+        if not self.store.shared:
+            return []  # a memory store has only this process: every event is handed over
+        thread = threading.Thread(target=self.follow, name="onlearn-follower", daemon=True)
+        thread.start()
+        return [thread]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+
+    # The synchronous path: a caller applies up to its own events in its thread
 
     def catch_up(self, rt: ModelRuntime, upto: int | None = None) -> None:
         """Apply the events after ``rt.seq`` in order: those this process appended from memory,
         the rest from the log. With ``upto``, stop reading the log once it is applied (events of
-        other processes beyond it are the follower's)."""
+        other processes beyond it are the learners')."""
         with rt.apply_lock:
             self._catch_up_locked(rt, upto)
 
     def _catch_up_locked(self, rt: ModelRuntime, upto: int | None) -> None:
         while upto is None or rt.seq < upto:
-            events = rt.take_offered() or self.store.log.read(rt.name, after=rt.seq, limit=1000)
+            events = rt.take_offered() or self.store.log.read(
+                rt.name, after=rt.seq, limit=READ_LIMIT
+            )
             if not events:
                 break
             for event in events:
-                rt.apply(event)
+                if event.seq > rt.seq:
+                    rt.apply(event)
+            rt.note_head(events[-1].seq)
             rt.notify_applied()
 
     def apply_now(self, rt: ModelRuntime, seq: int) -> bool:
         self.catch_up(rt, upto=seq)
         return rt.seq >= seq
 
+    @contextmanager
+    def applying_here(self):
+        """Around a synchronous commit whose caller applies the events itself right after: the
+        learners are not woken for them (they would only contend for the model's lock)."""
+        self._here.on = True
+        try:
+            yield
+        finally:
+            self._here.on = False
+
+    # Events appended here: handed over after their commit
+
     def committed(self, model: str, events: Sequence[Event], result) -> None:
-        """After a durable append (in the commit thread): hand the new events to the learner and
-        apply them right here when no one else is applying, saving a thread hop per request."""
+        """After a durable append (in the thread that committed): hand the new events over and
+        schedule their learning. No learning here: the commit thread serves every model."""
         rt = self.runtimes.get(model)
         if rt is None:
             return
-        self.offer(rt, events, result)
-        if rt.apply_lock.acquire(blocking=False):
-            try:
-                self._catch_up_locked(rt, upto=max(result))
-            except Exception:
-                log.exception("model %r: applying after commit failed; the follower retries", model)
-                rt.wake.set()
-            finally:
-                rt.apply_lock.release()
-        else:
-            rt.wake.set()
-
-    @staticmethod
-    def offer(rt: ModelRuntime, events: Sequence[Event], result) -> None:
         rt.offer(
             [
                 replace(event, seq=seq)
@@ -83,23 +123,72 @@ class Follower:
                 if new
             ]
         )
+        rt.note_head(max(result))
+        if not getattr(self._here, "on", False):
+            self.schedule(rt)
 
-    def follow(self, rt: ModelRuntime) -> None:
-        # Other processes append to a shared store: poll it. A memory store has only us.
-        interval = self.settings.engine.poll_interval_ms / 1000 if self.store.shared else None
+    def schedule(self, rt: ModelRuntime) -> None:
+        if self._pool is not None:
+            self._pool.schedule(rt)
+
+    # The learners' work
+
+    def run_slice(self, rt: ModelRuntime) -> bool:
+        """Apply ``rt``'s pending events for at most one slice; True if some are left."""
+        with rt.apply_lock.after_waiters():
+            deadline = time.monotonic() + SLICE_S
+            try:
+                while True:
+                    events = rt.take_offered()
+                    if not events:
+                        if rt.seq >= rt.known_head:
+                            return False
+                        events = self.store.log.read(rt.name, after=rt.seq, limit=READ_LIMIT)
+                        if not events:
+                            return False  # the log ends before what was known: nothing to do
+                        rt.note_head(events[-1].seq)
+                    for i, event in enumerate(events):
+                        if event.seq <= rt.seq:
+                            continue
+                        rt.apply(event)
+                        if time.monotonic() >= deadline:
+                            rt.offer(events[i + 1 :])  # the rest waits for the next slice
+                            return True
+            finally:
+                rt.notify_applied()
+
+    # Events appended by other processes: one follower thread for all the models
+
+    def follow(self) -> None:
+        interval = self.settings.engine.poll_interval_ms / 1000
+        blocks = getattr(self.store.log, "follow_blocks", False)
         backoff = 0.05
         while not self._stopping.is_set():
-            rt.wake.wait(interval)
-            rt.wake.clear()
-            if self._stopping.is_set():
-                return
             try:
-                self.catch_up(rt)
+                found = self.store.log.follow(
+                    self._positions(), block_s=BLOCK_S if blocks else 0.0, limit=READ_LIMIT
+                )
                 backoff = 0.05
             except StoreUnavailable as e:
-                log.warning("model %r: cannot read the log (%s); retrying", rt.name, e)
+                log.warning("cannot read the log (%s); retrying", e)
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
+                continue
             except Exception:
-                log.exception("model %r: the follower failed; retrying", rt.name)
+                log.exception("the follower failed; retrying")
                 self._stopping.wait(1.0)
+                continue
+            for model, events in found.items():
+                rt = self.runtimes.get(model)
+                if rt is not None:
+                    rt.offer(events)
+                    self.schedule(rt)
+            if not blocks and not any(len(events) == READ_LIMIT for events in found.values()):
+                self._stopping.wait(interval)
+
+    def _positions(self) -> dict[str, int]:
+        return {
+            name: rt.read_position()
+            for name, rt in self.runtimes.items()
+            if rt.backlog < FOLLOW_AHEAD
+        }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from onlearn.config import Settings
 from onlearn.errors import OnlearnError
@@ -40,41 +40,58 @@ class Maintenance:
         self._stopping = stopping
         # model -> (its applied seq, the log's head) when the log was seen behind the model
         self.log_behind: dict[str, tuple[int, int]] = {}
+        self._cursor = 0  # where the next round of snapshot seqs starts
+
+    # Snapshot seqs refreshed per round (one registry read each).
+    MODELS_PER_ROUND = 100
 
     def run(self) -> None:
         es = self.settings.engine
         while not self._stopping.wait(es.snapshot_check_s):
             self.labelling.maintain()
-            self.refresh_snapshot_seqs()
+            self.refresh_snapshot_seqs(self._next_round())
             self.check_log_position()
+
+    def _next_round(self) -> list[ModelRuntime]:
+        """The next ``MODELS_PER_ROUND`` models, round robin: a round costs the same for ten
+        models or a thousand (each model's snapshot seq is then refreshed less often)."""
+        names = list(self.runtimes)
+        if not names:
+            return []
+        start = self._cursor % len(names)
+        chosen = (names[start:] + names[:start])[: self.MODELS_PER_ROUND]
+        self._cursor = start + len(chosen)
+        return [self.runtimes[name] for name in chosen]
 
     def check_log_position(self) -> None:
         """A log never shrinks (trimming keeps its head): one that ends before what a model
         applied was swapped for an older copy, and the follower would skip the new events that
         reuse those seqs. Readiness fails for good then; the process must start again."""
-        for rt in self.runtimes.values():
-            # The applied seq first: read after the head, it could count an event appended
-            # (and applied) in between.
-            applied = rt.seq
-            try:
-                head = self.store.log.head(rt.name)
-            except OnlearnError:
-                return  # the next round tries again
-            if head < applied and rt.name not in self.log_behind:
-                self.log_behind[rt.name] = (applied, head)
+        # The applied seqs first: read after the heads, they could count an event appended
+        # (and applied) in between. One read of every head, whatever the number of models.
+        applied = {name: rt.seq for name, rt in self.runtimes.items()}
+        try:
+            heads = self.store.log.heads(list(applied))
+        except OnlearnError:
+            return  # the next round tries again
+        for name, seq in applied.items():
+            head = heads[name]
+            if head < seq and name not in self.log_behind:
+                self.log_behind[name] = (seq, head)
                 log.error(
                     "model %r: applied up to seq %d but the log ends at %d (store restored or "
                     "replaced?); restart this process",
-                    rt.name,
-                    applied,
+                    name,
+                    seq,
                     head,
                 )
 
-    def refresh_snapshot_seqs(self) -> None:
+    def refresh_snapshot_seqs(self, models: Iterable[ModelRuntime] | None = None) -> None:
         """Learn the newest snapshot of each champion from the store: beside a worker process
         (the layout of ``onlearn serve``), snapshots are written by another process, and
-        ``onlearn_snapshot_seq`` would otherwise stay at this process's own."""
-        for rt in self.runtimes.values():
+        ``onlearn_snapshot_seq`` would otherwise stay at this process's own. ``models``: those
+        to refresh (default all)."""
+        for rt in self.runtimes.values() if models is None else models:
             try:
                 seq = self.store.registry.latest_snapshot_seq(rt.name, rt.roles[CHAMPION])
             except OnlearnError:

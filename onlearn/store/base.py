@@ -75,6 +75,23 @@ class EventLog(Protocol):
         """The highest seq of the model's log, 0 when empty."""
         ...
 
+    def heads(self, models: Sequence[str]) -> dict[str, int]:
+        """``head`` of each of ``models`` in one round trip (one query, one command): what a
+        process checks for all its models at once, whatever their number."""
+        ...
+
+    def follow(
+        self, positions: Mapping[str, int], *, block_s: float = 0.0, limit: int = 1000
+    ) -> dict[str, list[Event]]:
+        """The events after ``positions[model]`` (at most ``limit`` per model), for the models
+        that have some; the others are left out. One query or command for all the models, so a
+        process follows a thousand logs at the cost of one.
+
+        When none has events, a backend that can block (``follow_blocks``) waits up to
+        ``block_s`` for the first; the others answer at once and the caller polls.
+        """
+        ...
+
     def trim(self, model: str, upto: int) -> int:
         """Forget events with ``seq <= upto`` (covered by a snapshot); return how many."""
         ...

@@ -183,6 +183,78 @@ def check_log_trim(store: Store) -> None:
 
 
 @_check
+def check_log_heads_of_many_models(store: Store) -> None:
+    log = store.log
+    log.append("a", [_label(i) for i in range(4)])
+    log.append("b", [_label(0)])
+    log.append("c", [_label(i) for i in range(3)])
+    log.trim("c", upto=3)
+    assert log.heads(["a", "b", "c", "never"]) == {"a": 4, "b": 1, "c": 3, "never": 0}, (
+        "heads gives each model's head, a trimmed log keeps it, an unknown model has 0"
+    )
+    assert log.heads([]) == {}
+    models = [f"m{i}" for i in range(300)]
+    for i, model in enumerate(models[::7]):
+        log.append(model, [_label(j) for j in range(i % 3 + 1)])
+    heads = log.heads(models)
+    assert heads == {m: log.head(m) for m in models}, "heads agrees with head for every model"
+
+
+@_check
+def check_log_follow_many_models(store: Store) -> None:
+    log = store.log
+    log.append("a", [_label(i) for i in range(5)])
+    log.append("b", [_label(i) for i in range(2)])
+    found = log.follow({"a": 2, "b": 2, "c": 0}, limit=1000)
+    assert set(found) == {"a"}, "only models with events after their position are given"
+    assert _seqs(found["a"]) == [3, 4, 5]
+    assert [e.payload for e in found["a"]] == [_label(i).payload for i in (2, 3, 4)]
+    assert log.follow({"a": 5, "b": 2}, limit=1000) == {}, "nothing new: nothing given"
+    log.append("b", [_label(9)])
+    log.append("c", [_label(7)])
+    found = log.follow({"a": 5, "b": 2, "c": 0}, limit=1000)
+    assert {m: _seqs(e) for m, e in found.items()} == {"b": [3], "c": [1]}
+    assert found["c"][0].payload == _label(7).payload
+    # A page per model: the rest comes at the next call, from the new position.
+    log.append("a", [_label(i) for i in range(10)])
+    first = log.follow({"a": 5}, limit=4)
+    assert _seqs(first["a"]) == [6, 7, 8, 9]
+    assert _seqs(log.follow({"a": 9}, limit=100)["a"]) == list(range(10, 16))
+    # A trimmed model is followed from the first event it still has.
+    log.trim("a", upto=12)
+    assert _seqs(log.follow({"a": 0}, limit=100)["a"]) == [13, 14, 15]
+    if getattr(log, "follow_blocks", False):
+        started = time.monotonic()
+        assert log.follow({"a": 15}, block_s=0.2) == {}
+        assert time.monotonic() - started >= 0.15, "a blocking follow waits for block_s"
+
+
+@_check
+def check_log_follow_sees_appends_of_another_thread(store: Store) -> None:
+    log = store.log
+    log.append("m", [_label(0)])
+    assert _seqs(log.follow({"m": 0})["m"]) == [1]
+    assert log.follow({"m": 1}) == {}
+    done = threading.Event()
+
+    def append_later() -> None:
+        time.sleep(0.05)
+        log.append("m", [_label(1), _label(2)])
+        done.set()
+
+    thread = threading.Thread(target=append_later)
+    thread.start()
+    deadline = time.monotonic() + 5
+    found: dict = {}
+    while not found and time.monotonic() < deadline:
+        found = log.follow({"m": 1}, block_s=0.5)
+        if not found:
+            time.sleep(0.01)
+    thread.join()
+    assert done.is_set() and _seqs(found.get("m", [])) == [2, 3], found
+
+
+@_check
 def check_log_concurrent_appends(store: Store) -> None:
     threads_n, rounds = 6, 15
     results: list[list[int]] = [[] for _ in range(threads_n)]

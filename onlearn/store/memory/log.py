@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from onlearn.records import (
     Event,
@@ -96,6 +96,30 @@ class MemoryEventLog:
         with self._lock:
             log = self._logs.get(model)
             return 0 if log is None else log.base + len(log.events)
+
+    def heads(self, models: Sequence[str]) -> dict[str, int]:
+        with self._lock:
+            logs = self._logs
+            return {
+                m: 0 if (log := logs.get(m)) is None else log.base + len(log.events)
+                for m in models
+            }
+
+    # Nothing else appends to this process's memory: a caller never needs to wait here.
+    follow_blocks = False
+
+    def follow(
+        self, positions: Mapping[str, int], *, block_s: float = 0.0, limit: int = 1000
+    ) -> dict[str, list[Event]]:
+        found = {}
+        with self._lock:
+            for model, after in positions.items():
+                log = self._logs.get(model)
+                if log is None or log.base + len(log.events) <= after or limit <= 0:
+                    continue
+                start = max(after - log.base, 0)
+                found[model] = log.events[start : start + limit]
+        return found
 
     def trim(self, model: str, upto: int) -> int:
         with self._lock:

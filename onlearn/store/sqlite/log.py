@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Mapping, Sequence
 
 from onlearn.records import (
     Event,
@@ -78,6 +79,9 @@ def _seqs_of_keys(conn: sqlite3.Connection, model: str, keys: set[str]) -> dict[
 class SqliteEventLog:
     def __init__(self, db: _Database):
         self._db = db
+        # Per thread, like its connection: what its last ``follow`` saw (data_version and
+        # total_changes, the positions asked), and whether a model had more than a page.
+        self._followed = threading.local()
 
     @_guarded("append")
     def append(self, model: str, events: Sequence[Event]) -> AppendResult:
@@ -108,6 +112,45 @@ class SqliteEventLog:
     @_guarded("head")
     def head(self, model: str) -> int:
         return self._db.durable().execute(_HEAD_SQL, (model,)).fetchone()[0]
+
+    @_guarded("heads")
+    def heads(self, models: Sequence[str]) -> dict[str, int]:
+        # The whole heads table in one read (a row per model, a few tens of kB for a thousand):
+        # cheaper than a statement per model. A model without a heads row has no events (every
+        # append writes it), except in files of the earliest onlearn, where ``head`` looks.
+        known = dict(self._db.durable().execute("SELECT model, seq FROM heads").fetchall())
+        return {m: known[m] if m in known else self.head(m) for m in models}
+
+    # SQLite cannot block a reader until a row arrives: the follower polls.
+    follow_blocks = False
+
+    @_guarded("follow")
+    def follow(
+        self, positions: Mapping[str, int], *, block_s: float = 0.0, limit: int = 1000
+    ) -> dict[str, list[Event]]:
+        conn = self._db.durable()
+        # Another connection's commit changes data_version, this connection's own writes its
+        # total_changes: when neither moved since this thread's last call, nothing was appended
+        # and no query is needed (the idle poll of a thousand models costs one pragma).
+        version = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
+        seen = self._followed
+        if (
+            version == getattr(seen, "version", None)
+            and not seen.more
+            and positions == seen.positions  # a dict compare, in C
+        ):
+            return {}
+        heads = dict(conn.execute("SELECT model, seq FROM heads").fetchall())
+        found = {}
+        more = False
+        for model, after in positions.items():
+            if heads.get(model, 0) > after:
+                events = self.read(model, after, limit)
+                if events:
+                    found[model] = events
+                    more = more or len(events) == limit
+        seen.version, seen.more, seen.positions = version, more, dict(positions)
+        return found
 
     @_guarded("trim")
     def trim(self, model: str, upto: int) -> int:
