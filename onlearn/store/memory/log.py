@@ -101,8 +101,7 @@ class MemoryEventLog:
         with self._lock:
             logs = self._logs
             return {
-                m: 0 if (log := logs.get(m)) is None else log.base + len(log.events)
-                for m in models
+                m: 0 if (log := logs.get(m)) is None else log.base + len(log.events) for m in models
             }
 
     # Nothing else appends to this process's memory: a caller never needs to wait here.
