@@ -64,6 +64,10 @@ class ModelRuntime:
         # that never reach a model (counted only on errors, off the happy path).
         self.violations: collections.Counter[tuple[str, str]] = collections.Counter()
         self.snapshot_seq = 0
+        # Whether a newer snapshot appeared while this process ran (a worker writes them): only
+        # then does the distance to the newest snapshot bound the labels taken (max_learn_lag).
+        self.snapshots_advance = False
+        self.snapshot_checked_at = 0.0  # monotonic time of the last look at the store for it
         self.restored: dict[str, Any] = {}
         # Which predictions to ask labels for. Per process, not replayed: a budget is spent by
         # the traffic each process sees, and replicas split the traffic.
@@ -170,6 +174,12 @@ class ModelRuntime:
                 self.known_head = events[-1].seq
             if len(offered) > self.MAX_OFFERED:  # a stuck learner must not grow memory
                 offered.clear()  # what was offered is read back from the log
+
+    def note_snapshot(self, seq: int) -> None:
+        """The newest snapshot of the champion is at ``seq`` (read from the store, or written)."""
+        if seq > self.snapshot_seq:
+            self.snapshot_seq = seq
+            self.snapshots_advance = True
 
     def note_head(self, seq: int) -> None:
         """The log holds events up to ``seq`` (one that was not offered is read from it)."""

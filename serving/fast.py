@@ -253,6 +253,7 @@ async def feedback(request: Request) -> JSON:
 
 
 async def feedback_batch(request: Request) -> JSON:
+    asked = _wait(request)  # ?wait= as on the single call; a ``wait`` in the body wins
     data = parse_json(await request.body())
     errors: list[FieldError] = []
     body = check_object(data, ("body",), *FEEDBACK_BATCH, errors)
@@ -276,7 +277,7 @@ async def feedback_batch(request: Request) -> JSON:
         results = await engine.feedback_many_async(
             request.path_params["name"],
             [feedback_item(i) for i in data["items"]],
-            wait=True if wait is None else wait,
+            wait=asked if wait is None else wait,
         )
     except SchemaViolation as e:
         raise e.at("body", "items") from None

@@ -344,7 +344,7 @@ class Worker:
                     )
                 written[version] = seq
         if written:
-            rt.snapshot_seq = written.get(rt.roles.get(CHAMPION), rt.snapshot_seq)
+            rt.note_snapshot(written.get(rt.roles.get(CHAMPION), rt.snapshot_seq))
         self._snapshot_at[rt.name] = (rt.seq, self.clock())
         self.trim(rt)
         return written

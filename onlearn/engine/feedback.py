@@ -38,6 +38,8 @@ from onlearn.store.base import Store
 
 _SOURCES = frozenset(s.value for s in LabelSource)
 
+# How often a model past its snapshot bound looks again for a newer snapshot in the store.
+SNAPSHOT_RECHECK_S = 0.5
 # How long feedback waits for a fresh prediction record written by another process to appear.
 JOIN_WAIT_S = 1.0
 JOIN_POLL_S = 0.01
@@ -142,13 +144,37 @@ class FeedbackHandler:
         """Refuse new labels while this process is ``max_learn_lag`` events behind the model's
         log: a model that learns slower than labels arrive must not grow its backlog (memory,
         and the replay after a crash) without bound. Other models are not concerned."""
-        bound = self.settings.engine.max_learn_lag
-        if bound and rt.backlog >= bound:
+        es = self.settings.engine
+        bound = es.max_learn_lag
+        if not bound:
+            return
+        if rt.backlog >= bound:
             rt.lag_refused += 1
             raise Overloaded(
                 f"model {rt.name!r} has {rt.backlog} label events it has not learned yet "
                 f"([engine] max_learn_lag = {bound}): it learns slower than labels arrive; "
                 "retry after Retry-After, or slow the labels down"
+            )
+        # What a restart replays: the events after the newest snapshot. Bounded too once a
+        # worker is seen writing snapshots, so that a worker falling behind (or gone) shows as
+        # 503s naming it rather than as a restart that replays hours of labels.
+        if not rt.snapshots_advance or not es.snapshot_every_events:
+            return
+        allowed = es.snapshot_every_events + bound
+        if rt.known_head - rt.snapshot_seq < allowed:
+            return
+        now = time.monotonic()
+        if now - rt.snapshot_checked_at >= SNAPSHOT_RECHECK_S:
+            rt.snapshot_checked_at = now
+            rt.note_snapshot(self.store.registry.latest_snapshot_seq(rt.name, rt.roles[CHAMPION]))
+        behind = rt.known_head - rt.snapshot_seq
+        if behind >= allowed:
+            rt.lag_refused += 1
+            raise Overloaded(
+                f"model {rt.name!r}: its newest snapshot is {behind} label events behind the log "
+                f"(at most snapshot_every_events + max_learn_lag = {allowed}): the worker "
+                "that writes snapshots does not keep up or is not running; retry after "
+                "Retry-After, and check `onlearn worker`"
             )
 
     async def _off_loop(self, call, *args):

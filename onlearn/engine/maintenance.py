@@ -96,7 +96,7 @@ class Maintenance:
                 seq = self.store.registry.latest_snapshot_seq(rt.name, rt.roles[CHAMPION])
             except OnlearnError:
                 return  # the next round tries again
-            rt.snapshot_seq = max(rt.snapshot_seq, seq)
+            rt.note_snapshot(seq)
 
     def snapshot_live(self, rt: ModelRuntime) -> None:
         """At shutdown nothing learns any more: pickling the live states is exact and quick."""

@@ -41,5 +41,12 @@ async def feedback(
     responses={200: {"model": FeedbackBatchResponse}},
 )
 @fast.serves(fast.feedback_batch)
-async def feedback_batch(name: str, body: FeedbackBatchRequest, request: Request) -> JSON:
+async def feedback_batch(
+    name: str,
+    body: FeedbackBatchRequest,
+    request: Request,
+    wait: bool = Query(
+        True, description="Answer once this process applied the labels; `wait` in the body wins."
+    ),
+) -> JSON:
     return await fast.feedback_batch(request)

@@ -12,8 +12,9 @@ import pytest
 
 from onlearn.config import settings_from_mapping
 from onlearn.engine import Engine, FeedbackItem
+from onlearn.engine.feedback import SNAPSHOT_RECHECK_S
 from onlearn.errors import Overloaded
-from onlearn.snapshots import restore
+from onlearn.snapshots import restore, save_snapshot
 from tests.core.conftest import phishing_stream
 
 FEATURES = {"x": {"type": "number"}, "y": {"type": "number"}}
@@ -177,3 +178,37 @@ def test_models_interleaved_on_the_learners_equal_a_serial_replay(store, tmp_pat
             replayed = restore(engine.store, info, engine.secret, upto=300)
             for probe in ({"x": 0.5, "y": 0.0}, {"x": 0.0, "y": 1.0}):
                 assert rt.champion.predict(probe) == replayed.predict(probe), name
+
+
+def test_labels_are_refused_while_the_newest_snapshot_falls_too_far_behind(sqlite_url):
+    """Once a worker is seen writing snapshots, what a restart would replay is bounded too:
+    snapshot_every_events + max_learn_lag events after the newest snapshot."""
+    settings = many_models(sqlite_url, 1, engine={"max_learn_lag": 5, "snapshot_every_events": 10})
+    with Engine.from_settings(settings) as engine:
+        rt = engine.runtime("m0000")
+
+        def send(n: int) -> list:
+            out = []
+            for i in range(n):
+                features, label = row(i)
+                try:
+                    out.append(engine.feedback_one("m0000", FeedbackItem(label, features=features)))
+                except Overloaded as e:
+                    out.append(e)
+            return out
+
+        assert all(not isinstance(r, Overloaded) for r in send(40)), "no worker seen: no bound"
+        with rt.lock:
+            save_snapshot(engine.store, "m0000", rt.champion, engine.secret)  # as a worker would
+        engine.refresh_snapshot_seqs()
+        assert rt.snapshots_advance and rt.snapshot_seq == 40
+        answers = send(20)
+        accepted = [r for r in answers if not isinstance(r, Overloaded)]
+        refused = [r for r in answers if isinstance(r, Overloaded)]
+        assert len(accepted) == 15 and len(refused) == 5, (len(accepted), len(refused))
+        assert "newest snapshot is 15 label events behind" in str(refused[0])
+        assert "onlearn worker" in str(refused[0])
+        with rt.lock:
+            save_snapshot(engine.store, "m0000", rt.champion, engine.secret)
+        time.sleep(SNAPSHOT_RECHECK_S)
+        assert not isinstance(send(1)[0], Overloaded), "a new snapshot lets labels in again"

@@ -355,6 +355,17 @@ def test_a_feedback_batch_may_skip_waiting(api):
     wait_until(lambda: model(api, "fbatch")["applied_seq"] == seqs[-1])
 
 
+def test_a_feedback_batch_reads_wait_from_the_query_as_the_single_call_does(api):
+    items = [{"features": f, "label": y} for f, y in xy_rows(2, seed=4)]
+    bad = api.post("/models/fbatch/feedback/batch", params={"wait": "maybe"}, json={"items": items})
+    field_error(bad, ["query", "wait"], "bool_parsing", "valid boolean")
+    response = api.post(
+        "/models/fbatch/feedback/batch", params={"wait": "false"}, json={"items": items}
+    )
+    seqs = [r["seq"] for r in ack(response)["results"]]
+    wait_until(lambda: model(api, "fbatch")["applied_seq"] >= seqs[-1])
+
+
 # ?wait=false
 
 
