@@ -464,6 +464,10 @@ class Monitor:
         self.models: dict[str, ModelMonitor] = {}
         self._log_cursor: dict[str, int] = {}
         self._prediction_cursor: dict[str, str | None] = {}
+        # A round visits the models that read something in the last one, and those with
+        # anything newer than their cursors; the first round visits all.
+        self._first_round = True
+        self._reading: set[str] = set()
         for config in settings.models:
             self._open(config)
 
@@ -535,7 +539,8 @@ class Monitor:
     def tick(self) -> bool:
         """Read what arrived, report when due. True when there was something to read."""
         busy = False
-        for name, monitor in self.models.items():
+        for name in self._to_visit():
+            monitor = self.models[name]
             if CHAMPION not in monitor.roles:
                 # Opened before any process registered the config's first version: that sets
                 # the role without a log event, so only the registry can tell.
@@ -543,10 +548,34 @@ class Monitor:
                 self._load_reference(monitor)
             read = self._read(name, monitor)
             busy |= read
+            if read:
+                self._reading.add(name)
+            else:
+                self._reading.discard(name)
             # Traffic paused: report what came since the last report rather than sit on it.
             if (read and not monitor.last_report) or (not read and monitor.unreported):
                 self.publish(name)
         return busy
+
+    def _to_visit(self) -> list[str]:
+        """The models with something to read or report: two statements for all the models
+        (their log heads; which have records after their cursors, an index probe each), not a
+        read of the log and a scan of the records per model. The first round visits all."""
+        if self._first_round:
+            self._first_round = False
+            return list(self.models)
+        horizon = f"{int((self.clock() - SETTLE_S) * 1000):012x}g"
+        heads = self.store.log.heads(list(self.models))
+        recorded = self.store.predictions.models_after(self._prediction_cursor, horizon)
+        return [
+            name
+            for name, monitor in self.models.items()
+            if name in recorded
+            or heads[name] > self._log_cursor[name]
+            or name in self._reading  # read last round: a page may have been left
+            or monitor.unreported
+            or CHAMPION not in monitor.roles
+        ]
 
     def _read(self, name: str, monitor: ModelMonitor, page: int = 2000) -> bool:
         """Feed the monitor what arrived, labels and predictions merged in time order (the

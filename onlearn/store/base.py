@@ -111,6 +111,12 @@ class PredictionStore(Protocol):
         """Delete records whose ``expires_at <= now``; return how many."""
         ...
 
+    def models_after(self, cursors: Mapping[str, str | None], upto: str) -> set[str]:
+        """Which models of ``cursors`` have a record with ``cursors[model] < id <= upto`` (None:
+        any id up to ``upto``), in one statement or round trip: the monitor's look at a
+        thousand models between two of its rounds, an index probe per model."""
+        ...
+
     def scan(
         self, model: str, after: str | None, limit: int = 1000, upto: str | None = None
     ) -> list[PredictionRecord]:

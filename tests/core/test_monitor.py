@@ -433,3 +433,36 @@ def test_a_regression_model_refuses_a_detector_of_right_and_wrong_answers():
         make_regression(detector={"name": "ddm"})
     assert "[models.m.monitor]: detector 'ddm' watches right and wrong answers" in str(e.value)
     assert "adwin, kswin, page_hinkley" in str(e.value)
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_a_round_visits_only_the_models_with_something_new(store, tmp_path, redis_url):
+    """Two statements per round for all the models (heads; records after the cursors), then
+    only the models with news are read: an idle round costs the same for 300 models as for 3."""
+    url = f"sqlite:///{tmp_path}/v.db" if store == "sqlite" else redis_url
+    table = {
+        "task": "classification",
+        "pipeline": {"name": "logistic_regression"},
+        "features": {"x1": {"type": "number"}},
+    }
+    s = settings_from_mapping(
+        {
+            "store": {"url": url},
+            "security": {"secret_key": "k"},
+            "models": {f"m{i:03d}": table for i in range(300)},
+        }
+    )
+    with Engine.from_settings(s) as engine:
+        monitor = Monitor(s, engine.store, clock=lambda: time.time() + 10)
+        assert len(monitor._to_visit()) == 300, "the first round visits every model"
+        run_monitor(monitor)
+        assert monitor._to_visit() == [], "nothing new: nothing visited"
+        p = engine.predict_one("m007", {"x1": 1.0})
+        engine._records.flush()
+        assert monitor._to_visit() == ["m007"]
+        run_monitor(monitor)
+        engine.feedback_one("m123", FeedbackItem(True, features={"x1": 2.0}))
+        assert monitor._to_visit() == ["m123"], "a label event makes its model visited"
+        engine.feedback_one("m007", FeedbackItem(False, prediction_id=p.prediction_id))
+        run_monitor(monitor)
+        assert monitor._to_visit() == []

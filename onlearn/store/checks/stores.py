@@ -418,6 +418,28 @@ def check_predictions_scan_pages_in_id_order_per_model(store: Store) -> None:
 
 
 @_check
+def check_predictions_models_after(store: Store) -> None:
+    later = time.time() + 3600
+    base = 1_700_000_000_000
+    ids = {m: [_pid(base + 10 * i + k, i) for i in range(5)] for k, m in enumerate("abc")}
+    store.predictions.put_many([_record(rid, later, model=m) for m in ("a", "b") for rid in ids[m]])
+    after = store.predictions.models_after
+    fresh = dict.fromkeys(["a", "b", "c", "never"])
+    assert after(fresh, "~") == {"a", "b"}, "every model with a record, and only those"
+    assert after({"a": None}, "~") == {"a"}, "only the models asked about"
+    # Each model from its own cursor, exclusive; up to ``upto``, inclusive.
+    assert after({"a": ids["a"][4], "b": ids["b"][3]}, "~") == {"b"}
+    assert after({"a": ids["a"][2], "b": ids["b"][2]}, ids["a"][3]) == {"a"}
+    assert after({"a": ids["a"][2], "b": ids["b"][2]}, ids["a"][2]) == set()
+    assert after({"a": ids["a"][1], "b": ids["b"][1]}, ids["b"][2]) == {"a", "b"}
+    # A time prefix bounds a millisecond, as for scan; "" is before every id.
+    assert after({"a": "", "b": ""}, ids["a"][0][:12] + "g") == {"a"}
+    assert after({}, "~") == set()
+    many = {f"m{i}": None for i in range(900)} | {"b": ids["b"][3]}
+    assert after(many, "~") == {"b"}, "more models than one statement holds"
+
+
+@_check
 def check_predictions_scan_limit_defaults_to_1000(store: Store) -> None:
     later = time.time() + 3600
     records = [_record(_pid(1_700_000_000_000 + i), later) for i in range(1003)]

@@ -6,7 +6,7 @@ import bisect
 import itertools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from onlearn.records import (
     PredictionRecord,
@@ -66,6 +66,16 @@ class MemoryPredictionStore:
                 else:
                     del self._ids[model]
             return len(expired)
+
+    def models_after(self, cursors: Mapping[str, str | None], upto: str) -> set[str]:
+        with self._lock:
+            found = set()
+            for model, after in cursors.items():
+                ids = self._ids.get(model)
+                start = 0 if after is None else bisect.bisect_right(ids or [], after)
+                if ids and bisect.bisect_right(ids, upto) > start:
+                    found.add(model)
+            return found
 
     def scan(
         self, model: str, after: str | None, limit: int = 1000, upto: str | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from onlearn.records import PredictionRecord
 from onlearn.store.codec import decode_prediction, encode_prediction
@@ -110,6 +110,20 @@ class RedisPredictionStore:
             total += self._purge_script(keys=keys, args=[repr(float(now)), *ids, *read])
             if len(ids) < _PURGE_CHUNK:
                 return total
+
+    @guarded("models with new predictions", idempotent=True)
+    def models_after(self, cursors: Mapping[str, str | None], upto: str) -> set[str]:
+        # One pipelined ZRANGEBYLEX ... LIMIT 0 1 per model: one round trip for all of them.
+        # (An id whose record expired still counts: the scan that follows skips it.)
+        if not cursors:
+            return set()
+        models = list(cursors)
+        pipe = self._conn.client.pipeline(transaction=False)
+        for model in models:
+            after = cursors[model]
+            start = "-" if after is None else "(" + after
+            pipe.zrangebylex(self._conn.keys.predictions_of_model(model), start, "[" + upto, 0, 1)
+        return {model for model, ids in zip(models, pipe.execute(), strict=True) if ids}
 
     @guarded("scan predictions", idempotent=True)
     def scan(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from onlearn.records import (
     PredictionRecord,
@@ -55,6 +55,24 @@ class SqlitePredictionStore:
             (now,),
         )
 
+    @_guarded("models with new predictions")
+    def models_after(self, cursors: Mapping[str, str | None], upto: str) -> set[str]:
+        # One statement per chunk of models: an index probe on (model, id) each.
+        conn = self._db.fast()
+        found: set[str] = set()
+        items = [(model, "" if after is None else after) for model, after in cursors.items()]
+        for i in range(0, len(items), _MODELS_CHUNK):
+            chunk = items[i : i + _MODELS_CHUNK]
+            values = ",".join("(?, ?)" for _ in chunk)
+            rows = conn.execute(
+                f"WITH c(model, after) AS (VALUES {values}) SELECT c.model FROM c WHERE EXISTS"
+                " (SELECT 1 FROM predictions p WHERE p.model = c.model AND p.id > c.after"
+                " AND p.id <= ?)",
+                [*(v for pair in chunk for v in pair), upto],
+            )
+            found.update(model for (model,) in rows)
+        return found
+
     @_guarded("scan predictions")
     def scan(
         self, model: str, after: str | None, limit: int = 1000, upto: str | None = None
@@ -70,6 +88,9 @@ class SqlitePredictionStore:
             rows = self._db.fast().execute(_SCAN_SQL, (model, after, upto, now, limit)).fetchall()
         return [decode_prediction(body) for (body,) in rows]
 
+
+# Models per statement of models_after: two parameters each, well under SQLite's limit.
+_MODELS_CHUNK = 400
 
 # Both walk predictions_model_id from the cursor, in its order (no sort). The unary + keeps
 # expires_at out of the choice of index: predictions_expires_at would read every live record
