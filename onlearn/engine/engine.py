@@ -370,9 +370,11 @@ class Engine:
 
     def raise_alarm(self, name: str, alarm: Mapping[str, Any], *, key: str | None = None) -> int:
         """Append an alarm (drift, performance) to the model's log, where retrain triggers read it."""
-        self.runtime(name)
+        rt = self.runtime(name)
         event = Event(kind=EventKind.ALARM, payload=dict(alarm), at=self.clock(), key=key)
         (seq,) = self.store.log.append(name, [event])
+        rt.note_head(seq)  # the learners read it from the log (a memory store has no follower)
+        self._follower.schedule(rt)
         return seq
 
     # Predict
