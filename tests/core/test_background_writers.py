@@ -20,10 +20,12 @@ def label(i: int, key: str | None = None) -> Event:
 
 
 NOW = time.time()
+# Records live an hour from import: a slow run (a loaded machine) must not see them expire.
+TTL_S = 3600.0
 
 
 def record(i: int, now: float = NOW) -> PredictionRecord:
-    return PredictionRecord(f"{i:032x}", "m", now, {"x": i}, "v1", {}, expires_at=now + 60)
+    return PredictionRecord(f"{i:032x}", "m", now, {"x": i}, "v1", {}, expires_at=now + TTL_S)
 
 
 def test_concurrent_submissions_share_commits_and_get_their_own_seqs(tmp_path):
@@ -109,7 +111,7 @@ def test_a_record_the_store_refuses_is_dropped_and_does_not_hold_back_the_others
 ):
     # A lone surrogate cannot be encoded as UTF-8: no store can hold this record, ever. The
     # HTTP layer refuses such input; this is the writer's own guard should another way in exist.
-    bad = PredictionRecord("f" * 32, "m", NOW, {"x": "\ud800"}, "v1", {}, expires_at=NOW + 60)
+    bad = PredictionRecord("f" * 32, "m", NOW, {"x": "\ud800"}, "v1", {}, expires_at=NOW + TTL_S)
     url = (
         request.getfixturevalue("redis_url") if backend == "redis" else f"sqlite:///{tmp_path}/t.db"
     )
