@@ -82,6 +82,7 @@ class ModelRuntime:
         # Events this process appended, by seq, handed over so that applying them needs no read
         # of the log. Only what follows ``seq`` without a gap is taken from here.
         self._offered: dict[int, Event] = {}
+        self._offered_top = 0  # the seq of the last event offered
         self._offered_lock = threading.Lock()
 
     def count_violations(self, violation) -> None:
@@ -170,8 +171,10 @@ class ModelRuntime:
             for event in events:
                 if event.seq > self.seq:
                     offered[event.seq] = event
-            if events and events[-1].seq > self.known_head:
-                self.known_head = events[-1].seq
+            if events:
+                self._offered_top = events[-1].seq
+                if events[-1].seq > self.known_head:
+                    self.known_head = events[-1].seq
             if len(offered) > self.MAX_OFFERED:  # a stuck learner must not grow memory
                 offered.clear()  # what was offered is read back from the log
 
@@ -194,11 +197,10 @@ class ModelRuntime:
 
     def read_position(self) -> int:
         """Where the follower reads on: after what was applied or handed over already."""
-        with self._offered_lock:
-            # The newest offered, not a max over a backlog: offers come in seq order, and a
-            # position too low only reads some events twice (an offer dedupes them by seq).
-            top = next(reversed(self._offered), 0) if self._offered else 0
-        return max(self.seq, top)
+        # The newest offered (not a max over a backlog), read without the lock: the follower
+        # asks every model at every poll. A position too low only reads some events twice (an
+        # offer dedupes them by seq); one too high leaves a gap the learner reads from the log.
+        return max(self.seq, self._offered_top)
 
     def take_offered(self) -> list[Event]:
         """The offered events that follow ``seq`` without a gap, in order."""

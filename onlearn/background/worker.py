@@ -81,6 +81,8 @@ class Worker:
             name: (rt.seq, now) for name, rt in engine.runtimes.items()
         }
         self._alarm_seen: dict[str, int] = {name: rt.seq for name, rt in engine.runtimes.items()}
+        self._gated: dict[str, int] = {}  # model -> the seq its gates were last checked at
+        self._moved: dict[str, tuple[int, str | None]] = {}  # model -> (seq, performance_moved)
         self.handlers = {REFIT: self._refit, EVALUATE: self._evaluate, SNAPSHOT: self._snapshot}
         # Set when the worker must stop: a running job stops at its next check.
         self.stopping = threading.Event()
@@ -370,6 +372,12 @@ class Worker:
 
     def check_gates(self, rt: ModelRuntime) -> None:
         """Automatic promotion of a challenger, and rollback of a champion that regressed."""
+        # The comparisons change only with the log (labels, role changes): a model whose seq
+        # did not move since its last check is not looked at again, so an idle round costs
+        # little for a thousand models.
+        if self._gated.get(rt.name) == rt.seq:
+            return
+        self._gated[rt.name] = rt.seq
         policy = rt.config.rollout
         with rt.lock:
             roles = dict(rt.roles)
@@ -443,7 +451,11 @@ class Worker:
         else:
             count_due = cfg.every_labels and rt.seq - last_seq >= cfg.every_labels
             time_due = cfg.every_s and now - last_at >= cfg.every_s
-            moved = self.performance_moved(rt)
+            # The metrics change only with the log: the answer for this seq is kept.
+            seen = self._moved.get(rt.name)
+            if seen is None or seen[0] != rt.seq:
+                seen = self._moved[rt.name] = (rt.seq, self.performance_moved(rt))
+            moved = seen[1]
             if (count_due or time_due) and moved:
                 reason = f"{'new labels' if count_due else 'schedule'} and {moved}"
                 key = f"retrain:{rt.name}:auto:{rt.seq}"

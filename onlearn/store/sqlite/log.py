@@ -118,8 +118,19 @@ class SqliteEventLog:
         # The whole heads table in one read (a row per model, a few tens of kB for a thousand):
         # cheaper than a statement per model. A model without a heads row has no events (every
         # append writes it), except in files of the earliest onlearn, where ``head`` looks.
-        known = dict(self._db.durable().execute("SELECT model, seq FROM heads").fetchall())
-        return {m: known[m] if m in known else self.head(m) for m in models}
+        conn = self._db.durable()
+        known = dict(conn.execute("SELECT model, seq FROM heads").fetchall())
+        missing = [m for m in models if m not in known]
+        for i in range(0, len(missing), _KEY_CHUNK):
+            chunk = missing[i : i + _KEY_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            known.update(
+                conn.execute(
+                    f"SELECT model, max(seq) FROM events WHERE model IN ({marks}) GROUP BY model",
+                    chunk,
+                ).fetchall()
+            )
+        return {m: known.get(m, 0) for m in models}
 
     # SQLite cannot block a reader until a row arrives: the follower polls.
     follow_blocks = False
