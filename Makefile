@@ -9,7 +9,7 @@ STORE ?= sqlite:///.data/onlearn.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-active bench-drift bench-trim bench-stall soak install clean
+.PHONY: run test lint bench bench-active bench-drift bench-trim bench-stall bench-models soak install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -45,9 +45,15 @@ bench-drift: $(STAMP)
 bench-trim: $(STAMP)
 	$(BIN)/python -m benchmarks.trim --write
 
-# Predict latency while the same model learns batches: hand-off lock, plain Lock, quiet (~1 min).
+# Predict latency while the same model learns batches: hand-off lock, plain Lock, quiet (~1 min);
+# then over HTTP, another model's predict and feedback while a forest learns (~1.5 min).
 bench-stall: $(STAMP)
 	$(BIN)/python -m benchmarks.learn_stall --write
+
+# onlearn serve with 1, 100, 300, 1000 models on SQLite and 1, 300 on Redis (2 replicas):
+# start-up, threads, idle CPU, RSS, predict round robin (~5 min). Not part of `make bench`.
+bench-models: $(STAMP)
+	$(BIN)/python -m benchmarks.many_models --wait-quiet 120
 
 # Half of the measured capacity for SOAK_DURATION seconds; exits 1 when a verdict fails.
 SOAK_DURATION ?= 600
