@@ -30,13 +30,16 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 # jobs.committed (job cancellation; a job may also be 'cancelled', a state an earlier onlearn
 # cannot read, which is why it must refuse the file) and versions.spec_signature (signed
 # specs). An older file is upgraded in place when opened. 5: auto_vacuum = INCREMENTAL, so
-# that the file gives back the pages that trims and purges free. Tables are as in 4; a file made
-# earlier (auto_vacuum NONE) needs one VACUUM to switch, which rewrites the whole file under the
-# write lock: done when the file is opened if it is small (VACUUM_AT_OPEN_MAX_BYTES), else by
-# `onlearn store migrate` (migrate_to_incremental), and until then the file stays at version 4.
-SCHEMA_VERSION = 5
-# The last version an open reaches without a VACUUM (adding columns and indexes is quick).
-_QUICK_SCHEMA_VERSION = 4
+# that the file gives back the pages that trims and purges free; a file made earlier (auto_vacuum
+# NONE) needs one VACUUM to switch, which rewrites the whole file under the write lock: done when
+# the file is opened if it is small (VACUUM_AT_OPEN_MAX_BYTES), else by `onlearn store migrate`
+# (migrate_to_incremental). 6: the compact encoding (onlearn/store/compact.py): the shapes
+# table; events.payload and predictions.body hold msgpack BLOBs (JSON TEXT in rows of an earlier
+# onlearn, still read), events.key a 16-byte BLOB for a key "prediction:<32 hex digits>"; the
+# meta table (legacy_rows: rows of an earlier format may be left, see migrate_rows). Reached at
+# open, VACUUM or not: whether the file is incremental is PRAGMA auto_vacuum's to say, and an
+# earlier onlearn, which cannot read the new rows, refuses a file of version 6.
+SCHEMA_VERSION = 6
 # A file up to this size is switched to incremental vacuum when opened (a VACUUM of 64 MiB takes
 # about a second); a bigger one waits for `onlearn store migrate`, named by a warning.
 VACUUM_AT_OPEN_MAX_BYTES = 64 * 2**20
@@ -61,6 +64,20 @@ _SCHEMA = [
         model TEXT PRIMARY KEY,
         seq INTEGER NOT NULL
     )""",
+    # The compact encoding's shapes: per model, the tuple of a dict's keys (a JSON array) and
+    # the small id rows refer to it by. Added to, never changed nor deleted.
+    """CREATE TABLE IF NOT EXISTS shapes (
+        model TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        keys TEXT NOT NULL,
+        PRIMARY KEY (model, id)
+    ) WITHOUT ROWID""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS shapes_keys ON shapes (model, keys)",
+    # Facts about the file's rows: legacy_rows = 1 while rows of the JSON format may be left.
+    """CREATE TABLE IF NOT EXISTS meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS predictions (
         id TEXT PRIMARY KEY,
         model TEXT NOT NULL,
@@ -258,6 +275,12 @@ class _Database:
         self._lock = threading.Lock()
         self._open: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._inherited: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        from onlearn.store.sqlite.shapes import sqlite_shapes
+
+        self.shapes = sqlite_shapes(self)
+        # Rows written before schema version 6 may be left (JSON payloads, text keys
+        # "prediction:<id>"): a key is then looked up in both forms. Read by create_schema.
+        self.legacy_rows = False
         ref = weakref.ref(self)  # weak, so that the fork hook does not keep the store alive
         os.register_at_fork(after_in_child=lambda: (db := ref()) is not None and db._forked())
 
@@ -405,19 +428,36 @@ class _Database:
             for statement in _SCHEMA:
                 if statement not in tables:
                     conn.execute(statement)
+            if version < 6 and (
+                conn.execute("SELECT 1 FROM events LIMIT 1").fetchone()
+                or conn.execute("SELECT 1 FROM predictions LIMIT 1").fetchone()
+            ):
+                conn.execute(
+                    "INSERT INTO meta (name, value) VALUES ('legacy_rows', '1')"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                )
+            if version < SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.legacy_rows = (
+                conn.execute("SELECT value FROM meta WHERE name = 'legacy_rows'").fetchone()
+                is not None
+            )
             incremental = conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL
-            target = SCHEMA_VERSION if incremental else _QUICK_SCHEMA_VERSION
-            if version < target:
-                conn.execute(f"PRAGMA user_version = {target}")
+        if self.legacy_rows and vacuum_small:
+            log.info(
+                "SQLite store %s holds rows in the JSON format of an earlier onlearn: they are "
+                "read as they are; `onlearn store migrate --store sqlite:///%s` rewrites them "
+                "in the compact encoding",
+                self.path,
+                self.path,
+            )
         if incremental or not vacuum_small:
             return
         size = self.file_bytes()
         if size <= VACUUM_AT_OPEN_MAX_BYTES:
             log.info(
-                "SQLite store %s: switching to incremental vacuum (schema version %d), one "
-                "VACUUM of %.1f MiB",
+                "SQLite store %s: switching to incremental vacuum, one VACUUM of %.1f MiB",
                 self.path,
-                SCHEMA_VERSION,
                 size / 2**20,
             )
             self.migrate_to_incremental()
@@ -443,9 +483,9 @@ class _Database:
         return self.durable().execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL
 
     def migrate_to_incremental(self) -> bool:
-        """Switch a file made with auto_vacuum NONE to INCREMENTAL, and its schema version to
-        SCHEMA_VERSION: one VACUUM, which rewrites the whole file (through the WAL) under the
-        write lock, so other writers wait for it. False when the file already was incremental.
+        """Switch a file made with auto_vacuum NONE to INCREMENTAL: one VACUUM, which rewrites
+        the whole file (through the WAL) under the write lock, so other writers wait for it.
+        False when the file already was incremental.
         """
         conn = self.durable()
         if self.incremental():
@@ -455,10 +495,6 @@ class _Database:
         conn.execute("VACUUM")
         # The VACUUM went through the WAL, which is now as big as the file: empty it.
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        with self.transaction(conn):
-            (version,) = conn.execute("PRAGMA user_version").fetchone()
-            if version < SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return True
 
     def delete_in_chunks(self, conn: sqlite3.Connection, statement: str, params: tuple) -> int:
