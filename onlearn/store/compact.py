@@ -18,8 +18,9 @@ JSON-safe value (the ``Event`` and ``PredictionRecord`` in memory are unchanged)
 - **Hex strings.** A string of lowercase hex digits, of even length 16 or more (prediction ids),
   is written as its bytes (a 32-digit id: 18 bytes instead of 34).
 - **Big ints.** An int beyond msgpack's 64 bits is written as its decimal digits.
-- **Odd strings.** A string that UTF-8 cannot hold (a lone surrogate, which JSON input can
-  carry) is written with ``surrogatepass``.
+
+Like the JSON it replaces, it refuses what JSON cannot hold (TypeError) and strings that UTF-8
+cannot (a lone surrogate: UnicodeEncodeError), in values and in names alike.
 - **The key's id.** A label event joined to a prediction has the key ``prediction:<id>`` and
   ``<id>`` again in its payload; the payload refers to the key instead (3 bytes).
 
@@ -81,7 +82,6 @@ _SHAPED = 1  # data: msgpack [shape id, value, ...]
 _HEX = 2  # data: the bytes of a lowercase hex string
 _BIGINT = 3  # data: ASCII decimal digits of an int beyond 64 bits
 _KEY_ID = 4  # data: empty; the value is the id part of the event's key "prediction:<id>"
-_ODD_STR = 5  # data: the string as UTF-8 with surrogatepass
 
 _KEY_PREFIX = "prediction:"
 _encode = msgspec.msgpack.Encoder().encode
@@ -212,7 +212,7 @@ class Shapes:
 
 
 def keys_text(keys: Sequence[str]) -> str:
-    """A shape as stored: a JSON array in ASCII (exact for any string, lone surrogates too)."""
+    """A shape as stored: a JSON array in ASCII."""
     return json.dumps(list(keys))
 
 
@@ -243,14 +243,6 @@ def _float(value: float) -> Any:
     if len(_SHORT) < _SHORT_MAX:
         _SHORT[value] = short
     return short
-
-
-def _odd(s: str) -> Any:
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        return _Ext(_ODD_STR, s.encode("utf-8", "surrogatepass"))
-    return s
 
 
 def _plain(v: Any) -> Any:
@@ -290,25 +282,22 @@ class _ModelCodec:
             for k in keys:
                 if k.__class__ is not str:
                     return None
+                k.encode()  # a name UTF-8 cannot hold is refused, as in a map
             return shapes.id_of(model, keys)
 
         def key(k: Any) -> Any:
-            if k.__class__ is str:
-                return _odd(k)
-            if k is None or k.__class__ in (int, float, bool):
+            if k.__class__ is str or k is None or k.__class__ in (int, float, bool):
                 return k
             if isinstance(k, str):
-                return _odd(str.__str__(k))
+                return str.__str__(k)
             raise TypeError(f"a dict key must be a string, not {type(k).__name__}")
 
         def loose(v: Any) -> Any:
             """A value inside a list, on the careful pass: exact, no shapes, no short floats."""
             t = v.__class__
-            if t is str:
-                return _odd(v)
             if t is int:
                 return v if int_min <= v <= int_max else _Ext(_BIGINT, str(v).encode())
-            if t is float or t is bool or v is None:
+            if t is str or t is float or t is bool or v is None:
                 return v
             if t is list or t is tuple:
                 return [loose(x) for x in v]
@@ -326,7 +315,7 @@ class _ModelCodec:
             if t is str:
                 if len(v) >= 16 and not len(v) & 1 and _is_hex(v):
                     return _Ext(_HEX, bytes.fromhex(v))
-                return _odd(v) if careful else v
+                return v
             if t is int:
                 return v if int_min <= v <= int_max else _Ext(_BIGINT, str(v).encode())
             if t is bool or v is None:
@@ -335,8 +324,8 @@ class _ModelCodec:
                 return mapping(v, careful)
             if t is list or t is tuple:
                 # msgspec writes lists as they are (floats in 8 bytes, dicts as maps); a value
-                # it cannot write (a big int, a subclass, an odd string) makes the first pass
-                # fail, and the careful pass walks them.
+                # it cannot write (a big int, a subclass) makes the first pass fail, and the
+                # careful pass walks them.
                 return [loose(x) for x in v] if careful else v
             return value(_plain(v), careful)
 
@@ -353,7 +342,7 @@ class _ModelCodec:
                     append(s)
                 elif (t is int and int_min <= v <= int_max) or t is bool or v is None:
                     append(v)
-                elif t is str and len(v) < 16 and not careful:
+                elif t is str and len(v) < 16:
                     append(v)
                 elif own is not None and t is str and v == own:
                     append(_KEY_REF)
@@ -408,8 +397,6 @@ class _ModelCodec:
                 return int(bytes(data))
             if code == _KEY_ID:
                 return _KEY_ID_VALUE
-            if code == _ODD_STR:
-                return bytes(data).decode("utf-8", "surrogatepass")
             raise CorruptRow(f"unknown msgpack extension type {code} (written by a newer onlearn?)")
 
         decode = msgspec.msgpack.Decoder(ext_hook=ext_hook).decode
@@ -442,9 +429,9 @@ class _ModelCodec:
     def pack(self, build: Callable[[bool], Any]) -> bytes:
         try:
             return _encode(build(False))
-        except (UnicodeEncodeError, OverflowError, TypeError):
-            # Rare: an odd string, a big int or a subclass in a list. Look at everything this
-            # time (a value JSON cannot hold raises TypeError again).
+        except (OverflowError, TypeError):
+            # Rare: a big int or a subclass in a list. Look at everything this time (a value
+            # JSON cannot hold raises TypeError again).
             return _encode(build(True))
 
 
@@ -579,4 +566,4 @@ def _split_model(data: bytes) -> tuple[str, bytes]:
         start, size = 5, int.from_bytes(data[1:5], "big")
     else:
         raise CorruptRow("a prediction record that does not start with its model")
-    return bytes(data[start : start + size]).decode("utf-8", "surrogatepass"), data[start + size :]
+    return bytes(data[start : start + size]).decode(), data[start + size :]

@@ -275,3 +275,13 @@ def test_the_float_cache_keeps_the_sign_of_zero() -> None:
         )
         assert str(back["x"]) == str(value) and str(back["l"]) == str(value)
     assert compact._SHORT[0.0] is compact._ZERO
+
+
+@pytest.mark.parametrize(
+    "payload", [{"x": "a\ud800"}, {"\udfff": 1}, {"l": ["\ud800"]}, {"d": {"k": {"\ud800": 1}}}]
+)
+def test_strings_utf8_cannot_hold_are_refused_as_before(payload: dict) -> None:
+    """As with JSON text in SQLite and Redis: the HTTP layer refuses them first, and the
+    prediction writer drops a record it cannot write (tests/core/test_background_writers.py)."""
+    with pytest.raises(UnicodeEncodeError):
+        pack_payload(Shapes.in_memory(), "m", payload, None)
