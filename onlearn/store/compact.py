@@ -18,11 +18,11 @@ JSON-safe value (the ``Event`` and ``PredictionRecord`` in memory are unchanged)
 - **Hex strings.** A string of lowercase hex digits, of even length 16 or more (prediction ids),
   is written as its bytes (a 32-digit id: 18 bytes instead of 34).
 - **Big ints.** An int beyond msgpack's 64 bits is written as its decimal digits.
+- **The key's id.** A label event joined to a prediction has the key ``prediction:<id>`` and
+  ``<id>`` again in its payload; the payload refers to the key instead (3 bytes).
 
 Like the JSON it replaces, it refuses what JSON cannot hold (TypeError) and strings that UTF-8
 cannot (a lone surrogate: UnicodeEncodeError), in values and in names alike.
-- **The key's id.** A label event joined to a prediction has the key ``prediction:<id>`` and
-  ``<id>`` again in its payload; the payload refers to the key instead (3 bytes).
 
 A payload is written as ``[shape id, value, ...]`` (``[0, {map}]`` without a shape); the
 backends add what they keep outside their columns. Rows written by an earlier onlearn are JSON
@@ -193,14 +193,16 @@ class Shapes:
 
     def _learn(self, model: str) -> None:
         """Read the model's shapes from the store (under the load lock)."""
-        loaded = self._load(model)
-        self._keys.setdefault(model, {})
-        self._ids.setdefault(model, {})
+        loaded = {int(sid): tuple(keys) for sid, keys in self._load(model).items()}
+        if model not in self._keys:  # published filled, and never replaced: codecs hold them
+            self._keys[model] = loaded
+            self._ids[model] = {keys: sid for sid, keys in loaded.items()}
+            return
         for sid, keys in loaded.items():
-            self._remember(model, int(sid), tuple(keys))
+            self._remember(model, sid, keys)
 
     def _remember(self, model: str, sid: int, keys: tuple[str, ...]) -> None:
-        # The id first: a reader that finds the id of a shape can always find its keys.
+        # The keys first: a reader that finds the id of a shape can always find its keys.
         self._keys[model][sid] = keys
         self._ids[model][keys] = sid
 
@@ -414,7 +416,9 @@ class _ModelCodec:
                     f"model {model!r}: shape {sid} has {len(keys)} keys, a row "
                     f"{len(items) - start - 1} values"
                 )
-            if event_key is not None and marker in items:
+            if marker in items:
+                if event_key is None or not event_key.startswith(_KEY_PREFIX):
+                    raise CorruptRow(f"model {model!r}: a row refers to a key it does not have")
                 own = event_key[len(_KEY_PREFIX) :]
                 items = [own if v is marker else v for v in items]
             return dict(zip(keys, itertools.islice(items, start + 1, None), strict=False))
