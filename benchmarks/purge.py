@@ -177,7 +177,7 @@ def render(records: int, items: int, results: list[tuple[str, str, dict]], comma
         f"{connection.VACUUM_STEP_PAGES:,} pages.",
         "",
         f"### Run of {when} ({platform.machine()}, {os.cpu_count()} CPUs, SQLite "
-        f"{sqlite3.sqlite_version})",
+        f"{sqlite3.sqlite_version}, load average {os.getloadavg()[0]:.1f} at the end)",
         "",
         "| purge | run | rows | time s | longest append ms | appends | WAL peak MiB "
         "| file before MiB | file after MiB |",
