@@ -312,3 +312,63 @@ def test_an_old_reader_of_the_new_rows_is_refused_or_told(
         assert isinstance(payload, bytes) and payload[:1] != b"{"
         with pytest.raises(ValueError):
             json.loads(payload)
+
+
+def test_migrate_rewrites_every_row_of_many_models_in_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows written as the previous onlearn wrote them (its JSON writers are still in
+    onlearn.store.codec), across chunk boundaries and models, come back the same after migrate."""
+    from onlearn.store.codec import dumps, encode_prediction
+    from onlearn.store.sqlite import migrate
+
+    monkeypatch.setattr(migrate, "CHUNK_ROWS", 7)
+    path = tmp_path / "old.db"
+    url = f"sqlite:///{path}"
+    with open_store(url):
+        pass  # the schema
+    label = dict(_old_events()[0].payload)
+    rows, records = [], []
+    for model in ("a", "b:ü"):
+        for seq in range(1, 31):
+            pid = f"{seq:030x}{len(model):02x}"
+            key = f"prediction:{pid}" if seq % 3 else (None if seq % 2 else f"event:{seq}")
+            payload = {**label, "prediction_id": pid, "label": seq % 2 == 0}
+            rows.append((model, seq, "label", dumps(payload), 1e9 + seq, key))
+            record = dataclasses.replace(_old_records()[0], id=f"{model}-{pid}", model=model)
+            records.append(
+                (record.id, model, record.at, record.expires_at, encode_prediction(record))
+            )
+    with sqlite3.connect(path) as conn:
+        conn.executemany("INSERT INTO events VALUES (?,?,?,?,?,?)", rows)
+        conn.executemany(
+            "INSERT INTO heads VALUES (?, 30) ON CONFLICT DO NOTHING", [("a",), ("b:ü",)]
+        )
+        conn.executemany("INSERT INTO predictions VALUES (?,?,?,?,?)", records)
+        conn.execute("INSERT INTO meta VALUES ('legacy_rows', '1')")
+
+    def everything() -> tuple:
+        with open_store(url) as store:
+            return (
+                {m: store.log.read(m, after=0) for m in ("a", "b:ü")},
+                {m: store.predictions.scan(m, None) for m in ("a", "b:ü")},
+            )
+
+    before = everything()
+    assert sum(map(len, before[0].values())) == 60 and sum(map(len, before[1].values())) == 60
+    said: list[str] = []
+    migrate_store(url, said.append)
+    assert any("60 events rewritten" in line for line in said), said
+    assert any("60 prediction records rewritten" in line for line in said), said
+    with sqlite3.connect(path) as conn:
+        kinds = conn.execute(
+            "SELECT typeof(payload), typeof(key), count(*) FROM events GROUP BY 1, 2 ORDER BY 2"
+        ).fetchall()
+        assert kinds == [("blob", "blob", 40), ("blob", "null", 10), ("blob", "text", 10)]
+        assert conn.execute("SELECT DISTINCT typeof(body) FROM predictions").fetchall() == [
+            ("blob",)
+        ]
+    assert everything() == before
+    with open_store(url) as store:  # keys still dedupe, in their new form
+        again = store.log.append("a", [dataclasses.replace(before[0]["a"][0], seq=None)])
+        assert again == [1] and again.new == [False]
