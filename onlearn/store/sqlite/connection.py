@@ -497,9 +497,12 @@ class _Database:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return True
 
-    def delete_in_chunks(self, conn: sqlite3.Connection, statement: str, params: tuple) -> int:
-        """Run ``statement`` (a DELETE of at most ``CHUNK_ROWS`` rows, the last parameter) in
-        short write transactions until it deletes fewer, then give the freed space back.
+    def delete_in_chunks(
+        self, conn: sqlite3.Connection, statement: str, params: tuple, *, share: float = 1.0
+    ) -> int:
+        """Run ``statement`` (a DELETE of at most ``CHUNK_ROWS * share`` rows, the last
+        parameter) in short write transactions until it deletes fewer, then give the freed space
+        back. ``share`` < 1 for rows that cost more to delete (more indexes).
 
         One DELETE of 900k old events held the write lock for 2.7 s (every feedback waited) and
         grew the WAL to 401 MB. A chunk holds the lock for a few milliseconds; after each one
@@ -507,12 +510,13 @@ class _Database:
         sleeps in SQLite's busy handler and only gets it if it wakes while the lock is free.
         """
         total = 0
+        rows = max(1, int(CHUNK_ROWS * share))
         while True:
             started = time.monotonic()
             with self.transaction(conn):
-                deleted = conn.execute(statement, (*params, CHUNK_ROWS)).rowcount
+                deleted = conn.execute(statement, (*params, rows)).rowcount
             total += deleted
-            if deleted < CHUNK_ROWS:
+            if deleted < rows:
                 break
             time.sleep(max(time.monotonic() - started, _MIN_GAP_S))
         if total:
@@ -567,10 +571,17 @@ def _guarded(action: str) -> Callable[[_Method], _Method]:
 # Rows deleted per write transaction by trim, purge_expired and purge_finished (delete_in_chunks),
 # so that a large one never holds the write lock for long and appends interleave with it.
 CHUNK_ROWS = 5000
-# Pages (4 KiB) an incremental vacuum step gives back per write transaction.
-VACUUM_STEP_PAGES = 1000
-# The shortest time the write lock stays free between two chunks or steps.
-_MIN_GAP_S = 0.002
+# Pages (4 KiB) an incremental vacuum step gives back per write transaction: moving a page
+# rewrites what points to it, so a step of 1000 pages of a file with indexes took up to 60 ms of
+# CPU; 128 take at most about 14 (benchmarks/purge.py).
+VACUUM_STEP_PAGES = 128
+# The shortest time the write lock stays free between two chunks or steps. A writer waiting for
+# the lock sleeps in SQLite's busy handler (sqliteDefaultBusyCallback) for 1, 2, 5, 10, 15, 20,
+# then 25 ms at a time until it has waited 128 ms: a gap of at least 25 ms is one it cannot
+# sleep through, so it waits for at most the chunk it met plus one sleep. A gap of 2 ms let a
+# waiter sleep through gap after gap (appends waited 400-800 ms during a purge on a loaded
+# machine, with no chunk holding the lock 130 ms).
+_MIN_GAP_S = 0.03
 # The WAL file is cut back to this size when it is reset after a checkpoint.
 JOURNAL_SIZE_LIMIT_BYTES = 16 * 2**20
 _INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
