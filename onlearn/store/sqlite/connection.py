@@ -500,25 +500,30 @@ class _Database:
     def delete_in_chunks(
         self, conn: sqlite3.Connection, statement: str, params: tuple, *, share: float = 1.0
     ) -> int:
-        """Run ``statement`` (a DELETE of at most ``CHUNK_ROWS * share`` rows, the last
-        parameter) in short write transactions until it deletes fewer, then give the freed space
-        back. ``share`` < 1 for rows that cost more to delete (more indexes).
+        """Run ``statement`` (a DELETE of at most as many rows as its last parameter) in short
+        write transactions until it deletes fewer, then give the freed space back. Chunks are
+        at most ``CHUNK_ROWS * share`` rows (``share`` < 1 for rows that cost more to delete).
 
         One DELETE of 900k old events held the write lock for 2.7 s (every feedback waited) and
         grew the WAL to 401 MB. A chunk holds the lock for a few milliseconds; after each one
-        the lock stays free at least as long as it was held, because a writer waiting for it
-        sleeps in SQLite's busy handler and only gets it if it wakes while the lock is free.
+        the lock stays free at least as long as it was held (and ``_MIN_GAP_S``), because a
+        writer waiting for it sleeps in SQLite's busy handler and only gets it if it wakes while
+        the lock is free. A chunk that took longer than ``_TARGET_HOLD_S`` (a busy CPU, a slow
+        disk) halves the next one; a quick one doubles it again, up to the most.
         """
         total = 0
-        rows = max(1, int(CHUNK_ROWS * share))
+        most = max(1, int(CHUNK_ROWS * share))
+        rows = most
         while True:
             started = time.monotonic()
             with self.transaction(conn):
                 deleted = conn.execute(statement, (*params, rows)).rowcount
+            held = time.monotonic() - started
             total += deleted
             if deleted < rows:
                 break
-            time.sleep(max(time.monotonic() - started, _MIN_GAP_S))
+            rows = _next_size(rows, held, most)
+            time.sleep(max(held, _MIN_GAP_S))
         if total:
             self.reclaim(conn)
         return total
@@ -528,22 +533,35 @@ class _Database:
         steps (an incremental file only), then checkpoint so that the WAL can start over."""
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL:
             (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+            pages = VACUUM_STEP_PAGES
             while free > 0:
                 started = time.monotonic()
                 with self.transaction(conn):
                     # Python's sqlite3 steps the pragma once, which gives back one page whatever
                     # its argument: one call per page (about 25 us each), a bounded number.
-                    for _ in range(min(free, VACUUM_STEP_PAGES)):
+                    for _ in range(min(free, pages)):
                         conn.execute("PRAGMA incremental_vacuum(1)")
                     (left,) = conn.execute("PRAGMA freelist_count").fetchone()
                 if left >= free:  # nothing moved: never loop on it
                     break
                 free = left
-                time.sleep(max(time.monotonic() - started, _MIN_GAP_S))
+                held = time.monotonic() - started
+                pages = _next_size(pages, held, VACUUM_STEP_PAGES)
+                time.sleep(max(held, _MIN_GAP_S))
         # PASSIVE: copies what it can without waiting for anyone, and never blocks writers (a
         # TRUNCATE or RESTART checkpoint would). The file shrinks once the truncated pages are
         # checkpointed; the WAL is cut back to journal_size_limit when a writer next resets it.
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _next_size(size: int, held: float, most: int) -> int:
+    """The rows or pages of the next chunk: half after one that held the lock too long, twice
+    after a quick one, between 1 and ``most``."""
+    if held > _TARGET_HOLD_S:
+        return max(1, size // 2)
+    if held < _TARGET_HOLD_S / 2:
+        return min(most, size * 2)
+    return size
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -582,6 +600,12 @@ VACUUM_STEP_PAGES = 128
 # waiter sleep through gap after gap (appends waited 400-800 ms during a purge on a loaded
 # machine, with no chunk holding the lock 130 ms).
 _MIN_GAP_S = 0.03
+# How long one chunk or vacuum step should hold the write lock at most. Its CPU cost is steady
+# (5000 events: about 10 ms), but a busy machine stretches it in wall time: chunks shrink then,
+# so that a waiting writer still waits at most about this plus one busy-handler sleep. (The time
+# measured includes the checkpoint SQLite may run inside COMMIT after the lock is released, which
+# errs on the side of smaller chunks.)
+_TARGET_HOLD_S = 0.025
 # The WAL file is cut back to this size when it is reset after a checkpoint.
 JOURNAL_SIZE_LIMIT_BYTES = 16 * 2**20
 _INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
