@@ -9,7 +9,7 @@ STORE ?= sqlite:///.data/onlearn.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-active bench-drift bench-trim bench-stall bench-models soak install clean
+.PHONY: run test lint bench bench-active bench-drift bench-trim bench-purge bench-storage bench-stall bench-models soak install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ bench-drift: $(STAMP)
 # SQLite trim of 900k label events against the old single DELETE (about a minute).
 bench-trim: $(STAMP)
 	$(BIN)/python -m benchmarks.trim --write
+
+# SQLite purges of 500k expired prediction records and 200k finished queue items (about a minute).
+bench-purge: $(STAMP)
+	$(BIN)/python -m benchmarks.purge --write
+
+# Bytes per label event and prediction record (SQLite, Redis) and encoding cost, before and
+# after the compact encoding (about a minute).
+bench-storage: $(STAMP)
+	$(BIN)/python -m benchmarks.storage --write
 
 # Predict latency while the same model learns batches: hand-off lock, plain Lock, quiet (~1 min);
 # then over HTTP, another model's predict and feedback while a forest learns (~1.5 min).

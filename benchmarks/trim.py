@@ -3,8 +3,8 @@ against the old single DELETE, in one run.
 
     .venv/bin/python -m benchmarks.trim [--events 900000] [--write]
 
-A log of ``--events`` label events (the shape of the example model's, about 430 B each in the
-file) is trimmed down to its last 1000 events while another thread appends one event at a time
+A log of ``--events`` label events (the shape of the example model's: a payload of 114 B in the
+compact encoding, 460 B of JSON before it) is trimmed down to its last 1000 events while another thread appends one event at a time
 on its own connections (as the group commit of feedback would): the longest of those appends is
 the longest time the trim kept a writer out. Three runs on copies of one seeded file:
 
@@ -21,6 +21,7 @@ The WAL is sampled every 2 ms. "file after" is the database file once the trim r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -89,6 +90,31 @@ def _old_trim(path: str, upto: int) -> int:
         conn.close()
 
 
+@contextlib.contextmanager
+def _timed_transactions(holds: list[tuple[float, float]]):
+    """Record the wall and CPU time of each write transaction the calling thread runs through
+    onlearn's store (BEGIN IMMEDIATE to the end of COMMIT: an upper bound of the lock's hold)."""
+    me = threading.current_thread()
+    original = connection._Database.transaction
+
+    @contextlib.contextmanager
+    def timed(db, conn):
+        if threading.current_thread() is not me:
+            with original(db, conn) as c:
+                yield c
+            return
+        wall, cpu = time.perf_counter(), time.thread_time()
+        with original(db, conn) as c:
+            yield c
+        holds.append((time.perf_counter() - wall, time.thread_time() - cpu))
+
+    connection._Database.transaction = timed
+    try:
+        yield
+    finally:
+        connection._Database.transaction = original
+
+
 def _measure(url: str, path: str, trim) -> dict:
     stop = threading.Event()
     waits: list[float] = []
@@ -118,7 +144,9 @@ def _measure(url: str, path: str, trim) -> dict:
     quiet = sorted(waits)
     started = time.perf_counter()
     during_from = len(waits)
-    trimmed = trim()
+    holds: list[tuple[float, float]] = []
+    with _timed_transactions(holds):
+        trimmed = trim()
     elapsed = time.perf_counter() - started
     during = sorted(waits[during_from:]) or [0.0]
     stop.set()
@@ -128,6 +156,10 @@ def _measure(url: str, path: str, trim) -> dict:
         "trimmed": trimmed,
         "seconds": elapsed,
         "max_wait_ms": max(waits[during_from:] or [0.0]) * 1000,
+        # None for a trim that runs outside onlearn's store (the one DELETE of before).
+        "max_hold_ms": max(h[0] for h in holds) * 1000 if holds else None,
+        "max_hold_cpu_ms": max(h[1] for h in holds) * 1000 if holds else None,
+        "transactions": len(holds),
         "p99_wait_ms": during[int(len(during) * 0.99)] * 1000,
         "appends": len(during),
         "quiet_p50_ms": quiet[len(quiet) // 2] * 1000,
@@ -173,6 +205,12 @@ def run(events: int) -> list[tuple[str, dict]]:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _hold(r: dict) -> str:
+    if r["max_hold_ms"] is None:
+        return "-"
+    return f"{r['max_hold_ms']:.1f} ({r['max_hold_cpu_ms']:.1f})"
+
+
 def render(events: int, results: list[tuple[str, dict]], command: str) -> str:
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     lines = [
@@ -182,22 +220,27 @@ def render(events: int, results: list[tuple[str, dict]], command: str) -> str:
         f"Command: `{command}` (benchmarks/trim.py; its docstring says what each run does).",
         f"A log of {events:,} label events (about the example model's) is trimmed to its last "
         f"{KEEP:,} while another thread appends one event at a time (sleeping 1 ms between); "
-        "the longest append is the longest the trim kept a writer out. Goal (issue 12): no "
-        "write-lock hold above 100 ms. Chunks: "
-        f"{connection.CHUNK_ROWS:,} rows per write transaction; incremental vacuum steps of "
+        "the longest append is the longest the trim kept a writer out. BEGIN..COMMIT is the "
+        "trim's longest transaction in wall time and in CPU time of its thread; it includes the "
+        "automatic checkpoint SQLite runs inside COMMIT once the lock is released (with "
+        "wal_autocheckpoint off, transactions stayed under 15 ms). "
+        "Goal (issue 12): no write-lock hold above 100 ms. Chunks: "
+        f"{connection.CHUNK_ROWS:,} rows per write transaction, the lock left free at least 30 ms "
+        "after each; incremental vacuum steps of "
         f"{connection.VACUUM_STEP_PAGES:,} pages; journal_size_limit "
         f"{connection.JOURNAL_SIZE_LIMIT_BYTES // 2**20} MiB.",
         "",
         f"### Run of {when} ({platform.machine()}, {os.cpu_count()} CPUs, SQLite "
-        f"{sqlite3.sqlite_version})",
+        f"{sqlite3.sqlite_version}, load average {os.getloadavg()[0]:.1f} at the end)",
         "",
-        "| trim | time s | longest append ms | p99 append ms | appends | WAL peak MiB "
-        "| file before MiB | file after MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| trim | time s | longest append ms | longest BEGIN..COMMIT ms (its CPU) | p99 append ms "
+        "| appends | WAL peak MiB | file before MiB | file after MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in results:
         lines.append(
-            f"| {name} | {r['seconds']:.2f} | {r['max_wait_ms']:.1f} | {r['p99_wait_ms']:.1f} "
+            f"| {name} | {r['seconds']:.2f} | {r['max_wait_ms']:.1f} | {_hold(r)} "
+            f"| {r['p99_wait_ms']:.1f} "
             f"| {r['appends']:,} | {r['wal_peak_mb']:.1f} | {r['file_before_mb']:.1f} "
             f"| {r['file_after_mb']:.1f} |"
         )

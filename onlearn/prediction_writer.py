@@ -52,6 +52,13 @@ class PredictionWriter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="onlearn-predictions", daemon=True)
         self._thread.start()
+        # Purges run in a thread of their own: a purge paces itself (it leaves the store's write
+        # lock free between chunks), which takes seconds for a big one, and flushes must go on
+        # meanwhile (a record not written yet is invisible to other processes).
+        self._purger = threading.Thread(
+            target=self._purge, name="onlearn-prediction-purge", daemon=True
+        )
+        self._purger.start()
 
     def put(self, record: PredictionRecord) -> None:
         with self._lock:
@@ -135,15 +142,16 @@ class PredictionWriter:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+        self._purger.join()
         self.flush()
 
     def _run(self) -> None:
-        next_purge = self.clock() + self.purge_interval_s
         while not self._stop.wait(self.flush_interval_s):
             self.flush()
-            if self.clock() >= next_purge:
-                next_purge = self.clock() + self.purge_interval_s
-                try:
-                    self.store.purge_expired(self.clock())
-                except Exception:
-                    log.warning("could not purge expired prediction records; will retry")
+
+    def _purge(self) -> None:
+        while not self._stop.wait(self.purge_interval_s):
+            try:
+                self.store.purge_expired(self.clock())
+            except Exception:
+                log.warning("could not purge expired prediction records; will retry")

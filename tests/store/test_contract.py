@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -14,6 +17,8 @@ from onlearn.store.base import EventLog, PredictionStore, Registry, Store
 from onlearn.store.checks.stores import (
     all_store_checks,
     check_log_is_ordered_and_gapless,
+    check_log_round_trips_hostile_values,
+    check_predictions_round_trip_hostile_values,
     check_predictions_scan_follows_a_record_put_again,
     check_predictions_scan_limit_defaults_to_1000,
     check_predictions_scan_pages_in_id_order_per_model,
@@ -79,6 +84,69 @@ def test_a_broken_backend_fails_the_checks() -> None:
     store.log = _LossyLog()
     with pytest.raises(AssertionError):
         check_log_is_ordered_and_gapless(store)
+
+
+def _through(value: object, change: Callable[[object], object]) -> object:
+    """``value`` with ``change`` applied to every leaf, dicts and lists rebuilt."""
+    if isinstance(value, dict):
+        return {k: _through(v, change) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_through(v, change) for v in value]
+    return change(value)
+
+
+class _SortingLog(MemoryEventLog):
+    """Reads payloads back with their keys sorted (JSON with sort_keys): the order is lost."""
+
+    def read(self, model: str, after: int, limit: int = 1000) -> list[Event]:
+        return [
+            dataclasses.replace(e, payload=json.loads(json.dumps(e.payload, sort_keys=True)))
+            for e in super().read(model, after, limit)
+        ]
+
+
+class _FloatingLog(MemoryEventLog):
+    """Reads ints beyond 53 bits back as floats (as a JSON parser of doubles would)."""
+
+    def read(self, model: str, after: int, limit: int = 1000) -> list[Event]:
+        def change(v: object) -> object:
+            return float(v) if type(v) is int and abs(v) > 2**53 else v
+
+        return [
+            dataclasses.replace(e, payload=_through(e.payload, change))
+            for e in super().read(model, after, limit)
+        ]
+
+
+class _NarrowingPredictions(MemoryPredictionStore):
+    """Keeps floats in 32 bits."""
+
+    def put_many(self, records: Sequence[PredictionRecord]) -> None:
+        def change(v: object) -> object:
+            return (
+                struct.unpack("f", struct.pack("f", v))[0]
+                if type(v) is float and math.isfinite(v) and abs(v) < 3e38
+                else v
+            )
+
+        super().put_many(
+            [dataclasses.replace(r, features=_through(r.features, change)) for r in records]
+        )
+
+
+@pytest.mark.parametrize("broken", [_SortingLog, _FloatingLog])
+def test_a_log_that_changes_values_fails_the_checks(broken: type[MemoryEventLog]) -> None:
+    store = open_store("memory://")
+    store.log = broken()
+    with pytest.raises(AssertionError):
+        check_log_round_trips_hostile_values(store)
+
+
+def test_a_prediction_store_that_narrows_floats_fails_the_checks() -> None:
+    store = open_store("memory://")
+    store.predictions = _NarrowingPredictions()
+    with pytest.raises(AssertionError):
+        check_predictions_round_trip_hostile_values(store)
 
 
 class _TwoStepRegistry(MemoryRegistry):

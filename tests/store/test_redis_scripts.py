@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import redis
 
-from onlearn.store.redis import jobs, label_queue, log, predictions, registry, scripts
+from onlearn.store.redis import jobs, label_queue, log, predictions, registry, scripts, shapes
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "onlearn" / "store" / "redis"
@@ -27,6 +27,7 @@ PORTS: dict[ModuleType, Callable[[Any], object]] = {
     registry: registry.RedisRegistry,
     label_queue: label_queue.RedisLabelQueue,
     jobs: jobs.RedisJobQueue,
+    shapes: shapes.RedisShapes,  # not a port of base.py: the compact encoding's, shared by ports
 }
 
 

@@ -166,6 +166,109 @@ def check_log_round_trips_events(store: Store) -> None:
         assert type(proba_label) is bool, "labels inside lists keep their type"
 
 
+def _same(a: Any, b: Any, where: str = "value") -> None:
+    """``a`` and ``b`` are the same JSON-safe value: equal, of the same types all the way down
+    (``True``, ``1`` and ``1.0`` differ), NaN where NaN was, the sign of a zero kept, dict keys in
+    the same order. A tuple and a list compare alike (JSON has one kind of array)."""
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a):
+            assert math.isnan(b), f"{where}: {b!r} came back for NaN"
+        else:
+            assert a == b and math.copysign(1.0, a) == math.copysign(1.0, b), (
+                f"{where}: {b!r} came back for {a!r}"
+            )
+        return
+    if isinstance(a, list | tuple):
+        assert isinstance(b, list | tuple) and len(a) == len(b), f"{where}: {b!r} for {a!r}"
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same(x, y, f"{where}[{i}]")
+        return
+    assert type(a) is type(b), f"{where}: {b!r} ({type(b).__name__}) came back for {a!r}"
+    if isinstance(a, dict):
+        assert list(a) == list(b), f"{where}: keys {list(b)!r} came back for {list(a)!r}"
+        for k in a:
+            _same(a[k], b[k], f"{where}[{k!r}]")
+        return
+    assert a == b, f"{where}: {b!r} came back for {a!r}"
+
+
+_PID = "01a2508963002ed204eb0300a897eebb"
+
+# Values a backend must store and read back exactly, wherever a JSON-safe value goes.
+_HOSTILE_VALUES: dict[str, Any] = {
+    "名前": "Zürich ✓ — 🎉 e\u0301",  # a name and a value in several scripts, a combining accent
+    "": "",
+    "none": None,
+    "big": 2**64,  # beyond 64 bits, and around their edges
+    "bigger": -(2**200),
+    "u64": 2**64 - 1,
+    "i64": -(2**63),
+    "below": -(2**63) - 1,
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "-inf": float("-inf"),
+    "-0": -0.0,
+    "half": 0.5,
+    "tenth": 0.1,
+    "tiny": 5e-324,
+    "huge": 1.7976931348623157e308,
+    "f32max": 3.4028234663852886e38,
+    "past_f32": 3.4028235677973366e38,
+    "nested": [[1, [2.5, None, [True, [[]]]]], [], [{"k": [False, "x"]}, {}]],
+    "hex": _PID,
+    "HEX": _PID.upper(),
+    "odd_hex": _PID[:-1],
+    "short_hex": "00ff",
+    "empty": {},
+    "deep": {"a": {"b": {"c": {"d": [1.5, {"e": None}]}}}},
+}
+
+
+@_check
+def check_log_round_trips_hostile_values(store: Store) -> None:
+    label = {
+        "label": True,
+        "source": "app",
+        "labeller": None,
+        "prediction_id": _PID,
+        "features": {"x": 0.5, "y": 1, "z": "a"},
+        "predicted_at": 1_700_000_000.123456,
+        "outputs": {"v1": {"label": True, "proba": [[True, 0.75], [False, 0.25]]}},
+        "answered_by": "v1",
+        "sampled": None,
+    }
+    payloads: list[dict[str, Any]] = [
+        label,
+        {**label, "features": dict(_HOSTILE_VALUES)},
+        {**label, "features": {"y": 1, "x": 0.5, "z": "a"}},  # the same names in another order
+        {k: v for k, v in label.items() if k != "features"},  # a field missing
+        {**label, "corrects": 7, "sample_p": 0.25, "extra": _HOSTILE_VALUES},  # fields added
+        {**label, "prediction_id": _PID.upper()},  # not the key's id
+        {**label, "answered_by": _PID},  # the key's id twice
+        dict(_HOSTILE_VALUES),
+        {},
+        {"label": 2**70, "features": {"x": float("nan")}},
+    ]
+    keys = [f"prediction:{_PID}", f"prediction:{_PID.upper()}", "prediction:", "é:" + _PID]
+    events = [
+        Event(
+            EventKind.LABEL, p, at=1_700_000_000.0 + i / 3, key=None if i >= len(keys) else keys[i]
+        )
+        for i, p in enumerate(payloads)
+    ]
+    events.append(Event(EventKind.PROMOTE, {"changes": {"champion": "v2"}}, at=5e-324, key=_PID))
+    for pair in ([events[0], events[1]], events[2:]):  # a batch, and alone
+        store.log.append("m", pair)
+    read = store.log.read("m", after=0)
+    assert [e.seq for e in read] == list(range(1, len(events) + 1))
+    for event, back in zip(events, read, strict=True):
+        assert (back.kind, back.key) == (event.kind, event.key)
+        _same(event.at, back.at, f"event {back.seq}: at")
+        _same(dict(event.payload), dict(back.payload), f"event {back.seq}: payload")
+    again = store.log.append("m", [dataclasses.replace(events[0], payload={})])
+    assert again == [1] and again.new == [False], "a key read back still dedupes"
+
+
 @_check
 def check_log_trim(store: Store) -> None:
     log = store.log
@@ -332,6 +435,42 @@ def check_predictions_round_trip(store: Store) -> None:
     replaced = _record("p-1", later, version="v3")
     store.predictions.put_many([replaced])
     assert store.predictions.get("p-1") == replaced, "putting an id again replaces its record"
+
+
+@_check
+def check_predictions_round_trip_hostile_values(store: Store) -> None:
+    later = time.time() + 3600
+    records = [
+        _record(_PID, later, features=dict(_HOSTILE_VALUES)),
+        _record("p-ünï", later, features={"y": 1, "x": None}, reason="random"),
+        _record("p-order", later, features={"x": None, "y": 1}, uncertainty=float("nan")),
+        _record("p-missing", later, features={}, outputs={}, version="", uncertainty=0.0),
+        _record(
+            "p-labels",
+            later,
+            outputs={
+                _PID: {"label": 2**70, "proba": [[2**70, 0.5], [-0.0, float("nan")]]},
+                "v名": {"label": None, "proba": []},
+                "v3": {"label": "cat", "proba": [["cat", 1.0]], "extra": {"k": [1, "x"]}},
+            },
+        ),
+    ]
+    store.predictions.put_many(records)
+    for record in records:
+        back = store.predictions.get(record.id)
+        assert back is not None, f"record {record.id!r} is gone"
+        for name in ("id", "model", "version", "queued", "reason"):
+            _same(getattr(record, name), getattr(back, name), f"{record.id}: {name}")
+        for name in ("at", "expires_at", "uncertainty"):
+            a, b = getattr(record, name), getattr(back, name)
+            if a is None:
+                assert b is None, f"{record.id}: {name} {b!r} came back for None"
+            else:
+                _same(float(a), b, f"{record.id}: {name}")
+        _same(dict(record.features), dict(back.features), f"{record.id}: features")
+        _same(dict(record.outputs), dict(back.outputs), f"{record.id}: outputs")
+    scanned = store.predictions.scan("m", None)
+    assert sorted(r.id for r in scanned) == sorted(r.id for r in records)
 
 
 @_check

@@ -48,7 +48,8 @@ close that gap at the cost of a round trip to the replicas; this backend does no
 
 Layout: one module per port (``log``, ``predictions``, ``registry``, ``label_queue``, ``jobs``),
 each registering its own Lua scripts, which are package data in ``lua/`` (:mod:`.scripts`);
-``connection`` holds the URL, the client, the timeouts and the error handling they share.
+``connection`` holds the URL, the client, the timeouts and the error handling they share;
+``shapes`` the compact encoding's shapes, which the log, the registry and the predictions share.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from onlearn.store.redis.label_queue import RedisLabelQueue
 from onlearn.store.redis.log import RedisEventLog
 from onlearn.store.redis.predictions import RedisPredictionStore
 from onlearn.store.redis.registry import RedisRegistry
+from onlearn.store.redis.shapes import RedisShapes
 
 __all__ = [
     "RedisEventLog",
@@ -81,11 +83,12 @@ def open_redis_store(url: str) -> Store:
     """
     conn = connect(url)
     try:  # the ports read their scripts from package data: a broken install fails here
+        shapes = RedisShapes(conn)  # the compact encoding's, one cache for the store
         return Store(
             url=url,
-            log=RedisEventLog(conn),
-            predictions=RedisPredictionStore(conn),
-            registry=RedisRegistry(conn),
+            log=RedisEventLog(conn, shapes),
+            predictions=RedisPredictionStore(conn, shapes),
+            registry=RedisRegistry(conn, shapes),
             queue=RedisLabelQueue(conn),
             jobs=RedisJobQueue(conn),
             closers=[conn.close],

@@ -16,9 +16,14 @@ Per model ``m`` (``P`` is the prefix):
 key                                       type    holds
 ========================================  ======  ==============================================
 ``P:model:{m}:log``                       stream  the log; entry id ``0-<seq>``, fields ``e``
-                                                  (event JSON) and ``k`` (idempotency key)
+                                                  (the event in the compact encoding, or its
+                                                  JSON if an earlier onlearn wrote it) and ``k``
+                                                  (idempotency key)
 ``P:model:{m}:log:head``                  string  highest seq ever given (survives a full trim)
 ``P:model:{m}:log:keys``                  hash    idempotency key -> seq, for untrimmed events
+``P:model:{m}:shapes``                    hash    the compact encoding's shapes: ``<id>`` ->
+                                                  keys (a JSON array), the keys -> ``<id>``, and
+                                                  ``#``: the highest id given
 ``P:model:{m}:versions``                  hash    version number -> JSON (created_at, spec, meta,
                                                   spec_signature: absent if an earlier onlearn
                                                   wrote it)
@@ -48,7 +53,9 @@ key                                       type    holds
 Shared by all models (the job keys carry the hash tag ``{jobs}``: one slot for the job scripts):
 
 =============================  ======  ========================================================
-``P:prediction:<id>``          string  the prediction record (JSON), expiring at expires_at
+``P:prediction:<id>``          string  the prediction record (its model, then the record in the
+                                       compact encoding; JSON if an earlier onlearn wrote it),
+                                       expiring at expires_at
 ``P:predictions:expiry``       zset    prediction id -> expires_at, what purge_expired walks
 ``P:predictions:models``       hash    prediction id -> model, for the ids in a model's index:
                                        how purge_expired finds the index of an id whose record
@@ -124,6 +131,7 @@ class RedisKeys:
             rf"{model}:log",
             rf"{model}:log:head",
             rf"{model}:log:keys",
+            rf"{model}:shapes",
             rf"{model}:versions",
             rf"{model}:versions:last",
             rf"{model}:versions:keys",
@@ -164,6 +172,9 @@ class RedisKeys:
 
     def log_keys(self, model: str) -> str:
         return f"{self._model(model)}:log:keys"
+
+    def shapes(self, model: str) -> str:
+        return f"{self._model(model)}:shapes"
 
     # --- registry ---
 

@@ -1,6 +1,11 @@
 """The EventLog on Redis: a stream per model whose entry ids are the seqs (``0-<seq>``), a head
 counter beside it, and a hash of idempotency keys; appends and trims are Lua scripts
-(``lua/log_*.lua``, with ``lua/lib/append_events.lua``)."""
+(``lua/log_*.lua``, with ``lua/lib/append_events.lua``).
+
+An entry's field ``e`` is the event but its seq and key in the compact encoding
+(:func:`onlearn.store.compact.pack_event`), or its JSON in entries of an earlier onlearn;
+:func:`_encode_entry` and :func:`_event_from_entry` are the two directions, both forms read.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ from collections.abc import Mapping, Sequence
 
 from onlearn.records import Event
 from onlearn.store.base import AppendResult
-from onlearn.store.codec import dumps, event_from_dict, event_to_dict, loads
+from onlearn.store.compact import Shapes, pack_event, unpack_event
 from onlearn.store.redis.connection import Connection, guarded
 from onlearn.store.redis.scripts import register
+from onlearn.store.redis.shapes import SharesShapes
 
 __all__ = ["RedisEventLog"]
 
@@ -26,9 +32,26 @@ _MAX_BLOCK_S = 1.0
 _MAX_SEQ = 2**63 - 1
 
 
-class RedisEventLog:
-    def __init__(self, conn: Connection):
+def _encode_entry(shapes: Shapes, model: str, event: Event) -> tuple[str, str, bytes]:
+    """The three values of an event for ``append_events``: "1" and its key, or "0" and "", then
+    the field ``e``."""
+    key = event.key
+    data = pack_event(shapes, model, event)
+    return ("0", "", data) if key is None else ("1", key, data)
+
+
+def _event_from_entry(shapes: Shapes, model: str, entry_id: bytes, fields: dict) -> Event:
+    """An event from a stream entry (its id ``0-<seq>`` and fields), in either format."""
+    key = fields.get(b"k")
+    return unpack_event(
+        shapes, model, fields[b"e"], int(entry_id[2:]), None if key is None else key.decode()
+    )
+
+
+class RedisEventLog(SharesShapes):
+    def __init__(self, conn: Connection, shapes: Shapes | None = None):
         self._conn = conn
+        self._given_shapes = shapes
         self._append_script = register(conn.client, "log_append", "append_events")
         self._trim_script = register(conn.client, "log_trim")
 
@@ -39,15 +62,12 @@ class RedisEventLog:
         k = self._conn.keys
         keys = [k.log_head(model), k.log(model), k.log_keys(model)]
         seqs = AppendResult()
+        shapes = self._shapes
         for start in range(0, len(events), _APPEND_CHUNK):
-            args: list[str] = []
+            args: list[str | bytes] = []
             for event in events[start : start + _APPEND_CHUNK]:
-                data = event_to_dict(event)
-                key = data.pop("key")  # kept in its own field, which the trim script reads
-                if key is None:
-                    args += ("0", "", dumps(data))
-                else:
-                    args += ("1", key, dumps(data))
+                # The key in its own field, which the trim script reads.
+                args += _encode_entry(shapes, model, event)
             for seq in self._append_script(keys=keys, args=args):
                 seqs.append(abs(seq))
                 seqs.new.append(seq > 0)
@@ -59,7 +79,8 @@ class RedisEventLog:
             return []
         start = "-" if after < 0 else f"0-{after + 1}"
         entries = self._conn.client.xrange(self._conn.keys.log(model), start, "+", count=limit)
-        return [_decode(entry_id, fields) for entry_id, fields in entries]
+        shapes = self._shapes
+        return [_event_from_entry(shapes, model, entry_id, fields) for entry_id, fields in entries]
 
     @guarded("head", idempotent=True)
     def head(self, model: str) -> int:
@@ -98,8 +119,12 @@ class RedisEventLog:
         # well under the socket timeout, which would otherwise count as Redis not answering.
         block = int(min(block_s, _MAX_BLOCK_S) * 1000) or None
         replies = self._conn.client.xread(streams, count=limit, block=block) or []
+        shapes = self._shapes
         return {
-            models[key]: [_decode(entry_id, fields) for entry_id, fields in entries]
+            models[key]: [
+                _event_from_entry(shapes, models[key], entry_id, fields)
+                for entry_id, fields in entries
+            ]
             for key, entries in replies
             if entries
         }
@@ -116,10 +141,3 @@ class RedisEventLog:
             total += removed
             if removed < _TRIM_CHUNK:
                 return total
-
-
-def _decode(entry_id: bytes, fields: dict) -> Event:
-    data = loads(fields[b"e"])
-    key = fields.get(b"k")
-    data["key"] = None if key is None else key.decode("utf-8")
-    return event_from_dict(data, seq=int(entry_id[2:]))

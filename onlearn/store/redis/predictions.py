@@ -1,6 +1,10 @@
 """The PredictionStore on Redis: one string key per record with an expiry, an expiry index, and
 an index of ids per model for ``scan`` (the class docstring says why by id); the purge and the
-clean-up of ``scan`` are Lua scripts (``lua/predictions_*.lua``)."""
+clean-up of ``scan`` are Lua scripts (``lua/predictions_*.lua``).
+
+A record's value is its model (a msgpack string), then the record in the compact encoding
+(:func:`onlearn.store.compact.pack_record`); a record of an earlier onlearn is JSON. Both are
+read."""
 
 from __future__ import annotations
 
@@ -9,10 +13,11 @@ import time
 from collections.abc import Mapping, Sequence
 
 from onlearn.records import PredictionRecord
-from onlearn.store.codec import decode_prediction, encode_prediction
+from onlearn.store.compact import Shapes, pack_record, record_model, unpack_record
 from onlearn.store.redis.connection import Connection, guarded
 from onlearn.store.redis.fields import decode
 from onlearn.store.redis.scripts import register
+from onlearn.store.redis.shapes import SharesShapes
 
 __all__ = ["RedisPredictionStore"]
 
@@ -25,7 +30,7 @@ _SCAN_CHUNK = 1000
 _SCAN_MIN_STEP = 100
 
 
-class RedisPredictionStore:
+class RedisPredictionStore(SharesShapes):
     """One string key per record, expiring at its ``expires_at`` (Redis deletes it by itself),
     and one sorted set of ids by ``expires_at`` so that ``purge_expired`` can count and delete
     what expired; the writer's periodic purge keeps that index small.
@@ -40,8 +45,9 @@ class RedisPredictionStore:
     gone), and ``scan`` skips the ids whose record has gone and removes them as it passes.
     """
 
-    def __init__(self, conn: Connection):
+    def __init__(self, conn: Connection, shapes: Shapes | None = None):
         self._conn = conn
+        self._given_shapes = shapes
         self._purge_script = register(conn.client, "predictions_purge")
         self._scan_forget_script = register(conn.client, "predictions_scan_forget")
 
@@ -50,6 +56,7 @@ class RedisPredictionStore:
         if not records:
             return
         k = self._conn.keys
+        shapes = self._shapes
         now = time.time()
         expiry: dict[str, float] = {}
         models: dict[str, str] = {}
@@ -65,11 +72,12 @@ class RedisPredictionStore:
                 pipe.delete(key)
                 expires_at = expires_at if expires_at == expires_at else 0.0
             else:
+                value = pack_record(shapes, record, columns=False)
                 if math.isinf(expires_at):
-                    pipe.set(key, encode_prediction(record))
+                    pipe.set(key, value)
                 else:
                     # Rounded up to the millisecond: never deleted before its expires_at.
-                    pipe.set(key, encode_prediction(record), pxat=math.ceil(expires_at * 1000))
+                    pipe.set(key, value, pxat=math.ceil(expires_at * 1000))
                 models[record.id] = record.model
                 ids = by_model.get(record.model)
                 if ids is None:
@@ -88,7 +96,7 @@ class RedisPredictionStore:
         text = self._conn.client.get(self._conn.keys.prediction(prediction_id))
         if text is None:
             return None
-        record = decode_prediction(text)
+        record = unpack_record(self._shapes, text, id=prediction_id)
         # Redis expires by its own clock; this process's clock decides too, as in other backends.
         return record if record.expires_at > time.time() else None
 
@@ -148,14 +156,16 @@ class RedisPredictionStore:
             texts = pipe.execute()
             now = time.time()
             gone = []
+            shapes = self._shapes
             for rid, text in zip(ids, texts, strict=True):
                 if text is None:  # expired by Redis, or deleted by a put of an expired record
                     gone.append(rid)
                     continue
-                record = decode_prediction(text)
-                if record.model != model:  # put again under another model
+                if record_model(text) != model:  # put again under another model
                     gone.append(rid)
-                elif record.expires_at > now:  # else expired by this clock, not yet by Redis's
+                    continue
+                record = unpack_record(shapes, text, id=decode(rid))
+                if record.expires_at > now:  # else expired by this clock, not yet by Redis's
                     found.append(record)
                     if len(found) == limit:
                         break

@@ -13,11 +13,14 @@ from redis import exceptions as rx
 
 from onlearn.records import Event, Snapshot, VersionInfo
 from onlearn.store.base import RolesState
-from onlearn.store.codec import decode_document, dumps, encode_document, event_to_dict, loads
+from onlearn.store.codec import decode_document, dumps, encode_document, loads
+from onlearn.store.compact import Shapes
 from onlearn.store.leases import check_canary_share
 from onlearn.store.redis.connection import Connection, guarded
 from onlearn.store.redis.fields import decode
+from onlearn.store.redis.log import _encode_entry
 from onlearn.store.redis.scripts import register
+from onlearn.store.redis.shapes import SharesShapes
 
 __all__ = ["RedisRegistry"]
 
@@ -29,9 +32,10 @@ _HISTORY_FIELDS = ("role", "version", "previous", "actor", "reason", "at")  # an
 _PART_BYTES = 1 << 20
 
 
-class RedisRegistry:
-    def __init__(self, conn: Connection):
+class RedisRegistry(SharesShapes):
+    def __init__(self, conn: Connection, shapes: Shapes | None = None):
         self._conn = conn
+        self._given_shapes = shapes
         self._create_version_script = register(conn.client, "registry_create_version")
         self._set_role_script = register(conn.client, "registry_set_role")
         self._change_roles_script = register(conn.client, "registry_change_roles", "append_events")
@@ -186,9 +190,7 @@ class RedisRegistry:
     ) -> int:
         check_canary_share(canary_share)
         changes = dict(changes)
-        data = event_to_dict(event)
-        key = data.pop("key")  # in its own stream field, as append stores it
-        args: list[Any] = ["0" if key is None else "1", key or "", dumps(data)]
+        args: list[Any] = list(_encode_entry(self._shapes, model, event))  # as append stores it
         args += ["0", ""] if canary_share is None else ["1", repr(float(canary_share))]
         args.append(len(changes))
         for role, version in changes.items():

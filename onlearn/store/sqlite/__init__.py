@@ -89,7 +89,9 @@ def open_sqlite_store(url: str) -> Store:
 
 def migrate_sqlite_store(url: str, say: Callable[[str], None] = print) -> None:
     """Bring the file at ``url`` to this onlearn's schema, including what opening it does not do
-    by itself for a big file: the VACUUM that turns on incremental vacuum (schema version 5).
+    by itself: rewriting the rows of an earlier onlearn in the compact encoding (schema version
+    6; until then they are read as they are), then for a big file the VACUUM that turns on
+    incremental vacuum (a small one is switched when opened).
 
     Holds the serve lock (refused with ``StoreInUse`` while ``onlearn serve`` runs on the file);
     ``say`` gets a line before each long step and after it.
@@ -103,12 +105,22 @@ def migrate_sqlite_store(url: str, say: Callable[[str], None] = print) -> None:
         db = _Database(path, options["busy_timeout_ms"])
         try:
             db.create_schema(vacuum_small=False)
+            if not db.legacy_rows and db.incremental():
+                say(
+                    f"{path}: schema version {SCHEMA_VERSION}, compact rows, incremental vacuum: "
+                    "nothing to do"
+                )
+                return
+            if db.legacy_rows:
+                from onlearn.store.sqlite.migrate import migrate_rows
+
+                say(f"{path}: rewriting the rows of an earlier onlearn in the compact encoding...")
+                migrate_rows(db, say)
             if db.incremental():
-                say(f"{path}: schema version {SCHEMA_VERSION}, incremental vacuum: nothing to do")
                 return
             before = os.path.getsize(path)
             say(
-                f"{path}: switching to incremental vacuum (schema version {SCHEMA_VERSION}): one "
+                f"{path}: switching to incremental vacuum: one "
                 f"VACUUM rewrites the file ({before / 2**20:.1f} MiB, about a second per 50 MiB; "
                 "other writers on it wait meanwhile)..."
             )

@@ -30,13 +30,16 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 # jobs.committed (job cancellation; a job may also be 'cancelled', a state an earlier onlearn
 # cannot read, which is why it must refuse the file) and versions.spec_signature (signed
 # specs). An older file is upgraded in place when opened. 5: auto_vacuum = INCREMENTAL, so
-# that the file gives back the pages that trims and purges free. Tables are as in 4; a file made
-# earlier (auto_vacuum NONE) needs one VACUUM to switch, which rewrites the whole file under the
-# write lock: done when the file is opened if it is small (VACUUM_AT_OPEN_MAX_BYTES), else by
-# `onlearn store migrate` (migrate_to_incremental), and until then the file stays at version 4.
-SCHEMA_VERSION = 5
-# The last version an open reaches without a VACUUM (adding columns and indexes is quick).
-_QUICK_SCHEMA_VERSION = 4
+# that the file gives back the pages that trims and purges free; a file made earlier (auto_vacuum
+# NONE) needs one VACUUM to switch, which rewrites the whole file under the write lock: done when
+# the file is opened if it is small (VACUUM_AT_OPEN_MAX_BYTES), else by `onlearn store migrate`
+# (migrate_to_incremental). 6: the compact encoding (onlearn/store/compact.py): the shapes
+# table; events.payload and predictions.body hold msgpack BLOBs (JSON TEXT in rows of an earlier
+# onlearn, still read), events.key a 16-byte BLOB for a key "prediction:<32 hex digits>"; the
+# meta table (legacy_rows: rows of an earlier format may be left, see migrate_rows). Reached at
+# open, VACUUM or not: whether the file is incremental is PRAGMA auto_vacuum's to say, and an
+# earlier onlearn, which cannot read the new rows, refuses a file of version 6.
+SCHEMA_VERSION = 6
 # A file up to this size is switched to incremental vacuum when opened (a VACUUM of 64 MiB takes
 # about a second); a bigger one waits for `onlearn store migrate`, named by a warning.
 VACUUM_AT_OPEN_MAX_BYTES = 64 * 2**20
@@ -61,6 +64,20 @@ _SCHEMA = [
         model TEXT PRIMARY KEY,
         seq INTEGER NOT NULL
     )""",
+    # The compact encoding's shapes: per model, the tuple of a dict's keys (a JSON array) and
+    # the small id rows refer to it by. Added to, never changed nor deleted.
+    """CREATE TABLE IF NOT EXISTS shapes (
+        model TEXT NOT NULL,
+        id INTEGER NOT NULL,
+        keys TEXT NOT NULL,
+        PRIMARY KEY (model, id)
+    ) WITHOUT ROWID""",
+    "CREATE UNIQUE INDEX IF NOT EXISTS shapes_keys ON shapes (model, keys)",
+    # Facts about the file's rows: legacy_rows = 1 while rows of the JSON format may be left.
+    """CREATE TABLE IF NOT EXISTS meta (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID""",
     """CREATE TABLE IF NOT EXISTS predictions (
         id TEXT PRIMARY KEY,
         model TEXT NOT NULL,
@@ -258,6 +275,12 @@ class _Database:
         self._lock = threading.Lock()
         self._open: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._inherited: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        from onlearn.store.sqlite.shapes import sqlite_shapes
+
+        self.shapes = sqlite_shapes(self)
+        # Rows written before schema version 6 may be left (JSON payloads, text keys
+        # "prediction:<id>"): a key is then looked up in both forms. Read by create_schema.
+        self.legacy_rows = False
         ref = weakref.ref(self)  # weak, so that the fork hook does not keep the store alive
         os.register_at_fork(after_in_child=lambda: (db := ref()) is not None and db._forked())
 
@@ -405,19 +428,36 @@ class _Database:
             for statement in _SCHEMA:
                 if statement not in tables:
                     conn.execute(statement)
+            if version < 6 and (
+                conn.execute("SELECT 1 FROM events LIMIT 1").fetchone()
+                or conn.execute("SELECT 1 FROM predictions LIMIT 1").fetchone()
+            ):
+                conn.execute(
+                    "INSERT INTO meta (name, value) VALUES ('legacy_rows', '1')"
+                    " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+                )
+            if version < SCHEMA_VERSION:
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.legacy_rows = (
+                conn.execute("SELECT value FROM meta WHERE name = 'legacy_rows'").fetchone()
+                is not None
+            )
             incremental = conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL
-            target = SCHEMA_VERSION if incremental else _QUICK_SCHEMA_VERSION
-            if version < target:
-                conn.execute(f"PRAGMA user_version = {target}")
+        if self.legacy_rows and vacuum_small:
+            log.info(
+                "SQLite store %s holds rows in the JSON format of an earlier onlearn: they are "
+                "read as they are; `onlearn store migrate --store sqlite:///%s` rewrites them "
+                "in the compact encoding",
+                self.path,
+                self.path,
+            )
         if incremental or not vacuum_small:
             return
         size = self.file_bytes()
         if size <= VACUUM_AT_OPEN_MAX_BYTES:
             log.info(
-                "SQLite store %s: switching to incremental vacuum (schema version %d), one "
-                "VACUUM of %.1f MiB",
+                "SQLite store %s: switching to incremental vacuum, one VACUUM of %.1f MiB",
                 self.path,
-                SCHEMA_VERSION,
                 size / 2**20,
             )
             self.migrate_to_incremental()
@@ -443,9 +483,9 @@ class _Database:
         return self.durable().execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL
 
     def migrate_to_incremental(self) -> bool:
-        """Switch a file made with auto_vacuum NONE to INCREMENTAL, and its schema version to
-        SCHEMA_VERSION: one VACUUM, which rewrites the whole file (through the WAL) under the
-        write lock, so other writers wait for it. False when the file already was incremental.
+        """Switch a file made with auto_vacuum NONE to INCREMENTAL: one VACUUM, which rewrites
+        the whole file (through the WAL) under the write lock, so other writers wait for it.
+        False when the file already was incremental.
         """
         conn = self.durable()
         if self.incremental():
@@ -455,30 +495,35 @@ class _Database:
         conn.execute("VACUUM")
         # The VACUUM went through the WAL, which is now as big as the file: empty it.
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        with self.transaction(conn):
-            (version,) = conn.execute("PRAGMA user_version").fetchone()
-            if version < SCHEMA_VERSION:
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         return True
 
-    def delete_in_chunks(self, conn: sqlite3.Connection, statement: str, params: tuple) -> int:
-        """Run ``statement`` (a DELETE of at most ``CHUNK_ROWS`` rows, the last parameter) in
-        short write transactions until it deletes fewer, then give the freed space back.
+    def delete_in_chunks(
+        self, conn: sqlite3.Connection, statement: str, params: tuple, *, share: float = 1.0
+    ) -> int:
+        """Run ``statement`` (a DELETE of at most as many rows as its last parameter) in short
+        write transactions until it deletes fewer, then give the freed space back. Chunks are
+        at most ``CHUNK_ROWS * share`` rows (``share`` < 1 for rows that cost more to delete).
 
         One DELETE of 900k old events held the write lock for 2.7 s (every feedback waited) and
         grew the WAL to 401 MB. A chunk holds the lock for a few milliseconds; after each one
-        the lock stays free at least as long as it was held, because a writer waiting for it
-        sleeps in SQLite's busy handler and only gets it if it wakes while the lock is free.
+        the lock stays free at least as long as it was held (and ``_MIN_GAP_S``), because a
+        writer waiting for it sleeps in SQLite's busy handler and only gets it if it wakes while
+        the lock is free. A chunk that took longer than ``_TARGET_HOLD_S`` (a busy CPU, a slow
+        disk) halves the next one; a quick one doubles it again, up to the most.
         """
         total = 0
+        most = max(1, int(CHUNK_ROWS * share))
+        rows = most
         while True:
             started = time.monotonic()
             with self.transaction(conn):
-                deleted = conn.execute(statement, (*params, CHUNK_ROWS)).rowcount
+                deleted = conn.execute(statement, (*params, rows)).rowcount
+            held = time.monotonic() - started
             total += deleted
-            if deleted < CHUNK_ROWS:
+            if deleted < rows:
                 break
-            time.sleep(max(time.monotonic() - started, _MIN_GAP_S))
+            rows = _next_size(rows, held, most)
+            time.sleep(max(held, _MIN_GAP_S))
         if total:
             self.reclaim(conn)
         return total
@@ -488,22 +533,35 @@ class _Database:
         steps (an incremental file only), then checkpoint so that the WAL can start over."""
         if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == _INCREMENTAL:
             (free,) = conn.execute("PRAGMA freelist_count").fetchone()
+            pages = VACUUM_STEP_PAGES
             while free > 0:
                 started = time.monotonic()
                 with self.transaction(conn):
                     # Python's sqlite3 steps the pragma once, which gives back one page whatever
                     # its argument: one call per page (about 25 us each), a bounded number.
-                    for _ in range(min(free, VACUUM_STEP_PAGES)):
+                    for _ in range(min(free, pages)):
                         conn.execute("PRAGMA incremental_vacuum(1)")
                     (left,) = conn.execute("PRAGMA freelist_count").fetchone()
                 if left >= free:  # nothing moved: never loop on it
                     break
                 free = left
-                time.sleep(max(time.monotonic() - started, _MIN_GAP_S))
+                held = time.monotonic() - started
+                pages = _next_size(pages, held, VACUUM_STEP_PAGES)
+                time.sleep(max(held, _MIN_GAP_S))
         # PASSIVE: copies what it can without waiting for anyone, and never blocks writers (a
         # TRUNCATE or RESTART checkpoint would). The file shrinks once the truncated pages are
         # checkpointed; the WAL is cut back to journal_size_limit when a writer next resets it.
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _next_size(size: int, held: float, most: int) -> int:
+    """The rows or pages of the next chunk: half after one that held the lock too long, twice
+    after a quick one, between 1 and ``most``."""
+    if held > _TARGET_HOLD_S:
+        return max(1, size // 2)
+    if held < _TARGET_HOLD_S / 2:
+        return min(most, size * 2)
+    return size
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
@@ -531,10 +589,23 @@ def _guarded(action: str) -> Callable[[_Method], _Method]:
 # Rows deleted per write transaction by trim, purge_expired and purge_finished (delete_in_chunks),
 # so that a large one never holds the write lock for long and appends interleave with it.
 CHUNK_ROWS = 5000
-# Pages (4 KiB) an incremental vacuum step gives back per write transaction.
-VACUUM_STEP_PAGES = 1000
-# The shortest time the write lock stays free between two chunks or steps.
-_MIN_GAP_S = 0.002
+# Pages (4 KiB) an incremental vacuum step gives back per write transaction: moving a page
+# rewrites what points to it, so a step of 1000 pages of a file with indexes took up to 60 ms of
+# CPU; 128 take at most about 14 (benchmarks/purge.py).
+VACUUM_STEP_PAGES = 128
+# The shortest time the write lock stays free between two chunks or steps. A writer waiting for
+# the lock sleeps in SQLite's busy handler (sqliteDefaultBusyCallback) for 1, 2, 5, 10, 15, 20,
+# then 25 ms at a time until it has waited 128 ms: a gap of at least 25 ms is one it cannot
+# sleep through, so it waits for at most the chunk it met plus one sleep. A gap of 2 ms let a
+# waiter sleep through gap after gap (appends waited 400-800 ms during a purge on a loaded
+# machine, with no chunk holding the lock 130 ms).
+_MIN_GAP_S = 0.03
+# How long one chunk or vacuum step should hold the write lock at most. Its CPU cost is steady
+# (5000 events: about 10 ms), but a busy machine stretches it in wall time: chunks shrink then,
+# so that a waiting writer still waits at most about this plus one busy-handler sleep. (The time
+# measured includes the checkpoint SQLite may run inside COMMIT after the lock is released, which
+# errs on the side of smaller chunks.)
+_TARGET_HOLD_S = 0.025
 # The WAL file is cut back to this size when it is reset after a checkpoint.
 JOURNAL_SIZE_LIMIT_BYTES = 16 * 2**20
 _INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL

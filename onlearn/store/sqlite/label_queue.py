@@ -364,10 +364,13 @@ class SqliteLabelQueue:
 
     @_guarded("purge queue")
     def purge_finished(self, model: str, before: float) -> int:
+        # Chunks of 2000: an item is a wide row with four index entries (5000 took up to 25 ms
+        # of CPU under the write lock, benchmarks/purge.py).
         return self._db.delete_in_chunks(
             self._db.fast(),
             "DELETE FROM queue_items WHERE rowid IN ("
             " SELECT rowid FROM queue_items WHERE model = ? AND finished_at < ?"
             " AND state IN ('done', 'skipped', 'evicted') LIMIT ?)",
             (model, before),
+            share=0.4,
         )

@@ -1,10 +1,18 @@
-"""``SqliteEventLog``: the append-only log of each model, numbered under the write lock."""
+"""``SqliteEventLog``: the append-only log of each model, numbered under the write lock.
+
+Rows: ``payload`` is the compact encoding of the payload (:mod:`onlearn.store.compact`, a
+BLOB) or, in rows of an earlier onlearn, its JSON (TEXT); ``key`` is a 16-byte BLOB for a key
+``prediction:<32 hex digits>`` (the id's bytes: 17 B instead of 43, in the row and again in the
+``events_key`` index), the key's TEXT otherwise. :func:`_event_from_row` reads both forms of
+both; ``_encode_key`` is how a key is looked up.
+"""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from onlearn.records import (
     Event,
@@ -13,10 +21,7 @@ from onlearn.records import (
 from onlearn.store.base import (
     AppendResult,
 )
-from onlearn.store.codec import (
-    dumps,
-    loads,
-)
+from onlearn.store.compact import Shapes, pack_payload, unpack_payload
 from onlearn.store.sqlite.connection import _Database, _guarded
 
 # The highest seq given to a model: the heads table, or the events themselves for a file whose
@@ -29,22 +34,68 @@ _HEAD_SQL = """SELECT max(
 _KEY_CHUNK = 500
 
 
-def _append_events(conn: sqlite3.Connection, model: str, events: Sequence[Event]) -> AppendResult:
-    """Append ``events`` inside the caller's write transaction (``BEGIN IMMEDIATE``): numbering
-    and dedupe by key for ``append`` and for ``change_roles``'s control event alike."""
+_PREDICTION_KEY = re.compile(r"prediction:([0-9a-f]{32})").fullmatch
+
+
+def _encode_key(key: str | None) -> str | bytes | None:
+    """A key as its column holds it: the id's 16 bytes for ``prediction:<32 hex digits>``."""
+    if key is not None and len(key) == 43:
+        match = _PREDICTION_KEY(key)
+        if match is not None:
+            return bytes.fromhex(match[1])
+    return key
+
+
+def _decode_key(value: str | bytes | None) -> str | None:
+    if value.__class__ is bytes:
+        return "prediction:" + value.hex()
+    return value
+
+
+def _encode_payloads(db: _Database, model: str, events: Sequence[Event]) -> list[bytes]:
+    """The events' payloads in the compact encoding. Before the write transaction: it keeps
+    the encoding out of the write lock, and may register a shape (a transaction of its own)."""
+    shapes = db.shapes
+    return [pack_payload(shapes, model, e.payload, e.key) for e in events]
+
+
+def _event_from_row(
+    shapes: Shapes,
+    model: str,
+    seq: int,
+    kind: str,
+    payload: str | bytes,
+    at: float,
+    key: str | bytes | None,
+) -> Event:
+    """An event from its row (``SELECT seq, kind, payload, at, key``), in either format."""
+    key = _decode_key(key)
+    return Event(EventKind(kind), unpack_payload(shapes, model, payload, key), at, seq, key)
+
+
+def _append_events(
+    db: _Database,
+    conn: sqlite3.Connection,
+    model: str,
+    events: Sequence[Event],
+    payloads: Sequence[bytes],
+) -> AppendResult:
+    """Append ``events`` (their ``payloads`` from :func:`_encode_payloads`) inside the caller's
+    write transaction (``BEGIN IMMEDIATE``): numbering and dedupe by key for ``append`` and for
+    ``change_roles``'s control event alike."""
     seqs = AppendResult()
     new = seqs.new
     (head,) = conn.execute(_HEAD_SQL, (model,)).fetchone()
-    known = _seqs_of_keys(conn, model, {e.key for e in events if e.key is not None})
+    known = _seqs_of_keys(db, conn, model, {e.key for e in events if e.key is not None})
     rows = []
-    for event in events:
+    for event, payload in zip(events, payloads, strict=True):
         key = event.key
         if key is not None and key in known:
             seqs.append(known[key])
             new.append(False)
             continue
         head += 1
-        rows.append((model, head, event.kind.value, dumps(event.payload), event.at, key))
+        rows.append((model, head, event.kind.value, payload, event.at, _encode_key(key)))
         if key is not None:
             known[key] = head
         seqs.append(head)
@@ -61,18 +112,25 @@ def _append_events(conn: sqlite3.Connection, model: str, events: Sequence[Event]
     return seqs
 
 
-def _seqs_of_keys(conn: sqlite3.Connection, model: str, keys: set[str]) -> dict[str, int]:
+def _seqs_of_keys(
+    db: _Database, conn: sqlite3.Connection, model: str, keys: Iterable[str]
+) -> dict[str, int]:
+    """The seqs of the events that have these keys, by key."""
+    params: list[str | bytes] = []
+    for key in keys:
+        stored = _encode_key(key)
+        params.append(stored)
+        if db.legacy_rows and stored is not key:
+            params.append(key)  # as an earlier onlearn wrote it
     found: dict[str, int] = {}
-    pending = list(keys)
-    for i in range(0, len(pending), _KEY_CHUNK):
-        chunk = pending[i : i + _KEY_CHUNK]
+    for i in range(0, len(params), _KEY_CHUNK):
+        chunk = params[i : i + _KEY_CHUNK]
         marks = ",".join("?" * len(chunk))
-        found.update(
-            conn.execute(
-                f"SELECT key, seq FROM events WHERE model = ? AND key IN ({marks})",
-                (model, *chunk),
-            ).fetchall()
-        )
+        for key, seq in conn.execute(
+            f"SELECT key, seq FROM events WHERE model = ? AND key IN ({marks})",
+            (model, *chunk),
+        ):
+            found[_decode_key(key)] = seq
     return found
 
 
@@ -87,9 +145,10 @@ class SqliteEventLog:
     def append(self, model: str, events: Sequence[Event]) -> AppendResult:
         if not events:
             return AppendResult()
+        payloads = _encode_payloads(self._db, model, events)
         conn = self._db.durable()
         with self._db.transaction(conn):
-            return _append_events(conn, model, events)
+            return _append_events(self._db, conn, model, events, payloads)
 
     @_guarded("read")
     def read(self, model: str, after: int, limit: int = 1000) -> list[Event]:
@@ -104,10 +163,8 @@ class SqliteEventLog:
             )
             .fetchall()
         )
-        return [
-            Event(EventKind(kind), loads(payload), at, seq, key)
-            for seq, kind, payload, at, key in rows
-        ]
+        shapes = self._db.shapes
+        return [_event_from_row(shapes, model, *row) for row in rows]
 
     @_guarded("head")
     def head(self, model: str) -> int:

@@ -26,7 +26,7 @@ from onlearn.store.leases import (
     check_canary_share,
 )
 from onlearn.store.sqlite.connection import _Database, _guarded
-from onlearn.store.sqlite.log import _append_events
+from onlearn.store.sqlite.log import _append_events, _encode_payloads, _seqs_of_keys
 
 _VERSION_NAME = re.compile(r"v([1-9][0-9]*)")
 _VERSION_COLUMNS = "number, created_at, spec, meta, spec_signature"
@@ -204,6 +204,7 @@ class SqliteRegistry:
     ) -> int:
         check_canary_share(canary_share)
         changes = dict(changes)
+        payloads = _encode_payloads(self._db, model, [event])  # outside the write lock
         conn = self._db.durable()
         # One transaction on the durable connection over events, heads, roles, roles_state and
         # role_history: the control event and the roles it announces are committed together or
@@ -211,14 +212,12 @@ class SqliteRegistry:
         # always equal the fold of the control events in log order.
         with self._db.transaction(conn):
             if event.key is not None:
-                row = conn.execute(
-                    "SELECT seq FROM events WHERE model = ? AND key = ?", (model, event.key)
-                ).fetchone()
-                if row is not None:
-                    return row[0]  # a retried change: it happened once already
+                known = _seqs_of_keys(self._db, conn, model, [event.key])
+                if known:
+                    return known[event.key]  # a retried change: it happened once already
             # Raising here rolls the transaction back: nothing was written yet anyway.
             self._check_versions(conn, model, (v for v in changes.values() if v is not None))
-            (seq,) = _append_events(conn, model, [event])
+            (seq,) = _append_events(self._db, conn, model, [event], payloads)
             self._apply(
                 conn,
                 model,
