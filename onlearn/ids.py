@@ -38,6 +38,18 @@ def new_prediction_id(now: float) -> str:
     return f"{int(now * 1000):012x}{_process}{next(_counter) & 0xFFFFFFFFFF:010x}"
 
 
+def new_prediction_ids(now: float, n: int) -> list[str]:
+    """``n`` ids made at ``now``, as ``n`` calls of :func:`new_prediction_id` would make them.
+
+    >>> a, b = new_prediction_ids(1700000000.0, 2)
+    >>> a != b and a[:22] == b[:22] == new_prediction_id(1700000000.0)[:22]
+    True
+    """
+    prefix = f"{int(now * 1000):012x}{_process}"
+    counter = _counter
+    return [f"{prefix}{next(counter) & 0xFFFFFFFFFF:010x}" for _ in range(n)]
+
+
 def prediction_time(prediction_id: str) -> float | None:
     """When the id was made, or None when it is not one of ours.
 

@@ -10,6 +10,7 @@ cannot hold back every record after it.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -59,6 +60,18 @@ class PredictionWriter:
             if len(self._pending) > self.max_pending:
                 del self._pending[next(iter(self._pending))]
                 self.dropped += 1
+
+    def put_many(self, records: list[PredictionRecord]) -> None:
+        """``put`` of each record, under one taking of the lock."""
+        with self._lock:
+            pending = self._pending
+            for record in records:
+                pending[record.id] = record
+            over = len(pending) - self.max_pending
+            if over > 0:
+                for key in list(itertools.islice(pending, over)):
+                    del pending[key]
+                self.dropped += over
 
     def get(self, prediction_id: str) -> PredictionRecord | None:
         """A record still in memory (not yet written), else None."""

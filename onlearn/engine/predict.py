@@ -4,13 +4,16 @@ store."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from onlearn.errors import SchemaViolation, Violations
-from onlearn.ids import new_prediction_id
+from onlearn.ids import new_prediction_id, new_prediction_ids
 from onlearn.learner import proba_pairs
 from onlearn.prediction_writer import PredictionWriter
 from onlearn.records import PredictionRecord
@@ -61,23 +64,21 @@ class Predictor:
     def predict_many(
         self, rt: ModelRuntime, rows: Sequence[Any], keys: Sequence[str | None] | None
     ) -> list[Prediction]:
-        clean, errors = [], Violations()
-        validate = rt.schema.validate
-        for i, features in enumerate(rows):
-            try:
-                # Every row is checked (its violations are counted for the monitor), but only
-                # the errors the answer lists are worded in full.
-                clean.append(validate(features, hints=not errors.full))
-            except SchemaViolation as e:
-                rt.count_violations(e)
-                errors.add(e.at(i))
-        if errors:
-            raise errors.violation()
+        schema = rt.schema
+        columns = schema.validate_columns(rows)
+        if columns is None:  # an invalid row (or rows that are not plain dicts): row by row
+            clean = self._validate_rows(rt, rows)
+        else:
+            clean = schema.rows_of(columns)
         if len(rt.states) > 1 or keys is not None:  # several versions answer: row by row
             now = self.clock()
             keys = keys or [None] * len(clean)
             return [self._predict(rt, row, now, k) for row, k in zip(clean, keys, strict=True)]
-        xs = [rt.schema.model_input(row) for row in clean]
+        if columns is not None:
+            predictions = self._predict_table(rt, clean, columns)
+            if predictions is not None:
+                return predictions
+        xs = [schema.model_input(row) for row in clean]
         now = self.clock()
         with rt.lock:
             state = rt.champion
@@ -90,6 +91,99 @@ class Predictor:
             self._record(rt, version, row, answer, now)
             for row, answer in zip(clean, answers, strict=True)
         ]
+
+    @staticmethod
+    def _validate_rows(rt: ModelRuntime, rows: Sequence[Any]) -> list[dict]:
+        clean, errors = [], Violations()
+        validate = rt.schema.validate
+        for i, features in enumerate(rows):
+            try:
+                # Every row is checked (its violations are counted for the monitor), but only
+                # the errors the answer lists are worded in full.
+                clean.append(validate(features, hints=not errors.full))
+            except SchemaViolation as e:
+                rt.count_violations(e)
+                errors.add(e.at(i))
+        if errors:
+            raise errors.violation()
+        return clean
+
+    def _predict_table(
+        self, rt: ModelRuntime, clean: list[dict], columns: Mapping[str, Sequence[Any]]
+    ) -> list[Prediction] | None:
+        """The champion's answers for a batch, computed a column at a time (onlearn.models.batch:
+        the same floats as ``predict_proba_one`` row by row), or None when its pipeline or the
+        answers (a NaN) need the row-by-row path. The sampler still decides row by row, in
+        order, under the lock: its budget moves with each call."""
+        n = len(clean)
+        now = self.clock()
+        sampler = rt.sampler
+        with rt.lock:
+            state = rt.champion
+            version = state.version
+            table = state.predict_columns(columns, n)
+            if table is None:
+                return None
+            if state.task != "classification":
+                values = table
+                if not np.isfinite(values).all():
+                    return None
+                labels = values.tolist()
+                probas: list = [None] * n
+                pairs: list = [None] * n
+                uncertainties: list = [None] * n
+                decisions: list = [None] * n
+            else:
+                keys, p = table
+                if not np.isfinite(p).all() or not all(type(k) in _PLAIN for k in keys):
+                    return None
+                rows = p.tolist()
+                classes = np.array(keys, dtype=object)
+                labels = classes[p.argmax(axis=1)].tolist()  # the first of equal maxima
+                probas = [dict(zip(keys, row, strict=True)) for row in rows]
+                pairs = [[[k, v] for k, v in zip(keys, row, strict=True)] for row in rows]
+                if sampler is not None:
+                    decisions = [sampler.decide(proba, []) for proba in probas]
+                    uncertainties = [d.uncertainty for d in decisions]
+                else:
+                    decisions = [None] * n
+                    uncertainties = (1.0 - p.max(axis=1)).tolist()
+        ttl = rt.config.prediction_ttl_s
+        name = rt.name
+        ids = new_prediction_ids(now, n)
+        records, predictions = [], []
+        for pid, row, label, proba, pair, uncertainty, decision in zip(
+            ids, clean, labels, probas, pairs, uncertainties, decisions, strict=True
+        ):
+            queued = decision is not None and decision.ask
+            records.append(
+                _new_record(
+                    id=pid,
+                    model=name,
+                    at=now,
+                    features=row,
+                    version=version,
+                    outputs={version: {"label": label, "proba": pair}},
+                    uncertainty=uncertainty,
+                    queued=queued,
+                    expires_at=now + ttl,
+                    reason=decision.reason.value if queued else None,
+                )
+            )
+            predictions.append(
+                _new_prediction(
+                    prediction_id=pid,
+                    model=name,
+                    version=version,
+                    label=label,
+                    proba=proba,
+                    uncertainty=uncertainty,
+                    queued=queued,
+                )
+            )
+        self._records.put_many(records)
+        rt.predictions += n
+        return predictions
 
     def _predict(self, rt: ModelRuntime, clean: dict, now: float, key: str | None) -> Prediction:
         x = rt.schema.model_input(clean)
@@ -125,7 +219,7 @@ class Predictor:
         pid = new_prediction_id(now)
         queued = decision is not None and decision.ask
         self._records.put(
-            PredictionRecord(
+            _new_record(
                 id=pid,
                 model=rt.name,
                 at=now,
@@ -141,7 +235,40 @@ class Predictor:
             )
         )
         rt.predictions += 1
-        return Prediction(pid, rt.name, version, label, proba, uncertainty, queued)
+        return _new_prediction(
+            prediction_id=pid,
+            model=rt.name,
+            version=version,
+            label=label,
+            proba=proba,
+            uncertainty=uncertainty,
+            queued=queued,
+        )
+
+
+def _maker(cls: type) -> Callable[..., Any]:
+    """A constructor of the frozen dataclass ``cls`` that fills the new instance's ``__dict__``
+    in one call. The generated ``__init__`` of a frozen dataclass pays an
+    ``object.__setattr__`` per field: 1.7 us for a PredictionRecord, 0.5 us this way, on the
+    path of every prediction. The instance is the same: equal, hashed and frozen alike (a test
+    builds both ways and compares). Defaults are filled first, so a field added with a default
+    needs nothing here."""
+    defaults = {
+        f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
+    }
+    new = object.__new__
+
+    def make(**fields: Any) -> Any:
+        obj = new(cls)
+        obj.__dict__.update(defaults, **fields)
+        return obj
+
+    make.__doc__ = f"``{cls.__name__}(...)``, without a setattr per field."
+    return make
+
+
+_new_record = _maker(PredictionRecord)
+_new_prediction = _maker(Prediction)
 
 
 def _plain(label: Any, proba: dict | None) -> tuple[Any, dict | None]:
