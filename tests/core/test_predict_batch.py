@@ -235,27 +235,23 @@ def test_the_vectorised_path_is_taken_for_linear_pipelines(monkeypatch):
     assert calls == [True, True, True, True]
 
 
-def test_fast_records_equal_constructed_ones():
+def test_fast_predictions_equal_constructed_ones():
     fields = dict(
-        id="a" * 32,
+        prediction_id="a" * 32,
         model="m",
-        at=1.5,
-        features={"x": 1.0},
         version="v1",
-        outputs={"v1": {"label": True, "proba": [[True, 0.5], [False, 0.5]]}},
+        label=True,
+        proba={True: 0.5, False: 0.5},
         uncertainty=0.5,
         queued=True,
-        expires_at=2.5,
-        reason="uncertain",
     )
-    fast, slow = predict_module._new_record(**fields), PredictionRecord(**fields)
+    fast, slow = predict_module._new_prediction(**fields), predict_module.Prediction(**fields)
     assert fast == slow and hash(repr(fast)) == hash(repr(slow))
-    assert predict_module._new_record(
-        **{k: fields[k] for k in ("id", "model", "at")}
-        | {"features": {}, "version": "v1", "outputs": {}}
-    ) == PredictionRecord(id="a" * 32, model="m", at=1.5, features={}, version="v1", outputs={})
+    assert fast.to_dict() == slow.to_dict()
+    del fields["queued"]  # a field with a default
+    assert predict_module._new_prediction(**fields) == predict_module.Prediction(**fields)
     with pytest.raises(AttributeError):
-        fast.id = "b"  # still frozen
+        fast.label = False  # still frozen
 
 
 def test_an_invalid_row_in_a_batch_gets_the_row_by_row_errors():
