@@ -282,7 +282,12 @@ def _plain(label: Any, proba: dict | None) -> tuple[Any, dict | None]:
     if type(label) is float:
         label = _finite(label)
     if proba is not None:
-        proba = {k if type(k) in _PLAIN else k.item(): _finite(p) for k, p in proba.items()}
+        # _finite inlined: a call per class showed in profiles. q - q is 0.0 for a finite q,
+        # NaN for NaN and the infinities.
+        proba = {
+            (k if type(k) in _PLAIN else k.item()): (q if (q := float(p)) - q == 0.0 else None)
+            for k, p in proba.items()
+        }
     return label, proba
 
 

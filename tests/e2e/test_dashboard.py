@@ -75,8 +75,7 @@ def accuracy_points(report: dict) -> dict[str, int]:
     served = set((report.get("roles") or {}).values())
     timeline = report.get("timeline", [])
     return {
-        v: sum(1 for p in timeline if (p.get("accuracy") or {}).get(v) is not None)
-        for v in served
+        v: sum(1 for p in timeline if (p.get("accuracy") or {}).get(v) is not None) for v in served
     }
 
 
