@@ -220,7 +220,8 @@ async def predict_batch(request: Request) -> JSON:
             ],
             e.omitted,
         ) from None
-    return JSON({"predictions": [p.to_dict() for p in predictions]})
+    # orjson writes each Prediction (a dataclass) as its to_dict() would be written.
+    return JSON({"predictions": predictions})
 
 
 def _plain_rows(rows: list) -> bool:

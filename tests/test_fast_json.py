@@ -105,3 +105,13 @@ def test_answers_read_back_as_json_writes_them(content):
     body = JSON(content).body
     expected = json.dumps(content, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     assert exact(json.loads(body)) == exact(json.loads(expected))
+
+
+def test_predictions_are_written_as_their_to_dict():
+    from onlearn.engine.predict import Prediction
+
+    p = Prediction("a" * 32, "m", "v1", True, {True: 0.75, False: 0.25}, 0.25, False)
+    q = Prediction("b" * 32, "m", "v1", 10**30, {10**30: 1.0}, 0.0, True)  # json's way
+    for prediction in (p, q):
+        body = JSON({"predictions": [prediction]}).body
+        assert json.loads(body) == json.loads(json.dumps({"predictions": [prediction.to_dict()]}))

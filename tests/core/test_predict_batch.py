@@ -235,8 +235,13 @@ def test_the_vectorised_path_is_taken_for_linear_pipelines(monkeypatch):
     assert calls == [True, True, True, True]
 
 
-def test_fast_predictions_equal_constructed_ones():
-    fields = dict(
+def test_built_predictions_and_records_equal_constructed_ones():
+    """The predict path builds its Prediction and PredictionRecord through their slots: the
+    same objects as the constructors make, field by field, frozen and pickled alike."""
+    import dataclasses
+    import pickle
+
+    prediction = dict(
         prediction_id="a" * 32,
         model="m",
         version="v1",
@@ -245,13 +250,31 @@ def test_fast_predictions_equal_constructed_ones():
         uncertainty=0.5,
         queued=True,
     )
-    fast, slow = predict_module._new_prediction(**fields), predict_module.Prediction(**fields)
-    assert fast == slow and hash(repr(fast)) == hash(repr(slow))
-    assert fast.to_dict() == slow.to_dict()
-    del fields["queued"]  # a field with a default
-    assert predict_module._new_prediction(**fields) == predict_module.Prediction(**fields)
-    with pytest.raises(AttributeError):
-        fast.label = False  # still frozen
+    record = dict(
+        id="a" * 32,
+        model="m",
+        at=1.5,
+        features={"x": 1.0},
+        version="v1",
+        outputs={"v1": {"label": True, "proba": [[True, 0.5], [False, 0.5]]}},
+        uncertainty=0.5,
+        queued=True,
+        expires_at=2.5,
+        reason="uncertain",
+    )
+    for cls, build, fields in (
+        (predict_module.Prediction, predict_module._build_prediction, prediction),
+        (PredictionRecord, predict_module._build_record, record),
+    ):
+        # A field added, removed or moved must be added to the builder too.
+        assert [f.name for f in dataclasses.fields(cls)] == list(fields)
+        built, made = build(*fields.values()), cls(**fields)
+        assert type(built) is cls
+        assert built == made and hash(repr(built)) == hash(repr(made))
+        assert all(getattr(built, k) is v for k, v in fields.items())
+        assert pickle.loads(pickle.dumps(built)) == made
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            built.model = "other"
 
 
 def test_an_invalid_row_in_a_batch_gets_the_row_by_row_errors():
