@@ -77,6 +77,8 @@ class RequestTimeout:
         self.tick_s = min(timeout_s / 20, 0.05)
         # loop -> the requests in flight on it: their task -> their state
         self._flights: dict[asyncio.AbstractEventLoop, dict[asyncio.Task, _Flight]] = {}
+        # loop -> its watchdog: held here, since the loop keeps only a weak reference to a task
+        self._watchdogs: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.timeout_s:
@@ -87,7 +89,7 @@ class RequestTimeout:
         flights = self._flights.get(loop)
         if flights is None:
             flights = self._flights[loop] = {}
-            loop.create_task(self._watch(loop, flights))
+            self._watchdogs[loop] = loop.create_task(self._watch(loop, flights))
         flights[task] = flight
 
         async def receiving() -> Message:
@@ -129,17 +131,18 @@ class RequestTimeout:
             while True:
                 await asyncio.sleep(self.tick_s)
                 if not flights:
-                    # Idle: stop waking the loop. The next request starts a new watchdog.
-                    del self._flights[loop]
-                    return
+                    return  # idle: stop waking the loop; the next request starts a new one
                 now = loop.time()
                 for task, flight in list(flights.items()):
                     if not flight.answered and not flight.expired and now >= flight.deadline:
                         flight.expired = True
                         task.cancel()
         finally:
-            if self._flights.get(loop) is flights and not flights:
+            # Whatever ended it (idle, or the loop closing), requests still in flight here
+            # would have no watchdog: there are none when idle, and none run on a closed loop.
+            if self._flights.get(loop) is flights:
                 del self._flights[loop]
+                self._watchdogs.pop(loop, None)
 
 
 class _Flight:
