@@ -98,7 +98,7 @@ def test_fast_requests_pass_and_the_watchdog_stops_when_idle():
         assert all(status(s) == 200 for s in results)
         assert limited._flights  # a watchdog runs while (and shortly after) requests are in flight
         await asyncio.sleep(limited.tick_s * 3)
-        assert not limited._flights  # then stops waking the loop
+        assert not limited._flights and not limited._watchdogs  # then stops waking the loop
         # and the next request starts a new one
         assert status(await call(limited)) == 200
 
