@@ -11,7 +11,12 @@ from typing import Any
 
 from onlearn.compare import PairedCounts, PairedErrors
 from onlearn.metrics import VersionMetrics, absolute_error
-from onlearn.models import predict_batch, predict_proba_batch
+from onlearn.models import (
+    predict_batch,
+    predict_columns,
+    predict_proba_batch,
+    predict_proba_columns,
+)
 from onlearn.records import Event
 
 
@@ -52,6 +57,15 @@ class LearnerState:
             probas = predict_proba_batch(self.estimator, xs)
             return [((max(p, key=p.get) if p else None), p) for p in probas]
         return [(y, None) for y in predict_batch(self.estimator, xs)]
+
+    def predict_columns(self, columns: Mapping[str, Any], n: int) -> Any:
+        """``predict`` of ``n`` rows held as columns (feature -> values, None where absent),
+        vectorised: ``(labels, p)`` (classification, see
+        :func:`onlearn.models.predict_proba_columns`) or an array of values (regression); None
+        when the pipeline does not allow it, for the caller to predict row by row."""
+        if self.task == "classification":
+            return predict_proba_columns(self.estimator, columns, n)
+        return predict_columns(self.estimator, columns, n)
 
     def learn(self, event: Event, x: Mapping[str, Any]) -> None:
         """Score this version on the event, then learn from it. ``x`` is the model's input."""

@@ -63,12 +63,16 @@ class FeedbackItem:
     event_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PredictionRecord:
     """What was asked and answered, kept for a TTL so that a late label can be joined to it.
 
     ``outputs`` maps each version that predicted (the one that answered, and shadows) to its
     answer: ``{"label": ..., "proba": [[label, p], ...] | None}``; JSON-safe like event payloads.
+
+    Slotted: one is made per prediction and a store may keep it in memory for its TTL (a third
+    of the memory of an instance with a ``__dict__``); the predict path builds it through its
+    slots (onlearn/engine/predict.py).
     """
 
     id: str

@@ -18,6 +18,7 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.requests import Request
@@ -77,7 +78,26 @@ FEEDBACK = checks_of(FeedbackRequest)
 FEEDBACK_BATCH = checks_of(FeedbackBatchRequest)
 
 
+# orjson reads integers beyond 64 bits as floats, where json keeps them exact: a body with a run
+# of 19 digits (the longest 64-bit integer) is read by json. Found by mapping every digit to 0
+# and looking for 19 zeros: a tenth of the time of a regular expression.
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_RUN = b"0" * 19
+
+
 def parse_json(body: bytes) -> Any:
+    """The JSON value of a request body, or a SchemaViolation (422) that says what is wrong.
+
+    orjson reads a body three to four times faster than json. What it refuses (NaN and
+    Infinity, a BOM or UTF-16, lone surrogates, bad UTF-8, nesting deeper than 1024) is read
+    again by json, whose answer (a value, or the errors below) is the one given before orjson
+    came, as for any body with a long number in it.
+    """
+    if _LONG_RUN not in body.translate(_DIGITS_TO_ZERO):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
         data = json.loads(body)
     except UnicodeDecodeError as e:
@@ -181,7 +201,7 @@ async def predict_batch(request: Request) -> JSON:
                     f"rows must hold at most {limit} items, got {len(body['rows'])}",
                 )
             )
-        else:
+        elif not _plain_rows(body["rows"]):
             for i, row in enumerate(body["rows"]):
                 check_object(row, ("body", "rows", i), *PREDICT, errors)
     _raise(errors)
@@ -200,7 +220,17 @@ async def predict_batch(request: Request) -> JSON:
             ],
             e.omitted,
         ) from None
-    return JSON({"predictions": [p.to_dict() for p in predictions]})
+    # orjson writes each Prediction (a dataclass) as its to_dict() would be written.
+    return JSON({"predictions": predictions})
+
+
+def _plain_rows(rows: list) -> bool:
+    """Whether every row is ``{"features": {...}}``, the usual batch, which ``check_object``
+    passes; a row of any other shape goes through it (which words the errors)."""
+    for row in rows:
+        if row.__class__ is not dict or len(row) != 1 or row.get("features").__class__ is not dict:
+            return False
+    return True
 
 
 TRUE, FALSE = {"true", "1", "yes", "on"}, {"false", "0", "no", "off"}

@@ -63,43 +63,54 @@ class RequestTimeout:
     arriving), rather than hold the client, a connection and a task for as long as a stalled
     store takes.
 
-    The request's task is cancelled at the deadline (``asyncio.timeout``: no task of its own per
-    request, a timer). Work already handed to a thread or to the group commit goes on, which is
-    why the detail says the call may still take effect. Once the answer has started, the
-    deadline no longer applies.
+    The request's task is cancelled at the deadline, as ``asyncio.timeout`` would, by one
+    watchdog per event loop that looks at the requests in flight every ``timeout_s / 20`` (at
+    most 50 ms): ``asyncio.timeout`` cost 5 us per request (a timer scheduled, then moved), 4% of
+    a predict; a request now costs a dict entry. Work already handed to a thread or to the group
+    commit goes on, which is why the detail says the call may still take effect. Once the
+    answer has started, the deadline no longer applies.
     """
 
     def __init__(self, app: ASGIApp, timeout_s: float) -> None:
         self.app = app
         self.timeout_s = timeout_s
+        self.tick_s = min(timeout_s / 20, 0.05)
+        # loop -> the requests in flight on it: their task -> their state
+        self._flights: dict[asyncio.AbstractEventLoop, dict[asyncio.Task, _Flight]] = {}
+        # loop -> its watchdog: held here, since the loop keeps only a weak reference to a task
+        self._watchdogs: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.timeout_s:
             return await self.app(scope, receive, send)
-        answered = False
-        reading = False
+        task = asyncio.current_task()
+        loop = task.get_loop()
+        flight = _Flight(loop.time() + self.timeout_s, task.cancelling())
+        flights = self._flights.get(loop)
+        if flights is None:
+            flights = self._flights[loop] = {}
+            self._watchdogs[loop] = loop.create_task(self._watch(loop, flights))
+        flights[task] = flight
 
         async def receiving() -> Message:
-            nonlocal reading
-            reading = True
+            flight.reading = True
             message = await receive()
-            reading = message["type"] == "http.request" and message.get("more_body", False)
+            flight.reading = message["type"] == "http.request" and message.get("more_body", False)
             return message
 
         async def sending(message: Message) -> None:
-            nonlocal answered
-            if not answered and message["type"] == "http.response.start":
-                answered = True
-                deadline.reschedule(None)
+            if not flight.answered and message["type"] == "http.response.start":
+                flight.answered = True
             await send(message)
 
         try:
-            async with asyncio.timeout(self.timeout_s) as deadline:
-                await self.app(scope, receiving, sending)
-        except TimeoutError:
-            if answered or not deadline.expired():
-                raise  # not ours: a TimeoutError of the app itself, a 500 like any error
-            if reading:
+            await self.app(scope, receiving, sending)
+        except asyncio.CancelledError:
+            # Ours only if the watchdog cancelled it and nobody else did (asyncio.timeout's
+            # rule): then the task is no longer being cancelled once uncancelled.
+            if not flight.expired or task.uncancel() > flight.cancelling:
+                raise
+            if flight.reading:
                 detail = (
                     f"the request body did not arrive within {self.timeout_s:g} s "
                     "([limits] request_timeout_s)"
@@ -111,6 +122,40 @@ class RequestTimeout:
                 "effect. Retrying is safe for feedback (one label per prediction_id or event_id)"
             )
             await answer(send, 504, detail, retry_after=True)
+        finally:
+            flights.pop(task, None)
+
+    async def _watch(self, loop: asyncio.AbstractEventLoop, flights: dict) -> None:
+        """Cancel the requests of ``loop`` past their deadline; ends with the loop's traffic."""
+        try:
+            while True:
+                await asyncio.sleep(self.tick_s)
+                if not flights:
+                    return  # idle: stop waking the loop; the next request starts a new one
+                now = loop.time()
+                for task, flight in list(flights.items()):
+                    if not flight.answered and not flight.expired and now >= flight.deadline:
+                        flight.expired = True
+                        task.cancel()
+        finally:
+            # Whatever ended it (idle, or the loop closing), requests still in flight here
+            # would have no watchdog: there are none when idle, and none run on a closed loop.
+            if self._flights.get(loop) is flights:
+                del self._flights[loop]
+                self._watchdogs.pop(loop, None)
+
+
+class _Flight:
+    """A request in flight: its deadline, and what the watchdog and the answer need to know."""
+
+    __slots__ = ("deadline", "cancelling", "reading", "answered", "expired")
+
+    def __init__(self, deadline: float, cancelling: int) -> None:
+        self.deadline = deadline
+        self.cancelling = cancelling
+        self.reading = False
+        self.answered = False
+        self.expired = False
 
 
 async def answer(

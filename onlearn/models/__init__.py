@@ -2,7 +2,12 @@
 scikit-learn adapters."""
 
 from onlearn.models.artifacts import check_spec_signature, dump_signed, load_signed, sign_spec
-from onlearn.models.batch import predict_batch, predict_proba_batch
+from onlearn.models.batch import (
+    predict_batch,
+    predict_columns,
+    predict_proba_batch,
+    predict_proba_columns,
+)
 from onlearn.models.binary import BinaryClassifier
 from onlearn.models.catalog import (
     CATALOG,
@@ -33,7 +38,9 @@ __all__ = [
     "dump_signed",
     "load_signed",
     "predict_batch",
+    "predict_columns",
     "predict_proba_batch",
+    "predict_proba_columns",
     "sign_spec",
     "sklearn_from_spec",
 ]

@@ -29,7 +29,7 @@ changes the estimator; call them under the lock that guards ``learn_one``, like
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from operator import itemgetter
@@ -41,7 +41,7 @@ from river import compose, linear_model, multiclass, optim, preprocessing
 from onlearn.models.binary import BinaryClassifier
 from onlearn.models.select import SelectPresent
 
-__all__ = ["predict_batch", "predict_proba_batch"]
+__all__ = ["predict_batch", "predict_columns", "predict_proba_batch", "predict_proba_columns"]
 
 _RAW, _SCALED, _ONE_HOT = "raw", "scaled", "one_hot"
 _NUMBER_TYPES = frozenset({int, float, bool, type(None)})
@@ -104,6 +104,51 @@ def predict_batch(estimator: Any, rows: Iterable[Mapping[str, Any]]) -> list[Any
             return [max(p, key=p.get) if p else None for p in _probas(plan, scores)]
     predict = estimator.predict_one
     return [predict(x) for x in rows]
+
+
+def predict_proba_columns(
+    estimator: Any, columns: Mapping[Any, Sequence[Any]], n: int
+) -> tuple[tuple, np.ndarray] | None:
+    """The probabilities ``predict_proba_one`` answers for ``n`` rows held as columns (feature
+    -> values in row order, None where a feature is absent), as a matrix: ``(labels, p)`` with
+    ``p[i, j]`` the probability of ``labels[j]`` for row ``i``, ``labels`` in the order of the
+    keys of river's answer. None when the pipeline or the values are not ones this module
+    vectorises, or the model has learnt nothing yet (river answers ``{}``): predict row by row
+    then. River's saturated ints ``0`` and ``1`` are the floats ``0.0`` and ``1.0`` here.
+
+    >>> from onlearn.models import PipelineSpec, build_pipeline
+    >>> model = build_pipeline(
+    ...     PipelineSpec("logistic_regression"), task="classification", numeric=["size"],
+    ...     categorical=[], classes=["big", "small"],
+    ... )
+    >>> for x, y in [({"size": 9}, "big"), ({"size": 1}, "small")] * 5:
+    ...     model.learn_one(x, y)
+    >>> labels, p = predict_proba_columns(model, {"size": [8, 2]}, 2)
+    >>> [dict(zip(labels, row)) for row in p.tolist()] == [
+    ...     model.predict_proba_one({"size": 8}), model.predict_proba_one({"size": 2})]
+    True
+    """
+    plan = _plan(estimator)
+    if plan is None or plan.head == "regression" or not plan.models or n <= 0:
+        return None
+    try:
+        scores = _column_scores(plan, _GivenColumns(columns, n), n)
+    except _Unsupported:
+        return None
+    return _proba_matrix(plan, scores)
+
+
+def predict_columns(estimator: Any, columns: Mapping[Any, Sequence[Any]], n: int) -> Any:
+    """``predict_one`` of a linear regression pipeline for ``n`` rows held as columns (see
+    :func:`predict_proba_columns`): an array of the ``n`` values, or None when this module does
+    not vectorise the pipeline or the values."""
+    plan = _plan(estimator)
+    if plan is None or plan.head != "regression" or n <= 0:
+        return None
+    try:
+        return _column_scores(plan, _GivenColumns(columns, n), n)[:, 0]
+    except _Unsupported:
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -209,14 +254,55 @@ def _distinct_keys(terms: list[tuple[str, Any, Any]]) -> bool:
 
 def _scores(plan: _Plan, rows: list[Mapping[str, Any]]) -> np.ndarray:
     """``w . x + b`` of each model (columns) for each row (rows), summed as river sums it."""
-    n, models = len(rows), plan.models
+    return _column_scores(plan, _RowColumns(rows), len(rows))
+
+
+class _RowColumns:
+    """The columns of rows of features: ``self[key]``, the values (None where absent)."""
+
+    def __init__(self, rows: list[Mapping[str, Any]]) -> None:
+        self.rows = rows
+
+    def __getitem__(self, key: Any) -> list:
+        return [row.get(key) for row in self.rows]
+
+    def dense(self, keys: list) -> np.ndarray | None:
+        return _dense_numbers(self.rows, keys)
+
+
+class _GivenColumns:
+    """Columns given as a mapping of feature to values (None where absent)."""
+
+    def __init__(self, columns: Mapping[Any, Sequence[Any]], n: int) -> None:
+        self.columns = columns
+        self.n = n
+
+    def __getitem__(self, key: Any) -> Sequence[Any]:
+        column = self.columns.get(key)
+        return [None] * self.n if column is None else column
+
+    def dense(self, keys: list) -> np.ndarray | None:
+        columns = [self.columns.get(key) for key in keys]
+        if any(c is None for c in columns):
+            return None
+        try:
+            values = np.array(columns)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        if values.shape != (len(keys), self.n) or values.dtype.kind not in "fiub":
+            return None
+        return values.astype(np.float64, copy=False)
+
+
+def _column_scores(plan: _Plan, table: Any, n: int) -> np.ndarray:
+    models = plan.models
     numeric = [key for kind, key, _ in plan.terms if kind != _ONE_HOT]
-    dense = _dense_numbers(rows, numeric) if len(numeric) > 1 else None
+    dense = table.dense(numeric) if len(numeric) > 1 else None
     position = {key: j for j, key in enumerate(numeric)}
     total = np.zeros((n, len(models)))
     for kind, key, scaler in plan.terms:
         if kind == _ONE_HOT:
-            codes, values = _category_column(rows, key)
+            codes, values = _category_column(table[key])
             weights = np.array(
                 [
                     [0.0] * len(models)
@@ -230,7 +316,7 @@ def _scores(plan: _Plan, rows: list[Mapping[str, Any]]) -> np.ndarray:
         if dense is not None:
             x, present = dense[position[key]], None
         else:
-            x, present = _number_column(rows, key)
+            x, present = _number_column(table[key])
         if kind == _SCALED:
             mean = scaler.means.get(key, 0.0)
             if scaler.with_std:
@@ -264,9 +350,8 @@ def _dense_numbers(rows: list[Mapping[str, Any]], keys: list) -> np.ndarray | No
     return np.ascontiguousarray(values.T, dtype=np.float64)
 
 
-def _number_column(rows: list[Mapping[str, Any]], key: Any) -> tuple[np.ndarray, Any]:
+def _number_column(column: Sequence[Any]) -> tuple[np.ndarray, Any]:
     """The values of a numeric feature as floats, and which rows have one (None: all do)."""
-    column = [row.get(key) for row in rows]
     try:
         values = np.array(column)
     except (TypeError, ValueError, OverflowError):
@@ -283,9 +368,8 @@ def _number_column(rows: list[Mapping[str, Any]], key: Any) -> tuple[np.ndarray,
     return values, present
 
 
-def _category_column(rows: list[Mapping[str, Any]], key: Any) -> tuple[np.ndarray, list]:
+def _category_column(column: Sequence[Any]) -> tuple[np.ndarray, list]:
     """Codes of a categorical feature's values, and the values (None: absent) they index."""
-    column = [row.get(key) for row in rows]
     types = set(map(type, column))
     if types <= _STR_TYPES:
         index: dict = {}
@@ -311,6 +395,27 @@ def _sigmoid(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     p[low] = 0.0
     p[high] = 1.0
     return p, low, high
+
+
+def _proba_matrix(plan: _Plan, scores: np.ndarray) -> tuple[tuple, np.ndarray]:
+    """The answers of :func:`_probas` as ``(labels, matrix)``, the same floats."""
+    if plan.head == "one_vs_rest":
+        labels = plan.labels
+        p, _, _ = _sigmoid(scores)
+        total = np.zeros(len(p))
+        for j in range(len(labels)):  # `total += yp` per label, in label order
+            total += p[:, j]
+        zero = total == 0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = p / total[:, None]
+        if zero.any():
+            p[zero] = 1 / len(labels)
+        return tuple(labels), p
+    p, _, _ = _sigmoid(scores[:, 0])  # saturated already: 0.0 below -30, 1.0 above 30
+    q = 1.0 - p
+    if plan.head == "binary":
+        return tuple(plan.labels), np.column_stack((p, q))
+    return (False, True), np.column_stack((q, p))  # river's LogisticRegression itself
 
 
 def _probas(plan: _Plan, scores: np.ndarray) -> list[dict[Hashable, float]]:

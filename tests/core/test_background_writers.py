@@ -143,3 +143,40 @@ def test_a_record_the_store_refuses_is_dropped_and_does_not_hold_back_the_others
         writer.flush()
         assert writer.written == 5 and store.predictions.get(record(4).id) == record(4)
         writer.close()
+
+
+def test_a_caller_writes_the_buffer_when_the_thread_falls_behind():
+    with open_store("memory://") as store:
+        writer = PredictionWriter(
+            store.predictions, flush_interval_s=3600, max_pending=1000, help_at=50
+        )
+        writer.put_many([record(i) for i in range(49)])
+        assert writer.pending == 49 and writer.helped == 0
+        writer.put(record(49))  # the buffer holds help_at records: this caller writes them
+        assert writer.pending == 0 and writer.written == 50 and writer.helped == 1
+        assert store.predictions.get(record(49).id) == record(49)
+        writer.put_many([record(i) for i in range(50, 120)])
+        assert writer.pending == 0 and writer.written == 120 and writer.dropped == 0
+        writer.close()
+
+
+def test_callers_leave_a_store_that_is_down_to_the_thread(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/t.db?busy_timeout_ms=50")
+    writer = PredictionWriter(store.predictions, flush_interval_s=3600, max_pending=40, help_at=10)
+    holder = sqlite3.connect(tmp_path / "t.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        for i in range(60):
+            writer.put(record(i))
+        # One caller tried (the database is locked) and failed; no other caller waited on it.
+        assert writer.helped == 1 and writer.failures == 1
+        assert writer.pending == 40 and writer.dropped == 20
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    writer.flush()  # the thread's flush reaches the store: callers may help again
+    assert writer.pending == 0 and writer.written == 40
+    writer.put_many([record(i) for i in range(100, 110)])
+    assert writer.helped == 2 and writer.pending == 0
+    writer.close()
+    store.close()
