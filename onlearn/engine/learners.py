@@ -68,10 +68,6 @@ class LearnerPool:
         timer.daemon = True
         timer.start()
 
-    @property
-    def queued(self) -> int:
-        return len(self._queue)
-
     def close(self) -> None:
         with self._cond:
             self._stopping = True

@@ -20,6 +20,7 @@ from onlearn.config import settings_from_mapping
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.engine import predict as predict_module
 from onlearn.records import PredictionRecord
+from tests.core.conftest import PHISHING_FEATURES
 
 
 class Clock:
@@ -42,20 +43,6 @@ def settings(model: dict):
 
 def phishing(n):
     return [(dict(x), bool(y)) for x, y in itertools.islice(datasets.Phishing(), n)]
-
-
-PHISHING_FEATURES = {
-    name: {"type": "number", "min": 0, "max": 1}
-    for name in (
-        "empty_server_form_handler",
-        "popup_window",
-        "https",
-        "request_from_other_domain",
-        "anchor_from_other_domain",
-        "is_popular",
-        "long_url",
-    )
-} | {"age_of_domain": {"type": "integer"}, "ip_in_url": {"type": "integer"}}
 
 
 def segments(n):
