@@ -155,6 +155,9 @@ class EngineSettings:
     job_lease_s: float = 120.0
     worker_poll_s: float = 1.0
     keep_snapshots: int = 3  # newest snapshots kept per served version
+    # Full states the worker process keeps between two snapshots of their model (the newest
+    # snapshotted first); the others are unpickled from their newest snapshot when next due.
+    worker_cached_states: int = 8
     retain_events: int = 1_000_000  # log events kept before the oldest snapshot still needed
     # The monitor inside `onlearn serve` shares the process (and its GIL) with predict: it may
     # use this share of one CPU, and falls behind rather than slow the answers down.

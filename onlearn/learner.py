@@ -30,7 +30,17 @@ def proba_dict(pairs: list[list[Any]] | None) -> dict[Any, float] | None:
 
 
 class LearnerState:
-    """One version's estimator with its prequential metrics, at log position ``seq``."""
+    """One version's estimator with its prequential metrics, at log position ``seq``.
+
+    A *scorecard* (:meth:`scorecard`) is a state without its estimator: it keeps the metrics and
+    the paired comparisons up to date from the answers stored in label events and learns
+    nothing. The worker process holds scorecards to check promotion gates and retrain triggers,
+    instead of learning every label a second time.
+    """
+
+    # Label events a scorecard could not score: no stored answer of this version, and no model to
+    # ask (a class attribute, so states pickled before it existed read 0).
+    unscored = 0
 
     def __init__(self, version: str, task: str, estimator: Any, seq: int = 0) -> None:
         self.version = version
@@ -44,8 +54,19 @@ class LearnerState:
         self.paired: dict[str, PairedCounts | PairedErrors] = {}
         self.learn_errors = 0
 
+    def scorecard(self) -> LearnerState:
+        """Drop the estimator (and the memory it holds); metrics and comparisons stay."""
+        self.estimator = None
+        return self
+
+    @property
+    def learns(self) -> bool:
+        return self.estimator is not None
+
     def predict(self, x: Mapping[str, Any]) -> tuple[Any, dict[Any, float] | None]:
         """``(label, proba)``; proba is None for regression and may be empty before any label."""
+        if self.estimator is None:
+            raise RuntimeError(f"version {self.version} is held as a scorecard: it cannot predict")
         if self.task == "classification":
             proba = self.estimator.predict_proba_one(x)
             return (max(proba, key=proba.get) if proba else None), proba
@@ -67,8 +88,9 @@ class LearnerState:
             return predict_proba_columns(self.estimator, columns, n)
         return predict_columns(self.estimator, columns, n)
 
-    def learn(self, event: Event, x: Mapping[str, Any]) -> None:
-        """Score this version on the event, then learn from it. ``x`` is the model's input."""
+    def learn(self, event: Event, x: Mapping[str, Any] | None) -> None:
+        """Score this version on the event, then learn from it. ``x`` is the model's input (a
+        scorecard needs none)."""
         payload = event.payload
         y = payload["label"]
         outputs = payload.get("outputs") or {}
@@ -90,6 +112,11 @@ class LearnerState:
                         if other not in self.paired:
                             self.paired[other] = PairedErrors()
                         self.paired[other].update(absolute_error(y, answer["label"]), error)
+        elif self.estimator is None:
+            # Without a stored answer only the model could say what it would have answered.
+            self.unscored += 1
+            self.seq = event.seq
+            return
         else:
             y_pred, proba = self.predict(x)
         predicted_at = payload.get("predicted_at")
@@ -102,7 +129,8 @@ class LearnerState:
             delay_s=(event.at - predicted_at) if predicted_at is not None else None,
             sampled=payload.get("sampled"),
         )
-        self.estimator.learn_one(x, y)
+        if self.estimator is not None:
+            self.estimator.learn_one(x, y)
         self.seq = event.seq
 
     def skip(self, event: Event) -> None:

@@ -91,6 +91,11 @@ class ModelRuntime:
             self.violations[(field, error.rule)] += 1
 
     @property
+    def learns(self) -> bool:
+        """Whether this process's states learn (a server), or are scorecards (the worker)."""
+        return any(state.learns for state in self.states.values())
+
+    @property
     def champion(self) -> LearnerState:
         return self.states[self.roles[CHAMPION]]
 
@@ -110,7 +115,8 @@ class ModelRuntime:
                 f"model {self.name!r}: event seq {event.seq} does not follow applied seq {self.seq}"
             )
         if event.kind is EventKind.LABEL:
-            x = self.schema.model_input(event.payload["features"])
+            # Scorecards (the worker's states) read the stored answers, not the features.
+            x = self.schema.model_input(event.payload["features"]) if self.learns else None
             with self.lock.after_waiters():
                 for state in self.states.values():
                     try:

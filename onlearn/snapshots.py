@@ -94,7 +94,8 @@ def replay(
                 return state
             if event.kind is EventKind.LABEL:
                 try:
-                    state.learn(event, schema.model_input(event.payload["features"]))
+                    x = schema.model_input(event.payload["features"]) if state.learns else None
+                    state.learn(event, x)
                 except Exception:
                     state.skip(event)
             else:
@@ -109,10 +110,16 @@ def restore(
     info: VersionInfo,
     secret: bytes,
     upto: int | None = None,
+    *,
+    scorecard: bool = False,
 ) -> LearnerState:
     """The state of ``info``'s version at ``upto`` (default: the head of the log).
 
     The spec is checked even when a snapshot holds the state: the replay reads the spec's schema.
+    ``scorecard``: drop the estimator once restored (see :meth:`LearnerState.scorecard`). Not
+    before the replay: events the version has no stored answer for (those before it held a role)
+    are scored by asking the model, and a scorecard must start from the same metrics as a live
+    state.
     """
     check_spec(info, secret)
     snapshot = store.registry.latest_snapshot(info.model, info.version, max_seq=upto)
@@ -125,10 +132,13 @@ def restore(
     state = load_state(snapshot, secret) if snapshot else fresh_state(info, secret)
     start = state.seq
     state = replay(store, info.model, Schema.from_config(**info.spec["schema"]), state, upto)
+    if scorecard:
+        state.scorecard()
     log.info(
-        "model %r: %s restored from %s, then %d events replayed",
+        "model %r: %s %s from %s, then %d events replayed",
         info.model,
         info.version,
+        "scorecard restored" if scorecard else "restored",
         f"the snapshot at seq {start}" if snapshot else "nothing",
         state.seq - start,
     )

@@ -29,6 +29,7 @@ from typing import Any
 
 from onlearn.background.promotion import Action, decide_promotion, decide_rollback
 from onlearn.background.refit import NotEnoughData, refit
+from onlearn.background.snapshotter import Snapshotter
 from onlearn.compare import PairedCounts, PairedErrors
 from onlearn.engine import Engine
 from onlearn.errors import (
@@ -44,7 +45,7 @@ from onlearn.records import Job, JobState, Snapshot
 from onlearn.refit_options import resolve_options
 from onlearn.registry import CHALLENGER, CHAMPION, PREVIOUS, code_version
 from onlearn.runtime import ModelRuntime
-from onlearn.snapshots import advance_snapshot, save_snapshot
+from onlearn.snapshots import save_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -52,9 +53,13 @@ log = logging.getLogger(__name__)
 class Worker:
     """Runs the jobs and schedules of the models ``engine`` serves.
 
-    ``replay_snapshots``: build snapshots by replay from the previous one instead of pickling
-    the live states. Inside a serving process the live states answer requests, and pickling a
-    big one would hold their lock; a worker process of its own pickles its own copies.
+    The worker process (``onlearn worker``) runs on an engine of scorecards
+    (``Engine(learns=False)``): gates and triggers read the metrics and paired comparisons kept
+    from the answers stored in label events, and snapshots are built by replay (see
+    onlearn/background/snapshotter.py), so it learns a label only when it snapshots its model.
+    ``replay_snapshots``: build snapshots by replay even though the engine's states learn. Inside
+    a serving process the live states answer requests, and pickling a big one would hold their
+    lock. Otherwise (a test's engine) the live states are pickled.
     """
 
     def __init__(
@@ -68,7 +73,10 @@ class Worker:
         self.engine = engine
         self.store = engine.store
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self.replay_snapshots = replay_snapshots
+        self.replay_snapshots = replay_snapshots or not engine.learns
+        self.snapshotter = Snapshotter(
+            self.store, engine.secret, keep=engine.settings.engine.worker_cached_states
+        )
         self.clock = clock or engine.clock
         es = engine.settings.engine
         self.lease_s = es.job_lease_s
@@ -326,9 +334,11 @@ class Worker:
         """A snapshot of every version holding a role, off the request path."""
         written = {}
         if self.replay_snapshots:
-            for version in sorted(set(rt.roles.values())):
+            versions = set(rt.roles.values())
+            self.snapshotter.forget(rt.name, versions)
+            for version in sorted(versions):
                 info = self.store.registry.get_version(rt.name, version)
-                snapshot = advance_snapshot(self.store, info, self.engine.secret)
+                snapshot = self.snapshotter.advance(info)
                 if snapshot is not None:
                     written[version] = snapshot.seq
         else:

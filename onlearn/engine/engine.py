@@ -48,8 +48,19 @@ class Engine:
     ('v1', 1, True)
     """
 
-    def __init__(self, settings: Settings, store: Store, *, secret: bytes, clock=time.time):
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        secret: bytes,
+        clock=time.time,
+        learns: bool = True,
+    ):
         self.settings = settings
+        # False in the worker process: its states are scorecards (metrics and comparisons kept
+        # from the answers stored in label events, no estimator), see LearnerState.scorecard.
+        self.learns = learns
         self.store = store
         self.secret = secret
         self.clock = clock
@@ -70,9 +81,9 @@ class Engine:
         self._feedback: FeedbackHandler | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Engine:
+    def from_settings(cls, settings: Settings, *, learns: bool = True) -> Engine:
         secret = resolve_secret(settings.secret_key, settings.store_url)
-        return cls(settings, open_store(settings.store_url), secret=secret)
+        return cls(settings, open_store(settings.store_url), secret=secret, learns=learns)
 
     # Life cycle
 
@@ -137,8 +148,9 @@ class Engine:
             if roles_state.seq <= head:
                 break
         started = time.monotonic()
+        scorecard = not self.learns
         states = {
-            version: self.version_state(name, version, head)
+            version: self.version_state(name, version, head, scorecard=scorecard)
             for version in sorted(set(roles_state.roles.values()))
         }
         snapshots = {
@@ -155,7 +167,9 @@ class Engine:
             dict(roles_state.roles),
             seq=head,
             canary_share=roles_state.canary_share,
-            loader=lambda version, upto: self.version_state(name, version, upto),
+            loader=lambda version, upto: self.version_state(
+                name, version, upto, scorecard=scorecard
+            ),
         )
         rt.snapshot_seq = snapshots.get(rt.roles[CHAMPION], 0)
         # How this process got its states: what a new replica took from snapshots, what it replayed.
@@ -167,12 +181,13 @@ class Engine:
         log.info("model %r: %s serving at seq %d", config.name, rt.roles[CHAMPION], head)
         return rt
 
-    def version_state(self, name: str, version: str, upto: int):
-        """A version's state at ``upto``: its newest snapshot there, then a replay of the log."""
+    def version_state(self, name: str, version: str, upto: int, *, scorecard: bool = False):
+        """A version's state at ``upto``: its newest snapshot there, then a replay of the log
+        (a full state, whatever this engine holds, unless ``scorecard``)."""
         info = self.store.registry.get_version(name, version)
         if info is None:
             raise UnknownVersion(f"model {name!r} has no version {version!r}")
-        return restore(self.store, info, self.secret, upto=upto)
+        return restore(self.store, info, self.secret, upto=upto, scorecard=scorecard)
 
     def _spawn(self, name: str, target, *args) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)

@@ -99,8 +99,9 @@ class Maintenance:
             rt.note_snapshot(seq)
 
     def snapshot_live(self, rt: ModelRuntime) -> None:
-        """At shutdown nothing learns any more: pickling the live states is exact and quick."""
-        if rt.seq <= rt.snapshot_seq:
+        """At shutdown nothing learns any more: pickling the live states is exact and quick.
+        Scorecards (the worker's) are no states to restore from: none is written."""
+        if rt.seq <= rt.snapshot_seq or not rt.learns:
             return
         with rt.lock:
             for state in rt.states.values():

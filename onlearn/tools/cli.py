@@ -618,7 +618,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         return 2
     stop = stop_on_signals()
     exit_after(stop, WORKER_EXIT_S)
-    with Engine.from_settings(settings) as engine:
+    # Scorecards, not models: the worker checks gates and triggers from the answers stored in
+    # label events, and learns a model only to snapshot it (onlearn/background/snapshotter.py).
+    with Engine.from_settings(settings, learns=False) as engine:
         Worker(engine).run(stop)
     return 0
 

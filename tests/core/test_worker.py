@@ -495,3 +495,88 @@ def test_regression_retrain_trigger_watches_the_recent_mae(url):
     assert "recent mean absolute error" in job.params["reason"]
     assert "rose above the long-run" in job.params["reason"]
     engine.close()
+
+
+def scorecard_engine(url, **model):
+    """The engine of ``onlearn worker``: scorecards instead of models."""
+    from onlearn.keys import resolve_secret
+    from onlearn.store import open_store
+
+    settings = phishing_settings(url, **model)
+    eng = Engine(
+        settings, open_store(url), secret=resolve_secret("test", url), clock=Clock(), learns=False
+    )
+    return eng.start()
+
+
+def test_the_worker_process_decides_on_scorecards_as_on_live_states_and_snapshots_by_replay(url):
+    """Oracle: a worker that holds no model (the worker process) takes the decisions a worker on
+    live states takes, from the answers stored in the label events; its snapshots equal the
+    serving process's live states."""
+    turncoat = {"factory": "tests.core.factories:turncoat", "flip_after": 700}
+    model = {
+        "rollout": {"policy": "auto", "min_labels": 100, "alpha": 0.05, "margin": 0.0},
+        "pipeline": MAJORITY,
+        "refit": {"candidates": [turncoat]},
+    }
+    server = engine_for(url, **model)
+    learn(server, STREAM[:300])
+    cards = scorecard_engine(url, **model)
+    worker = Worker(cards)
+    worker.snapshotter.keep = 1
+    rt, served = cards.runtime("phishing"), server.runtime("phishing")
+
+    def no_models():
+        return all(state.estimator is None for state in rt.states.values())
+
+    def same_scores():
+        cards.catch_up(rt)
+        assert rt.seq == served.seq
+        for version, state in served.states.items():
+            card = rt.states[version]
+            assert card.metrics.to_dict() == state.metrics.to_dict()
+            assert {v: p.to_dict() for v, p in card.paired.items()} == {
+                v: p.to_dict() for v, p in state.paired.items()
+            }
+
+    assert no_models()
+    same_scores()
+    # The refit trains a full model (from the champion's snapshot and replay), as before.
+    v2 = refit_now(cards, worker, candidates=["turncoat"]).result["registered"]
+    server.catch_up(served)
+    assert served.roles == rt.roles == {"champion": "v1", "challenger": v2} and no_models()
+    learn(server, STREAM[300:450])
+    same_scores()
+    worker.check_gates(rt)  # promotes on the scorecards' paired counts
+    server.catch_up(served)
+    assert served.roles == {"champion": v2, "previous": "v1"}
+    learn(server, STREAM[450:900])  # the challenger turns at 700 labels
+    same_scores()
+    worker.check_gates(rt)
+    server.catch_up(served)
+    assert served.roles == {"champion": "v1"} and no_models()
+    learn(server, STREAM[900:950])
+    same_scores()
+    assert rt.states["v1"].unscored == 0  # every label had stored answers
+
+    # Snapshots by replay equal the live state, the first from the store's newest snapshot, the
+    # next from the full state the snapshotter kept (keep=1: only the last one).
+    for rows in (STREAM[950:1000], STREAM[1000:1100]):
+        learn(server, rows)
+        cards.catch_up(rt)
+        written = worker.write_snapshots(rt)
+        assert written == {"v1": served.seq}
+        assert worker.snapshotter.held() == [("phishing", "v1")]
+        snapshot = server.store.registry.latest_snapshot("phishing", "v1")
+        from onlearn.snapshots import load_state
+
+        state = load_state(snapshot, server.secret)
+        assert state.seq == served.seq
+        assert [state.estimator.predict_proba_one(x) for x, _ in STREAM[:40]] == probe(server)
+        assert state.metrics.to_dict() == served.states["v1"].metrics.to_dict()
+    # A graceful stop of the worker writes no snapshot of its scorecards.
+    learn(server, STREAM[1100:1120])
+    cards.catch_up(rt)
+    cards.close()
+    assert server.store.registry.latest_snapshot_seq("phishing", "v1") == 1100 + 3
+    server.close()
