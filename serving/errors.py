@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -144,11 +145,39 @@ def at(violation: SchemaViolation, *prefix) -> SchemaViolation:
     return violation.at("body", *prefix)
 
 
+class ThrottledLog:
+    """One warning per kind of error and path every ``every_s`` seconds, with the count of those
+    left out since: under back-pressure every refused request is a 503, and a line for each
+    (thousands a second) would flood the log and cost the CPU the server is short of."""
+
+    def __init__(self, every_s: float = 10.0, clock=time.monotonic) -> None:
+        self.every_s = every_s
+        self.clock = clock
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}  # -> (logged at, left out)
+
+    def warning(self, path: str, method: str, error: Exception) -> bool:
+        """Log ``error`` unless one of its kind was logged for ``path`` lately; True if logged."""
+        key = (path, type(error).__name__)
+        now = self.clock()
+        logged_at, left_out = self._last.get(key, (-math.inf, 0))
+        if now - logged_at < self.every_s:
+            self._last[key] = (logged_at, left_out + 1)
+            return False
+        if len(self._last) > 1000:  # paths are client-chosen: keep the table bounded
+            self._last.clear()
+        self._last[key] = (now, 0)
+        more = f" ({left_out} more like it in the last {self.every_s:g} s)" if left_out else ""
+        log.warning("%s %s: %s%s", method, path, error, more)
+        return True
+
+
 def install(app: FastAPI) -> None:
+    throttled = ThrottledLog()
+
     async def onlearn_error(request: Request, error: OnlearnError) -> JSONResponse:
         status = status_of(error)
         if status >= 500:
-            log.warning("%s %s: %s", request.method, request.url.path, error)
+            throttled.warning(request.url.path, request.method, error)
         headers = {"Retry-After": "1"} if status == 503 else None
         return JSONResponse({"detail": detail_of(error)}, status_code=status, headers=headers)
 
