@@ -264,6 +264,7 @@ class Engine:
                     "snapshot_seq": rt.snapshot_seq,
                     "learn_backlog": rt.backlog,
                     "learn_lag_refused": rt.lag_refused,
+                    "label_conflicts": rt.label_conflicts,
                     "champion": rt.roles[CHAMPION],
                     "versions": {v: s.metrics.to_dict() for v, s in rt.states.items()},
                     "paired": self._paired(rt),

@@ -71,6 +71,13 @@ class EventLog(Protocol):
         """Events with ``seq > after``, in seq order, at most ``limit``."""
         ...
 
+    def by_keys(self, model: str, keys: Sequence[str]) -> dict[str, Event]:
+        """The events of the model's log that have these keys, by key (with their seqs); keys
+        of no event (never appended, or trimmed) are left out. One query or round trip of
+        lookups whatever the number of keys: how a label is compared with the one recorded
+        for its prediction, and a correction finds what it corrects."""
+        ...
+
     def head(self, model: str) -> int:
         """The highest seq of the model's log, 0 when empty."""
         ...
