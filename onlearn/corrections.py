@@ -25,7 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from onlearn.records import Event, EventKind
+from onlearn.errors import LabelConflict
+from onlearn.records import Event, EventKind, FeedbackItem
 from onlearn.store.base import EventLog
 
 CORRECTION_PREFIX = "correction:"
@@ -79,6 +80,36 @@ def conflict_detail(event: Event) -> dict[str, Any]:
         "labeller": payload.get("labeller"),
         "seq": event.seq,
     }
+
+
+def decide(
+    item: FeedbackItem, end: Event, chain_key: str, at: float, *, may_correct: bool = True
+) -> int | Event:
+    """What a label ``item`` becomes next to ``end``, the label recorded for its chain: the
+    recorded seq (the same label: idempotent), a correction event to append (a different label
+    that asks to correct, or overrides the recorded label's source), else LabelConflict.
+    ``may_correct=False``: a correction that lost its race to another is compared, never
+    corrects the winner."""
+    if same_label(end.payload["label"], item.label):
+        return end.seq
+    source = end.payload.get("source") or "app"
+    if may_correct and (item.correction or source in item.overrides):
+        return correction_event(
+            end,
+            label=item.label,
+            source=item.source,
+            labeller=item.labeller,
+            chain_key=chain_key,
+            at=at,
+        )
+    recorded_label = conflict_detail(end)
+    what = "prediction" if item.prediction_id is not None else "event"
+    raise LabelConflict(
+        f"label not used: the label recorded for this {what} is {recorded_label['label']!r} "
+        f"(source {recorded_label['source']}, seq {recorded_label['seq']}); send it again "
+        'with "correction": true to correct it',
+        recorded_label,
+    )
 
 
 def correction_event(
@@ -166,6 +197,7 @@ __all__ = [
     "correction_event",
     "correction_key",
     "corrects",
+    "decide",
     "recorded",
     "same_label",
 ]

@@ -163,6 +163,11 @@ class LabelRequest(Strict):
         None, description="The claim_id the claim gave (detects lost leases)."
     )
     labeller: str | None = Field(None, max_length=200)
+    correction: bool = Field(
+        False,
+        description="True: replace a different label a person gave before (a label from the "
+        "application or a weak rule is corrected without it).",
+    )
 
 
 class SkipRequest(Strict):

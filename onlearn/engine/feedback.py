@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onlearn.config import ModelConfig, Settings, Task
-from onlearn.corrections import conflict_detail, correction_event, recorded, same_label
+from onlearn.corrections import decide, recorded
 from onlearn.engine.follower import Follower
 from onlearn.errors import (
     FieldError,
@@ -234,38 +234,31 @@ class FeedbackHandler:
         for outcome, seq, new in zip(outcomes, result, result.new, strict=True):
             if new:
                 continue
-            item = outcome.item
             end = ends.get(outcome.key)
             if end is None:  # trimmed since the append: what the log answered
                 outcome.seq = seq
                 continue
-            if same_label(end.payload["label"], item.label):
-                outcome.seq = end.seq  # the same label again: idempotent
-                outcome.correction = end.payload.get("corrects") is not None
+            try:
+                decided = decide(outcome.item, end, outcome.key, now, may_correct=first)
+            except LabelConflict as conflict:
+                rt.label_conflicts += 1
+                outcome.error = conflict
                 continue
-            if first and (
-                item.correction or (end.payload.get("source") or "app") in item.overrides
-            ):
-                outcome.event = correction_event(
-                    end,
-                    label=item.label,
-                    source=item.source,
-                    labeller=item.labeller,
-                    chain_key=outcome.key,
-                    at=now,
-                )
+            if isinstance(decided, Event):
+                outcome.event = decided
                 fixes.append(outcome)
-                continue
-            rt.label_conflicts += 1
-            recorded_label = conflict_detail(end)
-            outcome.error = LabelConflict(
-                f"label not used: the label recorded for this "
-                f"{'prediction' if item.prediction_id is not None else 'event'} is "
-                f"{recorded_label['label']!r} (source {recorded_label['source']}, seq "
-                f'{recorded_label["seq"]}); send it again with "correction": true to correct it',
-                recorded_label,
-            )
+            else:
+                outcome.seq = decided  # the same label again: idempotent
+                outcome.correction = end.payload.get("corrects") is not None
         return fixes
+
+    def label_event(self, rt: ModelRuntime, item: FeedbackItem) -> Event:
+        deadline = time.monotonic() + JOIN_WAIT_S
+        while True:
+            try:
+                return self._label_event(rt, item, self.clock(), deadline)
+            except _NotYetVisible:
+                time.sleep(JOIN_POLL_S)
 
     def _check_lag(self, rt: ModelRuntime) -> None:
         """Refuse new labels while this process is ``max_learn_lag`` events behind the model's
