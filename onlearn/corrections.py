@@ -180,6 +180,21 @@ class TrainingLabels:
     def replaced(self, seq: int) -> bool:
         return seq in self._final
 
+    def rewrite(self, kept: set[int]):
+        """For a replay that trains on the same labels as the rows: a function of a label event
+        that gives it with its corrected label, None for a correction merged into a row (or
+        superseded), else the event itself."""
+
+        def rewrite(event: Event) -> Event | None:
+            if self.dropped(event.seq, kept):
+                return None
+            if self.replaced(event.seq):
+                payload = {**event.payload, "label": self._final[event.seq]}
+                return Event(event.kind, payload, event.at, event.seq, event.key)
+            return event
+
+        return rewrite
+
     def dropped(self, seq: int, kept: set[int]) -> bool:
         """Whether the correction at ``seq`` is merged into a row (its chain's first label is
         in ``kept``) or superseded by a newer correction of the same chain."""
