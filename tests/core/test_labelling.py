@@ -255,3 +255,39 @@ def test_a_labelled_prediction_leaves_the_queue(store_url):
         assert refused.value.recorded["source"] == "human"
         stats = engine.labelling.stats("phishing")
         assert stats["answered_elsewhere"] == 2 and stats["labelled"] == 1
+
+
+def test_events_for_says_what_a_queue_label_appends():
+    """The rules of a person's queue label, in the one function the queue's atomic
+    lease-check-and-append step uses: a label event, a correction over app or weak, the
+    recorded seq for the same label, a 409 over another person's label."""
+    from onlearn.corrections import recorded
+
+    with active_engine() as engine:
+        queued = [
+            a.prediction_id
+            for a in predict_some(engine, 60)
+            if a.queued and engine.store.queue.get("phishing", a.prediction_id) is not None
+        ]
+        item = engine.store.queue.get("phishing", queued[0])
+        (first,) = engine.labelling._events_for("phishing", item, True, "ann", None)
+        assert first.key == f"prediction:{item.prediction_id}" and first.payload["corrects"] is None
+        assert (first.payload["source"], first.payload["labeller"]) == ("human", "ann")
+        for source, over in (("weak", True), ("app", True), ("human", False)):
+            pid = item.prediction_id
+            engine.feedback_one("phishing", FeedbackItem(False, prediction_id=pid, source=source))
+            end = recorded(engine.store.log, "phishing", [f"prediction:{pid}"])[f"prediction:{pid}"]
+            assert engine.labelling._events_for("phishing", item, False, "ann", end) == end.seq
+            if over:
+                (fix,) = engine.labelling._events_for("phishing", item, True, "ann", end)
+                assert (
+                    fix.payload["corrects"] == end.seq and fix.payload["previous_source"] == source
+                )
+            else:
+                with pytest.raises(LabelConflict):
+                    engine.labelling._events_for("phishing", item, True, "ann", end)
+                (fix,) = engine.labelling._events_for(
+                    "phishing", item, True, "ann", end, correction=True
+                )
+                assert fix.key == f"correction:prediction:{pid}:{end.seq}"
+            item = engine.store.queue.get("phishing", queued[queued.index(item.item_id) + 1])
