@@ -97,16 +97,17 @@ class PairedCounts:
             paired.update(a, b)
         return paired
 
-    def update(self, a_correct: bool, b_correct: bool) -> None:
+    def update(self, a_correct: bool, b_correct: bool, by: int = 1) -> None:
+        """Count one pair; ``by=-1`` takes back a pair counted before (a corrected label)."""
         if a_correct:
             if b_correct:
-                self._both += 1
+                self._both += by
             else:
-                self._a_only += 1
+                self._a_only += by
         elif b_correct:
-            self._b_only += 1
+            self._b_only += by
         else:
-            self._neither += 1
+            self._neither += by
 
     @property
     def n(self) -> int:

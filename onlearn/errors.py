@@ -118,6 +118,16 @@ class LeaseConflict(OnlearnError):
     """Another labeller holds the item now: its lease ran out and it was claimed again (409)."""
 
 
+class LabelConflict(OnlearnError):
+    """A label that differs from the one recorded for the same prediction or event, and was not
+    sent as a correction (HTTP 409): it was not used. ``recorded`` is the recorded label event's
+    label, source, labeller and seq."""
+
+    def __init__(self, message: str, recorded: dict):
+        super().__init__(message)
+        self.recorded = recorded
+
+
 class UnknownVersion(OnlearnError, LookupError):
     """No version of that name for the model (HTTP 404)."""
 

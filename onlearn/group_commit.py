@@ -73,7 +73,7 @@ class GroupCommitter:
         self._thread.start()
 
     def submit(self, model: str, events: Sequence[Event]) -> Future[list[int]]:
-        """A concurrent future of the seqs, for threads."""
+        """A concurrent future of the seqs (an :class:`AppendResult`), for threads."""
         self._admit(len(events))
         future: Future[list[int]] = Future()
         self._queue.put((model, events, future, None))
@@ -173,8 +173,11 @@ class GroupCommitter:
                     log.exception("model %r: work after a commit failed", model)
             at = 0
             for _, evs, future, loop in items:
-                outcomes.append((future, loop, list(result[at : at + len(evs)])))
-                at += len(evs)
+                # With the new flags: a duplicate key is how a caller learns that its label
+                # met an earlier one (onlearn/engine/feedback.py).
+                end = at + len(evs)
+                outcomes.append((future, loop, AppendResult(result[at:end], result.new[at:end])))
+                at = end
         per_loop: dict = defaultdict(list)
         for future, loop, outcome in outcomes:
             if loop is None:

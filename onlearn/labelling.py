@@ -3,10 +3,17 @@ re-ranking, label (which becomes feedback from a person), skip, stats.
 
 A queue item is one prediction: its id is the prediction id, so pushing it twice is harmless,
 and its label is feedback keyed by that prediction, so labelling it twice teaches once.
+
+A prediction whose label arrives by feedback from the application or a person leaves the queue
+(closed as answered elsewhere when that label commits, :meth:`Labelling.answered`, and skipped
+by a claim that finds it labelled); a ``weak`` label leaves it claimable. A person's label
+through the queue over an ``app`` or ``weak`` label is a correction of it; over a ``human`` one
+it is a conflict (409) unless sent as a correction. See :func:`Labelling._events_for`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -16,6 +23,7 @@ from typing import Any, Protocol
 
 from onlearn.active import priority_of
 from onlearn.config import Task
+from onlearn.corrections import decide, recorded
 from onlearn.errors import (
     ActiveLearningOff,
     FieldError,
@@ -25,11 +33,25 @@ from onlearn.errors import (
     SchemaViolation,
     UnknownQueueItem,
 )
-from onlearn.records import FeedbackItem, PredictionRecord, QueueItem, QueueState
+from onlearn.records import (
+    Event,
+    EventKind,
+    FeedbackItem,
+    LabelSource,
+    PredictionRecord,
+    QueueItem,
+    QueueState,
+)
+from onlearn.registry import CHAMPION
 from onlearn.runtime import ModelRuntime
 from onlearn.store.base import Store
 
 log = logging.getLogger(__name__)
+
+# Sources whose label closes a prediction's queue item: a weak label leaves it for a person.
+CLOSING_SOURCES = frozenset({LabelSource.APP.value, LabelSource.HUMAN.value})
+# The sources a person's label through the queue corrects without being asked to.
+QUEUE_OVERRIDES = frozenset({LabelSource.APP.value, LabelSource.WEAK.value})
 
 
 def dedupe_key(features: dict) -> str:
@@ -55,6 +77,8 @@ class LabellingEngine(Protocol):
 
     def runtime(self, name: str) -> ModelRuntime: ...
 
+    def label_event(self, name: str, item: FeedbackItem) -> Event: ...
+
     def feedback_one(self, name: str, item: FeedbackItem) -> Answer: ...
 
     async def feedback_one_async(self, name: str, item: FeedbackItem) -> Answer: ...
@@ -63,6 +87,9 @@ class LabellingEngine(Protocol):
 class Labelling:
     def __init__(self, engine: LabellingEngine) -> None:
         self.engine = engine
+        # Predictions being labelled through the queue by this process: their commit must not
+        # close their own item as answered elsewhere (complete closes it, as labelled).
+        self._labelling: set[tuple[str, str]] = set()
 
     @property
     def queue(self):
@@ -108,6 +135,30 @@ class Labelling:
                 reason=record.reason or "uncertain",
             )
             self.queue.push(item, max_size=rt.config.active.queue_max_size)
+
+    # Called by the commit thread after each durable append.
+
+    def answered(self, model: str, events: Sequence[Event], result) -> None:
+        """Close the queue items of the predictions that just got a first label (or a
+        correction) from ``app`` or ``human`` by feedback, counted as answered elsewhere."""
+        rt = self.engine.runtimes.get(model)
+        if rt is None or rt.config.active is None or self.queue is None:
+            return
+        results = {}
+        for event, seq, new in zip(events, result, result.new, strict=True):
+            if not new or event.kind is not EventKind.LABEL:
+                continue
+            payload = event.payload
+            pid = payload.get("prediction_id")
+            if (
+                pid is None
+                or payload.get("source") not in CLOSING_SOURCES
+                or (model, pid) in self._labelling
+            ):
+                continue
+            results[pid] = _answered_result(seq, rt.roles[CHAMPION], payload)
+        if results:
+            self.queue.close_answered(model, results, self.engine.clock())
 
     # Labelling clients
 
@@ -171,7 +222,28 @@ class Labelling:
         claimed = self.queue.claim(
             name, limit=limit, lease_s=float(lease_s), labeller=labeller, now=now, item_ids=ranked
         )
+        claimed = self._unlabelled(rt, claimed, now)
         return [self._shown(rt, item, *fresh[item.item_id]) for item in claimed]
+
+    def _unlabelled(self, rt: ModelRuntime, claimed: list[QueueItem], now: float) -> list:
+        """The claimed items whose prediction has no label from ``app`` or ``human`` yet; the
+        others are closed as answered elsewhere. Their closing at commit may not have happened
+        (the committing process died in between, or it served no queue for the model). An
+        app label committing right after this look is the label path's to handle: the
+        person's label then corrects it, or is the same label (idempotent)."""
+        keys = {f"prediction:{i.prediction_id}": i for i in claimed if i.prediction_id}
+        if not keys:
+            return claimed
+        ends = recorded(self.engine.store.log, rt.name, keys)
+        results = {
+            keys[key].item_id: _answered_result(end.seq, rt.roles[CHAMPION], end.payload)
+            for key, end in ends.items()
+            if end.payload.get("source") in CLOSING_SOURCES
+        }
+        if not results:
+            return claimed
+        self.queue.close_answered(rt.name, results, now)
+        return [item for item in claimed if item.item_id not in results]
 
     def _current(self, rt: ModelRuntime, rows: list) -> list[tuple[dict | None, float]]:
         answers = []
@@ -236,6 +308,11 @@ class Labelling:
             raise QueueItemGone(f"queue item {item.item_id} left the queue; claim another")
         if outcome.status == "unknown":
             raise UnknownQueueItem(f"no queue item {item.item_id} for model {name!r}")
+        if outcome.status == "already_done":
+            # Closed meanwhile (an app label after the claim, or a retry of this label): the
+            # label was compared with the recorded one before it got here, so what it did is
+            # ``result`` (a correction, or the same label's seq), not the item's first result.
+            return result
         return dict(outcome.item.result) if outcome.item and outcome.item.result else result
 
     def _answer(self, name: str, stored: Any) -> dict:
@@ -245,14 +322,44 @@ class Labelling:
         answer["applied"] = self.engine.runtime(name).seq >= answer["seq"]
         return answer
 
-    def _feedback(self, item: QueueItem, label: Any, labeller: str | None) -> FeedbackItem:
+    def _feedback(
+        self, item: QueueItem, label: Any, labeller: str | None, correction: bool = False
+    ) -> FeedbackItem:
         return FeedbackItem(
             label=label,
             prediction_id=item.prediction_id,
             features=item.features,  # the fallback when the prediction record expired
-            source="human",
+            source=LabelSource.HUMAN.value,
             labeller=labeller or item.labeller,
+            correction=correction,
+            overrides=QUEUE_OVERRIDES,
         )
+
+    def _events_for(
+        self,
+        name: str,
+        item: QueueItem,
+        label: Any,
+        labeller: str | None,
+        recorded: Event | None,
+        *,
+        correction: bool = False,
+    ) -> list[Event] | int:
+        """The events a person's label of ``item`` appends, given the label ``recorded`` for
+        its prediction (the end of its chain of corrections, :func:`onlearn.corrections.recorded`,
+        None when it has none): the label event; a correction of an ``app`` or ``weak`` label
+        (or of any label when ``correction``); or, for the same label again, the recorded seq
+        (nothing to append). A different label over a ``human`` one raises LabelConflict.
+
+        The one place that says what a queue label produces, for a step that appends it
+        atomically with the lease check. When the append answers that the key exists (another
+        label landed meanwhile), ask again with the new recorded label.
+        """
+        feedback = self._feedback(item, label, labeller, correction)
+        if recorded is None:
+            return [self.engine.label_event(name, feedback)]
+        decided = decide(feedback, recorded, recorded_key(item), self.engine.clock())
+        return [decided] if isinstance(decided, Event) else decided
 
     async def label_async(
         self,
@@ -262,14 +369,14 @@ class Labelling:
         *,
         claim_id: str | None = None,
         labeller: str | None = None,
+        correction: bool = False,
     ) -> dict:
         self._active(name)
         item = self._check_claim(name, item_id, claim_id, labeller)
-        if item.state is QueueState.DONE:
-            return self._answer(name, item.result)
-        result = await self.engine.feedback_one_async(name, self._feedback(item, label, labeller))
-        stored = {"seq": result.seq, "version": result.version}
-        return self._answer(name, self._complete(name, item, claim_id, stored))
+        feedback = self._feedback(item, label, labeller, correction)
+        with self._marked(name, item):
+            result = await self.engine.feedback_one_async(name, feedback)
+            return self._finish(name, item, claim_id, result)
 
     def label(
         self,
@@ -279,14 +386,37 @@ class Labelling:
         *,
         claim_id: str | None = None,
         labeller: str | None = None,
+        correction: bool = False,
     ) -> dict:
         self._active(name)
         item = self._check_claim(name, item_id, claim_id, labeller)
-        if item.state is QueueState.DONE:
-            return self._answer(name, item.result)
-        result = self.engine.feedback_one(name, self._feedback(item, label, labeller))
+        feedback = self._feedback(item, label, labeller, correction)
+        with self._marked(name, item):
+            result = self.engine.feedback_one(name, feedback)
+            return self._finish(name, item, claim_id, result)
+
+    @contextlib.contextmanager
+    def _marked(self, name: str, item: QueueItem):
+        key = (name, item.prediction_id)
+        self._labelling.add(key)
+        try:
+            yield
+        finally:
+            self._labelling.discard(key)
+
+    def _finish(self, name: str, item: QueueItem, claim_id: str | None, result) -> dict:
+        """The answer of a label the log recorded (or had recorded: the same label again).
+
+        A label is always compared with the one recorded, even for an item already done: the
+        same label is idempotent, a different one a correction or a 409, never a 200 for a
+        label that was dropped. An item closed as answered elsewhere (by an app label that
+        came after the claim) stays closed; the person's label is its correction."""
         stored = {"seq": result.seq, "version": result.version}
-        return self._answer(name, self._complete(name, item, claim_id, stored))
+        if result.correction:
+            stored["correction"] = True
+        if item.state is not QueueState.DONE:
+            stored = self._complete(name, item, claim_id, stored)
+        return self._answer(name, stored)
 
     def skip(
         self, name: str, item_id: str, *, claim_id: str | None = None, labeller: str | None = None
@@ -347,4 +477,20 @@ class Labelling:
                 log.warning("model %r: queue maintenance failed (%s); will retry", rt.name, e)
 
 
-__all__ = ["Labelling", "dedupe_key"]
+def recorded_key(item: QueueItem) -> str:
+    """The key of the first label event of the item's prediction (its chain's key)."""
+    return f"prediction:{item.prediction_id}"
+
+
+def _answered_result(seq: int, version: str, payload) -> dict:
+    """An item's result when it was closed because its prediction got a label elsewhere."""
+    return {
+        "seq": seq,
+        "version": version,
+        "answered_elsewhere": True,
+        "source": payload.get("source") or "app",
+        "labeller": payload.get("labeller"),
+    }
+
+
+__all__ = ["Labelling", "dedupe_key", "recorded_key"]

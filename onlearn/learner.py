@@ -90,8 +90,16 @@ class LearnerState:
 
     def learn(self, event: Event, x: Mapping[str, Any] | None) -> None:
         """Score this version on the event, then learn from it. ``x`` is the model's input (a
-        scorecard needs none)."""
+        scorecard needs none).
+
+        A correction (onlearn/corrections.py) is learned like any label, once more: an online
+        model cannot unlearn the label it corrects. Its score replaces the corrected label's
+        (scored once), when this version's answer is stored in the event.
+        """
         payload = event.payload
+        if payload.get("corrects") is not None:
+            self._learn_correction(event, x)
+            return
         y = payload["label"]
         outputs = payload.get("outputs") or {}
         served = outputs.get(self.version)
@@ -127,6 +135,40 @@ class LearnerState:
             source=payload.get("source", "app"),
             stored=served is not None,
             delay_s=(event.at - predicted_at) if predicted_at is not None else None,
+            sampled=payload.get("sampled"),
+        )
+        self.metrics.count_labeller(payload.get("labeller"))
+        if self.estimator is not None:
+            self.estimator.learn_one(x, y)
+        self.seq = event.seq
+
+    def _learn_correction(self, event: Event, x: Mapping[str, Any] | None) -> None:
+        payload = event.payload
+        y, y_old = payload["label"], payload["previous_label"]
+        outputs = payload.get("outputs") or {}
+        served = outputs.get(self.version)
+        y_pred = proba = None
+        if served is not None:
+            y_pred, proba = served["label"], proba_dict(served["proba"])
+            if self.task == "classification":
+                # The paired counts take the pair back and count it with the corrected label.
+                # (A regression's paired errors are a window of the last errors, which a
+                # correction does not revise.)
+                for other, answer in outputs.items():
+                    paired = self.paired.get(other)
+                    if other != self.version and isinstance(paired, PairedCounts):
+                        paired.update(answer["label"] == y_old, y_pred == y_old, by=-1)
+                        paired.update(answer["label"] == y, y_pred == y)
+        self.metrics.revise(
+            y_old,
+            y,
+            y_pred,
+            proba,
+            source=payload.get("source") or "app",
+            labeller=payload.get("labeller"),
+            previous_source=payload.get("previous_source") or "app",
+            previous_labeller=payload.get("previous_labeller"),
+            scored=served is not None,
             sampled=payload.get("sampled"),
         )
         if self.estimator is not None:

@@ -88,6 +88,26 @@ class ClassificationMetrics:
             # would drag macro F1 down forever. It still counts as wrong for accuracy.
             self._f1.update(y_true, y_pred)
 
+    def revise(
+        self,
+        y_old: Hashable,
+        y_true: Hashable,
+        y_pred: Hashable | None,
+        proba: Mapping[Any, float] | None,
+    ) -> None:
+        """Score a prediction counted with ``y_old`` with its corrected label ``y_true``
+        instead (``n`` unchanged): accuracy, log loss and macro F1 (river's ``revert``) are
+        exact. The rolling ``recent_accuracy`` is not revised: the old answer may have left its
+        window, and it is a drift signal about recent labels, not a total."""
+        self._correct += (y_pred == y_true) - (y_pred == y_old)
+        old = proba.get(y_old, 0.0) if proba else 0.0
+        new = proba.get(y_true, 0.0) if proba else 0.0
+        self._log_loss_sum += math.log(min(max(old, EPSILON), 1.0))
+        self._log_loss_sum -= math.log(min(max(new, EPSILON), 1.0))
+        if y_pred is not None:
+            self._f1.revert(y_old, y_pred)
+            self._f1.update(y_true, y_pred)
+
     @property
     def accuracy(self) -> float | None:
         return self._correct / self.n if self.n else None
@@ -152,6 +172,18 @@ class RegressionMetrics:
         except OverflowError:  # an int label beyond float range squares to an int; keep it float
             self._sq_sum = math.inf
 
+    def revise(self, y_old: float, y_true: float, y_pred: float | None, proba: Any = None) -> None:
+        """Score a prediction counted with ``y_old`` with its corrected value ``y_true`` instead
+        (``n`` unchanged): the sums behind MAE and RMSE take the old error back. The rolling
+        ``recent_mae`` is not revised (see :meth:`ClassificationMetrics.revise`)."""
+        pred = y_pred if y_pred is not None else 0.0
+        try:
+            old, new = y_old - pred, y_true - pred
+            self._abs_sum += abs(new) - abs(old)
+            self._sq_sum += new * new - old * old
+        except OverflowError:
+            self._sq_sum = math.inf
+
     @property
     def mae(self) -> float | None:
         return self._abs_sum / self.n if self.n else None
@@ -190,6 +222,15 @@ class VersionMetrics:
         # estimate of quality) and "uncertain" (the hard cases, biased by construction).
         self.by_reason: dict[str, ClassificationMetrics | RegressionMetrics] = {}
         self.labels_by_source: Counter[str] = Counter()
+        self.labels_by_labeller: Counter[str] = Counter()
+        # Corrections: by the source and labeller that corrected, and by the source and
+        # labeller whose label was corrected (their disagreement rate is that over their labels).
+        self.corrections_by_source: Counter[str] = Counter()
+        self.corrections_by_labeller: Counter[str] = Counter()
+        self.corrected_by_source: Counter[str] = Counter()
+        self.corrected_by_labeller: Counter[str] = Counter()
+        self.corrections_rescored = 0
+        self.corrections_not_rescored = 0
         self.scored_on_stored = 0
         self.scored_on_replay = 0
         self._delay_sum = 0.0
@@ -222,14 +263,86 @@ class VersionMetrics:
             self._delay_sum += delay_s
             self._delay_max = max(self._delay_max, delay_s)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Snapshots pickled before corrections existed: their counters start at zero.
+        self.__dict__.update(state)
+        for name in (
+            "labels_by_labeller",
+            "corrections_by_source",
+            "corrections_by_labeller",
+            "corrected_by_source",
+            "corrected_by_labeller",
+        ):
+            if name not in state:
+                setattr(self, name, Counter())
+        self.__dict__.setdefault("corrections_rescored", 0)
+        self.__dict__.setdefault("corrections_not_rescored", 0)
+
+    def count_labeller(self, labeller: str | None) -> None:
+        if labeller is not None:
+            self.labels_by_labeller[labeller] += 1
+
+    def revise(
+        self,
+        y_old: Any,
+        y_true: Any,
+        y_pred: Any,
+        proba: Mapping[Any, float] | None,
+        *,
+        source: str,
+        labeller: str | None,
+        previous_source: str,
+        previous_labeller: str | None,
+        scored: bool,
+        sampled: str | None = None,
+    ) -> None:
+        """A correction of a label counted before: scored once (the prediction's metrics now
+        use the corrected label) when ``scored``, i.e. the version's answer to it is known (a
+        stored prediction); else the old score stays and the correction is counted as not
+        rescored (a version that predicted at learn time has no record of what it said)."""
+        if scored:
+            self.served.revise(y_old, y_true, y_pred, proba)
+            if sampled is not None and sampled in self.by_reason:
+                self.by_reason[sampled].revise(y_old, y_true, y_pred, proba)
+            self.corrections_rescored += 1
+        else:
+            self.corrections_not_rescored += 1
+        self.corrections_by_source[source] += 1
+        self.corrected_by_source[previous_source] += 1
+        if labeller is not None:
+            self.corrections_by_labeller[labeller] += 1
+        if previous_labeller is not None:
+            self.corrected_by_labeller[previous_labeller] += 1
+
     def _new(self) -> ClassificationMetrics | RegressionMetrics:
         return ClassificationMetrics() if self.task == "classification" else RegressionMetrics()
+
+    def _corrections(self) -> dict[str, Any]:
+        def rate(corrected: Counter, labels: Counter) -> dict[str, float | None]:
+            return {k: (corrected[k] / n if (n := labels[k]) else None) for k in sorted(labels)}
+
+        return {
+            "total": sum(self.corrections_by_source.values()),
+            "rescored": self.corrections_rescored,
+            "not_rescored": self.corrections_not_rescored,
+            "by_source": dict(self.corrections_by_source),
+            "by_labeller": dict(self.corrections_by_labeller),
+            "corrected_by_source": dict(self.corrected_by_source),
+            "corrected_by_labeller": dict(self.corrected_by_labeller),
+            # The share of a source's (a labeller's) first labels that a correction overruled.
+            "disagreement_rate_by_source": rate(self.corrected_by_source, self.labels_by_source),
+            "disagreement_rate_by_labeller": rate(
+                self.corrected_by_labeller, self.labels_by_labeller
+            ),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.served.to_dict(),
             "by_sampling_reason": {r: m.to_dict() for r, m in sorted(self.by_reason.items())},
             "labels_by_source": dict(self.labels_by_source),
+            "labels_by_labeller": dict(self.labels_by_labeller),
+            "corrections": self._corrections(),
             "scored_on_stored_prediction": self.scored_on_stored,
             "scored_on_replay": self.scored_on_replay,
             "label_delay_s": {

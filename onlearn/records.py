@@ -53,6 +53,11 @@ class FeedbackItem:
 
     When both are given, the stored record wins and the inline features are the fallback for a
     record that expired. ``event_id`` makes inline feedback idempotent too.
+
+    A label that differs from the one recorded for the same prediction (or event id) is refused
+    (:class:`~onlearn.errors.LabelConflict`) unless ``correction`` is set, or the recorded
+    label's source is one of ``overrides`` (a person's label through the queue overrides
+    ``app`` and ``weak`` labels without asking): then it is recorded as a correction.
     """
 
     label: Any
@@ -61,6 +66,8 @@ class FeedbackItem:
     source: str = "app"
     labeller: str | None = None
     event_id: str | None = None
+    correction: bool = False
+    overrides: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

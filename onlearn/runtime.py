@@ -58,6 +58,9 @@ class ModelRuntime:
         # ``known_head - seq`` is this process's backlog, bounded by ``[engine] max_learn_lag``.
         self.known_head = seq
         self.lag_refused = 0  # feedback calls answered 503 because the backlog was too long
+        # Labels refused (409) because they differed from the one recorded and were not sent
+        # as corrections: never in the log, so counted by the process that refused them.
+        self.label_conflicts = 0
         self.predictions = 0
         self.labels_applied = 0
         # (field, rule) -> rows refused for it here: the validation statistics of the inputs

@@ -20,7 +20,7 @@ from onlearn.models import (
     dump_signed,
     load_signed,
 )
-from onlearn.records import EventKind, Snapshot, VersionInfo
+from onlearn.records import Event, EventKind, Snapshot, VersionInfo
 from onlearn.schema import Schema
 from onlearn.store.base import Store
 
@@ -78,8 +78,13 @@ def replay(
     state: LearnerState,
     upto: int | None = None,
     on_event: Callable[[int], None] | None = None,
+    rewrite: Callable[[Event], Event | None] | None = None,
 ) -> LearnerState:
-    """Fold the log's label events after ``state.seq`` (up to ``upto``) into ``state``."""
+    """Fold the log's label events after ``state.seq`` (up to ``upto``) into ``state``.
+
+    ``rewrite``: each label event goes through it first; None skips the event (a refit's
+    training labels with corrections applied, :class:`onlearn.corrections.TrainingLabels`).
+    Without it, the fold is exactly what a live model did: a replica's replay equals it."""
     while upto is None or state.seq < upto:
         events = store.log.read(model, after=state.seq, limit=REPLAY_PAGE)
         if not events:
@@ -92,10 +97,13 @@ def replay(
         for event in events:
             if upto is not None and event.seq > upto:
                 return state
-            if event.kind is EventKind.LABEL:
+            learned = event
+            if event.kind is EventKind.LABEL and rewrite is not None:
+                learned = rewrite(event)
+            if learned is not None and learned.kind is EventKind.LABEL:
                 try:
-                    x = schema.model_input(event.payload["features"]) if state.learns else None
-                    state.learn(event, x)
+                    x = schema.model_input(learned.payload["features"]) if state.learns else None
+                    state.learn(learned, x)
                 except Exception:
                     state.skip(event)
             else:

@@ -22,6 +22,7 @@ from onlearn.errors import (
     ConfigError,
     FieldError,
     JobConflict,
+    LabelConflict,
     LeaseConflict,
     OnlearnError,
     PredictionExpired,
@@ -44,6 +45,7 @@ STATUS = {
     UnknownQueueItem: 404,
     QueueItemGone: 410,
     LeaseConflict: 409,
+    LabelConflict: 409,
     UnknownVersion: 404,
     UnknownJob: 404,
     RoleConflict: 409,
@@ -75,6 +77,9 @@ MAX_INPUT_CHARS = 200
 def detail_of(error: OnlearnError):
     if isinstance(error, SchemaViolation):
         return field_errors([e.to_dict() for e in error.errors], error.omitted)
+    if isinstance(error, LabelConflict):
+        # The recorded label, for a client to show or to correct it: the label was not used.
+        return printable({"msg": _cut(str(error)), "used": False, "recorded": error.recorded})
     return printable(str(error))
 
 

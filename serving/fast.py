@@ -263,6 +263,7 @@ def feedback_item(data: dict) -> FeedbackItem:
         source=data.get("source") or "app",
         labeller=data.get("labeller"),
         event_id=data.get("event_id"),
+        correction=data.get("correction") is True,
     )
 
 
@@ -279,7 +280,7 @@ async def feedback(request: Request) -> JSON:
         )
     except SchemaViolation as e:
         raise e.at("body") from None
-    return JSON({"seq": result.seq, "version": result.version, "applied": result.applied})
+    return JSON(_answer(result))
 
 
 async def feedback_batch(request: Request) -> JSON:
@@ -314,13 +315,20 @@ async def feedback_batch(request: Request) -> JSON:
     return JSON(
         {
             "results": [
-                {"seq": r.seq, "version": r.version, "applied": r.applied}
+                _answer(r)
                 if r.error is None
                 else {"error": {"status": status_of(r.error), "detail": detail_of(r.error)}}
                 for r in results
             ]
         }
     )
+
+
+def _answer(result) -> dict:
+    answer = {"seq": result.seq, "version": result.version, "applied": result.applied}
+    if result.correction:
+        answer["correction"] = True  # recorded as a correction of an earlier, different label
+    return answer
 
 
 def serves(handler: Callable) -> Callable[[Callable], Callable]:

@@ -61,6 +61,27 @@ class EngineCollector:
         labelled = GaugeMetricFamily(
             "onlearn_version_labels", "Labels scored per version", labels=["model", "version"]
         )
+        conflicts = CounterMetricFamily(
+            "onlearn_label_conflicts",
+            "Labels refused with 409 by this process: they differed from the recorded label and "
+            "were not sent as corrections",
+            labels=["model"],
+        )
+        corrections = GaugeMetricFamily(
+            "onlearn_version_corrections",
+            "Corrections learned per version, by the source that corrected",
+            labels=["model", "version", "source"],
+        )
+        corrected = GaugeMetricFamily(
+            "onlearn_version_corrected_labels",
+            "Labels overruled by a correction, by the source of the overruled label",
+            labels=["model", "version", "source"],
+        )
+        disagreement = GaugeMetricFamily(
+            "onlearn_version_disagreement_rate",
+            "Share of a source's or a labeller's labels that a correction overruled",
+            labels=["model", "version", "by", "name"],
+        )
         quality = {
             q: GaugeMetricFamily(
                 f"onlearn_version_{q}", f"Prequential {q} per version", labels=["model", "version"]
@@ -97,8 +118,18 @@ class EngineCollector:
             snap.add_metric([name], m["snapshot_seq"])
             backlog.add_metric([name], m["learn_backlog"])
             lag_refused.add_metric([name], m["learn_lag_refused"])
+            conflicts.add_metric([name], m.get("label_conflicts", 0))
             for version, vm in m["versions"].items():
                 labelled.add_metric([name, version], vm["n"])
+                c = vm.get("corrections") or {}
+                for source, n in (c.get("by_source") or {}).items():
+                    corrections.add_metric([name, version, source], n)
+                for source, n in (c.get("corrected_by_source") or {}).items():
+                    corrected.add_metric([name, version, source], n)
+                for by in ("source", "labeller"):
+                    for who, rate in (c.get(f"disagreement_rate_by_{by}") or {}).items():
+                        if rate is not None:
+                            disagreement.add_metric([name, version, by, who], rate)
                 for q in QUALITY:
                     if vm.get(q) is not None:
                         quality[q].add_metric([name, version], vm[q])
@@ -113,6 +144,7 @@ class EngineCollector:
                     if p.get("b_mae") is not None:
                         paired_mae.add_metric(key, p["b_mae"])
         yield from (predictions, labels, seq, snap, backlog, lag_refused, labelled)
+        yield from (conflicts, corrections, corrected, disagreement)
         yield from quality.values()
         yield from (paired_labels, paired_p, paired_accuracy, paired_mae)
         records = stats["prediction_records"]

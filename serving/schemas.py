@@ -87,6 +87,11 @@ class FeedbackRequest(Strict):
     source: str = Field("app", description="Who gave the label: app, human or weak.")
     labeller: str | None = Field(None, description="Name of the person or rule that labelled.")
     event_id: str | None = Field(None, description="Idempotency key for inline feedback.")
+    correction: bool | None = Field(
+        None,
+        description="True: replace a different label recorded before for this prediction or "
+        "event (a correction, its own log event); without it such a label is refused with 409.",
+    )
 
     model_config = ConfigDict(
         extra="forbid",
@@ -105,12 +110,16 @@ class FeedbackResponse(BaseModel):
     seq: int = Field(description="Position of the label event in the model's log.")
     version: str = Field(description="The champion version that learned it.")
     applied: bool = Field(description="Whether this process had applied it when answering.")
+    correction: bool | None = Field(
+        None, description="Present and true when the label is recorded as a correction."
+    )
 
 
 class FeedbackItemResult(BaseModel):
     seq: int | None = None
     version: str | None = None
     applied: bool = False
+    correction: bool | None = None
     error: dict[str, Any] | None = Field(
         None, description="{status, detail} when this item failed."
     )
@@ -154,6 +163,11 @@ class LabelRequest(Strict):
         None, description="The claim_id the claim gave (detects lost leases)."
     )
     labeller: str | None = Field(None, max_length=200)
+    correction: bool = Field(
+        False,
+        description="True: replace a different label a person gave before (a label from the "
+        "application or a weak rule is corrected without it).",
+    )
 
 
 class SkipRequest(Strict):

@@ -71,7 +71,11 @@ def training_profile(store: Store, config: ModelConfig, upto: int) -> Profile | 
         events = store.log.read(config.name, after=after, limit=min(2000, upto - after))
         if not events:
             break
-        rows.extend(e.payload["features"] for e in events if e.kind is EventKind.LABEL)
+        rows.extend(
+            e.payload["features"]
+            for e in events
+            if e.kind is EventKind.LABEL and e.payload.get("corrects") is None  # one row each
+        )
         after = events[-1].seq
     for row in rows:
         builder.update(row)
@@ -198,6 +202,11 @@ class ModelMonitor:
         if event.kind is not EventKind.LABEL:
             return None
         payload = event.payload
+        if payload.get("corrects") is not None:
+            # A correction is not a new observation: the first label already fed the profile,
+            # the error windows and the detectors, which cannot take it back (their streams are
+            # of what was seen, in order). The versions' metrics are revised instead.
+            return None
         self.labels += 1
         self._labels_watched += 1
         self._label_times.append(event.at)

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import collections
 import copy
+import dataclasses
 import math
 import time
 from collections import Counter
@@ -54,13 +55,14 @@ from typing import Any
 
 from onlearn.background.stoppable import run_stoppable
 from onlearn.compare import PairedCounts, PairedErrors
+from onlearn.corrections import TrainingLabels
 from onlearn.errors import ConfigError, Interrupted, OnlearnError
 from onlearn.learner import LearnerState
 from onlearn.metrics import ClassificationMetrics, RegressionMetrics, absolute_error
 from onlearn.models import PipelineSpec, build_pipeline
 from onlearn.models.catalog import TASKS
 from onlearn.models.sklearn_adapter import SklearnIncremental, sklearn_from_spec
-from onlearn.records import EventKind
+from onlearn.records import Event, EventKind
 from onlearn.refit_options import METRICS, MIN_LABELS, Candidate, candidate_id
 from onlearn.schema import Schema
 from onlearn.snapshots import REPLAY_PAGE, replay
@@ -170,6 +172,9 @@ class RefitResult:
     best_beats_champion: bool
     max_rows: int | None = None
     labels_available: int = 0
+    # Corrections in the range read, and label rows whose label a correction replaced.
+    corrections: int = 0
+    corrections_applied: int = 0
 
     @property
     def train_upto(self) -> int:
@@ -212,6 +217,7 @@ class RefitResult:
             "best_beats_champion": self.best_beats_champion,
             "max_rows": self.max_rows,
             "labels_available": self.labels_available,
+            "corrections": {"events": self.corrections, "applied": self.corrections_applied},
         }
 
 
@@ -255,7 +261,7 @@ def refit(
     stop = should_stop or _never
     head = store.log.head(model)
     upto = head if upto is None else min(upto, head)
-    start_seq, labelled, available = _load(store, model, schema, upto, max_rows, stop)
+    start_seq, labelled, available, fixes = _load(store, model, schema, upto, max_rows, stop)
     if len(labelled) < min_labels:
         raise NotEnoughData(
             f"model {model!r} has {len(labelled)} label events up to seq {upto}; a refit needs "
@@ -270,6 +276,7 @@ def refit(
         _build(i, spec, task, schema, classes, train, start_seq)
         for i, spec in enumerate(candidates)
     ]
+    rewrite = fixes.rewrite({e.seq for e in labelled})
     ids = [c.id if isinstance(c, Candidate) else candidate_id(c) for c in candidates]
 
     champion = champion_state_at(train_upto) if champion_state_at is not None else None
@@ -285,7 +292,7 @@ def refit(
     train_seconds = []
     for _, kind, state in models:
         started = time.perf_counter()
-        _train(store, model, schema, kind, state, train, train_upto, passes, ticker, stop)
+        _train(store, model, schema, kind, state, train, train_upto, passes, ticker, stop, rewrite)
         train_seconds.append(time.perf_counter() - started)
 
     champion_result = None
@@ -342,6 +349,8 @@ def refit(
         best_beats_champion=beats,
         max_rows=max_rows,
         labels_available=available,
+        corrections=fixes.corrections,
+        corrections_applied=sum(fixes.replaced(e.seq) for e in labelled),
     )
 
 
@@ -388,11 +397,14 @@ def _load(
     upto: int,
     max_rows: int | None,
     stop: StopCheck,
-) -> tuple[int, list[_Labelled], int]:
+) -> tuple[int, list[_Labelled], int, TrainingLabels]:
     """The seq before the first label event kept (0 unless the log was trimmed or ``max_rows``
     left older ones out), the newest ``max_rows`` label events up to ``upto`` with the model's
-    input as river gets it, and how many label events there were in all."""
+    input as river gets it and corrections applied (a corrected label replaces the label of
+    the row it corrects; the correction is not a row of its own, unless what it corrects is
+    out of the range), how many label events there were in all, and the corrections read."""
     kept: collections.deque[_Labelled] = collections.deque(maxlen=max_rows)
+    fixes = TrainingLabels()
     available = 0
     after = 0
     start_seq: int | None = None
@@ -409,6 +421,7 @@ def _load(
             if event.kind is EventKind.LABEL:
                 payload = event.payload
                 available += 1
+                fixes.add(event)
                 kept.append(
                     _Labelled(
                         event.seq,
@@ -418,12 +431,17 @@ def _load(
                     )
                 )
         after = events[-1].seq
-    labelled = list(kept)
-    if max_rows is not None and available > len(labelled):
+    seqs = {e.seq for e in kept}
+    labelled = [
+        dataclasses.replace(e, y=fixes.label_of(e.seq, e.y)) if fixes.replaced(e.seq) else e
+        for e in kept
+        if not fixes.dropped(e.seq, seqs)
+    ]
+    if max_rows is not None and available > len(kept):
         # Older label events were left out: the candidates start after them, as if the log
         # began with the first one kept (control events in between change no learner state).
-        start_seq = labelled[0].seq - 1
-    return (start_seq or 0), labelled, available
+        start_seq = kept[0].seq - 1
+    return (start_seq or 0), labelled, available, fixes
 
 
 def _never() -> None:
@@ -512,6 +530,7 @@ def _train(
     passes: int,
     ticker: _Progress,
     stop: StopCheck,
+    rewrite: Callable[[Event], Event | None] | None = None,
 ) -> None:
     if kind == RIVER:
         label_seqs = {e.seq for e in train}
@@ -522,6 +541,7 @@ def _train(
             state,
             upto=train_upto,
             on_event=lambda seq: ticker.add(1) if seq in label_seqs else None,
+            rewrite=rewrite,
         )
         learn = state.estimator.learn_one
         for _ in range(passes - 1):

@@ -248,6 +248,7 @@ class Worker:
                 "labels": result.train_labels,
                 "labels_available": result.labels_available,
                 "max_rows": result.max_rows,
+                "corrections_applied": result.corrections_applied,
             },
             "evaluated_on": {"from_seq": result.holdout[0], "to_seq": result.holdout[1]},
             "labels_by_source": dict(result.labels_by_source),

@@ -99,7 +99,7 @@ class Engine:
             after_write=self.labelling.enqueue,
         )
         self._committer = GroupCommitter(
-            self.store.log, max_pending=es.max_pending_labels, on_commit=self._follower.committed
+            self.store.log, max_pending=es.max_pending_labels, on_commit=self._committed
         )
         self._predictor = Predictor(self._records, self.clock)
         self._feedback = FeedbackHandler(
@@ -130,6 +130,12 @@ class Engine:
                 log.warning("model %r: no snapshot at shutdown; replay will rebuild it", rt.name)
         self._records.close()
         self.store.close()
+
+    def _committed(self, model: str, events: Sequence[Event], result) -> None:
+        """After a durable append, in the commit thread: the new events go to the learners, and
+        the queue items of predictions that got their label close (issue 13, section 1)."""
+        self._follower.committed(model, events, result)
+        self.labelling.answered(model, events, result)
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -279,6 +285,7 @@ class Engine:
                     "snapshot_seq": rt.snapshot_seq,
                     "learn_backlog": rt.backlog,
                     "learn_lag_refused": rt.lag_refused,
+                    "label_conflicts": rt.label_conflicts,
                     "champion": rt.roles[CHAMPION],
                     "versions": {v: s.metrics.to_dict() for v, s in rt.states.items()},
                     "paired": self._paired(rt),
@@ -411,6 +418,12 @@ class Engine:
         self, name: str, items: Sequence[FeedbackItem], *, wait: bool = True
     ) -> list[FeedbackResult]:
         return self._feedback.feedback_many(self.runtime(name), items, wait)
+
+    def label_event(self, name: str, item: FeedbackItem) -> Event:
+        """The label event ``item`` becomes (checked, joined with its prediction record), not
+        appended: for a caller that appends it itself, e.g. with a lease check."""
+        rt = self.runtime(name)
+        return self._feedback.label_event(rt, item)
 
     async def feedback_one_async(
         self, name: str, item: FeedbackItem, *, wait: bool = True

@@ -5,6 +5,13 @@ unless the caller asked not to wait.
 Every append goes through the group commit, for the library's synchronous calls as for HTTP's
 async ones: one path to durability, so the sync API and the server cannot drift apart (seqs,
 idempotency, the bound on pending labels, the apply right after commit).
+
+A label is appended first and compared after (optimistically): the first label of a prediction,
+the usual case, costs no read. When the log answers that the key was labelled before (``new``
+false), the label is compared with the one recorded (:mod:`onlearn.corrections`): the same label
+answers the recorded seq (idempotent); a different one is a correction, appended in a second
+commit, when the item asks for it, else a :class:`~onlearn.errors.LabelConflict` (409) that
+names the recorded label. Nothing is ever answered as used that the log did not record.
 """
 
 from __future__ import annotations
@@ -18,9 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onlearn.config import ModelConfig, Settings, Task
+from onlearn.corrections import decide, recorded
 from onlearn.engine.follower import Follower
 from onlearn.errors import (
     FieldError,
+    LabelConflict,
     OnlearnError,
     Overloaded,
     PredictionExpired,
@@ -51,10 +60,28 @@ class _NotYetVisible(Exception):
 
 @dataclass(frozen=True)
 class FeedbackResult:
+    """``correction``: the label was recorded as a correction of an earlier, different one."""
+
     seq: int | None
     version: str | None
     applied: bool = False
     error: OnlearnError | None = field(default=None, compare=False)
+    correction: bool = False
+
+
+@dataclass
+class _Outcome:
+    """What became of one label: its seq, or its conflict, once settled."""
+
+    item: FeedbackItem
+    event: Event
+    seq: int | None = None
+    error: LabelConflict | None = None
+    correction: bool = False
+    key: str | None = None  # the key of the label's chain: its first event's key
+
+    def __post_init__(self) -> None:
+        self.key = self.event.key
 
 
 class FeedbackHandler:
@@ -86,9 +113,16 @@ class FeedbackHandler:
                 time.sleep(JOIN_POLL_S)
         self._check_lag(rt)
         with self._follower.applying_here() if wait else nullcontext():
-            (seq,) = self._committer.commit(rt.name, [event])
+            result = self._committer.commit(rt.name, [event])
+        if result.new[0]:
+            seq, correction = result[0], False
+        else:
+            (outcome,) = self._settle(rt, [_Outcome(item, event)], result, wait)
+            if outcome.error is not None:
+                raise outcome.error
+            seq, correction = outcome.seq, outcome.correction
         applied = self._follower.apply_now(rt, seq) if wait else rt.seq >= seq
-        return FeedbackResult(seq, rt.roles[CHAMPION], applied)
+        return FeedbackResult(seq, rt.roles[CHAMPION], applied, correction=correction)
 
     def feedback_many(
         self, rt: ModelRuntime, items: Sequence[FeedbackItem], wait: bool
@@ -98,17 +132,23 @@ class FeedbackHandler:
         while any(isinstance(p, _NotYetVisible) for p in prepared):
             time.sleep(JOIN_POLL_S)
             prepared = self._prepare_many(rt, items, deadline, prepared)
-        events = [p for p in prepared if isinstance(p, Event)]
-        if events:
+        outcomes = [
+            _Outcome(item, p)
+            for item, p in zip(items, prepared, strict=True)
+            if isinstance(p, Event)
+        ]
+        if outcomes:
             self._check_lag(rt)
-        with self._follower.applying_here() if wait else nullcontext():
-            seqs = self._committer.commit(rt.name, events) if events else []
+            with self._follower.applying_here() if wait else nullcontext():
+                result = self._committer.commit(rt.name, [o.event for o in outcomes])
+            outcomes = self._settle(rt, outcomes, result, wait)
+        seqs = [o.seq for o in outcomes if o.seq is not None]
         applied = (
             self._follower.apply_now(rt, max(seqs))
             if wait and seqs
             else bool(seqs) and rt.seq >= max(seqs)
         )
-        return self._results(rt, prepared, seqs, applied)
+        return self._results(rt, prepared, outcomes, applied)
 
     async def feedback_one_async(
         self, rt: ModelRuntime, item: FeedbackItem, wait: bool
@@ -121,9 +161,16 @@ class FeedbackHandler:
             except _NotYetVisible:
                 await asyncio.sleep(JOIN_POLL_S)
         self._check_lag(rt)
-        (seq,) = await self._committer.submit_async(rt.name, [event])
+        result = await self._committer.submit_async(rt.name, [event])
+        if result.new[0]:
+            seq, correction = result[0], False
+        else:
+            (outcome,) = await self._settle_async(rt, [_Outcome(item, event)], result)
+            if outcome.error is not None:
+                raise outcome.error
+            seq, correction = outcome.seq, outcome.correction
         applied = await self._applied_async(rt, seq, wait)
-        return FeedbackResult(seq, rt.roles[CHAMPION], applied)
+        return FeedbackResult(seq, rt.roles[CHAMPION], applied, correction=correction)
 
     async def feedback_many_async(
         self, rt: ModelRuntime, items: Sequence[FeedbackItem], wait: bool
@@ -133,12 +180,85 @@ class FeedbackHandler:
         while any(isinstance(p, _NotYetVisible) for p in prepared):
             await asyncio.sleep(JOIN_POLL_S)
             prepared = await self._off_loop(self._prepare_many, rt, items, deadline, prepared)
-        events = [p for p in prepared if isinstance(p, Event)]
-        if events:
+        outcomes = [
+            _Outcome(item, p)
+            for item, p in zip(items, prepared, strict=True)
+            if isinstance(p, Event)
+        ]
+        if outcomes:
             self._check_lag(rt)
-        seqs = await self._committer.submit_async(rt.name, events) if events else []
+            result = await self._committer.submit_async(rt.name, [o.event for o in outcomes])
+            outcomes = await self._settle_async(rt, outcomes, result)
+        seqs = [o.seq for o in outcomes if o.seq is not None]
         applied = await self._applied_async(rt, max(seqs), wait) if seqs else False
-        return self._results(rt, prepared, seqs, applied)
+        return self._results(rt, prepared, outcomes, applied)
+
+    # Labels that met an earlier one
+
+    def _settle(
+        self, rt: ModelRuntime, outcomes: list[_Outcome], result, wait: bool = True
+    ) -> list[_Outcome]:
+        """Give each outcome its seq or its conflict, from the first commit's ``result``:
+        corrections are appended (a second commit), then settled the same way once more."""
+        fixes = self._compare(rt, outcomes, result, first=True)
+        if fixes:
+            with self._follower.applying_here() if wait else nullcontext():
+                again = self._committer.commit(rt.name, [o.event for o in fixes])
+            self._compare(rt, fixes, again, first=False)
+        return outcomes
+
+    async def _settle_async(
+        self, rt: ModelRuntime, outcomes: list[_Outcome], result
+    ) -> list[_Outcome]:
+        fixes = await self._off_loop(self._compare, rt, outcomes, result, True)
+        if fixes:
+            again = await self._committer.submit_async(rt.name, [o.event for o in fixes])
+            await self._off_loop(self._compare, rt, fixes, again, False)
+        return outcomes
+
+    def _compare(
+        self, rt: ModelRuntime, outcomes: list[_Outcome], result, first: bool
+    ) -> list[_Outcome]:
+        """Settle ``outcomes`` from their append ``result``; return those that became
+        corrections to append (``first`` only: a correction that lost its race to another
+        correction of the same label is compared with the winner, never corrects it)."""
+        for outcome, seq, new in zip(outcomes, result, result.new, strict=True):
+            outcome.seq = seq if new else None
+            outcome.correction = new and not first
+        met = [o for o in outcomes if o.seq is None]
+        if not met:
+            return []
+        ends = recorded(self.store.log, rt.name, {o.key for o in met})
+        fixes = []
+        now = self.clock()
+        for outcome, seq, new in zip(outcomes, result, result.new, strict=True):
+            if new:
+                continue
+            end = ends.get(outcome.key)
+            if end is None:  # trimmed since the append: what the log answered
+                outcome.seq = seq
+                continue
+            try:
+                decided = decide(outcome.item, end, outcome.key, now, may_correct=first)
+            except LabelConflict as conflict:
+                rt.label_conflicts += 1
+                outcome.error = conflict
+                continue
+            if isinstance(decided, Event):
+                outcome.event = decided
+                fixes.append(outcome)
+            else:
+                outcome.seq = decided  # the same label again: idempotent
+                outcome.correction = end.payload.get("corrects") is not None
+        return fixes
+
+    def label_event(self, rt: ModelRuntime, item: FeedbackItem) -> Event:
+        deadline = time.monotonic() + JOIN_WAIT_S
+        while True:
+            try:
+                return self._label_event(rt, item, self.clock(), deadline)
+            except _NotYetVisible:
+                time.sleep(JOIN_POLL_S)
 
     def _check_lag(self, rt: ModelRuntime) -> None:
         """Refuse new labels while this process is ``max_learn_lag`` events behind the model's
@@ -213,15 +333,20 @@ class FeedbackHandler:
             raise errors.violation()
         return prepared
 
-    def _results(self, rt, prepared, seqs, applied) -> list[FeedbackResult]:
+    def _results(self, rt, prepared, outcomes, applied) -> list[FeedbackResult]:
         version = rt.roles[CHAMPION]
-        it = iter(seqs)
-        return [
-            FeedbackResult(None, None, False, p)
-            if isinstance(p, OnlearnError)
-            else FeedbackResult(next(it), version, applied)
-            for p in prepared
-        ]
+        it = iter(outcomes)
+        results = []
+        for p in prepared:
+            if isinstance(p, OnlearnError):
+                results.append(FeedbackResult(None, None, False, p))
+                continue
+            o = next(it)
+            if o.error is not None:
+                results.append(FeedbackResult(None, None, False, o.error))
+            else:
+                results.append(FeedbackResult(o.seq, version, applied, correction=o.correction))
+        return results
 
     def _label_event(
         self,
@@ -287,6 +412,9 @@ class FeedbackHandler:
             payload.update(
                 features=clean, predicted_at=None, outputs=None, answered_by=None, sampled=None
             )
+        # Room for what a correction and a sampler fill in (onlearn/corrections.py): a first
+        # label corrects nothing; the sampling probability is not known here yet.
+        payload.update(sample_p=None, corrects=None)
         return Event(kind=EventKind.LABEL, payload=payload, at=now, key=key)
 
     def _find_record(

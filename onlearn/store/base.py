@@ -71,6 +71,13 @@ class EventLog(Protocol):
         """Events with ``seq > after``, in seq order, at most ``limit``."""
         ...
 
+    def by_keys(self, model: str, keys: Sequence[str]) -> dict[str, Event]:
+        """The events of the model's log that have these keys, by key (with their seqs); keys
+        of no event (never appended, or trimmed) are left out. One query or round trip of
+        lookups whatever the number of keys: how a label is compared with the one recorded
+        for its prediction, and a correction finds what it corrects."""
+        ...
+
     def head(self, model: str) -> int:
         """The highest seq of the model's log, 0 when empty."""
         ...
@@ -267,6 +274,7 @@ class QueueStats:
     rejected: int = 0  # refused because the queue was full, ever
     duplicates: int = 0  # refused by dedupe, ever
     pushed: int = 0  # queued, ever
+    answered_elsewhere: int = 0  # closed because their prediction got a label by feedback, ever
 
 
 @runtime_checkable
@@ -312,6 +320,13 @@ class LabelQueue(Protocol):
         current or last claim (even if its lease ran out, as long as nobody claimed it since), or
         is None and the item is claimed or queued. Labelling a done item answers
         ``already_done`` with the first result, whoever asks."""
+        ...
+
+    def close_answered(self, model: str, results: Mapping[str, dict], now: float) -> int:
+        """Close the items of ``results`` (item id -> what their label produced) that are queued
+        or claimed: DONE with that result, counted as ``answered_elsewhere``; others (unknown,
+        done, skipped, evicted) are left as they are. Return how many were closed. Atomic per
+        item against claim, complete and skip: a closed item is never claimed again."""
         ...
 
     def skip(

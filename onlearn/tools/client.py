@@ -42,6 +42,8 @@ def readable_detail(detail: Any) -> str:
         return detail
     if isinstance(detail, list) and detail:
         return "; ".join(_field_error(error) for error in detail)
+    if isinstance(detail, dict) and isinstance(detail.get("msg"), str):
+        return detail["msg"]  # e.g. a 409 for a label that was not used: the rest is data
     return json.dumps(detail)
 
 
@@ -110,6 +112,7 @@ class Client:
         labeller: str | None = None,
         event_id: str | None = None,
         wait: bool = True,
+        correction: bool = False,
     ) -> dict:
         body = _without_none(
             label=label,
@@ -118,6 +121,7 @@ class Client:
             source=source,
             labeller=labeller,
             event_id=event_id,
+            correction=correction or None,
         )
         body["label"] = label  # a null label is the server's to refuse, not ours to drop
         return self._call("POST", f"/models/{model}/feedback", body, wait=str(wait).lower())
@@ -149,8 +153,12 @@ class Client:
         *,
         claim_id: str | None = None,
         labeller: str | None = None,
+        correction: bool = False,
     ) -> dict:
-        body = {"label": label, **_without_none(claim_id=claim_id, labeller=labeller)}
+        body = {
+            "label": label,
+            **_without_none(claim_id=claim_id, labeller=labeller, correction=correction or None),
+        }
         return self._call("POST", f"/models/{model}/queue/{item_id}/label", body)
 
     def skip(

@@ -39,7 +39,12 @@ async def label(name: str, item_id: str, body: LabelRequest, request: Request) -
     labelling = request.app.state.engine.labelling
     try:
         result = await labelling.label_async(
-            name, item_id, body.label, claim_id=body.claim_id, labeller=body.labeller
+            name,
+            item_id,
+            body.label,
+            claim_id=body.claim_id,
+            labeller=body.labeller,
+            correction=body.correction,
         )
     except SchemaViolation as e:
         raise at(e) from None

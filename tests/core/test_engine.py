@@ -11,7 +11,13 @@ import pytest
 from sklearn import metrics as skm
 
 from onlearn.engine import Engine, FeedbackItem
-from onlearn.errors import PredictionExpired, SchemaViolation, UnknownModel, UnknownPrediction
+from onlearn.errors import (
+    LabelConflict,
+    PredictionExpired,
+    SchemaViolation,
+    UnknownModel,
+    UnknownPrediction,
+)
 from onlearn.models import PipelineSpec, build_pipeline
 from onlearn.schema import Schema
 from onlearn.snapshots import advance_snapshot, fresh_state, replay, restore
@@ -102,8 +108,17 @@ def test_duplicate_feedback_returns_the_same_seq_and_is_applied_once():
         x, _ = next(phishing_stream())
         p = engine.predict_one("phishing", x)
         first = engine.feedback_one("phishing", FeedbackItem(True, prediction_id=p.prediction_id))
-        again = engine.feedback_one("phishing", FeedbackItem(False, prediction_id=p.prediction_id))
+        again = engine.feedback_one("phishing", FeedbackItem(True, prediction_id=p.prediction_id))
         assert first.seq == again.seq == 1
+        # A different label is not answered as if it were used (issue 13).
+        with pytest.raises(LabelConflict) as refused:
+            engine.feedback_one("phishing", FeedbackItem(False, prediction_id=p.prediction_id))
+        assert refused.value.recorded == {
+            "label": True,
+            "source": "app",
+            "labeller": None,
+            "seq": 1,
+        }
         assert engine.runtime("phishing").labels_applied == 1
         inline = FeedbackItem(True, features=x, event_id="abc")
         assert (

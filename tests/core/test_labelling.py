@@ -9,20 +9,30 @@ import pytest
 from onlearn.engine import Engine
 from onlearn.errors import (
     ActiveLearningOff,
+    LabelConflict,
     LeaseConflict,
     QueueItemGone,
     SchemaViolation,
     UnknownQueueItem,
 )
+from onlearn.records import FeedbackItem
+from onlearn.store import open_store
 from tests.core.conftest import Clock, phishing_settings, phishing_stream
 
 
-def active_engine(clock=None, **active):
+def active_engine(clock=None, url="memory://", **active):
     table = {"budget": 0.5, "window": 100, "evaluation_rate": 0.1, "lease_s": 30, **active}
-    settings = phishing_settings("memory://", active=table)
-    from onlearn.store import open_store
+    settings = phishing_settings(url, active=table)
+    return Engine(settings, open_store(url), secret=b"k", clock=clock or Clock())
 
-    return Engine(settings, open_store("memory://"), secret=b"k", clock=clock or Clock())
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_url(request, tmp_path):
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/labels.db"
+    return request.getfixturevalue("redis_url")
 
 
 def predict_some(engine, n=100):
@@ -49,10 +59,11 @@ def test_claim_label_twice_and_the_label_is_human_feedback():
         (item,) = engine.labelling.claim("phishing", limit=1, labeller="ann")
         assert item["claim_id"] and item["lease_expires_at"] == engine.clock() + 30
         first = engine.labelling.label("phishing", item["item_id"], True, claim_id=item["claim_id"])
-        again = engine.labelling.label(
-            "phishing", item["item_id"], False, claim_id=item["claim_id"]
-        )
+        again = engine.labelling.label("phishing", item["item_id"], True, claim_id=item["claim_id"])
         assert first == again == {"seq": 1, "version": "v1", "applied": True}
+        # A different label over a person's is not answered as used (issue 13).
+        with pytest.raises(LabelConflict):
+            engine.labelling.label("phishing", item["item_id"], False, claim_id=item["claim_id"])
         (event,) = engine.store.log.read("phishing", 0)
         assert event.payload["source"] == "human" and event.payload["labeller"] == "ann"
         assert event.payload["prediction_id"] == item["prediction_id"]
@@ -192,3 +203,91 @@ def test_random_slice_accuracy_is_reported_apart_from_queried_accuracy():
         assert stats["labels_random_slice"] > 0 and stats["labels_queried"] > 0
         assert stats["labels_random_slice"] + stats["labels_queried"] == stats["labelled"]
         assert 0 <= stats["accuracy_random_slice"] <= 1 and 0 <= stats["accuracy_queried"] <= 1
+
+
+def test_a_labelled_prediction_leaves_the_queue(store_url):
+    """Issue 13, section 1: an app (or human) label by feedback closes the prediction's item,
+    a weak one leaves it claimable, and a person's label over weak or app is a correction,
+    also when the app label commits after the claim."""
+    with active_engine(url=store_url, budget=0.9) as engine:
+        queued = [
+            a.prediction_id
+            for a in predict_some(engine, 60)
+            if a.queued and engine.store.queue.get("phishing", a.prediction_id) is not None
+        ]
+        by_app, by_weak, raced = queued[:3]
+
+        def feedback(pid, label, source):
+            item = FeedbackItem(label, prediction_id=pid, source=source, labeller=f"{source}-1")
+            return engine.feedback_one("phishing", item)
+
+        app_seq = feedback(by_app, True, "app").seq
+        feedback(by_weak, True, "weak")
+        stats = engine.labelling.stats("phishing")
+        assert stats["answered_elsewhere"] == 1 and stats["depth"] == len(queued) - 1
+        closed = engine.store.queue.get("phishing", by_app)
+        assert closed.state.value == "done" and closed.result["seq"] == app_seq
+        assert closed.result["answered_elsewhere"] is True and closed.result["source"] == "app"
+
+        claimed = {i["item_id"]: i for i in engine.labelling.claim("phishing", limit=50)}
+        assert by_app not in claimed, "an app-labelled prediction is never handed to a person"
+        assert by_weak in claimed, "a weak label leaves the item claimable"
+        weak = claimed[by_weak]
+        answer = engine.labelling.label("phishing", by_weak, False, claim_id=weak["claim_id"])
+        assert answer["correction"] is True, "a person's label over a weak one corrects it"
+        # The app's label commits after the claim: the person's label is then a correction too,
+        # never dropped with a 200, and its item stays closed.
+        feedback(raced, True, "app")
+        assert engine.store.queue.get("phishing", raced).result["answered_elsewhere"] is True
+        late = engine.labelling.label("phishing", raced, False, claim_id=claimed[raced]["claim_id"])
+        assert late["correction"] is True and late["applied"] is True
+        events = {e.seq: e for e in engine.store.log.read("phishing", 0)}
+        assert events[late["seq"]].payload["previous_source"] == "app"
+        assert events[answer["seq"]].payload["previous_label"] is True
+        # The same label again is idempotent; a different one over a person's is a 409.
+        again = engine.labelling.label(
+            "phishing", raced, False, claim_id=claimed[raced]["claim_id"]
+        )
+        assert again["seq"] == late["seq"]
+        with pytest.raises(LabelConflict) as refused:
+            engine.labelling.label("phishing", raced, True, claim_id=claimed[raced]["claim_id"])
+        assert refused.value.recorded["seq"] == late["seq"]
+        assert refused.value.recorded["source"] == "human"
+        stats = engine.labelling.stats("phishing")
+        assert stats["answered_elsewhere"] == 2 and stats["labelled"] == 1
+
+
+def test_events_for_says_what_a_queue_label_appends():
+    """The rules of a person's queue label, in the one function the queue's atomic
+    lease-check-and-append step uses: a label event, a correction over app or weak, the
+    recorded seq for the same label, a 409 over another person's label."""
+    from onlearn.corrections import recorded
+
+    with active_engine() as engine:
+        queued = [
+            a.prediction_id
+            for a in predict_some(engine, 60)
+            if a.queued and engine.store.queue.get("phishing", a.prediction_id) is not None
+        ]
+        item = engine.store.queue.get("phishing", queued[0])
+        (first,) = engine.labelling._events_for("phishing", item, True, "ann", None)
+        assert first.key == f"prediction:{item.prediction_id}" and first.payload["corrects"] is None
+        assert (first.payload["source"], first.payload["labeller"]) == ("human", "ann")
+        for source, over in (("weak", True), ("app", True), ("human", False)):
+            pid = item.prediction_id
+            engine.feedback_one("phishing", FeedbackItem(False, prediction_id=pid, source=source))
+            end = recorded(engine.store.log, "phishing", [f"prediction:{pid}"])[f"prediction:{pid}"]
+            assert engine.labelling._events_for("phishing", item, False, "ann", end) == end.seq
+            if over:
+                (fix,) = engine.labelling._events_for("phishing", item, True, "ann", end)
+                assert (
+                    fix.payload["corrects"] == end.seq and fix.payload["previous_source"] == source
+                )
+            else:
+                with pytest.raises(LabelConflict):
+                    engine.labelling._events_for("phishing", item, True, "ann", end)
+                (fix,) = engine.labelling._events_for(
+                    "phishing", item, True, "ann", end, correction=True
+                )
+                assert fix.key == f"correction:prediction:{pid}:{end.seq}"
+            item = engine.store.queue.get("phishing", queued[queued.index(item.item_id) + 1])

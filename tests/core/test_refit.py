@@ -472,3 +472,68 @@ def test_regression_refit():
                 candidates=[SGD],
                 metric="mae",
             )
+
+
+# -- corrections (issue 13) ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("candidate", [{"name": "hoeffding_tree"}, SGD])
+def test_refits_train_on_the_log_with_corrections_applied(candidate):
+    """A log whose first 40 labels were wrong and corrected later (a correction of a correction
+    among them) refits exactly as the log with the right labels from the start."""
+    from onlearn.corrections import correction_event
+
+    events = [e for e in phishing_events(300) if e.kind is EventKind.LABEL]
+    wrong = [
+        Event(e.kind, {**e.payload, "label": not e.payload["label"]}, e.at, key=f"event:{i}")
+        for i, e in enumerate(events[:40])
+    ]
+    with open_store("memory://") as right, open_store("memory://") as corrected:
+        right.log.append(MODEL, events)
+        corrected.log.append(MODEL, wrong + events[40:])
+        recorded = {e.key: e for e in corrected.log.read(MODEL, 0, limit=40)}
+        fixes = []
+        for key, e in recorded.items():
+            fix = correction_event(
+                e,
+                label=not e.payload["label"],
+                source="human",
+                labeller="ann",
+                chain_key=key,
+                at=e.at,
+            )
+            fixes.append(fix)
+        corrected.log.append(MODEL, fixes)
+        # One label is corrected twice: wrong again, then right.
+        (twice,) = corrected.log.by_keys(MODEL, [fixes[0].key]).values()
+        again = correction_event(
+            twice,
+            label=not twice.payload["label"],
+            source="weak",
+            labeller=None,
+            chain_key="event:0",
+            at=START,
+        )
+        (back,) = corrected.log.append(MODEL, [again])
+        (again_event,) = corrected.log.read(MODEL, back - 1, limit=1)
+        corrected.log.append(
+            MODEL,
+            [
+                correction_event(
+                    again_event,
+                    label=twice.payload["label"],
+                    source="human",
+                    labeller="bob",
+                    chain_key="event:0",
+                    at=START,
+                )
+            ],
+        )
+        a = run(right, [candidate], champion_state_at=None)
+        b = run(corrected, [candidate], champion_state_at=None)
+    assert (b.corrections, b.corrections_applied) == (42, 40)
+    assert b.to_dict()["corrections"] == {"events": 42, "applied": 40}
+    assert (a.train, a.holdout, a.train_labels) == (b.train, b.holdout, b.train_labels)
+    xs = [SCHEMA.model_input(e.payload["features"]) for e in events]
+    assert [a.best_state.predict(x) for x in xs] == [b.best_state.predict(x) for x in xs]
+    assert a.best_candidate.metrics.to_dict() == b.best_candidate.metrics.to_dict()

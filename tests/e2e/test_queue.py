@@ -50,8 +50,14 @@ def test_claim_label_skip_and_stats(queue_api):
     body = {"label": truth[item["prediction_id"]], "claim_id": item["claim_id"], "labeller": "ann"}
     first = api.post(f"{M}/queue/{item['item_id']}/label", json=body)
     assert first.status_code == 200, first.text
-    again = api.post(f"{M}/queue/{item['item_id']}/label", json={**body, "label": "neg"})
+    again = api.post(f"{M}/queue/{item['item_id']}/label", json=body)
     assert again.json() == first.json()  # labelling twice has the effect of labelling once
+    other = "neg" if body["label"] == "pos" else "pos"
+    refused = api.post(f"{M}/queue/{item['item_id']}/label", json={**body, "label": other})
+    assert refused.status_code == 409, refused.text  # a different label is never a silent 200
+    detail = refused.json()["detail"]
+    assert detail["used"] is False and detail["recorded"]["seq"] == first.json()["seq"]
+    assert detail["recorded"]["source"] == "human" and detail["recorded"]["labeller"] == "ann"
     skipped = api.post(
         f"{M}/queue/{items[1]['item_id']}/skip", json={"claim_id": items[1]["claim_id"]}
     )

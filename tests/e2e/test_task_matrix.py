@@ -356,6 +356,16 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
             labels += 1
             stats = ok(api.get(f"{m}/queue/stats"))
             assert (stats["depth"], stats["labelled"]) == (len(queued) - 1, 1), stats
+            # The application sends the label of another queued case: it leaves the queue,
+            # answered elsewhere, and no claim hands it to a person (issue 13, section 1).
+            elsewhere = next(p for p in sorted(queued) if p != item["prediction_id"])
+            app = feedback_batch(
+                api, task, [{"prediction_id": elsewhere, "label": truth[elsewhere]}]
+            )
+            assert app[0]["seq"] == labels + 1
+            labels += 1
+            stats = ok(api.get(f"{m}/queue/stats"))
+            assert (stats["depth"], stats["answered_elsewhere"]) == (len(queued) - 2, 1), stats
             sources = {"app": labels - 1, "human": 1}
         else:
             # Active learning is for classifiers only: a regression model has no queue, and
@@ -369,6 +379,83 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
         v1 = version_metrics(api, task)["v1"]
         assert v1["n"] == labels and v1["labels_by_source"] == sources, v1
         assert described(api, task.model)["counters"]["labels_applied"] == labels
+
+        # (4b) A label that meets the recorded one (issue 13, section 2): the same label again is
+        # idempotent; a different one (a different number, for regression) is 409 naming the
+        # recorded label, and not used, unless sent as a correction, which is its own event,
+        # learned, and scored once: the prediction's score now uses the corrected label.
+        pid, y = items[0]["prediction_id"], items[0]["label"]
+        first_seq = results[0]["seq"]
+        answered = next(a["label"] for _, a in seen if a["prediction_id"] == pid)
+        other = next(c for c in task.classes if c != y) if task.classification else y + 2.5
+        same = ok(api.post(f"{m}/feedback", json={"prediction_id": pid, "label": y}))
+        assert same == {"seq": first_seq, "version": "v1", "applied": True}, same
+        refused = api.post(f"{m}/feedback", json={"prediction_id": pid, "label": other})
+        assert refused.status_code == 409, refused.text
+        recorded = {"label": y, "source": "app", "labeller": None, "seq": first_seq}
+        assert refused.json()["detail"]["recorded"] == recorded, refused.text
+        assert refused.json()["detail"]["used"] is False
+        batch = ok(
+            api.post(
+                f"{m}/feedback/batch",
+                json={
+                    "items": [
+                        {"prediction_id": pid, "label": y},
+                        {"prediction_id": pid, "label": other},
+                    ]
+                },
+            )
+        )["results"]
+        assert batch[0]["seq"] == first_seq and batch[1]["error"]["status"] == 409, batch
+        assert batch[1]["error"]["detail"]["recorded"] == recorded, batch
+        before = version_metrics(api, task)["v1"]
+        fix = {
+            "prediction_id": pid,
+            "label": other,
+            "correction": True,
+            "source": "human",
+            "labeller": "zoe",
+        }
+        corrected = ok(api.post(f"{m}/feedback", json=fix))
+        assert corrected == {
+            "seq": labels + 1,
+            "version": "v1",
+            "applied": True,
+            "correction": True,
+        }
+        retried = ok(api.post(f"{m}/feedback", json={"prediction_id": pid, "label": other}))
+        assert retried == corrected, retried  # the corrected label again: idempotent
+        late = api.post(f"{m}/feedback", json={"prediction_id": pid, "label": y})
+        assert late.status_code == 409 and late.json()["detail"]["recorded"]["seq"] == labels + 1
+        after = version_metrics(api, task)["v1"]
+        assert after["n"] == before["n"] == labels, after  # scored once
+        if task.classification:
+            delta = (answered == other) - (answered == y)
+            assert round((after["accuracy"] - before["accuracy"]) * labels) == delta
+        else:
+            delta = abs(other - answered) - abs(y - answered)
+            assert math.isclose((after["mae"] - before["mae"]) * labels, delta, abs_tol=1e-6)
+        assert after["corrections"]["total"] == 1 and after["corrections"]["rescored"] == 1
+        assert after["corrections"]["by_labeller"] == {"zoe": 1}
+        assert after["corrections"]["corrected_by_source"] == {"app": 1}
+        conflicts = 3
+        if not task.classification:
+            # A regression label is a number: an equal number is the same label (10 is 10.0).
+            ten = {"features": train[0][0], "label": 10, "event_id": "ten"}
+            assert ok(api.post(f"{m}/feedback", json=ten))["seq"] == labels + 2
+            assert ok(api.post(f"{m}/feedback", json={**ten, "label": 10.0}))["seq"] == labels + 2
+            refused = api.post(f"{m}/feedback", json={**ten, "label": 10.5})
+            assert (
+                refused.status_code == 409 and "label not used" in refused.json()["detail"]["msg"]
+            )
+            labels += 1
+            conflicts += 1
+        samples = prometheus(api)
+        v1_human = (("model", task.model), ("source", "human"), ("version", "v1"))
+        assert samples["onlearn_version_corrections", v1_human] == 1
+        assert samples["onlearn_label_conflicts_total", (("model", task.model),)] == conflicts
+        # An online model cannot unlearn: the correction is one more event it learns.
+        assert described(api, task.model)["counters"]["labels_applied"] == labels + 1
 
         # (5) A retrain, run by the worker process, registers v2 as challenger.
         job = ok(api.post(f"{m}/retrain", json={"register_anyway": True, "reason": "matrix"}), 202)
@@ -394,6 +481,8 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
         # Run by the worker process, not by the server (a worker names itself host:pid:random).
         assert deployment.is_worker(int(job["worker"].split(":")[1])), job["worker"]
         assert job["result"]["registered"] == "v2", job["result"]
+        # The refit trained on the log with the correction of (4b) applied.
+        assert job["result"]["refit"]["corrections"] == {"events": 1, "applied": 1}
         versions = {v["version"]: v for v in ok(api.get(f"{m}/versions"))["versions"]}
         assert versions["v2"]["lineage"]["source"] == "refit"
         assert versions["v2"]["lineage"]["parent"] == "v1"
@@ -455,7 +544,8 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
             depth = samples["onlearn_queue_depth", share]
             # Every case the sampler queued (in (2), the probes and the drift phase) waits, but
             # the one labelled; a case asked about again (a probe) is one item.
-            waiting = len({json.dumps(f, sort_keys=True) for f, a in seen if a["queued"]}) - 1
+            # The one labelled and the one the application labelled (4) are not waiting.
+            waiting = len({json.dumps(f, sort_keys=True) for f, a in seen if a["queued"]}) - 2
             assert depth == report["queue"]["depth"] == waiting, report["queue"]
             absent = ("onlearn_recent_mae", "onlearn_recent_rmse", "onlearn_version_mae")
         else:

@@ -53,6 +53,9 @@ LABEL = {
     "outputs": OUTPUTS,
     "answered_by": "v1",
     "sampled": None,
+    # Issue 13: the sampling probability (filled by a sampler later) and what a label corrects.
+    "sample_p": None,
+    "corrects": None,
 }
 RECORD = PredictionRecord(
     id=PID,
@@ -72,14 +75,34 @@ def test_the_example_models_label_event_and_record_are_small() -> None:
     shapes = Shapes.in_memory()
     payload = pack_payload(shapes, "phishing", LABEL, f"prediction:{PID}")
     body = pack_record(shapes, RECORD, columns=True)
-    # Against 466 B and 496 B of JSON; the rows around them are in benchmarks/RESULTS.md.
-    assert (len(payload), len(body)) == (100, 91), (len(payload), len(body))
-    assert (len(dumps(LABEL)), len(encode_prediction(RECORD))) == (466, 496)
+    # Against 498 B and 496 B of JSON; the rows around them are in benchmarks/RESULTS.md.
+    assert (len(payload), len(body)) == (102, 91), (len(payload), len(body))
+    assert (len(dumps(LABEL)), len(encode_prediction(RECORD))) == (498, 496)
     assert unpack_payload(shapes, "phishing", payload, f"prediction:{PID}") == LABEL
     back = unpack_record(
         shapes, body, id=PID, model="phishing", at=RECORD.at, expires_at=RECORD.expires_at
     )
     assert back == RECORD
+
+
+def test_corrections_and_label_events_of_an_earlier_onlearn_are_read() -> None:
+    """A correction is a label event with the fields of what it corrects: a shape of its own,
+    a little larger than a first label. Label events written before these fields existed (an
+    older shape) are read as they were, and mean "corrects nothing" (``.get`` is None)."""
+    from onlearn.corrections import correction_event, corrects
+
+    shapes = Shapes.in_memory()
+    key = f"prediction:{PID}"
+    first = Event(EventKind.LABEL, LABEL, 1796647511.0, seq=7, key=key)
+    fix = correction_event(first, label=True, source="human", labeller="ann", chain_key=key, at=2.0)
+    data = pack_payload(shapes, "phishing", fix.payload, fix.key)
+    assert len(data) < 160, len(data)
+    back = unpack_payload(shapes, "phishing", data, fix.key)
+    assert back == fix.payload and back["prediction_id"] == PID
+    assert (corrects(back), back["previous_label"], back["previous_source"]) == (7, False, "app")
+    old = {k: v for k, v in LABEL.items() if k not in ("sample_p", "corrects")}
+    again = unpack_payload(shapes, "phishing", pack_payload(shapes, "phishing", old, key), key)
+    assert again == old and corrects(again) is None
 
 
 def test_values_come_back_with_their_types() -> None:

@@ -411,6 +411,35 @@ def check_queue_complete_is_idempotent(store: Store) -> None:
 
 
 @_queue_check
+def check_queue_close_answered(store: Store) -> None:
+    queue = _queue(store)
+    _push_all(queue, [_item("a", 0.9), _item("b", 0.8), _item("c", 0.7), _item("d", 0.6)])
+    (held,) = queue.claim("m", limit=1, lease_s=60, labeller="ann", now=T0)
+    queue.complete("m", "c", None, {"seq": 3}, now=T0 + 1)
+    answer = {"seq": 7, "version": "v1", "answered_elsewhere": True, "source": "app"}
+    closed = queue.close_answered(
+        "m", {"a": answer, "b": answer, "c": answer, "nope": answer}, now=T0 + 2
+    )
+    assert closed == 2, f"a claimed and a queued item close, a done or unknown one not: {closed}"
+    for item_id in ("a", "b"):
+        item = queue.get("m", item_id)
+        assert item is not None and item.state is QueueState.DONE
+        assert (item.result, item.finished_at, item.lease_expires_at) == (answer, T0 + 2, None)
+    assert queue.get("m", "c").result == {"seq": 3}, "a done item keeps its own result"  # type: ignore[union-attr]
+    assert held.item_id == "a"
+    assert queue.complete("m", "a", held.claim_id, {"seq": 9}, now=T0 + 3).status == (
+        "already_done"
+    ), "the holder of a closed item is told it is done"
+    claimed = queue.claim("m", limit=10, lease_s=60, labeller=None, now=T0 + 100)
+    assert _ids(claimed) == ["d"], "closed items are never claimed again, even past the lease"
+    stats = queue.stats("m")
+    assert (stats.answered_elsewhere, stats.labelled, stats.depth, stats.claimed) == (2, 1, 0, 1)
+    assert queue.close_answered("m", {"a": answer}, now=T0 + 4) == 0, "closing twice counts once"
+    assert queue.close_answered("m", {}, now=T0 + 4) == 0
+    assert queue.stats("m").answered_elsewhere == 2
+
+
+@_queue_check
 def check_queue_complete_conflicts_after_another_claim(store: Store) -> None:
     queue = _queue(store)
     _push_all(queue, [_item("a")])

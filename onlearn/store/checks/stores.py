@@ -141,6 +141,26 @@ def check_log_dedupes_keys_within_one_call(store: Store) -> None:
 
 
 @_check
+def check_log_reads_events_by_key(store: Store) -> None:
+    log = store.log
+    pid = "0192f3c4a1b2c3d4e5f60718293a4b5c"  # a prediction id: stored compactly by some backends
+    keys = [f"prediction:{pid}", "event:e-1", f"correction:prediction:{pid}:1"]
+    log.append("m", [_label(0, key=keys[0], label="a"), _label(1), _label(2, key=keys[1])])
+    log.append("m", [_label(3, key=keys[2], label="b"), _label(4, key=keys[0], label="c")])
+    log.append("other", [_label(9, key="event:e-1")])
+    found = log.by_keys("m", [*keys, "event:unknown", keys[1]])
+    assert sorted(found) == sorted(keys), f"every known key once, got {sorted(found)}"
+    assert {k: e.seq for k, e in found.items()} == {keys[0]: 1, keys[1]: 3, keys[2]: 4}
+    assert found[keys[0]].payload["label"] == "a", "a key's event is the first one appended"
+    assert found[keys[2]].key == keys[2] and found[keys[2]].kind is EventKind.LABEL
+    assert found[keys[2]].payload == _label(3, label="b").payload
+    assert log.by_keys("m", []) == {} and log.by_keys("unknown", keys) == {}
+    assert log.by_keys("other", [keys[1]])[keys[1]].seq == 1, "keys are per model"
+    log.trim("m", upto=3)
+    assert set(log.by_keys("m", keys)) == {keys[2]}, "trimmed events are not found by key"
+
+
+@_check
 def check_log_round_trips_events(store: Store) -> None:
     payload = {
         "features": {"age": 42, "income": 1234.5, "city": "Zürich", "tags": ["a", "b"]},

@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from onlearn.records import (
     QueueItem,
@@ -25,7 +25,16 @@ from onlearn.store.leases import (
     rank,
 )
 
-_QUEUE_COUNTERS = ("labelled", "skipped", "expired", "evicted", "rejected", "duplicates", "pushed")
+_QUEUE_COUNTERS = (
+    "labelled",
+    "skipped",
+    "expired",
+    "evicted",
+    "rejected",
+    "duplicates",
+    "pushed",
+    "answered_elsewhere",
+)
 
 
 class _ModelQueue:
@@ -201,6 +210,28 @@ class MemoryLabelQueue:
             )
             queue.counters["labelled"] += 1
             return ClaimOutcome("ok", done)
+
+    def close_answered(self, model: str, results: Mapping[str, dict], now: float) -> int:
+        closed = 0
+        with self._lock:
+            queue = self._queues.get(model)
+            if queue is None:
+                return 0
+            for item_id, result in results.items():
+                item = queue.items.get(item_id)
+                if item is None or item.state not in (QueueState.QUEUED, QueueState.CLAIMED):
+                    continue
+                queue.unqueue(item)
+                queue.items[item_id] = dataclasses.replace(
+                    item,
+                    state=QueueState.DONE,
+                    result=dict(result),
+                    finished_at=now,
+                    lease_expires_at=None,
+                )
+                closed += 1
+            queue.counters["answered_elsewhere"] += closed
+        return closed
 
     def skip(
         self, model: str, item_id: str, claim_id: str | None, now: float, *, max_skips: int

@@ -92,6 +92,18 @@ class MemoryEventLog:
             start = max(after - log.base, 0)
             return log.events[start : start + limit]
 
+    def by_keys(self, model: str, keys: Sequence[str]) -> dict[str, Event]:
+        with self._lock:
+            log = self._logs.get(model)
+            if log is None:
+                return {}
+            found = {}
+            for key in keys:
+                seq = log.keys.get(key)
+                if seq is not None:
+                    found[key] = log.events[seq - log.base - 1]
+            return found
+
     def head(self, model: str) -> int:
         with self._lock:
             log = self._logs.get(model)

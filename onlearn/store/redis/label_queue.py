@@ -5,7 +5,7 @@ a dedupe hash, counters and a hash per item; every change is a Lua script
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from onlearn.records import QueueItem
@@ -54,7 +54,16 @@ _ITEM_BODY = (
     "reason",
     "enqueued_at",
 )
-_QUEUE_COUNTERS = ("labelled", "skipped", "expired", "evicted", "rejected", "duplicates", "pushed")
+_QUEUE_COUNTERS = (
+    "labelled",
+    "skipped",
+    "expired",
+    "evicted",
+    "rejected",
+    "duplicates",
+    "pushed",
+    "answered_elsewhere",
+)
 
 
 def _sortable(value: float) -> str:
@@ -132,6 +141,7 @@ class RedisLabelQueue:
         self._skip_script = register(conn.client, "label_queue_skip", *libraries)
         self._release_script = register(conn.client, "label_queue_release", *libraries)
         self._purge_script = register(conn.client, "label_queue_purge", "quote")
+        self._close_script = register(conn.client, "label_queue_close", *libraries)
 
     def _item_keys(self, model: str, item_id: str) -> list[str]:
         """The keys of complete and skip: item, queue, leases, finished, counters."""
@@ -244,6 +254,24 @@ class RedisLabelQueue:
     ) -> ClaimOutcome:
         args = ["0" if claim_id is None else "1", claim_id or "", dumps(result), float_text(now)]
         return self._finish(self._complete_script, model, item_id, args)
+
+    @guarded("close answered queue items", idempotent=True)
+    def close_answered(self, model: str, results: Mapping[str, dict], now: float) -> int:
+        if not results:
+            return 0
+        k = self._conn.keys
+        args: list[Any] = [k.queue_item_prefix(model), float_text(now)]
+        for item_id, result in results.items():
+            args += [item_id, dumps(result)]
+        return self._close_script(
+            keys=[
+                k.queue(model),
+                k.queue_leases(model),
+                k.queue_finished(model),
+                k.queue_counters(model),
+            ],
+            args=args,
+        )
 
     @guarded("skip queue item")
     def skip(

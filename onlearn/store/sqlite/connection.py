@@ -185,7 +185,8 @@ _SCHEMA = [
         evicted INTEGER NOT NULL DEFAULT 0,
         rejected INTEGER NOT NULL DEFAULT 0,
         duplicates INTEGER NOT NULL DEFAULT 0,
-        pushed INTEGER NOT NULL DEFAULT 0
+        pushed INTEGER NOT NULL DEFAULT 0,
+        answered_elsewhere INTEGER NOT NULL DEFAULT 0
     )""",
     """CREATE TABLE IF NOT EXISTS jobs (
         job_id TEXT PRIMARY KEY,
@@ -223,6 +224,9 @@ _ADDED_COLUMNS = [
     # jobs committed nothing the store knows of (0).
     ("versions", "spec_signature", "TEXT"),
     ("jobs", "committed", "INTEGER NOT NULL DEFAULT 0"),
+    # Issue 13: queue items closed because their prediction got a label by feedback. An added
+    # column with a default, which an earlier onlearn ignores: no schema version of its own.
+    ("queue_counters", "answered_elsewhere", "INTEGER NOT NULL DEFAULT 0"),
 ]
 
 # Primary result codes that mean "the database cannot be used", as opposed to a bug in a

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from onlearn.records import (
@@ -105,7 +105,16 @@ def _item_row(item: QueueItem) -> tuple:
 
 _INSERT_ITEM = f"INSERT INTO queue_items ({_ITEM_COLUMNS}) VALUES ({','.join('?' * 18)})"
 _SELECT_ITEM = f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE model = ? AND item_id = ?"
-_QUEUE_COUNTERS = ("labelled", "skipped", "expired", "evicted", "rejected", "duplicates", "pushed")
+_QUEUE_COUNTERS = (
+    "labelled",
+    "skipped",
+    "expired",
+    "evicted",
+    "rejected",
+    "duplicates",
+    "pushed",
+    "answered_elsewhere",
+)
 # Both counts read the partial indexes; the counters row may not exist yet. One statement, so
 # the numbers are of one moment.
 _STATS_SQL = f"""SELECT
@@ -309,6 +318,25 @@ class SqliteLabelQueue:
             lease_expires_at=None,
         )
         return ClaimOutcome("ok", done)
+
+    @_guarded("close answered queue items")
+    def close_answered(self, model: str, results: Mapping[str, dict], now: float) -> int:
+        if not results:
+            return 0
+        rows = [(dumps(result), now, model, item_id) for item_id, result in results.items()]
+        conn = self._db.fast()
+        with self._db.transaction(conn):
+            closed = 0
+            for row in rows:
+                closed += conn.execute(
+                    "UPDATE queue_items SET state = 'done', result = ?, finished_at = ?,"
+                    " lease_expires_at = NULL"
+                    " WHERE model = ? AND item_id = ? AND state IN ('queued', 'claimed')",
+                    row,
+                ).rowcount
+            if closed:
+                _bump(conn, model, "answered_elsewhere", closed)
+        return closed
 
     @_guarded("skip queue item")
     def skip(

@@ -166,6 +166,28 @@ class SqliteEventLog:
         shapes = self._db.shapes
         return [_event_from_row(shapes, model, *row) for row in rows]
 
+    @_guarded("by_keys")
+    def by_keys(self, model: str, keys: Sequence[str]) -> dict[str, Event]:
+        params: list[str | bytes] = []
+        for key in dict.fromkeys(keys):
+            stored = _encode_key(key)
+            params.append(stored)
+            if self._db.legacy_rows and stored is not key:
+                params.append(key)  # as an earlier onlearn wrote it
+        conn = self._db.durable()
+        shapes = self._db.shapes
+        found: dict[str, Event] = {}
+        for i in range(0, len(params), _KEY_CHUNK):
+            chunk = params[i : i + _KEY_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(
+                f"SELECT seq, kind, payload, at, key FROM events WHERE model = ? AND key IN ({marks})",
+                (model, *chunk),
+            ):
+                event = _event_from_row(shapes, model, *row)
+                found[event.key] = event
+        return found
+
     @_guarded("head")
     def head(self, model: str) -> int:
         return self._db.durable().execute(_HEAD_SQL, (model,)).fetchone()[0]
