@@ -7,6 +7,7 @@ and its label is feedback keyed by that prediction, so labelling it twice teache
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -25,9 +26,10 @@ from onlearn.errors import (
     SchemaViolation,
     UnknownQueueItem,
 )
-from onlearn.records import FeedbackItem, PredictionRecord, QueueItem, QueueState
+from onlearn.records import Event, FeedbackItem, PredictionRecord, QueueItem, QueueState
+from onlearn.registry import CHAMPION
 from onlearn.runtime import ModelRuntime
-from onlearn.store.base import Store
+from onlearn.store.base import AppendResult, LabelOutcome, Store, claim_verdict
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +38,6 @@ def dedupe_key(features: dict) -> str:
     """Identical feature vectors get one key (and one queue item)."""
     text = json.dumps(features, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha1(text.encode()).hexdigest()
-
-
-class Answer(Protocol):
-    """The part of a feedback answer a label call keeps."""
-
-    seq: int | None
-    version: str | None
 
 
 class LabellingEngine(Protocol):
@@ -55,9 +50,27 @@ class LabellingEngine(Protocol):
 
     def runtime(self, name: str) -> ModelRuntime: ...
 
-    def feedback_one(self, name: str, item: FeedbackItem) -> Answer: ...
+    def label_event(self, name: str, item: FeedbackItem) -> Event: ...
 
-    async def feedback_one_async(self, name: str, item: FeedbackItem) -> Answer: ...
+    async def label_event_async(self, name: str, item: FeedbackItem) -> Event: ...
+
+    def check_lag(self, name: str) -> None: ...
+
+    def learn_appended(
+        self, name: str, events: Sequence[Event], seqs: AppendResult, *, wait: bool = True
+    ) -> bool: ...
+
+    async def learn_appended_async(
+        self, name: str, events: Sequence[Event], seqs: AppendResult, *, wait: bool = True
+    ) -> bool: ...
+
+
+class _AlreadyDone(Exception):
+    """The store found the item labelled meanwhile: answered as a label of a done item."""
+
+    def __init__(self, item: QueueItem) -> None:
+        super().__init__(item.item_id)
+        self.item = item
 
 
 class Labelling:
@@ -198,45 +211,70 @@ class Labelling:
             "classes": list(rt.config.classes) if rt.config.classes else None,
         }
 
-    def _check_claim(
-        self, name: str, item_id: str, claim_id: str | None, labeller: str | None
-    ) -> QueueItem:
-        item = self.queue.get(name, item_id)
-        if item is None:
-            raise UnknownQueueItem(f"no queue item {item_id} for model {name!r}; claim items first")
-        if item.state in (QueueState.SKIPPED, QueueState.EVICTED):
-            raise QueueItemGone(f"queue item {item_id} was {item.state.value}; claim another")
-        if item.state is QueueState.CLAIMED and (
-            (claim_id is not None and claim_id != item.claim_id)
-            or (claim_id is None and labeller is not None and item.labeller not in (None, labeller))
-        ):
-            raise LeaseConflict(
-                f"queue item {item_id} is claimed by someone else now (your lease ran out); "
+    # Label, skip, release. Each is one atomic store call that checks the lease
+    # (leases.claim_verdict) and makes its change; its refusals become the same errors, whichever
+    # call meets them and whether a first read or the store call itself finds them, so that one
+    # situation always gets one status (docs/operations.md, "The labelling queue's rules").
+
+    def _refused(
+        self, name: str, item_id: str, status: str, item: QueueItem | None, action: str
+    ) -> OnlearnError:
+        """The error of a refused label, skip or release: 404 unknown, 410 gone (the item left
+        the queue), 409 conflict (someone else holds or labelled it, or it is labelled)."""
+        if status == "unknown":
+            return UnknownQueueItem(
+                f"no queue item {item_id} for model {name!r}; claim items first"
+            )
+        if status == "gone":
+            how = item.state.value if item is not None else "gone"
+            return QueueItemGone(
+                f"queue item {item_id} left the queue ({how}); nothing was {action}; "
                 "claim another item"
             )
-        if item.state is QueueState.DONE and claim_id is not None and claim_id != item.claim_id:
-            # A retry of the claim that labelled it answers that label (idempotent); a stale
-            # claim, whose lease ran out before another labeller took and labelled the item, is
-            # told that its label was not used.
+        if status == "already_done":
+            return LeaseConflict(
+                f"queue item {item_id} is labelled already; nothing was {action}; "
+                "claim another item"
+            )
+        held = item is not None and item.state is QueueState.CLAIMED
+        return LeaseConflict(
+            f"queue item {item_id} is claimed by someone else"
+            + (" now" if held else " since your claim")
+            + f"; nothing was {action}: send the claim_id your claim returned, or claim another "
+            "item"
+        )
+
+    def _done_answer(
+        self, name: str, item_id: str, item: QueueItem, claim_id: str | None
+    ) -> dict[str, Any]:
+        """A label for a done item: a retry of the claim that labelled it (or a label without a
+        claim id) answers that label; a stale claim, whose lease ran out before another labeller
+        took and labelled the item, is told its label was not used."""
+        if claim_id is not None and claim_id != item.claim_id:
             raise LeaseConflict(
                 f"queue item {item_id} was labelled by someone else after your lease ran out; "
                 "your label was not used, claim another item"
             )
+        return self._answer(name, item.result)
+
+    def _to_label(self, name: str, item_id: str, claim_id: str | None) -> QueueItem:
+        """The item a label is for: its prediction and features go into the label event. A
+        first read, so that a label sure to be refused is refused before its event is built;
+        the store call decides."""
+        item = self.queue.get(name, item_id)
+        if item is None:
+            raise self._refused(name, item_id, "unknown", None, "used")
+        status = claim_verdict(item, claim_id, self.engine.clock())
+        if status not in (None, "already_done"):
+            raise self._refused(name, item_id, status, item, "used")
         return item
 
-    def _complete(self, name, item, claim_id, result) -> dict:
-        outcome = self.queue.complete(
-            name, item.item_id, claim_id or item.claim_id, result, self.engine.clock()
-        )
-        if outcome.status == "conflict":
-            raise LeaseConflict(
-                f"queue item {item.item_id} was claimed by someone else meanwhile; claim another item"
-            )
-        if outcome.status == "gone":
-            raise QueueItemGone(f"queue item {item.item_id} left the queue; claim another")
-        if outcome.status == "unknown":
-            raise UnknownQueueItem(f"no queue item {item.item_id} for model {name!r}")
-        return dict(outcome.item.result) if outcome.item and outcome.item.result else result
+    def _finish_label(self, name: str, item_id: str, claim_id: str | None, outcome) -> QueueItem:
+        if outcome.status == "already_done":
+            raise _AlreadyDone(outcome.item)
+        if outcome.status != "ok":
+            raise self._refused(name, item_id, outcome.status, outcome.item, "used")
+        return outcome.item
 
     def _answer(self, name: str, stored: Any) -> dict:
         """The answer of a label call, as feedback's: seq, version, and whether this process has
@@ -246,6 +284,8 @@ class Labelling:
         return answer
 
     def _feedback(self, item: QueueItem, label: Any, labeller: str | None) -> FeedbackItem:
+        """The feedback a person's label through the queue is: its event is built as any
+        feedback's (checks, the join with the prediction record)."""
         return FeedbackItem(
             label=label,
             prediction_id=item.prediction_id,
@@ -253,6 +293,13 @@ class Labelling:
             source="human",
             labeller=labeller or item.labeller,
         )
+
+    def _label_in_store(
+        self, rt: ModelRuntime, item_id: str, claim_id: str | None, events: list[Event]
+    ) -> LabelOutcome:
+        """The atomic step: lease check, append with the log's key dedup, item done."""
+        result = {"version": rt.roles[CHAMPION]}
+        return self.queue.label(rt.name, item_id, claim_id, events, result, self.engine.clock())
 
     async def label_async(
         self,
@@ -263,13 +310,20 @@ class Labelling:
         claim_id: str | None = None,
         labeller: str | None = None,
     ) -> dict:
-        self._active(name)
-        item = self._check_claim(name, item_id, claim_id, labeller)
+        rt = self._active(name)
+        item = await asyncio.to_thread(self._to_label, name, item_id, claim_id)
         if item.state is QueueState.DONE:
-            return self._answer(name, item.result)
-        result = await self.engine.feedback_one_async(name, self._feedback(item, label, labeller))
-        stored = {"seq": result.seq, "version": result.version}
-        return self._answer(name, self._complete(name, item, claim_id, stored))
+            return self._done_answer(name, item_id, item, claim_id)
+        events = [await self.engine.label_event_async(name, self._feedback(item, label, labeller))]
+        self.engine.check_lag(name)
+        # Off the event loop: an fsync on SQLite, a round trip on Redis.
+        outcome = await asyncio.to_thread(self._label_in_store, rt, item_id, claim_id, events)
+        try:
+            done = self._finish_label(name, item_id, claim_id, outcome)
+        except _AlreadyDone as e:
+            return self._done_answer(name, item_id, e.item, claim_id)
+        applied = await self.engine.learn_appended_async(name, events, outcome.seqs)
+        return {**done.result, "applied": applied}
 
     def label(
         self,
@@ -280,33 +334,48 @@ class Labelling:
         claim_id: str | None = None,
         labeller: str | None = None,
     ) -> dict:
-        self._active(name)
-        item = self._check_claim(name, item_id, claim_id, labeller)
+        rt = self._active(name)
+        item = self._to_label(name, item_id, claim_id)
         if item.state is QueueState.DONE:
-            return self._answer(name, item.result)
-        result = self.engine.feedback_one(name, self._feedback(item, label, labeller))
-        stored = {"seq": result.seq, "version": result.version}
-        return self._answer(name, self._complete(name, item, claim_id, stored))
+            return self._done_answer(name, item_id, item, claim_id)
+        events = [self.engine.label_event(name, self._feedback(item, label, labeller))]
+        self.engine.check_lag(name)
+        outcome = self._label_in_store(rt, item_id, claim_id, events)
+        try:
+            done = self._finish_label(name, item_id, claim_id, outcome)
+        except _AlreadyDone as e:
+            return self._done_answer(name, item_id, e.item, claim_id)
+        applied = self.engine.learn_appended(name, events, outcome.seqs)
+        return {**done.result, "applied": applied}
 
     def skip(
         self, name: str, item_id: str, *, claim_id: str | None = None, labeller: str | None = None
     ) -> dict:
+        """Give the item back; claims by this labeller (named, or the claim's) pass it over."""
         rt = self._active(name)
-        item = self._check_claim(name, item_id, claim_id, labeller)
-        if item.state is QueueState.DONE:
-            raise LeaseConflict(f"queue item {item_id} is already labelled; it cannot be skipped")
         outcome = self.queue.skip(
             name,
             item_id,
-            claim_id or item.claim_id,
+            claim_id,
             self.engine.clock(),
             max_skips=rt.config.active.max_skips,
+            labeller=labeller,
         )
-        if outcome.status == "conflict":
-            raise LeaseConflict(f"queue item {item_id} was claimed by someone else meanwhile")
-        if outcome.status not in ("ok",):
-            raise QueueItemGone(f"queue item {item_id} cannot be skipped ({outcome.status})")
+        if outcome.status != "ok":
+            raise self._refused(name, item_id, outcome.status, outcome.item, "skipped")
         return {"item_id": item_id, "state": outcome.item.state.value, "skips": outcome.item.skips}
+
+    def release(self, name: str, item_id: str, *, claim_id: str) -> dict:
+        """Give a claim back without a label: the item is queued again for anyone."""
+        self._active(name)
+        if not isinstance(claim_id, str) or not claim_id:
+            raise SchemaViolation(
+                [FieldError(("claim_id",), "missing", "give the claim_id your claim returned")]
+            )
+        outcome = self.queue.release(name, item_id, claim_id, self.engine.clock())
+        if outcome.status != "ok":
+            raise self._refused(name, item_id, outcome.status, outcome.item, "released")
+        return {"item_id": item_id, "state": outcome.item.state.value}
 
     def stats(self, name: str) -> dict[str, Any]:
         rt = self._active(name)

@@ -416,7 +416,7 @@ def test_a_file_of_schema_version_3_reads_back_unsigned_versions_and_uncommitted
         assert jobs.complete("running", "w", {"v": "v2"}, now=5.0).committed  # type: ignore[union-attr]
         assert jobs.claim("w2", lease_s=10, now=1000.0) is None, "cancelled: never claimed"
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     with open_sqlite_store(url) as store:
         assert store.jobs is not None
         assert store.registry.get_version("m", "v1").spec_signature == "sig"  # type: ignore[union-attr]
