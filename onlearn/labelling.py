@@ -168,7 +168,8 @@ class Labelling:
             raise SchemaViolation(errors)
         now = self.engine.clock()
         self.queue.release_expired(name, now)
-        pool = self.queue.peek(name, limit * active.rerank_pool)
+        # Not what this labeller skipped last: the claim would pass it over anyway.
+        pool = self.queue.peek(name, limit * active.rerank_pool, passing_over=labeller)
         current = self._current(rt, [item.features for item in pool])
         fresh = {item.item_id: answer for item, answer in zip(pool, current, strict=True)}
         priorities = {
