@@ -65,6 +65,9 @@ class LabellingEngine(Protocol):
     ) -> bool: ...
 
 
+_NOT_USED = "your label was not used"
+
+
 class _AlreadyDone(Exception):
     """The store found the item labelled meanwhile: answered as a label of a done item."""
 
@@ -220,29 +223,27 @@ class Labelling:
     def _refused(
         self, name: str, item_id: str, status: str, item: QueueItem | None, action: str
     ) -> OnlearnError:
-        """The error of a refused label, skip or release: 404 unknown, 410 gone (the item left
-        the queue), 409 conflict (someone else holds or labelled it, or it is labelled)."""
+        """The error of a refused label, skip or release (``action``: "your label was not
+        used", ...): 404 unknown; 410 gone (the item left the queue: skipped out or evicted);
+        409 conflict (someone else holds or labelled the item, or it is labelled already)."""
         if status == "unknown":
             return UnknownQueueItem(
                 f"no queue item {item_id} for model {name!r}; claim items first"
             )
         if status == "gone":
             how = item.state.value if item is not None else "gone"
-            return QueueItemGone(
-                f"queue item {item_id} left the queue ({how}); nothing was {action}; "
-                "claim another item"
-            )
+            return QueueItemGone(f"queue item {item_id} was {how}; {action}; claim another item")
         if status == "already_done":
             return LeaseConflict(
-                f"queue item {item_id} is labelled already; nothing was {action}; "
-                "claim another item"
+                f"queue item {item_id} is labelled already; {action}; claim another item"
             )
-        held = item is not None and item.state is QueueState.CLAIMED
+        if item is not None and item.state is QueueState.CLAIMED:
+            who = "is claimed by someone else now (your lease ran out, or you sent no claim_id)"
+        else:
+            who = "was claimed by someone else since your claim"
         return LeaseConflict(
-            f"queue item {item_id} is claimed by someone else"
-            + (" now" if held else " since your claim")
-            + f"; nothing was {action}: send the claim_id your claim returned, or claim another "
-            "item"
+            f"queue item {item_id} {who}; {action}: send the claim_id your claim returned, or "
+            "claim another item"
         )
 
     def _done_answer(
@@ -264,17 +265,17 @@ class Labelling:
         the store call decides."""
         item = self.queue.get(name, item_id)
         if item is None:
-            raise self._refused(name, item_id, "unknown", None, "used")
+            raise self._refused(name, item_id, "unknown", None, _NOT_USED)
         status = claim_verdict(item, claim_id, self.engine.clock())
         if status not in (None, "already_done"):
-            raise self._refused(name, item_id, status, item, "used")
+            raise self._refused(name, item_id, status, item, _NOT_USED)
         return item
 
     def _finish_label(self, name: str, item_id: str, claim_id: str | None, outcome) -> QueueItem:
         if outcome.status == "already_done":
             raise _AlreadyDone(outcome.item)
         if outcome.status != "ok":
-            raise self._refused(name, item_id, outcome.status, outcome.item, "used")
+            raise self._refused(name, item_id, outcome.status, outcome.item, _NOT_USED)
         return outcome.item
 
     def _answer(self, name: str, stored: Any) -> dict:
@@ -363,7 +364,9 @@ class Labelling:
             labeller=labeller,
         )
         if outcome.status != "ok":
-            raise self._refused(name, item_id, outcome.status, outcome.item, "skipped")
+            raise self._refused(
+                name, item_id, outcome.status, outcome.item, "the item was not skipped"
+            )
         return {"item_id": item_id, "state": outcome.item.state.value, "skips": outcome.item.skips}
 
     def release(self, name: str, item_id: str, *, claim_id: str) -> dict:
@@ -375,7 +378,9 @@ class Labelling:
             )
         outcome = self.queue.release(name, item_id, claim_id, self.engine.clock())
         if outcome.status != "ok":
-            raise self._refused(name, item_id, outcome.status, outcome.item, "released")
+            raise self._refused(
+                name, item_id, outcome.status, outcome.item, "the claim was not released"
+            )
         return {"item_id": item_id, "state": outcome.item.state.value}
 
     def stats(self, name: str) -> dict[str, Any]:
