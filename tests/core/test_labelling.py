@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -269,3 +270,30 @@ def test_the_same_input_is_asked_again_once_its_item_is_labelled():
         assert engine.labelling.stats("phishing")["pushed"] == 2, "asked again after its label"
         (back,) = engine.labelling.claim("phishing", limit=5)
         assert back["item_id"] == later.prediction_id
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_queue_label_on_a_shared_store_is_learned_by_every_process(backend, tmp_path, request):
+    """The process that labels applies the event before answering; another process on the
+    same store reads it from the log, as any other event."""
+    url = (
+        request.getfixturevalue("redis_url")
+        if backend == "redis"
+        else f"sqlite:///{tmp_path}/shared.db"
+    )
+    active = {"budget": 1.0, "window": 100, "evaluation_rate": 0.5, "lease_s": 30}
+    settings = phishing_settings(url, engine={"poll_interval_ms": 10}, active=active)
+    with Engine.from_settings(settings) as here, Engine.from_settings(settings) as there:
+        predict_some(here, 20)
+        (item,) = here.labelling.claim("phishing", limit=1, labeller="ann")
+        answer = asyncio.run(
+            here.labelling.label_async("phishing", item["item_id"], True, claim_id=item["claim_id"])
+        )
+        assert answer == {"seq": 1, "version": "v1", "applied": True}
+        assert here.runtime("phishing").labels_applied == 1
+        deadline = time.monotonic() + 10
+        while there.runtime("phishing").seq < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert there.runtime("phishing").labels_applied == 1, "the other process learned it"
+        stats = there.labelling.stats("phishing")
+        assert (stats["labelled"], stats["claimed"]) == (1, 0)

@@ -265,7 +265,7 @@ class MemoryLabelQueue:
             # The log's own append, under its lock, inside this queue's: the verdict, the
             # append and the item's end are one step for every other caller of either.
             seqs = self._log.append(model, events)
-            done = self._done(queue, item, {**result, "seq": max(seqs)}, now)
+            done = self._done(queue, item, {"seq": max(seqs), **result}, now)
             return LabelOutcome("ok", done, seqs)
 
     def skip(

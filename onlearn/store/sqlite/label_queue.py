@@ -364,7 +364,7 @@ class SqliteLabelQueue:
             # The log's own append in this transaction: the lease check, the append and the
             # item's end commit together or not at all.
             seqs = _append_events(self._db, conn, model, events, payloads)
-            stored = {**result, "seq": max(seqs)}
+            stored = {"seq": max(seqs), **result}
             conn.execute(_DONE_SQL, (dumps(stored), now, model, item_id))
             _bump(conn, model, "labelled")
         return LabelOutcome("ok", _done(item, stored, now), seqs)  # type: ignore[arg-type]
