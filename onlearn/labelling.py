@@ -13,7 +13,7 @@ it is a conflict (409) unless sent as a correction. See :func:`Labelling._events
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import hashlib
 import json
 import logging
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from onlearn.active import priority_of
 from onlearn.config import Task
-from onlearn.corrections import decide, recorded
+from onlearn.corrections import recorded
 from onlearn.errors import (
     ActiveLearningOff,
     FieldError,
@@ -44,7 +44,7 @@ from onlearn.records import (
 )
 from onlearn.registry import CHAMPION
 from onlearn.runtime import ModelRuntime
-from onlearn.store.base import Store
+from onlearn.store.base import AppendResult, LabelOutcome, Store, claim_verdict
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ class Answer(Protocol):
 
     seq: int | None
     version: str | None
+    applied: bool
+    correction: bool
 
 
 class LabellingEngine(Protocol):
@@ -83,13 +85,33 @@ class LabellingEngine(Protocol):
 
     async def feedback_one_async(self, name: str, item: FeedbackItem) -> Answer: ...
 
+    async def label_event_async(self, name: str, item: FeedbackItem) -> Event: ...
+
+    def check_lag(self, name: str) -> None: ...
+
+    def learn_appended(
+        self, name: str, events: Sequence[Event], seqs: AppendResult, *, wait: bool = True
+    ) -> bool: ...
+
+    async def learn_appended_async(
+        self, name: str, events: Sequence[Event], seqs: AppendResult, *, wait: bool = True
+    ) -> bool: ...
+
+
+_NOT_USED = "your label was not used"
+
+
+class _AlreadyDone(Exception):
+    """The store found the item labelled meanwhile: answered as a label of a done item."""
+
+    def __init__(self, item: QueueItem) -> None:
+        super().__init__(item.item_id)
+        self.item = item
+
 
 class Labelling:
     def __init__(self, engine: LabellingEngine) -> None:
         self.engine = engine
-        # Predictions being labelled through the queue by this process: their commit must not
-        # close their own item as answered elsewhere (complete closes it, as labelled).
-        self._labelling: set[tuple[str, str]] = set()
 
     @property
     def queue(self):
@@ -150,11 +172,7 @@ class Labelling:
                 continue
             payload = event.payload
             pid = payload.get("prediction_id")
-            if (
-                pid is None
-                or payload.get("source") not in CLOSING_SOURCES
-                or (model, pid) in self._labelling
-            ):
+            if pid is None or payload.get("source") not in CLOSING_SOURCES:
                 continue
             results[pid] = _answered_result(seq, rt.roles[CHAMPION], payload)
         if results:
@@ -206,7 +224,8 @@ class Labelling:
             raise SchemaViolation(errors)
         now = self.engine.clock()
         self.queue.release_expired(name, now)
-        pool = self.queue.peek(name, limit * active.rerank_pool)
+        # Not what this labeller skipped last: the claim would pass it over anyway.
+        pool = self.queue.peek(name, limit * active.rerank_pool, passing_over=labeller)
         current = self._current(rt, [item.features for item in pool])
         fresh = {item.item_id: answer for item, answer in zip(pool, current, strict=True)}
         priorities = {
@@ -270,50 +289,68 @@ class Labelling:
             "classes": list(rt.config.classes) if rt.config.classes else None,
         }
 
-    def _check_claim(
-        self, name: str, item_id: str, claim_id: str | None, labeller: str | None
-    ) -> QueueItem:
-        item = self.queue.get(name, item_id)
-        if item is None:
-            raise UnknownQueueItem(f"no queue item {item_id} for model {name!r}; claim items first")
-        if item.state in (QueueState.SKIPPED, QueueState.EVICTED):
-            raise QueueItemGone(f"queue item {item_id} was {item.state.value}; claim another")
-        if item.state is QueueState.CLAIMED and (
-            (claim_id is not None and claim_id != item.claim_id)
-            or (claim_id is None and labeller is not None and item.labeller not in (None, labeller))
-        ):
-            raise LeaseConflict(
-                f"queue item {item_id} is claimed by someone else now (your lease ran out); "
-                "claim another item"
+    # Label, skip, release. Each is one atomic store call that checks the lease
+    # (leases.claim_verdict) and makes its change; its refusals become the same errors, whichever
+    # call meets them and whether a first read or the store call itself finds them, so that one
+    # situation always gets one status (docs/operations.md, "The labelling queue's rules").
+
+    def _refused(
+        self, name: str, item_id: str, status: str, item: QueueItem | None, action: str
+    ) -> OnlearnError:
+        """The error of a refused label, skip or release (``action``: "your label was not
+        used", ...): 404 unknown; 410 gone (the item left the queue: skipped out or evicted);
+        409 conflict (someone else holds or labelled the item, or it is labelled already)."""
+        if status == "unknown":
+            return UnknownQueueItem(
+                f"no queue item {item_id} for model {name!r}; claim items first"
             )
-        if item.state is QueueState.DONE and claim_id is not None and claim_id != item.claim_id:
-            # A retry of the claim that labelled it answers that label (idempotent); a stale
-            # claim, whose lease ran out before another labeller took and labelled the item, is
-            # told that its label was not used.
+        if status == "gone":
+            how = item.state.value if item is not None else "gone"
+            return QueueItemGone(f"queue item {item_id} was {how}; {action}; claim another item")
+        if status == "already_done":
+            return LeaseConflict(
+                f"queue item {item_id} is labelled already; {action}; claim another item"
+            )
+        if item is not None and item.state is QueueState.CLAIMED:
+            who = "is claimed by someone else now (your lease ran out, or you sent no claim_id)"
+        else:
+            who = "was claimed by someone else since your claim"
+        return LeaseConflict(
+            f"queue item {item_id} {who}; {action}: send the claim_id your claim returned, or "
+            "claim another item"
+        )
+
+    def _done_answer(
+        self, name: str, item_id: str, item: QueueItem, claim_id: str | None
+    ) -> dict[str, Any]:
+        """A label for a done item: a retry of the claim that labelled it (or a label without a
+        claim id) answers that label; a stale claim, whose lease ran out before another labeller
+        took and labelled the item, is told its label was not used."""
+        if claim_id is not None and claim_id != item.claim_id:
             raise LeaseConflict(
                 f"queue item {item_id} was labelled by someone else after your lease ran out; "
                 "your label was not used, claim another item"
             )
+        return self._answer(name, item.result)
+
+    def _to_label(self, name: str, item_id: str, claim_id: str | None) -> QueueItem:
+        """The item a label is for: its prediction and features go into the label event. A
+        first read, so that a label sure to be refused is refused before its event is built;
+        the store call decides."""
+        item = self.queue.get(name, item_id)
+        if item is None:
+            raise self._refused(name, item_id, "unknown", None, _NOT_USED)
+        status = claim_verdict(item, claim_id, self.engine.clock())
+        if status not in (None, "already_done"):
+            raise self._refused(name, item_id, status, item, _NOT_USED)
         return item
 
-    def _complete(self, name, item, claim_id, result) -> dict:
-        outcome = self.queue.complete(
-            name, item.item_id, claim_id or item.claim_id, result, self.engine.clock()
-        )
-        if outcome.status == "conflict":
-            raise LeaseConflict(
-                f"queue item {item.item_id} was claimed by someone else meanwhile; claim another item"
-            )
-        if outcome.status == "gone":
-            raise QueueItemGone(f"queue item {item.item_id} left the queue; claim another")
-        if outcome.status == "unknown":
-            raise UnknownQueueItem(f"no queue item {item.item_id} for model {name!r}")
+    def _finish_label(self, name: str, item_id: str, claim_id: str | None, outcome) -> QueueItem:
         if outcome.status == "already_done":
-            # Closed meanwhile (an app label after the claim, or a retry of this label): the
-            # label was compared with the recorded one before it got here, so what it did is
-            # ``result`` (a correction, or the same label's seq), not the item's first result.
-            return result
-        return dict(outcome.item.result) if outcome.item and outcome.item.result else result
+            raise _AlreadyDone(outcome.item)
+        if outcome.status != "ok":
+            raise self._refused(name, item_id, outcome.status, outcome.item, _NOT_USED)
+        return outcome.item
 
     def _answer(self, name: str, stored: Any) -> dict:
         """The answer of a label call, as feedback's: seq, version, and whether this process has
@@ -322,44 +359,23 @@ class Labelling:
         answer["applied"] = self.engine.runtime(name).seq >= answer["seq"]
         return answer
 
-    def _feedback(
-        self, item: QueueItem, label: Any, labeller: str | None, correction: bool = False
-    ) -> FeedbackItem:
+    def _feedback(self, item: QueueItem, label: Any, labeller: str | None) -> FeedbackItem:
+        """The feedback a person's label through the queue is: its event is built as any
+        feedback's (checks, the join with the prediction record)."""
         return FeedbackItem(
             label=label,
             prediction_id=item.prediction_id,
             features=item.features,  # the fallback when the prediction record expired
-            source=LabelSource.HUMAN.value,
+            source="human",
             labeller=labeller or item.labeller,
-            correction=correction,
-            overrides=QUEUE_OVERRIDES,
         )
 
-    def _events_for(
-        self,
-        name: str,
-        item: QueueItem,
-        label: Any,
-        labeller: str | None,
-        recorded: Event | None,
-        *,
-        correction: bool = False,
-    ) -> list[Event] | int:
-        """The events a person's label of ``item`` appends, given the label ``recorded`` for
-        its prediction (the end of its chain of corrections, :func:`onlearn.corrections.recorded`,
-        None when it has none): the label event; a correction of an ``app`` or ``weak`` label
-        (or of any label when ``correction``); or, for the same label again, the recorded seq
-        (nothing to append). A different label over a ``human`` one raises LabelConflict.
-
-        The one place that says what a queue label produces, for a step that appends it
-        atomically with the lease check. When the append answers that the key exists (another
-        label landed meanwhile), ask again with the new recorded label.
-        """
-        feedback = self._feedback(item, label, labeller, correction)
-        if recorded is None:
-            return [self.engine.label_event(name, feedback)]
-        decided = decide(feedback, recorded, recorded_key(item), self.engine.clock())
-        return [decided] if isinstance(decided, Event) else decided
+    def _label_in_store(
+        self, rt: ModelRuntime, item_id: str, claim_id: str | None, events: list[Event]
+    ) -> LabelOutcome:
+        """The atomic step: lease check, append with the log's key dedup, item done."""
+        result = {"version": rt.roles[CHAMPION]}
+        return self.queue.label(rt.name, item_id, claim_id, events, result, self.engine.clock())
 
     async def label_async(
         self,
@@ -369,14 +385,21 @@ class Labelling:
         *,
         claim_id: str | None = None,
         labeller: str | None = None,
-        correction: bool = False,
     ) -> dict:
-        self._active(name)
-        item = self._check_claim(name, item_id, claim_id, labeller)
-        feedback = self._feedback(item, label, labeller, correction)
-        with self._marked(name, item):
-            result = await self.engine.feedback_one_async(name, feedback)
-            return self._finish(name, item, claim_id, result)
+        rt = self._active(name)
+        item = await asyncio.to_thread(self._to_label, name, item_id, claim_id)
+        if item.state is QueueState.DONE:
+            return self._done_answer(name, item_id, item, claim_id)
+        events = [await self.engine.label_event_async(name, self._feedback(item, label, labeller))]
+        self.engine.check_lag(name)
+        # Off the event loop: an fsync on SQLite, a round trip on Redis.
+        outcome = await asyncio.to_thread(self._label_in_store, rt, item_id, claim_id, events)
+        try:
+            done = self._finish_label(name, item_id, claim_id, outcome)
+        except _AlreadyDone as e:
+            return self._done_answer(name, item_id, e.item, claim_id)
+        applied = await self.engine.learn_appended_async(name, events, outcome.seqs)
+        return {**done.result, "applied": applied}
 
     def label(
         self,
@@ -386,57 +409,53 @@ class Labelling:
         *,
         claim_id: str | None = None,
         labeller: str | None = None,
-        correction: bool = False,
     ) -> dict:
-        self._active(name)
-        item = self._check_claim(name, item_id, claim_id, labeller)
-        feedback = self._feedback(item, label, labeller, correction)
-        with self._marked(name, item):
-            result = self.engine.feedback_one(name, feedback)
-            return self._finish(name, item, claim_id, result)
-
-    @contextlib.contextmanager
-    def _marked(self, name: str, item: QueueItem):
-        key = (name, item.prediction_id)
-        self._labelling.add(key)
+        rt = self._active(name)
+        item = self._to_label(name, item_id, claim_id)
+        if item.state is QueueState.DONE:
+            return self._done_answer(name, item_id, item, claim_id)
+        events = [self.engine.label_event(name, self._feedback(item, label, labeller))]
+        self.engine.check_lag(name)
+        outcome = self._label_in_store(rt, item_id, claim_id, events)
         try:
-            yield
-        finally:
-            self._labelling.discard(key)
-
-    def _finish(self, name: str, item: QueueItem, claim_id: str | None, result) -> dict:
-        """The answer of a label the log recorded (or had recorded: the same label again).
-
-        A label is always compared with the one recorded, even for an item already done: the
-        same label is idempotent, a different one a correction or a 409, never a 200 for a
-        label that was dropped. An item closed as answered elsewhere (by an app label that
-        came after the claim) stays closed; the person's label is its correction."""
-        stored = {"seq": result.seq, "version": result.version}
-        if result.correction:
-            stored["correction"] = True
-        if item.state is not QueueState.DONE:
-            stored = self._complete(name, item, claim_id, stored)
-        return self._answer(name, stored)
+            done = self._finish_label(name, item_id, claim_id, outcome)
+        except _AlreadyDone as e:
+            return self._done_answer(name, item_id, e.item, claim_id)
+        applied = self.engine.learn_appended(name, events, outcome.seqs)
+        return {**done.result, "applied": applied}
 
     def skip(
         self, name: str, item_id: str, *, claim_id: str | None = None, labeller: str | None = None
     ) -> dict:
+        """Give the item back; claims by this labeller (named, or the claim's) pass it over."""
         rt = self._active(name)
-        item = self._check_claim(name, item_id, claim_id, labeller)
-        if item.state is QueueState.DONE:
-            raise LeaseConflict(f"queue item {item_id} is already labelled; it cannot be skipped")
         outcome = self.queue.skip(
             name,
             item_id,
-            claim_id or item.claim_id,
+            claim_id,
             self.engine.clock(),
             max_skips=rt.config.active.max_skips,
+            labeller=labeller,
         )
-        if outcome.status == "conflict":
-            raise LeaseConflict(f"queue item {item_id} was claimed by someone else meanwhile")
-        if outcome.status not in ("ok",):
-            raise QueueItemGone(f"queue item {item_id} cannot be skipped ({outcome.status})")
+        if outcome.status != "ok":
+            raise self._refused(
+                name, item_id, outcome.status, outcome.item, "the item was not skipped"
+            )
         return {"item_id": item_id, "state": outcome.item.state.value, "skips": outcome.item.skips}
+
+    def release(self, name: str, item_id: str, *, claim_id: str) -> dict:
+        """Give a claim back without a label: the item is queued again for anyone."""
+        self._active(name)
+        if not isinstance(claim_id, str) or not claim_id:
+            raise SchemaViolation(
+                [FieldError(("claim_id",), "missing", "give the claim_id your claim returned")]
+            )
+        outcome = self.queue.release(name, item_id, claim_id, self.engine.clock())
+        if outcome.status != "ok":
+            raise self._refused(
+                name, item_id, outcome.status, outcome.item, "the claim was not released"
+            )
+        return {"item_id": item_id, "state": outcome.item.state.value}
 
     def stats(self, name: str) -> dict[str, Any]:
         rt = self._active(name)

@@ -139,7 +139,8 @@ class QueueItem:
     ``reason``: ``"uncertain"`` (the sampler asked) or ``"random"`` (the unbiased evaluation
     slice). ``claim_id`` identifies the current (or last) claim; ``attempts`` counts claims.
     ``result`` is what labelling produced (e.g. ``{"seq": 12, "version": "v1"}``), kept so that
-    labelling an item twice answers the same thing.
+    labelling an item twice answers the same thing. ``skipped_by``: the labeller who skipped it
+    last; claims by that labeller pass it over (others still get it).
     """
 
     item_id: str
@@ -160,6 +161,7 @@ class QueueItem:
     lease_expires_at: float | None = None
     finished_at: float | None = None
     result: Mapping[str, Any] | None = None
+    skipped_by: str | None = None
 
 
 class JobState(str, enum.Enum):

@@ -63,6 +63,7 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/models/{name}/queue/claim"): frozenset({LABEL}),
     ("POST", "/models/{name}/queue/{item_id}/label"): frozenset({LABEL}),
     ("POST", "/models/{name}/queue/{item_id}/skip"): frozenset({LABEL}),
+    ("POST", "/models/{name}/queue/{item_id}/release"): frozenset({LABEL}),
     ("GET", "/models/{name}/queue/stats"): frozenset({LABEL}),
     # An operator: anything that changes which version answers, or starts work.
     ("POST", "/models/{name}/versions/{version}/promote"): frozenset({ADMIN}),

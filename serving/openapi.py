@@ -17,8 +17,9 @@ MEANING = {
     400: "The body could not be read (not JSON, not UTF-8), or an option is not valid.",
     404: "No such model (or item, version, job), or the model has no labelling queue.",
     408: "The request body did not arrive within [limits] request_timeout_s.",
-    409: "A conflict with the current state: another labeller holds the item, the role "
-    "change is not possible now, or the job already registered its result or ended.",
+    409: "A conflict with the current state: another labeller holds or labelled the item (a "
+    "label answered 409 was not used), the item is labelled already, the role change is not "
+    "possible now, or the job already registered its result or ended.",
     410: "Gone: the prediction expired (send inline features), or the item left the queue.",
     413: "The body is larger than [limits] max_body_bytes.",
     503: "The store is unavailable, or label events wait beyond [engine] max_pending_labels; "
@@ -31,6 +32,7 @@ SPECIFIC = {
     ("post", "/models/{name}/feedback"): {410},
     ("post", "/models/{name}/queue/{item_id}/label"): {409, 410},
     ("post", "/models/{name}/queue/{item_id}/skip"): {409, 410},
+    ("post", "/models/{name}/queue/{item_id}/release"): {409, 410},
     ("post", "/models/{name}/versions/{version}/promote"): {409},
     ("post", "/models/{name}/rollback"): {409},
     ("get", "/jobs/{job_id}"): {404},

@@ -160,7 +160,9 @@ class ClaimResponse(BaseModel):
 class LabelRequest(Strict):
     label: Any = Field(description="The true label.")
     claim_id: str | None = Field(
-        None, description="The claim_id the claim gave (detects lost leases)."
+        None,
+        description="The claim_id the claim gave (detects lost leases). Without it, only an "
+        "item nobody holds (no live lease) can be labelled.",
     )
     labeller: str | None = Field(None, max_length=200)
     correction: bool = Field(
@@ -171,8 +173,32 @@ class LabelRequest(Strict):
 
 
 class SkipRequest(Strict):
-    claim_id: str | None = None
-    labeller: str | None = Field(None, max_length=200)
+    claim_id: str | None = Field(
+        None,
+        description="The claim_id the claim gave. Without it, only an item nobody holds (no "
+        "live lease) can be skipped.",
+    )
+    labeller: str | None = Field(
+        None,
+        max_length=200,
+        description="Who skips (default: the claim's labeller): that labeller's claims pass "
+        "the item over, others still get it.",
+    )
+
+
+class SkipResponse(BaseModel):
+    item_id: str
+    state: str = Field(description="queued (back for others), or skipped (after max_skips).")
+    skips: int
+
+
+class ReleaseRequest(Strict):
+    claim_id: str = Field(min_length=1, max_length=100, description="The claim_id the claim gave.")
+
+
+class ReleaseResponse(BaseModel):
+    item_id: str
+    state: str = Field(description="queued: anyone may claim it again.")
 
 
 class PromoteRequest(Strict):

@@ -209,6 +209,7 @@ EXPECTED = {
     "POST /models/{name}/queue/claim": {L},
     "POST /models/{name}/queue/{item_id}/label": {L},
     "POST /models/{name}/queue/{item_id}/skip": {L},
+    "POST /models/{name}/queue/{item_id}/release": {L},
     "GET /models/{name}/queue/stats": {L},
     "POST /models/{name}/versions/{version}/promote": {A},
     "POST /models/{name}/rollback": {A},

@@ -29,7 +29,7 @@ from onlearn.registry import CHAMPION, MONITOR_REPORT, ensure_registered
 from onlearn.runtime import ModelRuntime
 from onlearn.snapshots import restore
 from onlearn.store import open_store
-from onlearn.store.base import Store
+from onlearn.store.base import AppendResult, Store
 
 log = logging.getLogger(__name__)
 
@@ -419,12 +419,6 @@ class Engine:
     ) -> list[FeedbackResult]:
         return self._feedback.feedback_many(self.runtime(name), items, wait)
 
-    def label_event(self, name: str, item: FeedbackItem) -> Event:
-        """The label event ``item`` becomes (checked, joined with its prediction record), not
-        appended: for a caller that appends it itself, e.g. with a lease check."""
-        rt = self.runtime(name)
-        return self._feedback.label_event(rt, item)
-
     async def feedback_one_async(
         self, name: str, item: FeedbackItem, *, wait: bool = True
     ) -> FeedbackResult:
@@ -434,6 +428,27 @@ class Engine:
         self, name: str, items: Sequence[FeedbackItem], *, wait: bool = True
     ) -> list[FeedbackResult]:
         return await self._feedback.feedback_many_async(self.runtime(name), items, wait)
+
+    # The labelling queue's label: its event built as feedback's, appended by the queue itself
+
+    def label_event(self, name: str, item: FeedbackItem) -> Event:
+        return self._feedback.label_event(self.runtime(name), item)
+
+    async def label_event_async(self, name: str, item: FeedbackItem) -> Event:
+        return await self._feedback.label_event_async(self.runtime(name), item)
+
+    def check_lag(self, name: str) -> None:
+        self._feedback.check_lag(self.runtime(name))
+
+    def learn_appended(
+        self, name: str, events: Sequence[Event], seqs: AppendResult, *, wait: bool = True
+    ) -> bool:
+        return self._feedback.learn_appended(self.runtime(name), events, seqs, wait)
+
+    async def learn_appended_async(
+        self, name: str, events: Sequence[Event], seqs: AppendResult, *, wait: bool = True
+    ) -> bool:
+        return await self._feedback.learn_appended_async(self.runtime(name), events, seqs, wait)
 
     # Following the log and maintenance
 

@@ -43,7 +43,7 @@ from onlearn.prediction_writer import PredictionWriter
 from onlearn.records import Event, EventKind, FeedbackItem, LabelSource, PredictionRecord
 from onlearn.registry import CHAMPION
 from onlearn.runtime import ModelRuntime
-from onlearn.store.base import Store
+from onlearn.store.base import AppendResult, Store
 
 _SOURCES = frozenset(s.value for s in LabelSource)
 
@@ -103,14 +103,50 @@ class FeedbackHandler:
         self._follower = follower
         self.clock = clock
 
-    def feedback_one(self, rt: ModelRuntime, item: FeedbackItem, wait: bool) -> FeedbackResult:
+    def label_event(self, rt: ModelRuntime, item: FeedbackItem) -> Event:
+        """The label event of ``item``, checked and joined with its prediction record (waiting
+        briefly for a record another process has not written yet), not appended: for
+        ``feedback_one``, and for the labelling queue, which appends it with its lease check."""
         deadline = time.monotonic() + JOIN_WAIT_S
         while True:
             try:
-                event = self._label_event(rt, item, self.clock(), deadline)
-                break
+                return self._label_event(rt, item, self.clock(), deadline)
             except _NotYetVisible:
                 time.sleep(JOIN_POLL_S)
+
+    async def label_event_async(self, rt: ModelRuntime, item: FeedbackItem) -> Event:
+        """``label_event`` for the event loop."""
+        deadline = time.monotonic() + JOIN_WAIT_S
+        while True:
+            try:
+                return await self._off_loop(self._label_event, rt, item, self.clock(), deadline)
+            except _NotYetVisible:
+                await asyncio.sleep(JOIN_POLL_S)
+
+    def check_lag(self, rt: ModelRuntime) -> None:
+        """Refuse new labels for a model that is too far behind (see ``_check_lag``)."""
+        self._check_lag(rt)
+
+    def learn_appended(
+        self, rt: ModelRuntime, events: Sequence[Event], seqs: AppendResult, wait: bool
+    ) -> bool:
+        """After ``events`` were appended outside the group commit (the labelling queue's
+        atomic label): hand the new ones to the model as a commit does, and with ``wait`` apply
+        them in this thread. Whether this process has applied them all."""
+        with self._follower.applying_here() if wait else nullcontext():
+            self._follower.committed(rt.name, events, seqs)
+        top = max(seqs)
+        return self._follower.apply_now(rt, top) if wait else rt.seq >= top
+
+    async def learn_appended_async(
+        self, rt: ModelRuntime, events: Sequence[Event], seqs: AppendResult, wait: bool
+    ) -> bool:
+        """``learn_appended`` for the event loop: the learners apply them, the call waits."""
+        self._follower.committed(rt.name, events, seqs)
+        return await self._applied_async(rt, max(seqs), wait)
+
+    def feedback_one(self, rt: ModelRuntime, item: FeedbackItem, wait: bool) -> FeedbackResult:
+        event = self.label_event(rt, item)
         self._check_lag(rt)
         with self._follower.applying_here() if wait else nullcontext():
             result = self._committer.commit(rt.name, [event])
@@ -153,13 +189,7 @@ class FeedbackHandler:
     async def feedback_one_async(
         self, rt: ModelRuntime, item: FeedbackItem, wait: bool
     ) -> FeedbackResult:
-        deadline = time.monotonic() + JOIN_WAIT_S
-        while True:
-            try:
-                event = await self._off_loop(self._label_event, rt, item, self.clock(), deadline)
-                break
-            except _NotYetVisible:
-                await asyncio.sleep(JOIN_POLL_S)
+        event = await self.label_event_async(rt, item)
         self._check_lag(rt)
         result = await self._committer.submit_async(rt.name, [event])
         if result.new[0]:
@@ -251,14 +281,6 @@ class FeedbackHandler:
                 outcome.seq = decided  # the same label again: idempotent
                 outcome.correction = end.payload.get("corrects") is not None
         return fixes
-
-    def label_event(self, rt: ModelRuntime, item: FeedbackItem) -> Event:
-        deadline = time.monotonic() + JOIN_WAIT_S
-        while True:
-            try:
-                return self._label_event(rt, item, self.clock(), deadline)
-            except _NotYetVisible:
-                time.sleep(JOIN_POLL_S)
 
     def _check_lag(self, rt: ModelRuntime) -> None:
         """Refuse new labels while this process is ``max_learn_lag`` events behind the model's

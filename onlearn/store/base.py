@@ -20,6 +20,10 @@ from onlearn.records import (
     VersionInfo,
 )
 from onlearn.store.capabilities import Capabilities
+
+# The lease rule of every backend, for the core to tell a label sure to be refused before it
+# builds its event (the store's atomic call still decides).
+from onlearn.store.leases import claim_verdict
 from onlearn.store.schemes import capabilities_of
 
 __all__ = [
@@ -28,6 +32,7 @@ __all__ = [
     "ClaimOutcome",
     "EventLog",
     "JobQueue",
+    "LabelOutcome",
     "LabelQueue",
     "PredictionStore",
     "PushOutcome",
@@ -36,6 +41,7 @@ __all__ = [
     "RolesState",
     "Store",
     "StoreUnavailable",
+    "claim_verdict",
 ]
 
 
@@ -264,11 +270,24 @@ class ClaimOutcome:
 
 
 @dataclass(frozen=True)
+class LabelOutcome:
+    """The answer to ``LabelQueue.label``: ``status`` and ``item`` as in :class:`ClaimOutcome`;
+    with ``"ok"``, ``seqs`` holds the seq of each event given, and ``seqs.new`` whether it was
+    appended (False: an event with its key was in the log already, and its seq is that
+    event's). Nothing was appended unless the status is ``"ok"``."""
+
+    status: str
+    item: QueueItem | None = None
+    seqs: AppendResult | None = None
+
+
+@dataclass(frozen=True)
 class QueueStats:
     depth: int = 0  # queued now
     claimed: int = 0  # leased now
     labelled: int = 0  # done, ever
     skipped: int = 0  # skip calls, ever
+    released: int = 0  # claims given back without a label (release), ever
     expired: int = 0  # leases that ran out, ever
     evicted: int = 0  # pushed out by higher priorities, ever
     rejected: int = 0  # refused because the queue was full, ever
@@ -282,13 +301,16 @@ class LabelQueue(Protocol):
     """Predictions waiting for human labels, per model: priorities, leases, dedupe, a bound."""
 
     def push(self, item: QueueItem, *, max_size: int) -> PushOutcome:
-        """Queue ``item`` unless an item with its ``dedupe_key`` exists (in any state but
-        evicted). When ``max_size`` items are queued, the lowest-priority queued item is evicted
-        if ``item`` ranks above it; otherwise ``item`` is rejected."""
+        """Queue ``item`` unless an item with its id exists (in any state: a retried push is
+        harmless) or an item with its ``dedupe_key`` is still waiting (queued or claimed): once
+        that one is done, skipped out or evicted, the same input can be asked again. When
+        ``max_size`` items are queued, the lowest-priority queued item is evicted if ``item``
+        ranks above it; otherwise ``item`` is rejected."""
         ...
 
-    def peek(self, model: str, limit: int) -> list[QueueItem]:
-        """The ``limit`` queued items of highest priority (ties: oldest first), not claimed."""
+    def peek(self, model: str, limit: int, *, passing_over: str | None = None) -> list[QueueItem]:
+        """The ``limit`` queued items of highest priority (ties: oldest first), not claimed;
+        with ``passing_over``, without the items that labeller skipped last."""
         ...
 
     def reprioritize(self, model: str, priorities: dict[str, float]) -> None:
@@ -309,17 +331,33 @@ class LabelQueue(Protocol):
 
         With ``item_ids``, lease those of them that are queued, in that order (the caller ranked
         them), up to ``limit``. Expired leases are released first. Each claimed item gets a new
-        ``claim_id``, ``attempts + 1`` and ``lease_expires_at = now + lease_s``. Two concurrent
-        claims never get the same item."""
+        ``claim_id``, ``attempts + 1`` and ``lease_expires_at = now + lease_s``. Items the
+        ``labeller`` skipped last are passed over (:func:`~onlearn.store.leases.passes_over`).
+        Two concurrent claims never get the same item."""
         ...
 
     def complete(
         self, model: str, item_id: str, claim_id: str | None, result: dict, now: float
     ) -> ClaimOutcome:
-        """Mark the item labelled, keeping ``result``. Accepted when ``claim_id`` is the item's
-        current or last claim (even if its lease ran out, as long as nobody claimed it since), or
-        is None and the item is claimed or queued. Labelling a done item answers
-        ``already_done`` with the first result, whoever asks."""
+        """Mark the item labelled, keeping ``result``, when
+        :func:`~onlearn.store.leases.claim_verdict` accepts ``claim_id`` at ``now``. Labelling
+        a done item answers ``already_done`` with the first result, whoever asks."""
+        ...
+
+    def label(
+        self,
+        model: str,
+        item_id: str,
+        claim_id: str | None,
+        events: Sequence[Event],
+        result: dict,
+        now: float,
+    ) -> LabelOutcome:
+        """In one atomic step: check the lease as ``complete`` does; if accepted, append
+        ``events`` to the model's log (deduped by key, exactly as ``EventLog.append``) and mark
+        the item done with ``result`` plus ``"seq"``, the highest seq of the events. Refused,
+        nothing is appended: a label refused here was not used, and a label appended here
+        cannot lose its item to another claim."""
         ...
 
     def close_answered(self, model: str, results: Mapping[str, dict], now: float) -> int:
@@ -330,9 +368,23 @@ class LabelQueue(Protocol):
         ...
 
     def skip(
-        self, model: str, item_id: str, claim_id: str | None, now: float, *, max_skips: int
+        self,
+        model: str,
+        item_id: str,
+        claim_id: str | None,
+        now: float,
+        *,
+        max_skips: int,
+        labeller: str | None = None,
     ) -> ClaimOutcome:
-        """Give the item back to the queue (``skips + 1``); after ``max_skips`` it is SKIPPED."""
+        """Give the item back to the queue (``skips + 1``); after ``max_skips`` it is SKIPPED.
+        The skipper (:func:`~onlearn.store.leases.skipper`) is kept as ``skipped_by``."""
+        ...
+
+    def release(self, model: str, item_id: str, claim_id: str, now: float) -> ClaimOutcome:
+        """Give a claim back without a label: the item is queued again, no skip counted. The
+        same verdicts as ``complete``; releasing a queued item with its last claim id is
+        accepted and changes nothing."""
         ...
 
     def release_expired(self, model: str, now: float) -> int:

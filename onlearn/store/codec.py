@@ -173,6 +173,7 @@ def queue_item_to_dict(item: QueueItem) -> dict[str, Any]:
         "lease_expires_at": item.lease_expires_at,
         "finished_at": item.finished_at,
         "result": item.result,
+        "skipped_by": item.skipped_by,
     }
 
 
@@ -196,6 +197,7 @@ def queue_item_from_dict(data: Mapping[str, Any]) -> QueueItem:
         lease_expires_at=_optional_float(data.get("lease_expires_at")),
         finished_at=_optional_float(data.get("finished_at")),
         result=data.get("result"),
+        skipped_by=data.get("skipped_by"),
     )
 
 

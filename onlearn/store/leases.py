@@ -8,7 +8,7 @@ canary share, lives here too.
 >>> item = QueueItem("a", "m", {}, priority=0.5, enqueued_at=10.0)
 >>> rank(item)
 (-0.5, 10.0, 'a')
->>> claim_verdict(item, None) is None, claim_verdict(item, "0123")
+>>> claim_verdict(item, None, now=0.0) is None, claim_verdict(item, "0123", now=0.0)
 (True, 'conflict')
 """
 
@@ -16,21 +16,25 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 
-from onlearn.records import Job, JobState, QueueItem, QueueState
+from onlearn.records import Event, Job, JobState, QueueItem, QueueState
 
 __all__ = [
     "FINISHED_STATES",
     "cancellable",
     "check_canary_share",
     "check_job",
+    "check_label_events",
     "check_priority",
     "check_pushable",
     "claim_verdict",
     "job_order",
     "new_claim_id",
+    "passes_over",
     "rank",
     "reclaim_error",
+    "skipper",
 ]
 
 # States an item never leaves, except by purge_finished.
@@ -54,21 +58,56 @@ def job_order(job: Job) -> tuple[float, str]:
     return (job.created_at, job.job_id)
 
 
-def claim_verdict(item: QueueItem, claim_id: str | None) -> str | None:
-    """Why ``complete``/``skip`` with ``claim_id`` is refused for ``item``, or None to accept.
+def claim_verdict(item: QueueItem, claim_id: str | None, now: float) -> str | None:
+    """Why ``label``/``complete``/``skip``/``release`` with ``claim_id`` at ``now`` is refused for
+    ``item``, or None to accept.
 
     Accepted: the item's current claim, or its last one when the lease ran out and nobody claimed
-    the item since (it is queued again with that ``claim_id``); or no ``claim_id`` at all for an
-    item that is claimed or queued. A done item answers ``already_done``; skipped out or evicted
-    ones ``gone``.
+    the item since (it is queued again with that ``claim_id``, or still claimed); or no
+    ``claim_id`` for an item nobody holds: queued, or claimed with a lease that ran out. Refused:
+    ``already_done`` (labelled), ``gone`` (skipped out or evicted), ``conflict`` (another claim,
+    or no claim id while someone's lease is live: a label without a claim must not take an item
+    from the person who holds it).
+
+    >>> held = QueueItem("a", "m", {}, 0.5, 1.0, state=QueueState.CLAIMED, claim_id="c1",
+    ...                  lease_expires_at=100.0)
+    >>> claim_verdict(held, "c1", 50.0), claim_verdict(held, None, 50.0)
+    (None, 'conflict')
+    >>> claim_verdict(held, None, 100.0), claim_verdict(held, "c2", 150.0)
+    (None, 'conflict')
     """
     if item.state is QueueState.DONE:
         return "already_done"
     if item.state in (QueueState.SKIPPED, QueueState.EVICTED):
         return "gone"
-    if claim_id is None or claim_id == item.claim_id:
-        return None
-    return "conflict"
+    if claim_id is not None:
+        return None if claim_id == item.claim_id else "conflict"
+    if (
+        item.state is QueueState.CLAIMED
+        and item.lease_expires_at is not None
+        and item.lease_expires_at > now
+    ):
+        return "conflict"
+    return None
+
+
+def passes_over(item: QueueItem, labeller: str | None) -> bool:
+    """Whether a claim by ``labeller`` leaves ``item`` alone: the item was last skipped by that
+    labeller, who should not get it straight back (anyone else does).
+
+    >>> item = QueueItem("a", "m", {}, 0.5, 1.0, skipped_by="ann")
+    >>> passes_over(item, "ann"), passes_over(item, "bob"), passes_over(item, None)
+    (True, False, False)
+    """
+    return labeller is not None and item.skipped_by == labeller
+
+
+def skipper(item: QueueItem, claim_id: str | None, labeller: str | None) -> str | None:
+    """Who skips ``item``: the labeller named, else the holder of the claim given (an item
+    skipped without a claim id or a name has nobody to pass it over for)."""
+    if labeller is not None:
+        return labeller
+    return item.labeller if claim_id is not None else None
 
 
 def cancellable(job: Job) -> bool:
@@ -107,6 +146,12 @@ def check_pushable(item: QueueItem) -> None:
     if item.state is not QueueState.QUEUED:
         raise ValueError(f"push takes a queued item, got state {item.state.value!r}")
     check_priority(item.priority)
+
+
+def check_label_events(events: Sequence[Event]) -> None:
+    """Refuse a ``label`` call without events: the item's seq would be nobody's."""
+    if not events:
+        raise ValueError("label takes the label's events (at least one)")
 
 
 def check_job(job: Job) -> None:

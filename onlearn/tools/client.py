@@ -167,6 +167,11 @@ class Client:
         body = _without_none(claim_id=claim_id, labeller=labeller)
         return self._call("POST", f"/models/{model}/queue/{item_id}/skip", body)
 
+    def release(self, model: str, item_id: str, *, claim_id: str) -> dict:
+        """Give a claim back without a label: the item is queued again for anyone."""
+        body = {"claim_id": claim_id}
+        return self._call("POST", f"/models/{model}/queue/{item_id}/release", body)
+
     def queue_stats(self, model: str) -> dict:
         return self._call("GET", f"/models/{model}/queue/stats")
 

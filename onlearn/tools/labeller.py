@@ -42,6 +42,17 @@ def render(item: dict, choices: list) -> str:
     return "\n".join(lines)
 
 
+def _release(client: Client, model: str, item: dict) -> str:
+    """Give the claimed item back at once (others need not wait for its lease to end)."""
+    try:
+        client.release(model, item["item_id"], claim_id=item["claim_id"])
+    except ClientError as e:
+        if e.status in (409, 410):  # labelled or claimed by someone else meanwhile: not ours
+            return f"The item was not yours any more ({readable_detail(e.detail)})."
+        raise
+    return "The item you held is back in the queue."
+
+
 def run_labeller(
     client: Client,
     model: str,
@@ -69,7 +80,7 @@ def run_labeller(
         while True:
             pressed = key()
             if pressed == "q":
-                print("Bye. The claimed item goes back to the queue when its lease ends.", file=out)
+                print(f"Bye. {_release(client, model, item)}", file=out)
                 return counts
             try:
                 if pressed == "s":

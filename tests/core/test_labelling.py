@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -257,37 +258,105 @@ def test_a_labelled_prediction_leaves_the_queue(store_url):
         assert stats["answered_elsewhere"] == 2 and stats["labelled"] == 1
 
 
-def test_events_for_says_what_a_queue_label_appends():
-    """The rules of a person's queue label, in the one function the queue's atomic
-    lease-check-and-append step uses: a label event, a correction over app or weak, the
-    recorded seq for the same label, a 409 over another person's label."""
-    from onlearn.corrections import recorded
+def test_a_label_without_claim_id_does_not_take_an_item_someone_holds():
+    clock = Clock()
+    with active_engine(clock) as engine:
+        predict_some(engine, 40)
+        (held,) = engine.labelling.claim("phishing", limit=1, labeller="ann", lease_s=10)
+        for labeller in (None, "bob"):
+            with pytest.raises(LeaseConflict, match="someone else.*claim_id"):
+                engine.labelling.label("phishing", held["item_id"], True, labeller=labeller)
+        with pytest.raises(LeaseConflict, match="not skipped"):
+            engine.labelling.skip("phishing", held["item_id"])
+        assert engine.store.log.head("phishing") == 0, "a 409 label is not in the log"
+        clock.now += 10  # ann's lease ran out and nobody claimed the item: anyone may label it
+        result = engine.labelling.label("phishing", held["item_id"], False, labeller="bob")
+        assert result == {"seq": 1, "version": "v1", "applied": True}
 
+
+def test_a_queue_label_is_learned_here_sync_and_async():
     with active_engine() as engine:
-        queued = [
-            a.prediction_id
-            for a in predict_some(engine, 60)
-            if a.queued and engine.store.queue.get("phishing", a.prediction_id) is not None
-        ]
-        item = engine.store.queue.get("phishing", queued[0])
-        (first,) = engine.labelling._events_for("phishing", item, True, "ann", None)
-        assert first.key == f"prediction:{item.prediction_id}" and first.payload["corrects"] is None
-        assert (first.payload["source"], first.payload["labeller"]) == ("human", "ann")
-        for source, over in (("weak", True), ("app", True), ("human", False)):
-            pid = item.prediction_id
-            engine.feedback_one("phishing", FeedbackItem(False, prediction_id=pid, source=source))
-            end = recorded(engine.store.log, "phishing", [f"prediction:{pid}"])[f"prediction:{pid}"]
-            assert engine.labelling._events_for("phishing", item, False, "ann", end) == end.seq
-            if over:
-                (fix,) = engine.labelling._events_for("phishing", item, True, "ann", end)
-                assert (
-                    fix.payload["corrects"] == end.seq and fix.payload["previous_source"] == source
-                )
-            else:
-                with pytest.raises(LabelConflict):
-                    engine.labelling._events_for("phishing", item, True, "ann", end)
-                (fix,) = engine.labelling._events_for(
-                    "phishing", item, True, "ann", end, correction=True
-                )
-                assert fix.key == f"correction:prediction:{pid}:{end.seq}"
-            item = engine.store.queue.get("phishing", queued[queued.index(item.item_id) + 1])
+        predict_some(engine, 40)
+        first, second = engine.labelling.claim("phishing", limit=2, labeller="ann")
+        rt = engine.runtime("phishing")
+        done = engine.labelling.label(
+            "phishing", first["item_id"], True, claim_id=first["claim_id"]
+        )
+        assert done["applied"] and rt.seq == done["seq"] == 1 and rt.labels_applied == 1
+        later = asyncio.run(
+            engine.labelling.label_async(
+                "phishing", second["item_id"], False, claim_id=second["claim_id"]
+            )
+        )
+        assert later == {"seq": 2, "version": "v1", "applied": True}
+        assert rt.seq == 2 and rt.labels_applied == 2
+        (event,) = engine.store.log.read("phishing", 1)
+        assert event.payload["label"] is False and event.payload["labeller"] == "ann"
+
+
+def test_skip_passes_the_item_over_for_its_skipper_and_release_gives_it_to_anyone():
+    with active_engine(max_skips=3) as engine:
+        predict_some(engine, 40)
+        (item,) = engine.labelling.claim("phishing", limit=1, labeller="ann")
+        skipped = engine.labelling.skip("phishing", item["item_id"], claim_id=item["claim_id"])
+        assert skipped == {"item_id": item["item_id"], "state": "queued", "skips": 1}
+        anns = engine.labelling.claim("phishing", limit=100, labeller="ann")
+        assert anns and item["item_id"] not in [i["item_id"] for i in anns]
+        (bobs,) = engine.labelling.claim("phishing", limit=1, labeller="bob")
+        assert bobs["item_id"] == item["item_id"], "others still get it, first"
+        released = engine.labelling.release("phishing", bobs["item_id"], claim_id=bobs["claim_id"])
+        assert released == {"item_id": item["item_id"], "state": "queued"}
+        with pytest.raises(LeaseConflict, match="not released"):
+            engine.labelling.release("phishing", bobs["item_id"], claim_id="f00d")
+        with pytest.raises(UnknownQueueItem):
+            engine.labelling.release("phishing", "nope", claim_id="f00d")
+        stats = engine.labelling.stats("phishing")
+        assert (stats["released"], stats["skipped"]) == (1, 1)
+
+
+def test_the_same_input_is_asked_again_once_its_item_is_labelled():
+    """De-duplication holds only against items still waiting: a stream with few distinct inputs
+    (or a concept change) gets the same input asked again after it was answered."""
+    with active_engine(budget=1.0, evaluation_rate=1.0) as engine:
+        x, _ = next(iter(phishing_stream(1)))
+        asked = engine.predict_one("phishing", x)
+        again = engine.predict_one("phishing", x)
+        engine._records.flush()
+        assert asked.queued and again.queued
+        stats = engine.labelling.stats("phishing")
+        assert (stats["pushed"], stats["duplicates"]) == (1, 1), "one waiting item per input"
+        (item,) = engine.labelling.claim("phishing", limit=5)
+        engine.labelling.label("phishing", item["item_id"], True, claim_id=item["claim_id"])
+        later = engine.predict_one("phishing", x)
+        engine._records.flush()
+        assert later.queued
+        assert engine.labelling.stats("phishing")["pushed"] == 2, "asked again after its label"
+        (back,) = engine.labelling.claim("phishing", limit=5)
+        assert back["item_id"] == later.prediction_id
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_queue_label_on_a_shared_store_is_learned_by_every_process(backend, tmp_path, request):
+    """The process that labels applies the event before answering; another process on the
+    same store reads it from the log, as any other event."""
+    url = (
+        request.getfixturevalue("redis_url")
+        if backend == "redis"
+        else f"sqlite:///{tmp_path}/shared.db"
+    )
+    active = {"budget": 1.0, "window": 100, "evaluation_rate": 0.5, "lease_s": 30}
+    settings = phishing_settings(url, engine={"poll_interval_ms": 10}, active=active)
+    with Engine.from_settings(settings) as here, Engine.from_settings(settings) as there:
+        predict_some(here, 20)
+        (item,) = here.labelling.claim("phishing", limit=1, labeller="ann")
+        answer = asyncio.run(
+            here.labelling.label_async("phishing", item["item_id"], True, claim_id=item["claim_id"])
+        )
+        assert answer == {"seq": 1, "version": "v1", "applied": True}
+        assert here.runtime("phishing").labels_applied == 1
+        deadline = time.monotonic() + 10
+        while there.runtime("phishing").seq < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert there.runtime("phishing").labels_applied == 1, "the other process learned it"
+        stats = there.labelling.stats("phishing")
+        assert (stats["labelled"], stats["claimed"]) == (1, 0)

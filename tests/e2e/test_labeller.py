@@ -51,8 +51,10 @@ def test_label_skip_quit_from_a_pipe(queue_server, queue_api):
     assert 'labelled "pos"' in out and 'labelled "neg"' in out and "skipped" in out
     assert "press 1-2, s or q" in out  # the unknown key x
     assert "labelled 2, skipped 1" in out
+    assert "The item you held is back in the queue" in out  # q released the fourth item
     after = queue_api.get(f"{M}/queue/stats").json()
     assert after["labelled"] - before["labelled"] == 2 and after["skipped"] - before["skipped"] == 1
+    assert after["released"] - before["released"] == 1 and after["claimed"] == before["claimed"]
     sources = queue_api.get(f"{M}/metrics").json()["versions"]["v1"]["labels_by_source"]
     assert sources["human"] >= 2
 

@@ -21,6 +21,7 @@ import redis
 from onlearn.records import Event, EventKind, PredictionRecord
 from onlearn.store import migrate_store, open_store
 from onlearn.store.base import Store
+from onlearn.store.sqlite import SCHEMA_VERSION
 
 FIXTURES = Path(__file__).with_name("fixtures")
 MODEL = "phishing"
@@ -204,7 +205,7 @@ def test_sqlite_reads_a_store_of_an_earlier_onlearn_beside_new_rows(tmp_path: Pa
     with open_store(f"sqlite:///{path}") as store:
         _check_reads_old_and_new(store)
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (6,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert conn.execute("SELECT value FROM meta WHERE name = 'legacy_rows'").fetchone() == (
             "1",
         )
@@ -291,8 +292,9 @@ def test_redis_reads_a_store_of_an_earlier_onlearn_beside_new_entries(redis_url:
 def test_an_old_reader_of_the_new_rows_is_refused_or_told(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    """A file of version 6 is refused by an onlearn of version 5 (it checks user_version); the
-    compact rows never start with "{", so a JSON reader fails on them at once."""
+    """A file of version 6 or later is refused by an onlearn of version 5 (it checks
+    user_version); the compact rows never start with "{", so a JSON reader fails on them at
+    once."""
     url = (
         f"sqlite:///{tmp_path}/new.db"
         if backend == "sqlite"
@@ -302,7 +304,7 @@ def test_an_old_reader_of_the_new_rows_is_refused_or_told(
         store.log.append(MODEL, _new_events())
     if backend == "sqlite":
         with sqlite3.connect(tmp_path / "new.db") as conn:
-            assert conn.execute("PRAGMA user_version").fetchone() == (6,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
             payloads = [p for (p,) in conn.execute("SELECT payload FROM events")]
     else:
         client = redis.Redis.from_url(url)

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from onlearn.errors import StoreUnavailable
-from onlearn.records import Job, JobState, QueueItem, QueueState
+from onlearn.records import Event, EventKind, Job, JobState, QueueItem, QueueState
 from onlearn.store import open_store
-from onlearn.store.base import JobQueue, LabelQueue, Store
+from onlearn.store.base import JobQueue, LabelOutcome, LabelQueue, Store
 from onlearn.store.checks.queues import (
     T0,
     all_job_checks,
@@ -36,6 +36,7 @@ from onlearn.store.checks.queues import (
     check_jobs_fail_without_retry_fails_at_once,
     check_jobs_release_gives_the_job_back_without_counting_an_attempt,
     check_queue_order_is_priority_then_oldest_then_id,
+    check_queue_racing_labellers_never_lose_nor_leak_a_label,
     check_queues,
 )
 from onlearn.store.codec import decode_job, decode_queue_item, encode_job, encode_queue_item
@@ -98,6 +99,23 @@ def test_a_broken_queue_fails_the_checks() -> None:
     store.queue = _FifoQueue()
     with pytest.raises(AssertionError):
         check_queue_order_is_priority_then_oldest_then_id(store)
+
+
+class _FeedbackThenComplete(MemoryLabelQueue):
+    """Labels as main did: append the label (feedback), then complete the item, two steps."""
+
+    def label(self, model, item_id, claim_id, events, result, now):  # type: ignore[no-untyped-def]
+        seqs = self._log.append(model, events)
+        time.sleep(0.001)  # the window a real backend has between the two calls
+        outcome = self.complete(model, item_id, claim_id, {**result, "seq": max(seqs)}, now)
+        return LabelOutcome(outcome.status, outcome.item, seqs if outcome.status == "ok" else None)
+
+
+def test_a_label_that_is_not_one_step_fails_the_race_check() -> None:
+    store = open_store("memory://")
+    store.queue = _FeedbackThenComplete(store.log)  # type: ignore[arg-type]
+    with pytest.raises(AssertionError, match="one event per item|used"):
+        check_queue_racing_labellers_never_lose_nor_leak_a_label(store)
 
 
 def test_a_store_without_queues_fails_clearly() -> None:
@@ -280,8 +298,9 @@ def test_label_queues_of_every_backend_agree_on_random_calls(
     for step in range(300):
         now += rng.choice([0.0, 0.5, 1.0, 2.0])
         op = rng.choices(
-            ["push", "claim", "chosen", "complete", "skip", "release", "reprio", "purge"],
-            weights=[8, 4, 2, 3, 3, 1, 1, 1],
+            ["push", "claim", "chosen", "complete", "skip", "release", "reprio", "purge"]
+            + ["label", "give_back"],
+            weights=[8, 4, 2, 3, 3, 1, 1, 1] + [3, 1],
         )[0]
         if op == "push":
             item = QueueItem(
@@ -300,7 +319,7 @@ def test_label_queues_of_every_backend_agree_on_random_calls(
         elif op in ("claim", "chosen"):
             limit = rng.randrange(0, 4)
             chosen = rng.sample(known, min(len(known), 4)) if op == "chosen" and known else None
-            labeller = rng.choice([None, "ann"])
+            labeller = rng.choice([None, "ann", "bob"])
             lease = rng.choice([1.0, 3.0])
             got = [
                 q.claim(
@@ -313,19 +332,31 @@ def test_label_queues_of_every_backend_agree_on_random_calls(
                 _same(list(items))
             for n, g in enumerate(got):
                 claims[n].update((i.item_id, i.claim_id) for i in g)  # type: ignore[misc]
-        elif op in ("complete", "skip") and known:
+        elif op in ("complete", "skip", "label", "give_back") and known:
             item_id = rng.choice(known + ["nope"])
             how = rng.choice(["own", "own", "none", "bogus"])
+            skipper = rng.choice([None, "ann", "bob"])
+            # Keys repeat, so that the log's dedup answers some labels with an earlier seq.
+            events = [
+                Event(EventKind.LABEL, {"label": step}, now, key=rng.choice([None, "k1", "k2"]))
+            ]
             outcomes = []
             for n, q in enumerate(queues):
                 claim_id = {"own": claims[n].get(item_id), "none": None, "bogus": "f00d"}[how]
                 if op == "complete":
                     outcome = q.complete("m", item_id, claim_id, {"step": step}, now=now)  # type: ignore[union-attr]
+                elif op == "label":
+                    outcome = q.label("m", item_id, claim_id, events, {"step": step}, now=now)  # type: ignore[union-attr]
+                elif op == "give_back":
+                    outcome = q.release("m", item_id, claim_id or "f00d", now=now)  # type: ignore[union-attr]
                 else:
-                    outcome = q.skip("m", item_id, claim_id, now=now, max_skips=2)  # type: ignore[union-attr]
+                    outcome = q.skip("m", item_id, claim_id, now=now, max_skips=2, labeller=skipper)  # type: ignore[union-attr]
                 outcomes.append(outcome)
             assert len({o.status for o in outcomes}) == 1, f"step {step}: {outcomes}"
             _same([o.item for o in outcomes])
+            if op == "label":
+                seqs = [(o.seqs, o.seqs and o.seqs.new) for o in outcomes]  # type: ignore[union-attr]
+                assert all(x == seqs[0] for x in seqs), f"step {step}: {seqs}"
         elif op == "release":
             released = [q.release_expired("m", now) for q in queues]  # type: ignore[union-attr]
             assert len(set(released)) == 1, f"step {step}: {released}"

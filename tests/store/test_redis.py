@@ -609,3 +609,51 @@ def test_jobs_and_versions_stored_by_an_earlier_onlearn_read_back(
     assert committed is not None and committed.committed
     assert jobs.cancel("b", 7.0, reason="stop") == committed
     client.close()
+
+
+def test_pass_over_release_and_label_scripts_find_any_item_id(store: Store, redis_url: str) -> None:
+    queue = store.queue
+    assert queue is not None
+    odd = ["é", "日本", "a b", "x:y{z}*", "%25", "p/q", "~-."]
+    for n, item_id in enumerate(odd):
+        item = QueueItem(item_id, "m", {"n": n}, priority=-n, enqueued_at=1.0, dedupe_key=item_id)
+        assert queue.push(item, max_size=100).status == "queued"
+    for item in queue.claim("m", limit=10, lease_s=60, labeller="ann", now=2.0):
+        assert queue.skip("m", item.item_id, item.claim_id, now=3.0, max_skips=5).status == "ok"
+    assert queue.peek("m", 10, passing_over="ann") == []
+    assert queue.claim("m", limit=10, lease_s=60, labeller="ann", now=4.0) == []
+    taken = queue.claim("m", limit=10, lease_s=60, labeller="bob", now=4.0)
+    assert [i.item_id for i in taken] == odd and all(i.skipped_by == "ann" for i in taken)
+    first, *rest = taken
+    assert queue.release("m", first.item_id, first.claim_id, now=5.0).status == "ok"  # type: ignore[arg-type]
+    for n, item in enumerate(rest):
+        event = Event(EventKind.LABEL, {"label": n, "x": 0.1 + n}, at=6.0, key=f"prediction:{n}")
+        out = queue.label("m", item.item_id, item.claim_id, [event], {"version": "v1"}, now=6.0)
+        assert out.status == "ok" and out.seqs == [n + 1], out
+        assert out.item.result == {"seq": n + 1, "version": "v1"}  # type: ignore[union-attr]
+    assert [e.payload for e in store.log.read("m", 0)] == [
+        {"label": n, "x": 0.1 + n} for n in range(len(rest))
+    ], "appended as the log appends: read back whole by the log"
+    # Done items left the dedupe hash: their inputs are asked again.
+    again = QueueItem("new", "m", {}, priority=0.5, enqueued_at=7.0, dedupe_key=rest[0].item_id)
+    assert queue.push(again, max_size=100).status == "queued"
+
+
+def test_a_dedupe_entry_left_by_an_earlier_onlearn_for_a_done_item_holds_nothing(
+    store: Store, redis_url: str
+) -> None:
+    """An earlier onlearn kept a done or skipped item's dedupe key; push reads the item's
+    state and lets the input be asked again."""
+    queue = store.queue
+    assert queue is not None
+    for item_id in ("done", "skipped"):
+        item = QueueItem(item_id, "m", {}, priority=0.5, enqueued_at=1.0, dedupe_key=f"k-{item_id}")
+        queue.push(item, max_size=100)
+    queue.complete("m", "done", None, {"seq": 1}, now=2.0)
+    queue.skip("m", "skipped", None, now=2.0, max_skips=1)
+    client = redis.Redis.from_url(redis_url)
+    client.hset(RedisKeys().queue_dedupe("m"), mapping={"k-done": "done", "k-skipped": "skipped"})
+    client.close()
+    for key in ("k-done", "k-skipped"):
+        item = QueueItem(f"new-{key}", "m", {}, priority=0.5, enqueued_at=3.0, dedupe_key=key)
+        assert queue.push(item, max_size=100).status == "queued", key

@@ -16,7 +16,17 @@ from pathlib import Path
 import pytest
 
 from onlearn.errors import ConfigError, StoreUnavailable
-from onlearn.records import Event, EventKind, Job, JobState, PredictionRecord, Snapshot, VersionInfo
+from onlearn.records import (
+    Event,
+    EventKind,
+    Job,
+    JobState,
+    PredictionRecord,
+    QueueItem,
+    QueueState,
+    Snapshot,
+    VersionInfo,
+)
 from onlearn.store import open_store
 from onlearn.store.sqlite import SCHEMA_VERSION, open_sqlite_store, parse_sqlite_url
 
@@ -416,7 +426,7 @@ def test_a_file_of_schema_version_3_reads_back_unsigned_versions_and_uncommitted
         assert jobs.complete("running", "w", {"v": "v2"}, now=5.0).committed  # type: ignore[union-attr]
         assert jobs.claim("w2", lease_s=10, now=1000.0) is None, "cancelled: never claimed"
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     with open_sqlite_store(url) as store:
         assert store.jobs is not None
         assert store.registry.get_version("m", "v1").spec_signature == "sig"  # type: ignore[union-attr]
@@ -461,3 +471,53 @@ def test_a_file_of_a_newer_schema_is_refused(tmp_path: Path) -> None:
         newer.execute("PRAGMA user_version = 99")
     with pytest.raises(ConfigError, match="schema version 99"):
         open_sqlite_store(f"sqlite:///{path}")
+
+
+def test_a_version_6_queue_asks_finished_inputs_again_after_the_upgrade(tmp_path: Path) -> None:
+    """Schema 7: the dedupe index covers waiting items only. A file written by the onlearn of
+    schema 6 (a done, a skipped-out, a claimed and a queued item) is upgraded when opened."""
+    path = tmp_path / "v6.db"
+    with sqlite3.connect(path) as old:
+        fixture = REPO / "tests" / "store" / "fixtures" / "store_v6_queue.sql"
+        old.executescript(fixture.read_text(encoding="utf-8"))
+    t0 = 1_700_000_000.0
+
+    def item(item_id: str, key: str) -> QueueItem:
+        return QueueItem(
+            item_id, "m", {"x": 0.5}, priority=0.5, enqueued_at=t0 + 10, dedupe_key=key
+        )
+
+    with open_sqlite_store(f"sqlite:///{path}") as store:
+        queue = store.queue
+        assert queue is not None
+        before = queue.stats("m")
+        assert (before.labelled, before.skipped, before.released, before.pushed) == (1, 1, 0, 4)
+        assert queue.get("m", "done").state is QueueState.DONE  # type: ignore[union-attr]
+        # The keys of the done and the skipped-out item are free again; waiting ones are not.
+        assert queue.push(item("again", "k-done"), max_size=100).status == "queued"
+        assert queue.push(item("again2", "k-skipped"), max_size=100).status == "queued"
+        assert queue.push(item("dup1", "k-held"), max_size=100).item_id == "held"
+        assert queue.push(item("dup2", "k-waiting"), max_size=100).item_id == "waiting"
+        # The new columns work on old rows.
+        (waiting,) = [i for i in queue.peek("m", 10) if i.item_id == "waiting"]
+        assert waiting.skipped_by is None
+        skipped = queue.skip("m", "waiting", None, now=t0 + 20, max_skips=5, labeller="ann")
+        assert skipped.item is not None and skipped.item.skipped_by == "ann"
+        assert [
+            i.item_id for i in queue.claim("m", limit=5, lease_s=60, labeller="ann", now=t0 + 30)
+        ] == [
+            "again",
+            "again2",
+        ], "the item ann skipped is passed over"
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        indexes = {
+            name for (name,) in check.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+        }
+        assert "queue_items_waiting_dedupe" in indexes and "queue_items_dedupe" not in indexes
+        plan = check.execute(
+            "EXPLAIN QUERY PLAN SELECT item_id FROM queue_items WHERE model = ? AND dedupe_key = ?"
+            " AND dedupe_key IS NOT NULL AND state IN ('queued', 'claimed')",
+            ("m", "k"),
+        ).fetchall()
+        assert "queue_items_waiting_dedupe" in str(plan), f"push's lookup reads the index: {plan}"

@@ -23,10 +23,11 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from onlearn.records import Job, JobState, QueueItem, QueueState
+from onlearn.records import Event, EventKind, Job, JobState, QueueItem, QueueState
 from onlearn.store.base import (
     ClaimOutcome,
     JobQueue,
+    LabelOutcome,
     LabelQueue,
     PushOutcome,
     QueueStats,
@@ -224,17 +225,28 @@ def check_queue_dedupe(store: Store) -> None:
     assert queue.get("m", "a") == _item("a", dedupe_key="k"), "the first item is kept"
     _push_all(queue, [_item("n1"), _item("n2")])  # no key: never deduped
     assert queue.push(_item("o", dedupe_key="k", model="other"), max_size=BIG).status == "queued"
-    # A key stays taken while its item is claimed, done or skipped out.
+    # A key stays taken while its item waits (queued or claimed) ...
     (claimed,) = queue.claim("m", limit=1, lease_s=60, labeller=None, now=T0)
     assert claimed.item_id == "a"
     assert queue.push(_item("c", dedupe_key="k"), max_size=BIG).status == "duplicate"
+    # ... and is free once it is done: the same input can be asked again.
     queue.complete("m", "a", claimed.claim_id, {"seq": 1}, now=T0 + 1)
-    assert queue.push(_item("d", dedupe_key="k"), max_size=BIG).status == "duplicate"
+    assert queue.push(_item("d", dedupe_key="k"), max_size=BIG) == PushOutcome("queued", "d")
+    assert queue.push(_item("e", dedupe_key="k"), max_size=BIG) == PushOutcome("duplicate", "d")
+    assert queue.push(_item("a", dedupe_key="k"), max_size=BIG).status == "duplicate", (
+        "a done item's id is still known: a retried push stays harmless"
+    )
+    # Skipped out frees it too; skipped and queued again does not.
     _push_all(queue, [_item("s", dedupe_key="ks")])
-    assert queue.skip("m", "s", None, now=T0 + 2, max_skips=1).item.state is QueueState.SKIPPED  # type: ignore[union-attr]
+    assert queue.skip("m", "s", None, now=T0 + 2, max_skips=2).item.state is QueueState.QUEUED  # type: ignore[union-attr]
     assert queue.push(_item("t", dedupe_key="ks"), max_size=BIG).status == "duplicate"
+    assert queue.skip("m", "s", None, now=T0 + 2, max_skips=2).item.state is QueueState.SKIPPED  # type: ignore[union-attr]
+    assert queue.push(_item("t", dedupe_key="ks"), max_size=BIG).status == "queued"
+    # Purging the finished item leaves the waiting one's key alone.
+    assert queue.purge_finished("m", before=T0 + 100) == 2
+    assert queue.push(_item("u", dedupe_key="k"), max_size=BIG) == PushOutcome("duplicate", "d")
     stats = queue.stats("m")
-    assert (stats.duplicates, stats.pushed) == (5, 4)
+    assert (stats.duplicates, stats.pushed) == (7, 6), stats
     assert queue.stats("other").pushed == 1
 
 
@@ -484,10 +496,15 @@ def check_queue_late_complete_is_accepted_when_not_claimed_since(store: Store) -
 def check_queue_complete_without_claim_id(store: Store) -> None:
     queue = _queue(store)
     _push_all(queue, [_item("queued", 0.1), _item("held", 0.9)])
-    queue.claim("m", limit=1, lease_s=60, labeller="ann", now=T0)
-    for item_id in ("queued", "held"):
-        outcome = queue.complete("m", item_id, None, {"direct": True}, now=T0 + 1)
-        assert outcome.status == "ok", f"no claim id labels a queued or claimed item: {outcome}"
+    (held,) = queue.claim("m", limit=1, lease_s=60, labeller="ann", now=T0)
+    live = queue.complete("m", "held", None, {"direct": True}, now=T0 + 1)
+    assert live == ClaimOutcome("conflict", held), (
+        "no claim id does not take an item from the labeller whose lease is live"
+    )
+    assert queue.skip("m", "held", None, now=T0 + 1, max_skips=1).status == "conflict"
+    for item_id in ("queued", "held"):  # "held": its lease ran out at T0 + 60
+        outcome = queue.complete("m", item_id, None, {"direct": True}, now=T0 + 60)
+        assert outcome.status == "ok", f"no claim id labels an item nobody holds: {outcome}"
     _push_all(queue, [_item("never-claimed")])
     wrong = queue.complete("m", "never-claimed", "made-up", {}, now=T0 + 2)
     assert wrong.status == "conflict", "a claim id the item never had is refused"
@@ -533,6 +550,171 @@ def check_queue_skip_until_max_skips(store: Store) -> None:
     _push_all(queue, [_item("c", 0.2)], max_size=2)
     evicted = queue.push(_item("d", 0.8), max_size=2).evicted
     assert queue.complete("m", evicted, None, {}, now=T0 + 6).status == "gone"  # type: ignore[arg-type]
+
+
+def _label_event(key: str | None, label: Any, at: float = T0) -> Event:
+    return Event(EventKind.LABEL, {"label": label, "source": "human"}, at, key=key)
+
+
+@_queue_check
+def check_queue_label_appends_and_finishes_in_one_step(store: Store) -> None:
+    queue, log = _queue(store), store.log
+    _push_all(queue, [_item("a", 0.9), _item("b", 0.5), _item("c", 0.1)])
+    (a,) = queue.claim("m", limit=1, lease_s=60, labeller="ann", now=T0)
+    events = [_label_event("prediction:a", True), _label_event(None, "x")]
+    out = queue.label("m", "a", a.claim_id, events, {"version": "v1"}, now=T0 + 1)
+    assert out.status == "ok" and out.seqs == [1, 2] and out.seqs.new == [True, True], out
+    assert out.item is not None and out.item.state is QueueState.DONE
+    assert (out.item.result, out.item.finished_at) == ({"version": "v1", "seq": 2}, T0 + 1)
+    assert queue.get("m", "a") == out.item, "the item is stored as returned"
+    assert [(e.seq, e.key, e.payload["label"]) for e in log.read("m", 0)] == [
+        (1, "prediction:a", True),
+        (2, None, "x"),
+    ], "the events are in the model's log, numbered as an append numbers them"
+    # The log's key dedup: a key already there keeps its event and reports its seq.
+    log.append("m", [_label_event("prediction:b", "app")])
+    (b,) = queue.claim("m", limit=1, lease_s=60, labeller="ann", now=T0)
+    dup = queue.label("m", "b", b.claim_id, [_label_event("prediction:b", "human")], {}, T0 + 2)
+    assert dup.status == "ok" and dup.seqs == [3] and dup.seqs.new == [False], dup
+    assert dup.item.result == {"seq": 3}  # type: ignore[union-attr]
+    assert log.head("m") == 3, "a duplicate key appends nothing"
+    # Refused: nothing appended, nothing changed, whoever asks.
+    again = queue.label("m", "a", a.claim_id, [_label_event("prediction:a", False)], {}, T0 + 3)
+    assert again == LabelOutcome("already_done", out.item)
+    (c,) = queue.claim("m", limit=1, lease_s=60, labeller="bob", now=T0 + 3)
+    for claim_id, now, why in [
+        ("f00d", T0 + 4, "a claim id the item does not hold"),
+        (None, T0 + 4, "no claim id over a live lease"),
+    ]:
+        refused = queue.label("m", "c", claim_id, [_label_event("prediction:c", 1)], {}, now)
+        assert refused == LabelOutcome("conflict", c), f"{why}: {refused}"
+    assert queue.label("m", "nope", None, [_label_event("k", 1)], {}, T0) == LabelOutcome("unknown")
+    _push_all(queue, [_item("s")])
+    queue.skip("m", "s", None, now=T0, max_skips=1)
+    gone = queue.label("m", "s", None, [_label_event("prediction:s", 1)], {}, T0 + 5)
+    assert gone.status == "gone" and gone.seqs is None
+    assert log.head("m") == 3 and queue.get("m", "c") == c, "refused labels change nothing"
+    _raises(ValueError, lambda: queue.label("m", "c", c.claim_id, [], {}, T0 + 5), "no events")
+    # The lease ran out and nobody claimed since: the late label is accepted, without a claim
+    # id too.
+    late = queue.label("m", "c", None, [_label_event("prediction:c", 0)], {}, T0 + 63)
+    assert late.status == "ok" and late.seqs == [4], late
+    stats = queue.stats("m")
+    assert (stats.labelled, stats.depth, stats.claimed) == (3, 0, 0), stats
+
+
+@_queue_check
+def check_queue_racing_labellers_never_lose_nor_leak_a_label(store: Store) -> None:
+    """Three labellers race for each item, many times: ann, whose lease has just run out, labels
+    with her claim; bob claims the item and labels with his; cat labels without a claim id.
+    Exactly one label is used; it is the one event of the item's key in the log, at the seq the
+    item keeps; every refused label left nothing in the log."""
+    queue, log = _queue(store), store.log
+    tries, lease = 40, 10.0
+    start = threading.Barrier(3)
+    outcomes: dict[str, list] = {"ann": [], "bob": [], "cat": []}
+    errors: list[BaseException] = []
+    anns: list[str] = []
+    for n in range(tries):
+        _push_all(queue, [_item(f"r{n:02d}", at=T0 + n)])
+        (ann,) = queue.claim("m", limit=1, lease_s=lease, labeller="ann", now=T0 + n, item_ids=[f"r{n:02d}"])  # fmt: skip
+        anns.append(ann.claim_id)  # type: ignore[arg-type]
+
+    def racer(who: str) -> None:
+        try:
+            for n in range(tries):
+                item_id = f"r{n:02d}"
+                event = [_label_event(f"prediction:{item_id}", who)]
+                now = T0 + n + lease + 1  # ann's lease ran out a second ago
+                start.wait()
+                if who == "ann":
+                    out = queue.label("m", item_id, anns[n], event, {}, now)
+                elif who == "cat":
+                    out = queue.label("m", item_id, None, event, {}, now)
+                else:
+                    got = queue.claim("m", limit=1, lease_s=lease, labeller="bob", now=now, item_ids=[item_id])  # fmt: skip
+                    out = got and queue.label("m", item_id, got[0].claim_id, event, {}, now)
+                outcomes[who].append(out)
+        except BaseException as exc:  # surfaced in the calling thread below
+            errors.append(exc)
+            start.abort()
+
+    threads = [threading.Thread(target=racer, args=(who,)) for who in outcomes]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, f"a racer failed: {errors[0]!r}"
+    events = {e.key: e for e in log.read("m", 0, limit=10 * tries)}
+    assert len(events) == tries == log.head("m"), "one event per item, no refused label leaked"
+    for n in range(tries):
+        item_id = f"r{n:02d}"
+        used = [who for who in outcomes if outcomes[who][n] and outcomes[who][n].status == "ok"]
+        assert len(used) == 1, f"try {n}: labels used {used}: {[o[n] for o in outcomes.values()]}"
+        event = events[f"prediction:{item_id}"]
+        assert event.payload["label"] == used[0], f"try {n}: {used[0]} used, log holds {event}"
+        item = queue.get("m", item_id)
+        assert item is not None and item.state is QueueState.DONE
+        assert item.result == {"seq": event.seq}, f"try {n}: {item.result} for {event}"
+        for who in outcomes:
+            out = outcomes[who][n]
+            if out and out.status != "ok":
+                assert out.status in ("conflict", "already_done"), f"try {n}: {who} got {out}"
+
+
+@_queue_check
+def check_queue_a_skipped_item_is_passed_over_for_its_skipper(store: Store) -> None:
+    queue = _queue(store)
+    _push_all(queue, [_item("a", 0.9), _item("b", 0.5)])
+    (mine,) = queue.claim("m", limit=1, lease_s=60, labeller="ann", now=T0)
+    skipped = queue.skip("m", "a", mine.claim_id, now=T0 + 1, max_skips=5)
+    assert skipped.item is not None and skipped.item.skipped_by == "ann", skipped
+    assert _ids(queue.peek("m", 10)) == ["a", "b"], "the item is queued for everyone"
+    assert _ids(queue.peek("m", 10, passing_over="ann")) == ["b"]
+    assert _ids(queue.peek("m", 1, passing_over="ann")) == ["b"]
+    chosen = queue.claim("m", limit=2, lease_s=60, labeller="ann", now=T0 + 2, item_ids=["a"])
+    assert chosen == [], "a chosen item is passed over too"
+    again = queue.claim("m", limit=2, lease_s=60, labeller="ann", now=T0 + 2)
+    assert _ids(again) == ["b"], "ann does not get the item she skipped straight back"
+    (bob,) = queue.claim("m", limit=2, lease_s=60, labeller="bob", now=T0 + 2)
+    assert bob.item_id == "a", "others still get it"
+    # Bob skips it by name without his claim id (his lease is live: refused), then with it.
+    assert queue.skip("m", "a", None, now=T0 + 3, max_skips=5, labeller="bob").status == "conflict"
+    queue.skip("m", "a", bob.claim_id, now=T0 + 3, max_skips=5, labeller="bob")
+    (back,) = queue.claim("m", limit=1, lease_s=60, labeller="ann", now=T0 + 4)
+    assert back.item_id == "a" and back.skipped_by == "bob", "bob skipped it last, not ann"
+    _push_all(queue, [_item("c", 0.3)])
+    queue.skip("m", "c", None, now=T0 + 5, max_skips=5)
+    assert queue.get("m", "c").skipped_by is None, "skipped by nobody known"  # type: ignore[union-attr]
+    anyone = queue.claim("m", limit=5, lease_s=60, labeller=None, now=T0 + 6)
+    assert _ids(anyone) == ["c"], "an unnamed claim passes nothing over"
+
+
+@_queue_check
+def check_queue_release_gives_a_claim_back(store: Store) -> None:
+    queue = _queue(store)
+    _push_all(queue, [_item("a", 0.9), _item("b", 0.5)])
+    (mine,) = queue.claim("m", limit=1, lease_s=60, labeller="ann", now=T0)
+    assert queue.release("m", "a", "f00d", now=T0 + 1) == ClaimOutcome("conflict", mine)
+    out = queue.release("m", "a", mine.claim_id, now=T0 + 1)  # type: ignore[arg-type]
+    assert out.status == "ok" and out.item is not None
+    assert (out.item.state, out.item.lease_expires_at, out.item.skips) == (
+        QueueState.QUEUED,
+        None,
+        0,
+    ), "queued again, no skip counted"
+    assert queue.get("m", "a") == out.item and _ids(queue.peek("m", 10)) == ["a", "b"]
+    again = queue.release("m", "a", mine.claim_id, now=T0 + 2)  # type: ignore[arg-type]
+    assert again == ClaimOutcome("ok", out.item), "releasing twice changes nothing"
+    (back,) = queue.claim("m", limit=1, lease_s=60, labeller="ann", now=T0 + 3)
+    assert back.item_id == "a", "a released item is not passed over, even for who released it"
+    (bob,) = queue.claim("m", limit=1, lease_s=60, labeller="bob", now=T0 + 3)
+    assert queue.release("m", "a", mine.claim_id, now=T0 + 4).status == "conflict"  # type: ignore[arg-type]
+    queue.complete("m", "b", bob.claim_id, {}, now=T0 + 5)
+    assert queue.release("m", "b", bob.claim_id, now=T0 + 6).status == "already_done"  # type: ignore[arg-type]
+    assert queue.release("m", "nope", "f00d", now=T0) == ClaimOutcome("unknown")
+    stats = queue.stats("m")
+    assert (stats.released, stats.skipped, stats.depth, stats.claimed) == (1, 0, 0, 1), stats
 
 
 # --- label queue: stats and purge ------------------------------------------------------------

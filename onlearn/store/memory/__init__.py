@@ -43,6 +43,6 @@ def open_memory_store(url: str = "memory://") -> Store:
         log=log,
         predictions=MemoryPredictionStore(),
         registry=MemoryRegistry(log),
-        queue=MemoryLabelQueue(),
+        queue=MemoryLabelQueue(log),
         jobs=MemoryJobQueue(),
     )

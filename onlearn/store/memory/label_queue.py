@@ -8,26 +8,33 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from onlearn.records import (
+    Event,
     QueueItem,
     QueueState,
 )
 from onlearn.store.base import (
     ClaimOutcome,
+    LabelOutcome,
     PushOutcome,
     QueueStats,
 )
 from onlearn.store.leases import (
     FINISHED_STATES,
+    check_label_events,
     check_priority,
     check_pushable,
     claim_verdict,
     new_claim_id,
+    passes_over,
     rank,
+    skipper,
 )
+from onlearn.store.memory.log import MemoryEventLog
 
 _QUEUE_COUNTERS = (
     "labelled",
     "skipped",
+    "released",
     "expired",
     "evicted",
     "rejected",
@@ -42,8 +49,9 @@ class _ModelQueue:
 
     ``order`` holds the ranks (:func:`~onlearn.store.leases.rank`) of the queued items, sorted,
     so that the best item is ``order[0]`` and the one a full queue evicts is ``order[-1]``.
-    ``dedupe`` maps each dedupe key to its item, for items in any state but evicted. Counters
-    are kept apart from the items so that purge_finished does not reset them.
+    ``dedupe`` maps each dedupe key to its item, for items still waiting (queued or claimed):
+    :meth:`finish` drops the key. Counters are kept apart from the items so that purge_finished
+    does not reset them.
     """
 
     __slots__ = ("claimed", "counters", "dedupe", "items", "order")
@@ -67,6 +75,15 @@ class _ModelQueue:
         self.items[item.item_id] = item
         bisect.insort(self.order, rank(item))
 
+    def finish(self, item: QueueItem) -> QueueItem:
+        """Store ``item``, which has left the waiting states (done, skipped out, evicted): its
+        dedupe key is free again, so the same input can be asked again."""
+        self.items[item.item_id] = item
+        key = item.dedupe_key
+        if key is not None and self.dedupe.get(key) == item.item_id:
+            del self.dedupe[key]
+        return item
+
     def release_expired(self, now: float) -> int:
         expired = [
             self.items[i]
@@ -83,9 +100,13 @@ class _ModelQueue:
 class MemoryLabelQueue:
     """Sorted ranks per model: claim and peek read the head, a full queue evicts the tail."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: MemoryEventLog | None = None) -> None:
         self._lock = threading.Lock()
         self._queues: dict[str, _ModelQueue] = {}
+        # The store's log, which ``label`` appends to (taking its lock inside this one's: the
+        # log never takes this lock, so the order cannot deadlock); a queue built alone has its
+        # own.
+        self._log = log if log is not None else MemoryEventLog()
 
     def _queue(self, model: str) -> _ModelQueue:
         queue = self._queues.get(model)
@@ -111,11 +132,11 @@ class MemoryLabelQueue:
                     return PushOutcome("rejected")
                 victim = queue.items[queue.order.pop()[2]]
                 # push has no clock: the new item's enqueued_at is when the victim left.
-                queue.items[victim.item_id] = dataclasses.replace(
-                    victim, state=QueueState.EVICTED, finished_at=item.enqueued_at
+                queue.finish(
+                    dataclasses.replace(
+                        victim, state=QueueState.EVICTED, finished_at=item.enqueued_at
+                    )
                 )
-                if victim.dedupe_key is not None:
-                    del queue.dedupe[victim.dedupe_key]
                 queue.counters["evicted"] += 1
                 evicted = victim.item_id
             queue.enqueue(item)
@@ -124,12 +145,21 @@ class MemoryLabelQueue:
             queue.counters["pushed"] += 1
             return PushOutcome("queued", item.item_id, evicted)
 
-    def peek(self, model: str, limit: int) -> list[QueueItem]:
+    def peek(self, model: str, limit: int, *, passing_over: str | None = None) -> list[QueueItem]:
         with self._lock:
             queue = self._queues.get(model)
             if queue is None or limit <= 0:
                 return []
-            return [queue.items[key[2]] for key in queue.order[:limit]]
+            if passing_over is None:
+                return [queue.items[key[2]] for key in queue.order[:limit]]
+            found = []
+            for key in queue.order:
+                item = queue.items[key[2]]
+                if not passes_over(item, passing_over):
+                    found.append(item)
+                    if len(found) == limit:
+                        break
+            return found
 
     def reprioritize(self, model: str, priorities: dict[str, float]) -> None:
         for priority in priorities.values():
@@ -159,18 +189,22 @@ class MemoryLabelQueue:
             queue.release_expired(now)
             if limit <= 0:
                 return []
-            if item_ids is None:
-                taken = [item_id for _, _, item_id in queue.order[:limit]]
-                del queue.order[:limit]
-            else:
-                taken = []
-                for item_id in dict.fromkeys(item_ids):
-                    item = queue.items.get(item_id)
-                    if item is not None and item.state is QueueState.QUEUED:
-                        queue.unqueue(item)
-                        taken.append(item_id)
-                        if len(taken) == limit:
-                            break
+            # In rank order, or the order given; read before any item leaves the order.
+            ids = (k[2] for k in queue.order) if item_ids is None else dict.fromkeys(item_ids)
+            taken = []
+            for item_id in ids:
+                item = queue.items.get(item_id)
+                if (
+                    item is not None
+                    and item.state is QueueState.QUEUED
+                    and not passes_over(item, labeller)
+                ):
+                    taken.append(item)
+                    if len(taken) == limit:
+                        break
+            for item in taken:
+                queue.unqueue(item)
+            taken = [item.item_id for item in taken]
             claimed = []
             for item_id in taken:
                 item = queue.items[item_id]
@@ -197,19 +231,43 @@ class MemoryLabelQueue:
             queue, item = self._lookup(model, item_id)
             if queue is None or item is None:
                 return ClaimOutcome("unknown")
-            refused = claim_verdict(item, claim_id)
+            refused = claim_verdict(item, claim_id, now)
             if refused is not None:
                 return ClaimOutcome(refused, item)
-            queue.unqueue(item)
-            done = queue.items[item_id] = dataclasses.replace(
-                item,
-                state=QueueState.DONE,
-                result=dict(result),
-                finished_at=now,
-                lease_expires_at=None,
+            return ClaimOutcome("ok", self._done(queue, item, dict(result), now))
+
+    @staticmethod
+    def _done(queue: _ModelQueue, item: QueueItem, result: dict, now: float) -> QueueItem:
+        queue.unqueue(item)
+        queue.counters["labelled"] += 1
+        return queue.finish(
+            dataclasses.replace(
+                item, state=QueueState.DONE, result=result, finished_at=now, lease_expires_at=None
             )
-            queue.counters["labelled"] += 1
-            return ClaimOutcome("ok", done)
+        )
+
+    def label(
+        self,
+        model: str,
+        item_id: str,
+        claim_id: str | None,
+        events: Sequence[Event],
+        result: dict,
+        now: float,
+    ) -> LabelOutcome:
+        check_label_events(events)
+        with self._lock:
+            queue, item = self._lookup(model, item_id)
+            if queue is None or item is None:
+                return LabelOutcome("unknown")
+            refused = claim_verdict(item, claim_id, now)
+            if refused is not None:
+                return LabelOutcome(refused, item)
+            # The log's own append, under its lock, inside this queue's: the verdict, the
+            # append and the item's end are one step for every other caller of either.
+            seqs = self._log.append(model, events)
+            done = self._done(queue, item, {"seq": max(seqs), **result}, now)
+            return LabelOutcome("ok", done, seqs)
 
     def close_answered(self, model: str, results: Mapping[str, dict], now: float) -> int:
         closed = 0
@@ -222,43 +280,75 @@ class MemoryLabelQueue:
                 if item is None or item.state not in (QueueState.QUEUED, QueueState.CLAIMED):
                     continue
                 queue.unqueue(item)
-                queue.items[item_id] = dataclasses.replace(
-                    item,
-                    state=QueueState.DONE,
-                    result=dict(result),
-                    finished_at=now,
-                    lease_expires_at=None,
+                queue.finish(  # frees its dedupe key, as every end does
+                    dataclasses.replace(
+                        item,
+                        state=QueueState.DONE,
+                        result=dict(result),
+                        finished_at=now,
+                        lease_expires_at=None,
+                    )
                 )
                 closed += 1
             queue.counters["answered_elsewhere"] += closed
         return closed
 
     def skip(
-        self, model: str, item_id: str, claim_id: str | None, now: float, *, max_skips: int
+        self,
+        model: str,
+        item_id: str,
+        claim_id: str | None,
+        now: float,
+        *,
+        max_skips: int,
+        labeller: str | None = None,
     ) -> ClaimOutcome:
         with self._lock:
             queue, item = self._lookup(model, item_id)
             if queue is None or item is None:
                 return ClaimOutcome("unknown")
-            refused = claim_verdict(item, claim_id)
+            refused = claim_verdict(item, claim_id, now)
             if refused is not None:
                 return ClaimOutcome(refused, item)
             queue.unqueue(item)
             skips = item.skips + 1
+            by = skipper(item, claim_id, labeller)
             if skips >= max_skips:
-                item = queue.items[item_id] = dataclasses.replace(
-                    item,
-                    state=QueueState.SKIPPED,
-                    skips=skips,
-                    lease_expires_at=None,
-                    finished_at=now,
+                item = queue.finish(
+                    dataclasses.replace(
+                        item,
+                        state=QueueState.SKIPPED,
+                        skips=skips,
+                        lease_expires_at=None,
+                        finished_at=now,
+                        skipped_by=by,
+                    )
                 )
             else:
                 item = dataclasses.replace(
-                    item, state=QueueState.QUEUED, skips=skips, lease_expires_at=None
+                    item,
+                    state=QueueState.QUEUED,
+                    skips=skips,
+                    lease_expires_at=None,
+                    skipped_by=by,
                 )
                 queue.enqueue(item)
             queue.counters["skipped"] += 1
+            return ClaimOutcome("ok", item)
+
+    def release(self, model: str, item_id: str, claim_id: str, now: float) -> ClaimOutcome:
+        with self._lock:
+            queue, item = self._lookup(model, item_id)
+            if queue is None or item is None:
+                return ClaimOutcome("unknown")
+            refused = claim_verdict(item, claim_id, now)
+            if refused is not None:
+                return ClaimOutcome(refused, item)
+            if item.state is QueueState.CLAIMED:
+                queue.unqueue(item)
+                item = dataclasses.replace(item, state=QueueState.QUEUED, lease_expires_at=None)
+                queue.enqueue(item)
+                queue.counters["released"] += 1
             return ClaimOutcome("ok", item)
 
     def release_expired(self, model: str, now: float) -> int:

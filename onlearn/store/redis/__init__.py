@@ -89,7 +89,7 @@ def open_redis_store(url: str) -> Store:
             log=RedisEventLog(conn, shapes),
             predictions=RedisPredictionStore(conn, shapes),
             registry=RedisRegistry(conn, shapes),
-            queue=RedisLabelQueue(conn),
+            queue=RedisLabelQueue(conn, shapes),
             jobs=RedisJobQueue(conn),
             closers=[conn.close],
         )

@@ -41,7 +41,7 @@ key                                       type    holds
                                                   ``<16 hex of enqueued_at><item_id>`` (the rank)
 ``P:model:{m}:queue:leases``              zset    claimed item ids by ``lease_expires_at``
 ``P:model:{m}:queue:finished``            zset    done, skipped and evicted ids by ``finished_at``
-``P:model:{m}:queue:dedupe``              hash    dedupe key -> item id (items not evicted)
+``P:model:{m}:queue:dedupe``              hash    dedupe key -> item id (items still waiting)
 ``P:model:{m}:queue:counters``            hash    labelled, skipped, expired, ... (QueueStats)
 ``P:model:{m}:queue:item:<id>``           hash    one item: ``body`` (JSON of the fields that
                                                   never change) and one field per changing one

@@ -8,13 +8,16 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from onlearn.records import QueueItem
-from onlearn.store.base import ClaimOutcome, PushOutcome, QueueStats
+from onlearn.records import Event, QueueItem
+from onlearn.store.base import AppendResult, ClaimOutcome, LabelOutcome, PushOutcome, QueueStats
 from onlearn.store.codec import dumps, loads, queue_item_from_dict, queue_item_to_dict
-from onlearn.store.leases import check_priority, check_pushable, new_claim_id
+from onlearn.store.compact import Shapes
+from onlearn.store.leases import check_label_events, check_priority, check_pushable, new_claim_id
 from onlearn.store.redis.connection import Connection, guarded
 from onlearn.store.redis.fields import decode, float_text, hash_reply, optional
+from onlearn.store.redis.log import _encode_entry
 from onlearn.store.redis.scripts import register
+from onlearn.store.redis.shapes import SharesShapes
 
 __all__ = ["RedisLabelQueue"]
 
@@ -57,6 +60,7 @@ _ITEM_BODY = (
 _QUEUE_COUNTERS = (
     "labelled",
     "skipped",
+    "released",
     "expired",
     "evicted",
     "rejected",
@@ -83,6 +87,11 @@ def _member(item: QueueItem) -> str:
     return _sortable(item.enqueued_at) + item.item_id
 
 
+def _optional_arg(value: str | None) -> tuple[str, str]:
+    """A value a script may go without: "1" and the value, or "0" and ""."""
+    return ("0", "") if value is None else ("1", value)
+
+
 def _item_hash(item: QueueItem) -> dict[str, str]:
     data = queue_item_to_dict(item)
     fields = {
@@ -96,7 +105,7 @@ def _item_hash(item: QueueItem) -> dict[str, str]:
     }
     if item.dedupe_key is not None:
         fields["dedupe"] = item.dedupe_key
-    for name in ("labeller", "claim_id"):
+    for name in ("labeller", "claim_id", "skipped_by"):
         if data[name] is not None:
             fields[name] = data[name]
     for name in ("lease_expires_at", "finished_at"):
@@ -123,28 +132,37 @@ def _item_from_hash(reply: Any) -> QueueItem | None:
         lease_expires_at=optional(fields, "lease_expires_at"),
         finished_at=optional(fields, "finished_at"),
         result=None if result is None else loads(result),
+        skipped_by=optional(fields, "skipped_by"),
     )
     return queue_item_from_dict(data)
 
 
-class RedisLabelQueue:
-    """The labelling queue of every model; see the comment above for the layout and order."""
+class RedisLabelQueue(SharesShapes):
+    """The labelling queue of every model; see the comment above for the layout and order.
 
-    def __init__(self, conn: Connection):
+    ``label`` appends to the model's log in the queue's own script, with the log's Lua function
+    (``lua/lib/append_events.lua``) and entries encoded as the log encodes them, in the store's
+    ``shapes``."""
+
+    def __init__(self, conn: Connection, shapes: Shapes | None = None):
         self._conn = conn
+        self._given_shapes = shapes
         libraries = ("quote", "label_queue")
         self._push_script = register(conn.client, "label_queue_push", *libraries)
-        self._peek_script = register(conn.client, "label_queue_peek", "quote")
+        self._peek_script = register(conn.client, "label_queue_peek", *libraries)
         self._reprioritize_script = register(conn.client, "label_queue_reprioritize")
         self._claim_script = register(conn.client, "label_queue_claim", *libraries)
         self._complete_script = register(conn.client, "label_queue_complete", *libraries)
         self._skip_script = register(conn.client, "label_queue_skip", *libraries)
+        self._label_script = register(conn.client, "label_queue_label", *libraries, "append_events")
+        self._release_claim_script = register(conn.client, "label_queue_release_claim", *libraries)
         self._release_script = register(conn.client, "label_queue_release", *libraries)
         self._purge_script = register(conn.client, "label_queue_purge", "quote")
         self._close_script = register(conn.client, "label_queue_close", *libraries)
 
     def _item_keys(self, model: str, item_id: str) -> list[str]:
-        """The keys of complete and skip: item, queue, leases, finished, counters."""
+        """The keys of complete, skip, release and label: item, queue, leases, finished,
+        counters, dedupe."""
         k = self._conn.keys
         return [
             k.queue_item(model, item_id),
@@ -152,6 +170,7 @@ class RedisLabelQueue:
             k.queue_leases(model),
             k.queue_finished(model),
             k.queue_counters(model),
+            k.queue_dedupe(model),
         ]
 
     @guarded("push to queue")
@@ -187,11 +206,12 @@ class RedisLabelQueue:
         return PushOutcome(status, decode(item_id), decode(evicted) or None)
 
     @guarded("peek queue", idempotent=True)
-    def peek(self, model: str, limit: int) -> list[QueueItem]:
+    def peek(self, model: str, limit: int, *, passing_over: str | None = None) -> list[QueueItem]:
         if limit <= 0:
             return []
         k = self._conn.keys
-        found = self._peek_script(keys=[k.queue(model)], args=[k.queue_item_prefix(model), limit])
+        args = [k.queue_item_prefix(model), limit, *_optional_arg(passing_over)]
+        found = self._peek_script(keys=[k.queue(model)], args=args)
         return [item for item in map(_item_from_hash, found) if item is not None]
 
     @guarded("reprioritize queue", idempotent=True)
@@ -252,7 +272,7 @@ class RedisLabelQueue:
     def complete(
         self, model: str, item_id: str, claim_id: str | None, result: dict, now: float
     ) -> ClaimOutcome:
-        args = ["0" if claim_id is None else "1", claim_id or "", dumps(result), float_text(now)]
+        args = [*_optional_arg(claim_id), dumps(result), float_text(now)]
         return self._finish(self._complete_script, model, item_id, args)
 
     @guarded("close answered queue items", idempotent=True)
@@ -269,16 +289,64 @@ class RedisLabelQueue:
                 k.queue_leases(model),
                 k.queue_finished(model),
                 k.queue_counters(model),
+                k.queue_dedupe(model),
             ],
             args=args,
         )
 
     @guarded("skip queue item")
     def skip(
-        self, model: str, item_id: str, claim_id: str | None, now: float, *, max_skips: int
+        self,
+        model: str,
+        item_id: str,
+        claim_id: str | None,
+        now: float,
+        *,
+        max_skips: int,
+        labeller: str | None = None,
     ) -> ClaimOutcome:
-        args = ["0" if claim_id is None else "1", claim_id or "", float_text(now), max_skips]
+        args = [*_optional_arg(claim_id), float_text(now), max_skips, *_optional_arg(labeller)]
         return self._finish(self._skip_script, model, item_id, args)
+
+    @guarded("release queue item")
+    def release(self, model: str, item_id: str, claim_id: str, now: float) -> ClaimOutcome:
+        args = [*_optional_arg(claim_id), float_text(now)]
+        return self._finish(self._release_claim_script, model, item_id, args)
+
+    # Not retried after a dropped connection: the script may have appended (the caller's retry
+    # with the same item and claim answers already_done with the seq it gave).
+    @guarded("label queue item")
+    def label(
+        self,
+        model: str,
+        item_id: str,
+        claim_id: str | None,
+        events: Sequence[Event],
+        result: dict,
+        now: float,
+    ) -> LabelOutcome:
+        check_label_events(events)
+        k = self._conn.keys
+        rest = {name: value for name, value in result.items() if name != "seq"}
+        args: list[Any] = [item_id, *_optional_arg(claim_id), dumps(rest), float_text(now)]
+        shapes = self._shapes
+        for event in events:
+            args += _encode_entry(shapes, model, event)
+        keys = [
+            *self._item_keys(model, item_id),
+            k.log_head(model),
+            k.log(model),
+            k.log_keys(model),
+        ]
+        reply = self._label_script(keys=keys, args=args)
+        status = decode(reply[0])
+        if status == "unknown":
+            return LabelOutcome("unknown")
+        item = _item_from_hash(reply[1])
+        if status != "ok":
+            return LabelOutcome(status, item)
+        raw = reply[2]
+        return LabelOutcome(status, item, AppendResult([abs(s) for s in raw], [s > 0 for s in raw]))
 
     @guarded("release expired leases", idempotent=True)
     def release_expired(self, model: str, now: float) -> int:

@@ -38,8 +38,14 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 # onlearn, still read), events.key a 16-byte BLOB for a key "prediction:<32 hex digits>"; the
 # meta table (legacy_rows: rows of an earlier format may be left, see migrate_rows). Reached at
 # open, VACUUM or not: whether the file is incremental is PRAGMA auto_vacuum's to say, and an
-# earlier onlearn, which cannot read the new rows, refuses a file of version 6.
-SCHEMA_VERSION = 6
+# earlier onlearn, which cannot read the new rows, refuses a file of version 6. 7: the labelling
+# queue de-duplicates identical inputs only against items still waiting (the unique index
+# queue_items_waiting_dedupe replaces queue_items_dedupe, which covered every item not evicted,
+# so that an input is asked again once its item is done or skipped out); queue_items.skipped_by
+# (a skipped item is not handed straight back to who skipped it) and queue_counters.released.
+# The old index is dropped when the file is opened; rows need no change (at most one item per
+# key was not evicted, so at most one is waiting).
+SCHEMA_VERSION = 7
 # A file up to this size is switched to incremental vacuum when opened (a VACUUM of 64 MiB takes
 # about a second); a bigger one waits for `onlearn store migrate`, named by a warning.
 VACUUM_AT_OPEN_MAX_BYTES = 64 * 2**20
@@ -161,6 +167,7 @@ _SCHEMA = [
         lease_expires_at REAL,
         finished_at REAL,
         result TEXT,
+        skipped_by TEXT,
         PRIMARY KEY (model, item_id)
     )""",
     # The queued items of a model in claim order: claim and peek read it forwards, a full queue
@@ -170,9 +177,12 @@ _SCHEMA = [
     # Leases by expiry, for releasing the expired ones; also counts the claimed items.
     """CREATE INDEX IF NOT EXISTS queue_items_leases
         ON queue_items (model, lease_expires_at) WHERE state = 'claimed'""",
-    # At most one item per dedupe key among the items not evicted: the push rule, as a constraint.
-    """CREATE UNIQUE INDEX IF NOT EXISTS queue_items_dedupe
-        ON queue_items (model, dedupe_key) WHERE dedupe_key IS NOT NULL AND state != 'evicted'""",
+    # At most one item per dedupe key among the items still waiting (queued or claimed): the
+    # push rule, as a constraint. Done, skipped and evicted items leave it, so the same input can
+    # be asked again (schema version 7; until then it covered every item but evicted ones).
+    """CREATE UNIQUE INDEX IF NOT EXISTS queue_items_waiting_dedupe
+        ON queue_items (model, dedupe_key)
+        WHERE dedupe_key IS NOT NULL AND state IN ('queued', 'claimed')""",
     # Only finished items (done, skipped, evicted) have finished_at: what purge_finished reads.
     """CREATE INDEX IF NOT EXISTS queue_items_finished
         ON queue_items (model, finished_at) WHERE finished_at IS NOT NULL""",
@@ -181,6 +191,7 @@ _SCHEMA = [
         model TEXT PRIMARY KEY,
         labelled INTEGER NOT NULL DEFAULT 0,
         skipped INTEGER NOT NULL DEFAULT 0,
+        released INTEGER NOT NULL DEFAULT 0,
         expired INTEGER NOT NULL DEFAULT 0,
         evicted INTEGER NOT NULL DEFAULT 0,
         rejected INTEGER NOT NULL DEFAULT 0,
@@ -224,8 +235,10 @@ _ADDED_COLUMNS = [
     # jobs committed nothing the store knows of (0).
     ("versions", "spec_signature", "TEXT"),
     ("jobs", "committed", "INTEGER NOT NULL DEFAULT 0"),
-    # Issue 13: queue items closed because their prediction got a label by feedback. An added
-    # column with a default, which an earlier onlearn ignores: no schema version of its own.
+    # Version 7. Nobody skipped an old item for a claim to pass it over; no release was counted,
+    # and no item was closed because its prediction got a label by feedback.
+    ("queue_items", "skipped_by", "TEXT"),
+    ("queue_counters", "released", "INTEGER NOT NULL DEFAULT 0"),
     ("queue_counters", "answered_elsewhere", "INTEGER NOT NULL DEFAULT 0"),
 ]
 
@@ -429,6 +442,9 @@ class _Database:
                 have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+            # Version 7: the dedupe index of every item not evicted gives way to the one of the
+            # items still waiting (created below).
+            conn.execute("DROP INDEX IF EXISTS queue_items_dedupe")
             for statement in _SCHEMA:
                 if statement not in tables:
                     conn.execute(statement)

@@ -8,11 +8,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from onlearn.records import (
+    Event,
     QueueItem,
     QueueState,
 )
 from onlearn.store.base import (
     ClaimOutcome,
+    LabelOutcome,
     PushOutcome,
     QueueStats,
 )
@@ -21,18 +23,22 @@ from onlearn.store.codec import (
     loads,
 )
 from onlearn.store.leases import (
+    check_label_events,
     check_priority,
     check_pushable,
     claim_verdict,
     new_claim_id,
+    passes_over,
     rank,
+    skipper,
 )
 from onlearn.store.sqlite.connection import _Database, _guarded
+from onlearn.store.sqlite.log import _append_events, _encode_payloads
 
 _ITEM_COLUMNS = (
     "item_id, model, features, priority, enqueued_at, prediction_id, dedupe_key, proba,"
     " uncertainty, reason, state, attempts, skips, labeller, claim_id, lease_expires_at,"
-    " finished_at, result"
+    " finished_at, result, skipped_by"
 )
 
 
@@ -56,6 +62,7 @@ def _item_from_row(row: Sequence[Any]) -> QueueItem:
         lease_expires_at,
         finished_at,
         result,
+        skipped_by,
     ) = row
     return QueueItem(
         item_id=item_id,
@@ -76,6 +83,7 @@ def _item_from_row(row: Sequence[Any]) -> QueueItem:
         lease_expires_at=lease_expires_at,
         finished_at=finished_at,
         result=None if result is None else loads(result),
+        skipped_by=skipped_by,
     )
 
 
@@ -100,20 +108,30 @@ def _item_row(item: QueueItem) -> tuple:
         item.lease_expires_at,
         item.finished_at,
         None if item.result is None else dumps(item.result),
+        item.skipped_by,
     )
 
 
-_INSERT_ITEM = f"INSERT INTO queue_items ({_ITEM_COLUMNS}) VALUES ({','.join('?' * 18)})"
+# leases.passes_over as SQL, with the labeller as its parameter (NULL: nobody is passed over).
+_NOT_SKIPPED_BY = " AND (?2 IS NULL OR skipped_by IS NULL OR skipped_by != ?2)"
+_INSERT_ITEM = f"INSERT INTO queue_items ({_ITEM_COLUMNS}) VALUES ({','.join('?' * 19)})"
 _SELECT_ITEM = f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE model = ? AND item_id = ?"
 _QUEUE_COUNTERS = (
     "labelled",
     "skipped",
+    "released",
     "expired",
     "evicted",
     "rejected",
     "duplicates",
     "pushed",
     "answered_elsewhere",
+)
+# Items that leave the waiting states free their dedupe key (the unique index covers waiting
+# items only); this is the statement that writes such an end, shared by label and complete.
+_DONE_SQL = (
+    "UPDATE queue_items SET state = 'done', result = ?, finished_at = ?,"
+    " lease_expires_at = NULL WHERE model = ? AND item_id = ?"
 )
 # Both counts read the partial indexes; the counters row may not exist yet. One statement, so
 # the numbers are of one moment.
@@ -131,6 +149,13 @@ def _bump(conn: sqlite3.Connection, model: str, counter: str, by: int = 1) -> No
         f"INSERT INTO queue_counters (model, {counter}) VALUES (?, ?)"
         f" ON CONFLICT (model) DO UPDATE SET {counter} = {counter} + excluded.{counter}",
         (model, by),
+    )
+
+
+def _done(item: QueueItem, result: Any, now: float) -> QueueItem:
+    """``item`` as ``_DONE_SQL`` leaves it."""
+    return dataclasses.replace(
+        item, state=QueueState.DONE, result=result, finished_at=now, lease_expires_at=None
     )
 
 
@@ -155,9 +180,10 @@ class SqliteLabelQueue:
                 (model, item.item_id),
             ).fetchone()
             if found is None and item.dedupe_key is not None:
+                # Written as the index's WHERE, so that SQLite reads the partial index.
                 found = conn.execute(
-                    "SELECT item_id FROM queue_items"
-                    " WHERE model = ? AND dedupe_key = ? AND state != 'evicted'",
+                    "SELECT item_id FROM queue_items WHERE model = ? AND dedupe_key = ?"
+                    " AND dedupe_key IS NOT NULL AND state IN ('queued', 'claimed')",
                     (model, item.dedupe_key),
                 ).fetchone()
             if found is not None:
@@ -193,15 +219,16 @@ class SqliteLabelQueue:
         return PushOutcome("queued", item.item_id, evicted)
 
     @_guarded("peek queue")
-    def peek(self, model: str, limit: int) -> list[QueueItem]:
+    def peek(self, model: str, limit: int, *, passing_over: str | None = None) -> list[QueueItem]:
         if limit <= 0:
             return []
         rows = (
             self._db.fast()
             .execute(
                 f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE model = ? AND state = 'queued'"
-                " ORDER BY priority DESC, enqueued_at, item_id LIMIT ?",
-                (model, limit),
+                + _NOT_SKIPPED_BY
+                + " ORDER BY priority DESC, enqueued_at, item_id LIMIT ?",
+                (model, passing_over, limit),
             )
             .fetchall()
         )
@@ -254,8 +281,9 @@ class SqliteLabelQueue:
             if item_ids is None:
                 rows = conn.execute(
                     f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE model = ? AND state = 'queued'"
-                    " ORDER BY priority DESC, enqueued_at, item_id LIMIT ?",
-                    (model, limit),
+                    + _NOT_SKIPPED_BY
+                    + " ORDER BY priority DESC, enqueued_at, item_id LIMIT ?",
+                    (model, labeller, limit),
                 ).fetchall()
             else:
                 rows = []
@@ -265,7 +293,7 @@ class SqliteLabelQueue:
                         " WHERE model = ? AND item_id = ? AND state = 'queued'",
                         (model, item_id),
                     ).fetchone()
-                    if row is not None:
+                    if row is not None and not passes_over(_item_from_row(row), labeller):
                         rows.append(row)
                         if len(rows) == limit:
                             break
@@ -297,27 +325,50 @@ class SqliteLabelQueue:
         result_text = dumps(result)
         conn = self._db.fast()
         with self._db.transaction(conn):
-            row = conn.execute(_SELECT_ITEM, (model, item_id)).fetchone()
-            if row is None:
-                return ClaimOutcome("unknown")
-            item = _item_from_row(row)
-            refused = claim_verdict(item, claim_id)
+            item, refused = self._verdict(conn, model, item_id, claim_id, now)
             if refused is not None:
                 return ClaimOutcome(refused, item)
-            conn.execute(
-                "UPDATE queue_items SET state = 'done', result = ?, finished_at = ?,"
-                " lease_expires_at = NULL WHERE model = ? AND item_id = ?",
-                (result_text, now, model, item_id),
-            )
+            conn.execute(_DONE_SQL, (result_text, now, model, item_id))
             _bump(conn, model, "labelled")
-        done = dataclasses.replace(
-            item,
-            state=QueueState.DONE,
-            result=loads(result_text),
-            finished_at=now,
-            lease_expires_at=None,
-        )
-        return ClaimOutcome("ok", done)
+        return ClaimOutcome("ok", _done(item, loads(result_text), now))  # type: ignore[arg-type]
+
+    @staticmethod
+    def _verdict(
+        conn: sqlite3.Connection, model: str, item_id: str, claim_id: str | None, now: float
+    ) -> tuple[QueueItem | None, str | None]:
+        """The item and why ``claim_id`` is refused for it (leases.claim_verdict), inside the
+        caller's write transaction; ``unknown`` for no such item."""
+        row = conn.execute(_SELECT_ITEM, (model, item_id)).fetchone()
+        if row is None:
+            return None, "unknown"
+        item = _item_from_row(row)
+        return item, claim_verdict(item, claim_id, now)
+
+    @_guarded("label queue item")
+    def label(
+        self,
+        model: str,
+        item_id: str,
+        claim_id: str | None,
+        events: Sequence[Event],
+        result: dict,
+        now: float,
+    ) -> LabelOutcome:
+        check_label_events(events)
+        payloads = _encode_payloads(self._db, model, events)  # before taking the write lock
+        # The durable connection, as the log's appends: the label is acknowledged after fsync.
+        conn = self._db.durable()
+        with self._db.transaction(conn):
+            item, refused = self._verdict(conn, model, item_id, claim_id, now)
+            if refused is not None:
+                return LabelOutcome(refused, item)
+            # The log's own append in this transaction: the lease check, the append and the
+            # item's end commit together or not at all.
+            seqs = _append_events(self._db, conn, model, events, payloads)
+            stored = {"seq": max(seqs), **result}
+            conn.execute(_DONE_SQL, (dumps(stored), now, model, item_id))
+            _bump(conn, model, "labelled")
+        return LabelOutcome("ok", _done(item, stored, now), seqs)  # type: ignore[arg-type]
 
     @_guarded("close answered queue items")
     def close_answered(self, model: str, results: Mapping[str, dict], now: float) -> int:
@@ -340,18 +391,23 @@ class SqliteLabelQueue:
 
     @_guarded("skip queue item")
     def skip(
-        self, model: str, item_id: str, claim_id: str | None, now: float, *, max_skips: int
+        self,
+        model: str,
+        item_id: str,
+        claim_id: str | None,
+        now: float,
+        *,
+        max_skips: int,
+        labeller: str | None = None,
     ) -> ClaimOutcome:
         conn = self._db.fast()
         with self._db.transaction(conn):
-            row = conn.execute(_SELECT_ITEM, (model, item_id)).fetchone()
-            if row is None:
-                return ClaimOutcome("unknown")
-            item = _item_from_row(row)
-            refused = claim_verdict(item, claim_id)
+            item, refused = self._verdict(conn, model, item_id, claim_id, now)
             if refused is not None:
                 return ClaimOutcome(refused, item)
+            assert item is not None
             skips = item.skips + 1
+            by = skipper(item, claim_id, labeller)
             if skips >= max_skips:
                 item = dataclasses.replace(
                     item,
@@ -359,17 +415,36 @@ class SqliteLabelQueue:
                     skips=skips,
                     lease_expires_at=None,
                     finished_at=now,
+                    skipped_by=by,
                 )
             else:
                 item = dataclasses.replace(
-                    item, state=QueueState.QUEUED, skips=skips, lease_expires_at=None
+                    item, state=QueueState.QUEUED, skips=skips, lease_expires_at=None, skipped_by=by
                 )
             conn.execute(
                 "UPDATE queue_items SET state = ?, skips = ?, lease_expires_at = NULL,"
-                " finished_at = ? WHERE model = ? AND item_id = ?",
-                (item.state.value, skips, item.finished_at, model, item_id),
+                " finished_at = ?, skipped_by = ? WHERE model = ? AND item_id = ?",
+                (item.state.value, skips, item.finished_at, by, model, item_id),
             )
             _bump(conn, model, "skipped")
+        return ClaimOutcome("ok", item)
+
+    @_guarded("release queue item")
+    def release(self, model: str, item_id: str, claim_id: str, now: float) -> ClaimOutcome:
+        conn = self._db.fast()
+        with self._db.transaction(conn):
+            item, refused = self._verdict(conn, model, item_id, claim_id, now)
+            if refused is not None:
+                return ClaimOutcome(refused, item)
+            assert item is not None
+            if item.state is QueueState.CLAIMED:
+                item = dataclasses.replace(item, state=QueueState.QUEUED, lease_expires_at=None)
+                conn.execute(
+                    "UPDATE queue_items SET state = 'queued', lease_expires_at = NULL"
+                    " WHERE model = ? AND item_id = ?",
+                    (model, item_id),
+                )
+                _bump(conn, model, "released")
         return ClaimOutcome("ok", item)
 
     @_guarded("release expired leases")

@@ -6,6 +6,8 @@
 -- that may be claimed), "1" when item ids follow (else "0"), the item ids. Returns the claimed
 -- items' hashes, in claim order.
 --
+-- Items the labeller skipped last (skipped_by) are passed over: others still get them.
+--
 -- Race prevented: two labellers claiming at once getting the same item. Releasing expired
 -- leases, picking the head of the order (or the chosen ids still queued) and leasing them is
 -- one step, so an item is leased to one claim.
@@ -34,14 +36,34 @@ if ARGV[8] == '1' then
     end
     local key = prefix .. quote(ARGV[i])
     local item = redis.call('HMGET', key, 'state', 'member')
-    if item[1] == 'queued' then
+    if item[1] == 'queued' and not passes_over(key, ARGV[4], ARGV[5]) then
       take(ARGV[i], key, item[2])
     end
   end
 elseif limit > 0 then
-  for _, member in ipairs(redis.call('ZRANGE', queue, 0, limit - 1)) do
-    local id = string.sub(member, 17)
-    take(id, prefix .. quote(id), member)
+  -- The head of the order, passing over what this labeller skipped last: read page by page
+  -- first, then leased (leasing takes members out of the order being read).
+  local chosen = {}
+  local start = 0
+  while #chosen < limit do
+    local page = redis.call('ZRANGE', queue, start, start + limit - 1)
+    for _, member in ipairs(page) do
+      local id = string.sub(member, 17)
+      local key = prefix .. quote(id)
+      if not passes_over(key, ARGV[4], ARGV[5]) then
+        chosen[#chosen + 1] = {id, key, member}
+        if #chosen == limit then
+          break
+        end
+      end
+    end
+    if #page < limit then
+      break
+    end
+    start = start + limit
+  end
+  for _, c in ipairs(chosen) do
+    take(c[1], c[2], c[3])
   end
 end
 return claimed

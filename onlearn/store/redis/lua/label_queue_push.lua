@@ -4,6 +4,9 @@
 -- item has a dedupe key (else "0"), the dedupe key, max_size, score, member, enqueued_at, then
 -- the item's hash as field, value pairs. Returns {status, item id, evicted id}.
 --
+-- The dedupe hash names the item still waiting (queued or claimed) for each key: the same input
+-- is asked again once its item is done, skipped out or evicted.
+--
 -- Races prevented: two replicas pushing one feature vector both passing the dedupe check; two
 -- pushes into a full queue both evicting the same victim, or together growing it past the bound.
 local item, queue, dedupe, counters, finished = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
@@ -15,9 +18,14 @@ if redis.call('EXISTS', item) == 1 then
 end
 if ARGV[3] == '1' then
   local existing = redis.call('HGET', dedupe, ARGV[4])
+  -- Only an item still waiting holds its key. Items leave the hash when they finish; a store
+  -- written by an earlier onlearn still names done and skipped ones, which hold nothing.
   if existing then
-    redis.call('HINCRBY', counters, 'duplicates', 1)
-    return {'duplicate', existing, ''}
+    local state = redis.call('HGET', ARGV[1] .. quote(existing), 'state')
+    if state == 'queued' or state == 'claimed' then
+      redis.call('HINCRBY', counters, 'duplicates', 1)
+      return {'duplicate', existing, ''}
+    end
   end
 end
 local evicted = ''
