@@ -320,18 +320,16 @@ class Labelling:
             "claim another item"
         )
 
-    def _done_answer(
-        self, name: str, item_id: str, item: QueueItem, claim_id: str | None
-    ) -> dict[str, Any]:
+    def _check_done(self, item_id: str, item: QueueItem, claim_id: str | None) -> None:
         """A label for a done item: a retry of the claim that labelled it (or a label without a
-        claim id) answers that label; a stale claim, whose lease ran out before another labeller
-        took and labelled the item, is told its label was not used."""
+        claim id) is compared with the recorded label like any feedback; a stale claim, whose
+        lease ran out before another labeller took and labelled the item, is told its label was
+        not used."""
         if claim_id is not None and claim_id != item.claim_id:
             raise LeaseConflict(
                 f"queue item {item_id} was labelled by someone else after your lease ran out; "
                 "your label was not used, claim another item"
             )
-        return self._answer(name, item.result)
 
     def _to_label(self, name: str, item_id: str, claim_id: str | None) -> QueueItem:
         """The item a label is for: its prediction and features go into the label event. A
@@ -352,22 +350,28 @@ class Labelling:
             raise self._refused(name, item_id, outcome.status, outcome.item, _NOT_USED)
         return outcome.item
 
-    def _answer(self, name: str, stored: Any) -> dict:
-        """The answer of a label call, as feedback's: seq, version, and whether this process has
-        applied it. The item keeps seq and version only; "applied" is about now."""
-        answer = dict(stored)
-        answer["applied"] = self.engine.runtime(name).seq >= answer["seq"]
+    @staticmethod
+    def _answered(result: Answer) -> dict:
+        """A label call's answer from the feedback path's result."""
+        answer = {"seq": result.seq, "version": result.version, "applied": result.applied}
+        if result.correction:
+            answer["correction"] = True
         return answer
 
-    def _feedback(self, item: QueueItem, label: Any, labeller: str | None) -> FeedbackItem:
+    def _feedback(
+        self, item: QueueItem, label: Any, labeller: str | None, correction: bool = False
+    ) -> FeedbackItem:
         """The feedback a person's label through the queue is: its event is built as any
-        feedback's (checks, the join with the prediction record)."""
+        feedback's (checks, the join with the prediction record), and it corrects an ``app`` or
+        ``weak`` label without being asked to."""
         return FeedbackItem(
             label=label,
             prediction_id=item.prediction_id,
             features=item.features,  # the fallback when the prediction record expired
-            source="human",
+            source=LabelSource.HUMAN.value,
             labeller=labeller or item.labeller,
+            correction=correction,
+            overrides=QUEUE_OVERRIDES,
         )
 
     def _label_in_store(
@@ -377,6 +381,13 @@ class Labelling:
         result = {"version": rt.roles[CHAMPION]}
         return self.queue.label(rt.name, item_id, claim_id, events, result, self.engine.clock())
 
+    # A person's label: the lease check and the append of its event are one atomic store step
+    # (issue 13, section 3). When the prediction had a label already (the application's or a
+    # weak one that came after the claim, or a retry of a done item), the label is compared with
+    # the recorded one as feedback is (onlearn/corrections.py): the same label answers its seq, a
+    # different one is a correction of an app or weak label, else a 409. That goes through the
+    # feedback path: the item is done by then, and the log's key dedup settles the races.
+
     async def label_async(
         self,
         name: str,
@@ -385,19 +396,25 @@ class Labelling:
         *,
         claim_id: str | None = None,
         labeller: str | None = None,
+        correction: bool = False,
     ) -> dict:
         rt = self._active(name)
         item = await asyncio.to_thread(self._to_label, name, item_id, claim_id)
+        feedback = self._feedback(item, label, labeller, correction)
         if item.state is QueueState.DONE:
-            return self._done_answer(name, item_id, item, claim_id)
-        events = [await self.engine.label_event_async(name, self._feedback(item, label, labeller))]
+            self._check_done(item_id, item, claim_id)
+            return self._answered(await self.engine.feedback_one_async(name, feedback))
+        events = [await self.engine.label_event_async(name, feedback)]
         self.engine.check_lag(name)
         # Off the event loop: an fsync on SQLite, a round trip on Redis.
         outcome = await asyncio.to_thread(self._label_in_store, rt, item_id, claim_id, events)
         try:
             done = self._finish_label(name, item_id, claim_id, outcome)
         except _AlreadyDone as e:
-            return self._done_answer(name, item_id, e.item, claim_id)
+            self._check_done(item_id, e.item, claim_id)
+            return self._answered(await self.engine.feedback_one_async(name, feedback))
+        if not outcome.seqs.new[0]:
+            return self._answered(await self.engine.feedback_one_async(name, feedback))
         applied = await self.engine.learn_appended_async(name, events, outcome.seqs)
         return {**done.result, "applied": applied}
 
@@ -409,18 +426,24 @@ class Labelling:
         *,
         claim_id: str | None = None,
         labeller: str | None = None,
+        correction: bool = False,
     ) -> dict:
         rt = self._active(name)
         item = self._to_label(name, item_id, claim_id)
+        feedback = self._feedback(item, label, labeller, correction)
         if item.state is QueueState.DONE:
-            return self._done_answer(name, item_id, item, claim_id)
-        events = [self.engine.label_event(name, self._feedback(item, label, labeller))]
+            self._check_done(item_id, item, claim_id)
+            return self._answered(self.engine.feedback_one(name, feedback))
+        events = [self.engine.label_event(name, feedback)]
         self.engine.check_lag(name)
         outcome = self._label_in_store(rt, item_id, claim_id, events)
         try:
             done = self._finish_label(name, item_id, claim_id, outcome)
         except _AlreadyDone as e:
-            return self._done_answer(name, item_id, e.item, claim_id)
+            self._check_done(item_id, e.item, claim_id)
+            return self._answered(self.engine.feedback_one(name, feedback))
+        if not outcome.seqs.new[0]:
+            return self._answered(self.engine.feedback_one(name, feedback))
         applied = self.engine.learn_appended(name, events, outcome.seqs)
         return {**done.result, "applied": applied}
 
