@@ -239,10 +239,15 @@ class Labelling:
         return dict(outcome.item.result) if outcome.item and outcome.item.result else result
 
     def _answer(self, name: str, stored: Any) -> dict:
-        """The answer of a label call, as feedback's: seq, version, and whether this process has
-        applied it. The item keeps seq and version only; "applied" is about now."""
+        """The answer of a label call, as feedback's: seq, version, durable (the label is in
+        the log), and whether this process's model has learned it. The item keeps seq and
+        version only; "applied" is about now. Refused (StoreReplaced) once the store was found
+        changed: its seqs say nothing about what the model learned."""
+        rt = self.engine.runtime(name)
+        self.engine.store.generation.refuse()
         answer = dict(stored)
-        answer["applied"] = self.engine.runtime(name).seq >= answer["seq"]
+        answer["durable"] = True
+        answer["applied"] = rt.seq >= answer["seq"]
         return answer
 
     def _feedback(self, item: QueueItem, label: Any, labeller: str | None) -> FeedbackItem:

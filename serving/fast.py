@@ -279,7 +279,7 @@ async def feedback(request: Request) -> JSON:
         )
     except SchemaViolation as e:
         raise e.at("body") from None
-    return JSON({"seq": result.seq, "version": result.version, "applied": result.applied})
+    return JSON(result.to_dict())
 
 
 async def feedback_batch(request: Request) -> JSON:
@@ -314,7 +314,7 @@ async def feedback_batch(request: Request) -> JSON:
     return JSON(
         {
             "results": [
-                {"seq": r.seq, "version": r.version, "applied": r.applied}
+                r.to_dict()
                 if r.error is None
                 else {"error": {"status": status_of(r.error), "detail": detail_of(r.error)}}
                 for r in results

@@ -19,7 +19,7 @@ from onlearn.engine.follower import Follower
 from onlearn.engine.maintenance import Maintenance
 from onlearn.engine.predict import Prediction, Predictor
 from onlearn.engine.roles import RoleChanges
-from onlearn.errors import OnlearnError, UnknownModel, UnknownVersion
+from onlearn.errors import OnlearnError, StoreReplaced, UnknownModel, UnknownVersion
 from onlearn.group_commit import GroupCommitter
 from onlearn.keys import resolve_secret
 from onlearn.labelling import Labelling
@@ -88,7 +88,10 @@ class Engine:
             after_write=self.labelling.enqueue,
         )
         self._committer = GroupCommitter(
-            self.store.log, max_pending=es.max_pending_labels, on_commit=self._follower.committed
+            self.store.log,
+            max_pending=es.max_pending_labels,
+            on_commit=self._follower.committed,
+            before_commit=self._follower.before_commit,
         )
         self._predictor = Predictor(self._records, self.clock)
         self._feedback = FeedbackHandler(
@@ -115,6 +118,10 @@ class Engine:
             try:
                 self.catch_up(rt)
                 self._maintenance.snapshot_live(rt)
+            except StoreReplaced:
+                # The live state holds events the store does not: it must not become a
+                # snapshot there (onlearn.store.generation).
+                log.error("model %r: no snapshot at shutdown: the store was found changed", rt.name)
             except OnlearnError:
                 log.warning("model %r: no snapshot at shutdown; replay will rebuild it", rt.name)
         self._records.close()
@@ -240,17 +247,16 @@ class Engine:
     def ready(self) -> tuple[bool, str]:
         if not self.started:
             return False, "models are not loaded yet"
+        generation = self.store.generation
+        if generation.lost is not None:
+            return False, generation.lost  # for good: see onlearn.store.generation
         try:
             self.store.ping()
+            generation.check()  # one read: an emptied or replaced store fails readiness at once
+        except StoreReplaced as e:
+            return False, str(e)
         except OnlearnError as e:
             return False, f"store unavailable: {e}"
-        if self.log_behind:
-            name, (seq, head) = next(iter(self.log_behind.items()))
-            return False, (
-                f"model {name!r} has applied the log up to seq {seq}, but the store's log ends at "
-                f"{head}: the store was restored from an older copy or replaced under this "
-                "process, and new labels would reuse seqs it has applied; restart it"
-            )
         return True, "ok"
 
     def stats(self) -> dict[str, Any]:

@@ -51,10 +51,28 @@ class _NotYetVisible(Exception):
 
 @dataclass(frozen=True)
 class FeedbackResult:
+    """What a label came to. ``durable``: its event is in the log (it has a seq), so it will be
+    learned by every process that follows the log. ``applied``: this process's model has
+    learned it already (False for a ``wait=False`` call answered before the learner got to it,
+    or one whose wait ran out). ``error``: why this item of a batch was not taken."""
+
     seq: int | None
     version: str | None
     applied: bool = False
     error: OnlearnError | None = field(default=None, compare=False)
+
+    @property
+    def durable(self) -> bool:
+        return self.seq is not None and self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer's fields (of a taken label)."""
+        return {
+            "seq": self.seq,
+            "version": self.version,
+            "durable": self.durable,
+            "applied": self.applied,
+        }
 
 
 class FeedbackHandler:
@@ -77,6 +95,8 @@ class FeedbackHandler:
         self.clock = clock
 
     def feedback_one(self, rt: ModelRuntime, item: FeedbackItem, wait: bool) -> FeedbackResult:
+        generation = self.store.generation
+        generation.refuse()  # a store found changed takes no label (onlearn.store.generation)
         deadline = time.monotonic() + JOIN_WAIT_S
         while True:
             try:
@@ -88,11 +108,14 @@ class FeedbackHandler:
         with self._follower.applying_here() if wait else nullcontext():
             (seq,) = self._committer.commit(rt.name, [event])
         applied = self._follower.apply_now(rt, seq) if wait else rt.seq >= seq
+        generation.refuse()  # the append showed the log went back: its seq means nothing here
         return FeedbackResult(seq, rt.roles[CHAMPION], applied)
 
     def feedback_many(
         self, rt: ModelRuntime, items: Sequence[FeedbackItem], wait: bool
     ) -> list[FeedbackResult]:
+        generation = self.store.generation
+        generation.refuse()
         deadline = time.monotonic() + JOIN_WAIT_S
         prepared = self._prepare_many(rt, items, deadline)
         while any(isinstance(p, _NotYetVisible) for p in prepared):
@@ -108,11 +131,13 @@ class FeedbackHandler:
             if wait and seqs
             else bool(seqs) and rt.seq >= max(seqs)
         )
+        generation.refuse()
         return self._results(rt, prepared, seqs, applied)
 
     async def feedback_one_async(
         self, rt: ModelRuntime, item: FeedbackItem, wait: bool
     ) -> FeedbackResult:
+        self.store.generation.refuse()
         deadline = time.monotonic() + JOIN_WAIT_S
         while True:
             try:
@@ -128,6 +153,7 @@ class FeedbackHandler:
     async def feedback_many_async(
         self, rt: ModelRuntime, items: Sequence[FeedbackItem], wait: bool
     ) -> list[FeedbackResult]:
+        self.store.generation.refuse()
         deadline = time.monotonic() + JOIN_WAIT_S
         prepared = await self._off_loop(self._prepare_many, rt, items, deadline)
         while any(isinstance(p, _NotYetVisible) for p in prepared):
@@ -327,14 +353,21 @@ class FeedbackHandler:
         )
 
     async def _applied_async(self, rt: ModelRuntime, seq: int, wait: bool) -> bool:
+        """Whether this process has learned ``seq`` (after waiting for it, with ``wait``).
+        Raises StoreReplaced when the append showed the store went back: the seq was given
+        again by another log, and says nothing about what the model learned."""
+        generation = self.store.generation
         if not wait:
+            generation.refuse()
             return rt.seq >= seq
         timeout = self.settings.engine.apply_timeout_s
         if self.settings.limits.request_timeout_s:
             # The label is durable by now: answer 200 with applied false rather than let the
             # request run into its timeout (504), which would hide that it was recorded.
             timeout = min(timeout, self.settings.limits.request_timeout_s / 2)
-        return await rt.wait_applied_async(seq, timeout)
+        applied = await rt.wait_applied_async(seq, timeout)
+        generation.refuse()
+        return applied
 
 
 def _finite_number(value: int | float) -> bool:

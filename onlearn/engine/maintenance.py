@@ -70,6 +70,7 @@ class Maintenance:
         # The applied seqs first: read after the heads, they could count an event appended
         # (and applied) in between. One read of every head, whatever the number of models.
         applied = {name: rt.seq for name, rt in self.runtimes.items()}
+        generation = self.store.generation
         try:
             heads = self.store.log.heads(list(applied))
         except OnlearnError:
@@ -78,13 +79,11 @@ class Maintenance:
             head = heads[name]
             if head < seq and name not in self.log_behind:
                 self.log_behind[name] = (seq, head)
-                log.error(
-                    "model %r: applied up to seq %d but the log ends at %d (store restored or "
-                    "replaced?); restart this process",
-                    name,
-                    seq,
-                    head,
-                )
+                generation.went_back(name, seq, head)  # logs it; the process stops for good
+        try:
+            generation.check()  # an emptied or replaced store, even while no label comes
+        except OnlearnError:
+            return
 
     def refresh_snapshot_seqs(self, models: Iterable[ModelRuntime] | None = None) -> None:
         """Learn the newest snapshot of each champion from the store: beside a worker process
@@ -99,9 +98,11 @@ class Maintenance:
             rt.note_snapshot(seq)
 
     def snapshot_live(self, rt: ModelRuntime) -> None:
-        """At shutdown nothing learns any more: pickling the live states is exact and quick."""
+        """At shutdown nothing learns any more: pickling the live states is exact and quick.
+        Never over a store found changed (save_snapshot checks it again, against the store)."""
         if rt.seq <= rt.snapshot_seq:
             return
+        self.store.generation.refuse()
         with rt.lock:
             for state in rt.states.values():
                 save_snapshot(self.store, rt.name, state, self.secret)

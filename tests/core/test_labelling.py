@@ -52,7 +52,7 @@ def test_claim_label_twice_and_the_label_is_human_feedback():
         again = engine.labelling.label(
             "phishing", item["item_id"], False, claim_id=item["claim_id"]
         )
-        assert first == again == {"seq": 1, "version": "v1", "applied": True}
+        assert first == again == {"seq": 1, "version": "v1", "durable": True, "applied": True}
         (event,) = engine.store.log.read("phishing", 0)
         assert event.payload["source"] == "human" and event.payload["labeller"] == "ann"
         assert event.payload["prediction_id"] == item["prediction_id"]

@@ -313,12 +313,12 @@ def test_feedback_batch_answers_per_item_with_per_item_errors(api):
     results = ack(api.post("/models/fbatch/feedback/batch", json={"items": items}))["results"]
     assert len(results) == 4
     first = results[0]["seq"]
-    assert results[0] == {"seq": first, "version": "v1", "applied": True}
+    assert results[0] == {"seq": first, "version": "v1", "durable": True, "applied": True}
     assert results[1] == {"error": {"status": 404, "detail": results[1]["error"]["detail"]}}
     assert unknown in results[1]["error"]["detail"]
     assert "inline features" in results[1]["error"]["detail"]
-    assert results[2] == {"seq": first + 1, "version": "v1", "applied": True}
-    assert results[3] == {"seq": first + 2, "version": "v1", "applied": True}
+    assert results[2] == {"seq": first + 1, "version": "v1", "durable": True, "applied": True}
+    assert results[3] == {"seq": first + 2, "version": "v1", "durable": True, "applied": True}
     described = model(api, "fbatch")
     assert described["applied_seq"] == first + 2
     assert described["counters"]["labels_applied"] == 3
