@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from onlearn.errors import ConfigError, StoreUnavailable
+from onlearn.errors import ConfigError, StoreReplaced, StoreUnavailable
 from onlearn.records import Event, EventKind, Job, PredictionRecord, QueueItem, QueueState, Snapshot
 from onlearn.store.base import Store
 from onlearn.store.redis import label_queue, open_redis_store, parse_redis_url
@@ -609,4 +609,52 @@ def test_jobs_and_versions_stored_by_an_earlier_onlearn_read_back(
     committed = jobs.commit("b", "w", now=6.0)
     assert committed is not None and committed.committed
     assert jobs.cancel("b", 7.0, reason="stop") == committed
+    client.close()
+
+
+# The generation id (onlearn/store/generation.py)
+
+
+def test_an_emptied_redis_takes_no_append_and_no_record_encoded_with_its_old_shapes(
+    store: Store, redis_url: str
+) -> None:
+    # A process caches the compact encoding's shape ids; in a Redis emptied and filled again by
+    # another process, the same id names another shape (or none): a record or an event encoded
+    # with the old cache would be read back with the wrong keys.
+    now = time.time()
+    record = dataclasses.replace(_record("p-old", now + 600), features={"a": 1, "b": 2})
+    store.predictions.put_many([record])
+    assert store.log.append("m", [_event(1), _event(2)]) == [1, 2]
+    old = store.generation.id
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    with open_redis_store(redis_url) as other:  # a new process: a new generation, new shapes
+        assert other.generation.id != old
+        other.predictions.put_many(
+            [dataclasses.replace(_record("p-new", now + 600), features={"y": 1, "z": 2})]
+        )
+        assert other.log.append("m", [_event(3)]) == [1]
+        with pytest.raises(StoreReplaced, match="holds generation"):
+            store.predictions.put_many(
+                [dataclasses.replace(record, id="p-stale", features={"a": 3, "b": 4})]
+            )
+        assert other.predictions.get("p-stale") is None, "the record was taken out again"
+        with pytest.raises(StoreReplaced):
+            store.log.append("m", [_event(4)])
+        assert [e.seq for e in other.log.read("m", after=0)] == [1], "nothing appended"
+        assert other.log.read("m", after=0)[0].payload["features"] == {"x": 3}
+    assert store.generation.lost is not None
+    client.close()
+
+
+def test_a_store_of_an_earlier_onlearn_gets_a_generation_at_first_open(
+    store: Store, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    assert client.get(RedisKeys().generation).decode() == store.generation.id
+    client.delete(RedisKeys().generation)  # as an earlier onlearn left it
+    with open_redis_store(redis_url) as opened:
+        assert client.get(RedisKeys().generation).decode() == opened.generation.id
+        with open_redis_store(redis_url) as again:
+            assert again.generation.id == opened.generation.id, "set once, read by every process"
     client.close()
