@@ -281,6 +281,7 @@ class Engine:
                 "written": self._records.written if self._records else 0,
                 "dropped": self._records.dropped if self._records else 0,
                 "unwritable": self._records.unwritable if self._records else 0,
+                "refused": self._records.refused if self._records else 0,
             },
             "log_commits": {
                 "batches": self._committer.batches if self._committer else 0,
