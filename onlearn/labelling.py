@@ -247,7 +247,7 @@ class Labelling:
         self.engine.store.generation.refuse()
         answer = dict(stored)
         answer["durable"] = True
-        answer["applied"] = rt.seq >= answer["seq"]
+        answer["applied"] = rt.learned(answer["seq"])
         return answer
 
     def _feedback(self, item: QueueItem, label: Any, labeller: str | None) -> FeedbackItem:

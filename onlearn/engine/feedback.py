@@ -109,7 +109,7 @@ class FeedbackHandler:
             (seq,) = self._committer.commit(rt.name, [event])
         applied = self._follower.apply_now(rt, seq) if wait else rt.seq >= seq
         generation.refuse()  # the append showed the log went back: its seq means nothing here
-        return FeedbackResult(seq, rt.roles[CHAMPION], applied)
+        return FeedbackResult(seq, rt.roles[CHAMPION], applied and rt.learned(seq))
 
     def feedback_many(
         self, rt: ModelRuntime, items: Sequence[FeedbackItem], wait: bool
@@ -148,7 +148,7 @@ class FeedbackHandler:
         self._check_lag(rt)
         (seq,) = await self._committer.submit_async(rt.name, [event])
         applied = await self._applied_async(rt, seq, wait)
-        return FeedbackResult(seq, rt.roles[CHAMPION], applied)
+        return FeedbackResult(seq, rt.roles[CHAMPION], applied and rt.learned(seq))
 
     async def feedback_many_async(
         self, rt: ModelRuntime, items: Sequence[FeedbackItem], wait: bool
@@ -245,7 +245,7 @@ class FeedbackHandler:
         return [
             FeedbackResult(None, None, False, p)
             if isinstance(p, OnlearnError)
-            else FeedbackResult(next(it), version, applied)
+            else FeedbackResult(seq := next(it), version, applied and rt.learned(seq))
             for p in prepared
         ]
 
