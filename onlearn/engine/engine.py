@@ -248,15 +248,17 @@ class Engine:
         if not self.started:
             return False, "models are not loaded yet"
         generation = self.store.generation
+        if generation.lost is None:
+            try:
+                self.store.ping()
+            except OnlearnError as e:
+                return False, f"store unavailable: {e}"
+            # Two reads (the generation id, every log head): a store emptied, replaced or
+            # restored from an older copy fails readiness at the first probe, not at the next
+            # maintenance round.
+            self._maintenance.check_log_position()
         if generation.lost is not None:
             return False, generation.lost  # for good: see onlearn.store.generation
-        try:
-            self.store.ping()
-            generation.check()  # one read: an emptied or replaced store fails readiness at once
-        except StoreReplaced as e:
-            return False, str(e)
-        except OnlearnError as e:
-            return False, f"store unavailable: {e}"
         return True, "ok"
 
     def stats(self) -> dict[str, Any]:

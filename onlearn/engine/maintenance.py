@@ -72,18 +72,17 @@ class Maintenance:
         applied = {name: rt.seq for name, rt in self.runtimes.items()}
         generation = self.store.generation
         try:
+            # First the generation: an emptied or replaced store says so (its log ends before
+            # what was applied too, but that is the lesser news), even while no label comes.
+            generation.check()
             heads = self.store.log.heads(list(applied))
         except OnlearnError:
-            return  # the next round tries again
+            return  # StoreReplaced noted it; else the next round tries again
         for name, seq in applied.items():
             head = heads[name]
             if head < seq and name not in self.log_behind:
                 self.log_behind[name] = (seq, head)
                 generation.went_back(name, seq, head)  # logs it; the process stops for good
-        try:
-            generation.check()  # an emptied or replaced store, even while no label comes
-        except OnlearnError:
-            return
 
     def refresh_snapshot_seqs(self, models: Iterable[ModelRuntime] | None = None) -> None:
         """Learn the newest snapshot of each champion from the store: beside a worker process

@@ -78,11 +78,33 @@ def test_sqlite_an_older_copy_put_at_the_path_is_caught(tmp_path):
             _label(engine, i)
         applied = engine.runtime("phishing").seq
         _copy(f"{tmp_path}/backup.db", f"{tmp_path}/s.db")  # restored under the process
-        # The same generation id: the first label shows the log went back (it gets a seq this
-        # process applied); that label is in the restored log, refused to its sender.
+        # The same generation id: the log's head below what was applied shows it, at the
+        # first readiness probe (or maintenance round).
+        ready, reason = engine.ready()
+        assert not ready and f"up to seq {applied}" in reason and "ends at 2" in reason
         _refused_for_good(engine, applied, 5, f"applied the log up to seq {applied}")
     with open_store(url) as store:
-        assert store.log.head("phishing") == applied - 2, "only the label that showed it"
+        assert store.log.head("phishing") == 2, "no label went into the older copy"
+        assert store.registry.latest_snapshot("phishing", "v1") is None, "no snapshot over it"
+
+
+def test_sqlite_an_older_copy_is_caught_by_the_append_that_meets_it(tmp_path):
+    # No probe nor maintenance round in between: the label's append gets a seq this process
+    # applied already, which shows the log went back. That label is in the older copy's log
+    # (its seq was given before anything could know); its sender gets the 503.
+    url = f"sqlite:///{tmp_path}/s.db"
+    settings = phishing_settings(url, engine={"snapshot_check_s": 3600})
+    with Engine.from_settings(settings) as engine:
+        for i in range(2):
+            _label(engine, i)
+        _copy(f"{tmp_path}/s.db", f"{tmp_path}/backup.db")
+        for i in range(2, 5):
+            _label(engine, i)
+        applied = engine.runtime("phishing").seq
+        _copy(f"{tmp_path}/backup.db", f"{tmp_path}/s.db")
+        _refused_for_good(engine, applied, 5, f"applied the log up to seq {applied}")
+    with open_store(url) as store:
+        assert store.log.head("phishing") == 3, "only the label that showed it"
         assert store.registry.latest_snapshot("phishing", "v1") is None, "no snapshot over it"
 
 
