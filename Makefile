@@ -9,7 +9,7 @@ STORE ?= sqlite:///.data/onlearn.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-active bench-drift bench-trim bench-purge bench-storage bench-stall bench-models soak install clean
+.PHONY: run test lint bench bench-active bench-drift bench-trim bench-purge bench-storage bench-stall bench-models bench-saturation soak install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,11 @@ bench-stall: $(STAMP)
 # start-up, threads, idle CPU, RSS, predict round robin (~5 min). Not part of `make bench`.
 bench-models: $(STAMP)
 	$(BIN)/python -m benchmarks.many_models --wait-quiet 120
+
+# Batch predict past saturation with a small record buffer: every 200 has its record, the rest
+# are 503s (back-pressure), nothing dropped (~15 s); exits 1 otherwise.
+bench-saturation: $(STAMP)
+	$(BIN)/python -m benchmarks.saturation
 
 # Half of the measured capacity for SOAK_DURATION seconds; exits 1 when a verdict fails.
 SOAK_DURATION ?= 600

@@ -9,7 +9,11 @@ bodies in order; by default they cycle, with ``--once`` each body is sent once a
 early when they run out (the window then ends when the last answer arrives; its real length is
 reported). Every response is parsed properly (status line, Content-Length, body) and checked: a
 status other than ``--status`` (200) or a body without the ``--expect`` bytes is an error, as is
-a lost connection or a malformed answer. Results are printed as one JSON object on stdout.
+a lost connection or a malformed answer. A 503 is counted apart, as back-pressure
+(``backpressure``, ``window_backpressure``): the server refused the request rather than take
+more than it can hold (onlearn answers 503 with Retry-After when its record or label buffers are
+full), which is not an error of the server; the connection sends its next request at once.
+Results are printed as one JSON object on stdout.
 
 Why not httpx: it costs about 1.5 ms of client CPU per request, far more than the server spends,
 so it measures itself. This uses asyncio protocols on uvloop: a response is parsed in the
@@ -244,6 +248,8 @@ class LoadGenerator:
         self.latencies: list[float] = []
         self.window_ok = 0
         self.window_errors = 0
+        self.backpressure = 0  # 503 answers: refused under pressure, not errors
+        self.window_backpressure = 0
         self.t_start = self.t_end = 0.0
         self.cpu_start = self.cpu_end = None
         self.own_start = self.own_end = 0.0
@@ -269,6 +275,11 @@ class LoadGenerator:
     def answered(self, status: int, body: bytes, latency: float) -> None:
         self.answers += 1
         self.statuses[status] += 1
+        if status == 503 and self.expected_status != 503:
+            self.backpressure += 1
+            if self.phase == "measure":
+                self.window_backpressure += 1
+            return
         ok = status == self.expected_status and (self.expect is None or self.expect in body)
         if not ok:
             kind = f"status {status}" if status != self.expected_status else "unexpected body"
@@ -394,6 +405,8 @@ class LoadGenerator:
             "answers": self.answers,
             "errors": self.errors,
             "window_errors": self.window_errors,
+            "backpressure": self.backpressure,
+            "window_backpressure": self.window_backpressure,
             "error_kinds": dict(self.error_kinds),
             "error_samples": self.samples,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},

@@ -127,13 +127,23 @@ class Client:
 class Server:
     """One server process (``python -m benchmarks.server``), pinned to ``cpu`` when given."""
 
-    def __init__(self, kind: str, log_path: Path, *, store: str | None = None, cpu: int | None):
+    def __init__(
+        self,
+        kind: str,
+        log_path: Path,
+        *,
+        store: str | None = None,
+        cpu: int | None,
+        config: Path | None = None,
+    ):
         self.kind = kind
         self.port = free_port()
         self.log_path = log_path
         args = ["-m", "benchmarks.server", kind, "--port", str(self.port)]
         if store:
             args += ["--store", store]
+        if config is not None:
+            args += ["--config", str(config)]
         if cpu is not None:
             args += ["--cpu", str(cpu)]
         self._log = log_path.open("wb")

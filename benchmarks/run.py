@@ -135,7 +135,8 @@ class Bench:
             self.log(f"  profile: {os.path.relpath(kwargs['profile'], Path.cwd())}")
         self.log(
             f"  {path}: {result['rps']:,.0f} req/s, p50 {_ms(lat['p50'])}, p99 {_ms(lat['p99'])}, "
-            f"errors {result['errors']}, server CPU {_pct(result['server_cpu_util'])}"
+            f"errors {result['errors']}, back-pressure 503s {result['backpressure']}, "
+            f"server CPU {_pct(result['server_cpu_util'])}"
         )
         return result
 
@@ -333,6 +334,7 @@ def records_stats(server: Server) -> dict[str, float]:
     return {
         "written": m.get("onlearn_prediction_records_written", 0.0),
         "dropped": m.get("onlearn_prediction_records_dropped", 0.0),
+        "refused": m.get("onlearn_prediction_records_refused", 0.0),
         "pending": m.get("onlearn_prediction_records_pending", 0.0),
     }
 

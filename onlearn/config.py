@@ -138,7 +138,8 @@ class EngineSettings:
     """Knobs of the engine's background work. Defaults suit one machine."""
 
     prediction_flush_ms: float = 20.0
-    max_pending_predictions: int = 100_000  # records not yet written; the oldest are dropped
+    # Prediction records not yet written; past this, predict answers 503 (nothing dropped).
+    max_pending_predictions: int = 100_000
     # Label events waiting for their durable append; past this, feedback answers 503.
     max_pending_labels: int = 100_000
     poll_interval_ms: float = 50.0

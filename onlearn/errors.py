@@ -102,6 +102,13 @@ class Overloaded(StoreUnavailable):
     """A bounded buffer is full: the store does not keep up (HTTP 503); retry later."""
 
 
+class StoreReplaced(StoreUnavailable):
+    """The store is not the one this process opened (HTTP 503): its generation id changed (it
+    was emptied or replaced) or its log went back below what this process applied (an older
+    copy). Retrying does not help: restart the process against the right store, or restore the
+    store (see :mod:`onlearn.store.generation`)."""
+
+
 class ActiveLearningOff(OnlearnError, LookupError):
     """The model has no labelling queue (HTTP 404): its config has no ``active`` table."""
 

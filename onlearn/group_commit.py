@@ -44,7 +44,9 @@ class GroupCommitter:
 
     ``on_commit(model, events, result)`` runs in the commit thread after each durable append and
     before the submitters hear of it (the engine applies the events there when it can, so that an
-    answer after commit is already read-your-writes).
+    answer after commit is already read-your-writes). ``before_commit(model)`` runs in the same
+    thread just before each append (the engine notes how far the model had applied, to tell a
+    log that went back from its own events applied meanwhile by the follower).
     """
 
     def __init__(
@@ -55,8 +57,10 @@ class GroupCommitter:
         linger_s: float = 0.001,
         max_pending: int = 100_000,
         on_commit: Callable[[str, Sequence[Event], AppendResult], None] | None = None,
+        before_commit: Callable[[str], None] | None = None,
     ) -> None:
         self.event_log = event_log
+        self.before_commit = before_commit
         self.max_batch = max_batch
         self.linger_s = linger_s
         self.on_commit = on_commit
@@ -158,6 +162,8 @@ class GroupCommitter:
         for model, items in by_model.items():
             events = [e for _, evs, _, _ in items for e in evs]
             try:
+                if self.before_commit is not None:
+                    self.before_commit(model)
                 result = self.event_log.append(model, events)
             except BaseException as e:  # noqa: BLE001 - every waiter must learn the outcome
                 outcomes += [(future, loop, e) for _, _, future, loop in items]

@@ -61,12 +61,9 @@ def dedupe_key(features: dict) -> str:
 
 
 class Answer(Protocol):
-    """The part of a feedback answer a label call keeps."""
+    """A feedback answer, as a label call gives it back."""
 
-    seq: int | None
-    version: str | None
-    applied: bool
-    correction: bool
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 class LabellingEngine(Protocol):
@@ -352,11 +349,9 @@ class Labelling:
 
     @staticmethod
     def _answered(result: Answer) -> dict:
-        """A label call's answer from the feedback path's result."""
-        answer = {"seq": result.seq, "version": result.version, "applied": result.applied}
-        if result.correction:
-            answer["correction"] = True
-        return answer
+        """A label call's answer from the feedback path's result (seq, version, durable,
+        applied, and whether it was recorded as a correction)."""
+        return result.to_dict()
 
     def _feedback(
         self, item: QueueItem, label: Any, labeller: str | None, correction: bool = False
@@ -377,7 +372,9 @@ class Labelling:
     def _label_in_store(
         self, rt: ModelRuntime, item_id: str, claim_id: str | None, events: list[Event]
     ) -> LabelOutcome:
-        """The atomic step: lease check, append with the log's key dedup, item done."""
+        """The atomic step: lease check, append with the log's key dedup, item done. Never on a
+        store found changed (onlearn.store.generation): its append checks it again."""
+        self.engine.store.generation.refuse()
         result = {"version": rt.roles[CHAMPION]}
         return self.queue.label(rt.name, item_id, claim_id, events, result, self.engine.clock())
 
@@ -416,7 +413,7 @@ class Labelling:
         if not outcome.seqs.new[0]:
             return self._answered(await self.engine.feedback_one_async(name, feedback))
         applied = await self.engine.learn_appended_async(name, events, outcome.seqs)
-        return {**done.result, "applied": applied}
+        return {**done.result, "durable": True, "applied": applied}
 
     def label(
         self,
@@ -445,7 +442,7 @@ class Labelling:
         if not outcome.seqs.new[0]:
             return self._answered(self.engine.feedback_one(name, feedback))
         applied = self.engine.learn_appended(name, events, outcome.seqs)
-        return {**done.result, "applied": applied}
+        return {**done.result, "durable": True, "applied": applied}
 
     def skip(
         self, name: str, item_id: str, *, claim_id: str | None = None, labeller: str | None = None

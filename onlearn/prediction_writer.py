@@ -1,21 +1,23 @@
 """Prediction records are written in small batches off the request path.
 
-Losing the last few milliseconds of records on a crash only loses a join (the client can still
-send the label with inline features), so predict never waits for storage. The buffer is
-bounded: when the store is down long enough to fill it, the oldest records are dropped and
-counted, rather than the process growing until it dies. A record the store refuses for what it
-holds (not because the store is away) is dropped and counted as unwritable, so one bad record
-cannot hold back every record after it.
+A prediction answered 200 has its record written: nothing is dropped to make room. The buffer
+is bounded (``max_pending``): a predict that finds no room for its records (the store does not
+keep up, or is away) is refused with :class:`~onlearn.errors.Overloaded` (HTTP 503 with
+``Retry-After``) before anything is predicted, and counted (``refused``). Losing the last few
+milliseconds of records on a crash only loses a join (the client can still send the label with
+inline features). What can still be lost is counted and logged, never silent: a record the store
+refuses for what it holds (not because the store is away: ``unwritable``, so that one bad record
+cannot hold back every record after it), and records still waiting when the process stops with
+the store away (``dropped``).
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import threading
 import time
 
-from onlearn.errors import StoreUnavailable
+from onlearn.errors import Overloaded, StoreUnavailable
 from onlearn.records import PredictionRecord
 from onlearn.store.base import PredictionStore
 
@@ -29,8 +31,10 @@ class PredictionWriter:
     than it writes them), the caller that puts more writes the buffer itself, if no flush is
     running and the last one reached the store. That is the back-pressure of a busy server:
     without it, batch predicts at 40k rows/s outran the thread (it waits for the GIL each time
-    its SQLite calls release it) and the bound dropped records of a store that was up. A store
-    that is down leaves the callers alone: the bound applies as before.
+    its SQLite calls release it) and the bound dropped 51% of the records of a store that was
+    up. When even that leaves no room (:meth:`admit`), the predict is refused with a 503: a
+    store that is down, or slower than the predictions, makes callers wait and retry instead of
+    losing the records of predictions they were answered.
     """
 
     def __init__(
@@ -58,8 +62,9 @@ class PredictionWriter:
         self._healthy = True  # the last flush reached the store
         self._flushing = threading.Lock()  # one flush at a time, the thread's or a caller's
         self.written = 0
-        self.dropped = 0
-        self.unwritable = 0
+        self.dropped = 0  # records lost: still waiting when the process stopped, store away
+        self.unwritable = 0  # records the store refused for what they hold (logged)
+        self.refused = 0  # predicted rows refused with 503: the buffer had no room for them
         self.failures = 0
         self._pending: dict[str, PredictionRecord] = {}
         self._inflight: dict[str, PredictionRecord] = {}
@@ -75,13 +80,38 @@ class PredictionWriter:
         )
         self._purger.start()
 
+    def admit(self, n: int = 1) -> None:
+        """Make sure ``n`` more records fit in the buffer, before predicting them; raise
+        :class:`Overloaded` (HTTP 503, counted in ``refused``) when they do not.
+
+        A caller that finds the buffer full writes it itself first when the store is up (as
+        ``help_at`` does). A batch bigger than the whole bound is taken when the buffer is
+        empty (so it can be answered at all); the bound is then passed by at most one batch.
+        Callers admitted at once may pass it by their batches: the bound is on what waits, and
+        nothing admitted is ever dropped to keep it.
+        """
+        waiting = len(self._pending) + len(self._inflight)
+        if waiting + n <= self.max_pending or not waiting:
+            return
+        if self.help_at is not None:
+            self._help()
+        waiting = len(self._pending) + len(self._inflight)
+        if waiting + n <= self.max_pending or not waiting:
+            return
+        self.refused += n
+        raise Overloaded(
+            f"{waiting} prediction records are waiting to be written ([engine] "
+            f"max_pending_predictions = {self.max_pending}): the store does not keep up "
+            f"{'or is unavailable ' if not self._healthy else ''}and this predict of {n} "
+            "rows was refused rather than answered without its record; retry after "
+            "Retry-After, send fewer rows per call, or add capacity"
+        )
+
     def put(self, record: PredictionRecord) -> None:
+        """Buffer ``record`` (admitted before by :meth:`admit`: never dropped here)."""
         with self._lock:
             self._pending[record.id] = record
             behind = len(self._pending)
-            if behind > self.max_pending:
-                del self._pending[next(iter(self._pending))]
-                self.dropped += 1
         if self.help_at is not None and behind >= self.help_at:
             self._help()
 
@@ -92,11 +122,6 @@ class PredictionWriter:
             for record in records:
                 pending[record.id] = record
             behind = len(pending)
-            over = behind - self.max_pending
-            if over > 0:
-                for key in list(itertools.islice(pending, over)):
-                    del pending[key]
-                self.dropped += over
         if self.help_at is not None and behind >= self.help_at:
             self._help()
 
@@ -124,9 +149,10 @@ class PredictionWriter:
 
     def _flush(self) -> None:
         with self._lock:
-            if not self._pending:
+            if not self._pending and not self._inflight:
                 return
-            self._inflight, self._pending = self._pending, {}
+            # A batch left in flight by a flush that failed unexpectedly goes first, not lost.
+            self._inflight, self._pending = {**self._inflight, **self._pending}, {}
         records = list(self._inflight.values())
         try:
             try:
@@ -175,27 +201,41 @@ class PredictionWriter:
         return written
 
     def _retry_later(self) -> None:
-        """Keep the batch in flight for the next try, in front of newer records, within the
-        bound."""
+        """Keep the batch in flight for the next try, in front of newer records (all of them:
+        :meth:`admit` bounds what comes in)."""
         self.failures += 1
         log.warning("could not write %d prediction records; will retry", len(self._inflight))
         with self._lock:
-            merged = {**self._inflight, **self._pending}
-            overflow = max(0, len(merged) - self.max_pending)
-            for key in list(merged)[:overflow]:
-                del merged[key]
-            self.dropped += overflow
-            self._pending, self._inflight = merged, {}
+            self._pending, self._inflight = {**self._inflight, **self._pending}, {}
 
-    def close(self) -> None:
+    def close(self, attempts: int = 3, pause_s: float = 0.2) -> None:
+        """Stop, writing what waits: a few tries while the store is away, then what is left
+        is counted in ``dropped`` and logged (the process is going; nothing can hold it)."""
         self._stop.set()
         self._thread.join()
         self._purger.join()
-        self.flush()
+        for attempt in range(attempts):
+            self.flush()
+            if not self.pending:
+                return
+            if attempt + 1 < attempts:
+                time.sleep(pause_s)
+        lost = self.pending
+        self.dropped += lost
+        log.error(
+            "%d prediction records were not written at shutdown: the store is unavailable; "
+            "labels for them need inline features",
+            lost,
+        )
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_interval_s):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:
+                # Never let the writer thread die: records would pile up unseen until every
+                # predict is refused. The batch stays for the next try (or was counted).
+                log.exception("writing prediction records failed; will retry")
 
     def _purge(self) -> None:
         while not self._stop.wait(self.purge_interval_s):

@@ -26,6 +26,9 @@ from onlearn.registry import CANARY, CHAMPION
 
 log = logging.getLogger(__name__)
 
+# Seqs of labels the champion could not learn, remembered for the answers (a few hundred bytes).
+UNLEARNED_KEPT = 100
+
 
 class ModelRuntime:
     def __init__(
@@ -72,6 +75,10 @@ class ModelRuntime:
         self.snapshots_advance = False
         self.snapshot_checked_at = 0.0  # monotonic time of the last look at the store for it
         self.restored: dict[str, Any] = {}
+        # Seqs of label events the champion could not learn (its learn_one raised; skipped, see
+        # ``apply``), the newest UNLEARNED_KEPT: an answer says ``applied`` only for a label
+        # the model learned (``learned``).
+        self.unlearned: collections.deque[int] = collections.deque(maxlen=UNLEARNED_KEPT)
         # Which predictions to ask labels for. Per process, not replayed: a budget is spent by
         # the traffic each process sees, and replicas split the traffic.
         self.sampler = None
@@ -92,6 +99,11 @@ class ModelRuntime:
         for error in violation.errors:
             field = str(error.loc[0]) if error.loc else "(row)"
             self.violations[(field, error.rule)] += 1
+
+    def learned(self, seq: int) -> bool:
+        """Whether the model learned the label event at ``seq`` here: applied, and not one the
+        champion skipped (as far as ``unlearned`` remembers)."""
+        return self.seq >= seq and (not self.unlearned or seq not in self.unlearned)
 
     @property
     def learns(self) -> bool:
@@ -134,6 +146,8 @@ class ModelRuntime:
                             event.seq,
                         )
                         state.skip(event)
+                        if state.version == self.roles.get(CHAMPION):
+                            self.unlearned.append(event.seq)
             self.labels_applied += 1
         else:
             if event.kind in (EventKind.PROMOTE, EventKind.ROLLBACK):

@@ -153,7 +153,21 @@ def restore(
     return state
 
 
+def check_snapshot_target(store: Store, model: str, seq: int) -> None:
+    """Raise StoreReplaced unless ``store`` may take a snapshot of ``model`` at ``seq``: it is
+    the store this process opened, and its log reaches ``seq``."""
+    store.generation.check()
+    head = store.log.head(model)
+    if head < seq:
+        raise store.generation.went_back(model, seq, head)
+
+
 def save_snapshot(store: Store, model: str, state: LearnerState, secret: bytes) -> Snapshot:
+    """Write ``state`` as the snapshot of its version at its seq. Refused (StoreReplaced) when
+    the store is not the one this process opened, or its log ends below the state's seq: the
+    state then holds events the store does not have (onlearn.store.generation), and a snapshot
+    would carry them into every process that restores from it."""
+    check_snapshot_target(store, model, state.seq)
     snapshot = Snapshot(model, state.version, state.seq, time.time(), dump_signed(state, secret))
     store.registry.put_snapshot(snapshot)
     return snapshot

@@ -280,7 +280,7 @@ async def feedback(request: Request) -> JSON:
         )
     except SchemaViolation as e:
         raise e.at("body") from None
-    return JSON(_answer(result))
+    return JSON(result.to_dict())
 
 
 async def feedback_batch(request: Request) -> JSON:
@@ -315,20 +315,13 @@ async def feedback_batch(request: Request) -> JSON:
     return JSON(
         {
             "results": [
-                _answer(r)
+                r.to_dict()
                 if r.error is None
                 else {"error": {"status": status_of(r.error), "detail": detail_of(r.error)}}
                 for r in results
             ]
         }
     )
-
-
-def _answer(result) -> dict:
-    answer = {"seq": result.seq, "version": result.version, "applied": result.applied}
-    if result.correction:
-        answer["correction"] = True  # recorded as a correction of an earlier, different label
-    return answer
 
 
 def serves(handler: Callable) -> Callable[[Callable], Callable]:

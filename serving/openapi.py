@@ -22,8 +22,11 @@ MEANING = {
     "possible now, or the job already registered its result or ended.",
     410: "Gone: the prediction expired (send inline features), or the item left the queue.",
     413: "The body is larger than [limits] max_body_bytes.",
-    503: "The store is unavailable, or label events wait beyond [engine] max_pending_labels; "
-    "retry after Retry-After.",
+    503: "The store is unavailable; or label events wait beyond [engine] max_pending_labels, "
+    "or prediction records beyond max_pending_predictions (back-pressure: nothing was "
+    "answered nor recorded); retry after Retry-After. Also the store is not the one this "
+    "process opened (emptied, replaced or restored: the detail says so); retrying does not "
+    "help then: restart the process against the right store.",
     504: "The request took longer than [limits] request_timeout_s; it may still take effect.",
 }
 

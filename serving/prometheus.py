@@ -158,8 +158,13 @@ class EngineCollector:
         )
         yield CounterMetricFamily(
             "onlearn_prediction_records_dropped",
-            "Records dropped (buffer full)",
+            "Records not written: still waiting when the process stopped with the store away",
             value=records["dropped"],
+        )
+        yield CounterMetricFamily(
+            "onlearn_prediction_records_refused",
+            "Predicted rows refused with 503 (max_pending_predictions records were waiting)",
+            value=records["refused"],
         )
         yield CounterMetricFamily(
             "onlearn_prediction_records_unwritable",

@@ -108,8 +108,16 @@ class FeedbackBatchRequest(Strict):
 
 class FeedbackResponse(BaseModel):
     seq: int = Field(description="Position of the label event in the model's log.")
-    version: str = Field(description="The champion version that learned it.")
-    applied: bool = Field(description="Whether this process had applied it when answering.")
+    version: str = Field(description="The champion version when answering.")
+    durable: bool = Field(
+        description="The label event is in the log (always true in a 200): every process "
+        "following the log learns it, and a restart does not lose it."
+    )
+    applied: bool = Field(
+        description="This process's model has learned the label. False with `?wait=false` "
+        "until the learner gets to it, or when the wait for it ran out; the label is durable "
+        "either way and will be learned."
+    )
     correction: bool | None = Field(
         None, description="Present and true when the label is recorded as a correction."
     )
@@ -118,7 +126,8 @@ class FeedbackResponse(BaseModel):
 class FeedbackItemResult(BaseModel):
     seq: int | None = None
     version: str | None = None
-    applied: bool = False
+    durable: bool = Field(False, description="The label event is in the log.")
+    applied: bool = Field(False, description="This process's model has learned the label.")
     correction: bool | None = None
     error: dict[str, Any] | None = Field(
         None, description="{status, detail} when this item failed."

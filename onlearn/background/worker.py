@@ -45,7 +45,7 @@ from onlearn.records import Job, JobState, Snapshot
 from onlearn.refit_options import resolve_options
 from onlearn.registry import CHALLENGER, CHAMPION, PREVIOUS, code_version
 from onlearn.runtime import ModelRuntime
-from onlearn.snapshots import save_snapshot
+from onlearn.snapshots import check_snapshot_target, save_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +350,7 @@ class Worker:
                     v: (s.seq, dump_signed(s, self.engine.secret)) for v, s in rt.states.items()
                 }
             for version, (seq, blob) in blobs.items():
+                check_snapshot_target(self.store, rt.name, seq)  # never over a changed store
                 latest = self.store.registry.latest_snapshot(rt.name, version)
                 if latest is None or latest.seq < seq:
                     self.store.registry.put_snapshot(

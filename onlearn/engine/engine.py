@@ -19,7 +19,7 @@ from onlearn.engine.follower import Follower
 from onlearn.engine.maintenance import Maintenance
 from onlearn.engine.predict import Prediction, Predictor
 from onlearn.engine.roles import RoleChanges
-from onlearn.errors import OnlearnError, UnknownModel, UnknownVersion
+from onlearn.errors import OnlearnError, StoreReplaced, UnknownModel, UnknownVersion
 from onlearn.group_commit import GroupCommitter
 from onlearn.keys import resolve_secret
 from onlearn.labelling import Labelling
@@ -99,7 +99,10 @@ class Engine:
             after_write=self.labelling.enqueue,
         )
         self._committer = GroupCommitter(
-            self.store.log, max_pending=es.max_pending_labels, on_commit=self._committed
+            self.store.log,
+            max_pending=es.max_pending_labels,
+            on_commit=self._committed,
+            before_commit=self._follower.before_commit,
         )
         self._predictor = Predictor(self._records, self.clock)
         self._feedback = FeedbackHandler(
@@ -126,6 +129,10 @@ class Engine:
             try:
                 self.catch_up(rt)
                 self._maintenance.snapshot_live(rt)
+            except StoreReplaced:
+                # The live state holds events the store does not: it must not become a
+                # snapshot there (onlearn.store.generation).
+                log.error("model %r: no snapshot at shutdown: the store was found changed", rt.name)
             except OnlearnError:
                 log.warning("model %r: no snapshot at shutdown; replay will rebuild it", rt.name)
         self._records.close()
@@ -261,17 +268,18 @@ class Engine:
     def ready(self) -> tuple[bool, str]:
         if not self.started:
             return False, "models are not loaded yet"
-        try:
-            self.store.ping()
-        except OnlearnError as e:
-            return False, f"store unavailable: {e}"
-        if self.log_behind:
-            name, (seq, head) = next(iter(self.log_behind.items()))
-            return False, (
-                f"model {name!r} has applied the log up to seq {seq}, but the store's log ends at "
-                f"{head}: the store was restored from an older copy or replaced under this "
-                "process, and new labels would reuse seqs it has applied; restart it"
-            )
+        generation = self.store.generation
+        if generation.lost is None:
+            try:
+                self.store.ping()
+            except OnlearnError as e:
+                return False, f"store unavailable: {e}"
+            # Two reads (the generation id, every log head): a store emptied, replaced or
+            # restored from an older copy fails readiness at the first probe, not at the next
+            # maintenance round.
+            self._maintenance.check_log_position()
+        if generation.lost is not None:
+            return False, generation.lost  # for good: see onlearn.store.generation
         return True, "ok"
 
     def stats(self) -> dict[str, Any]:
@@ -297,6 +305,7 @@ class Engine:
                 "written": self._records.written if self._records else 0,
                 "dropped": self._records.dropped if self._records else 0,
                 "unwritable": self._records.unwritable if self._records else 0,
+                "refused": self._records.refused if self._records else 0,
             },
             "log_commits": {
                 "batches": self._committer.batches if self._committer else 0,

@@ -60,13 +60,33 @@ class _NotYetVisible(Exception):
 
 @dataclass(frozen=True)
 class FeedbackResult:
-    """``correction``: the label was recorded as a correction of an earlier, different one."""
+    """What a label came to. ``durable``: its event is in the log (it has a seq), so it will be
+    learned by every process that follows the log. ``applied``: this process's model has
+    learned it already (False for a ``wait=False`` call answered before the learner got to it,
+    or one whose wait ran out). ``error``: why this item of a batch was not taken.
+    ``correction``: the label was recorded as a correction of an earlier, different one."""
 
     seq: int | None
     version: str | None
     applied: bool = False
     error: OnlearnError | None = field(default=None, compare=False)
     correction: bool = False
+
+    @property
+    def durable(self) -> bool:
+        return self.seq is not None and self.error is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The answer's fields (of a taken label)."""
+        answer = {
+            "seq": self.seq,
+            "version": self.version,
+            "durable": self.durable,
+            "applied": self.applied,
+        }
+        if self.correction:
+            answer["correction"] = True  # recorded as a correction of an earlier, different label
+        return answer
 
 
 @dataclass
@@ -136,16 +156,21 @@ class FeedbackHandler:
         with self._follower.applying_here() if wait else nullcontext():
             self._follower.committed(rt.name, events, seqs)
         top = max(seqs)
-        return self._follower.apply_now(rt, top) if wait else rt.seq >= top
+        applied = self._follower.apply_now(rt, top) if wait else rt.seq >= top
+        self.store.generation.refuse()
+        return applied and rt.learned(top)
 
     async def learn_appended_async(
         self, rt: ModelRuntime, events: Sequence[Event], seqs: AppendResult, wait: bool
     ) -> bool:
         """``learn_appended`` for the event loop: the learners apply them, the call waits."""
         self._follower.committed(rt.name, events, seqs)
-        return await self._applied_async(rt, max(seqs), wait)
+        top = max(seqs)
+        return await self._applied_async(rt, top, wait) and rt.learned(top)
 
     def feedback_one(self, rt: ModelRuntime, item: FeedbackItem, wait: bool) -> FeedbackResult:
+        generation = self.store.generation
+        generation.refuse()  # a store found changed takes no label (onlearn.store.generation)
         event = self.label_event(rt, item)
         self._check_lag(rt)
         with self._follower.applying_here() if wait else nullcontext():
@@ -158,11 +183,16 @@ class FeedbackHandler:
                 raise outcome.error
             seq, correction = outcome.seq, outcome.correction
         applied = self._follower.apply_now(rt, seq) if wait else rt.seq >= seq
-        return FeedbackResult(seq, rt.roles[CHAMPION], applied, correction=correction)
+        generation.refuse()  # the append showed the log went back: its seq means nothing here
+        return FeedbackResult(
+            seq, rt.roles[CHAMPION], applied and rt.learned(seq), correction=correction
+        )
 
     def feedback_many(
         self, rt: ModelRuntime, items: Sequence[FeedbackItem], wait: bool
     ) -> list[FeedbackResult]:
+        generation = self.store.generation
+        generation.refuse()
         deadline = time.monotonic() + JOIN_WAIT_S
         prepared = self._prepare_many(rt, items, deadline)
         while any(isinstance(p, _NotYetVisible) for p in prepared):
@@ -184,11 +214,13 @@ class FeedbackHandler:
             if wait and seqs
             else bool(seqs) and rt.seq >= max(seqs)
         )
+        generation.refuse()
         return self._results(rt, prepared, outcomes, applied)
 
     async def feedback_one_async(
         self, rt: ModelRuntime, item: FeedbackItem, wait: bool
     ) -> FeedbackResult:
+        self.store.generation.refuse()
         event = await self.label_event_async(rt, item)
         self._check_lag(rt)
         result = await self._committer.submit_async(rt.name, [event])
@@ -200,11 +232,14 @@ class FeedbackHandler:
                 raise outcome.error
             seq, correction = outcome.seq, outcome.correction
         applied = await self._applied_async(rt, seq, wait)
-        return FeedbackResult(seq, rt.roles[CHAMPION], applied, correction=correction)
+        return FeedbackResult(
+            seq, rt.roles[CHAMPION], applied and rt.learned(seq), correction=correction
+        )
 
     async def feedback_many_async(
         self, rt: ModelRuntime, items: Sequence[FeedbackItem], wait: bool
     ) -> list[FeedbackResult]:
+        self.store.generation.refuse()
         deadline = time.monotonic() + JOIN_WAIT_S
         prepared = await self._off_loop(self._prepare_many, rt, items, deadline)
         while any(isinstance(p, _NotYetVisible) for p in prepared):
@@ -367,7 +402,11 @@ class FeedbackHandler:
             if o.error is not None:
                 results.append(FeedbackResult(None, None, False, o.error))
             else:
-                results.append(FeedbackResult(o.seq, version, applied, correction=o.correction))
+                results.append(
+                    FeedbackResult(
+                        o.seq, version, applied and rt.learned(o.seq), correction=o.correction
+                    )
+                )
         return results
 
     def _label_event(
@@ -477,14 +516,21 @@ class FeedbackHandler:
         )
 
     async def _applied_async(self, rt: ModelRuntime, seq: int, wait: bool) -> bool:
+        """Whether this process has learned ``seq`` (after waiting for it, with ``wait``).
+        Raises StoreReplaced when the append showed the store went back: the seq was given
+        again by another log, and says nothing about what the model learned."""
+        generation = self.store.generation
         if not wait:
+            generation.refuse()
             return rt.seq >= seq
         timeout = self.settings.engine.apply_timeout_s
         if self.settings.limits.request_timeout_s:
             # The label is durable by now: answer 200 with applied false rather than let the
             # request run into its timeout (504), which would hide that it was recorded.
             timeout = min(timeout, self.settings.limits.request_timeout_s / 2)
-        return await rt.wait_applied_async(seq, timeout)
+        applied = await rt.wait_applied_async(seq, timeout)
+        generation.refuse()
+        return applied
 
 
 def _finite_number(value: int | float) -> bool:

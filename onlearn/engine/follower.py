@@ -21,7 +21,7 @@ from dataclasses import replace
 
 from onlearn.config import Settings
 from onlearn.engine.learners import SLICE_S, LearnerPool
-from onlearn.errors import StoreUnavailable
+from onlearn.errors import StoreReplaced, StoreUnavailable
 from onlearn.records import Event
 from onlearn.runtime import ModelRuntime
 from onlearn.store.base import Store
@@ -56,6 +56,8 @@ class Follower:
         self._stopping = stopping
         self._pool: LearnerPool | None = None
         self._here = threading.local()  # set while a synchronous caller applies its own events
+        # model -> its applied seq just before the append in progress (the commit thread's)
+        self._applied_before: dict[str, int] = {}
 
     # Life cycle (the engine's start and close)
 
@@ -82,10 +84,10 @@ class Follower:
             self._catch_up_locked(rt, upto)
 
     def _catch_up_locked(self, rt: ModelRuntime, upto: int | None) -> None:
+        generation = self.store.generation
         while upto is None or rt.seq < upto:
-            events = rt.take_offered() or self.store.log.read(
-                rt.name, after=rt.seq, limit=READ_LIMIT
-            )
+            generation.refuse()  # a store found changed: nothing more is applied
+            events = rt.take_offered() or self._read(rt)
             if not events:
                 break
             for event in events:
@@ -93,6 +95,14 @@ class Follower:
                     rt.apply(event)
             rt.note_head(events[-1].seq)
             rt.notify_applied()
+
+    def _read(self, rt: ModelRuntime) -> list[Event]:
+        """The events after ``rt.seq`` from the log, once the store is known to be the one this
+        process opened (a changed store raises StoreReplaced: nothing read is applied)."""
+        events = self.store.log.read(rt.name, after=rt.seq, limit=READ_LIMIT)
+        if events:
+            self.store.generation.check()
+        return events
 
     def apply_now(self, rt: ModelRuntime, seq: int) -> bool:
         self.catch_up(rt, upto=seq)
@@ -110,11 +120,27 @@ class Follower:
 
     # Events appended here: handed over after their commit
 
+    def before_commit(self, model: str) -> None:
+        """Just before an append (in the commit thread): note how far the model had applied.
+        A new seq at or below it means the store's log went back; one above it but applied by
+        now is only this append's own event, read back by the follower meanwhile."""
+        rt = self.runtimes.get(model)
+        self._applied_before[model] = rt.seq if rt is not None else 0
+
     def committed(self, model: str, events: Sequence[Event], result) -> None:
         """After a durable append (in the thread that committed): hand the new events over and
         schedule their learning. No learning here: the commit thread serves every model."""
         rt = self.runtimes.get(model)
         if rt is None:
+            return
+        fresh = [seq for seq, new in zip(result, result.new, strict=True) if new]
+        before = self._applied_before.pop(model, 0)
+        if fresh and min(fresh) <= before:
+            # The store gave a seq this process had applied already: its log went back (an
+            # older copy, or lost writes). Nothing of it is applied; readiness fails, and the
+            # callers waiting for these events get the error (onlearn.store.generation).
+            self.store.generation.went_back(model, before, min(fresh) - 1)
+            rt.notify_applied()
             return
         rt.offer(
             [
@@ -137,13 +163,19 @@ class Follower:
         """Apply ``rt``'s pending events for at most one slice; True if some are left."""
         with rt.apply_lock.after_waiters():
             deadline = time.monotonic() + SLICE_S
+            generation = self.store.generation
             try:
                 while True:
+                    if generation.lost is not None:
+                        return False  # a store found changed: nothing more is applied
                     events = rt.take_offered()
                     if not events:
                         if rt.seq >= rt.known_head:
                             return False
-                        events = self.store.log.read(rt.name, after=rt.seq, limit=READ_LIMIT)
+                        try:
+                            events = self._read(rt)
+                        except StoreReplaced:
+                            return False
                         if not events:
                             return False  # the log ends before what was known: nothing to do
                         rt.note_head(events[-1].seq)
@@ -163,12 +195,22 @@ class Follower:
         interval = self.settings.engine.poll_interval_ms / 1000
         blocks = getattr(self.store.log, "follow_blocks", False)
         backoff = 0.05
+        generation = self.store.generation
         while not self._stopping.is_set():
+            if generation.lost is not None:  # a store found changed: nothing more is applied
+                self._stopping.wait(BLOCK_S)
+                continue
             try:
                 found = self.store.log.follow(
                     self._positions(), block_s=BLOCK_S if blocks else 0.0, limit=READ_LIMIT
                 )
+                if found:
+                    # Before anything read is handed over: an emptied or replaced store (the
+                    # events of its new life under seqs this process applied) stops here.
+                    generation.check()
                 backoff = 0.05
+            except StoreReplaced:
+                continue
             except StoreUnavailable as e:
                 log.warning("cannot read the log (%s); retrying", e)
                 self._stopping.wait(backoff)

@@ -70,21 +70,19 @@ class Maintenance:
         # The applied seqs first: read after the heads, they could count an event appended
         # (and applied) in between. One read of every head, whatever the number of models.
         applied = {name: rt.seq for name, rt in self.runtimes.items()}
+        generation = self.store.generation
         try:
+            # First the generation: an emptied or replaced store says so (its log ends before
+            # what was applied too, but that is the lesser news), even while no label comes.
+            generation.check()
             heads = self.store.log.heads(list(applied))
         except OnlearnError:
-            return  # the next round tries again
+            return  # StoreReplaced noted it; else the next round tries again
         for name, seq in applied.items():
             head = heads[name]
             if head < seq and name not in self.log_behind:
                 self.log_behind[name] = (seq, head)
-                log.error(
-                    "model %r: applied up to seq %d but the log ends at %d (store restored or "
-                    "replaced?); restart this process",
-                    name,
-                    seq,
-                    head,
-                )
+                generation.went_back(name, seq, head)  # logs it; the process stops for good
 
     def refresh_snapshot_seqs(self, models: Iterable[ModelRuntime] | None = None) -> None:
         """Learn the newest snapshot of each champion from the store: beside a worker process
@@ -100,9 +98,11 @@ class Maintenance:
 
     def snapshot_live(self, rt: ModelRuntime) -> None:
         """At shutdown nothing learns any more: pickling the live states is exact and quick.
-        Scorecards (the worker's) are no states to restore from: none is written."""
+        Scorecards (the worker's) are no states to restore from: none is written. Never over a
+        store found changed (save_snapshot checks it again, against the store)."""
         if rt.seq <= rt.snapshot_seq or not rt.learns:
             return
+        self.store.generation.refuse()
         with rt.lock:
             for state in rt.states.values():
                 save_snapshot(self.store, rt.name, state, self.secret)

@@ -1,6 +1,7 @@
-"""Predict: validate the features, answer from the versions that hold a role (under the model's
-lock), and hand the prediction record to the background writer; a predict never waits for the
-store."""
+"""Predict: validate the features, make sure the record writer has room for the records
+(else 503: a prediction is never answered without its record), answer from the versions that
+hold a role (under the model's lock), and hand the prediction record to the background writer;
+a predict never waits for the store."""
 
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ class Predictor:
         except SchemaViolation as e:
             rt.count_violations(e)
             raise
+        self._records.admit(1)
         return self._predict(rt, clean, self.clock(), key)
 
     def predict_many(
@@ -70,6 +72,7 @@ class Predictor:
             clean = self._validate_rows(rt, rows)
         else:
             clean = schema.rows_of(columns)
+        self._records.admit(len(clean))  # before predicting: the sampler's budget moves
         if len(rt.states) > 1 or keys is not None:  # several versions answer: row by row
             now = self.clock()
             keys = keys or [None] * len(clean)

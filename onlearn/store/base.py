@@ -20,6 +20,7 @@ from onlearn.records import (
     VersionInfo,
 )
 from onlearn.store.capabilities import Capabilities
+from onlearn.store.generation import Generation
 
 # The lease rule of every backend, for the core to tell a label sure to be refused before it
 # builds its event (the store's atomic call still decides).
@@ -492,10 +493,15 @@ class Store:
     # What the backend can do. None: what its scheme's entry in the table (onlearn.store)
     # declares; a backend opened outside the table passes its own.
     capabilities: Capabilities = None  # type: ignore[assignment]
+    # The store's generation id as read at open, and whether it changed since (see
+    # onlearn.store.generation). None: one that cannot change (a store opened outside the table).
+    generation: Generation = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.capabilities is None:
             self.capabilities = capabilities_of(self.url)
+        if self.generation is None:
+            self.generation = Generation.fixed(f"store {self.url}")
 
     @property
     def shared(self) -> bool:

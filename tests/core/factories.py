@@ -59,3 +59,24 @@ def mean_regressor():
     from river import dummy, stats
 
     return dummy.StatisticRegressor(stats.Mean())
+
+
+class Picky(base.Classifier):
+    """Logistic regression that cannot learn a label equal to ``refuse`` (its learn_one raises):
+    a model that skips some labels, as a real one may on a value it cannot handle."""
+
+    def __init__(self, refuse: object = False) -> None:
+        self.refuse = refuse
+        self._model = linear_model.LogisticRegression()
+
+    def learn_one(self, x, y):
+        if y == self.refuse:
+            raise ValueError(f"cannot learn label {y!r}")
+        self._model.learn_one(x, y)
+
+    def predict_proba_one(self, x):
+        return self._model.predict_proba_one(x)
+
+
+def picky(refuse: object = False) -> Picky:
+    return Picky(refuse)

@@ -61,7 +61,7 @@ def test_claim_label_twice_and_the_label_is_human_feedback():
         assert item["claim_id"] and item["lease_expires_at"] == engine.clock() + 30
         first = engine.labelling.label("phishing", item["item_id"], True, claim_id=item["claim_id"])
         again = engine.labelling.label("phishing", item["item_id"], True, claim_id=item["claim_id"])
-        assert first == again == {"seq": 1, "version": "v1", "applied": True}
+        assert first == again == {"seq": 1, "version": "v1", "durable": True, "applied": True}
         # A different label over a person's is not answered as used (issue 13).
         with pytest.raises(LabelConflict):
             engine.labelling.label("phishing", item["item_id"], False, claim_id=item["claim_id"])

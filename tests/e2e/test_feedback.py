@@ -60,8 +60,8 @@ def test_feedback_by_prediction_id_is_logged_applied_and_learnt(api):
     for features, label in xy_rows(6, seed=7):
         p = predict(api, "fb", features)
         answer = ack(feedback(api, "fb", prediction_id=p["prediction_id"], label=label))
-        assert set(answer) == {"seq", "version", "applied"}
-        assert answer["version"] == "v1" and answer["applied"] is True
+        assert set(answer) == {"seq", "version", "durable", "applied"}
+        assert answer["version"] == "v1" and answer["durable"] is answer["applied"] is True
         answers.append(answer)
         # read-your-writes: the answer of the next predict already includes this label
         assert model(api, "fb")["applied_seq"] >= answer["seq"]
@@ -313,12 +313,12 @@ def test_feedback_batch_answers_per_item_with_per_item_errors(api):
     results = ack(api.post("/models/fbatch/feedback/batch", json={"items": items}))["results"]
     assert len(results) == 4
     first = results[0]["seq"]
-    assert results[0] == {"seq": first, "version": "v1", "applied": True}
+    assert results[0] == {"seq": first, "version": "v1", "durable": True, "applied": True}
     assert results[1] == {"error": {"status": 404, "detail": results[1]["error"]["detail"]}}
     assert unknown in results[1]["error"]["detail"]
     assert "inline features" in results[1]["error"]["detail"]
-    assert results[2] == {"seq": first + 1, "version": "v1", "applied": True}
-    assert results[3] == {"seq": first + 2, "version": "v1", "applied": True}
+    assert results[2] == {"seq": first + 1, "version": "v1", "durable": True, "applied": True}
+    assert results[3] == {"seq": first + 2, "version": "v1", "durable": True, "applied": True}
     described = model(api, "fbatch")
     assert described["applied_seq"] == first + 2
     assert described["counters"]["labels_applied"] == 3
@@ -385,6 +385,7 @@ def test_feedback_without_waiting_is_durable_and_applied_soon(server, api):
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(send, rows))
     assert all(isinstance(a["applied"], bool) and a["version"] == "v1" for a in answers)
+    assert all(a["durable"] is True for a in answers)  # in the log, learned or not yet
     seqs = sorted(a["seq"] for a in answers)
     assert seqs == list(range(1, 25))  # concurrent appends: distinct seqs, no gap
     wait_until(lambda: model(api, "nowait")["applied_seq"] == 24)

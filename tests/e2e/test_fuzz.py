@@ -236,7 +236,7 @@ def test_a_queue_label_answers_as_feedback_does(fuzz_api):
         json={"label": "cat", "claim_id": item["claim_id"]},
     )
     assert response.status_code == 200, response.text
-    assert set(response.json()) == {"seq", "version", "applied"}, response.json()
+    assert set(response.json()) == {"seq", "version", "durable", "applied"}, response.json()
     again = fuzz_api.post(
         f"/models/fuzz/queue/{item['item_id']}/label",
         json={"label": "cat", "claim_id": item["claim_id"]},

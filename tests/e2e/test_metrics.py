@@ -107,6 +107,7 @@ def test_prometheus_metrics_agree_with_the_api(api):
         "onlearn_prediction_records_written_total",
         "onlearn_prediction_records_dropped_total",
         "onlearn_prediction_records_unwritable_total",
+        "onlearn_prediction_records_refused_total",
         "onlearn_log_commit_batches_total",
         "onlearn_log_committed_events_total",
         "process_resident_memory_bytes",

@@ -209,3 +209,39 @@ def test_a_hung_redis_makes_store_calls_fail_fast_and_never_stalls_predict(
     finally:
         redis.resume()
         shutdown(server)
+
+
+def test_a_replica_whose_redis_restarted_empty_stops_before_learning_anything_new(
+    tmp_path, redis_server_factory
+):
+    """Seen: 5 labels, Redis restarted empty, 12 labels within 0.3 s: /readyz stayed 200, the
+    model learned old and new events under reused seqs, answered ``applied: true`` for labels
+    it skipped, and the graceful stop saved the diverged state as a signed snapshot."""
+    redis = redis_server_factory()  # no appendonly: a restart comes back empty
+    url = f"{redis.url}/0"
+    config = write_config(tmp_path, CONFIG)
+    server = ServerProcess(config, url, env=REPLICA_ENV).start(READY_TIMEOUT)
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as api:
+            rows = xy_rows(17, seed=5)
+            acks = [ack for _, _, ack in learn(api, MODEL, rows[:5])]
+            assert [a["seq"] for a in acks] == [1, 2, 3, 4, 5]
+            redis.stop()
+            redis.start()
+            ready = api.get("/readyz")
+            assert ready.status_code == 503, ready.text
+            assert "no generation id" in strict_json(ready)["reason"], ready.text
+            for i, (features, label) in enumerate(rows[5:], start=5):
+                answer = feedback(api, {"features": features, "label": label, "event_id": f"e{i}"})
+                assert answer.status_code == 503, answer.text
+                detail = strict_json(answer)["detail"]
+                assert "not the one this process opened" in detail and "Restart" in detail
+                assert answer.headers.get("retry-after"), answer.headers
+            assert described(api, MODEL)["applied_seq"] == 5, "nothing new applied"
+            assert api.get("/readyz").status_code == 503, "for good"
+    finally:
+        shutdown(server)
+    assert "no snapshot at shutdown: the store was found changed" in server.output()
+    with open_store(url) as store:
+        assert store.log.head(MODEL) == 0, "no label went into the emptied store"
+        assert store.registry.latest_snapshot(MODEL, "v1") is None, "no diverged snapshot"

@@ -352,7 +352,12 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
             assert item["classes"] == list(task.classes)
             body = {"label": truth[item["prediction_id"]], "claim_id": item["claim_id"]}
             label = ok(api.post(f"{m}/queue/{item['item_id']}/label", json=body))
-            assert label == {"seq": labels + 1, "version": "v1", "applied": True}, label
+            assert label == {
+                "seq": labels + 1,
+                "version": "v1",
+                "durable": True,
+                "applied": True,
+            }, label
             labels += 1
             stats = ok(api.get(f"{m}/queue/stats"))
             assert (stats["depth"], stats["labelled"]) == (len(queued) - 1, 1), stats

@@ -238,7 +238,7 @@ def test_onlearn_store_migrate_rewrites_the_rows_of_an_earlier_onlearn(tmp_path:
         ("p-ünïcode", "blob"),
     ]
     with sqlite3.connect(path) as conn:
-        assert conn.execute("SELECT value FROM meta").fetchall() == []
+        assert conn.execute("SELECT value FROM meta WHERE name = 'legacy_rows'").fetchall() == []
     with open_store(url) as store:
         assert not store.log._db.legacy_rows  # type: ignore[attr-defined]
         _check_reads_old_and_new(store)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from onlearn.errors import ConfigError, StoreUnavailable
+from onlearn.errors import ConfigError, StoreReplaced, StoreUnavailable
 from onlearn.records import Event, EventKind, Job, PredictionRecord, QueueItem, QueueState, Snapshot
 from onlearn.store.base import Store
 from onlearn.store.redis import label_queue, open_redis_store, parse_redis_url
@@ -403,7 +403,8 @@ def test_purge_handles_ids_written_before_the_scan_index(store: Store, redis_url
 def test_put_many_indexes_a_batch_in_a_few_commands(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The writer thread pays for the index on every batch: one ZADD per model, one HSET.
+    # The writer thread pays for the index on every batch: one ZADD per model, one HSET; and
+    # one GET of the store's generation (records encoded with shapes of an emptied store).
     sent: list[str] = []
     pipeline = redis.client.Pipeline
 
@@ -417,7 +418,7 @@ def test_put_many_indexes_a_batch_in_a_few_commands(
     records = [_record(f"p{i}", now + 600) for i in range(100)]
     records += [dataclasses.replace(_record(f"q{i}", now + 600), model="n") for i in range(50)]
     store.predictions.put_many(records)
-    assert sorted(sent) == sorted(["SET"] * 150 + ["ZADD"] * 3 + ["HSET"])
+    assert sorted(sent) == sorted(["GET"] + ["SET"] * 150 + ["ZADD"] * 3 + ["HSET"])
 
 
 def test_large_batches_and_long_trims_are_split_into_bounded_scripts(
@@ -657,3 +658,51 @@ def test_a_dedupe_entry_left_by_an_earlier_onlearn_for_a_done_item_holds_nothing
     for key in ("k-done", "k-skipped"):
         item = QueueItem(f"new-{key}", "m", {}, priority=0.5, enqueued_at=3.0, dedupe_key=key)
         assert queue.push(item, max_size=100).status == "queued", key
+
+
+# The generation id (onlearn/store/generation.py)
+
+
+def test_an_emptied_redis_takes_no_append_and_no_record_encoded_with_its_old_shapes(
+    store: Store, redis_url: str
+) -> None:
+    # A process caches the compact encoding's shape ids; in a Redis emptied and filled again by
+    # another process, the same id names another shape (or none): a record or an event encoded
+    # with the old cache would be read back with the wrong keys.
+    now = time.time()
+    record = dataclasses.replace(_record("p-old", now + 600), features={"a": 1, "b": 2})
+    store.predictions.put_many([record])
+    assert store.log.append("m", [_event(1), _event(2)]) == [1, 2]
+    old = store.generation.id
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    with open_redis_store(redis_url) as other:  # a new process: a new generation, new shapes
+        assert other.generation.id != old
+        other.predictions.put_many(
+            [dataclasses.replace(_record("p-new", now + 600), features={"y": 1, "z": 2})]
+        )
+        assert other.log.append("m", [_event(3)]) == [1]
+        with pytest.raises(StoreReplaced, match="holds generation"):
+            store.predictions.put_many(
+                [dataclasses.replace(record, id="p-stale", features={"a": 3, "b": 4})]
+            )
+        assert other.predictions.get("p-stale") is None, "the record was taken out again"
+        with pytest.raises(StoreReplaced):
+            store.log.append("m", [_event(4)])
+        assert [e.seq for e in other.log.read("m", after=0)] == [1], "nothing appended"
+        assert other.log.read("m", after=0)[0].payload["features"] == {"x": 3}
+    assert store.generation.lost is not None
+    client.close()
+
+
+def test_a_store_of_an_earlier_onlearn_gets_a_generation_at_first_open(
+    store: Store, redis_url: str
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    assert client.get(RedisKeys().generation).decode() == store.generation.id
+    client.delete(RedisKeys().generation)  # as an earlier onlearn left it
+    with open_redis_store(redis_url) as opened:
+        assert client.get(RedisKeys().generation).decode() == opened.generation.id
+        with open_redis_store(redis_url) as again:
+            assert again.generation.id == opened.generation.id, "set once, read by every process"
+    client.close()

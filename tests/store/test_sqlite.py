@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from onlearn.errors import ConfigError, StoreUnavailable
+from onlearn.errors import ConfigError, StoreReplaced, StoreUnavailable
 from onlearn.records import (
     Event,
     EventKind,
@@ -521,3 +521,45 @@ def test_a_version_6_queue_asks_finished_inputs_again_after_the_upgrade(tmp_path
             ("m", "k"),
         ).fetchall()
         assert "queue_items_waiting_dedupe" in str(plan), f"push's lookup reads the index: {plan}"
+
+
+# The generation id (onlearn/store/generation.py)
+
+
+def test_a_fresh_file_put_in_place_takes_no_append_nor_role_change(tmp_path: Path) -> None:
+    url = _url(tmp_path)
+    with open_store(url) as store, open_store(_url(tmp_path, "fresh.db")) as fresh:
+        store.registry.create_version("m", {"n": 0}, {}, at=0.0)
+        fresh.registry.create_version("m", {"n": 0}, {}, at=0.0)
+        assert store.log.append("m", [_event(1), _event(2)]) == [1, 2]
+        assert fresh.generation.id != store.generation.id
+        source, target = (
+            sqlite3.connect(tmp_path / "fresh.db"),
+            sqlite3.connect(tmp_path / "onlearn.db"),
+        )
+        source.backup(target)  # a restore of another store under the open one
+        source.close()
+        target.close()
+        with pytest.raises(StoreReplaced, match=f"holds generation {fresh.generation.id}"):
+            store.log.append("m", [_event(3)])
+        with pytest.raises(StoreReplaced):
+            store.registry.change_roles(
+                "m",
+                {"champion": "v1"},
+                Event(EventKind.PROMOTE, {"changes": {"champion": "v1"}}, at=1.0),
+                actor="a",
+                reason="r",
+                at=1.0,
+            )
+        assert store.log.head("m") == 0 and store.registry.roles("m") == {}
+
+
+def test_a_file_of_an_earlier_onlearn_gets_a_generation_at_first_open(tmp_path: Path) -> None:
+    with open_store(_url(tmp_path)) as store:
+        first = store.generation.id
+    with sqlite3.connect(tmp_path / "onlearn.db") as conn:
+        conn.execute("DELETE FROM meta WHERE name = 'generation'")  # as an earlier onlearn left it
+    with open_store(_url(tmp_path)) as store, open_store(_url(tmp_path)) as again:
+        assert store.generation.id != first and again.generation.id == store.generation.id
+        store.log.append("m", [_event(1)])  # both processes append to it
+        again.log.append("m", [_event(2)])

@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from onlearn.errors import StoreReplaced
 from onlearn.records import Event, EventKind, PredictionRecord, Snapshot
 from onlearn.store.base import RolesState, Store
 
@@ -413,6 +414,41 @@ def check_log_concurrent_appends(store: Store) -> None:
     written = {(t, r, i) for t in range(threads_n) for r in range(rounds) for i in range(1 + r % 3)}
     assert {(e.payload["t"], e.payload["r"], e.payload["i"]) for e in read} == written
     assert store.log.head("m") == total
+
+
+@_check
+def check_generation_is_read_at_open_and_stays(store: Store) -> None:
+    generation = store.generation
+    assert isinstance(generation.id, str) and generation.id, "a store has a generation id"
+    assert generation.lost is None
+    store.log.append("m", [_label(1)])
+    generation.check()  # the store is the one opened: no error
+    assert generation.lost is None, "appends do not change a store's generation"
+
+
+@_check
+def check_log_refuses_appends_once_the_store_was_found_changed(store: Store) -> None:
+    # Once a process saw its store go back (a log head below what it applied; or, on a shared
+    # backend, another generation id), no append of it may land: not a label, not a control
+    # event. onlearn.store.generation says why.
+    reg, log = store.registry, store.log
+    reg.create_version("m", {"n": 0}, {}, at=0.0)
+    assert log.append("m", [_label(0), _label(1)]) == [1, 2]
+    store.generation.went_back("m", applied=7, head=2)
+    for attempt in (
+        lambda: log.append("m", [_label(2)]),
+        lambda: reg.change_roles(
+            "m", {"champion": "v1"}, _control({"champion": "v1"}), actor="a", reason="r", at=1.0
+        ),
+    ):
+        try:
+            attempt()
+        except StoreReplaced as e:
+            assert "restart" in str(e).lower(), "the error says what to do"
+        else:
+            raise AssertionError("an append was taken by a process that found its store changed")
+    assert log.head("m") == 2, "nothing appended"
+    assert reg.roles("m") == {}, "no role changed"
 
 
 # --- prediction records ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from onlearn.errors import ConfigError
 from onlearn.store.base import Store
+from onlearn.store.generation import Generation
 from onlearn.store.memory.jobs import MemoryJobQueue
 from onlearn.store.memory.label_queue import MemoryLabelQueue
 from onlearn.store.memory.log import MemoryEventLog
@@ -37,9 +38,11 @@ def open_memory_store(url: str = "memory://") -> Store:
     """Open a fresh, empty in-process store. Each call gives a new, independent store."""
     if url not in ("memory://", "memory:"):
         raise ConfigError(f"store URL {url!r}: the memory backend takes no path; use memory://")
-    log = MemoryEventLog()
+    generation = Generation.fixed()
+    log = MemoryEventLog(generation)
     return Store(
         url=url,
+        generation=generation,
         log=log,
         predictions=MemoryPredictionStore(),
         registry=MemoryRegistry(log),

@@ -11,6 +11,7 @@ from onlearn.records import (
 from onlearn.store.base import (
     AppendResult,
 )
+from onlearn.store.generation import Generation
 
 
 def _with_seq(event: Event, seq: int) -> Event:
@@ -45,11 +46,14 @@ class _ModelLog:
 
 
 class MemoryEventLog:
-    def __init__(self) -> None:
+    def __init__(self, generation: Generation | None = None) -> None:
         # Also the registry's lock (see MemoryRegistry): change_roles appends a control event and
         # changes roles under it, so no reader sees one without the other.
         self._lock = threading.Lock()
         self._logs: dict[str, _ModelLog] = {}
+        # A memory store never changes under its process, but a log found gone back (went_back)
+        # takes no more appends, as on every backend.
+        self.generation = generation or Generation.fixed()
 
     def append(self, model: str, events: Sequence[Event]) -> AppendResult:
         with self._lock:
@@ -57,6 +61,7 @@ class MemoryEventLog:
 
     def _append_locked(self, model: str, events: Sequence[Event]) -> AppendResult:
         """``append`` for a caller that holds ``self._lock`` (append itself, change_roles)."""
+        self.generation.refuse()
         seqs = AppendResult()
         new = seqs.new
         log = self._logs.get(model)

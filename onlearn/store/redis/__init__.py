@@ -83,6 +83,7 @@ def open_redis_store(url: str) -> Store:
     """
     conn = connect(url)
     try:  # the ports read their scripts from package data: a broken install fails here
+        generation = conn.open_generation()
         shapes = RedisShapes(conn)  # the compact encoding's, one cache for the store
         return Store(
             url=url,
@@ -92,6 +93,7 @@ def open_redis_store(url: str) -> Store:
             queue=RedisLabelQueue(conn, shapes),
             jobs=RedisJobQueue(conn),
             closers=[conn.close],
+            generation=generation,
         )
     except BaseException:
         conn.close()

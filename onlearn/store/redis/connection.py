@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from onlearn.errors import ConfigError, StoreUnavailable
+from onlearn.store.generation import Generation, new_generation_id
 from onlearn.store.redis.keys import PREFIX, RedisKeys
 
 __all__ = [
@@ -53,6 +55,10 @@ def _unavailable_reply(exc: rx.ResponseError) -> bool:
     return isinstance(exc, _UNAVAILABLE_ERRORS) or str(exc).startswith(_UNAVAILABLE_REPLIES)
 
 
+# The error a script raises when the store's generation id is not the caller's
+# (lua/lib/append_events.lua), with the id it found (empty: none).
+_GENERATION_REPLY = re.compile(r"ONLEARN_GENERATION ([0-9a-f]*)").search
+
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
 
@@ -81,6 +87,9 @@ def guarded(action: str, *, idempotent: bool = False) -> Callable[[_Method], _Me
                     conn.open_breaker()
                     raise conn.unavailable(exc, action) from exc
                 except rx.ResponseError as exc:
+                    replaced = _GENERATION_REPLY(str(exc))
+                    if replaced is not None:  # a script's generation check (append_events)
+                        raise conn.generation.mismatch(replaced[1] or None) from None
                     if not _unavailable_reply(exc):
                         raise
                     raise conn.unavailable(exc, action) from exc
@@ -150,6 +159,31 @@ class Connection:
         self.keys = keys
         self.closed = False
         self.breaker_until = 0.0  # monotonic time until which calls fail without trying
+        # The store's generation as read at open (onlearn.store.generation); set by
+        # open_generation.
+        self.generation: Generation = None  # type: ignore[assignment]
+
+    def open_generation(self) -> Generation:
+        """Read the store's generation id, giving one to a store that has none (a new one, or
+        one of an earlier onlearn): SET NX, then GET, in one round trip."""
+        key = self.keys.generation
+        pipe = self.client.pipeline(transaction=False)
+        pipe.set(key, new_generation_id(), nx=True)
+        pipe.get(key)
+        try:
+            _, gid = pipe.execute()
+        except (rx.ConnectionError, rx.TimeoutError) as exc:
+            raise self.unavailable(exc, "open") from exc
+
+        def read() -> str | None:
+            try:
+                value = self.client.get(key)
+            except (rx.ConnectionError, rx.TimeoutError) as exc:
+                raise self.unavailable(exc, "read the generation") from exc
+            return None if value is None else value.decode()
+
+        self.generation = Generation(gid.decode(), read, f"Redis store {self.where}")
+        return self.generation
 
     def check_open(self) -> None:
         if self.closed:

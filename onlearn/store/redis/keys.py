@@ -53,6 +53,10 @@ key                                       type    holds
 Shared by all models (the job keys carry the hash tag ``{jobs}``: one slot for the job scripts):
 
 =============================  ======  ========================================================
+``P:generation``               string  the store's generation id (onlearn/store/generation.py),
+                                       set once; the log's append scripts check it (it has no
+                                       hash tag: on a Redis Cluster those scripts would need a
+                                       copy per model, which onlearn does not make)
 ``P:prediction:<id>``          string  the prediction record (its model, then the record in the
                                        compact encoding; JSON if an earlier onlearn wrote it),
                                        expiring at expires_at
@@ -128,6 +132,7 @@ class RedisKeys:
         model = rf"{re.escape(self.prefix)}:model:\{{{_NAME}\}}"
         jobs = rf"{re.escape(self.prefix)}:\{{jobs\}}"
         patterns = (
+            rf"{re.escape(self.prefix)}:generation",
             rf"{model}:log",
             rf"{model}:log:head",
             rf"{model}:log:keys",
@@ -158,6 +163,11 @@ class RedisKeys:
             rf"{jobs}:model:{_NAME}",
         )
         object.__setattr__(self, "_patterns", tuple(re.compile(p) for p in patterns))
+
+    @property
+    def generation(self) -> str:
+        """The store's generation id (onlearn.store.generation): a string, set once."""
+        return f"{self.prefix}:generation"
 
     def _model(self, model: str) -> str:
         return f"{self.prefix}:model:{{{_part(model)}}}"

@@ -326,9 +326,12 @@ class RedisLabelQueue(SharesShapes):
         now: float,
     ) -> LabelOutcome:
         check_label_events(events)
+        generation = self._conn.generation
+        generation.refuse()  # a process that found its store changed appends nothing more
         k = self._conn.keys
         rest = {name: value for name, value in result.items() if name != "seq"}
         args: list[Any] = [item_id, *_optional_arg(claim_id), dumps(rest), float_text(now)]
+        args.append(generation.id)  # the script's append_events checks it
         shapes = self._shapes
         for event in events:
             args += _encode_entry(shapes, model, event)
@@ -337,6 +340,7 @@ class RedisLabelQueue(SharesShapes):
             k.log_head(model),
             k.log(model),
             k.log_keys(model),
+            k.generation,
         ]
         reply = self._label_script(keys=keys, args=args)
         status = decode(reply[0])

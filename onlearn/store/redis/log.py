@@ -59,12 +59,14 @@ class RedisEventLog(SharesShapes):
     def append(self, model: str, events: Sequence[Event]) -> AppendResult:
         if not events:
             return AppendResult()
+        generation = self._conn.generation
+        generation.refuse()  # a process that found its store changed appends nothing more
         k = self._conn.keys
-        keys = [k.log_head(model), k.log(model), k.log_keys(model)]
+        keys = [k.log_head(model), k.log(model), k.log_keys(model), k.generation]
         seqs = AppendResult()
         shapes = self._shapes
         for start in range(0, len(events), _APPEND_CHUNK):
-            args: list[str | bytes] = []
+            args: list[str | bytes] = [generation.id]  # checked by the script
             for event in events[start : start + _APPEND_CHUNK]:
                 # The key in its own field, which the trim script reads.
                 args += _encode_entry(shapes, model, event)

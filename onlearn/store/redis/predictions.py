@@ -61,10 +61,16 @@ class RedisPredictionStore(SharesShapes):
         expiry: dict[str, float] = {}
         models: dict[str, str] = {}
         by_model: dict[str, dict[str, int]] = {}
+        generation = self._conn.generation
+        generation.refuse()
         # No MULTI: each SET stands alone (a record is one key) and the writer retries a failed
         # batch whole, which is harmless because putting a record again replaces it. The
         # indexes come after the records, so that scan never meets an id before its record.
         pipe = self._conn.client.pipeline(transaction=False)
+        # The generation first (onlearn.store.generation): records are encoded with this
+        # process's cached shape ids, which mean nothing (or another shape) in an emptied Redis
+        # that other processes filled again. Such records are taken out again below.
+        pipe.get(k.generation)
         for record in records:
             key = k.prediction(record.id)
             expires_at = record.expires_at
@@ -89,7 +95,10 @@ class RedisPredictionStore(SharesShapes):
             pipe.hset(k.predictions_models(), mapping=models)
             for model, ids in by_model.items():
                 pipe.zadd(k.predictions_of_model(model), ids)
-        pipe.execute()
+        found = pipe.execute()[0]
+        if found is None or found.decode() != generation.id:
+            self._conn.client.delete(*(k.prediction(r.id) for r in records))
+            raise generation.mismatch(None if found is None else found.decode())
 
     @guarded("get prediction", idempotent=True)
     def get(self, prediction_id: str) -> PredictionRecord | None:

@@ -204,6 +204,9 @@ class RedisRegistry(SharesShapes):
                 self._number(model, version),
                 entry[:-1] + ',"seq":',
             ]
+        generation = self._conn.generation
+        generation.refuse()
+        args.append(generation.id)  # last: append_events checks it
         k = self._conn.keys
         status, value = self._change_roles_script(
             keys=[
@@ -214,6 +217,7 @@ class RedisRegistry(SharesShapes):
                 k.roles(model),
                 k.role_history(model),
                 k.roles_state(model),
+                k.generation,
             ],
             args=args,
         )

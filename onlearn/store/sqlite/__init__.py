@@ -84,6 +84,7 @@ def open_sqlite_store(url: str) -> Store:
         queue=SqliteLabelQueue(db),
         jobs=SqliteJobQueue(db),
         closers=[db.close],
+        generation=db.generation,
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, unquote
 
 from onlearn.errors import ConfigError, StoreUnavailable
+from onlearn.store.generation import Generation, new_generation_id
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ DEFAULT_BUSY_TIMEOUT_MS = 5000
 # The old index is dropped when the file is opened; rows need no change (at most one item per
 # key was not evicted, so at most one is waiting).
 SCHEMA_VERSION = 7
+_GENERATION_SQL = "SELECT value FROM meta WHERE name = 'generation'"
 # A file up to this size is switched to incremental vacuum when opened (a VACUUM of 64 MiB takes
 # about a second); a bigger one waits for `onlearn store migrate`, named by a warning.
 VACUUM_AT_OPEN_MAX_BYTES = 64 * 2**20
@@ -298,6 +300,8 @@ class _Database:
         # Rows written before schema version 6 may be left (JSON payloads, text keys
         # "prediction:<id>"): a key is then looked up in both forms. Read by create_schema.
         self.legacy_rows = False
+        # The generation read at open (onlearn.store.generation). Set by create_schema.
+        self.generation: Generation = None  # type: ignore[assignment]
         ref = weakref.ref(self)  # weak, so that the fork hook does not keep the store alive
         os.register_at_fork(after_in_child=lambda: (db := ref()) is not None and db._forked())
 
@@ -458,6 +462,15 @@ class _Database:
                 )
             if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # The store's generation id (onlearn.store.generation): written once, when the file
+            # is made, or when this onlearn first opens a file of an earlier one (a meta row,
+            # no schema change); read by every process at open.
+            conn.execute(
+                "INSERT INTO meta (name, value) VALUES ('generation', ?) ON CONFLICT DO NOTHING",
+                (new_generation_id(),),
+            )
+            (gid,) = conn.execute(_GENERATION_SQL).fetchone()
+            self.generation = Generation(gid, self.read_generation, f"SQLite store {self.path}")
             self.legacy_rows = (
                 conn.execute("SELECT value FROM meta WHERE name = 'legacy_rows'").fetchone()
                 is not None
@@ -491,6 +504,20 @@ class _Database:
                 size / 2**20,
                 self.path,
             )
+
+    def read_generation(self) -> str | None:
+        """The generation id the file holds now (None: none, or no meta table: a file that is
+        not an onlearn store)."""
+        try:
+            row = self.durable().execute(_GENERATION_SQL).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            error = self.translate(exc, "read the generation")
+            if error is exc:
+                raise
+            raise error from exc
+        return row[0] if row else None
 
     def file_bytes(self) -> int:
         """The size of the database (its pages, the WAL not counted)."""

@@ -22,7 +22,7 @@ from onlearn.store.base import (
     AppendResult,
 )
 from onlearn.store.compact import Shapes, pack_payload, unpack_payload
-from onlearn.store.sqlite.connection import _Database, _guarded
+from onlearn.store.sqlite.connection import _GENERATION_SQL, _Database, _guarded
 
 # The highest seq given to a model: the heads table, or the events themselves for a file whose
 # heads row is missing. Both lookups are primary-key reads.
@@ -83,6 +83,14 @@ def _append_events(
     """Append ``events`` (their ``payloads`` from :func:`_encode_payloads`) inside the caller's
     write transaction (``BEGIN IMMEDIATE``): numbering and dedupe by key for ``append`` and for
     ``change_roles``'s control event alike."""
+    # The store must be the one this process opened (onlearn.store.generation), checked in the
+    # transaction that appends: a file replaced under the process fails here, before a seq is
+    # given. A process that found its store changed appends nothing more.
+    generation = db.generation
+    generation.refuse()
+    found = conn.execute(_GENERATION_SQL).fetchone()
+    if found is None or found[0] != generation.id:
+        raise generation.mismatch(found[0] if found else None)
     seqs = AppendResult()
     new = seqs.new
     (head,) = conn.execute(_HEAD_SQL, (model,)).fetchone()

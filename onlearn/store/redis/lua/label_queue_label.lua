@@ -2,8 +2,9 @@
 -- mark the item done, in one step.
 --
 -- KEYS: item, queue, leases, finished, counters, dedupe, log head counter, log stream, log
--- idempotency hash. ARGV: item id, "1" when a claim id is given (else "0"), the claim id, the
--- result JSON without its seq (an object), now, then per event the three values of
+-- idempotency hash, the store's generation. ARGV: item id, "1" when a claim id is given (else
+-- "0"), the claim id, the result JSON without its seq (an object), now, the generation id the
+-- caller read at open (append_events checks it), then per event the three values of
 -- append_events. Returns {status, item hash, seqs} (seqs as append_events gives them: negative
 -- for a key already in the log).
 --
@@ -19,7 +20,7 @@ local refused = claim_verdict(item[1], item[2], ARGV[2], ARGV[3], item[4], ARGV[
 if refused then
   return {refused, redis.call('HGETALL', KEYS[1])}
 end
-local seqs = append_events(KEYS[7], KEYS[8], KEYS[9], ARGV, 6)
+local seqs = append_events(KEYS[7], KEYS[8], KEYS[9], ARGV, 7, KEYS[10], ARGV[6])
 local top = 0
 for _, seq in ipairs(seqs) do
   top = math.max(top, math.abs(seq))

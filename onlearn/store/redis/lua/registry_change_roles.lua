@@ -2,10 +2,11 @@
 -- share and audit entries with it, in one step.
 --
 -- KEYS: log head counter, log stream, log idempotency hash, versions hash, roles hash, role
--- history list, roles state hash. ARGV: the control event's three append_events values (has key,
+-- history list, roles state hash, the store's generation. ARGV: the control event's three append_events values (has key,
 -- key, JSON), "1" when a canary share is given (else "0"), the share, the number of changes,
 -- then per change five values: role, "1" to give the role (else remove it), the version, its
--- number, and the audit entry's JSON without its closing brace, ending in ',"seq":'.
+-- number, and the audit entry's JSON without its closing brace, ending in ',"seq":'; last, the
+-- generation id the caller read at open (append_events checks it).
 -- Returns {0, seq} when applied, {1, seq} when the event's key was in the log already (nothing
 -- changed), {2, version} when a version does not exist (nothing changed).
 --
@@ -30,7 +31,8 @@ for i = 0, count - 1 do
     return {2, ARGV[at + 2]}
   end
 end
-local seq = append_events(KEYS[1], KEYS[2], KEYS[3], {ARGV[1], ARGV[2], ARGV[3]}, 1)[1]
+local seq = append_events(
+  KEYS[1], KEYS[2], KEYS[3], {ARGV[1], ARGV[2], ARGV[3]}, 1, KEYS[8], ARGV[#ARGV])[1]
 local seq_text = string.format('%d', seq)
 for i = 0, count - 1 do
   local at = 7 + i * 5
