@@ -8,7 +8,7 @@ A prediction whose label arrives by feedback from the application or a person le
 (closed as answered elsewhere when that label commits, :meth:`Labelling.answered`, and skipped
 by a claim that finds it labelled); a ``weak`` label leaves it claimable. A person's label
 through the queue over an ``app`` or ``weak`` label is a correction of it; over a ``human`` one
-it is a conflict (409) unless sent as a correction. See :func:`Labelling._events_for`.
+it is a conflict (409) unless sent as a correction (:func:`onlearn.corrections.decide`).
 """
 
 from __future__ import annotations

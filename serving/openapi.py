@@ -17,8 +17,10 @@ MEANING = {
     400: "The body could not be read (not JSON, not UTF-8), or an option is not valid.",
     404: "No such model (or item, version, job), or the model has no labelling queue.",
     408: "The request body did not arrive within [limits] request_timeout_s.",
-    409: "A conflict with the current state: another labeller holds or labelled the item (a "
-    "label answered 409 was not used), the item is labelled already, the role change is not "
+    409: "A conflict with the current state: a different label for a prediction or event "
+    "that has one (not used; the recorded label is in the detail), another labeller holds or "
+    "labelled the item (a label answered 409 was not used), the item is labelled already "
+    "(skip, release), the role change is not "
     "possible now, or the job already registered its result or ended.",
     410: "Gone: the prediction expired (send inline features), or the item left the queue.",
     413: "The body is larger than [limits] max_body_bytes.",
@@ -30,9 +32,17 @@ MEANING = {
     504: "The request took longer than [limits] request_timeout_s; it may still take effect.",
 }
 
+# The operations whose 409 may also be a label conflict: a different label for a prediction or
+# event that has one, answered with the recorded label (onlearn/corrections.py).
+LABEL_CONFLICTS = {
+    ("post", "/models/{name}/feedback"),
+    ("post", "/models/{name}/queue/{item_id}/label"),
+}
+LABEL_CONFLICT = "LabelConflict"
+
 # (method, path) -> the statuses of that operation beyond the common ones.
 SPECIFIC = {
-    ("post", "/models/{name}/feedback"): {410},
+    ("post", "/models/{name}/feedback"): {409, 410},
     ("post", "/models/{name}/queue/{item_id}/label"): {409, 410},
     ("post", "/models/{name}/queue/{item_id}/skip"): {409, 410},
     ("post", "/models/{name}/queue/{item_id}/release"): {409, 410},
@@ -63,12 +73,53 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
         },
         "required": ["detail"],
     }
+    components[LABEL_CONFLICT] = {
+        "title": LABEL_CONFLICT,
+        "type": "object",
+        "description": "A different label for a prediction or event that has one: not used. "
+        'Send it again with "correction": true to correct the recorded label.',
+        "properties": {
+            "detail": {
+                "type": "object",
+                "properties": {
+                    "msg": {"type": "string"},
+                    "used": {"type": "boolean", "description": "Always false."},
+                    "recorded": {
+                        "type": "object",
+                        "description": "The label recorded for it: label, source, labeller, seq.",
+                        "properties": {
+                            "label": {},
+                            "source": {"type": "string"},
+                            "labeller": {"type": ["string", "null"]},
+                            "seq": {"type": "integer"},
+                        },
+                        "required": ["label", "source", "seq"],
+                    },
+                },
+                "required": ["msg", "used", "recorded"],
+            }
+        },
+        "required": ["detail"],
+    }
     body = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR}"}}}
+    either = {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": f"#/components/schemas/{ERROR}"},
+                    {"$ref": f"#/components/schemas/{LABEL_CONFLICT}"},
+                ]
+            }
+        }
+    }
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             for status in sorted(errors_of(method, path, operation)):
-                responses.setdefault(str(status), {"description": MEANING[status], "content": body})
+                content = either if status == 409 and (method, path) in LABEL_CONFLICTS else body
+                responses.setdefault(
+                    str(status), {"description": MEANING[status], "content": content}
+                )
     readyz = schema.get("paths", {}).get("/readyz", {}).get("get")
     if readyz is not None:
         readyz["responses"]["503"] = {

@@ -271,7 +271,7 @@ def test_a_label_without_claim_id_does_not_take_an_item_someone_holds():
         assert engine.store.log.head("phishing") == 0, "a 409 label is not in the log"
         clock.now += 10  # ann's lease ran out and nobody claimed the item: anyone may label it
         result = engine.labelling.label("phishing", held["item_id"], False, labeller="bob")
-        assert result == {"seq": 1, "version": "v1", "applied": True}
+        assert result == {"seq": 1, "version": "v1", "durable": True, "applied": True}
 
 
 def test_a_queue_label_is_learned_here_sync_and_async():
@@ -288,7 +288,7 @@ def test_a_queue_label_is_learned_here_sync_and_async():
                 "phishing", second["item_id"], False, claim_id=second["claim_id"]
             )
         )
-        assert later == {"seq": 2, "version": "v1", "applied": True}
+        assert later == {"seq": 2, "version": "v1", "durable": True, "applied": True}
         assert rt.seq == 2 and rt.labels_applied == 2
         (event,) = engine.store.log.read("phishing", 1)
         assert event.payload["label"] is False and event.payload["labeller"] == "ann"
@@ -352,7 +352,7 @@ def test_a_queue_label_on_a_shared_store_is_learned_by_every_process(backend, tm
         answer = asyncio.run(
             here.labelling.label_async("phishing", item["item_id"], True, claim_id=item["claim_id"])
         )
-        assert answer == {"seq": 1, "version": "v1", "applied": True}
+        assert answer == {"seq": 1, "version": "v1", "durable": True, "applied": True}
         assert here.runtime("phishing").labels_applied == 1
         deadline = time.monotonic() + 10
         while there.runtime("phishing").seq < 1 and time.monotonic() < deadline:

@@ -394,7 +394,7 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
         answered = next(a["label"] for _, a in seen if a["prediction_id"] == pid)
         other = next(c for c in task.classes if c != y) if task.classification else y + 2.5
         same = ok(api.post(f"{m}/feedback", json={"prediction_id": pid, "label": y}))
-        assert same == {"seq": first_seq, "version": "v1", "applied": True}, same
+        assert same == {"seq": first_seq, "version": "v1", "durable": True, "applied": True}, same
         refused = api.post(f"{m}/feedback", json={"prediction_id": pid, "label": other})
         assert refused.status_code == 409, refused.text
         recorded = {"label": y, "source": "app", "labeller": None, "seq": first_seq}
@@ -425,6 +425,7 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
         assert corrected == {
             "seq": labels + 1,
             "version": "v1",
+            "durable": True,
             "applied": True,
             "correction": True,
         }
