@@ -7,7 +7,7 @@ Every backend passes the same contract checks (``onlearn.store.checks``). Only m
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, runtime_checkable
 
 from onlearn.errors import StoreUnavailable
@@ -295,6 +295,11 @@ class QueueStats:
     duplicates: int = 0  # refused by dedupe, ever
     pushed: int = 0  # queued, ever
     answered_elsewhere: int = 0  # closed because their prediction got a label by feedback, ever
+
+
+# The counters each backend keeps per model, apart from the items (depth and claimed are
+# counted from the items): one list, in QueueStats' order, for every backend.
+QUEUE_COUNTERS = tuple(f.name for f in fields(QueueStats) if f.name not in ("depth", "claimed"))
 
 
 @runtime_checkable

@@ -13,6 +13,7 @@ from onlearn.records import (
     QueueState,
 )
 from onlearn.store.base import (
+    QUEUE_COUNTERS,
     ClaimOutcome,
     LabelOutcome,
     PushOutcome,
@@ -30,18 +31,6 @@ from onlearn.store.leases import (
     skipper,
 )
 from onlearn.store.memory.log import MemoryEventLog
-
-_QUEUE_COUNTERS = (
-    "labelled",
-    "skipped",
-    "released",
-    "expired",
-    "evicted",
-    "rejected",
-    "duplicates",
-    "pushed",
-    "answered_elsewhere",
-)
 
 
 class _ModelQueue:
@@ -61,7 +50,7 @@ class _ModelQueue:
         self.order: list[tuple[float, float, str]] = []
         self.claimed: set[str] = set()
         self.dedupe: dict[str, str] = {}
-        self.counters = dict.fromkeys(_QUEUE_COUNTERS, 0)
+        self.counters = dict.fromkeys(QUEUE_COUNTERS, 0)
 
     def unqueue(self, item: QueueItem) -> None:
         """Take ``item`` out of the queued order or the claimed set, whichever holds it."""

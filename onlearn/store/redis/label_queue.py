@@ -9,7 +9,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from onlearn.records import Event, QueueItem
-from onlearn.store.base import AppendResult, ClaimOutcome, LabelOutcome, PushOutcome, QueueStats
+from onlearn.store.base import (
+    QUEUE_COUNTERS,
+    AppendResult,
+    ClaimOutcome,
+    LabelOutcome,
+    PushOutcome,
+    QueueStats,
+)
 from onlearn.store.codec import dumps, loads, queue_item_from_dict, queue_item_to_dict
 from onlearn.store.compact import Shapes
 from onlearn.store.leases import check_label_events, check_priority, check_pushable, new_claim_id
@@ -56,17 +63,6 @@ _ITEM_BODY = (
     "uncertainty",
     "reason",
     "enqueued_at",
-)
-_QUEUE_COUNTERS = (
-    "labelled",
-    "skipped",
-    "released",
-    "expired",
-    "evicted",
-    "rejected",
-    "duplicates",
-    "pushed",
-    "answered_elsewhere",
 )
 
 
@@ -373,14 +369,12 @@ class RedisLabelQueue(SharesShapes):
         pipe = self._conn.client.pipeline(transaction=True)
         pipe.zcard(k.queue(model))
         pipe.zcard(k.queue_leases(model))
-        pipe.hmget(k.queue_counters(model), list(_QUEUE_COUNTERS))
+        pipe.hmget(k.queue_counters(model), list(QUEUE_COUNTERS))
         depth, claimed, counters = pipe.execute()
         return QueueStats(
             depth=depth,
             claimed=claimed,
-            **{
-                name: int(value or 0) for name, value in zip(_QUEUE_COUNTERS, counters, strict=True)
-            },
+            **{name: int(value or 0) for name, value in zip(QUEUE_COUNTERS, counters, strict=True)},
         )
 
     @guarded("purge queue", idempotent=True)

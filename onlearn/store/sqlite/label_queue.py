@@ -13,6 +13,7 @@ from onlearn.records import (
     QueueState,
 )
 from onlearn.store.base import (
+    QUEUE_COUNTERS,
     ClaimOutcome,
     LabelOutcome,
     PushOutcome,
@@ -116,17 +117,6 @@ def _item_row(item: QueueItem) -> tuple:
 _NOT_SKIPPED_BY = " AND (?2 IS NULL OR skipped_by IS NULL OR skipped_by != ?2)"
 _INSERT_ITEM = f"INSERT INTO queue_items ({_ITEM_COLUMNS}) VALUES ({','.join('?' * 19)})"
 _SELECT_ITEM = f"SELECT {_ITEM_COLUMNS} FROM queue_items WHERE model = ? AND item_id = ?"
-_QUEUE_COUNTERS = (
-    "labelled",
-    "skipped",
-    "released",
-    "expired",
-    "evicted",
-    "rejected",
-    "duplicates",
-    "pushed",
-    "answered_elsewhere",
-)
 # Items that leave the waiting states free their dedupe key (the unique index covers waiting
 # items only); this is the statement that writes such an end, shared by label and complete.
 _DONE_SQL = (
@@ -138,13 +128,13 @@ _DONE_SQL = (
 _STATS_SQL = f"""SELECT
     (SELECT count(*) FROM queue_items WHERE model = ?1 AND state = 'queued'),
     (SELECT count(*) FROM queue_items WHERE model = ?1 AND state = 'claimed'),
-    {", ".join(f"coalesce(c.{name}, 0)" for name in _QUEUE_COUNTERS)}
+    {", ".join(f"coalesce(c.{name}, 0)" for name in QUEUE_COUNTERS)}
     FROM (SELECT 1) LEFT JOIN queue_counters AS c ON c.model = ?1"""
 
 
 def _bump(conn: sqlite3.Connection, model: str, counter: str, by: int = 1) -> None:
     """Add ``by`` to one of the model's queue counters, inside the caller's transaction."""
-    assert counter in _QUEUE_COUNTERS
+    assert counter in QUEUE_COUNTERS
     conn.execute(
         f"INSERT INTO queue_counters (model, {counter}) VALUES (?, ?)"
         f" ON CONFLICT (model) DO UPDATE SET {counter} = {counter} + excluded.{counter}",
@@ -462,7 +452,7 @@ class SqliteLabelQueue:
     def stats(self, model: str) -> QueueStats:
         depth, claimed, *counters = self._db.fast().execute(_STATS_SQL, (model,)).fetchone()
         return QueueStats(
-            depth=depth, claimed=claimed, **dict(zip(_QUEUE_COUNTERS, counters, strict=True))
+            depth=depth, claimed=claimed, **dict(zip(QUEUE_COUNTERS, counters, strict=True))
         )
 
     @_guarded("purge queue")
