@@ -18,6 +18,7 @@ from onlearn.models import (
     predict_proba_columns,
 )
 from onlearn.records import Event
+from onlearn.weights import event_weight, learn_weighted, takes_weight
 
 
 def proba_pairs(proba: Mapping[Hashable, float] | None) -> list[list[Any]] | None:
@@ -139,8 +140,23 @@ class LearnerState:
         )
         self.metrics.count_labeller(payload.get("labeller"))
         if self.estimator is not None:
-            self.estimator.learn_one(x, y)
+            self._learn_one(x, y, payload)
         self.seq = event.seq
+
+    # Whether the estimator learns with a weight: None until first needed (and in states
+    # pickled before importance weights existed).
+    _takes_weight: bool | None = None
+
+    def _learn_one(self, x: Mapping[str, Any] | None, y: Any, payload: Mapping[str, Any]) -> None:
+        """``learn_one`` with the event's importance weight (onlearn/weights.py), read from the
+        event alone so that a replay learns what the live model did."""
+        w = event_weight(payload)
+        if w == 1.0:
+            self.estimator.learn_one(x, y)
+            return
+        if self._takes_weight is None:
+            self._takes_weight = takes_weight(self.estimator)
+        learn_weighted(self.estimator, x, y, w, self._takes_weight)
 
     def _learn_correction(self, event: Event, x: Mapping[str, Any] | None) -> None:
         payload = event.payload
@@ -172,7 +188,7 @@ class LearnerState:
             sampled=payload.get("sampled"),
         )
         if self.estimator is not None:
-            self.estimator.learn_one(x, y)
+            self._learn_one(x, y, payload)
         self.seq = event.seq
 
     def skip(self, event: Event) -> None:

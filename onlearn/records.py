@@ -92,6 +92,9 @@ class PredictionRecord:
     queued: bool = False
     expires_at: float = 0.0
     reason: str | None = None  # why a label was asked: "uncertain", "random" (the eval slice)
+    # The probability it was asked for, when the sampler keeps importance weights
+    # (onlearn/weights.py); None otherwise. Its label event copies it as ``sample_p``.
+    sample_p: float | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ A sampler is built from a config table with ``sampler_from_config``::
                                         # floor(budget * window) = 100 asks; must be >= 1
     evaluation_rate = 0.01              # random slice, on top of the budget
     seed = 42
+    importance_weights = false          # randomised strategies only: Decision.p, learned as
+    weight_clip = 10                    # the weight min(1 / p, weight_clip) (onlearn/weights.py)
 
 >>> sampler = sampler_from_config({"budget": 0.5, "window": 10, "seed": 1})
 >>> sampler.strategy
@@ -64,6 +66,7 @@ from onlearn.active.committee import COMMITTEE_MEASURES, _opinions
 from onlearn.active.strategies import DEFAULT_SEED, STRATEGIES, Strategy, VariableUncertainty
 from onlearn.active.uncertainty import MEASURES, entropy
 from onlearn.errors import ConfigError
+from onlearn.weights import DEFAULT_WEIGHT_CLIP, check_weight_clip, check_weights
 
 __all__ = [
     "ALL_MEASURES",
@@ -101,6 +104,10 @@ class Decision(NamedTuple):
     reason: Reason | None
     priority: float
     uncertainty: float
+    # The probability this prediction was asked for, floored at 1 / weight_clip (so that its
+    # importance weight 1 / p is at most weight_clip): set on asks of a sampler with
+    # importance_weights on, None otherwise (no weight: the label counts once).
+    p: float | None = None
 
 
 def priority_of(uncertainty: float, reason: Reason | str | None) -> float:
@@ -150,6 +157,13 @@ class Sampler:
         budget. 0 disables it.
     seed
         Seeds the evaluation slice. ``sampler_from_config`` seeds the strategy with it too.
+    importance_weights
+        Give each ask its probability ``p`` (``Decision.p``), for labels learned with the
+        weight ``1 / p`` (onlearn/weights.py). Needs a randomised strategy
+        (``strategy.randomised``): a deterministic one asks with p 0 or 1, and every weight
+        would be 1.
+    weight_clip
+        The largest weight: ``p`` is floored at ``1 / weight_clip``; at least 1.
     """
 
     def __init__(
@@ -158,10 +172,14 @@ class Sampler:
         measure: str = "entropy",
         evaluation_rate: float = 0.0,
         seed: int = DEFAULT_SEED,
+        importance_weights: bool = False,
+        weight_clip: float = DEFAULT_WEIGHT_CLIP,
     ) -> None:
         self.strategy = VariableUncertainty() if strategy is None else strategy
         if not isinstance(self.strategy, Strategy):
             raise TypeError(f"strategy must be a Strategy, got {type(strategy).__name__}")
+        self.importance_weights = check_weights(importance_weights, self.strategy, "Sampler")
+        self.weight_clip = check_weight_clip("weight_clip", weight_clip, "Sampler")
         self.measure = check_choice("measure", measure, "Sampler", ALL_MEASURES)
         self.evaluation_rate = check_share("evaluation_rate", evaluation_rate, "Sampler")
         self.seed = check_seed("seed", seed, "Sampler")
@@ -185,11 +203,26 @@ class Sampler:
         Call it once per prediction, in order: it moves the budget and the random streams.
         """
         u = self.uncertainty(proba, others) if self._committee else self._measure(proba)
+        if self.importance_weights:
+            return self._decide_weighted(u)
         uncertain = self.strategy.decide(u)
         if self._slice.decide():
             return Decision(True, _RANDOM, u + 1.0, u)
         if uncertain:
             return Decision(True, _UNCERTAIN, u, u)
+        return Decision(False, None, u, u)
+
+    def _decide_weighted(self, u: float) -> Decision:
+        # Asked when the slice or the strategy asks, two independent draws: p is the chance
+        # that either does, read before the strategy's state moves.
+        q = self.strategy.ask_probability(u)
+        p = 1.0 - (1.0 - self.evaluation_rate) * (1.0 - q)
+        p = max(p, 1.0 / self.weight_clip)
+        uncertain = self.strategy.decide(u)
+        if self._slice.decide():
+            return Decision(True, _RANDOM, u + 1.0, u, p)
+        if uncertain:
+            return Decision(True, _UNCERTAIN, u, u, p)
         return Decision(False, None, u, u)
 
     def decide_many(
@@ -217,16 +250,30 @@ class Sampler:
                 "a config table has one seed for both"
             )
         config["seed"] = self.seed
+        if self.importance_weights:
+            config.update(importance_weights=True, weight_clip=self.weight_clip)
         return config
 
     def __repr__(self) -> str:
+        weights = (
+            f", importance_weights=True, weight_clip={self.weight_clip!r}"
+            if self.importance_weights
+            else ""
+        )
         return (
             f"Sampler({self.strategy!r}, measure={self.measure!r}, "
-            f"evaluation_rate={self.evaluation_rate!r}, seed={self.seed!r})"
+            f"evaluation_rate={self.evaluation_rate!r}, seed={self.seed!r}{weights})"
         )
 
 
-_SAMPLER_KEYS = ("strategy", "measure", "evaluation_rate", "seed")
+_SAMPLER_KEYS = (
+    "strategy",
+    "measure",
+    "evaluation_rate",
+    "seed",
+    "importance_weights",
+    "weight_clip",
+)
 
 # Every hyperparameter a config table may hold, with its check (the constructors check the
 # same rules; checking here first lets the message name the table).
@@ -240,6 +287,7 @@ _CHECKS: dict[str, Callable[[str, Any, str], Any]] = {
     "evaluation_rate": check_share,
     "seed": check_seed,
     "measure": lambda k, v, w: check_choice(k, v, w, ALL_MEASURES),
+    "weight_clip": check_weight_clip,
 }
 
 
@@ -248,9 +296,10 @@ def sampler_from_config(config: Mapping[str, Any], *, where: str = "sampler") ->
 
     Keys: ``strategy`` (default ``"variable_uncertainty"``), ``measure`` (default
     ``"entropy"``), ``evaluation_rate`` (default 0), ``seed`` (default 42, seeds the strategy
-    and the evaluation slice), and the strategy's hyperparameters (``budget``, ``window``,
-    ``step``, ``threshold``, ``delta``, ``random_share``; each strategy takes some of them, with
-    the defaults of its class). A key the chosen strategy does not take is an error, so that a
+    and the evaluation slice), ``importance_weights`` (default false; true needs a randomised
+    strategy) and ``weight_clip`` (default 10), and the strategy's hyperparameters
+    (``budget``, ``window``, ``step``, ``threshold``, ``delta``, ``random_share``; each strategy
+    takes some of them, with the defaults of its class). A key the chosen strategy does not take is an error, so that a
     typo does not pass silently, and so is ``budget * window < 1`` (nothing could be asked).
 
     >>> sampler_from_config({"strategy": "split", "budget": 1.5})
@@ -261,7 +310,8 @@ def sampler_from_config(config: Mapping[str, Any], *, where: str = "sampler") ->
     Traceback (most recent call last):
     ...
     onlearn.errors.ConfigError: sampler: unknown entry 'step' for strategy 'fixed_uncertainty'; \
-it accepts: budget, evaluation_rate, measure, seed, strategy, threshold, window
+it accepts: budget, evaluation_rate, importance_weights, measure, seed, strategy, threshold, \
+weight_clip, window
     >>> sampler_from_config({"budget": 0.001, "window": 200})
     Traceback (most recent call last):
     ...
@@ -291,9 +341,12 @@ of at least 1000 predictions (or a larger budget)
     params = {k: config[k] for k in takes if k in config}
     if "seed" in takes:
         params["seed"] = seed
+    strategy = cls(**params)
     return Sampler(
-        cls(**params),
+        strategy,
         measure=config.get("measure", "entropy"),
         evaluation_rate=config.get("evaluation_rate", 0.0),
         seed=seed,
+        importance_weights=check_weights(config.get("importance_weights", False), strategy, where),
+        weight_clip=config.get("weight_clip", DEFAULT_WEIGHT_CLIP),
     )

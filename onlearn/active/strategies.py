@@ -40,6 +40,7 @@ same answers in every process.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any, ClassVar
 
@@ -100,6 +101,23 @@ class Strategy:
     def _wants(self, uncertainty: float) -> bool:
         raise NotImplementedError
 
+    # Importance weights (onlearn/weights.py) need the chance that ``decide`` asks; only
+    # strategies that ask at random with a positive floor have one worth weighting by.
+    randomised: ClassVar[bool] = False
+
+    def ask_probability(self, uncertainty: float) -> float:
+        """The probability that ``decide(uncertainty)``, called next, asks; changes no state.
+
+        0 while the budget refuses; else the strategy's chance of wanting the point (0 or 1
+        for the deterministic strategies).
+        """
+        if not self._budget.can_spend:
+            return 0.0
+        return self._p_wants(uncertainty)
+
+    def _p_wants(self, uncertainty: float) -> float:
+        raise NotImplementedError
+
     @property
     def spending(self) -> float:
         """The share of the last ``min(n_seen, window)`` predictions asked for (0 before any)."""
@@ -142,8 +160,13 @@ class RandomSampling(Strategy):
         self.seed = check_seed("seed", seed, type(self).__name__)
         self._rng = random.Random(seed)
 
+    randomised = True
+
     def _wants(self, uncertainty: float) -> bool:
         return self._rng.random() < self.budget
+
+    def _p_wants(self, uncertainty: float) -> float:
+        return self.budget
 
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "seed": self.seed}
@@ -165,6 +188,9 @@ class FixedUncertainty(Strategy):
 
     def _wants(self, uncertainty: float) -> bool:
         return uncertainty > self.threshold
+
+    def _p_wants(self, uncertainty: float) -> float:
+        return 1.0 if uncertainty > self.threshold else 0.0
 
     def _params(self) -> dict[str, Any]:
         return {"threshold": self.threshold, **super()._params()}
@@ -199,6 +225,9 @@ class VariableUncertainty(Strategy):
             return True
         self._theta *= 1.0 + self.step
         return False
+
+    def _p_wants(self, uncertainty: float) -> float:
+        return 1.0 if 1.0 - uncertainty < self._theta else 0.0
 
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "step": self.step}
@@ -235,6 +264,18 @@ class RandomizedVariableUncertainty(VariableUncertainty):
         self._theta *= 1.0 + self.step
         return False
 
+    @property
+    def randomised(self) -> bool:  # type: ignore[override]
+        return self.delta > 0
+
+    def _p_wants(self, uncertainty: float) -> float:
+        # P(c < theta * eta) for eta ~ N(1, delta), theta > 0: P(eta > c / theta).
+        c = 1.0 - uncertainty
+        if self.delta == 0:
+            return 1.0 if c < self._theta else 0.0
+        z = (c / self._theta - 1.0) / self.delta
+        return 0.5 * math.erfc(z / math.sqrt(2.0))
+
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "delta": self.delta, "seed": self.seed}
 
@@ -264,6 +305,14 @@ class Split(VariableUncertainty):
         if self._rng.random() < self.random_share:
             return True
         return super()._wants(uncertainty)
+
+    @property
+    def randomised(self) -> bool:  # type: ignore[override]
+        return self.random_share > 0
+
+    def _p_wants(self, uncertainty: float) -> float:
+        share = self.random_share
+        return share + (1.0 - share) * super()._p_wants(uncertainty)
 
     def _params(self) -> dict[str, Any]:
         return {**super()._params(), "random_share": self.random_share, "seed": self.seed}

@@ -67,6 +67,7 @@ from onlearn.refit_options import METRICS, MIN_LABELS, Candidate, candidate_id
 from onlearn.schema import Schema
 from onlearn.snapshots import REPLAY_PAGE, replay
 from onlearn.store.base import Store
+from onlearn.weights import event_weight, learn_weighted, takes_weight
 
 __all__ = [
     "CandidateResult",
@@ -95,6 +96,7 @@ class _Labelled:
     x: dict[str, Any]
     y: Any
     source: str
+    w: float = 1.0  # importance weight (onlearn/weights.py): 1 / the sampler's probability
 
 
 @dataclass(frozen=True)
@@ -428,6 +430,7 @@ def _load(
                         schema.model_input(payload["features"]),
                         payload["label"],
                         payload.get("source") or "app",
+                        event_weight(payload),
                     )
                 )
         after = events[-1].seq
@@ -543,11 +546,12 @@ def _train(
             on_event=lambda seq: ticker.add(1) if seq in label_seqs else None,
             rewrite=rewrite,
         )
-        learn = state.estimator.learn_one
+        estimator = state.estimator
+        takes = takes_weight(estimator)
         for _ in range(passes - 1):
             for e in train:
                 try:
-                    learn(dict(e.x), e.y)
+                    learn_weighted(estimator, dict(e.x), e.y, e.w, takes)
                 except Exception:  # as replay: an event a model cannot learn is skipped
                     pass
                 ticker.add(1)
@@ -566,6 +570,7 @@ def _train(
                 estimator,
                 [e.x for e in usable],
                 [e.y for e in usable],
+                [e.w for e in usable],
                 should_stop=stop,
             )
         ticker.add(len(train))
@@ -574,15 +579,17 @@ def _train(
         for _ in range(passes):
             for start in range(0, len(usable), step):
                 chunk = usable[start : start + step]
-                estimator.learn_many([e.x for e in chunk], [e.y for e in chunk])
+                estimator.learn_many(
+                    [e.x for e in chunk], [e.y for e in chunk], [e.w for e in chunk]
+                )
                 ticker.add(len(chunk))
             ticker.add(len(train) - len(usable))
     state.seq = train_upto
 
 
-def _fit_many(estimator: Any, rows: list, labels: list) -> Any:
+def _fit_many(estimator: Any, rows: list, labels: list, weights: list) -> Any:
     """In a child process (:func:`~onlearn.background.stoppable.run_stoppable`): the estimator, fitted."""
-    estimator.fit_many(rows, labels)
+    estimator.fit_many(rows, labels, weights)
     return estimator
 
 
@@ -604,6 +611,7 @@ def _evaluate(
     classification = state.task == "classification"
     metrics = ClassificationMetrics() if classification else RegressionMetrics()
     correct: list = []
+    takes = not batch and takes_weight(state.estimator)
     if batch:
         probas = state.estimator.predict_proba_many([e.x for e in test])
         answers = [((max(p, key=p.get) if p else None), p) for p in probas]
@@ -622,7 +630,7 @@ def _evaluate(
             correct.append(absolute_error(e.y, y_pred))
         if not batch:
             try:
-                state.estimator.learn_one(dict(e.x), e.y)
+                learn_weighted(state.estimator, dict(e.x), e.y, e.w, takes)
             except Exception:  # as replay: an event a model cannot learn is skipped
                 state.learn_errors += 1
         state.seq = e.seq

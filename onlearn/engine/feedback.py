@@ -468,14 +468,22 @@ class FeedbackHandler:
                 outputs=dict(record.outputs),
                 answered_by=record.version,
                 sampled=record.reason,
+                # The importance weight's probability (onlearn/weights.py), in the event so
+                # that a replay learns with the weight the live model used.
+                sample_p=record.sample_p,
             )
         else:
             payload.update(
-                features=clean, predicted_at=None, outputs=None, answered_by=None, sampled=None
+                features=clean,
+                predicted_at=None,
+                outputs=None,
+                answered_by=None,
+                sampled=None,
+                sample_p=None,
             )
-        # Room for what a correction and a sampler fill in (onlearn/corrections.py): a first
-        # label corrects nothing; the sampling probability is not known here yet.
-        payload.update(sample_p=None, corrects=None)
+        # Room for what a correction fills in (onlearn/corrections.py): a first label corrects
+        # nothing.
+        payload.update(corrects=None)
         return Event(kind=EventKind.LABEL, payload=payload, at=now, key=key)
 
     def _find_record(

@@ -172,6 +172,7 @@ class Predictor:
                     queued,
                     expires,
                     decision.reason.value if queued else None,
+                    decision.p if queued else None,
                 )
             )
             predictions.append(
@@ -226,6 +227,7 @@ class Predictor:
                 queued,
                 now + rt.config.prediction_ttl_s,
                 decision.reason.value if queued else None,
+                decision.p if queued else None,
             )
         )
         rt.predictions += 1
@@ -259,6 +261,7 @@ _new = object.__new__
     _r_queued,
     _r_expires_at,
     _r_reason,
+    _r_sample_p,
 ) = (PredictionRecord.__dict__[f.name].__set__ for f in dataclasses.fields(PredictionRecord))
 
 
@@ -277,7 +280,7 @@ def _build_prediction(
 
 
 def _build_record(
-    id, model, at, features, version, outputs, uncertainty, queued, expires_at, reason
+    id, model, at, features, version, outputs, uncertainty, queued, expires_at, reason, sample_p
 ) -> PredictionRecord:
     r = _new(PredictionRecord)
     _r_id(r, id)
@@ -290,6 +293,7 @@ def _build_record(
     _r_queued(r, queued)
     _r_expires_at(r, expires_at)
     _r_reason(r, reason)
+    _r_sample_p(r, sample_p)
     return r
 
 

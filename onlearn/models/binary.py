@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import Any
 
 from river import base, linear_model
 
@@ -76,11 +77,12 @@ class BinaryClassifier(base.Wrapper, base.Classifier):
     def _unit_test_params(cls):
         yield {"classifier": linear_model.LogisticRegression(), "classes": (True, False)}
 
-    def learn_one(self, x: dict, y: base.typing.ClfTarget) -> None:
+    def learn_one(self, x: dict, y: base.typing.ClfTarget, **kwargs: Any) -> None:
+        # kwargs: a sample weight ``w`` (onlearn/weights.py) goes to the wrapped classifier.
         if type(y) is self._first_type and y == self._first:
-            self.classifier.learn_one(x, True)
+            self.classifier.learn_one(x, True, **kwargs)
         elif type(y) is self._second_type and y == self._second:
-            self.classifier.learn_one(x, False)
+            self.classifier.learn_one(x, False, **kwargs)
         else:
             raise ValueError(
                 f"label {y!r} is not one of the model's classes, {self._first!r} and "

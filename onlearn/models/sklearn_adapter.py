@@ -47,6 +47,7 @@ Only ``sklearn.*`` classes are accepted there; arbitrary code goes through a tru
 from __future__ import annotations
 
 import importlib
+import inspect
 import math
 import re
 from collections.abc import Hashable, Mapping, Sequence
@@ -195,21 +196,32 @@ class SklearnIncremental(_SklearnClassifier):
     def learn_one(self, x: Mapping[str, Any], y: Hashable) -> None:
         self._partial_fit(self._matrix([x]), self._label_indices([y]))
 
-    def learn_many(self, rows: Sequence[Mapping[str, Any]], labels: Sequence[Hashable]) -> None:
-        """Learn from ``rows`` and their ``labels`` in mini-batches of ``batch_size``, in order."""
+    def learn_many(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        labels: Sequence[Hashable],
+        weights: Sequence[float] | None = None,
+    ) -> None:
+        """Learn from ``rows`` and their ``labels`` in mini-batches of ``batch_size``, in order.
+
+        ``weights``: importance weights (onlearn/weights.py), given to ``partial_fit`` as
+        ``sample_weight`` when it takes one; ignored when all are 1 or it does not."""
         rows, labels = list(rows), list(labels)
         if len(rows) != len(labels):
             raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
         y = self._label_indices(labels)
+        w = _sample_weight(self._model, "partial_fit", weights, len(rows))
         for start in range(0, len(rows), self.batch_size):
             stop = start + self.batch_size
-            self._partial_fit(self._matrix(rows[start:stop]), y[start:stop])
+            chunk = None if w is None else w[start:stop]
+            self._partial_fit(self._matrix(rows[start:stop]), y[start:stop], chunk)
 
-    def _partial_fit(self, X: np.ndarray, y: np.ndarray) -> None:
+    def _partial_fit(self, X: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> None:
+        kwargs = {} if w is None else {"sample_weight": w}
         if self._fitted:
-            self._model.partial_fit(X, y)
+            self._model.partial_fit(X, y, **kwargs)
         else:
-            self._model.partial_fit(X, y, classes=self._all_classes)
+            self._model.partial_fit(X, y, classes=self._all_classes, **kwargs)
             self._fitted = True
 
 
@@ -230,15 +242,25 @@ class SklearnBatch(_SklearnClassifier):
         super().__init__(estimator, features, classes, categories)
         self._ignored = 0
 
-    def fit_many(self, rows: Sequence[Mapping[str, Any]], labels: Sequence[Hashable]) -> None:
-        """Train from scratch on ``rows`` and ``labels``; what was learnt before is forgotten."""
+    def fit_many(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        labels: Sequence[Hashable],
+        weights: Sequence[float] | None = None,
+    ) -> None:
+        """Train from scratch on ``rows`` and ``labels``; what was learnt before is forgotten.
+
+        ``weights``: importance weights, passed as ``sample_weight`` when ``fit`` takes one
+        (ignored when all are 1 or it does not)."""
         rows, labels = list(rows), list(labels)
         if len(rows) != len(labels):
             raise ValueError(f"{len(rows)} rows but {len(labels)} labels")
         if not rows:
             raise ValueError("fit_many needs at least one row")
         model = _seeded_clone(self.estimator)
-        model.fit(self._matrix(rows), self._label_indices(labels))
+        w = _sample_weight(model, "fit", weights, len(rows))
+        kwargs = {} if w is None else {"sample_weight": w}
+        model.fit(self._matrix(rows), self._label_indices(labels), **kwargs)
         self._model = model
         self._fitted = True
         self._ignored = 0
@@ -392,6 +414,25 @@ def _check_estimator(estimator: Any) -> None:
             f"{type(estimator).__name__} (with these params) has no predict_proba; onlearn "
             "serves class probabilities"
         )
+
+
+def _sample_weight(
+    model: Any, method: str, weights: Sequence[float] | None, n: int
+) -> np.ndarray | None:
+    """``weights`` as scikit-learn's ``sample_weight`` for ``model.method``, or None: no
+    weights, all 1 (the unweighted call, bit for bit), or a method without ``sample_weight``."""
+    if weights is None:
+        return None
+    w = np.asarray(list(weights), dtype=float)
+    if len(w) != n:
+        raise ValueError(f"{n} rows but {len(w)} weights")
+    if (w == 1.0).all():
+        return None
+    try:
+        takes = "sample_weight" in inspect.signature(getattr(model, method)).parameters
+    except (TypeError, ValueError):
+        takes = False
+    return w if takes else None
 
 
 def _seeded_clone(estimator: Any) -> Any:

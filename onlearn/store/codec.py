@@ -105,7 +105,7 @@ def decode_event(text: str | bytes, seq: int | None = None) -> Event:
 
 
 def prediction_to_dict(record: PredictionRecord) -> dict[str, Any]:
-    return {
+    out = {
         "id": record.id,
         "model": record.model,
         "at": record.at,
@@ -117,6 +117,9 @@ def prediction_to_dict(record: PredictionRecord) -> dict[str, Any]:
         "expires_at": record.expires_at,
         "reason": record.reason,
     }
+    if record.sample_p is not None:  # only with importance weights: the usual dict as before
+        out["sample_p"] = record.sample_p
+    return out
 
 
 def prediction_from_dict(data: Mapping[str, Any]) -> PredictionRecord:
@@ -132,6 +135,7 @@ def prediction_from_dict(data: Mapping[str, Any]) -> PredictionRecord:
         queued=bool(data.get("queued", False)),
         expires_at=float(data.get("expires_at", 0.0)),
         reason=data.get("reason"),
+        sample_p=_optional_float(data.get("sample_p")),
     )
 
 

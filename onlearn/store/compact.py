@@ -457,13 +457,15 @@ def pack_event(shapes: Shapes, model: str, event: Event) -> bytes:
 
 def pack_record(shapes: Shapes, record: PredictionRecord, *, columns: bool) -> bytes:
     """A prediction record without its id: ``[features, version, outputs, uncertainty, queued,
-    reason]``. With ``columns=False`` (Redis: the record is one value), the model comes first as
+    reason, sample_p]`` (``sample_p`` is left out when None: the array an earlier onlearn
+    wrote). With ``columns=False`` (Redis: the record is one value), the model comes first as
     its own msgpack string and the array starts with ``at, expires_at``.
 
     Fields a later onlearn adds go at the end of the array; this one ignores them.
     """
     model = record.model
     uncertainty = record.uncertainty
+    sample_p = record.sample_p
     codec = shapes.codec(model)
     value = codec.value
 
@@ -476,6 +478,8 @@ def pack_record(shapes: Shapes, record: PredictionRecord, *, columns: bool) -> b
             bool(record.queued),
             value(record.reason, careful),
         ]
+        if sample_p is not None:
+            fields.append(float(sample_p))
         return fields if columns else [float(record.at), float(record.expires_at), *fields]
 
     body = codec.pack(build)
@@ -548,6 +552,7 @@ def unpack_record(
         queued=values[4],
         expires_at=expires_at,
         reason=values[5],
+        sample_p=values[6] if len(values) > 6 else None,
     )
 
 

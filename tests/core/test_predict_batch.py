@@ -248,6 +248,7 @@ def test_built_predictions_and_records_equal_constructed_ones():
         queued=True,
         expires_at=2.5,
         reason="uncertain",
+        sample_p=0.25,
     )
     for cls, build, fields in (
         (predict_module.Prediction, predict_module._build_prediction, prediction),

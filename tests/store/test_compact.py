@@ -4,6 +4,7 @@ shapes table shared by several stores (processes) on SQLite and Redis."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import threading
 from collections.abc import Iterator
@@ -160,7 +161,8 @@ def test_a_new_field_is_a_new_shape_that_this_reader_decodes() -> None:
 
 
 def test_trailing_fields_of_a_record_are_ignored() -> None:
-    """A later onlearn may add fields at the end of a record's array; this one reads its own."""
+    """A later onlearn may add fields at the end of a record's array; this one reads its own
+    (the seventh, ``sample_p``, came with importance weights)."""
     shapes = Shapes.in_memory()
     body = pack_record(shapes, RECORD, columns=True)
     fields = msgspec.msgpack.decode(body)  # extension values stay Ext objects
@@ -168,7 +170,7 @@ def test_trailing_fields_of_a_record_are_ignored() -> None:
     back = unpack_record(
         shapes, longer, id=PID, model="phishing", at=RECORD.at, expires_at=RECORD.expires_at
     )
-    assert back == RECORD
+    assert back == dataclasses.replace(RECORD, sample_p=0.25)
 
 
 def test_events_round_trip_whole() -> None:

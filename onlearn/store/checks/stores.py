@@ -478,6 +478,9 @@ def check_predictions_round_trip(store: Store) -> None:
     records = [
         _record("p-1", later),
         _record("p-2", later, uncertainty=None, queued=False, outputs={"v1": {"label": "cat"}}),
+        # the sampler's probability of asking (importance weights): an exact float back
+        _record("p-3", later, reason="uncertain", sample_p=0.1234567890123),
+        _record("p-4", later, reason="random", sample_p=1.0),
     ]
     store.predictions.put_many(records)
     store.predictions.put_many([])
@@ -517,7 +520,7 @@ def check_predictions_round_trip_hostile_values(store: Store) -> None:
         assert back is not None, f"record {record.id!r} is gone"
         for name in ("id", "model", "version", "queued", "reason"):
             _same(getattr(record, name), getattr(back, name), f"{record.id}: {name}")
-        for name in ("at", "expires_at", "uncertainty"):
+        for name in ("at", "expires_at", "uncertainty", "sample_p"):
             a, b = getattr(record, name), getattr(back, name)
             if a is None:
                 assert b is None, f"{record.id}: {name} {b!r} came back for None"

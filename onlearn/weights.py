@@ -1,0 +1,122 @@
+"""Importance weights: a label asked for with probability ``p`` is learned with weight ``1 / p``.
+
+A sampler with ``importance_weights = true`` gives each ask its probability ``p`` (floored at
+``1 / weight_clip``, so no weight exceeds the clip). The predict path stores ``p`` on the
+prediction record as ``sample_p``, the label event copies it, and learning reads the weight
+from the event alone: a replay of the log gives the model the live one learned, whatever the
+config says at replay time.
+
+Why weights: an uncertainty sampler labels the hard cases more often than they occur, so the
+labelled sample is biased; weighting each label by ``1 / p`` makes sums over labelled points
+unbiased estimates of sums over all predictions (Horvitz-Thompson). The clip trades that
+unbiasedness for variance: a label asked with ``p = 0.001`` would otherwise count 1000 times.
+
+Only estimators whose ``learn_one`` takes a weight ``w`` use it (:func:`takes_weight`): of the
+catalog, ``logistic_regression``, ``hoeffding_tree``, ``linear_regression`` and
+``hoeffding_tree_regressor``. ``gaussian_naive_bayes`` (river's ``GaussianNB.learn_one`` has no
+weight) and the adaptive random forests (river's ``ARF*.learn_one`` draws its own Poisson weights
+and ignores ``w``) learn every label once; so do scikit-learn models online. Refits pass the
+weights on: river candidates replay the events, scikit-learn ones get ``sample_weight``.
+
+>>> event_weight({"sample_p": 0.25}), event_weight({"sample_p": None}), event_weight({})
+(4.0, 1.0, 1.0)
+>>> from river import linear_model, naive_bayes, preprocessing
+>>> takes_weight(preprocessing.StandardScaler() | linear_model.LogisticRegression())
+True
+>>> takes_weight(naive_bayes.GaussianNB())
+False
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from river import compose, forest
+
+from onlearn.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_WEIGHT_CLIP",
+    "check_weight_clip",
+    "check_weights",
+    "event_weight",
+    "learn_weighted",
+    "takes_weight",
+]
+
+DEFAULT_WEIGHT_CLIP = 10.0
+"""The largest weight a label gets by default: ten times a label asked for with certainty."""
+
+# river's forests accept ``**kwargs`` in learn_one but weigh each tree by their own Poisson draw.
+_IGNORES_WEIGHT = (
+    forest.ARFClassifier,
+    forest.ARFRegressor,
+)
+
+
+def check_weight_clip(name: str, value: Any, where: str) -> float:
+    """A finite number >= 1 (a weight below 1 would make an asked label count less than one)."""
+    if not (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 1
+    ):
+        raise ConfigError(f"{where}: {name!r} must be a finite number >= 1, got {value!r}")
+    return float(value)
+
+
+def check_weights(value: Any, strategy: Any, where: str) -> bool:
+    """``importance_weights``: a boolean, true only with a randomised strategy."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: 'importance_weights' must be true or false, got {value!r}")
+    if value and not strategy.randomised:
+        raise ConfigError(
+            f"{where}: 'importance_weights' needs a randomised strategy with a floor probability "
+            "(random; split with random_share > 0; randomized_variable_uncertainty with "
+            f"delta > 0); {strategy!r} asks with probability 0 or 1, so every weight would be 1"
+        )
+    return value
+
+
+def event_weight(payload: Mapping[str, Any]) -> float:
+    """The weight a label event is learned with: ``1 / sample_p``, or 1 without one."""
+    p = payload.get("sample_p")
+    return 1.0 if p is None else 1.0 / p
+
+
+def takes_weight(estimator: Any) -> bool:
+    """Whether ``estimator.learn_one(x, y, w=...)`` learns with the weight.
+
+    A river pipeline passes ``w`` on to the steps that declare it, so its final step decides;
+    wrappers (one-vs-rest, onlearn's binary classifier) pass it to the classifier they wrap.
+    """
+    if isinstance(estimator, compose.Pipeline):
+        return takes_weight(list(estimator.steps.values())[-1])
+    if isinstance(estimator, _IGNORES_WEIGHT):
+        return False
+    learn = getattr(type(estimator), "learn_one", None)
+    if learn is None:
+        return False
+    try:
+        params = inspect.signature(learn).parameters
+    except (TypeError, ValueError):
+        return False
+    if "w" in params:
+        return True
+    wrapped = getattr(estimator, "classifier", None)
+    if wrapped is not None and any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return takes_weight(wrapped)
+    return False
+
+
+def learn_weighted(estimator: Any, x: Mapping[str, Any], y: Any, w: float, takes: bool) -> None:
+    """``learn_one`` with the weight ``w`` when the estimator ``takes`` one and ``w`` is not 1
+    (an unweighted label learns through the very call it always did)."""
+    if takes and w != 1.0:
+        estimator.learn_one(x, y, w=w)
+    else:
+        estimator.learn_one(x, y)
