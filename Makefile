@@ -9,7 +9,7 @@ STORE ?= sqlite:///.data/onlearn.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-active bench-drift bench-trim bench-purge bench-storage bench-stall bench-models bench-saturation soak install clean
+.PHONY: run test lint bench bench-active bench-weights bench-drift bench-trim bench-purge bench-storage bench-stall bench-models bench-saturation soak install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-active: $(STAMP)
 
 bench-drift: $(STAMP)
 	$(BIN)/python -m benchmarks.drift
+
+# Accuracy with and without importance weights (10 seeds, about two minutes).
+bench-weights: $(STAMP)
+	$(BIN)/python -m benchmarks.importance_weights
 
 # SQLite trim of 900k label events against the old single DELETE (about a minute).
 bench-trim: $(STAMP)

@@ -325,3 +325,50 @@ def test_a_bare_river_model_without_a_weight_learns_each_label_once():
     x = next(phishing_stream(1))[0]
     assert state.estimator.predict_proba_one(x) == bare.predict_proba_one(x)
     assert takes_weight(linear_model.LogisticRegression())
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_url(request, tmp_path):
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/weights.db"
+    return request.getfixturevalue("redis_url")
+
+
+def test_a_label_through_the_queue_carries_the_records_p(store_url):
+    active = {
+        "strategy": "split",
+        "random_share": 0.5,
+        "budget": 0.3,
+        "window": 50,
+        "step": 0.2,  # the threshold falls fast below the confidences: asks at random too
+        "importance_weights": True,
+        "weight_clip": 5,
+        "seed": 1,
+    }
+    with Engine.from_settings(_settings(store_url, active)) as engine:
+        stream = list(phishing_stream(400))
+        for i, (x, y) in enumerate(stream[:200]):  # a model sure of some answers
+            engine.feedback_one("phishing", FeedbackItem(y, features=x, event_id=str(i)))
+        labels = {}
+        for x, y in stream[200:]:
+            prediction = engine.predict_one("phishing", x)
+            labels[prediction.prediction_id] = y
+        engine._records.flush()
+        items = engine.labelling.claim("phishing", limit=100, labeller="ann")
+        assert len(items) >= 20
+        for item in items:
+            engine.labelling.label(
+                "phishing",
+                item["item_id"],
+                labels[item["prediction_id"]],
+                claim_id=item["claim_id"],
+            )
+        events = engine.store.log.read("phishing", after=200, limit=1000)
+        assert len(events) == len(items)
+        for event in events:
+            record = engine.store.predictions.get(event.payload["prediction_id"])
+            assert event.payload["sample_p"] == record.sample_p
+            assert 0.5 <= record.sample_p <= 1.0  # split's floor is its random share
+        assert {e.payload["sample_p"] for e in events} == {0.5, 1.0}
