@@ -372,3 +372,82 @@ def test_a_label_through_the_queue_carries_the_records_p(store_url):
             assert event.payload["sample_p"] == record.sample_p
             assert 0.5 <= record.sample_p <= 1.0  # split's floor is its random share
         assert {e.payload["sample_p"] for e in events} == {0.5, 1.0}
+
+
+def test_an_incremental_scikit_learn_candidate_learns_with_sample_weight():
+    from sklearn.linear_model import SGDClassifier
+
+    schema = Schema.from_config(PHISHING_FEATURES)
+    rows = [(schema.model_input(x), y) for x, y in phishing_stream(300)]
+    xs, ys = [x for x, _ in rows], [y for _, y in rows]
+    ws = [random.Random(i).choice([1.0, 2.0, 10.0]) for i in range(len(rows))]
+    spec = {
+        "sklearn": "sklearn.linear_model:SGDClassifier",
+        "params": {"loss": "log_loss"},
+        "batch_size": 100,
+    }
+    model = sklearn_from_spec(spec, features=schema.numeric, classes=(True, False))
+    model.learn_many(xs, ys, ws)
+    direct = SGDClassifier(loss="log_loss", random_state=42)
+    X, y = model._matrix(xs), model._label_indices(ys)
+    for start in range(0, len(rows), 100):
+        chunk = slice(start, start + 100)
+        direct.partial_fit(X[chunk], y[chunk], classes=[0, 1], sample_weight=np.array(ws[chunk]))
+    assert np.array_equal(model._model.coef_, direct.coef_)
+    plain = sklearn_from_spec(spec, features=schema.numeric, classes=(True, False))
+    plain.learn_many(xs, ys, [1.0] * len(xs))  # all ones: the unweighted call
+    again = sklearn_from_spec(spec, features=schema.numeric, classes=(True, False))
+    again.learn_many(xs, ys)
+    assert np.array_equal(plain._model.coef_, again._model.coef_)
+    assert not np.array_equal(plain._model.coef_, direct.coef_)
+
+
+def test_a_refit_learns_the_weights_the_live_model_learned(sqlite_url):
+    """A river candidate of the champion's spec, one pass: the live model's state at the end of
+    the train split (weights included); a second pass learns each label with its weight again."""
+    from onlearn.background.refit import refit
+
+    settings = _settings(sqlite_url, ACTIVE)
+    stream = list(phishing_stream(500))
+    with Engine.from_settings(settings) as engine:
+        for x, y in stream:
+            prediction = engine.predict_one("phishing", x)
+            if prediction.queued:
+                engine.feedback_one(
+                    "phishing", FeedbackItem(y, prediction_id=prediction.prediction_id)
+                )
+        rt = engine.runtime("phishing")
+        info = engine.store.registry.get_version("phishing", "v1")
+
+        def refit_once(passes):
+            return refit(
+                engine.store,
+                "phishing",
+                schema=rt.schema,
+                task="classification",
+                classes=(True, False),
+                champion_state_at=None,
+                candidates=[{"name": "logistic_regression"}],
+                passes=passes,
+                min_labels=10,
+            )
+
+        once, twice = refit_once(1), refit_once(2)
+        upto = once.train_upto
+        live_then = replay(
+            engine.store, "phishing", rt.schema, fresh_state(info, engine.secret), upto=upto
+        )
+        probe = [rt.schema.model_input(x) for x, _ in stream[:50]]
+        state = once.candidates[0].state
+        assert [state.predict(x) for x in probe] == [live_then.predict(x) for x in probe]
+
+        # The second pass, by hand: each train label once more, with its weight.
+        events = [
+            e for e in engine.store.log.read("phishing", after=0, limit=1000) if e.seq <= upto
+        ]
+        assert any(e.payload["sample_p"] < 1 for e in events)
+        for e in events:
+            x = rt.schema.model_input(e.payload["features"])
+            live_then.estimator.learn_one(x, e.payload["label"], w=event_weight(e.payload))
+        state = twice.candidates[0].state
+        assert [state.predict(x) for x in probe] == [live_then.predict(x) for x in probe]
