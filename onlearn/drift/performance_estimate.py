@@ -86,7 +86,7 @@ class ConfidenceCalibrator:
     that carry no correction, clipped to [0, 1].
     """
 
-    def __init__(self, bins: int = BINS, window: int = 5000, prior: float = 20.0) -> None:
+    def __init__(self, bins: int = BINS, window: int = 5000, prior: float = 5.0) -> None:
         self.bins = bins
         self.window = window
         self.prior = prior
