@@ -792,6 +792,7 @@ __all__ = [
     "DOCUMENT",
     "ModelMonitor",
     "Monitor",
+    "calibration_source",
     "notify_alarm",
     "profile_document",
 ]

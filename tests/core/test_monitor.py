@@ -7,18 +7,19 @@ import http.server
 import json
 import math
 import random
+import re
 import threading
 import time
 
 import pytest
 
-from onlearn.background.monitor import DOCUMENT, Monitor, profile_document
+from onlearn.background.monitor import DOCUMENT, Monitor, calibration_source, profile_document
 from onlearn.background.monitor import SETTLE_S as SETTLE
 from onlearn.background.worker import Worker
 from onlearn.config import active_from_mapping, settings_from_mapping
 from onlearn.drift import ProfileBuilder, expected_calibration_error
 from onlearn.engine import Engine, FeedbackItem
-from onlearn.errors import SchemaViolation
+from onlearn.errors import ConfigError, SchemaViolation
 from onlearn.learner import proba_dict
 from onlearn.records import EventKind
 from onlearn.store import open_store
@@ -600,3 +601,26 @@ def test_a_regression_report_says_nothing_is_estimated():
     assert "regression" in estimate["detail"]
     assert "estimated_accuracy" not in document
     engine.close()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "rule"),
+    [
+        ("estimate_drop", 1.5, "estimate_drop must be in (0, 1)"),
+        ("estimate_window_labels", 0, "estimate_window_labels must be at least 1"),
+        ("calibration_window", 0, "calibration_window must be at least 1"),
+    ],
+)
+def test_bad_estimate_settings_are_refused_naming_the_key_and_the_rule(key, value, rule):
+    with pytest.raises(ConfigError, match=re.escape(f"[models.m.monitor]: {rule}")):
+        settings("memory://", **{key: value})
+
+
+def test_an_active_table_without_a_slice_calibrates_on_all_labels():
+    (config,) = active_settings({"budget": 0.1, "evaluation_rate": 0.0}).models
+    assert config.active.sampler["evaluation_rate"] == 0.0
+    assert calibration_source(config) == "all_labels"
+    (config,) = active_settings({"budget": 0.1}).models
+    assert calibration_source(config) == "random_slice"
+    (config,) = settings("memory://").models
+    assert calibration_source(config) == "all_labels"
