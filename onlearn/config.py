@@ -87,6 +87,9 @@ class RetrainConfig:
     performance_margin: float = 0.02
 
 
+DEFAULT_EVALUATION_RATE = 0.01  # an `active` table's evaluation_rate when it sets none
+
+
 @dataclass(frozen=True)
 class MonitorConfig:
     """How the monitor watches a model: windows of traffic against the training data's profile,
@@ -104,6 +107,13 @@ class MonitorConfig:
     detector: Mapping[str, Any] = field(default_factory=lambda: {"name": "adwin"})
     webhook: str | None = None  # each alarm is POSTed here as JSON
     timeline: int = 500  # points kept for the dashboard
+    # Estimated accuracy from probabilities (onlearn/drift/performance_estimate.py): an alarm
+    # when the window's estimate falls this far below the reference's; the estimate is compared
+    # with the measured accuracy every estimate_window_labels labels of its calibration source;
+    # the calibration learns from the last calibration_window of them.
+    estimate_drop: float = 0.05
+    estimate_window_labels: int = 100
+    calibration_window: int = 5000
 
 
 @dataclass(frozen=True)
@@ -488,6 +498,11 @@ def monitor_from_mapping(table: Any, where: str) -> MonitorConfig:
             raise ConfigError(f"{where}: {key} must be at least 2")
     if not 0 <= config.min_report_interval_s <= 3600:
         raise ConfigError(f"{where}: min_report_interval_s must be in [0, 3600]")
+    if not 0 < config.estimate_drop < 1:
+        raise ConfigError(f"{where}: estimate_drop must be in (0, 1) (a share of accuracy)")
+    for key in ("estimate_window_labels", "calibration_window"):
+        if getattr(config, key) < 1:
+            raise ConfigError(f"{where}: {key} must be at least 1")
     return config
 
 
@@ -537,6 +552,9 @@ def active_from_mapping(table: Any, where: str) -> ActiveConfig:
         raise ConfigError(f"{where} must be a table")
     queue = {k: table[k] for k in ActiveConfig.QUEUE_KEYS if k in table}
     sampler = {k: v for k, v in table.items() if k not in ActiveConfig.QUEUE_KEYS}
+    # A model that buys its labels gets a small random slice by default: the only labels that
+    # measure its accuracy without the sampler's bias, and the monitor's calibration source.
+    sampler.setdefault("evaluation_rate", DEFAULT_EVALUATION_RATE)
     sampler_from_config(sampler, where=where)  # refuse a bad sampler now, not at serve time
     config = _dataclass_from(ActiveConfig, queue, where, exclude={"sampler"}, sampler=dict(sampler))
     for key in ("queue_max_size", "max_claim", "rerank_pool"):

@@ -226,6 +226,23 @@ class EngineCollector:
             "Root mean squared error over the last 500 labels (regression)",
             labels=["model", "version"],
         )
+        estimated = GaugeMetricFamily(
+            "onlearn_estimated_accuracy",
+            "Accuracy estimated from the calibrated confidence of the last predictions, before "
+            "their labels (classification)",
+            labels=["model", "version"],
+        )
+        ece = GaugeMetricFamily(
+            "onlearn_expected_calibration_error",
+            "Expected calibration error of the version's confidence on its calibration labels",
+            labels=["model", "version"],
+        )
+        estimate_error = GaugeMetricFamily(
+            "onlearn_estimate_abs_error",
+            "Mean absolute gap between estimated and measured accuracy over the reconciled "
+            "windows of labels",
+            labels=["model", "version"],
+        )
         depth = GaugeMetricFamily("onlearn_queue_depth", "Items waiting for a label", labels=labels)
         rate = GaugeMetricFamily(
             "onlearn_label_rate_per_minute", "Labels per minute", labels=labels
@@ -254,6 +271,16 @@ class EngineCollector:
                 for version, value in (report.get(key) or {}).items():
                     if value is not None:
                         family.add_metric([name, version], value)
+            versions = (report.get("performance_estimate") or {}).get("versions") or {}
+            for version, e in versions.items():
+                reconciliation = e.get("reconciliation") or {}
+                for family, value in (
+                    (estimated, e.get("estimated_accuracy")),
+                    (ece, e.get("expected_calibration_error")),
+                    (estimate_error, reconciliation.get("mean_abs_error")),
+                ):
+                    if value is not None:
+                        family.add_metric([name, version], value)
             if (report.get("queue") or {}).get("depth") is not None:
                 depth.add_metric([name], report["queue"]["depth"])
             if report.get("label_rate_per_min") is not None:
@@ -261,7 +288,8 @@ class EngineCollector:
             for feature, rules in (report.get("violations") or {}).items():
                 for rule, count in rules.items():
                     violations.add_metric([name, feature, rule], count)
-        yield from (share, p_value, psi, alarms, accuracy, mae, rmse, depth, rate, violations)
+        yield from (share, p_value, psi, alarms, accuracy, mae, rmse)
+        yield from (estimated, ece, estimate_error, depth, rate, violations)
 
 
 def registry_for(engine) -> CollectorRegistry:

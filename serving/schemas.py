@@ -247,3 +247,66 @@ class RetrainRequest(Strict):
     key: str | None = Field(
         None, max_length=200, description="Idempotency key: the same key, the same job."
     )
+
+
+class EstimateReconciliation(BaseModel):
+    window_labels: int = Field(
+        description="Labels per reconciliation window ([models.NAME.monitor] "
+        "estimate_window_labels, default 100)."
+    )
+    windows: int = Field(description="Windows of labels reconciled so far.")
+    mean_abs_error: float | None = Field(
+        description="Mean over those windows of |estimated - measured accuracy|."
+    )
+    last: list[dict[str, Any]] = Field(
+        description="The last windows: labels, estimated (each label's answer estimated by the "
+        "calibration before it learned that label), measured, error (estimated - measured)."
+    )
+
+
+class VersionEstimate(BaseModel):
+    estimated_accuracy: float | None = Field(
+        description="Mean calibrated confidence of the version's last `window` predictions: "
+        "its expected accuracy, before their labels."
+    )
+    reference_estimated_accuracy: float | None = Field(
+        description="The same for its first `reference_size` predictions (the alarm's reference)."
+    )
+    dropped: bool = Field(description="The estimate is estimate_drop or more below the reference.")
+    predictions: int
+    window: int = Field(description="Predictions in the estimate's window.")
+    calibration_labels: int = Field(description="Labels the calibration holds.")
+    calibration_accuracy: float | None = Field(description="Accuracy measured on those labels.")
+    expected_calibration_error: float | None = Field(
+        description="ECE of the raw confidence on the calibration labels (10 equal-width bins)."
+    )
+    reconciliation: EstimateReconciliation
+
+
+class PerformanceEstimate(BaseModel):
+    method: str | None = Field(
+        description='"confidence-based (CBPE)"; null for a regression model (nothing estimated).'
+    )
+    calibration_source: str | None = Field(
+        description='"random_slice" (the sampler\'s evaluation slice) or "all_labels".'
+    )
+    window: int | None = None
+    versions: dict[str, VersionEstimate] = Field(description="Per served version.")
+    detail: str | None = Field(None, description="Why nothing is estimated, when so.")
+
+
+class DriftResponse(BaseModel):
+    """The monitor's report (more fields than listed here: input drift, skew, prediction drift,
+    agreement, concept drift, alarms, timeline)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    updated_at: float | None
+    accuracy: dict[str, float] | None = Field(
+        None, description="Prequential accuracy over each served version's last 500 labels."
+    )
+    estimated_accuracy: dict[str, float | None] | None = Field(
+        None, description="Accuracy estimated without labels, per served version."
+    )
+    performance_estimate: PerformanceEstimate | None = None

@@ -6,12 +6,16 @@ and control events), never the predict path. For each model it keeps:
 - validation statistics: missing values per field (violations are counted by the servers, which
   refuse them);
 - the reference profile of the champion's training data (stored with the version; built from
-  the log's first label events when a version has none yet) and two comparisons with live
-  traffic: a sliding window (input drift) and a long one (train/serve skew);
+  the first ``reference_size`` predictions it serves when it has none yet: inputs need no
+  labels) and two comparisons with live traffic: a sliding window (input drift) and a long one
+  (train/serve skew);
 - drift of the predicted labels and of the confidence, and the champion's agreement with the
   challengers and shadows (signals that need no labels);
 - a concept drift detector on the error stream of each served version (right or wrong for a
   classifier; the absolute errors of a regressor, for the detectors that watch numbers);
+- each served classifier's accuracy estimated from its probabilities before labels arrive
+  (``onlearn.drift.performance_estimate``), calibrated on the random evaluation slice when the
+  sampler has one, otherwise on every label, and reconciled with the labels as they come;
 - a timeline for the dashboard.
 
 Its report is a document in the store (``monitor``) that every server reads for
@@ -35,9 +39,11 @@ from onlearn.config import ModelConfig, Settings
 from onlearn.drift import (
     AgreementMonitor,
     InputDriftMonitor,
+    PerformanceEstimator,
     PredictionDriftMonitor,
     Profile,
     ProfileBuilder,
+    confidence_of,
     detector_from_config,
     prediction_row,
 )
@@ -112,6 +118,8 @@ class ModelMonitor:
         self.unreported = False  # observed something since the last report
         self._confidence: collections.deque[float] = collections.deque(maxlen=self.settings.window)
         self._labels_watched = 0
+        self.estimates: dict[str, PerformanceEstimator] = {}
+        self.calibration_source = calibration_source(config)
         self.timeline: collections.deque[dict] = collections.deque(maxlen=self.settings.timeline)
         self.alarms: collections.deque[dict] = collections.deque(maxlen=MAX_ALARMS)
         self._on: set[str] = set()  # alarms currently raised: raised again only after clearing
@@ -138,7 +146,8 @@ class ModelMonitor:
 
     def watch_champion(self, version: str, reference: Profile | None) -> None:
         """A new champion: compare the traffic with its training data's profile (built from the
-        log's next label events when it has none yet), and its answers with its first ones."""
+        next ``reference_size`` predictions when it has none yet), and its answers with its
+        first ones."""
         size = self.settings.reference_size
         if reference is not None:
             self.set_reference(reference, version)
@@ -151,7 +160,9 @@ class ModelMonitor:
         )
         self._labels_watched = 0
 
-    def observe_prediction(self, record: PredictionRecord) -> None:
+    def observe_prediction(self, record: PredictionRecord) -> Profile | None:
+        """A prediction record; returns a reference profile when one was just completed (to
+        store)."""
         self.last_at = max(self.last_at, record.at)
         self.unreported = True
         self.rows += 1
@@ -160,7 +171,15 @@ class ModelMonitor:
         for f in self.config.schema.features:
             if features.get(f.name) is None:
                 self.missing[f.name] += 1
-        if self.inputs is not None:
+        completed = None
+        if self._builder is not None:
+            # The inputs a version serves are its reference: at a 1% label budget, waiting for
+            # reference_size labels would leave input drift unwatched for 100x as long.
+            self._builder.update(features)
+            if self._builder.rows >= self.settings.reference_size:
+                completed = self._builder.profile()
+                self.set_reference(completed, self.reference_version)
+        elif self.inputs is not None:
             self.inputs.update(features)
             self.skew.update(features)
         outputs = record.outputs
@@ -187,9 +206,27 @@ class ModelMonitor:
             others = {v: o["label"] for v, o in outputs.items() if v != record.version}
             if others:
                 self.agreement.update(answer["label"], others)
+            for version, output in outputs.items():
+                confidence = confidence_of(output["label"], proba_dict(output.get("proba")))
+                if confidence is not None:
+                    self._estimator(version).observe(confidence)
+        return completed
 
-    def observe_event(self, event: Event) -> Profile | None:
-        """A log event; returns a reference profile when one was just completed (to store)."""
+    def _estimator(self, version: str) -> PerformanceEstimator:
+        estimator = self.estimates.get(version)
+        if estimator is None:
+            cfg = self.settings
+            estimator = self.estimates[version] = PerformanceEstimator(
+                window=cfg.window,
+                reference_size=cfg.reference_size,
+                reconcile_every=cfg.estimate_window_labels,
+                calibration_window=cfg.calibration_window,
+                drop=cfg.estimate_drop,
+            )
+        return estimator
+
+    def observe_event(self, event: Event) -> None:
+        """A log event: roles, and labels for the error streams and the estimates."""
         self.last_at = max(self.last_at, event.at)
         self.unreported = True
         if event.kind in (EventKind.PROMOTE, EventKind.ROLLBACK):
@@ -198,26 +235,25 @@ class ModelMonitor:
                     self.roles.pop(role, None)
                 else:
                     self.roles[role] = version
-            return None
+            return
         if event.kind is not EventKind.LABEL:
-            return None
+            return
         payload = event.payload
         if payload.get("corrects") is not None:
             # A correction is not a new observation: the first label already fed the profile,
             # the error windows and the detectors, which cannot take it back (their streams are
             # of what was seen, in order). The versions' metrics are revised instead.
-            return None
+            return
         self.labels += 1
         self._labels_watched += 1
         self._label_times.append(event.at)
-        completed = None
-        if self._builder is not None:
-            self._builder.update(payload["features"])
-            if self._builder.rows >= self.settings.reference_size:
-                completed = self._builder.profile()
-                self.set_reference(completed, self.reference_version)
         y = payload["label"]
+        calibrates = self.calibration_source == ALL_LABELS or payload.get("sampled") == "random"
         for version, answer in (payload.get("outputs") or {}).items():
+            if calibrates and not self.regression:
+                confidence = confidence_of(answer["label"], proba_dict(answer.get("proba")))
+                if confidence is not None:
+                    self._estimator(version).learn(confidence, answer["label"] == y)
             if self.regression:
                 error = absolute_error(y, answer["label"])
                 if not math.isfinite(error):
@@ -256,7 +292,6 @@ class ModelMonitor:
                     errors.reset()
                 elif detector.drift_detected:
                     errors.reset()
-        return completed
 
     # Reports
 
@@ -329,6 +364,11 @@ class ModelMonitor:
             }
         else:
             quality = {"accuracy": {v: (len(r) - sum(r)) / len(r) for v, r in recent.items()}}
+        estimate = self._estimate_report(served, now)
+        if not self.regression:
+            quality["estimated_accuracy"] = {
+                v: e["estimated_accuracy"] for v, e in estimate["versions"].items()
+            }
         point = {
             "at": now,
             "rows": self.rows,
@@ -376,12 +416,51 @@ class ModelMonitor:
                 for v, d in self.detectors.items()
             },
             **quality,
+            "performance_estimate": estimate,
             "label_rate_per_min": point["label_rate_per_min"],
             "queue": dict(queue) if queue else None,
             "alarms": list(self.alarms),
             "timeline": list(self.timeline),
         }
         return self.last_report
+
+    def _estimate_report(self, served: set[str], now: float) -> dict[str, Any]:
+        """Each served version's estimated accuracy, its calibration and its reconciliation;
+        an ``estimated_drop`` alarm per version whose estimate fell."""
+        if self.regression:
+            return {
+                "method": None,
+                "calibration_source": None,
+                "versions": {},
+                "detail": "nothing is estimated for a regression model: confidence-based "
+                "estimation needs class probabilities; its input drift needs no labels",
+            }
+        # Versions no longer served are forgotten (a version promoted again starts over).
+        for version in [v for v in self.estimates if v not in served]:
+            del self.estimates[version]
+        versions = {v: e.to_dict() for v, e in self.estimates.items()}
+        for version, e in versions.items():
+            self._level(
+                f"estimated_drop:{version}",
+                e["dropped"],
+                now,
+                f"estimated accuracy of {version} fell to {e['estimated_accuracy']:.3f} from "
+                f"{e['reference_estimated_accuracy']:.3f} (estimated without labels)"
+                if e["dropped"]
+                else "",
+                {
+                    "version": version,
+                    "estimated_accuracy": e["estimated_accuracy"],
+                    "reference_estimated_accuracy": e["reference_estimated_accuracy"],
+                },
+                kind="estimated_drop",
+            )
+        return {
+            "method": "confidence-based (CBPE)",
+            "calibration_source": self.calibration_source,
+            "window": self.settings.window,
+            "versions": versions,
+        }
 
     def label_rate(self, now: float) -> float | None:
         """Labels per minute over the last minutes (up to the last 1000 labels)."""
@@ -392,11 +471,14 @@ class ModelMonitor:
 
     # Alarms
 
-    def _level(self, name: str, on: bool, now: float, detail: str, extra: dict) -> None:
-        """An alarm raised when a condition starts, and re-armed when it clears."""
+    def _level(
+        self, name: str, on: bool, now: float, detail: str, extra: dict, kind: str | None = None
+    ) -> None:
+        """An alarm raised when a condition starts, and re-armed when it clears (``name`` keys
+        the condition, ``kind`` names the alarm when one condition is watched per version)."""
         if on and name not in self._on:
             self._on.add(name)
-            self._raise({"kind": name, "detail": detail, **extra}, at=now)
+            self._raise({"kind": kind or name, "detail": detail, **extra}, at=now)
         elif not on:
             self._on.discard(name)
 
@@ -437,6 +519,19 @@ class ErrorRates:
 
     def reset(self) -> None:
         self._since = [sum(self._recent), len(self._recent)]
+
+
+ALL_LABELS = "all_labels"
+RANDOM_SLICE = "random_slice"
+
+
+def calibration_source(config: ModelConfig) -> str:
+    """The labels the estimates calibrate on: the sampler's random evaluation slice when it has
+    one (the only unbiased labels of a model that buys its labels), otherwise every label."""
+    active = config.active
+    if active is not None and (active.sampler.get("evaluation_rate") or 0) > 0:
+        return RANDOM_SLICE
+    return ALL_LABELS
 
 
 def _finite(value: float) -> float | None:
@@ -629,16 +724,16 @@ class Monitor:
         )
         for _, kind, item in items:
             if kind == 1:
-                monitor.observe_prediction(item)
+                completed = monitor.observe_prediction(item)
+                if completed is not None:
+                    self.store.registry.put_document(
+                        name, profile_document(monitor.reference_version), completed.to_dict()
+                    )
                 self._prediction_cursor[name] = item.id
                 if monitor.due():
                     self.publish(name)
                 continue
-            completed = monitor.observe_event(item)
-            if completed is not None:
-                self.store.registry.put_document(
-                    name, profile_document(monitor.reference_version), completed.to_dict()
-                )
+            monitor.observe_event(item)
             if item.kind in (EventKind.PROMOTE, EventKind.ROLLBACK):
                 self._load_reference(monitor)
             self._log_cursor[name] = item.seq
@@ -697,6 +792,7 @@ __all__ = [
     "DOCUMENT",
     "ModelMonitor",
     "Monitor",
+    "calibration_source",
     "notify_alarm",
     "profile_document",
 ]

@@ -10,12 +10,20 @@
 - :mod:`~onlearn.drift.prediction_drift`: drift of predicted labels and confidence, agreement
   between champion and challengers (no labels needed);
 - :mod:`~onlearn.drift.detectors`: concept drift detectors on the error stream (river's and
-  Linear Four Rates) behind one interface, built from config.
+  Linear Four Rates) behind one interface, built from config;
+- :mod:`~onlearn.drift.performance_estimate`: a classifier's accuracy estimated from its
+  calibrated confidence before labels arrive (CBPE), and its expected calibration error.
 """
 
 from onlearn.drift.detectors import DETECTORS, ConceptDriftDetector, detector_from_config
 from onlearn.drift.input_drift import DriftReport, FeatureDrift, InputDriftMonitor
 from onlearn.drift.lfr import LinearFourRates
+from onlearn.drift.performance_estimate import (
+    ConfidenceCalibrator,
+    PerformanceEstimator,
+    confidence_of,
+    expected_calibration_error,
+)
 from onlearn.drift.prediction_drift import (
     AgreementMonitor,
     AgreementReport,
@@ -40,18 +48,22 @@ __all__ = [
     "CategoricalProfile",
     "ChallengerAgreement",
     "ConceptDriftDetector",
+    "ConfidenceCalibrator",
     "DriftReport",
     "FeatureDrift",
     "HistogramNull",
     "InputDriftMonitor",
     "LinearFourRates",
     "NumericProfile",
+    "PerformanceEstimator",
     "PredictionDriftMonitor",
     "Profile",
     "ProfileBuilder",
     "adjust_p_values",
     "build_profile",
+    "confidence_of",
     "detector_from_config",
+    "expected_calibration_error",
     "prediction_profile",
     "prediction_row",
 ]

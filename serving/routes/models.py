@@ -3,6 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from serving.responses import JSON
+from serving.schemas import DriftResponse
 
 router = APIRouter(tags=["models"])
 
@@ -38,7 +39,8 @@ async def model_metrics(name: str, request: Request) -> JSON:
 
 @router.get(
     "/models/{name}/drift",
-    summary="Input drift per feature, prediction drift, concept drift alarms",
+    summary="Input drift per feature, prediction drift, concept drift alarms, estimated accuracy",
+    responses={200: {"model": DriftResponse}},
 )
 async def model_drift(name: str, request: Request) -> JSON:
     from starlette.concurrency import run_in_threadpool

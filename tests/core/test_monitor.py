@@ -7,18 +7,20 @@ import http.server
 import json
 import math
 import random
+import re
 import threading
 import time
 
 import pytest
 
-from onlearn.background.monitor import DOCUMENT, Monitor, profile_document
+from onlearn.background.monitor import DOCUMENT, Monitor, calibration_source, profile_document
 from onlearn.background.monitor import SETTLE_S as SETTLE
 from onlearn.background.worker import Worker
-from onlearn.config import settings_from_mapping
-from onlearn.drift import ProfileBuilder
+from onlearn.config import active_from_mapping, settings_from_mapping
+from onlearn.drift import ProfileBuilder, expected_calibration_error
 from onlearn.engine import Engine, FeedbackItem
-from onlearn.errors import SchemaViolation
+from onlearn.errors import ConfigError, SchemaViolation
+from onlearn.learner import proba_dict
 from onlearn.records import EventKind
 from onlearn.store import open_store
 
@@ -466,3 +468,159 @@ def test_a_round_visits_only_the_models_with_something_new(store, tmp_path, redi
         engine.feedback_one("m007", FeedbackItem(False, prediction_id=p.prediction_id))
         run_monitor(monitor)
         assert monitor._to_visit() == []
+
+
+# Monitoring before the labels come (issue 14 §3)
+
+
+def active_settings(active, **monitor):
+    """``settings`` with an ``active`` table (a labelling queue and its sampler)."""
+    s = settings("memory://", **monitor)
+    (config,) = s.models
+    active = active_from_mapping(active, "[models.m.active]")
+    return dataclasses.replace(s, models=(dataclasses.replace(config, active=active),))
+
+
+def predictions(engine, stream):
+    for x, _ in stream:
+        engine.predict_one("m", x)
+    engine._records.flush()
+
+
+def test_a_model_buying_1pct_of_its_labels_gets_input_drift_after_reference_size_plus_window():
+    s = active_settings(active={"budget": 0.01, "window": 1000})
+    assert s.models[0].active.sampler["evaluation_rate"] == 0.01  # the slice is on by default
+    engine = Engine.from_settings(s).start()
+    monitor = Monitor(s, engine.store, clock=lambda: time.time() + 10)
+    predictions(engine, rows(499, seed=1))
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    assert document["reference"]["ready"] is False and document["input_drift"] is None
+    predictions(engine, rows(1 + 300, seed=2))  # reference_size + window, and not one label
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    assert document["reference"] == {"version": "v1", "ready": True, "rows": 500}
+    assert engine.store.registry.get_document("m", profile_document("v1"))["rows"] == 500
+    assert document["input_drift"]["n"] == 300 and document["input_drift"]["alarm"] is False
+    engine.close()
+
+
+def estimate_of(document, version="v1"):
+    return document["performance_estimate"]["versions"][version]
+
+
+def test_the_estimate_is_reported_beside_the_accuracy_and_reconciled_with_all_labels():
+    engine, monitor = make(estimate_window_labels=50)
+    traffic(engine, rows(2400, seed=1))
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    estimate = document["performance_estimate"]
+    assert estimate["calibration_source"] == "all_labels"
+    v1 = estimate_of(document)
+    # The last 300 predictions' estimate against the last 500 labels' accuracy, on stationary
+    # traffic: the two measure the same thing over overlapping windows.
+    assert abs(v1["estimated_accuracy"] - document["accuracy"]["v1"]) < 0.05
+    assert document["estimated_accuracy"] == {"v1": v1["estimated_accuracy"]}
+    # Every label calibrates, but the first answer (of a model that had learned nothing) has
+    # no probabilities to calibrate.
+    assert v1["calibration_labels"] == 2399
+    # The ECE of the answers' own confidence, computed in one batch from the log's labels.
+    confidences, right = [], []
+    for event in engine.store.log.read("m", after=0, limit=10_000):
+        answer = (
+            (event.payload.get("outputs") or {}).get("v1")
+            if event.kind is EventKind.LABEL
+            else None
+        )
+        if answer and answer["proba"]:
+            proba = proba_dict(answer["proba"])
+            confidences.append(proba[answer["label"]])
+            right.append(answer["label"] == event.payload["label"])
+    assert v1["expected_calibration_error"] == pytest.approx(
+        expected_calibration_error(confidences, right)
+    )
+    # A logistic regression learning online is underconfident on this separable stream: the
+    # calibration is what brings its estimate to the accuracy above.
+    assert sum(confidences[-300:]) / 300 < document["accuracy"]["v1"] - 0.1
+    reconciliation = v1["reconciliation"]
+    assert reconciliation["window_labels"] == 50 and reconciliation["windows"] == 2399 // 50
+    assert reconciliation["mean_abs_error"] < 0.1
+    assert "estimated_accuracy" in document["timeline"][-1]
+    assert not [a for a in document["alarms"] if a["kind"] == "estimated_drop"]
+    engine.close()
+
+
+def test_with_a_random_slice_the_estimate_calibrates_on_its_labels_only():
+    s = active_settings(active={"budget": 0.1, "window": 100, "evaluation_rate": 0.2})
+    engine = Engine.from_settings(s).start()
+    monitor = Monitor(s, engine.store, clock=lambda: time.time() + 10)
+    traffic(engine, rows(1500, seed=3))  # every prediction labelled, only the slice calibrates
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    assert document["performance_estimate"]["calibration_source"] == "random_slice"
+    labels = [e.payload for e in engine.store.log.read("m", after=0, limit=10_000)]
+    in_slice = [p for p in labels if p.get("sampled") == "random" and p["outputs"]["v1"]["proba"]]
+    assert estimate_of(document)["calibration_labels"] == len(in_slice)
+    assert 0.1 * 1500 < len(in_slice) < 0.3 * 1500
+    engine.close()
+
+
+def test_an_estimated_drop_raises_an_alarm_before_any_label():
+    engine, monitor = make()
+    traffic(engine, rows(1500, seed=1))
+    # The inputs move onto the decision boundary: the model is unsure of everything, and no
+    # label says so yet.
+    near = (
+        ({"x1": x["x1"] * 0.02, "x2": x["x2"] * 0.02, "color": x["color"]}, y)
+        for x, y in rows(600, seed=2)
+    )
+    predictions(engine, near)
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    drops = [a for a in document["alarms"] if a["kind"] == "estimated_drop"]
+    assert [a["version"] for a in drops] == ["v1"]
+    assert drops[0]["estimated_accuracy"] < drops[0]["reference_estimated_accuracy"] - 0.05
+    assert estimate_of(document)["dropped"] is True
+    alarms = [
+        e for e in engine.store.log.read("m", after=0, limit=10_000) if e.kind is EventKind.ALARM
+    ]
+    assert "estimated_drop" in {e.payload["kind"] for e in alarms}
+    engine.close()
+
+
+def test_a_regression_report_says_nothing_is_estimated():
+    engine, monitor = make_regression()
+    for x, y in regression_rows(400, seed=1):
+        p = engine.predict_one("m", x)
+        engine.feedback_one("m", FeedbackItem(y, prediction_id=p.prediction_id))
+    engine._records.flush()
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    estimate = document["performance_estimate"]
+    assert estimate["method"] is None and estimate["versions"] == {}
+    assert "regression" in estimate["detail"]
+    assert "estimated_accuracy" not in document
+    engine.close()
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "rule"),
+    [
+        ("estimate_drop", 1.5, "estimate_drop must be in (0, 1)"),
+        ("estimate_window_labels", 0, "estimate_window_labels must be at least 1"),
+        ("calibration_window", 0, "calibration_window must be at least 1"),
+    ],
+)
+def test_bad_estimate_settings_are_refused_naming_the_key_and_the_rule(key, value, rule):
+    with pytest.raises(ConfigError, match=re.escape(f"[models.m.monitor]: {rule}")):
+        settings("memory://", **{key: value})
+
+
+def test_an_active_table_without_a_slice_calibrates_on_all_labels():
+    (config,) = active_settings({"budget": 0.1, "evaluation_rate": 0.0}).models
+    assert config.active.sampler["evaluation_rate"] == 0.0
+    assert calibration_source(config) == "all_labels"
+    (config,) = active_settings({"budget": 0.1}).models
+    assert calibration_source(config) == "random_slice"
+    (config,) = settings("memory://").models
+    assert calibration_source(config) == "all_labels"

@@ -145,13 +145,17 @@ def test_dashboard_shows_drift_accuracy_labels_and_alarms(dashboard_server, tmp_
         for plot in PLOTS:
             counts = points(page, f"#{plot} path.series")
             assert counts and all(n > 1 for n in counts), (plot, counts)
-        # One accuracy line per served version, named in the legend.
+        # One accuracy line per served version, and one of its accuracy estimated without
+        # labels, named in the legend.
         lines = page.eval_on_selector_all(
             "#plot-accuracy path.series", "els => els.map(e => e.dataset.series)"
         )
-        assert sorted(lines) == sorted(set(report["roles"].values()))
+        served = set(report["roles"].values())
+        assert sorted(lines) == sorted(served | {f"{v} estimated" for v in served})
         legend = page.locator("#plot-accuracy .legend").inner_text()
         assert "v1 (champion)" in legend and f"{challenger} (challenger)" in legend
+        assert "v1 (champion) estimated" in legend
+        assert "estimated accuracy" in page.locator("#summary").inner_text().lower()
         # One drift line per feature; the axis says what it shows.
         lines = page.eval_on_selector_all(
             "#plot-drift path.series", "els => els.map(e => e.dataset.series)"
