@@ -9,7 +9,7 @@ STORE ?= sqlite:///.data/onlearn.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test lint bench bench-active bench-weights bench-drift bench-trim bench-purge bench-storage bench-stall bench-models bench-saturation soak install clean
+.PHONY: run test test-long lint bench bench-active bench-weights bench-drift bench-trim bench-purge bench-storage bench-stall bench-models bench-saturation soak install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,15 @@ run: $(STAMP)
 	mkdir -p .data
 	$(BIN)/onlearn serve --config $(CONFIG) --store $(STORE) --host $(HOST) --port $(PORT)
 
+# Two processes, a test file on each at a time; the load and soak runs (marked `long`) are left
+# to `make test-long`.
 test: $(STAMP)
 	./scripts/ensure-system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not long"
+
+test-long: $(STAMP)
+	./scripts/ensure-system-deps
+	$(BIN)/python -m pytest -q -m long
 
 lint: $(STAMP)
 	$(BIN)/ruff check onlearn serving tests benchmarks

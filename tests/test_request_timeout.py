@@ -86,9 +86,12 @@ def test_a_body_that_stalls_is_408():
 
 
 def test_fast_requests_pass_and_the_watchdog_stops_when_idle():
+    watched = []  # whether a watchdog ran while each request was in flight
+
     async def quick(scope, receive, send):
         await receive()
         await asyncio.sleep(0.001)
+        watched.append(bool(limited._flights and limited._watchdogs))
         await answer_ok(send)
 
     limited = RequestTimeout(quick, TIMEOUT)
@@ -96,7 +99,9 @@ def test_fast_requests_pass_and_the_watchdog_stops_when_idle():
     async def main():
         results = await asyncio.gather(*(call(limited) for _ in range(200)))
         assert all(status(s) == 200 for s in results)
-        assert limited._flights  # a watchdog runs while (and shortly after) requests are in flight
+        # Asserted inside the requests: on a loaded machine the watchdog may already have
+        # stopped by the time gather returns.
+        assert watched == [True] * 200, watched
         await asyncio.sleep(limited.tick_s * 3)
         assert not limited._flights and not limited._watchdogs  # then stops waking the loop
         # and the next request starts a new one

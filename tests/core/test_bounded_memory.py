@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import redis as redis_client
 
 from onlearn.background.worker import Worker
@@ -15,6 +16,7 @@ from tests.core.conftest import PHISHING_FEATURES, phishing_stream
 ROWS = list(phishing_stream())
 
 
+@pytest.mark.long  # a load run: `make test-long`
 def test_redis_memory_stays_flat_over_a_long_run(redis_url):
     settings = settings_from_mapping(
         {

@@ -1,13 +1,15 @@
 """Real ``onlearn serve`` processes for the end-to-end tests.
 
 Starting a server costs seconds of imports, so the servers the selected tests need are launched
-together, when the first of them is asked for, and start side by side. The API tests share one
+together, when the first of them is asked for, and start side by side (under pytest-xdist,
+each when first asked for). The API tests share one
 server (``server``, ``api``) and use models of their own in it (see configs.py); tests that stop
 or kill a server get one of their own.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,17 +54,40 @@ SERVERS = {
 }
 
 
+class Servers(dict):
+    """The servers of this session by name, launched when first asked for.
+
+    Run alone, the first request launches every server the selected tests use, so that they
+    start side by side. Under pytest-xdist a worker does not know which test files it will be
+    given, so each server is launched by the worker that first needs it, and only then.
+    """
+
+    def __init__(self, directory: pytest.TempPathFactory, wanted: set[str]) -> None:
+        super().__init__()
+        self._directory = directory
+        self._wanted = wanted
+
+    def __missing__(self, name: str) -> ServerProcess:
+        for other in {name} | self._wanted:
+            if other not in self:
+                config, workers, _ = SERVERS[other]
+                self[other] = launch(self._directory.mktemp(other), config, workers=workers)
+        self._wanted = set()
+        return self[name]
+
+
 @pytest.fixture(scope="session")
 def launched(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, ServerProcess]]:
-    """The servers the selected tests use, launched at once; ``wait_ready()`` before use."""
+) -> Iterator[Servers]:
+    """The servers the selected tests use; ``wait_ready()`` before use."""
     selected = {Path(str(item.path)).stem for item in request.session.items}
-    servers: dict[str, ServerProcess] = {}
+    distributed = "PYTEST_XDIST_WORKER" in os.environ
+    wanted = (
+        set() if distributed else {n for n, (_, _, users) in SERVERS.items() if users & selected}
+    )
+    servers = Servers(tmp_path_factory, wanted)
     try:
-        for name, (config, workers, users) in SERVERS.items():
-            if users & selected:
-                servers[name] = launch(tmp_path_factory.mktemp(name), config, workers=workers)
         yield servers
     finally:
         for process in servers.values():

@@ -11,6 +11,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from tests.e2e.helpers import READY_TIMEOUT, restart, shutdown, strict_json, wait_until
 from tests.servers import ServerProcess
@@ -57,6 +58,7 @@ def newest_snapshot(url: str) -> int:
         return 0 if snapshot is None else snapshot.seq
 
 
+@pytest.mark.long  # a load run: `make test-long`
 def test_a_burst_above_the_learning_rate_is_refused_and_a_crash_replays_a_bounded_tail(tmp_path):
     config = tmp_path / "lag.toml"
     config.write_text(CONFIG)

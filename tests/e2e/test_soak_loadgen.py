@@ -13,11 +13,13 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 
 from benchmarks import data
 from tests.servers import ROOT, ServerProcess
 
 
+@pytest.mark.long  # a load run: `make test-long`
 def test_every_request_of_a_short_open_loop_is_answered_and_counted(tmp_path):
     config = tmp_path / "phishing.toml"
     shutil.copy(ROOT / data.CONFIG, config)

@@ -570,6 +570,11 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
     # (9) The dashboard draws the task's panels for this model.
     page.js_errors.clear()
     page.goto(f"{deployment.url}/ui/#model={task.model}")
+    # The page of the previous task may still be open (a change of hash does not reload it): wait
+    # for this model's report to be drawn, not the last one's.
+    page.wait_for_function(
+        f"document.querySelector('#status')?.textContent.startsWith({json.dumps(task.model + ': report of')})"
+    )
     # attached, not visible: a flat line (100% accuracy) has an empty bounding box.
     page.wait_for_selector("#plot-accuracy path.series", state="attached")
     page.wait_for_function(
