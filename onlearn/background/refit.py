@@ -470,7 +470,7 @@ def _answered_by(test: list[_Labelled], version: str, model: str) -> set[int]:
             f"champion {version}: the holdout keeps only those; label predictions it answered "
             "(feedback with their prediction_id), or raise the holdout share"
         )
-    return kept, len(test) - len(kept)
+    return kept
 
 
 def _never() -> None:
