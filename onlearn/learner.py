@@ -109,8 +109,9 @@ class LearnerState:
         served = outputs.get(self.version)
         if served is not None:
             y_pred, proba = served["label"], proba_dict(served["proba"])
-            ab = self.__dict__.setdefault("ab", {})  # states pickled before A/B had none
-            count_answered(ab, self.version, self.task, y, outputs, payload.get("answered_by"))
+            if len(outputs) > 1:  # only then is there another version to compare with
+                ab = self.__dict__.setdefault("ab", {})  # states pickled before A/B had none
+                count_answered(ab, self.version, self.task, y, outputs, payload.get("answered_by"))
             if self.task == "classification":
                 # Compared with every other version that answered the same request.
                 right = y_pred == y

@@ -492,7 +492,7 @@ class Worker:
             roles = dict(rt.roles)
             champion, canary = roles[CHAMPION], roles.get(CANARY)
             challenger = roles.get(CHALLENGER)
-            ab = _copy(rt.states[canary].ab.get(champion)) if canary else None
+            ab = _copy(getattr(rt.states[canary], "ab", {}).get(champion)) if canary else None
             share = rt.canary_share or 0.1
         actor = f"worker {self.name} (automatic)"
         if canary is None:
