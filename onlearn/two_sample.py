@@ -67,7 +67,8 @@ __all__ = [
 POWER = 0.8
 """The power the sample sizes are given for (the usual convention)."""
 
-SIDES = ("a", "b")
+MAX_LABELS = 1e9
+"""Beyond this many labels an arm's sample size is not searched for: None, as for no effect."""
 
 
 def two_proportion_ztest(x_a: int, n_a: int, x_b: int, n_b: int) -> tuple[float, float]:
@@ -132,7 +133,8 @@ def sample_size_means(
 ) -> tuple[float, float] | None:
     """Labels each arm needs, ``(n_a, n_b)`` with ``n_b = ratio * n_a`` (unrounded), for a
     two-sample t-test to detect Cohen's ``d`` at ``alpha`` (two-sided) and ``power``, from the
-    noncentral t distribution; None for ``d == 0``.
+    noncentral t distribution; None for ``d == 0`` or an effect that would need more than
+    :data:`MAX_LABELS`.
 
     >>> n_a, _ = sample_size_means(0.5)
     >>> round(n_a, 2)
@@ -156,6 +158,8 @@ def sample_size_means(
     high = max(4.0, low)
     while shortfall(high) < 0:
         high *= 2
+        if high > MAX_LABELS:  # an effect too small to detect with any traffic there is
+            return None
     n_a = _optimize.brentq(shortfall, low, high, xtol=1e-6)
     return n_a, ratio * n_a
 

@@ -108,6 +108,7 @@ def test_sample_size_for_means_is_cohens_table(d, cohen):
     n_a, n_b = sample_size_means(d)
     assert abs(n_a - cohen) < 1.0 and n_b == n_a  # Cohen's tables round
     assert sample_size_means(0.0) is None
+    assert sample_size_means(1e-12) is None  # beyond any traffic: no number, and no hang
 
 
 @pytest.mark.parametrize("ratio", [0.1, 0.25, 1.0, 3.0])
