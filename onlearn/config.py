@@ -132,6 +132,9 @@ class ModelConfig:
     refit: RefitConfig = field(default_factory=RefitConfig)
     retrain: RetrainConfig = field(default_factory=RetrainConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    # The label depends on the answer served (a refused loan never shows a default): versions
+    # are compared as an A/B test, each on the labels of what it answered (onlearn/two_sample.py).
+    labels_follow_answer: bool = False
 
     def spec(self) -> dict:
         """What defines a version's behaviour; a change of it means a new version."""
@@ -378,6 +381,7 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
             "refit",
             "retrain",
             "monitor",
+            "labels_follow_answer",
         },
         where,
     )
@@ -426,6 +430,12 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
         rollout = RolloutPolicy.from_config(table.get("rollout"))
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
+    labels_follow_answer = table.get("labels_follow_answer", False)
+    if not isinstance(labels_follow_answer, bool):
+        raise ConfigError(
+            f"{where}: labels_follow_answer must be true or false (true: the label depends on "
+            f"the answer served, versions are compared as an A/B test), got {labels_follow_answer!r}"
+        )
     monitor = monitor_from_mapping(table.get("monitor", {}), f"[models.{name}.monitor]")
     if task is Task.REGRESSION:
         _check_regression_detector(monitor.detector, f"[models.{name}.monitor]")
@@ -444,6 +454,7 @@ def model_from_mapping(name: str, table: Any) -> ModelConfig:
         ),
         retrain=retrain_from_mapping(table.get("retrain", {}), f"[models.{name}.retrain]"),
         monitor=monitor,
+        labels_follow_answer=labels_follow_answer,
     )
 
 

@@ -18,6 +18,7 @@ from onlearn.models import (
     predict_proba_columns,
 )
 from onlearn.records import Event
+from onlearn.two_sample import TwoSampleCounts, TwoSampleErrors, count_answered
 from onlearn.weights import event_weight, learn_weighted, takes_weight
 
 
@@ -53,6 +54,9 @@ class LearnerState:
         # (classification), or its absolute errors against this one's (regression), since the
         # last change of roles (a new comparison starts with each change).
         self.paired: dict[str, PairedCounts | PairedErrors] = {}
+        # other version -> the A/B comparison: its answers (a) and this one's (b), each scored
+        # only on the labels of requests it answered (onlearn/two_sample.py); reset with paired.
+        self.ab: dict[str, TwoSampleCounts | TwoSampleErrors] = {}
         self.learn_errors = 0
 
     def scorecard(self) -> LearnerState:
@@ -106,6 +110,9 @@ class LearnerState:
         served = outputs.get(self.version)
         if served is not None:
             y_pred, proba = served["label"], proba_dict(served["proba"])
+            if len(outputs) > 1:  # only then is there another version to compare with
+                ab = self.__dict__.setdefault("ab", {})  # states pickled before A/B had none
+                count_answered(ab, self.version, self.task, y, outputs, payload.get("answered_by"))
             if self.task == "classification":
                 # Compared with every other version that answered the same request.
                 right = y_pred == y
@@ -175,6 +182,9 @@ class LearnerState:
                     if other != self.version and isinstance(paired, PairedCounts):
                         paired.update(answer["label"] == y_old, y_pred == y_old, by=-1)
                         paired.update(answer["label"] == y, y_pred == y)
+                ab, who = self.__dict__.setdefault("ab", {}), payload.get("answered_by")
+                count_answered(ab, self.version, self.task, y_old, outputs, who, by=-1)
+                count_answered(ab, self.version, self.task, y, outputs, who)
         self.metrics.revise(
             y_old,
             y,

@@ -179,6 +179,7 @@ class ModelRuntime:
             self.states = states
             for state in states.values():
                 state.paired = {}  # a new comparison starts with the new roles
+                state.ab = {}
             share = event.payload.get("canary_share")
             if share is not None:
                 self.canary_share = share

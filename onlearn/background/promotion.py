@@ -47,6 +47,7 @@ from typing import Any
 
 from onlearn.compare import PairedCounts, PairedErrors
 from onlearn.rollout_policy import RolloutPolicy
+from onlearn.two_sample import TwoSampleCounts, TwoSampleErrors
 
 __all__ = [
     "Action",
@@ -87,7 +88,7 @@ def decide_promotion(
     policy: RolloutPolicy,
     champion_metrics: Any,
     challenger_metrics: Any,
-    paired: PairedCounts | PairedErrors,
+    paired: PairedCounts | PairedErrors | TwoSampleCounts | TwoSampleErrors,
 ) -> Decision:
     """Promote, hold or reject a challenger compared with the champion on paired labels.
 
@@ -105,7 +106,13 @@ def decide_promotion(
     With :class:`PairedErrors` (regression) the metrics' ``mae`` is read, and significantly
     better or worse means Wilcoxon's p < alpha with that side favoured (lower MAE and smaller
     signed ranks on the tested labels); see :func:`_promotion_on_errors`.
+
+    With an A/B comparison (:mod:`onlearn.two_sample`, a model with ``labels_follow_answer``)
+    the newcomer is a canary and each side is scored on the labels of what it answered; see
+    :func:`_promotion_ab`. The metrics are then read from the comparison itself.
     """
+    if isinstance(paired, TwoSampleCounts | TwoSampleErrors):
+        return _promotion_ab(policy, paired)
     if isinstance(paired, PairedErrors):
         return _promotion_on_errors(policy, champion_metrics, challenger_metrics, paired)
     champion_acc = _accuracy(champion_metrics)
@@ -353,6 +360,71 @@ def _rollback_on_errors(
     return Decision(
         Action.KEEP,
         f"keep: the new champion is not worse than the previous one; {maes} ({test}; {margin}).",
+        evidence,
+    )
+
+
+def _promotion_ab(policy: RolloutPolicy, ab: TwoSampleCounts | TwoSampleErrors) -> Decision:
+    """``decide_promotion`` for an A/B test (``a`` = the champion, ``b`` = the canary), each
+    version on the labels of the requests it answered: a two-proportion z-test of accuracies, or
+    Welch's t-test of mean absolute errors. In order: fewer than ``min_labels`` labels in the
+    smaller arm (the canary's, usually) hold; a significantly worse canary is rejected; a manual
+    policy holds, saying what an automatic one would do; a significantly better canary is
+    promoted; else hold, saying how many more labels the test needs to detect the difference
+    observed. ``margin`` needs no check: significantly better on its own labels means the
+    canary's accuracy (MAE) is above (below) the champion's."""
+    details = ab.to_dict(alpha=policy.alpha)
+    needed = details["sample_size"]["sentence"]
+    evidence = {"policy": policy.to_config(), "ab": details}
+    if isinstance(ab, TwoSampleCounts):
+        quality = (
+            f"accuracy {_fmt(ab.b_accuracy)} on {ab.b_n} labels of the canary's answers vs "
+            f"{_fmt(ab.a_accuracy)} on {ab.a_n} of the champion's"
+        )
+        test = f"two-proportion z = {details['statistic']:.3g}, p = {_p(ab.test()[1])}"
+    else:
+        quality = (
+            f"mean absolute error {_fmt_mae(ab.b_mae)} on {ab.b_n} labels of the canary's "
+            f"answers vs {_fmt_mae(ab.a_mae)} on {ab.a_n} of the champion's"
+        )
+        test = f"Welch t = {details['statistic']:.3g}, p = {_p(ab.test()[1])}"
+    p = details["p_value"]
+    if ab.smaller_arm < policy.min_labels:
+        return Decision(
+            Action.HOLD,
+            f"hold: A/B test: only {ab.smaller_arm} labels in the smaller arm of the "
+            f"{policy.min_labels} each version needs on the traffic it answered; {quality}; "
+            f"{needed}.",
+            evidence,
+        )
+    alpha = _num(policy.alpha)
+    if p < policy.alpha and ab.favoured == "a":
+        return Decision(
+            Action.REJECT,
+            f"reject: A/B test: the canary is significantly worse; {quality} ({test} < alpha "
+            f"{alpha}).",
+            evidence,
+        )
+    better = p < policy.alpha and ab.favoured == "b"
+    if policy.policy != "auto":
+        would = "would be promoted" if better else "would not be promoted"
+        return Decision(
+            Action.HOLD,
+            f"hold: the rollout policy is manual, so an operator promotes; A/B test: the canary "
+            f"{would} automatically: {quality} ({test}, alpha {alpha}); {needed}.",
+            evidence,
+        )
+    if not better:
+        return Decision(
+            Action.HOLD,
+            f"hold: A/B test: the canary is not significantly better; {quality} ({test}, alpha "
+            f"{alpha}); {needed}.",
+            evidence,
+        )
+    return Decision(
+        Action.PROMOTE,
+        f"promote: A/B test: the canary is significantly better; {quality} ({test} < alpha "
+        f"{alpha}).",
         evidence,
     )
 

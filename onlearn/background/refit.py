@@ -97,6 +97,7 @@ class _Labelled:
     y: Any
     source: str
     w: float = 1.0  # importance weight (onlearn/weights.py): 1 / the sampler's probability
+    answered_by: str | None = None  # the version whose answer the label followed, if recorded
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,9 @@ class RefitResult:
     # Corrections in the range read, and label rows whose label a correction replaced.
     corrections: int = 0
     corrections_applied: int = 0
+    # labels_follow_answer: holdout labels learnt but not scored, another version (or none)
+    # having answered them; ``holdout_labels`` counts those scored.
+    holdout_excluded: int = 0
 
     @property
     def train_upto(self) -> int:
@@ -212,6 +216,7 @@ class RefitResult:
                 "first_seq": self.holdout[0],
                 "last_seq": self.holdout[1],
                 "labels": self.holdout_labels,
+                "excluded_not_champion": self.holdout_excluded,
             },
             "champion": self.champion.to_dict() if self.champion is not None else None,
             "candidates": [c.to_dict() for c in self.candidates],
@@ -240,6 +245,7 @@ def refit(
     min_labels: int = MIN_LABELS,
     max_rows: int | None = None,
     should_stop: StopCheck | None = None,
+    labels_follow_answer: bool = False,
 ) -> RefitResult:
     """Train ``candidates`` on the label events of ``model``'s log up to ``upto`` (default: the
     head) and compare them with the champion on the newest ``holdout`` fraction of them.
@@ -251,6 +257,9 @@ def refit(
     ``progress(done, total)`` is called as events are processed, for a progress bar.
     ``max_rows``: only the newest label events, at most that many (None: all).
     ``should_stop()``: a reason to stop now, or None; checked often (see the module docstring).
+    ``labels_follow_answer``: the holdout scores only the labels of requests the champion
+    answered (a label of another version's answer says how the world took *that* answer); every
+    model still learns every holdout label in turn, as in production.
 
     Raises :class:`NotEnoughData` with fewer than ``min_labels`` label events, and
     :class:`~onlearn.errors.ConfigError` for a bad candidate or option, naming it.
@@ -287,6 +296,9 @@ def refit(
             f"champion_state_at({train_upto}) returned the state of {champion.version} at seq "
             f"{champion.seq}; the comparison needs it at seq {train_upto}"
         )
+    scored = None  # every holdout label is scored
+    if labels_follow_answer and champion is not None:
+        scored = _answered_by(test, champion.version, model)
     total = sum(len(train) * (1 if kind == SKLEARN_BATCH else passes) for _, kind, _ in models)
     total += len(test) * (len(models) + (champion is not None))
     ticker = _Progress(progress, total, stop)
@@ -299,14 +311,16 @@ def refit(
 
     champion_result = None
     if champion is not None:
-        metrics, correct = _evaluate(champion, test, batch=False, ticker=ticker)
+        metrics, correct = _evaluate(champion, test, batch=False, ticker=ticker, scored=scored)
         champion_result = ChampionResult(champion.version, metrics, correct)
 
     results = []
     for i, ((spec, kind, state), train_s) in enumerate(zip(models, train_seconds, strict=True)):
         started = time.perf_counter()
         evaluated = copy.deepcopy(state)  # the state returned stays at train_upto
-        metrics, correct = _evaluate(evaluated, test, batch=kind == SKLEARN_BATCH, ticker=ticker)
+        metrics, correct = _evaluate(
+            evaluated, test, batch=kind == SKLEARN_BATCH, ticker=ticker, scored=scored
+        )
         paired = None
         if champion_result is not None:
             if task == "classification":
@@ -343,7 +357,7 @@ def refit(
         train=(train[0].seq, train_upto),
         holdout=(test[0].seq, test[-1].seq),
         train_labels=len(train),
-        holdout_labels=len(test),
+        holdout_labels=len(test) if scored is None else len(scored),
         labels_by_source=dict(Counter(e.source for e in train)),
         candidates=tuple(results),
         champion=champion_result,
@@ -353,6 +367,7 @@ def refit(
         labels_available=available,
         corrections=fixes.corrections,
         corrections_applied=sum(fixes.replaced(e.seq) for e in labelled),
+        holdout_excluded=0 if scored is None else len(test) - len(scored),
     )
 
 
@@ -431,6 +446,7 @@ def _load(
                         payload["label"],
                         payload.get("source") or "app",
                         event_weight(payload),
+                        payload.get("answered_by"),
                     )
                 )
         after = events[-1].seq
@@ -445,6 +461,19 @@ def _load(
         # began with the first one kept (control events in between change no learner state).
         start_seq = kept[0].seq - 1
     return (start_seq or 0), labelled, available, fixes
+
+
+def _answered_by(test: list[_Labelled], version: str, model: str) -> set[int]:
+    """The seqs of the holdout labels of requests ``version`` answered: the ones scored."""
+    kept = {e.seq for e in test if e.answered_by == version}
+    if not kept:
+        raise NotEnoughData(
+            f"model {model!r} has labels_follow_answer = true, and none of the {len(test)} "
+            f"holdout labels (seq {test[0].seq} to {test[-1].seq}) follows an answer of the "
+            f"champion {version}: the holdout keeps only those; label predictions it answered "
+            "(feedback with their prediction_id), or raise the holdout share"
+        )
+    return kept
 
 
 def _never() -> None:
@@ -601,9 +630,15 @@ def _is_known(label: Any, known: set) -> bool:
 
 
 def _evaluate(
-    state: LearnerState, test: list[_Labelled], *, batch: bool, ticker: _Progress
+    state: LearnerState,
+    test: list[_Labelled],
+    *,
+    batch: bool,
+    ticker: _Progress,
+    scored: set[int] | None = None,
 ) -> tuple[ClassificationMetrics | RegressionMetrics, tuple[bool, ...] | None]:
     """Prequential: predict, score, then learn, event by event (``state`` is changed).
+    ``scored``: the seqs to score (None: all); the others are only learnt.
 
     ``batch``: a batch-only scikit-learn model, which learns nothing, answers every event in one
     call.
@@ -623,11 +658,12 @@ def _evaluate(
                 y_pred, proba = state.predict(dict(e.x))
             except Exception:  # counted as a wrong answer, as a model that cannot answer
                 y_pred, proba = None, None
-        metrics.update(e.y, y_pred, proba)
-        if classification:
-            correct.append(y_pred is not None and y_pred == e.y)
-        else:
-            correct.append(absolute_error(e.y, y_pred))
+        if scored is None or e.seq in scored:
+            metrics.update(e.y, y_pred, proba)
+            if classification:
+                correct.append(y_pred is not None and y_pred == e.y)
+            else:
+                correct.append(absolute_error(e.y, y_pred))
         if not batch:
             try:
                 learn_weighted(state.estimator, dict(e.x), e.y, e.w, takes)

@@ -43,9 +43,10 @@ from onlearn.jobs import EVALUATE, JOB_KINDS, REFIT, SNAPSHOT, cancel_job, enque
 from onlearn.models import dump_signed, sign_spec
 from onlearn.records import Job, JobState, Snapshot
 from onlearn.refit_options import resolve_options
-from onlearn.registry import CHALLENGER, CHAMPION, PREVIOUS, code_version
+from onlearn.registry import CANARY, CHALLENGER, CHAMPION, PREVIOUS, code_version
 from onlearn.runtime import ModelRuntime
 from onlearn.snapshots import check_snapshot_target, save_snapshot
+from onlearn.two_sample import TwoSampleCounts, TwoSampleErrors, describe_ab
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +220,7 @@ class Worker:
             max_rows=options.max_rows,
             progress=bar,
             should_stop=stop,
+            labels_follow_answer=config.labels_follow_answer,
         )
         summary = result.to_dict()
         best = result.best_candidate
@@ -299,6 +301,8 @@ class Worker:
         rt = self.engine.runtime(job.model)
         version = job.params.get("version") or rt.roles.get(CHALLENGER)
         champion = rt.roles[CHAMPION]
+        if rt.config.labels_follow_answer:
+            return self._evaluate_ab(rt, job.params.get("version") or rt.roles.get(CANARY))
         with rt.lock:
             state = rt.states.get(version)
             if state is None:
@@ -314,6 +318,37 @@ class Worker:
             "paired": paired.to_dict(),
             "decision": decision.to_dict(),
         }
+
+    @staticmethod
+    def _evaluate_ab(rt: ModelRuntime, version: str | None) -> dict[str, Any]:
+        """``_evaluate`` when labels follow the answer: a canary against the champion, each on
+        the labels of what it answered (an A/B test); a version that answers nothing is not
+        compared, and the answer says why."""
+        policy = rt.config.rollout
+        with rt.lock:
+            roles = dict(rt.roles)
+            state = rt.states.get(version) if version is not None else None
+            ab = _copy(getattr(state, "ab", None))
+        champion = roles[CHAMPION]
+        if version is None:
+            return {
+                "version": None,
+                "champion": champion,
+                "comparison": "ab",
+                "error": "no canary answers a share of the traffic: with labels_follow_answer "
+                "only versions that answer are compared (give one the canary role)",
+            }
+        answer = {
+            "version": version,
+            "champion": champion,
+            "comparison": "ab",
+            "ab": describe_ab(version, roles, ab, task=rt.config.task.value, alpha=policy.alpha),
+        }
+        if answer["ab"]["compared"]:
+            comparison = ab.get(champion) if ab else None
+            comparison = comparison or _empty_ab(rt)
+            answer["decision"] = decide_promotion(policy, None, None, comparison).to_dict()
+        return answer
 
     def _snapshot(self, job: Job, stop: _StopCheck | None = None) -> dict[str, Any]:
         rt = self.engine.runtime(job.model)
@@ -391,6 +426,9 @@ class Worker:
             return
         self._gated[rt.name] = rt.seq
         policy = rt.config.rollout
+        if rt.config.labels_follow_answer:
+            self._check_ab_gates(rt)
+            return
         with rt.lock:
             roles = dict(rt.roles)
             champion = roles[CHAMPION]
@@ -439,6 +477,57 @@ class Worker:
                 actor=f"worker {self.name} (automatic)",
                 reason=f"challenger rejected: {decision.reason}",
                 key=f"auto-reject:{rt.name}:{challenger}:{champion}",
+            )
+
+    def _check_ab_gates(self, rt: ModelRuntime) -> None:
+        """The gates of a model whose labels follow the answer. Only versions that answer can
+        be compared (an A/B test): with an automatic policy a challenger becomes the canary
+        (when none is live; the share as before, else 0.1), and the canary is promoted or
+        dropped on the A/B test. No automatic rollback: the previous champion answers nothing,
+        so nothing compares it with the new one (a person can still roll back)."""
+        policy = rt.config.rollout
+        if policy.policy != "auto":
+            return
+        with rt.lock:
+            roles = dict(rt.roles)
+            champion, canary = roles[CHAMPION], roles.get(CANARY)
+            challenger = roles.get(CHALLENGER)
+            ab = _copy(getattr(rt.states[canary], "ab", {}).get(champion)) if canary else None
+            share = rt.canary_share or 0.1
+        actor = f"worker {self.name} (automatic)"
+        if canary is None:
+            if challenger is not None:
+                self.engine.change_roles(
+                    rt.name,
+                    {CHALLENGER: None, CANARY: challenger},
+                    actor=actor,
+                    reason=(
+                        f"labels follow the answer: challenger {challenger} answers a share of "
+                        f"{share:g} as a canary, to be compared with {champion} as an A/B test"
+                    ),
+                    canary_share=share,
+                    key=f"auto-canary:{rt.name}:{challenger}:{champion}",
+                )
+            return
+        decision = decide_promotion(policy, None, None, ab or _empty_ab(rt))
+        if decision.action is Action.PROMOTE:
+            log.info("model %r: promoting canary %s: %s", rt.name, canary, decision.reason)
+            self.engine.promote(
+                rt.name,
+                canary,
+                CHAMPION,
+                actor=actor,
+                reason=f"automatic promotion: {decision.reason}",
+                key=f"auto-promote:{rt.name}:{canary}:{champion}",
+            )
+        elif decision.action is Action.REJECT:
+            log.info("model %r: dropping canary %s: %s", rt.name, canary, decision.reason)
+            self.engine.change_roles(
+                rt.name,
+                {CANARY: None},
+                actor=actor,
+                reason=f"canary rejected: {decision.reason}",
+                key=f"auto-reject:{rt.name}:{canary}:{champion}",
             )
 
     def check_triggers(self, rt: ModelRuntime) -> Job | None:
@@ -574,6 +663,10 @@ class _StopCheck:
 
 def _copy(paired: PairedCounts | PairedErrors | None) -> PairedCounts | PairedErrors | None:
     return None if paired is None else pickle.loads(pickle.dumps(paired))
+
+
+def _empty_ab(rt: ModelRuntime) -> TwoSampleCounts | TwoSampleErrors:
+    return TwoSampleErrors() if rt.config.task.value == "regression" else TwoSampleCounts()
 
 
 def _empty_comparison(rt: ModelRuntime) -> PairedCounts | PairedErrors:

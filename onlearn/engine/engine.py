@@ -30,6 +30,7 @@ from onlearn.runtime import ModelRuntime
 from onlearn.snapshots import restore
 from onlearn.store import open_store
 from onlearn.store.base import AppendResult, Store
+from onlearn.two_sample import describe_ab
 
 log = logging.getLogger(__name__)
 
@@ -349,9 +350,20 @@ class Engine:
                         "paired": copy.deepcopy(state.paired) if state else None,
                     }
                 )
+                if rt.config.labels_follow_answer:  # copied here, tested outside the lock
+                    out[-1]["ab"] = copy.deepcopy(getattr(state, "ab", None))
+            roles = dict(rt.roles)
         for version in out:
             if version["paired"] is not None:
                 version["paired"] = {o: p.to_dict() for o, p in version["paired"].items()}
+            if "ab" in version:
+                version["ab"] = describe_ab(
+                    version["version"],
+                    roles,
+                    version["ab"],
+                    task=rt.config.task.value,
+                    alpha=rt.config.rollout.alpha,
+                )
         return out
 
     def role_history(self, name: str) -> list[dict]:

@@ -80,3 +80,22 @@ class Picky(base.Classifier):
 
 def picky(refuse: object = False) -> Picky:
     return Picky(refuse)
+
+
+class Approver(base.Classifier):
+    """Answers True ("approve": the label will be observed) when ``x > threshold``, with
+    certainty, and learns nothing: a fixed policy, for A/B tests whose labels follow it."""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+
+    def learn_one(self, x, y):
+        pass
+
+    def predict_proba_one(self, x):
+        yes = x["x"] > self.threshold
+        return {True: float(yes), False: float(not yes)}
+
+
+def approver(threshold: float = 0.5) -> Approver:
+    return Approver(threshold)

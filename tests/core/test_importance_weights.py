@@ -346,6 +346,9 @@ def test_a_label_through_the_queue_carries_the_records_p(store_url):
         "importance_weights": True,
         "weight_clip": 5,
         "seed": 1,
+        # No random evaluation slice (an active table's default is 0.01): its asks while the
+        # budget refuses have p = 0.01, floored at 1 / weight_clip, below split's floor.
+        "evaluation_rate": 0.0,
     }
     with Engine.from_settings(_settings(store_url, active)) as engine:
         stream = list(phishing_stream(400))
