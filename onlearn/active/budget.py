@@ -42,6 +42,16 @@ from onlearn.errors import ConfigError
 
 __all__ = ["BudgetManager", "CreditBudget", "labels_per_window"]
 
+# The credit line's defaults (tuned on benchmarks/active_learning.py, see RESULTS.md): a fresh
+# model may ask DEFAULT_COLD_START labels ahead of its budget, a drift alarm opens
+# DEFAULT_DRIFT_CREDIT more on top of the debt, the debt never exceeds DEFAULT_CREDIT, and while
+# in debt DEFAULT_REPAY of the budget is withheld. The cold start is repaid after
+# cold_start / (repay * budget) predictions (1333 at a 10 % budget).
+DEFAULT_CREDIT = 150
+DEFAULT_COLD_START = 100
+DEFAULT_DRIFT_CREDIT = 75
+DEFAULT_REPAY = 0.75
+
 MAX_RATE_FACTOR = 5
 """The default rate cap, as a multiple of the budget (``max_rate = min(1, 5 * budget)``)."""
 
@@ -200,10 +210,10 @@ class CreditBudget:
     def __init__(
         self,
         budget: float = 0.1,
-        credit: int = 100,
-        cold_start: int = 50,
-        drift_credit: int = 50,
-        repay: float = 0.5,
+        credit: int = DEFAULT_CREDIT,
+        cold_start: int = DEFAULT_COLD_START,
+        drift_credit: int = DEFAULT_DRIFT_CREDIT,
+        repay: float = DEFAULT_REPAY,
         max_rate: float | None = None,
         window: int = 1000,
     ) -> None:

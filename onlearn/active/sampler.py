@@ -26,10 +26,10 @@ A sampler is built from a config table with ``sampler_from_config``::
     measure = "entropy"                 # randomized_variable_uncertainty
     budget = 0.1                        # share of predictions that may be asked about:
                                         # at most budget * n + credit over n predictions
-    credit = 100                        # cap of the credit line (labels asked ahead)
-    cold_start = 50                     # asked ahead on a fresh model
-    drift_credit = 50                   # asked ahead again on a drift alarm
-    repay = 0.5                         # share of the budget withheld while in debt
+    credit = 150                        # cap of the credit line (labels asked ahead)
+    cold_start = 100                    # asked ahead on a fresh model
+    drift_credit = 75                   # asked ahead again on a drift alarm
+    repay = 0.75                        # share of the budget withheld while in debt
     max_rate = 0.5                      # rate cap: no `window` consecutive predictions hold
     window = 1000                       # more than floor(max_rate * window) asks
                                         # (max_rate defaults to min(1, 5 * budget))

@@ -53,7 +53,13 @@ from onlearn.active._check import (
     check_share,
     check_step,
 )
-from onlearn.active.budget import CreditBudget
+from onlearn.active.budget import (
+    DEFAULT_COLD_START,
+    DEFAULT_CREDIT,
+    DEFAULT_DRIFT_CREDIT,
+    DEFAULT_REPAY,
+    CreditBudget,
+)
 
 __all__ = [
     "CREDIT_KEYS",
@@ -70,14 +76,6 @@ __all__ = [
 DEFAULT_SEED = 42
 """The seed of random strategies built without one (the same default as model pipelines)."""
 
-# The credit line's defaults (tuned on benchmarks/active_learning.py, see RESULTS.md): a
-# fresh model may ask DEFAULT_COLD_START labels ahead of its budget, a drift alarm opens
-# DEFAULT_DRIFT_CREDIT more, the debt never exceeds DEFAULT_CREDIT, and it is repaid at
-# DEFAULT_REPAY of the budget.
-DEFAULT_CREDIT = 100
-DEFAULT_COLD_START = 50
-DEFAULT_DRIFT_CREDIT = 50
-DEFAULT_REPAY = 0.5
 
 _CREDIT_DEFAULTS: dict[str, Any] = {
     "credit": DEFAULT_CREDIT,

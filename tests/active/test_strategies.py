@@ -21,7 +21,13 @@ from onlearn.active import (
     VariableUncertainty,
     entropy,
 )
-from onlearn.active.budget import labels_per_window
+from onlearn.active.budget import (
+    DEFAULT_COLD_START,
+    DEFAULT_CREDIT,
+    DEFAULT_DRIFT_CREDIT,
+    DEFAULT_REPAY,
+    labels_per_window,
+)
 from onlearn.errors import ConfigError
 from tests.active.streams import STREAMS, random_probas
 
@@ -220,10 +226,10 @@ def reference(
     threshold: float = 0.3,
     delta: float = 1.0,
     random_share: float = 0.2,
-    credit: int = 100,
-    cold_start: int = 50,
-    drift_credit: int = 50,
-    repay: float = 0.5,
+    credit: int = DEFAULT_CREDIT,
+    cold_start: int = DEFAULT_COLD_START,
+    drift_credit: int = DEFAULT_DRIFT_CREDIT,
+    repay: float = DEFAULT_REPAY,
     max_rate: float | None = None,
     alarms: frozenset[int] = frozenset(),
 ) -> list[bool]:
@@ -296,7 +302,7 @@ def run(strategy, us, alarms=frozenset()) -> list[bool]:
 # 0.1, window 200 (rate cap: 100 asks in any 200), default credit line.
 # Every strategy but random ends at exactly budget x n = 2000: its cold start was repaid.
 GOLDEN = {
-    "random": (1971, [10115, 10121, 10125, 10129, 10143, 10159]),
+    "random": (1972, [10106, 10112, 10116, 10120, 10134, 10150]),
     "fixed_uncertainty": (2000, [10009, 10019, 10030, 10039, 10049, 10059]),
     "variable_uncertainty": (2000, [10011, 10019, 10031, 10039, 10049, 10059]),
     "randomized_variable_uncertainty": (2000, [10011, 10020, 10030, 10040, 10051, 10059]),
@@ -473,15 +479,16 @@ def test_the_share_asked_is_the_budget_in_the_long_run(name, budget):
 
 @pytest.mark.parametrize("budget", [0.02, 0.1, 0.3])
 def test_a_fresh_strategy_asks_its_cold_start_at_once_then_repays(budget):
-    """Wanting every label: the cold start (capped by the rate cap) comes first, then half the
-    budget while the line shrinks, then exactly floor(budget * n)."""
+    """Wanting every label: the cold start (capped by the rate cap) comes first, then
+    (1 - repay) x budget while the line shrinks, then exactly floor(budget * n)."""
     strategy = FixedUncertainty(threshold=0.0, budget=budget, window=200)
     us = [1.0] * 20_000
     counts = np.cumsum([strategy.decide(u) for u in us])
     cap = labels_per_window(min(1.0, 5 * budget), 200)
-    assert counts[199] == min(cap, math.floor(budget * 200 + 50 - 0.5 * budget * 200))
+    cold, repay = DEFAULT_COLD_START, DEFAULT_REPAY
+    assert counts[199] == min(cap, math.floor(budget * 200 + cold - repay * budget * 200))
     assert counts[199] > budget * 200  # ahead of the budget
-    repaid = math.ceil(50 / (0.5 * budget))  # the line is gone
+    repaid = math.ceil(cold / (repay * budget))  # the line is gone
     assert all(counts[n - 1] == math.floor(budget * n + 1e-9) for n in range(repaid, 20_001, 97))
 
 
@@ -554,10 +561,10 @@ def test_hyperparameters_are_public_and_unchanged_state_is_private():
         "step": 0.05,
         "delta": 0.5,
         "seed": 3,
-        "credit": 100,
-        "cold_start": 50,
-        "drift_credit": 50,
-        "repay": 0.5,
+        "credit": DEFAULT_CREDIT,
+        "cold_start": DEFAULT_COLD_START,
+        "drift_credit": DEFAULT_DRIFT_CREDIT,
+        "repay": DEFAULT_REPAY,
         "max_rate": None,
     }
     defaults = {"credit", "cold_start", "drift_credit", "repay", "max_rate"}
