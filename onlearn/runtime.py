@@ -148,6 +148,9 @@ class ModelRuntime:
                         state.skip(event)
                         if state.version == self.roles.get(CHAMPION):
                             self.unlearned.append(event.seq)
+                if self.sampler is not None and self.learns:
+                    # Bought labels steer the sampler's budget (a drift opens its credit line).
+                    self.sampler.learn_label(event.payload)
             self.labels_applied += 1
         else:
             if event.kind in (EventKind.PROMOTE, EventKind.ROLLBACK):
@@ -155,6 +158,9 @@ class ModelRuntime:
             elif event.kind is EventKind.ALARM:
                 self.alarms.append({"seq": event.seq, "at": event.at, **event.payload})
                 del self.alarms[:-100]
+                if self.sampler is not None and self.learns:
+                    with self.lock.after_waiters():  # decide() reads the sampler under it
+                        self.sampler.on_drift(event.payload)
             with self.lock.after_waiters():
                 for state in self.states.values():
                     state.seq = event.seq

@@ -4,11 +4,14 @@
   Python or many rows through modAL.
 - ``committee``: how much several versions disagree (vote entropy, consensus entropy, KL max
   disagreement).
-- ``budget`` and ``strategies``: the budgeted stream strategies of Zliobaite et al. (2014).
+- ``budget`` and ``strategies``: the budgeted stream strategies of Zliobaite et al. (2014), on
+  a cumulative budget with a capped credit line (cold start, drift alarms) and a rate cap.
+- ``steering``: drift seen in the bought labels (more errors than the model's confidence
+  promised), which opens the credit line again.
 - ``sampler``: a measure, a strategy and a random evaluation slice, deciding per prediction.
 """
 
-from onlearn.active.budget import BudgetManager
+from onlearn.active.budget import BudgetManager, CreditBudget
 from onlearn.active.committee import (
     COMMITTEE_MEASURES,
     consensus_entropy,
@@ -18,6 +21,7 @@ from onlearn.active.committee import (
 )
 from onlearn.active.sampler import (
     ALL_MEASURES,
+    DRIFT_ALARMS,
     Decision,
     RandomSlice,
     Reason,
@@ -25,7 +29,9 @@ from onlearn.active.sampler import (
     priority_of,
     sampler_from_config,
 )
+from onlearn.active.steering import SurpriseDetector
 from onlearn.active.strategies import (
+    CREDIT_KEYS,
     DEFAULT_SEED,
     STRATEGIES,
     FixedUncertainty,
@@ -47,10 +53,13 @@ from onlearn.active.uncertainty import (
 __all__ = [
     "ALL_MEASURES",
     "COMMITTEE_MEASURES",
+    "CREDIT_KEYS",
+    "DRIFT_ALARMS",
     "DEFAULT_SEED",
     "MEASURES",
     "STRATEGIES",
     "BudgetManager",
+    "CreditBudget",
     "Decision",
     "FixedUncertainty",
     "RandomSampling",
@@ -58,6 +67,7 @@ __all__ = [
     "RandomizedVariableUncertainty",
     "Reason",
     "Sampler",
+    "SurpriseDetector",
     "Split",
     "Strategy",
     "VariableUncertainty",

@@ -24,10 +24,17 @@ A sampler is built from a config table with ``sampler_from_config``::
     [sampler]
     strategy = "variable_uncertainty"   # or random, fixed_uncertainty, split,
     measure = "entropy"                 # randomized_variable_uncertainty
-    budget = 0.1                        # share of predictions that may be asked about
+    budget = 0.1                        # share of predictions that may be asked about:
+                                        # at most budget * n + credit over n predictions
+    credit = 150                        # cap of the credit line (labels asked ahead)
+    cold_start = 100                    # asked ahead on a fresh model
+    drift_credit = 75                   # asked ahead again on a drift alarm
+    repay = 0.75                        # share of the budget withheld while in debt
+    max_rate = 0.5                      # rate cap: no `window` consecutive predictions hold
+    window = 1000                       # more than floor(max_rate * window) asks
+                                        # (max_rate defaults to min(1, 5 * budget))
     step = 0.01
-    window = 1000                       # no 1000 consecutive predictions hold more than
-                                        # floor(budget * window) = 100 asks; must be >= 1
+    steer = true                        # bought labels' surprise opens the credit line
     evaluation_rate = 0.01              # random slice, on top of the budget
     seed = 42
     importance_weights = false          # randomised strategies only: Decision.p, learned as
@@ -61,9 +68,16 @@ from onlearn.active._check import (
     check_share,
     check_step,
 )
-from onlearn.active.budget import check_budget_window
+from onlearn.active.budget import check_budget_window, check_whole, default_max_rate
 from onlearn.active.committee import COMMITTEE_MEASURES, _opinions
-from onlearn.active.strategies import DEFAULT_SEED, STRATEGIES, Strategy, VariableUncertainty
+from onlearn.active.steering import SurpriseDetector
+from onlearn.active.strategies import (
+    CREDIT_KEYS,
+    DEFAULT_SEED,
+    STRATEGIES,
+    Strategy,
+    VariableUncertainty,
+)
 from onlearn.active.uncertainty import MEASURES, entropy
 from onlearn.errors import ConfigError
 from onlearn.weights import DEFAULT_WEIGHT_CLIP, check_weight_clip, check_weights
@@ -164,6 +178,10 @@ class Sampler:
         would be 1.
     weight_clip
         The largest weight: ``p`` is floored at ``1 / weight_clip``; at least 1.
+    steer
+        Whether the labels bought steer the budget: ``learn_one`` feeds them to a
+        ``SurpriseDetector``, whose alarms open the strategy's credit line (``on_drift``).
+        Each replica steers on its own purchases; nothing is shared.
     """
 
     def __init__(
@@ -174,6 +192,7 @@ class Sampler:
         seed: int = DEFAULT_SEED,
         importance_weights: bool = False,
         weight_clip: float = DEFAULT_WEIGHT_CLIP,
+        steer: bool = True,
     ) -> None:
         self.strategy = VariableUncertainty() if strategy is None else strategy
         if not isinstance(self.strategy, Strategy):
@@ -184,6 +203,8 @@ class Sampler:
         self.evaluation_rate = check_share("evaluation_rate", evaluation_rate, "Sampler")
         self.seed = check_seed("seed", seed, "Sampler")
         self._slice = RandomSlice(evaluation_rate, seed)
+        self.steer = check_bool("steer", steer, "Sampler")
+        self._detector = SurpriseDetector() if steer else None
         self._committee = measure in COMMITTEE_MEASURES
         self._measure = COMMITTEE_MEASURES[measure] if self._committee else MEASURES[measure]
 
@@ -225,6 +246,30 @@ class Sampler:
             return Decision(True, _UNCERTAIN, u, u, p)
         return Decision(False, None, u, u)
 
+    def learn_one(self, proba: Proba, label: Hashable) -> None:
+        """A label this sampler asked for arrived: ``proba`` is what the model answered when it
+        was asked, ``label`` the truth. More errors than the answer's confidence promised, for
+        long enough, is a drift alarm (``SurpriseDetector``) and opens the credit line."""
+        if self._detector is not None and self._detector.update(proba, label):
+            self.strategy.on_drift()
+
+    def learn_label(self, payload: Mapping[str, Any]) -> None:
+        """``learn_one`` from a label event's payload (``onlearn.engine.feedback``): labels of
+        predictions a sampler picked (``sampled`` set), with the answer the model gave then
+        (``outputs[answered_by]["proba"]``); other labels are ignored."""
+        if payload.get("sampled") is None or not payload.get("outputs"):
+            return
+        answer = payload["outputs"].get(payload.get("answered_by")) or {}
+        if answer.get("proba"):
+            self.learn_one({label: p for label, p in answer["proba"]}, payload["label"])
+
+    def on_drift(self, alarm: Mapping[str, Any] | None = None) -> None:
+        """A drift alarm from outside (the monitor's ``concept_drift``, ``input_drift`` or
+        ``prediction_drift``; other kinds are ignored): the strategy's credit line opens again,
+        and its allowance goes to the uncertain cases among the predictions that follow."""
+        if alarm is None or alarm.get("kind") in DRIFT_ALARMS:
+            self.strategy.on_drift()
+
     def decide_many(
         self, probas: Sequence[Proba], others: Sequence[Sequence[Proba]] | None = None
     ) -> list[Decision]:
@@ -252,6 +297,8 @@ class Sampler:
         config["seed"] = self.seed
         if self.importance_weights:
             config.update(importance_weights=True, weight_clip=self.weight_clip)
+        if not self.steer:
+            config["steer"] = False
         return config
 
     def __repr__(self) -> str:
@@ -262,9 +309,14 @@ class Sampler:
         )
         return (
             f"Sampler({self.strategy!r}, measure={self.measure!r}, "
-            f"evaluation_rate={self.evaluation_rate!r}, seed={self.seed!r}{weights})"
+            f"evaluation_rate={self.evaluation_rate!r}, seed={self.seed!r}{weights}"
+            + ("" if self.steer else ", steer=False")
+            + ")"
         )
 
+
+DRIFT_ALARMS = frozenset({"concept_drift", "input_drift", "prediction_drift"})
+"""The monitor's alarm kinds that open a sampler's credit line (``Sampler.on_drift``)."""
 
 _SAMPLER_KEYS = (
     "strategy",
@@ -273,7 +325,19 @@ _SAMPLER_KEYS = (
     "seed",
     "importance_weights",
     "weight_clip",
+    "steer",
 )
+
+
+def check_bool(name: str, value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {name!r} must be true or false, got {value!r}")
+    return value
+
+
+def _check_max_rate(name: str, value: Any, where: str) -> float | None:
+    return None if value is None else check_share(name, value, where, zero=False)
+
 
 # Every hyperparameter a config table may hold, with its check (the constructors check the
 # same rules; checking here first lets the message name the table).
@@ -288,6 +352,12 @@ _CHECKS: dict[str, Callable[[str, Any, str], Any]] = {
     "seed": check_seed,
     "measure": lambda k, v, w: check_choice(k, v, w, ALL_MEASURES),
     "weight_clip": check_weight_clip,
+    "steer": check_bool,
+    "credit": check_whole,
+    "cold_start": check_whole,
+    "drift_credit": check_whole,
+    "repay": lambda k, v, w: check_share(k, v, w, zero=False),
+    "max_rate": _check_max_rate,
 }
 
 
@@ -297,10 +367,13 @@ def sampler_from_config(config: Mapping[str, Any], *, where: str = "sampler") ->
     Keys: ``strategy`` (default ``"variable_uncertainty"``), ``measure`` (default
     ``"entropy"``), ``evaluation_rate`` (default 0), ``seed`` (default 42, seeds the strategy
     and the evaluation slice), ``importance_weights`` (default false; true needs a randomised
-    strategy) and ``weight_clip`` (default 10), and the strategy's hyperparameters
-    (``budget``, ``window``, ``step``, ``threshold``, ``delta``, ``random_share``; each strategy
-    takes some of them, with the defaults of its class). A key the chosen strategy does not take is an error, so that a
-    typo does not pass silently, and so is ``budget * window < 1`` (nothing could be asked).
+    strategy) and ``weight_clip`` (default 10), and the strategy's hyperparameters (``budget``,
+    ``window``, ``step``, ``threshold``, ``delta``, ``random_share``; each strategy takes some of
+    them, with the defaults of its class), the budget's keys every strategy takes (``credit``,
+    ``cold_start``, ``drift_credit``, ``repay``, ``max_rate``: see ``CreditBudget``) and
+    ``steer`` (default true). A key the chosen strategy does not take is an error, so that a
+    typo does not pass silently, and so is ``max_rate * window < 1`` (the rate cap would allow
+    nothing; ``max_rate`` defaults to ``min(1, 5 * budget)``).
 
     >>> sampler_from_config({"strategy": "split", "budget": 1.5})
     Traceback (most recent call last):
@@ -310,14 +383,14 @@ def sampler_from_config(config: Mapping[str, Any], *, where: str = "sampler") ->
     Traceback (most recent call last):
     ...
     onlearn.errors.ConfigError: sampler: unknown entry 'step' for strategy 'fixed_uncertainty'; \
-it accepts: budget, evaluation_rate, importance_weights, measure, seed, strategy, threshold, \
-weight_clip, window
-    >>> sampler_from_config({"budget": 0.001, "window": 200})
+it accepts: budget, cold_start, credit, drift_credit, evaluation_rate, importance_weights, \
+max_rate, measure, repay, seed, steer, strategy, threshold, weight_clip, window
+    >>> sampler_from_config({"budget": 0.001, "window": 100})
     Traceback (most recent call last):
     ...
-    onlearn.errors.ConfigError: sampler: budget * window must be at least 1, got 0.001 * 200 = \
-0.2: no window of 200 predictions may hold a label, so nothing would ever be asked; use a window \
-of at least 1000 predictions (or a larger budget)
+    onlearn.errors.ConfigError: sampler: max_rate * window must be at least 1, got 0.005 * 100 = \
+0.5: no window of 100 predictions may hold a label, so nothing would ever be asked; use a window \
+of at least 200 predictions (or a larger max_rate)
     """
     if not isinstance(config, Mapping):
         raise ConfigError(f"{where} must be a table, got {type(config).__name__}")
@@ -325,7 +398,8 @@ of at least 1000 predictions (or a larger budget)
         "strategy", config.get("strategy", VariableUncertainty.name), where, STRATEGIES
     )
     cls = STRATEGIES[name]
-    takes = tuple(inspect.signature(cls).parameters)
+    defaults = inspect.signature(cls).parameters
+    takes = (*(k for k, p in defaults.items() if p.kind is not p.VAR_KEYWORD), *CREDIT_KEYS)
     for key, value in config.items():
         if key not in _SAMPLER_KEYS and (key not in takes or key == "seed"):
             raise ConfigError(
@@ -334,9 +408,11 @@ of at least 1000 predictions (or a larger budget)
             )
         if key in _CHECKS:
             _CHECKS[key](key, value, where)
-    defaults = inspect.signature(cls).parameters
     budget, window = (config.get(k, defaults[k].default) for k in ("budget", "window"))
-    check_budget_window(budget, window, where)
+    max_rate = config.get("max_rate")
+    check_budget_window(
+        default_max_rate(budget) if max_rate is None else max_rate, window, where, name="max_rate"
+    )
     seed = config.get("seed", DEFAULT_SEED)
     params = {k: config[k] for k in takes if k in config}
     if "seed" in takes:
@@ -349,4 +425,5 @@ of at least 1000 predictions (or a larger budget)
         seed=seed,
         importance_weights=check_weights(config.get("importance_weights", False), strategy, where),
         weight_clip=config.get("weight_clip", DEFAULT_WEIGHT_CLIP),
+        steer=config.get("steer", True),
     )

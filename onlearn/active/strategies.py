@@ -3,11 +3,12 @@
 The strategies of Zliobaite, Bifet, Pfahringer and Holmes (2014), "Active Learning With
 Drifting Streaming Data", IEEE TNNLS 25(1). Each sees every prediction once, in order, through
 ``decide(uncertainty) -> bool``; the answer is final (a stream cannot come back to a point).
-As in the paper's framework, a label is asked for only when the ``BudgetManager`` allows it *and*
-the strategy wants it; when the budget refuses, the strategy is not consulted and its state
-does not move. The budget itself is not the paper's estimate but an exact count over a sliding
-window (see ``onlearn.active.budget``): no ``window`` consecutive predictions ever hold more than
-``floor(budget * window)`` labels, so ``budget * window`` must be at least 1.
+As in the paper's framework, a label is asked for only when the budget allows it *and* the
+strategy wants it; when the budget refuses, the strategy is not consulted and its state does not
+move. The budget is not the paper's estimate but a ``CreditBudget`` (``onlearn.active.budget``):
+cumulative, with a credit line for the cold start and after drift alarms (``on_drift``), and a
+rate cap over ``window`` predictions. Over ``n`` predictions a strategy asks at most
+``budget * n + credit`` labels.
 
 The paper thresholds the highest posterior ``p1``: it labels when ``p1 < theta``. Here the
 strategies take any uncertainty ``u`` in ``[0, 1]`` from ``onlearn.active`` and work on the
@@ -31,11 +32,13 @@ Hyperparameters are public attributes and never change; the learned state (thres
 random state) is private. Strategies pickle, and a seeded strategy fed the same stream gives the
 same answers in every process.
 
->>> strategy = VariableUncertainty(budget=0.5, step=0.1, window=4)  # 2 asks in any 4 predictions
->>> [strategy.decide(u) for u in (0.9, 0.9, 0.9, 0.9, 0.1, 0.5, 0.9)]
-[True, True, False, False, False, True, True]
+>>> strategy = VariableUncertainty(budget=0.5, step=0.1, window=4, cold_start=0, credit=0)
+>>> [strategy.decide(u) for u in (0.9, 0.9, 0.9, 0.9, 0.1, 0.5, 0.9)]  # no credit: 1 in 2
+[False, True, False, True, False, True, False]
 >>> strategy.n_asked, round(strategy.threshold, 4)
-(4, 0.2783)
+(3, 0.271)
+>>> strategy.bound(7)  # at most budget * n + credit
+3.5
 """
 
 from __future__ import annotations
@@ -51,9 +54,16 @@ from onlearn.active._check import (
     check_share,
     check_step,
 )
-from onlearn.active.budget import BudgetManager, check_budget_window
+from onlearn.active.budget import (
+    DEFAULT_COLD_START,
+    DEFAULT_CREDIT,
+    DEFAULT_DRIFT_CREDIT,
+    DEFAULT_REPAY,
+    CreditBudget,
+)
 
 __all__ = [
+    "CREDIT_KEYS",
     "DEFAULT_SEED",
     "STRATEGIES",
     "FixedUncertainty",
@@ -67,25 +77,61 @@ __all__ = [
 DEFAULT_SEED = 42
 """The seed of random strategies built without one (the same default as model pipelines)."""
 
+
+_CREDIT_DEFAULTS: dict[str, Any] = {
+    "credit": DEFAULT_CREDIT,
+    "cold_start": DEFAULT_COLD_START,
+    "drift_credit": DEFAULT_DRIFT_CREDIT,
+    "repay": DEFAULT_REPAY,
+    "max_rate": None,
+}
+CREDIT_KEYS = tuple(_CREDIT_DEFAULTS)
+"""The budget's keys every strategy takes (keyword arguments; see ``CreditBudget``)."""
+
 # theta only shrinks while labels are asked; a floor keeps it from reaching 0, from where
 # theta * (1 + step) could never grow back. It only matters for confidences below it.
 _MIN_THETA = 1e-6
 
 
 class Strategy:
-    """Base class: a ``BudgetManager`` plus the decision rule ``_wants``.
+    """Base class: a ``CreditBudget`` plus the decision rule ``_wants``.
 
-    Subclasses set ``name`` (their config name) and implement ``_wants(uncertainty)``.
+    Subclasses set ``name`` (their config name) and implement ``_wants(uncertainty)``. Every
+    strategy takes the budget's keys (``CREDIT_KEYS``: ``credit``, ``cold_start``,
+    ``drift_credit``, ``repay``, ``max_rate``) as keyword arguments, with the defaults of
+    ``CreditBudget``; ``window`` is the rate cap's window.
     """
 
     name: ClassVar[str] = ""
 
-    def __init__(self, budget: float = 0.1, window: int = 1000) -> None:
+    def __init__(
+        self,
+        budget: float = 0.1,
+        window: int = 1000,
+        *,
+        credit: int = DEFAULT_CREDIT,
+        cold_start: int = DEFAULT_COLD_START,
+        drift_credit: int = DEFAULT_DRIFT_CREDIT,
+        repay: float = DEFAULT_REPAY,
+        max_rate: float | None = None,
+    ) -> None:
         where = type(self).__name__
         self.budget = check_share("budget", budget, where, zero=False)
         self.window = check_count("window", window, where)
-        check_budget_window(budget, window, where)
-        self._budget = BudgetManager(budget, window)
+        self._budget = CreditBudget(
+            budget,
+            credit=credit,
+            cold_start=cold_start,
+            drift_credit=drift_credit,
+            repay=repay,
+            max_rate=max_rate,
+            window=window,
+        )
+        self.credit = credit
+        self.cold_start = cold_start
+        self.drift_credit = drift_credit
+        self.repay = repay
+        self.max_rate = max_rate  # None: the default, min(1, 5 * budget)
         self._n = 0
         self._n_asked = 0
 
@@ -97,6 +143,11 @@ class Strategy:
         self._n += 1
         self._n_asked += ask
         return ask
+
+    def on_drift(self) -> None:
+        """A drift alarm: open the credit line again (``CreditBudget.on_drift``), to be spent
+        by this strategy's own rule on the predictions that follow, the new concept's."""
+        self._budget.on_drift()
 
     def _wants(self, uncertainty: float) -> bool:
         raise NotImplementedError
@@ -120,8 +171,13 @@ class Strategy:
 
     @property
     def spending(self) -> float:
-        """The share of the last ``min(n_seen, window)`` predictions asked for (0 before any)."""
+        """The share of all predictions so far asked for (0 before any)."""
         return self._budget.spending
+
+    @property
+    def balance(self) -> float:
+        """Labels earned and not asked (negative while the credit line is drawn)."""
+        return self._budget.balance
 
     @property
     def n_seen(self) -> int:
@@ -133,8 +189,21 @@ class Strategy:
         """Labels asked for."""
         return self._n_asked
 
+    @property
+    def n_drifts(self) -> int:
+        """Drift alarms that opened the credit line."""
+        return self._budget.n_drifts
+
+    def bound(self, n: int) -> float:
+        """The most labels this strategy may ask over ``n`` predictions: ``budget * n + credit``."""
+        return self._budget.bound(n)
+
     def _params(self) -> dict[str, Any]:
-        return {"budget": self.budget, "window": self.window}
+        params: dict[str, Any] = {"budget": self.budget, "window": self.window}
+        for key in CREDIT_KEYS:
+            if getattr(self, key) != _CREDIT_DEFAULTS[key]:
+                params[key] = getattr(self, key)
+        return params
 
     def to_config(self) -> dict[str, Any]:
         """The config table of this strategy (its name and hyperparameters)."""
@@ -155,8 +224,10 @@ class RandomSampling(Strategy):
 
     name = "random"
 
-    def __init__(self, budget: float = 0.1, window: int = 1000, seed: int = DEFAULT_SEED) -> None:
-        super().__init__(budget, window)
+    def __init__(
+        self, budget: float = 0.1, window: int = 1000, seed: int = DEFAULT_SEED, **credit: Any
+    ) -> None:
+        super().__init__(budget, window, **credit)
         self.seed = check_seed("seed", seed, type(self).__name__)
         self._rng = random.Random(seed)
 
@@ -182,8 +253,10 @@ class FixedUncertainty(Strategy):
 
     name = "fixed_uncertainty"
 
-    def __init__(self, threshold: float = 0.1, budget: float = 0.1, window: int = 1000) -> None:
-        super().__init__(budget, window)
+    def __init__(
+        self, threshold: float = 0.1, budget: float = 0.1, window: int = 1000, **credit: Any
+    ) -> None:
+        super().__init__(budget, window, **credit)
         self.threshold = check_share("threshold", threshold, type(self).__name__)
 
     def _wants(self, uncertainty: float) -> bool:
@@ -205,8 +278,10 @@ class VariableUncertainty(Strategy):
 
     name = "variable_uncertainty"
 
-    def __init__(self, budget: float = 0.1, step: float = 0.01, window: int = 1000) -> None:
-        super().__init__(budget, window)
+    def __init__(
+        self, budget: float = 0.1, step: float = 0.01, window: int = 1000, **credit: Any
+    ) -> None:
+        super().__init__(budget, window, **credit)
         self.step = check_step("step", step, type(self).__name__)
         self._theta = 1.0
 
@@ -250,8 +325,9 @@ class RandomizedVariableUncertainty(VariableUncertainty):
         delta: float = 1.0,
         window: int = 1000,
         seed: int = DEFAULT_SEED,
+        **credit: Any,
     ) -> None:
-        super().__init__(budget, step, window)
+        super().__init__(budget, step, window, **credit)
         self.delta = check_non_negative("delta", delta, type(self).__name__)
         self.seed = check_seed("seed", seed, type(self).__name__)
         self._rng = random.Random(seed)
@@ -295,8 +371,9 @@ class Split(VariableUncertainty):
         random_share: float = 0.2,
         window: int = 1000,
         seed: int = DEFAULT_SEED,
+        **credit: Any,
     ) -> None:
-        super().__init__(budget, step, window)
+        super().__init__(budget, step, window, **credit)
         self.random_share = check_share("random_share", random_share, type(self).__name__)
         self.seed = check_seed("seed", seed, type(self).__name__)
         self._rng = random.Random(seed)

@@ -21,7 +21,13 @@ from onlearn.active import (
     VariableUncertainty,
     entropy,
 )
-from onlearn.active.budget import labels_per_window
+from onlearn.active.budget import (
+    DEFAULT_COLD_START,
+    DEFAULT_CREDIT,
+    DEFAULT_DRIFT_CREDIT,
+    DEFAULT_REPAY,
+    labels_per_window,
+)
 from onlearn.errors import ConfigError
 from tests.active.streams import STREAMS, random_probas
 
@@ -113,10 +119,14 @@ def test_a_fresh_manager_may_spend_the_whole_window_at_once_then_waits():
     [(0.01, 50, 100), (0.3, 3, 4), (0.1, 9, 10), (0.07, 10, 15), (0.001, 999, 1000)],
 )
 def test_a_window_too_short_to_hold_one_label_is_refused(budget, window, smallest):
-    for make in (BudgetManager, VariableUncertainty, Split):
+    with pytest.raises(ConfigError) as info:
+        BudgetManager(budget=budget, window=window)
+    assert str(info.value).startswith("BudgetManager: budget * window must be at least 1")
+    assert f"use a window of at least {smallest} predictions" in str(info.value)
+    for make in (VariableUncertainty, Split):  # the strategies' window is the rate cap's
         with pytest.raises(ConfigError) as info:
-            make(budget=budget, window=window)
-        assert str(info.value).startswith(f"{make.__name__}: budget * window must be at least 1")
+            make(budget=0.001, max_rate=budget, window=window)
+        assert str(info.value).startswith("CreditBudget: max_rate * window must be at least 1")
         assert f"use a window of at least {smallest} predictions" in str(info.value)
     assert BudgetManager(budget, smallest).limit == 1
     assert labels_per_window(budget, smallest - 1) == 0
@@ -202,7 +212,7 @@ def test_variable_thresholds_adapt_to_spend_the_budget_on_any_stream():
 
 
 # ---------------------------------------------------------------------------------------------
-# a reference: the strategies re-derived from the paper, the window counted from the history
+# a reference: the strategies re-derived from the paper, the budget recomputed from the history
 
 
 def reference(
@@ -216,18 +226,38 @@ def reference(
     threshold: float = 0.3,
     delta: float = 1.0,
     random_share: float = 0.2,
+    credit: int = DEFAULT_CREDIT,
+    cold_start: int = DEFAULT_COLD_START,
+    drift_credit: int = DEFAULT_DRIFT_CREDIT,
+    repay: float = DEFAULT_REPAY,
+    max_rate: float | None = None,
+    alarms: frozenset[int] = frozenset(),
 ) -> list[bool]:
-    """Ask iff the last ``window - 1`` decisions plus this one hold at most floor(budget *
-    window) asks (budget taken as the decimal it is written as) and the paper's rule wants it;
-    random numbers are drawn only when the rule is consulted, in the same order."""
-    limit = math.floor(Fraction(str(budget)) * window)
+    """The documented rule, from the history at every step: ask iff (1) asks so far + 1 <=
+    budget * n - forgiven + line(n), the line opened at min(cold_start, credit) and again before
+    each prediction index in ``alarms`` at min(credit, max(line, debt + drift_credit)),
+    shrinking by repay * budget per prediction; (2) the last ``window - 1`` decisions plus this
+    one hold at most floor(max_rate * window) asks; (3) the paper's rule wants it. Random
+    numbers are drawn only when the rule is consulted, in the same order."""
+    max_rate = min(1.0, 5 * budget) if max_rate is None else max_rate
+    cap = math.floor(Fraction(str(max_rate)) * window)
+    savings = max(1.0, float(credit))
     rng = random.Random(seed)
     theta = 1.0
+    grant, at, forgiven = float(min(cold_start, credit)), 0, 0.0
     asked: list[bool] = []
-    for u in us:
-        previous = asked[max(0, len(asked) - window + 1) :] if window > 1 else []
+    total = 0  # sum(asked), kept as we go: the reference must stay fast on long streams
+    counts = [0]  # counts[i]: asks among the first i decisions
+    for i, u in enumerate(us):
+        if i in alarms:  # on_drift() before prediction i + 1
+            debt = max(0.0, total + forgiven - budget * i)
+            line_now = max(0.0, grant - repay * budget * (i + 1 - at))
+            grant, at = min(float(credit), max(line_now, debt + drift_credit)), i + 1
+        n = i + 1
+        line = max(0.0, grant - repay * budget * (n - at))
+        previous = total - counts[max(0, i - window + 1)]  # the last window - 1 decisions
         ask = False
-        if sum(previous) + 1 <= limit:
+        if total + 1 <= budget * n - forgiven + line and previous + 1 <= cap:
             if name == "random":
                 ask = rng.random() < budget
             elif name == "fixed_uncertainty":
@@ -239,6 +269,11 @@ def reference(
                 ask = 1.0 - u < theta * eta
                 theta = max(theta * (1.0 - step), 1e-6) if ask else theta * (1.0 + step)
         asked.append(ask)
+        total += ask
+        counts.append(total)
+        excess = budget * n - forgiven - total - savings
+        if excess > 0:
+            forgiven += excess
     return asked
 
 
@@ -250,18 +285,28 @@ def max_per_window(asked, window: int) -> int:
     return int((counts[window:] - counts[:-window]).max())
 
 
+def run(strategy, us, alarms=frozenset()) -> list[bool]:
+    out = []
+    for i, u in enumerate(us):
+        if i in alarms:
+            strategy.on_drift()
+        out.append(strategy.decide(u))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # golden: seeded streams give exact answers
 
 
 # (labels asked, the indices of asks 1000 to 1005) on 20 000 varied probability vectors, budget
-# 0.1, window 200: at most 20 asks in any 200 decisions, so at most 100 x 20 = 2000 in all.
+# 0.1, window 200 (rate cap: 100 asks in any 200), default credit line.
+# Every strategy but random ends at exactly budget x n = 2000: its cold start was repaid.
 GOLDEN = {
-    "random": (1693, [11807, 11813, 11817, 11821, 11835, 11851]),
-    "fixed_uncertainty": (2000, [10001, 10002, 10011, 10012, 10015, 10017]),
-    "variable_uncertainty": (2000, [10001, 10011, 10021, 10031, 10041, 10051]),
-    "randomized_variable_uncertainty": (1994, [10031, 10080, 10082, 10083, 10091, 10092]),
-    "split": (2000, [10001, 10011, 10021, 10031, 10041, 10047]),
+    "random": (1972, [10106, 10112, 10116, 10120, 10134, 10150]),
+    "fixed_uncertainty": (2000, [10009, 10019, 10030, 10039, 10049, 10059]),
+    "variable_uncertainty": (2000, [10011, 10019, 10031, 10039, 10049, 10059]),
+    "randomized_variable_uncertainty": (2000, [10011, 10020, 10030, 10040, 10051, 10059]),
+    "split": (2000, [10011, 10019, 10030, 10039, 10049, 10059]),
 }
 
 
@@ -273,10 +318,6 @@ def test_golden_asks_on_a_seeded_stream(name):
     asked = [i for i, ask in enumerate(decisions) if ask]
     assert (len(asked), asked[1000:1006]) == GOLDEN[name]
     assert decisions == reference(name, us, 0.1, WINDOW)
-    blocks = np.bincount(np.array(asked) // WINDOW, minlength=100)
-    assert blocks.max() <= 20
-    if len(asked) == 2000:  # every block of 200 full: ask 1000 is the first of block 50
-        assert (blocks == 20).all() and 10_000 <= asked[1000] < 10_200
 
 
 def test_random_sampling_asks_the_same_whatever_the_uncertainty():
@@ -287,7 +328,7 @@ def test_random_sampling_asks_the_same_whatever_the_uncertainty():
 
 
 # ---------------------------------------------------------------------------------------------
-# budgets: no window of `window` decisions ever holds more than floor(budget * window) asks
+# the bound: over any run, asks <= budget * n + credit; and the rate cap in every window
 
 
 def _varied(n: int) -> tuple[float, ...]:
@@ -304,44 +345,74 @@ def _bursts(n: int) -> tuple[float, ...]:
     return tuple(out[:n])
 
 
-PROPERTY_STREAMS = [*STREAMS, "varied", "bursts"]
-CONFIGS = [(0.02, 200), (0.1, 200), (0.3, 200), (0.05, 20), (0.29, 100), (0.5, 7), (0.25, 4)]
+def _sawtooth(n: int) -> tuple[float, ...]:
+    """Adversarial for a threshold that adapts: alternately just above and far below it."""
+    return tuple(1.0 if (i // 7) % 2 else 0.0 for i in range(n))
+
+
+PROPERTY_STREAMS = [*STREAMS, "varied", "bursts", "sawtooth"]
+CONFIGS = [(0.02, 200), (0.1, 200), (0.29, 100), (0.5, 7)]
+# No alarm; a few; one before every prediction (the worst case: the line reopens each time).
+ALARMS = {
+    "none": frozenset(),
+    "some": frozenset({700, 701, 1500, 2600}),
+    "every": frozenset(range(3000)),
+}
 
 
 @functools.cache
-def property_stream(stream: str, n: int = 6000) -> tuple[float, ...]:
+def property_stream(stream: str, n: int = 3000) -> tuple[float, ...]:
     if stream == "varied":
         return _varied(n)
     if stream == "bursts":
         return _bursts(n)
+    if stream == "sawtooth":
+        return _sawtooth(n)
     return uncertainties(stream, n, seed=7)
 
 
+def assert_bound(asked, budget: float, credit: int) -> None:
+    """After every prediction n: asks <= budget * n + credit."""
+    counts = np.cumsum(np.asarray(asked, dtype=int))
+    n = np.arange(1, len(asked) + 1)
+    assert (counts <= budget * n + credit + 1e-9).all()
+
+
+@pytest.mark.parametrize("alarms", list(ALARMS))
 @pytest.mark.parametrize("budget, window", CONFIGS)
 @pytest.mark.parametrize("stream", PROPERTY_STREAMS)
 @pytest.mark.parametrize("name", list(STRATEGIES))
-def test_no_window_ever_holds_more_than_the_budget(name, stream, budget, window):
+def test_asks_stay_within_budget_times_n_plus_credit(name, stream, budget, window, alarms):
     us = property_stream(stream)
     strategy = build(name, budget, window)
-    asked = [strategy.decide(u) for u in us]
-    limit = math.floor(Fraction(str(budget)) * window)
-    assert max_per_window(asked, window) <= limit
-    assert sum(asked) <= math.ceil(len(us) / window) * limit
-    assert asked == reference(name, us, budget, window)
+    asked = run(strategy, us, ALARMS[alarms])
+    assert_bound(asked, budget, strategy.credit)
+    cap = labels_per_window(min(1.0, 5 * budget), window)
+    assert max_per_window(asked, window) <= cap
+    assert asked == reference(name, us, budget, window, alarms=ALARMS[alarms])
 
 
-def test_no_window_ever_holds_more_than_the_budget_random_hyperparameters():
-    """300 random strategies, budgets, windows (1 to 400) and stream lengths."""
+def test_the_bound_holds_for_random_hyperparameters_and_alarms():
+    """150 random strategies, budgets, credit lines, rate caps, alarm patterns and lengths."""
     rng = random.Random(2024)
     checked = 0
-    while checked < 300:
+    while checked < 150:
         budget = rng.choice([round(rng.uniform(0.005, 1.0), 3), rng.choice([0.01, 0.1, 1.0])])
         window = rng.choice([rng.randint(1, 30), rng.randint(1, 400)])
-        limit = math.floor(Fraction(str(budget)) * window)
-        if limit < 1:
-            with pytest.raises(ConfigError, match="budget \\* window must be at least 1"):
-                BudgetManager(budget, window)
+        max_rate = rng.choice([None, round(rng.uniform(budget, 1.0), 3)])
+        rate = min(1.0, 5 * budget) if max_rate is None else max_rate
+        if labels_per_window(rate, window) < 1:
+            with pytest.raises(ConfigError, match="max_rate \\* window must be at least 1"):
+                build("variable_uncertainty", budget, window, max_rate=max_rate)
             continue
+        credit = rng.choice([0, 1, rng.randint(0, 300)])
+        budget_keys = {
+            "credit": credit,
+            "cold_start": rng.randint(0, 2 * credit + 1),  # above the cap: the cap wins
+            "drift_credit": rng.randint(0, 2 * credit + 1),
+            "repay": rng.choice([1.0, round(rng.uniform(0.01, 1.0), 3)]),
+            "max_rate": max_rate,
+        }
         name = rng.choice(list(STRATEGIES))
         params = {
             "random": {"seed": rng.randrange(1000)},
@@ -358,55 +429,99 @@ def test_no_window_ever_holds_more_than_the_budget_random_hyperparameters():
                 "seed": rng.randrange(1000),
             },
         }[name]
-        n = rng.randint(1, 4 * window + 100)
+        n = rng.randint(1, 2 * window + 500)
         source = property_stream(rng.choice(PROPERTY_STREAMS))
         offset = rng.randrange(len(source) - n) if n < len(source) else 0
         us = source[offset : offset + n]
-        strategy = STRATEGIES[name](budget=budget, window=window, **params)
-        asked = [strategy.decide(u) for u in us]
-        assert max_per_window(asked, window) <= limit, (name, budget, window, params)
-        assert asked == reference(name, us, budget, window, **params), (name, budget, window)
+        alarms = frozenset(i for i in range(n) if rng.random() < rng.choice([0, 0.001, 0.05, 1]))
+        strategy = STRATEGIES[name](budget=budget, window=window, **params, **budget_keys)
+        asked = run(strategy, us, alarms)
+        where = (name, budget, window, params, budget_keys)
+        assert_bound(asked, budget, credit)
+        assert max_per_window(asked, window) <= labels_per_window(rate, window), where
+        assert asked == reference(
+            name, us, budget, window, **params, **budget_keys, alarms=alarms
+        ), where
         checked += 1
 
 
-@pytest.mark.parametrize("stream", list(STREAMS))
+@pytest.mark.parametrize("budget, credit", [(0.02, 10), (0.1, 100), (0.3, 7), (0.05, 0)])
+def test_the_bound_is_reached_when_the_line_reopens_at_every_prediction(budget, credit):
+    """It is the exact bound: a strategy that wants every label, an alarm before every
+    prediction and no rate cap ask min(n, floor(budget * n + credit)) after every n (one
+    decision per prediction: n is the other limit)."""
+    strategy = FixedUncertainty(
+        threshold=0.0, budget=budget, credit=credit, drift_credit=credit, max_rate=1.0, window=10
+    )
+    asked = run(strategy, [1.0] * 3000, frozenset(range(3000)))
+    counts = np.cumsum(asked)
+    expected = [min(n, math.floor(Fraction(str(budget)) * n + credit)) for n in range(1, 3001)]
+    assert counts.tolist() == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# the credit line: cold start, drift, repayment, rate cap
+
+
 @pytest.mark.parametrize("name", list(STRATEGIES))
 @pytest.mark.parametrize("budget", [0.02, 0.1, 0.3])
-def test_the_share_asked_is_the_budget_when_labels_are_wanted(name, stream, budget):
-    us = uncertainties(stream)
+def test_the_share_asked_is_the_budget_in_the_long_run(name, budget):
+    us = uncertainties("mixed")
     strategy = build(name, budget)
     asked = np.array([strategy.decide(u) for u in us], dtype=float)
-    assert max_per_window(asked, WINDOW) <= budget * WINDOW
-    assert asked.sum() <= budget * len(us)  # 20 000 = 100 windows of 200
-    steady = asked[WINDOW:].mean()
+    share = asked.mean()
+    assert share <= budget + strategy.credit / len(us)
     if name == "random":
-        # It asks with probability budget; the draws the window refused are not made up.
-        assert 0.65 * budget <= steady <= budget
-    elif name != "fixed_uncertainty" or stream in ("uncertain", "mixed"):
-        # A strategy that wants labels gets nearly all the window allows.
-        assert 0.98 * budget <= steady <= budget
+        assert 0.9 * budget <= share  # no window refuses its draws any more
+    elif name != "fixed_uncertainty":
+        assert 0.98 * budget <= share  # a strategy that wants labels gets them
 
 
 @pytest.mark.parametrize("budget", [0.02, 0.1, 0.3])
-def test_a_strategy_that_wants_every_label_repeats_its_first_burst(budget):
-    """Each ask frees its slot one window later: asks are the first floor(b * w) of each window."""
-    strategy = build("fixed_uncertainty", budget)  # every uncertainty here is above 0.9
-    asked = [i for i, u in enumerate(uncertainties("uncertain")) if strategy.decide(u)]
-    limit = round(budget * WINDOW)
-    assert asked == [i for i in range(20_000) if i % WINDOW < limit]
+def test_a_fresh_strategy_asks_its_cold_start_at_once_then_repays(budget):
+    """Wanting every label: the cold start (capped by the rate cap) comes first, then
+    (1 - repay) x budget while the line shrinks, then exactly floor(budget * n)."""
+    strategy = FixedUncertainty(threshold=0.0, budget=budget, window=200)
+    us = [1.0] * 20_000
+    counts = np.cumsum([strategy.decide(u) for u in us])
+    cap = labels_per_window(min(1.0, 5 * budget), 200)
+    cold, repay = DEFAULT_COLD_START, DEFAULT_REPAY
+    assert counts[199] == min(cap, math.floor(budget * 200 + cold - repay * budget * 200))
+    assert counts[199] > budget * 200  # ahead of the budget
+    repaid = math.ceil(cold / (repay * budget))  # the line is gone
+    assert all(counts[n - 1] == math.floor(budget * n + 1e-9) for n in range(repaid, 20_001, 97))
+
+
+def test_an_alarm_opens_the_line_for_the_predictions_that_follow():
+    us = uncertainties("mixed", 8000)
+    calm, alarmed = build("variable_uncertainty", 0.1), build("variable_uncertainty", 0.1)
+    a = run(calm, us)
+    b = run(alarmed, us, frozenset({4000}))
+    assert a[:4000] == b[:4000]
+    assert alarmed.n_drifts == 1 and calm.n_drifts == 0
+    assert sum(b[4000:4200]) >= sum(a[4000:4200]) + 40  # the drift credit, spent at once
+    assert abs(sum(b) - sum(a)) <= 1  # and repaid by the end
+
+
+def test_the_rate_cap_keeps_an_allowance_from_flooding():
+    strategy = FixedUncertainty(
+        threshold=0.0, budget=0.1, credit=500, cold_start=500, max_rate=0.25, window=40
+    )
+    asked = [strategy.decide(1.0) for _ in range(2000)]
+    assert max_per_window(asked, 40) == 10  # floor(0.25 * 40)
 
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
-def test_spending_is_the_share_asked_over_the_last_window(name):
+def test_spending_is_the_share_asked_so_far(name):
     strategy = build(name, 0.05)
     assert strategy.spending == 0.0
     asked: list[bool] = []
     for u in uncertainties("drifting", 5000):
         asked.append(strategy.decide(u))
-        last = asked[-WINDOW:]
-        assert strategy.spending == sum(last) / len(last)
-        if len(asked) >= WINDOW:
-            assert strategy.spending <= 0.05
+        assert strategy.spending == sum(asked) / len(asked)
+        assert strategy.balance == pytest.approx(
+            0.05 * len(asked) - sum(asked) - strategy._budget._forgiven
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -440,8 +555,21 @@ def test_hyperparameters_are_public_and_unchanged_state_is_private():
         strategy.decide(u)
     public = {k: v for k, v in vars(strategy).items() if not k.startswith("_")}
     assert public == {k: v for k, v in before.items() if not k.startswith("_")}
-    assert public == {"budget": 0.2, "window": 300, "step": 0.05, "delta": 0.5, "seed": 3}
-    assert strategy.to_config() == {"strategy": "randomized_variable_uncertainty", **public}
+    assert public == {
+        "budget": 0.2,
+        "window": 300,
+        "step": 0.05,
+        "delta": 0.5,
+        "seed": 3,
+        "credit": DEFAULT_CREDIT,
+        "cold_start": DEFAULT_COLD_START,
+        "drift_credit": DEFAULT_DRIFT_CREDIT,
+        "repay": DEFAULT_REPAY,
+        "max_rate": None,
+    }
+    defaults = {"credit", "cold_start", "drift_credit", "repay", "max_rate"}
+    config = {k: v for k, v in public.items() if k not in defaults}
+    assert strategy.to_config() == {"strategy": "randomized_variable_uncertainty", **config}
     assert repr(strategy) == (
         "RandomizedVariableUncertainty(budget=0.2, window=300, step=0.05, delta=0.5, seed=3)"
     )
@@ -459,8 +587,11 @@ def test_hyperparameters_are_public_and_unchanged_state_is_private():
         (lambda: Split(random_share=2), "'random_share' must be a number in [0, 1]"),
         (lambda: RandomSampling(seed="x"), "'seed' must be an integer"),
         (lambda: BudgetManager(window=2.5), "'window' must be an integer >= 1"),
-        (lambda: VariableUncertainty(budget=0.001, window=500), "budget * window must be at least"),
-        (lambda: RandomSampling(budget=0.5, window=1), "use a window of at least 2 predictions"),
+        (lambda: VariableUncertainty(budget=0.0001, window=500), "max_rate * window must be at"),
+        (lambda: RandomSampling(max_rate=0.5, window=1), "use a window of at least 2 predictions"),
+        (lambda: Split(credit=-1), "'credit' must be an integer >= 0, got -1"),
+        (lambda: Split(repay=0.0), "'repay' must be a number in (0, 1]"),
+        (lambda: RandomSampling(max_rate=0.0), "'max_rate' must be a number in (0, 1]"),
     ],
 )
 def test_bad_hyperparameters_are_refused_by_name(make, message):

@@ -108,10 +108,16 @@ def test_ask_probability_is_the_frequency_of_asks(make, uncertainty):
 
 
 def test_ask_probability_is_zero_while_the_budget_refuses():
-    strategy = RandomSampling(budget=0.5, window=2, seed=0)
-    while not strategy.decide(0.5):
-        pass
-    assert strategy.ask_probability(0.5) == 0.0  # one ask in a window of 2: spent
+    # No credit line: a plain cumulative budget of one ask per two predictions.
+    strategy = RandomSampling(budget=0.5, window=2, seed=0, credit=0)
+    for _ in range(1000):
+        if not strategy._budget.can_spend:
+            break
+        assert strategy.ask_probability(0.5) == 0.5
+        strategy.decide(0.5)
+    else:
+        raise AssertionError("the budget never refused in 1000 predictions")
+    assert strategy.ask_probability(0.5) == 0.0  # the asks spent all that was earned
 
 
 def test_the_decision_carries_p_only_when_weights_are_on_and_it_asks():

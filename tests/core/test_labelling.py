@@ -22,7 +22,15 @@ from tests.core.conftest import Clock, phishing_settings, phishing_stream
 
 
 def active_engine(clock=None, url="memory://", **active):
-    table = {"budget": 0.5, "window": 100, "evaluation_rate": 0.1, "lease_s": 30, **active}
+    # No cold-start allowance: a fresh model would be asked about its first 100 predictions.
+    table = {
+        "budget": 0.5,
+        "window": 100,
+        "cold_start": 0,
+        "evaluation_rate": 0.1,
+        "lease_s": 30,
+        **active,
+    }
     settings = phishing_settings(url, active=table)
     return Engine(settings, open_store(url), secret=b"k", clock=clock or Clock())
 
