@@ -10,10 +10,19 @@
 - :mod:`~onlearn.drift.prediction_drift`: drift of predicted labels and confidence, agreement
   between champion and challengers (no labels needed);
 - :mod:`~onlearn.drift.detectors`: concept drift detectors on the error stream (river's and
-  Linear Four Rates) behind one interface, built from config.
+  Linear Four Rates) behind one interface, built from config (:mod:`~onlearn.drift.kswin`:
+  river's KSWIN with its p-values cached);
+- :mod:`~onlearn.drift.importance`: feature importance of a version over labelled traffic
+  (weights, or permutation within a CPU budget) and an alarm when its top ranking moves.
 """
 
 from onlearn.drift.detectors import DETECTORS, ConceptDriftDetector, detector_from_config
+from onlearn.drift.importance import (
+    FeatureImportance,
+    ImportanceBudget,
+    ImportanceDrift,
+    feature_importance,
+)
 from onlearn.drift.input_drift import DriftReport, FeatureDrift, InputDriftMonitor
 from onlearn.drift.lfr import LinearFourRates
 from onlearn.drift.prediction_drift import (
@@ -42,7 +51,10 @@ __all__ = [
     "ConceptDriftDetector",
     "DriftReport",
     "FeatureDrift",
+    "FeatureImportance",
     "HistogramNull",
+    "ImportanceBudget",
+    "ImportanceDrift",
     "InputDriftMonitor",
     "LinearFourRates",
     "NumericProfile",
@@ -52,6 +64,7 @@ __all__ = [
     "adjust_p_values",
     "build_profile",
     "detector_from_config",
+    "feature_importance",
     "prediction_profile",
     "prediction_row",
 ]

@@ -160,6 +160,10 @@ def _class(name: str) -> type:
     path = _CLASSES[name][0]
     if not path:
         return LinearFourRates
+    if name == "kswin":
+        from onlearn.drift.kswin import KSWIN
+
+        return KSWIN
     from river import drift as river_drift
 
     module = river_drift.binary if path.startswith("binary.") else river_drift

@@ -81,7 +81,11 @@ def test_defaults_and_the_wrapped_classes():
         "lfr": LinearFourRates,
     }
     for name, cls in expected.items():
-        assert type(detector_from_config(name).detector) is cls
+        detector = detector_from_config(name).detector
+        if name == "kswin":  # river's, with its p-values cached (decides alike, tested below)
+            assert isinstance(detector, cls) and type(detector).__module__ == "onlearn.drift.kswin"
+        else:
+            assert type(detector) is cls
     assert detector_from_config("kswin").detector.seed == 42
     assert detector_from_config("page_hinkley").detector.mode == "up"
     d = detector_from_config({"name": "adwin", "delta": 0.01})
@@ -159,3 +163,22 @@ def test_a_regressors_absolute_errors_feed_only_the_detectors_that_take_numbers(
     for name in sorted(set(DETECTORS) - set(REAL_VALUED)):
         with pytest.raises(TypeError, match="use one of adwin, kswin, page_hinkley"):
             detector_from_config(name).update_error(0.5)
+
+
+@pytest.mark.parametrize("params", [{}, {"window_size": 200, "stat_size": 60, "alpha": 0.01}])
+def test_kswin_decides_as_rivers_own(params):
+    """Our KSWIN caches the p-value of each distance: the same drifts and p-values as river's."""
+    from river.drift import KSWIN
+
+    rng = random.Random(5)
+    errors = [int(rng.random() < (0.1 if t < 1000 else 0.4)) for t in range(2000)]
+    ours = detector_from_config({"name": "kswin", **params})
+    theirs = KSWIN(**{"seed": 42, **params})
+    for x in errors:
+        ours.update(correct=not x)
+        theirs.update(x)
+        assert (ours.drift_detected, ours.detector.p_value) == (
+            theirs.drift_detected,
+            theirs.p_value,
+        )
+    assert ours.n_detections >= 1
