@@ -43,6 +43,11 @@ C. The false alarm rate per reference, at the monitor's default sizes (a referen
    the same references: 200 windows each, mean moved by 0.3 sd, 8 points of category share
    moved. And the share of 100-row windows whose PSI exceeds 0.1, per reference.
 
+D. Feature importance (``onlearn.drift.feature_importance``, the worker's default budget): the
+   CPU time of one computation for the catalog's classifiers trained on 3000 rows of 10 numeric
+   features (the label from 2 of them), over a window of 1000 labelled rows: weights for the
+   logistic regression, permutation importance for the others.
+
 Writes the ``drift`` section of benchmarks/RESULTS.md and the raw numbers to
 benchmarks/out/drift.json.
 """
@@ -512,6 +517,66 @@ def reference_table(results: list[dict]) -> list[str]:
     return lines
 
 
+# -- D. feature importance cost -------------------------------------------------------------
+
+
+def importance_costs() -> list[dict]:
+    from onlearn.drift import ImportanceBudget, feature_importance
+    from onlearn.models.catalog import PipelineSpec, build_pipeline
+
+    rng = random.Random(4)
+    features = [f"x{i}" for i in range(10)]
+    rows = [{f: rng.gauss(0, 1) for f in features} for _ in range(4000)]
+    labels = [r["x0"] + 0.5 * r["x1"] + rng.gauss(0, 0.3) > 0 for r in rows]
+    out = []
+    for name in ("logistic_regression", "gaussian_naive_bayes", "hoeffding_tree",
+                 "adaptive_random_forest"):  # fmt: skip
+        model = build_pipeline(
+            PipelineSpec.from_config(name),
+            task="classification",
+            numeric=features,
+            categorical=[],
+            classes=[True, False],
+        )
+        for x, y in zip(rows[:3000], labels[:3000], strict=True):
+            model.learn_one(x, y)
+        t0 = time.process_time()
+        result = feature_importance(
+            model, features, rows[3000:], labels[3000:], budget=ImportanceBudget()
+        )
+        cpu = time.process_time() - t0
+        out.append(
+            {
+                "model": name,
+                "method": result.method,
+                "rows": result.rows,
+                "cpu_s": cpu,
+                "thread_cpu_s": result.seconds,
+                "top": result.ranking[:3],
+                "detail": result.detail,
+            }
+        )
+    return out
+
+
+def importance_table(results: list[dict]) -> list[str]:
+    budget = "window 1000, sample 300, time cap 1 s"
+    lines = [
+        f"One computation per version, default budget ({budget}); 10 features, label from "
+        "x0 and x1:",
+        "",
+        "| model | method | rows used | CPU s (thread) | CPU s (process) | top 3 |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for r in results:
+        top = ", ".join(r["top"]) or r["detail"]
+        lines.append(
+            f"| {r['model']} | {r['method']} | {r['rows']} | {r['thread_cpu_s']:.3f} | "
+            f"{r['cpu_s']:.3f} | {top} |"
+        )
+    return lines
+
+
 # -- report ----------------------------------------------------------------------------------
 
 
@@ -606,7 +671,7 @@ def dataset_table(results: list[dict]) -> list[str]:
     return lines
 
 
-def section(args, table, costs, inputs, datasets, monitor, references, seconds) -> str:
+def section(args, table, costs, inputs, datasets, monitor, references, importance, seconds):
     command = ".venv/bin/python -m benchmarks.drift" + (" --quick" if args.quick else "")
     defaults = (args.seeds, args.trials, args.references, args.windows) == (20, 1000, 10, 2000)
     if not args.quick and not defaults:
@@ -637,6 +702,8 @@ def section(args, table, costs, inputs, datasets, monitor, references, seconds) 
     lines += dataset_table(datasets)
     lines += ["", "### C. False alarms per reference, at the monitor's sizes", ""]
     lines += reference_table(references)
+    lines += ["", "### D. Feature importance: the CPU budget", ""]
+    lines += importance_table(importance)
     lines += [
         "",
         f"InputDriftMonitor, {monitor['features']} features (10 numbers, 5 categories), window "
@@ -690,9 +757,10 @@ def main(argv: list[str] | None = None) -> int:
         references = [f.result() for f in reference_futures]
     costs = detector_costs()
     monitor = monitor_costs()
+    importance = importance_costs()
     table = summarise_detectors(records)
     seconds = time.perf_counter() - t0
-    text = section(args, table, costs, inputs, datasets, monitor, references, seconds)
+    text = section(args, table, costs, inputs, datasets, monitor, references, importance, seconds)
     print(text)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(
@@ -704,6 +772,7 @@ def main(argv: list[str] | None = None) -> int:
                 "datasets": datasets,
                 "monitor": monitor,
                 "references": references,
+                "importance": importance,
             }
         )
     )

@@ -13,7 +13,8 @@ that sum to 1):
   much accuracy (a regressor: mean absolute error) worsens when one feature's column is
   shuffled across the sample. Its cost is ``rows x (1 + features)`` predictions, kept within a
   CPU budget (:class:`ImportanceBudget`): a sample of at most ``sample_size`` rows, shrunk so
-  that the estimated time stays under ``time_cap_s``, and abandoned past twice the cap.
+  that the estimated CPU time of the computing thread stays under ``time_cap_s``, and
+  abandoned past twice the cap (CPU time, not the clock: a busy machine does not shrink it).
 
 :class:`ImportanceDrift` compares each new ranking with the version's reference ranking (its
 first one, then the one at the last alarm) by the **average overlap** of their top ``top_k``
@@ -43,7 +44,6 @@ from typing import Any
 from onlearn.errors import ConfigError
 
 __all__ = [
-    "IMPORTANCE_DOCUMENT",
     "FeatureImportance",
     "ImportanceBudget",
     "ImportanceDrift",
@@ -52,9 +52,6 @@ __all__ = [
     "linear_importance",
     "permutation_importance",
 ]
-
-# The worker's latest importances of a model, a document of the registry every server reads.
-IMPORTANCE_DOCUMENT = "importance"
 
 
 @dataclass(frozen=True)
@@ -93,7 +90,7 @@ class FeatureImportance:
     method: str  # "weights" or "permutation"
     importances: Mapping[str, float]
     rows: int = 0  # rows of the sample (permutation)
-    seconds: float = 0.0
+    seconds: float = 0.0  # CPU time of the computing thread
     detail: str | None = None  # why there is none, when importances is empty
 
     @property
@@ -178,7 +175,7 @@ def permutation_importance(
 ) -> dict[str, float] | None:
     """Relative permutation importance: the loss of accuracy (regression: the rise of the
     mean absolute error) when one feature's values are shuffled across ``rows``, one seeded
-    shuffle per feature. None when ``deadline`` (a ``time.perf_counter()``) passes first."""
+    shuffle per feature. None when ``deadline`` (a ``time.thread_time()``) passes first."""
     n = len(rows)
     if n == 0:
         return dict.fromkeys(features, 0.0)
@@ -192,7 +189,7 @@ def permutation_importance(
     base = loss(rows)
     scores = {}
     for feature in features:
-        if deadline is not None and time.perf_counter() > deadline:
+        if deadline is not None and time.thread_time() > deadline:
             return None
         column = [x.get(feature) for x in rows]
         rng.shuffle(column)
@@ -213,10 +210,10 @@ def feature_importance(
 ) -> FeatureImportance:
     """The importances of ``estimator``: its weights when it is linear, else permutation
     importance on a sample of ``rows`` (model inputs) and ``labels`` within ``budget``."""
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     weights = linear_importance(estimator, features)
     if weights is not None:
-        return FeatureImportance("weights", weights, 0, time.perf_counter() - t0)
+        return FeatureImportance("weights", weights, 0, time.thread_time() - t0)
     budget = budget or ImportanceBudget()
     if len(rows) < budget.min_rows:
         return FeatureImportance(
@@ -233,27 +230,27 @@ def feature_importance(
     predict = estimator.predict_one
     # time the model on a few rows: the run costs (1 + features) predictions a row
     probe = sample[: budget.min_rows]
-    start = time.perf_counter()
+    start = time.thread_time()
     for x in probe:
         predict(x)
-    per_row = (time.perf_counter() - start) / len(probe)
-    left = budget.time_cap_s - (time.perf_counter() - t0)
+    per_row = (time.thread_time() - start) / len(probe)
+    left = budget.time_cap_s - (time.thread_time() - t0)
     fits = int(left / max(per_row * (1 + len(features)), 1e-9))
     if fits < budget.min_rows:
         return FeatureImportance(
             "permutation",
             {},
             0,
-            time.perf_counter() - t0,
+            time.thread_time() - t0,
             f"over budget: {per_row * 1e3:.2f} ms a prediction, {budget.min_rows} rows x "
             f"{1 + len(features)} passes exceed {budget.time_cap_s} s",
         )
     sample, truth = sample[:fits], truth[:fits]
-    deadline = time.perf_counter() + 2 * budget.time_cap_s
+    deadline = time.thread_time() + 2 * budget.time_cap_s
     scores = permutation_importance(
         predict, sample, truth, features, task=task, seed=seed, deadline=deadline
     )
-    seconds = time.perf_counter() - t0
+    seconds = time.thread_time() - t0
     if scores is None:
         return FeatureImportance(
             "permutation", {}, len(sample), seconds, "abandoned past twice the time cap"

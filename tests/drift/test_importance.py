@@ -120,10 +120,12 @@ def test_no_alarm_without_drift_over_seeds(name):
 
 
 class Slow:
-    """A model that takes 2 ms a prediction."""
+    """A model that takes 2 ms of CPU a prediction (the budget counts the thread's CPU)."""
 
     def predict_one(self, x):
-        time.sleep(0.002)
+        end = time.thread_time() + 0.002
+        while time.thread_time() < end:
+            pass
         return x["x1"] > 0
 
 
