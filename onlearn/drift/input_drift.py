@@ -204,7 +204,8 @@ class InputDriftMonitor:
         The share of references for which each p-value holds its level given the reference
         (0.99); None: the plain two-sample tests, which hold it on average over references
         only. The price is power: at 500 rows against 1000 a shift must be about 1.4 times
-        as large to be seen as often.
+        as large to be seen as often. Applies to KS and to the Monte Carlo calibration (the
+        ``"asymptotic"`` one stays plain).
     n_simulations, seed
         Of the Monte Carlo calibration. A simulation (some 50 ms) is cached per feature and
         window size; window sizes above 128 are rounded to within 1% for it.

@@ -258,6 +258,11 @@ class HistogramNull:
     of resolution, an exponential tail fitted to them (their mean excess) carries it on, so
     that p-values stay continuous and small enough for a correction over many features.
 
+    With ``reference_confidence``, p-values hold given the reference instead (see the module's
+    docstring): windows are simulated against the reference taken as the truth, and
+    :meth:`p_value` first takes off the ``reference_confidence`` quantile of the reference's own
+    simulated distance to it.
+
     >>> null = HistogramNull([250, 250, 250, 250], n=100, seed=1)
     >>> round(null.threshold("psi", 0.01), 2)  # PSI above 0.1 is no evidence at 100 rows
     0.12
