@@ -86,7 +86,8 @@ def test_defaults_and_the_wrapped_classes():
             assert isinstance(detector, cls) and type(detector).__module__ == "onlearn.drift.kswin"
         else:
             assert type(detector) is cls
-    assert detector_from_config("kswin").detector.seed == 42
+    kswin = detector_from_config("kswin").detector
+    assert (kswin.seed, kswin.window_size, kswin.stat_size) == (42, 500, 150)
     assert detector_from_config("page_hinkley").detector.mode == "up"
     d = detector_from_config({"name": "adwin", "delta": 0.01})
     assert d.detector.delta == 0.01 and d.to_config() == {"name": "adwin", "delta": 0.01}
@@ -128,7 +129,7 @@ def test_lfr_needs_both_labels():
         ({"name": "adwin", "delta": True}, "delta must be a number"),
         ({"name": "adwin", "delta": 2}, "delta must be between 0 and 1"),
         ({"name": "adwin", "clock": 1.5}, "clock must be an integer"),
-        ({"name": "kswin", "window_size": 20}, "stat_size \\(30\\) must be < window_size"),
+        ({"name": "kswin", "window_size": 20}, "stat_size \\(150\\) must be < window_size"),
         ({"name": "eddm", "alpha": 0.5}, "beta \\(0.9\\) must be <= alpha"),
         ({"name": "ddm", "warning_threshold": 4.0}, "warning_threshold"),
         ({"name": "hddm_a", "drift_confidence": 0.1}, "drift_confidence"),
@@ -165,7 +166,10 @@ def test_a_regressors_absolute_errors_feed_only_the_detectors_that_take_numbers(
             detector_from_config(name).update_error(0.5)
 
 
-@pytest.mark.parametrize("params", [{}, {"window_size": 200, "stat_size": 60, "alpha": 0.01}])
+@pytest.mark.parametrize(
+    "params",
+    [{"window_size": 100, "stat_size": 30}, {"window_size": 200, "stat_size": 60, "alpha": 0.01}],
+)
 def test_kswin_decides_as_rivers_own(params):
     """Our KSWIN caches the p-value of each distance: the same drifts and p-values as river's."""
     from river.drift import KSWIN
