@@ -1,14 +1,13 @@
 """Drift monitoring: concept drift detectors on error streams, input drift tests by window size.
 
-    .venv/bin/python -m benchmarks.drift [--seeds 5] [--kswin-seeds 1] [--jobs 2] [--quick]
-                                         [--no-write]
+    .venv/bin/python -m benchmarks.drift [--seeds 20] [--references 10] [--windows 2000]
+                                         [--jobs 2] [--quick] [--no-write]
 
 A. Concept drift detectors (``onlearn.drift.detector_from_config``, default parameters): river's
    ADWIN, DDM, EDDM, HDDM_A, HDDM_W, KSWIN, Page-Hinkley and FHDDM, and our Linear Four Rates.
    Every detector sees the same ``(y_true, y_pred)`` stream of a seed (errors for most, the pair
-   for LFR) and starts afresh after each detection, as river's do. KSWIN, which runs a scipy
-   KS test at every update (about 1 ms), runs on ``--kswin-seeds`` seeds and on the scenarios
-   of ``KSWIN_SCENARIOS`` only, to keep the run within a few minutes on 2 cores.
+   for LFR) and starts afresh after each detection, as river's do. Every detector runs on
+   every seed and scenario (KSWIN too: ours decides as river's at some 25 us per update).
 
    - stationary streams (error rate 0.1 and 0.3): false alarms per 10,000 events;
    - raw Bernoulli streams with a known drift at t = 5000: abrupt (error 0.1 -> 0.3), gradual
@@ -34,6 +33,20 @@ B. Input drift tests (``onlearn.drift.stats``), against a reference of 10,000 va
    alarm at alpha = 0.01, for window sizes 50 to 1000, with no drift (false alarms) and with a
    drift (power): the mean moved by 0.2 sd; 8 points of the top category's share moved to the
    rarest. And the dataset-level alarm over 20 features (none, BH, Holm), and the monitor's cost.
+
+C. The false alarm rate per reference, at the monitor's default sizes (a reference profile of
+   1000 rows: a sample of 1000 values and 10 quantile bins; windows of 500): ``--references``
+   references, each drawn afresh from the truth (numbers N(0, 1); the 8 categories of B), and
+   ``--windows`` no-drift windows against each, with the plain two-sample tests
+   (``reference_confidence=None``) and the bounded ones (the default, 0.99), exactly as
+   ``InputDriftMonitor`` computes them. Goal: every reference at most 2 x alpha. Power, over
+   the same references: 200 windows each, mean moved by 0.3 sd, 8 points of category share
+   moved. And the share of 100-row windows whose PSI exceeds 0.1, per reference.
+
+D. Feature importance (``onlearn.drift.feature_importance``, the worker's default budget): the
+   CPU time of one computation for the catalog's classifiers trained on 3000 rows of 10 numeric
+   features (the label from 2 of them), over a window of 1000 labelled rows: weights for the
+   logistic regression, permutation importance for the others.
 
 Writes the ``drift`` section of benchmarks/RESULTS.md and the raw numbers to
 benchmarks/out/drift.json.
@@ -95,6 +108,10 @@ NAMES = {
     "fhddm": "FHDDM",
     "lfr": "LFR (ours)",
 }
+REFERENCE_ROWS = 1_000  # the monitor's reference_size
+MONITOR_WINDOW = 500  # the monitor's window
+CONFIDENCE = 0.99  # InputDriftMonitor's reference_confidence
+POWER_WINDOWS = 200
 
 
 # -- A. concept drift ------------------------------------------------------------------------
@@ -169,19 +186,10 @@ RAW = (
 CLASSIFIER = tuple(
     f"{s} {how}" for s in ("SEA", "Agrawal", "STAGGER") for how in ("abrupt", "gradual")
 )
-# KSWIN runs a scipy KS test per update (about 1 ms): it gets fewer seeds and these scenarios
-KSWIN_SCENARIOS = (
-    "stationary error=0.1",
-    "abrupt 0.1->0.3",
-    "gradual 0.1->0.3",
-    "imbalanced recall drop",
-    "STAGGER abrupt",
-    "STAGGER gradual",
-)
 
 
-def run_detectors(task: tuple[str, int, bool]) -> list[dict]:
-    scenario, seed, with_kswin = task
+def run_detectors(task: tuple[str, int]) -> list[dict]:
+    scenario, seed = task
     if scenario in RAW:
         pairs, start, n = bernoulli_pairs(scenario, seed)
     else:
@@ -189,8 +197,6 @@ def run_detectors(task: tuple[str, int, bool]) -> list[dict]:
     errors = sum(y != p for y, p in pairs[: start or len(pairs)]) / (start or len(pairs))
     out = []
     for name in DETECTORS:
-        if name == "kswin" and not with_kswin:
-            continue
         detector = detector_from_config(name)
         update = detector.update_pair
         hits = []
@@ -415,6 +421,174 @@ def monitor_costs() -> dict:
             "report_warm_ms": warm_ms}  # fmt: skip
 
 
+# -- C. false alarms per reference ----------------------------------------------------------
+
+
+def reference_task(task: tuple[int, int]) -> dict:
+    """One reference of the monitor's size, drawn afresh; no-drift windows against it."""
+    index, windows = task
+    rng = np.random.default_rng([11, index])
+    m, n = REFERENCE_ROWS, MONITOR_WINDOW
+    rows = [
+        {"x": float(v), "c": int(c)}
+        for v, c in zip(rng.normal(size=m), rng.choice(8, size=m, p=CATEGORY_P), strict=True)
+    ]
+    profile = build_profile(rows, numeric=["x"], categorical=["c"], sample_size=m)
+    x, c = profile["x"], profile["c"]
+    sample, edges = np.asarray(x.sample), np.asarray(x.edges)
+    x_counts, c_counts = np.asarray(x.bin_counts), np.asarray(c.bin_counts)
+    c_index = np.array([c.categories.index(i) if i in c.categories else len(c_counts)
+                        for i in range(8)])  # fmt: skip
+    c_counts = np.append(c_counts, 0)  # a category the reference never saw: its own bin
+    nulls = {
+        bounded: dstats.HistogramNull(
+            c_counts, n, seed=(42, 1, n), reference_confidence=CONFIDENCE if bounded else None
+        )
+        for bounded in (False, True)
+    }
+    psi_null = dstats.HistogramNull(
+        x_counts, 100, seed=(42, 0, 100), reference_confidence=CONFIDENCE
+    )
+    out = {"index": index, "windows": windows}
+
+    def decide(shift: float, p) -> tuple[bool, bool, bool, bool]:
+        w = rng.normal(shift, 1.0, size=n)
+        d, plain = dstats.ks_test(sample, w)
+        bounded = dstats.ks_bound_p_value(d, n, len(sample), CONFIDENCE)
+        counts = np.bincount(c_index[rng.choice(8, size=n, p=p)], minlength=len(c_counts))
+        chi2 = float(dstats.chi2_statistic(c_counts, counts)[0])
+        return (
+            plain <= ALPHA,
+            bounded <= ALPHA,
+            nulls[False].p_value("chi2", chi2) <= ALPHA,
+            nulls[True].p_value("chi2", chi2) <= ALPHA,
+        )
+
+    keys = ("ks plain", "ks bounded", "chi2 plain", "chi2 bounded")
+    null_hits = np.sum([decide(0.0, CATEGORY_P) for _ in range(windows)], axis=0)
+    power_hits = np.sum([decide(0.3, CATEGORY_MOVED) for _ in range(POWER_WINDOWS)], axis=0)
+    out["false"] = {k: int(v) for k, v in zip(keys, null_hits, strict=True)}
+    out["power"] = {k: int(v) for k, v in zip(keys, power_hits, strict=True)}
+    psi_over = psi_calibrated = 0
+    for _ in range(windows):
+        w = rng.normal(size=100)
+        counts = np.bincount(np.searchsorted(edges, w), minlength=len(x_counts))
+        psi = float(dstats.psi(x_counts, counts))
+        psi_over += psi > 0.1
+        psi_calibrated += psi_null.p_value("psi", psi) <= ALPHA
+    out["psi_over_0.1"] = psi_over
+    out["psi_calibrated"] = psi_calibrated
+    return out
+
+
+def reference_table(results: list[dict]) -> list[str]:
+    results = sorted(results, key=lambda r: r["index"])
+    windows = results[0]["windows"]
+    keys = ("ks plain", "ks bounded", "chi2 plain", "chi2 bounded")
+    lines = [
+        f"False alarm rate per reference (alpha = {ALPHA}; goal: every reference at most "
+        f"{2 * ALPHA}), {len(results)} references of {REFERENCE_ROWS} rows x {windows} "
+        f"no-drift windows of {MONITOR_WINDOW} rows; plain: the two-sample tests, bounded: "
+        f"``reference_confidence = {CONFIDENCE}`` (the default):",
+        "",
+        "| reference | KS plain | KS bounded | chi2 plain | chi2 bounded | "
+        "PSI > 0.1, 100 rows | PSI bounded, 100 rows |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        cells = [f"{r['false'][k] / windows:.4f}" for k in keys]
+        cells.append(f"{r['psi_over_0.1'] / windows:.3f}")
+        cells.append(f"{r['psi_calibrated'] / windows:.4f}")
+        lines.append(f"| {r['index']} | " + " | ".join(cells) + " |")
+    worst = [max(r["false"][k] for r in results) / windows for k in keys]
+    psi = [r["psi_over_0.1"] / windows for r in results]
+    lines.append(
+        "| **worst** | "
+        + " | ".join(f"**{w:.4f}**" for w in worst)
+        + f" | {min(psi):.3f}-{max(psi):.3f} | |"
+    )
+    power = [sum(r["power"][k] for r in results) / (POWER_WINDOWS * len(results)) for k in keys]
+    held = all(w <= 2 * ALPHA for w in (worst[1], worst[3]))
+    lines += [
+        "",
+        f"Power over the same references ({POWER_WINDOWS} windows each): mean moved by 0.3 sd, "
+        f"KS plain {power[0]:.3f}, bounded {power[1]:.3f}; 8 points of category share moved, "
+        f"chi2 plain {power[2]:.3f}, bounded {power[3]:.3f}.",
+        "",
+        f"Reading: the goal {'holds' if held else 'is missed'} for the bounded tests (worst "
+        f"reference {worst[1]:.4f} for KS, {worst[3]:.4f} for chi2, against "
+        f"{worst[0]:.4f} and {worst[2]:.4f} plain). The plain KS misses it because it takes "
+        "the reference as one draw among many: its level holds on average over references, "
+        "and an unlucky one lets windows of the true distribution look drifted. The bound is "
+        "conservative (its rates are far under alpha: the triangle inequality adds the two "
+        "deviations at their worst), and costs power on small shifts. PSI's 0.1 rule, with no "
+        f"drift, is exceeded by {min(r['psi_over_0.1'] for r in results) / windows:.0%}-"
+        f"{max(r['psi_over_0.1'] for r in results) / windows:.0%} of 100-row windows against "
+        "these 1000-row references (29% against the 10,000-row one of B).",
+    ]
+    return lines
+
+
+# -- D. feature importance cost -------------------------------------------------------------
+
+
+def importance_costs() -> list[dict]:
+    from onlearn.drift import ImportanceBudget, feature_importance
+    from onlearn.models.catalog import PipelineSpec, build_pipeline
+
+    rng = random.Random(4)
+    features = [f"x{i}" for i in range(10)]
+    rows = [{f: rng.gauss(0, 1) for f in features} for _ in range(4000)]
+    labels = [r["x0"] + 0.5 * r["x1"] + rng.gauss(0, 0.3) > 0 for r in rows]
+    out = []
+    for name in ("logistic_regression", "gaussian_naive_bayes", "hoeffding_tree",
+                 "adaptive_random_forest"):  # fmt: skip
+        model = build_pipeline(
+            PipelineSpec.from_config(name),
+            task="classification",
+            numeric=features,
+            categorical=[],
+            classes=[True, False],
+        )
+        for x, y in zip(rows[:3000], labels[:3000], strict=True):
+            model.learn_one(x, y)
+        t0 = time.process_time()
+        result = feature_importance(
+            model, features, rows[3000:], labels[3000:], budget=ImportanceBudget()
+        )
+        cpu = time.process_time() - t0
+        out.append(
+            {
+                "model": name,
+                "method": result.method,
+                "rows": result.rows,
+                "cpu_s": cpu,
+                "thread_cpu_s": result.seconds,
+                "top": result.ranking[:3],
+                "detail": result.detail,
+            }
+        )
+    return out
+
+
+def importance_table(results: list[dict]) -> list[str]:
+    budget = "window 1000, sample 300, time cap 1 s"
+    lines = [
+        f"One computation per version, default budget ({budget}); 10 features, label from "
+        "x0 and x1:",
+        "",
+        "| model | method | rows used | CPU s (thread) | CPU s (process) | top 3 |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for r in results:
+        top = ", ".join(r["top"]) or r["detail"]
+        lines.append(
+            f"| {r['model']} | {r['method']} | {r['rows']} | {r['thread_cpu_s']:.3f} | "
+            f"{r['cpu_s']:.3f} | {top} |"
+        )
+    return lines
+
+
 # -- report ----------------------------------------------------------------------------------
 
 
@@ -466,6 +640,31 @@ def detector_tables(table: dict, costs: dict) -> list[str]:
     return lines
 
 
+def kswin_reading(table: dict) -> list[str]:
+    """What KSWIN found of the changes, against ADWIN (the default detector)."""
+    abrupt = [s for s in RAW + CLASSIFIER if "abrupt" in s or s == "imbalanced recall drop"]
+    gradual = [s for s in RAW + CLASSIFIER if "gradual" in s]
+
+    def found(name: str, scenarios: list[str]) -> str:
+        rows = [table[(s, name)] for s in scenarios if (s, name) in table]
+        hits = round(sum(r["detected"] * r["runs"] for r in rows))
+        return f"{hits} of {sum(r['runs'] for r in rows)}"
+
+    return [
+        "",
+        f"KSWIN at onlearn's defaults (a window of 500, 150 against 150 values, alpha 0.005) "
+        f"found {found('kswin', abrupt)} abrupt changes ({', '.join(abrupt)}; every seed), "
+        f"ADWIN {found('adwin', abrupt)}; of the gradual ones, {found('kswin', gradual)} "
+        f"against {found('adwin', gradual)}. At river's defaults (a window of 100, 30 against "
+        "30) this benchmark found 45 of 100 abrupt changes (7 of 20 of abrupt 0.1->0.3, 0 of "
+        "20 imbalanced recall drops; run of 2026-12-07 before the change): a KS test of 30 "
+        "against 30 right-or-wrong answers is a test of two proportions with little power. "
+        "What still falls short (changes of an error rate that a window of 150 does not see, "
+        "gradual ones, the imbalanced recall drop) is documented in docs/operations.md "
+        "(Monitor): ADWIN, the default, for a classifier's errors.",
+    ]
+
+
 def input_tables(results: list[dict]) -> list[str]:
     by = {(r["kind"], r["n"], r["drifted"]): r for r in results}
     lines = []
@@ -509,10 +708,14 @@ def dataset_table(results: list[dict]) -> list[str]:
     return lines
 
 
-def section(args, table, costs, inputs, datasets, monitor, seconds) -> str:
+def section(args, table, costs, inputs, datasets, monitor, references, importance, seconds):
     command = ".venv/bin/python -m benchmarks.drift" + (" --quick" if args.quick else "")
-    if not args.quick and (args.seeds != 5 or args.kswin_seeds != 1 or args.trials != 1000):
-        command += f" --seeds {args.seeds} --kswin-seeds {args.kswin_seeds} --trials {args.trials}"
+    defaults = (args.seeds, args.trials, args.references, args.windows) == (20, 1000, 10, 2000)
+    if not args.quick and not defaults:
+        command += (
+            f" --seeds {args.seeds} --trials {args.trials} --references {args.references}"
+            f" --windows {args.windows}"
+        )
     lines = [
         BEGIN,
         "## Drift monitoring: concept drift detectors and input drift tests",
@@ -524,18 +727,21 @@ def section(args, table, costs, inputs, datasets, monitor, seconds) -> str:
         "",
         "### A. Concept drift detectors (default parameters)",
         "",
-        f"{args.seeds} seeds per scenario; KSWIN, at "
-        f"{costs['us_per_update']['kswin'] / 1000:.1f} ms per update (a scipy KS test each), on "
-        f"{min(args.kswin_seeds, args.seeds)} seed(s) and on {', '.join(KSWIN_SCENARIOS)} only. "
+        f"{args.seeds} seeds per scenario, every detector (KSWIN included). "
         f"Every stream {N_EVENTS:,} events (stationary: {2 * N_EVENTS:,}), drift at "
         f"{DRIFT_AT:,}. Costs and times were measured on a machine shared with other work, so "
         "they are indicative.",
         "",
     ]
     lines += detector_tables(table, costs)
+    lines += kswin_reading(table)
     lines += ["", "### B. Input drift tests by window size", ""]
     lines += input_tables(inputs)
     lines += dataset_table(datasets)
+    lines += ["", "### C. False alarms per reference, at the monitor's sizes", ""]
+    lines += reference_table(references)
+    lines += ["", "### D. Feature importance: the CPU budget", ""]
+    lines += importance_table(importance)
     lines += [
         "",
         f"InputDriftMonitor, {monitor['features']} features (10 numbers, 5 categories), window "
@@ -551,22 +757,24 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks.drift", description=__doc__.split("\n")[0]
     )
-    p.add_argument("--seeds", type=int, default=5, help="seeds per detector scenario")
-    p.add_argument("--kswin-seeds", type=int, default=1, help="seeds on which KSWIN runs")
+    p.add_argument("--seeds", type=int, default=20, help="seeds per detector scenario")
     p.add_argument("--trials", type=int, default=1000, help="windows per input drift cell")
+    p.add_argument(
+        "--references", type=int, default=10, help="references drawn for the per-reference rates"
+    )
+    p.add_argument(
+        "--windows", type=int, default=2000, help="no-drift windows against each reference"
+    )
     p.add_argument("--jobs", type=int, default=2, help="worker processes")
-    p.add_argument("--quick", action="store_true", help="2 seeds, 200 windows: a smoke run")
+    p.add_argument(
+        "--quick", action="store_true", help="2 seeds, 200 windows, 3 references: a smoke run"
+    )
     p.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = p.parse_args(argv)
     if args.quick:
-        args.seeds, args.kswin_seeds, args.trials = 2, 1, 200
+        args.seeds, args.trials, args.references, args.windows = 2, 200, 3, 200
     t0 = time.perf_counter()
-    tasks = [
-        (s, seed, seed < args.kswin_seeds and s in KSWIN_SCENARIOS)
-        for seed in range(args.seeds)
-        for s in RAW + CLASSIFIER
-    ]
-    tasks.sort(key=lambda t: not t[2])  # the long ones (with KSWIN) first
+    tasks = [(s, seed) for seed in range(args.seeds) for s in CLASSIFIER + RAW]
     input_tasks = [
         (kind, n, drifted, args.trials if not drifted else max(200, args.trials // 3))
         for kind in ("numeric", "categorical")
@@ -578,14 +786,19 @@ def main(argv: list[str] | None = None) -> int:
         detector_futures = [pool.submit(run_detectors, t) for t in tasks]
         input_futures = [pool.submit(input_task, t) for t in input_tasks]
         dataset_futures = [pool.submit(dataset_task, t) for t in dataset_tasks]
+        reference_futures = [
+            pool.submit(reference_task, (i, args.windows)) for i in range(args.references)
+        ]
         records = [r for f in detector_futures for r in f.result()]
         inputs = [f.result() for f in input_futures]
         datasets = [f.result() for f in dataset_futures]
+        references = [f.result() for f in reference_futures]
     costs = detector_costs()
     monitor = monitor_costs()
+    importance = importance_costs()
     table = summarise_detectors(records)
     seconds = time.perf_counter() - t0
-    text = section(args, table, costs, inputs, datasets, monitor, seconds)
+    text = section(args, table, costs, inputs, datasets, monitor, references, importance, seconds)
     print(text)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(
@@ -596,6 +809,8 @@ def main(argv: list[str] | None = None) -> int:
                 "inputs": inputs,
                 "datasets": datasets,
                 "monitor": monitor,
+                "references": references,
+                "importance": importance,
             }
         )
     )

@@ -23,6 +23,8 @@ CANARY = "canary"  # answers a share of the requests
 PREVIOUS = "previous"  # the champion before the last promotion: kept live for instant rollback
 # The monitor's latest report of a model, a document of the registry every server reads.
 MONITOR_REPORT = "monitor"
+# The worker's latest feature importances of a model's versions (onlearn/background/importance.py).
+IMPORTANCE_REPORT = "importance"
 ROLES = (CHAMPION, CHALLENGER, SHADOW, CANARY, PREVIOUS)
 
 

@@ -30,6 +30,11 @@ class Snapshotter:
         # (model, version) -> the full state of the snapshot written last, least recent first.
         self._states: OrderedDict[tuple[str, str], LearnerState] = OrderedDict()
 
+    def state(self, model: str, version: str) -> LearnerState | None:
+        """The full state of ``version`` written last, if held (the worker reads it between
+        snapshots only, from its own thread: nothing else touches it)."""
+        return self._states.get((model, version))
+
     def held(self) -> list[tuple[str, str]]:
         """The versions whose full state is in memory now."""
         return list(self._states)

@@ -27,10 +27,13 @@ import time
 import uuid
 from typing import Any
 
+from onlearn.background.importance import ImportanceWatch
+from onlearn.background.monitor import notify_alarm
 from onlearn.background.promotion import Action, decide_promotion, decide_rollback
 from onlearn.background.refit import NotEnoughData, refit
 from onlearn.background.snapshotter import Snapshotter
 from onlearn.compare import PairedCounts, PairedErrors
+from onlearn.drift.importance import ImportanceBudget
 from onlearn.engine import Engine
 from onlearn.errors import (
     ArtifactRejected,
@@ -40,7 +43,7 @@ from onlearn.errors import (
     SchemaViolation,
 )
 from onlearn.jobs import EVALUATE, JOB_KINDS, REFIT, SNAPSHOT, cancel_job, enqueue_refit, new_job
-from onlearn.models import dump_signed, sign_spec
+from onlearn.models import dump_signed, load_signed, sign_spec
 from onlearn.records import Job, JobState, Snapshot
 from onlearn.refit_options import resolve_options
 from onlearn.registry import CANARY, CHALLENGER, CHAMPION, PREVIOUS, code_version
@@ -61,6 +64,8 @@ class Worker:
     ``replay_snapshots``: build snapshots by replay even though the engine's states learn. Inside
     a serving process the live states answer requests, and pickling a big one would hold their
     lock. Otherwise (a test's engine) the live states are pickled.
+    ``importance``: the CPU budget of the feature importances computed with each snapshot of a
+    version (onlearn/background/importance.py); None turns them off.
     """
 
     def __init__(
@@ -70,6 +75,7 @@ class Worker:
         name: str | None = None,
         replay_snapshots: bool = False,
         clock=None,
+        importance: ImportanceBudget | None = ImportanceBudget(),
     ) -> None:
         self.engine = engine
         self.store = engine.store
@@ -79,6 +85,12 @@ class Worker:
             self.store, engine.secret, keep=engine.settings.engine.worker_cached_states
         )
         self.clock = clock or engine.clock
+        # Feature importance drift, computed with each snapshot (None: off)
+        self.importance = (
+            None
+            if importance is None
+            else ImportanceWatch(self.store, budget=importance, clock=self.clock)
+        )
         es = engine.settings.engine
         self.lease_s = es.job_lease_s
         self.poll_s = es.worker_poll_s
@@ -369,6 +381,7 @@ class Worker:
     def write_snapshots(self, rt: ModelRuntime) -> dict[str, int]:
         """A snapshot of every version holding a role, off the request path."""
         written = {}
+        estimators: dict[str, Any] = {}  # states of the written versions no one else uses
         if self.replay_snapshots:
             versions = set(rt.roles.values())
             self.snapshotter.forget(rt.name, versions)
@@ -377,6 +390,7 @@ class Worker:
                 snapshot = self.snapshotter.advance(info)
                 if snapshot is not None:
                     written[version] = snapshot.seq
+                    estimators[version] = self.snapshotter.state(rt.name, version).estimator
         else:
             # Our own copies: pickling them holds only this process's lock, under which the
             # states are consistent; the writes happen outside it.
@@ -392,11 +406,25 @@ class Worker:
                         Snapshot(rt.name, version, seq, self.clock(), blob)
                     )
                 written[version] = seq
+                if self.importance is not None:  # a private copy: the live one learns meanwhile
+                    estimators[version] = load_signed(blob, self.engine.secret).estimator
         if written:
             rt.note_snapshot(written.get(rt.roles.get(CHAMPION), rt.snapshot_seq))
         self._snapshot_at[rt.name] = (rt.seq, self.clock())
         self.trim(rt)
+        self.update_importance(rt, estimators)
         return written
+
+    def update_importance(self, rt: ModelRuntime, estimators: dict[str, Any]) -> None:
+        """Importances of the versions just snapshotted; a failure costs them, not the snapshot."""
+        estimators = {v: e for v, e in estimators.items() if e is not None}
+        if self.importance is None or not estimators:
+            return
+        webhook = rt.config.monitor.webhook
+        try:
+            self.importance.update(rt, estimators, notify=lambda a: notify_alarm(a, webhook))
+        except Exception:
+            log.exception("worker %s: feature importance of %s failed", self.name, rt.name)
 
     def trim(self, rt: ModelRuntime) -> int:
         """Bound the store: keep the newest ``keep_snapshots`` snapshots of each served version,

@@ -10,12 +10,21 @@
 - :mod:`~onlearn.drift.prediction_drift`: drift of predicted labels and confidence, agreement
   between champion and challengers (no labels needed);
 - :mod:`~onlearn.drift.detectors`: concept drift detectors on the error stream (river's and
-  Linear Four Rates) behind one interface, built from config;
+  Linear Four Rates) behind one interface, built from config (:mod:`~onlearn.drift.kswin`:
+  river's KSWIN with its p-values cached);
 - :mod:`~onlearn.drift.performance_estimate`: a classifier's accuracy estimated from its
-  calibrated confidence before labels arrive (CBPE), and its expected calibration error.
+  calibrated confidence before labels arrive (CBPE), and its expected calibration error;
+- :mod:`~onlearn.drift.importance`: feature importance of a version over labelled traffic
+  (weights, or permutation within a CPU budget) and an alarm when its top ranking moves.
 """
 
 from onlearn.drift.detectors import DETECTORS, ConceptDriftDetector, detector_from_config
+from onlearn.drift.importance import (
+    FeatureImportance,
+    ImportanceBudget,
+    ImportanceDrift,
+    feature_importance,
+)
 from onlearn.drift.input_drift import DriftReport, FeatureDrift, InputDriftMonitor
 from onlearn.drift.lfr import LinearFourRates
 from onlearn.drift.performance_estimate import (
@@ -51,7 +60,10 @@ __all__ = [
     "ConfidenceCalibrator",
     "DriftReport",
     "FeatureDrift",
+    "FeatureImportance",
     "HistogramNull",
+    "ImportanceBudget",
+    "ImportanceDrift",
     "InputDriftMonitor",
     "LinearFourRates",
     "NumericProfile",
@@ -64,6 +76,7 @@ __all__ = [
     "confidence_of",
     "detector_from_config",
     "expected_calibration_error",
+    "feature_importance",
     "prediction_profile",
     "prediction_row",
 ]

@@ -30,6 +30,20 @@ PSI, 2 for KL, ``8 ln 2`` for JS in bits and 8 for the squared Hellinger distanc
 and window histograms of the actual sizes from the reference's (smoothed) proportions, which
 gives p-values that hold their level for any window size.
 
+Both tests treat the reference as a random sample, so they hold their level *on average over
+references*; the reference a deployment actually has is one draw, and a window from the true
+distribution looks drifted against an unlucky one (a reference 1000 rows long, windows of 500:
+one of 10 references alarmed on 5.5% of no-drift windows at alpha 0.01). With a
+``reference_confidence`` (:func:`ks_bound_p_value`, :class:`HistogramNull`) the p-values hold
+*given the reference*, for all references but a share ``1 - reference_confidence`` of them: by
+the triangle inequality, d(reference, window) <= d(reference, truth) + d(truth, window); the
+first term is at most its ``reference_confidence`` quantile for that share of references, so
+the p-value of the window's one-sample distance at ``d - quantile`` bounds the false alarm rate
+given the reference. KS is a metric with exact one-sample laws (Kolmogorov's, for ``m`` and
+``n``); for the histogram statistics the distance is ``sqrt`` of the divergence (Hellinger as
+it is; chi-squared scaled by the sizes), a metric for Hellinger and JS and locally the same
+weighted L2 norm for the others, with both one-sample laws simulated.
+
 >>> ref, win = [50, 30, 20], [20, 30, 50]
 >>> round(float(psi(ref, win)), 4), round(float(hellinger(ref, win)), 4)
 (0.5329, 0.2599)
@@ -39,6 +53,7 @@ gives p-values that hold their level for any window size.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -59,6 +74,7 @@ __all__ = [
     "histogram_statistics",
     "js_divergence",
     "kl_divergence",
+    "ks_bound_p_value",
     "ks_test",
     "proportions",
     "psi",
@@ -189,6 +205,31 @@ def ks_test(reference_sorted, values) -> tuple[float, float]:
     return d, min(max(p, 0.0), 1.0)
 
 
+def ks_bound_p_value(d: float, n: int, m: int, reference_confidence: float) -> float:
+    """The p-value of a two-sample KS distance ``d`` (window of ``n``, reference of ``m``) that
+    holds given the reference, for a share ``reference_confidence`` of references: the exact
+    one-sample Kolmogorov p-value of ``d`` minus the ``reference_confidence`` quantile of the
+    reference's own distance to the truth (valid for any continuous distribution; with ties,
+    conservative).
+
+    >>> round(ks_bound_p_value(0.1237, 500, 1000, 0.99), 3)  # at 0.01 only past d = 0.124
+    0.01
+    >>> ks_bound_p_value(0.05, 500, 1000, 0.99)  # within the reference's own error
+    1.0
+    """
+    if n == 0 or m == 0:
+        return 1.0
+    slack = d - _ks_quantile(m, reference_confidence)
+    if slack <= 0:
+        return 1.0
+    return min(max(float(_scipy_stats.kstwo.sf(slack, n)), 0.0), 1.0)
+
+
+@functools.lru_cache(maxsize=64)
+def _ks_quantile(m: int, confidence: float) -> float:
+    return float(_scipy_stats.kstwo.isf(1.0 - confidence, m))
+
+
 def wasserstein(reference_sorted, values) -> float:
     """Wasserstein-1 distance between the two empirical distributions (the area between their
     CDFs), in the feature's unit. ``reference_sorted`` must be sorted."""
@@ -217,6 +258,11 @@ class HistogramNull:
     of resolution, an exponential tail fitted to them (their mean excess) carries it on, so
     that p-values stay continuous and small enough for a correction over many features.
 
+    With ``reference_confidence``, p-values hold given the reference instead (see the module's
+    docstring): windows are simulated against the reference taken as the truth, and
+    :meth:`p_value` first takes off the ``reference_confidence`` quantile of the reference's own
+    simulated distance to it.
+
     >>> null = HistogramNull([250, 250, 250, 250], n=100, seed=1)
     >>> round(null.threshold("psi", 0.01), 2)  # PSI above 0.1 is no evidence at 100 rows
     0.12
@@ -233,6 +279,7 @@ class HistogramNull:
         tail: int = 25,
         seed: int | Sequence[int] = 42,
         smoothing: float = SMOOTHING,
+        reference_confidence: float | None = None,
     ):
         self.reference_counts = tuple(int(c) for c in reference_counts)
         self.n = int(n)
@@ -240,14 +287,36 @@ class HistogramNull:
         self.tail = tail
         self.seed = seed
         self.smoothing = smoothing
+        self.reference_confidence = reference_confidence
         if n_simulations < 100 or not 5 <= tail < n_simulations // 10:
             raise ConfigError("n_simulations must be >= 100, tail in [5, n_simulations / 10)")
+        if reference_confidence is not None and not 0 < reference_confidence < 1:
+            raise ConfigError(
+                f"reference_confidence must be in (0, 1) or None, got {reference_confidence!r}"
+            )
         m = sum(self.reference_counts)
+        self._m = m
         rng = np.random.default_rng(seed)
         pvals = proportions(self.reference_counts)
-        ref = rng.multinomial(m, pvals, size=n_simulations)
-        win = rng.multinomial(self.n, pvals, size=n_simulations)
-        simulated = histogram_statistics(ref, win, smoothing)
+        self._slack: dict[str, float] | None = None
+        if reference_confidence is None:
+            ref = rng.multinomial(m, pvals, size=n_simulations)
+            win = rng.multinomial(self.n, pvals, size=n_simulations)
+            simulated = histogram_statistics(ref, win, smoothing)
+        else:
+            # one-sample laws: windows against the reference taken as the truth, and the
+            # reference's own distance to the truth (its quantile is the slack of the bound)
+            observed = np.asarray(self.reference_counts, dtype=float)
+            win = rng.multinomial(self.n, pvals, size=n_simulations)
+            own = rng.multinomial(m, pvals, size=n_simulations)
+            simulated = {
+                k: _distance(k, v, m, self.n)
+                for k, v in histogram_statistics(observed, win, smoothing).items()
+            }
+            self._slack = {
+                k: float(np.quantile(_distance(k, v, m, m), reference_confidence))
+                for k, v in histogram_statistics(observed, own, smoothing).items()
+            }
         # float32: 20 kB per statistic; the p-values need ranks, not the last digits
         self._sorted = {k: np.sort(v).astype(np.float32) for k, v in simulated.items()}
         self._tails: dict[str, tuple[float, float, float]] = {}
@@ -258,9 +327,13 @@ class HistogramNull:
             self._tails[name] = (start, excess, share)
 
     def p_value(self, statistic: str, value: float) -> float:
+        value = float(value)
+        if self._slack is not None:
+            value = float(_distance(statistic, value, self._m, self.n)) - self._slack[statistic]
+            if value <= 0:  # within the reference's own error: no evidence
+                return 1.0
         values = self._sorted[statistic]
         start, excess, share = self._tails[statistic]
-        value = float(value)
         if value <= start:
             at_least = np.float32(value) - np.float32(1e-6) * max(1.0, abs(value))
             count = len(values) - int(np.searchsorted(values, at_least, side="left"))
@@ -271,6 +344,12 @@ class HistogramNull:
 
     def threshold(self, statistic: str, alpha: float) -> float:
         """The value of the statistic above which drift is declared at level ``alpha``."""
+        t = self._threshold(statistic, alpha)
+        if self._slack is None:
+            return t
+        return _from_distance(statistic, t + self._slack[statistic], self._m, self.n)
+
+    def _threshold(self, statistic: str, alpha: float) -> float:
         values = self._sorted[statistic]
         start, excess, share = self._tails[statistic]
         if alpha >= share:
@@ -280,6 +359,26 @@ class HistogramNull:
         if excess <= 0:
             return start
         return start + excess * math.log(share / alpha)
+
+
+def _distance(statistic: str, value, m: int, n: int):
+    """A histogram statistic as a distance that (locally) obeys the triangle inequality: the
+    divergences are locally squared weighted L2 norms, chi-squared too once scaled by the
+    sizes; Hellinger is one already."""
+    value = np.maximum(value, 0.0)
+    if statistic == "hellinger":
+        return value
+    if statistic == "chi2":
+        return np.sqrt(value * (n + m) / (n * m))
+    return np.sqrt(value)
+
+
+def _from_distance(statistic: str, distance: float, m: int, n: int) -> float:
+    if statistic == "hellinger":
+        return distance
+    if statistic == "chi2":
+        return distance * distance * n * m / (n + m)
+    return distance * distance
 
 
 def adjust_p_values(p_values: Sequence[float], method: str = "bh") -> list[float]:

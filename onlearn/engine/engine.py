@@ -25,7 +25,7 @@ from onlearn.keys import resolve_secret
 from onlearn.labelling import Labelling
 from onlearn.prediction_writer import PredictionWriter
 from onlearn.records import Event, EventKind, FeedbackItem
-from onlearn.registry import CHAMPION, MONITOR_REPORT, ensure_registered
+from onlearn.registry import CHAMPION, IMPORTANCE_REPORT, MONITOR_REPORT, ensure_registered
 from onlearn.runtime import ModelRuntime
 from onlearn.snapshots import restore
 from onlearn.store import open_store
@@ -264,6 +264,8 @@ class Engine:
         report = dict(report)
         report.pop("cursor", None)
         report["violations"] = violations
+        # the worker's feature importances (computed with its snapshots), None before any
+        report["importance"] = self.store.registry.get_document(name, IMPORTANCE_REPORT)
         return report
 
     def ready(self) -> tuple[bool, str]:

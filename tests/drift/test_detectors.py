@@ -81,8 +81,13 @@ def test_defaults_and_the_wrapped_classes():
         "lfr": LinearFourRates,
     }
     for name, cls in expected.items():
-        assert type(detector_from_config(name).detector) is cls
-    assert detector_from_config("kswin").detector.seed == 42
+        detector = detector_from_config(name).detector
+        if name == "kswin":  # river's, with its p-values cached (decides alike, tested below)
+            assert isinstance(detector, cls) and type(detector).__module__ == "onlearn.drift.kswin"
+        else:
+            assert type(detector) is cls
+    kswin = detector_from_config("kswin").detector
+    assert (kswin.seed, kswin.window_size, kswin.stat_size) == (42, 500, 150)
     assert detector_from_config("page_hinkley").detector.mode == "up"
     d = detector_from_config({"name": "adwin", "delta": 0.01})
     assert d.detector.delta == 0.01 and d.to_config() == {"name": "adwin", "delta": 0.01}
@@ -124,7 +129,7 @@ def test_lfr_needs_both_labels():
         ({"name": "adwin", "delta": True}, "delta must be a number"),
         ({"name": "adwin", "delta": 2}, "delta must be between 0 and 1"),
         ({"name": "adwin", "clock": 1.5}, "clock must be an integer"),
-        ({"name": "kswin", "window_size": 20}, "stat_size \\(30\\) must be < window_size"),
+        ({"name": "kswin", "window_size": 20}, "stat_size \\(150\\) must be < window_size"),
         ({"name": "eddm", "alpha": 0.5}, "beta \\(0.9\\) must be <= alpha"),
         ({"name": "ddm", "warning_threshold": 4.0}, "warning_threshold"),
         ({"name": "hddm_a", "drift_confidence": 0.1}, "drift_confidence"),
@@ -159,3 +164,25 @@ def test_a_regressors_absolute_errors_feed_only_the_detectors_that_take_numbers(
     for name in sorted(set(DETECTORS) - set(REAL_VALUED)):
         with pytest.raises(TypeError, match="use one of adwin, kswin, page_hinkley"):
             detector_from_config(name).update_error(0.5)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"window_size": 100, "stat_size": 30}, {"window_size": 200, "stat_size": 60, "alpha": 0.01}],
+)
+def test_kswin_decides_as_rivers_own(params):
+    """Our KSWIN caches the p-value of each distance: the same drifts and p-values as river's."""
+    from river.drift import KSWIN
+
+    rng = random.Random(5)
+    errors = [int(rng.random() < (0.1 if t < 1000 else 0.4)) for t in range(2000)]
+    ours = detector_from_config({"name": "kswin", **params})
+    theirs = KSWIN(**{"seed": 42, **params})
+    for x in errors:
+        ours.update(correct=not x)
+        theirs.update(x)
+        assert (ours.drift_detected, ours.detector.p_value) == (
+            theirs.drift_detected,
+            theirs.p_value,
+        )
+    assert ours.n_detections >= 1
