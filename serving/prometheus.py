@@ -244,6 +244,12 @@ class EngineCollector:
             labels=["model", "version"],
         )
         depth = GaugeMetricFamily("onlearn_queue_depth", "Items waiting for a label", labels=labels)
+        outcomes = CounterMetricFamily(
+            "onlearn_queue_items",
+            "Labelling queue items by what happened to them, ever: pushed, labelled, skipped, "
+            "released, expired, evicted, rejected, duplicates, answered_elsewhere",
+            labels=["model", "outcome"],
+        )
         rate = GaugeMetricFamily(
             "onlearn_label_rate_per_minute", "Labels per minute", labels=labels
         )
@@ -281,15 +287,19 @@ class EngineCollector:
                 ):
                     if value is not None:
                         family.add_metric([name, version], value)
-            if (report.get("queue") or {}).get("depth") is not None:
-                depth.add_metric([name], report["queue"]["depth"])
+            queue = report.get("queue") or {}
+            if queue.get("depth") is not None:
+                depth.add_metric([name], queue["depth"])
+            for outcome, count in queue.items():
+                if outcome not in ("depth", "claimed") and isinstance(count, int):
+                    outcomes.add_metric([name, outcome], count)
             if report.get("label_rate_per_min") is not None:
                 rate.add_metric([name], report["label_rate_per_min"])
             for feature, rules in (report.get("violations") or {}).items():
                 for rule, count in rules.items():
                     violations.add_metric([name, feature, rule], count)
         yield from (share, p_value, psi, alarms, accuracy, mae, rmse)
-        yield from (estimated, ece, estimate_error, depth, rate, violations)
+        yield from (estimated, ece, estimate_error, depth, outcomes, rate, violations)
 
 
 def registry_for(engine) -> CollectorRegistry:

@@ -26,6 +26,7 @@ the model's log (the worker's retrain triggers read it), a log line, and a webho
 from __future__ import annotations
 
 import collections
+import dataclasses
 import heapq
 import itertools
 import logging
@@ -745,7 +746,7 @@ class Monitor:
         queue = None
         if monitor.config.active is not None and self.store.queue is not None:
             stats = self.store.queue.stats(name)
-            queue = {"depth": stats.depth, "claimed": stats.claimed, "labelled": stats.labelled}
+            queue = dataclasses.asdict(stats)  # depth and claimed now, and every counter
         document = monitor.report(self.clock(), queue)
         document["cursor"] = {
             "log_seq": self._log_cursor[name],

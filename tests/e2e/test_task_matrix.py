@@ -44,7 +44,12 @@ from tests.servers import ServerProcess
 # The queue takes every prediction whose margin uncertainty 1 - (p1 - p2) is above this, and
 # only those: a fixed threshold with the whole budget makes the sampler's choice checkable.
 THRESHOLD = 0.5
-ACTIVE = f'active = {{ strategy = "fixed_uncertainty", measure = "margin", threshold = {THRESHOLD}, budget = 1.0 }}'
+# No random evaluation slice (an active table's default is 0.01): the queue holds exactly the
+# uncertain answers.
+ACTIVE = (
+    f'active = {{ strategy = "fixed_uncertainty", measure = "margin", threshold = {THRESHOLD}, '
+    "budget = 1.0, evaluation_rate = 0.0 }"
+)
 # Windows of 100 predictions against references of 100 labels; a report may follow every 50
 # predictions (and after any pause in the traffic).
 MONITOR = "window = 100\nreference_size = 100\nreport_every = 50\nmin_report_interval_s = 0.1"
@@ -553,6 +558,13 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
             # The one labelled and the one the application labelled (4) are not waiting.
             waiting = len({json.dumps(f, sort_keys=True) for f, a in seen if a["queued"]}) - 2
             assert depth == report["queue"]["depth"] == waiting, report["queue"]
+            # What happened to the queue's items, as its stats count them: the one labelled
+            # through the queue, the one the application's feedback answered (4).
+            assert report["queue"]["labelled"] == report["queue"]["answered_elsewhere"] == 1
+            for outcome in ("pushed", "labelled", "answered_elsewhere", "skipped", "released"):
+                labels_of = (("model", task.model), ("outcome", outcome))
+                counted = samples["onlearn_queue_items_total", labels_of]
+                assert counted == report["queue"][outcome], outcome
             absent = ("onlearn_recent_mae", "onlearn_recent_rmse", "onlearn_version_mae")
         else:
             assert 0 < report["mae"]["v1"] <= report["rmse"]["v1"] < 1.5, report["mae"]
@@ -563,6 +575,7 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
                 "onlearn_version_accuracy",
                 "onlearn_version_log_loss",
                 "onlearn_queue_depth",
+                "onlearn_queue_items_total",
             )
         for metric in absent:
             assert of_model(samples, metric, task.model) == {}, metric
@@ -587,7 +600,7 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
     summary = page.locator("#summary").inner_text()
     if task.classification:
         assert heading.startswith("Accuracy over time"), heading
-        assert lines == ["v1"], lines
+        assert lines == ["v1", "v1 estimated"], lines  # measured, and estimated unlabelled
         assert "ACCURACY NOW" in summary.upper() and "MAE NOW" not in summary.upper(), summary
     else:
         assert heading.startswith("Error over time"), heading
@@ -596,7 +609,8 @@ def test_a_model_of_each_task_on_each_store(deployment: Deployment, page, name: 
         assert "classification only" in page.locator('[data-key="Prediction drift"]').inner_text()
     queue = page.locator('[data-key="Labelling queue"]').inner_text()
     if task.classification:
-        assert queue.endswith(f"{waiting} waiting · 0 claimed · 1 labelled"), queue
+        expected = f"{waiting} waiting · 0 claimed · 1 labelled · 1 answered by feedback"
+        assert queue.endswith(expected), queue
     else:
         assert queue.endswith("no queue"), queue
     assert page.locator('[data-key="Input drift"]').inner_text().endswith("ALARM: a")
