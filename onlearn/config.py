@@ -99,6 +99,10 @@ class MonitorConfig:
     alpha: float = 0.01  # per-feature level, after the correction over features
     correction: str = "bh"  # bh (false discovery rate), holm, bonferroni, none
     reference_size: int = 1000  # training rows in a reference profile built from the log
+    # The input drift p-values hold given the reference at hand for this share of references
+    # (onlearn/drift/input_drift.py); 0 gives the plain two-sample p-values, exact only on
+    # average over references.
+    reference_confidence: float = 0.99
     report_every: int = 250  # predictions between two reports
     # ...and at least this many seconds of traffic: a report tests every feature twice (the
     # window, the skew window) and costs ~20 ms; at thousands of predictions a second, one per
@@ -509,6 +513,13 @@ def monitor_from_mapping(table: Any, where: str) -> MonitorConfig:
             raise ConfigError(f"{where}: {key} must be at least 2")
     if not 0 <= config.min_report_interval_s <= 3600:
         raise ConfigError(f"{where}: min_report_interval_s must be in [0, 3600]")
+    if not (
+        isinstance(config.reference_confidence, float | int)
+        and 0 <= config.reference_confidence < 1
+    ):
+        raise ConfigError(
+            f"{where}: reference_confidence must be in [0, 1) (0 for plain two-sample p-values)"
+        )
     if not 0 < config.estimate_drop < 1:
         raise ConfigError(f"{where}: estimate_drop must be in (0, 1) (a share of accuracy)")
     for key in ("estimate_window_labels", "calibration_window"):

@@ -137,11 +137,21 @@ class ModelMonitor:
     def set_reference(self, profile: Profile, version: str | None) -> None:
         cfg = self.settings
         self.reference, self.reference_version = profile, version
+        # 0 in the config: the plain two-sample p-values (None to the monitor).
+        bound = float(cfg.reference_confidence) or None
         self.inputs = InputDriftMonitor(
-            profile, window=cfg.window, alpha=cfg.alpha, correction=cfg.correction
+            profile,
+            window=cfg.window,
+            alpha=cfg.alpha,
+            correction=cfg.correction,
+            reference_confidence=bound,
         )
         self.skew = InputDriftMonitor(
-            profile, window=SKEW_WINDOW, alpha=cfg.alpha, correction=cfg.correction
+            profile,
+            window=SKEW_WINDOW,
+            alpha=cfg.alpha,
+            correction=cfg.correction,
+            reference_confidence=bound,
         )
         self._builder = None
 

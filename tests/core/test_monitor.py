@@ -13,7 +13,13 @@ import time
 
 import pytest
 
-from onlearn.background.monitor import DOCUMENT, Monitor, calibration_source, profile_document
+from onlearn.background.monitor import (
+    DOCUMENT,
+    ModelMonitor,
+    Monitor,
+    calibration_source,
+    profile_document,
+)
 from onlearn.background.monitor import SETTLE_S as SETTLE
 from onlearn.background.worker import Worker
 from onlearn.config import active_from_mapping, settings_from_mapping
@@ -609,11 +615,25 @@ def test_a_regression_report_says_nothing_is_estimated():
         ("estimate_drop", 1.5, "estimate_drop must be in (0, 1)"),
         ("estimate_window_labels", 0, "estimate_window_labels must be at least 1"),
         ("calibration_window", 0, "calibration_window must be at least 1"),
+        ("reference_confidence", 1.0, "reference_confidence must be in [0, 1)"),
+        ("reference_confidence", "high", "reference_confidence must be a non-negative number"),
     ],
 )
 def test_bad_estimate_settings_are_refused_naming_the_key_and_the_rule(key, value, rule):
     with pytest.raises(ConfigError, match=re.escape(f"[models.m.monitor]: {rule}")):
         settings("memory://", **{key: value})
+
+
+@pytest.mark.parametrize(("configured", "bound"), [(None, 0.99), (0.9, 0.9), (0, None)])
+def test_reference_confidence_reaches_both_input_drift_tests(configured, bound):
+    extra = {} if configured is None else {"reference_confidence": configured}
+    (config,) = settings("memory://", **extra).models
+    watched = ModelMonitor(config)
+    builder = ProfileBuilder.from_schema(config.schema, sample_size=500)
+    for x, _ in rows(500, seed=1):
+        builder.update(x)
+    watched.set_reference(builder.profile(), "v1")
+    assert watched.inputs.reference_confidence == watched.skew.reference_confidence == bound
 
 
 def test_an_active_table_without_a_slice_calibrates_on_all_labels():
