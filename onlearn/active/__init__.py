@@ -33,6 +33,7 @@ from onlearn.active.steering import SurpriseDetector
 from onlearn.active.strategies import (
     CREDIT_KEYS,
     DEFAULT_SEED,
+    DEFAULT_STEP,
     STRATEGIES,
     FixedUncertainty,
     RandomizedVariableUncertainty,
@@ -56,6 +57,7 @@ __all__ = [
     "CREDIT_KEYS",
     "DRIFT_ALARMS",
     "DEFAULT_SEED",
+    "DEFAULT_STEP",
     "MEASURES",
     "STRATEGIES",
     "BudgetManager",

@@ -33,7 +33,7 @@ A sampler is built from a config table with ``sampler_from_config``::
     max_rate = 0.5                      # rate cap: no `window` consecutive predictions hold
     window = 1000                       # more than floor(max_rate * window) asks
                                         # (max_rate defaults to min(1, 5 * budget))
-    step = 0.01
+    step = 0.03                         # variable strategies: theta moves 3 % per prediction
     steer = true                        # bought labels' surprise opens the credit line
     evaluation_rate = 0.01              # random slice, on top of the budget
     seed = 42
@@ -42,7 +42,7 @@ A sampler is built from a config table with ``sampler_from_config``::
 
 >>> sampler = sampler_from_config({"budget": 0.5, "window": 10, "seed": 1})
 >>> sampler.strategy
-VariableUncertainty(budget=0.5, window=10, step=0.01)
+VariableUncertainty(budget=0.5, window=10, step=0.03)
 >>> decision = sampler.decide({"spam": 0.55, "ham": 0.45})
 >>> decision.ask, decision.reason, round(decision.priority, 4)
 (True, <Reason.UNCERTAIN: 'uncertain'>, 0.9928)

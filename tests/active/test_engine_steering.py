@@ -32,7 +32,9 @@ def test_a_drift_alarm_in_the_log_opens_the_samplers_credit_line():
 
 
 def test_labels_a_sampler_bought_steer_it_and_others_do_not():
-    with engine_with_sampler(budget=1.0) as engine:  # it buys every prediction
+    # It buys every prediction: any uncertainty is above 0 (the variable strategies' threshold
+    # would move with their step and buy fewer).
+    with engine_with_sampler(budget=1.0, strategy="fixed_uncertainty", threshold=0.0) as engine:
         rows = list(phishing_stream(600))
         strategy = engine.runtime("phishing").sampler.strategy
         # Inline labels (no prediction joined) teach the model but say nothing about the

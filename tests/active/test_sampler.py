@@ -15,6 +15,7 @@ import pytest
 
 from onlearn.active import (
     ALL_MEASURES,
+    DEFAULT_STEP,
     STRATEGIES,
     Decision,
     RandomSampling,
@@ -70,7 +71,7 @@ def test_defaults():
         "strategy": "variable_uncertainty",
         "budget": 0.1,
         "window": 1000,
-        "step": 0.01,
+        "step": DEFAULT_STEP,
         "measure": "entropy",
         "evaluation_rate": 0.0,
         "seed": 42,

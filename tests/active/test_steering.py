@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from onlearn.active import SurpriseDetector, sampler_from_config
+from onlearn.active import DEFAULT_STEP, SurpriseDetector, sampler_from_config
 from onlearn.errors import ConfigError
 
 
@@ -123,7 +123,7 @@ def test_the_credit_keys_round_trip_through_the_config():
     sampler = sampler_from_config(config)
     assert sampler.to_config() == {
         **config,
-        "step": 0.01,
+        "step": DEFAULT_STEP,
         "random_share": 0.2,
         "measure": "entropy",
         "evaluation_rate": 0.0,
