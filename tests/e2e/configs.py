@@ -116,12 +116,14 @@ active = {{ {table} }}
 """
 
 
-# The labelling-queue server: one model per test module, every prediction asked for (budget 1)
-# so the tests know what is queued.
+# The labelling-queue server: one model per test module, every prediction asked for (the random
+# strategy at budget 1 asks with probability 1; an uncertainty strategy would not: its threshold
+# tightens after each ask) so the tests know what is queued.
+_EVERY = {"strategy": "random", "budget": 1.0, "window": 50}
 QUEUE_CONFIG = (
-    _active_model("al", budget=1.0, window=50, evaluation_rate=0.2, lease_s=30, max_skips=2)
-    + _active_model("ui", budget=1.0, window=50, lease_s=60)
-    + _active_model("term", budget=1.0, window=50, lease_s=60)
+    _active_model("al", **_EVERY, evaluation_rate=0.2, lease_s=30, max_skips=2)
+    + _active_model("ui", **_EVERY, lease_s=60)
+    + _active_model("term", **_EVERY, lease_s=60)
     + xy_model("passive")
 )
 
