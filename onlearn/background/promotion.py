@@ -171,6 +171,11 @@ def decide_promotion(
     With an A/B comparison (:mod:`onlearn.two_sample`, a model with ``labels_follow_answer``)
     the newcomer is a canary and each side is scored on the labels of what it answered; see
     :func:`_promotion_ab`. The metrics are then read from the comparison itself.
+
+    "p < alpha" above means p below the level of the planned :class:`Look` due at the labels
+    compared (``alpha / 2**(k + 1)`` at look k). ``last_look``: the index of the last look a
+    caller already tested on this comparison (the worker keeps it); while the look due is not
+    newer, the gate holds and says when it looks next. The default, -1, tests the look due now.
     """
     if isinstance(paired, TwoSampleCounts | TwoSampleErrors):
         return _promotion_ab(policy, paired, last_look)
@@ -270,6 +275,8 @@ def decide_rollback(
     With :class:`PairedErrors` (regression): roll back when the previous champion is favoured
     with Wilcoxon's p < alpha, or when the new champion's MAE exceeds the previous one's by
     more than ``margin`` of it.
+
+    Planned looks and ``last_look`` as in :func:`decide_promotion` (keep between looks).
     """
     if isinstance(paired, PairedErrors):
         return _rollback_on_errors(
