@@ -185,7 +185,8 @@ def section(rows: list[dict], seeds: int, n: int, seconds: float) -> str:
         "for an approved loan; champion approves above 0.5 (75% right on its own labels). "
         f"Gate: `decide_promotion`, auto, min_labels 100, alpha 0.05, checked every "
         f"{LOOK_EVERY} labels, testing at the planned looks only (look k at min_labels x 2^k "
-        "labels, level alpha / 2^(k+1)), and once at the end of a stream of {n:,} applicants; {seeds} seeds a "
+        "labels, level alpha / 2^(k+1)), and once at the end of a stream of "
+        f"{n:,} applicants; {seeds} seeds a "
         "row. 'Paired' is the gate a model without `labels_follow_answer` uses, on the same "
         "labels.",
         "",
