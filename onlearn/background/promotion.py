@@ -22,7 +22,7 @@ both decisions.
 >>> decision.action
 <Action.PROMOTE: 'promote'>
 >>> print(decision.reason)
-promote: on 350 paired labels the challenger was right where the champion was wrong 40 times and the reverse 10 times (McNemar p = 4.1e-05 < alpha 0.05); accuracy 0.971 vs 0.886 (margin 0.01).
+promote: on 350 paired labels the challenger was right where the champion was wrong 40 times and the reverse 10 times (McNemar p = 4.1e-05 < level 0.025, look 1 at 200 labels); accuracy 0.971 vs 0.886 (margin 0.01).
 
 Regression versions are compared on their absolute errors on the same labels
 (:class:`onlearn.compare.PairedErrors`, Wilcoxon's signed-rank test); better means a lower mean
@@ -34,7 +34,7 @@ the other's by at most that share of it.
 ...                                   [0.8 + (i % 5) / 10 for i in range(300)])
 >>> decision = decide_promotion(policy, {"mae": errors.a_mae}, {"mae": errors.b_mae}, errors)
 >>> print(decision.reason)
-promote: on 300 paired labels the challenger's mean absolute error was 1 against the champion's 1.299 (Wilcoxon signed-rank p = 2.4e-40 < alpha 0.05; margin 1% of the MAE).
+promote: on 300 paired labels the challenger's mean absolute error was 1 against the champion's 1.299 (Wilcoxon signed-rank p = 2.4e-40 < level 0.025, look 1 at 200 labels; margin 1% of the MAE).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from onlearn.two_sample import TwoSampleCounts, TwoSampleErrors
 __all__ = [
     "Action",
     "Decision",
+    "Look",
     "RolloutPolicy",
     "decide_promotion",
     "decide_rollback",
@@ -84,11 +85,71 @@ class Decision:
         return {"action": self.action.value, "reason": self.reason, "evidence": dict(self.evidence)}
 
 
+@dataclass(frozen=True)
+class Look:
+    """A planned look of a gate: look ``index`` (0, 1, 2, ...) is due once the labels compared
+    reach ``at = min_labels * 2**index`` and tests at ``level = alpha / 2**(index + 1)``.
+
+    Why: a gate re-tested after every label promotes a version no better than the champion far
+    more often than alpha (a test every 50 labels: 13.5% instead of 2.5%). Testing only at
+    these looks, each at its own level, bounds the chance of any wrong decision over the whole
+    stream by ``sum(alpha / 2**(k + 1)) < alpha`` (a union bound, whatever the tests' dependence
+    and however long the stream runs). The look is a function of the count alone: no state.
+
+    >>> look = Look.at_count(450, min_labels=100, alpha=0.05)
+    >>> look.index, look.at, look.level, look.next_at
+    (2, 400, 0.00625, 800)
+    """
+
+    index: int
+    at: int
+    level: float
+    next_at: int
+
+    @classmethod
+    def at_count(cls, n: int, *, min_labels: int, alpha: float) -> Look:
+        """The latest look due at ``n >= min_labels`` labels."""
+        index = max((n // min_labels).bit_length() - 1, 0)
+        at = min_labels << index
+        return cls(index, at, alpha / 2 ** (index + 1), at << 1)
+
+    def describe(self) -> str:
+        return f"level {_num(self.level)}, look {self.index + 1} at {self.at} labels"
+
+
+def _look(policy: RolloutPolicy, n: int, evidence: dict[str, Any]) -> Look:
+    look = Look.at_count(n, min_labels=policy.min_labels, alpha=policy.alpha)
+    # "taken": a test was due (enough labels); the worker remembers the looks it took
+    evidence["look"] = {
+        "index": look.index,
+        "at": look.at,
+        "level": look.level,
+        "next_at": look.next_at,
+        "taken": n >= policy.min_labels,
+    }
+    return look
+
+
+def _wait(action: Action, look: Look, last_look: int, evidence: dict[str, Any]) -> Decision | None:
+    """The look due now was already taken (``look.index <= last_look``): the gate holds until
+    the next one, since testing again in between would spend alpha it does not have."""
+    if look.index > last_look:
+        return None
+    return Decision(
+        action,
+        f"{action.value}: look {look.index + 1} ({look.at} labels) was taken; next look at "
+        f"{look.next_at} labels.",
+        evidence,
+    )
+
+
 def decide_promotion(
     policy: RolloutPolicy,
     champion_metrics: Any,
     challenger_metrics: Any,
     paired: PairedCounts | PairedErrors | TwoSampleCounts | TwoSampleErrors,
+    *,
+    last_look: int = -1,
 ) -> Decision:
     """Promote, hold or reject a challenger compared with the champion on paired labels.
 
@@ -110,15 +171,22 @@ def decide_promotion(
     With an A/B comparison (:mod:`onlearn.two_sample`, a model with ``labels_follow_answer``)
     the newcomer is a canary and each side is scored on the labels of what it answered; see
     :func:`_promotion_ab`. The metrics are then read from the comparison itself.
+
+    "p < alpha" above means p below the level of the planned :class:`Look` due at the labels
+    compared (``alpha / 2**(k + 1)`` at look k). ``last_look``: the index of the last look a
+    caller already tested on this comparison (the worker keeps it); while the look due is not
+    newer, the gate holds and says when it looks next. The default, -1, tests the look due now.
     """
     if isinstance(paired, TwoSampleCounts | TwoSampleErrors):
-        return _promotion_ab(policy, paired)
+        return _promotion_ab(policy, paired, last_look)
     if isinstance(paired, PairedErrors):
-        return _promotion_on_errors(policy, champion_metrics, challenger_metrics, paired)
+        return _promotion_on_errors(policy, champion_metrics, challenger_metrics, paired, last_look)
     champion_acc = _accuracy(champion_metrics)
     challenger_acc = _accuracy(challenger_metrics)
     statistic, p = paired.test()
     evidence = _evidence(policy, paired, statistic, p, champion_acc, challenger_acc)
+    look = _look(policy, paired.n, evidence)
+    level = look.describe()
     counts = (
         f"on {paired.n} paired labels the challenger was right where the champion was wrong "
         f"{paired.b_only} times and the reverse {paired.a_only} times"
@@ -133,15 +201,18 @@ def decide_promotion(
             "the challenger with the champion.",
             evidence,
         )
+    waiting = _wait(Action.HOLD, look, last_look, evidence)
+    if waiting is not None:
+        return waiting
     test = f"McNemar p = {_p(p)}"
-    if p < policy.alpha and paired.a_only > paired.b_only:
+    if p < look.level and paired.a_only > paired.b_only:
         return Decision(
             Action.REJECT,
-            f"reject: the challenger is significantly worse; {counts} ({test} < alpha "
-            f"{_num(policy.alpha)}); {accuracies}.",
+            f"reject: the challenger is significantly worse; {counts} ({test} < "
+            f"{level}); {accuracies}.",
             evidence,
         )
-    better = p < policy.alpha and paired.b_only > paired.a_only
+    better = p < look.level and paired.b_only > paired.a_only
     within_margin = (
         champion_acc is None
         or challenger_acc is None
@@ -159,15 +230,15 @@ def decide_promotion(
         return Decision(
             Action.HOLD,
             f"hold: the rollout policy is manual, so an operator promotes; the challenger "
-            f"{would} automatically: {counts} ({test}, alpha {_num(policy.alpha)}); "
+            f"{would} automatically: {counts} ({test}, {level}); "
             f"{accuracies}.",
             evidence,
         )
     if not better:
         return Decision(
             Action.HOLD,
-            f"hold: the challenger is not significantly better; {counts} ({test}, alpha "
-            f"{_num(policy.alpha)}); {accuracies}.",
+            f"hold: the challenger is not significantly better; {counts} ({test}, "
+            f"{level}); {accuracies}.",
             evidence,
         )
     if not within_margin:
@@ -179,7 +250,7 @@ def decide_promotion(
         )
     return Decision(
         Action.PROMOTE,
-        f"promote: {counts} ({test} < alpha {_num(policy.alpha)}); {accuracies}.",
+        f"promote: {counts} ({test} < {level}); {accuracies}.",
         evidence,
     )
 
@@ -189,6 +260,8 @@ def decide_rollback(
     new_champion_metrics: Any,
     previous_metrics: Any,
     paired: PairedCounts | PairedErrors,
+    *,
+    last_look: int = -1,
 ) -> Decision:
     """Roll back to the previous champion, or keep the new one.
 
@@ -202,13 +275,19 @@ def decide_rollback(
     With :class:`PairedErrors` (regression): roll back when the previous champion is favoured
     with Wilcoxon's p < alpha, or when the new champion's MAE exceeds the previous one's by
     more than ``margin`` of it.
+
+    Planned looks and ``last_look`` as in :func:`decide_promotion` (keep between looks).
     """
     if isinstance(paired, PairedErrors):
-        return _rollback_on_errors(policy, new_champion_metrics, previous_metrics, paired)
+        return _rollback_on_errors(
+            policy, new_champion_metrics, previous_metrics, paired, last_look
+        )
     new_acc = _accuracy(new_champion_metrics)
     previous_acc = _accuracy(previous_metrics)
     statistic, p = paired.test()
     evidence = _evidence(policy, paired, statistic, p, previous_acc, new_acc)
+    look = _look(policy, paired.n, evidence)
+    level = look.describe()
     counts = (
         f"on {paired.n} paired labels the previous champion was right where the new one was "
         f"wrong {paired.a_only} times and the reverse {paired.b_only} times"
@@ -217,7 +296,7 @@ def decide_rollback(
         f"accuracy {_fmt(new_acc)} now vs {_fmt(previous_acc)} before "
         f"(margin {_num(policy.margin)})"
     )
-    test = f"McNemar p = {_p(p)}, alpha {_num(policy.alpha)}"
+    test = f"McNemar p = {_p(p)}, {level}"
     if paired.n < policy.min_labels:
         return Decision(
             Action.KEEP,
@@ -225,7 +304,10 @@ def decide_rollback(
             "the new champion against the previous one.",
             evidence,
         )
-    if p < policy.alpha and paired.a_only > paired.b_only:
+    waiting = _wait(Action.KEEP, look, last_look, evidence)
+    if waiting is not None:
+        return waiting
+    if p < look.level and paired.a_only > paired.b_only:
         return Decision(
             Action.ROLLBACK,
             f"rollback: the previous champion is significantly better; {counts} ({test}); "
@@ -252,12 +334,15 @@ def _promotion_on_errors(
     champion_metrics: Any,
     challenger_metrics: Any,
     paired: PairedErrors,
+    last_look: int = -1,
 ) -> Decision:
     """``decide_promotion`` for regression: the same steps, on absolute errors."""
     champion_mae = _metric(champion_metrics, "mae")
     challenger_mae = _metric(challenger_metrics, "mae")
     statistic, p = paired.test()
     evidence = _error_evidence(policy, paired, statistic, p, champion_mae, challenger_mae)
+    look = _look(policy, paired.n, evidence)
+    level = look.describe()
     if paired.n < policy.min_labels:
         return Decision(
             Action.HOLD,
@@ -265,17 +350,19 @@ def _promotion_on_errors(
             "the challenger with the champion.",
             evidence,
         )
+    waiting = _wait(Action.HOLD, look, last_look, evidence)
+    if waiting is not None:
+        return waiting
     maes = (
         f"{_labels(paired)} the challenger's mean absolute error was {_fmt_mae(challenger_mae)} "
         f"against the champion's {_fmt_mae(champion_mae)}"
     )
     test = f"Wilcoxon signed-rank p = {_p(p)}"
     margin = f"margin {_num(100 * policy.margin)}% of the MAE"
-    if p < policy.alpha and paired.favoured == "a":
+    if p < look.level and paired.favoured == "a":
         return Decision(
             Action.REJECT,
-            f"reject: the challenger is significantly worse; {maes} ({test} < alpha "
-            f"{_num(policy.alpha)}).",
+            f"reject: the challenger is significantly worse; {maes} ({test} < {level}).",
             evidence,
         )
     if champion_mae is None or challenger_mae is None:
@@ -285,21 +372,20 @@ def _promotion_on_errors(
             "MAE of both versions.",
             evidence,
         )
-    better = p < policy.alpha and paired.favoured == "b"
+    better = p < look.level and paired.favoured == "b"
     within_margin = challenger_mae <= champion_mae * (1 + policy.margin)
     if policy.policy != "auto":
         would = "would be promoted" if better and within_margin else "would not be promoted"
         return Decision(
             Action.HOLD,
             f"hold: the rollout policy is manual, so an operator promotes; the challenger "
-            f"{would} automatically: {maes} ({test}, alpha {_num(policy.alpha)}; {margin}).",
+            f"{would} automatically: {maes} ({test}, {level}; {margin}).",
             evidence,
         )
     if not better:
         return Decision(
             Action.HOLD,
-            f"hold: the challenger is not significantly better; {maes} ({test}, alpha "
-            f"{_num(policy.alpha)}).",
+            f"hold: the challenger is not significantly better; {maes} ({test}, {level}).",
             evidence,
         )
     if not within_margin:
@@ -311,7 +397,7 @@ def _promotion_on_errors(
         )
     return Decision(
         Action.PROMOTE,
-        f"promote: {maes} ({test} < alpha {_num(policy.alpha)}; {margin}).",
+        f"promote: {maes} ({test} < {level}; {margin}).",
         evidence,
     )
 
@@ -321,12 +407,15 @@ def _rollback_on_errors(
     new_champion_metrics: Any,
     previous_metrics: Any,
     paired: PairedErrors,
+    last_look: int = -1,
 ) -> Decision:
     """``decide_rollback`` for regression: the same steps, on absolute errors."""
     new_mae = _metric(new_champion_metrics, "mae")
     previous_mae = _metric(previous_metrics, "mae")
     statistic, p = paired.test()
     evidence = _error_evidence(policy, paired, statistic, p, previous_mae, new_mae)
+    look = _look(policy, paired.n, evidence)
+    level = look.describe()
     if paired.n < policy.min_labels:
         return Decision(
             Action.KEEP,
@@ -334,13 +423,16 @@ def _rollback_on_errors(
             "the new champion against the previous one.",
             evidence,
         )
+    waiting = _wait(Action.KEEP, look, last_look, evidence)
+    if waiting is not None:
+        return waiting
     maes = (
         f"{_labels(paired)} the new champion's mean absolute error was {_fmt_mae(new_mae)} "
         f"against the previous one's {_fmt_mae(previous_mae)}"
     )
-    test = f"Wilcoxon signed-rank p = {_p(p)}, alpha {_num(policy.alpha)}"
+    test = f"Wilcoxon signed-rank p = {_p(p)}, {level}"
     margin = f"margin {_num(100 * policy.margin)}% of the MAE"
-    if p < policy.alpha and paired.favoured == "a":
+    if p < look.level and paired.favoured == "a":
         return Decision(
             Action.ROLLBACK,
             f"rollback: the previous champion is significantly better; {maes} ({test}).",
@@ -364,7 +456,9 @@ def _rollback_on_errors(
     )
 
 
-def _promotion_ab(policy: RolloutPolicy, ab: TwoSampleCounts | TwoSampleErrors) -> Decision:
+def _promotion_ab(
+    policy: RolloutPolicy, ab: TwoSampleCounts | TwoSampleErrors, last_look: int = -1
+) -> Decision:
     """``decide_promotion`` for an A/B test (``a`` = the champion, ``b`` = the canary), each
     version on the labels of the requests it answered: a two-proportion z-test of accuracies, or
     Welch's t-test of mean absolute errors. In order: fewer than ``min_labels`` labels in the
@@ -376,6 +470,8 @@ def _promotion_ab(policy: RolloutPolicy, ab: TwoSampleCounts | TwoSampleErrors) 
     details = ab.to_dict(alpha=policy.alpha)
     needed = details["sample_size"]["sentence"]
     evidence = {"policy": policy.to_config(), "ab": details}
+    look = _look(policy, ab.smaller_arm, evidence)
+    level = look.describe()
     if isinstance(ab, TwoSampleCounts):
         quality = (
             f"accuracy {_fmt(ab.b_accuracy)} on {ab.b_n} labels of the canary's answers vs "
@@ -397,34 +493,35 @@ def _promotion_ab(policy: RolloutPolicy, ab: TwoSampleCounts | TwoSampleErrors) 
             f"{needed}.",
             evidence,
         )
-    alpha = _num(policy.alpha)
-    if p < policy.alpha and ab.favoured == "a":
+    waiting = _wait(Action.HOLD, look, last_look, evidence)
+    if waiting is not None:
+        return waiting
+    alpha = level
+    if p < look.level and ab.favoured == "a":
         return Decision(
             Action.REJECT,
-            f"reject: A/B test: the canary is significantly worse; {quality} ({test} < alpha "
-            f"{alpha}).",
+            f"reject: A/B test: the canary is significantly worse; {quality} ({test} < {alpha}).",
             evidence,
         )
-    better = p < policy.alpha and ab.favoured == "b"
+    better = p < look.level and ab.favoured == "b"
     if policy.policy != "auto":
         would = "would be promoted" if better else "would not be promoted"
         return Decision(
             Action.HOLD,
             f"hold: the rollout policy is manual, so an operator promotes; A/B test: the canary "
-            f"{would} automatically: {quality} ({test}, alpha {alpha}); {needed}.",
+            f"{would} automatically: {quality} ({test}, {alpha}); {needed}.",
             evidence,
         )
     if not better:
         return Decision(
             Action.HOLD,
-            f"hold: A/B test: the canary is not significantly better; {quality} ({test}, alpha "
+            f"hold: A/B test: the canary is not significantly better; {quality} ({test}, "
             f"{alpha}); {needed}.",
             evidence,
         )
     return Decision(
         Action.PROMOTE,
-        f"promote: A/B test: the canary is significantly better; {quality} ({test} < alpha "
-        f"{alpha}).",
+        f"promote: A/B test: the canary is significantly better; {quality} ({test} < {alpha}).",
         evidence,
     )
 

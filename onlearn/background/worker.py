@@ -103,6 +103,10 @@ class Worker:
         }
         self._alarm_seen: dict[str, int] = {name: rt.seq for name, rt in engine.runtimes.items()}
         self._gated: dict[str, int] = {}  # model -> the seq its gates were last checked at
+        # (model, gate, a, b) -> the last planned look a gate tested: each look is tested once,
+        # at its own share of alpha (promotion.Look). Lost on a restart, which costs at most
+        # one extra test of the current look.
+        self._looks: dict[tuple[str, str, str, str], int] = {}
         self._moved: dict[str, tuple[int, str | None]] = {}  # model -> (seq, performance_moved)
         self.handlers = {REFIT: self._refit, EVALUATE: self._evaluate, SNAPSHOT: self._snapshot}
         # Set when the worker must stop: a running job stops at its next check.
@@ -466,7 +470,14 @@ class Worker:
             )
             vs_previous = _copy(rt.states[champion].paired.get(previous)) if previous else None
         if previous is not None and vs_previous is not None:
-            decision = decide_rollback(policy, *reversed(_quality(vs_previous)), vs_previous)
+            key = (rt.name, "rollback", previous, champion)
+            decision = decide_rollback(
+                policy,
+                *reversed(_quality(vs_previous)),
+                vs_previous,
+                last_look=self._looks.get(key, -1),
+            )
+            self._took_look(key, decision)
             if decision.action is Action.ROLLBACK:
                 log.warning(
                     "model %r: rolling back %s to %s: %s",
@@ -484,7 +495,11 @@ class Worker:
                 return
         if challenger is None or vs_challenger is None or policy.policy != "auto":
             return
-        decision = decide_promotion(policy, *_quality(vs_challenger), vs_challenger)
+        key = (rt.name, "promote", champion, challenger)
+        decision = decide_promotion(
+            policy, *_quality(vs_challenger), vs_challenger, last_look=self._looks.get(key, -1)
+        )
+        self._took_look(key, decision)
         if decision.action is Action.PROMOTE:
             log.info(
                 "model %r: promoting %s over %s: %s", rt.name, challenger, champion, decision.reason
@@ -506,6 +521,11 @@ class Worker:
                 reason=f"challenger rejected: {decision.reason}",
                 key=f"auto-reject:{rt.name}:{challenger}:{champion}",
             )
+
+    def _took_look(self, key: tuple[str, str, str, str], decision: Any) -> None:
+        look = decision.evidence.get("look")
+        if look and look["taken"]:
+            self._looks[key] = max(self._looks.get(key, -1), look["index"])
 
     def _check_ab_gates(self, rt: ModelRuntime) -> None:
         """The gates of a model whose labels follow the answer. Only versions that answer can
@@ -537,7 +557,11 @@ class Worker:
                     key=f"auto-canary:{rt.name}:{challenger}:{champion}",
                 )
             return
-        decision = decide_promotion(policy, None, None, ab or _empty_ab(rt))
+        key = (rt.name, "ab", champion, canary)
+        decision = decide_promotion(
+            policy, None, None, ab or _empty_ab(rt), last_look=self._looks.get(key, -1)
+        )
+        self._took_look(key, decision)
         if decision.action is Action.PROMOTE:
             log.info("model %r: promoting canary %s: %s", rt.name, canary, decision.reason)
             self.engine.promote(

@@ -93,8 +93,8 @@ def test_significantly_better_challenger_is_promoted():
     assert decision.action is Action.PROMOTE and decision.action == "promote"
     assert decision.reason == (
         "promote: on 350 paired labels the challenger was right where the champion was wrong "
-        "40 times and the reverse 10 times (McNemar p = 4.1e-05 < alpha 0.05); accuracy 0.971 "
-        "vs 0.886 (margin 0.01)."
+        "40 times and the reverse 10 times (McNemar p = 4.1e-05 < level 0.025, look 1 at 200 "
+        "labels); accuracy 0.971 vs 0.886 (margin 0.01)."
     )
     assert decision.evidence["paired"] == {
         "n": 350,
@@ -165,7 +165,7 @@ def test_alpha_boundary():
     strict = RolloutPolicy(policy="auto", alpha=0.01)
     decision = decide_promotion(strict, *accuracies(paired), paired)
     assert decision.action is Action.HOLD
-    assert "alpha 0.01" in decision.reason
+    assert "level 0.005, look 1 at 200 labels" in decision.reason  # alpha 0.01 / 2
 
 
 def test_paired_winner_below_the_margin_is_held():
@@ -219,7 +219,7 @@ def test_rollback_when_the_previous_champion_is_significantly_better():
     assert decision.reason.startswith(
         "rollback: the previous champion is significantly better; on 300 paired labels the "
         "previous champion was right where the new one was wrong 35 times and the reverse 12 "
-        "times (McNemar p = 0.00133, alpha 0.05)"
+        "times (McNemar p = 0.00133, level 0.025, look 1 at 200 labels)"
     )
     assert "accuracy 0.873 now vs 0.950 before (margin 0.01)" in decision.reason
 
@@ -287,8 +287,8 @@ def test_regression_challenger_with_a_significantly_lower_mae_is_promoted():
     assert decision.action is Action.PROMOTE
     assert decision.reason == (
         "promote: on 300 paired labels the challenger's mean absolute error was 0.491 against "
-        "the champion's 0.7555 (Wilcoxon signed-rank p = 9e-09 < alpha 0.05; margin 1% of the "
-        "MAE)."
+        "the champion's 0.7555 (Wilcoxon signed-rank p = 9e-09 < level 0.025, look 1 at 200 "
+        "labels; margin 1% of the MAE)."
     )
     assert "accuracy" not in decision.reason and "right" not in decision.reason
     assert decision.evidence["test"] == "wilcoxon"
@@ -363,7 +363,7 @@ def test_regression_rollback_when_the_previous_champion_is_significantly_better(
     assert decision.reason.startswith(
         "rollback: the previous champion is significantly better; on 300 paired labels the new "
         "champion's mean absolute error was 0.8183 against the previous one's 0.4533 (Wilcoxon "
-        "signed-rank p = 4.7e-17, alpha 0.05)."
+        "signed-rank p = 4.7e-17, level 0.025, look 1 at 200 labels)."
     )
     manual = decide_rollback(MANUAL, new, previous, paired)
     assert manual.action is Action.ROLLBACK

@@ -176,6 +176,36 @@ def test_an_auto_promotion_that_should_not_happen_does_not(url):
     engine.close()
 
 
+def test_the_worker_tests_each_planned_look_once_and_holds_in_between(url):
+    from onlearn.background.promotion import Action, decide_promotion
+
+    # Looks at 10, 20, 40, 80 paired labels, at levels 0.025, 0.0125, 0.00625, 0.003125.
+    engine = engine_for(
+        url,
+        rollout={"policy": "auto", "min_labels": 10, "alpha": 0.05},
+        refit={"candidates": [{"id": "majority", **MAJORITY}]},
+    )
+    worker = Worker(engine)
+    learn(engine, STREAM[:500])
+    v = refit_now(engine, worker, candidates=["majority"], register_anyway=True).result[
+        "registered"
+    ]
+    rt = engine.runtime("phishing")
+    learn(engine, STREAM[500:540])  # 40 paired labels: look 3, McNemar p = 0.057
+    worker.check_gates(rt)
+    assert rt.roles.get("challenger") == v
+    learn(engine, STREAM[540:548])  # 48: p = 0.0044, below look 3's level, but look 3 was taken
+    paired = rt.states[v].paired["v1"]
+    assert decide_promotion(rt.config.rollout, None, None, paired).action is Action.REJECT
+    worker.check_gates(rt)
+    assert rt.roles.get("challenger") == v  # held: no second test at the same look
+    learn(engine, STREAM[548:580])  # 80: look 4, p = 0.0012 < 0.003125
+    worker.check_gates(rt)
+    assert "challenger" not in rt.roles
+    assert "level 0.003125, look 4 at 80 labels" in engine.role_history("phishing")[-1]["reason"]
+    engine.close()
+
+
 def test_an_auto_promotion_of_a_better_challenger_and_an_auto_rollback_when_it_regresses(url):
     # Better than the majority-class champion, until it has learned 700 labels.
     turncoat = {"factory": "tests.core.factories:turncoat", "flip_after": 700}
