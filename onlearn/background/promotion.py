@@ -467,10 +467,15 @@ def _promotion_ab(
     promoted; else hold, saying how many more labels the test needs to detect the difference
     observed. ``margin`` needs no check: significantly better on its own labels means the
     canary's accuracy (MAE) is above (below) the champion's."""
-    details = ab.to_dict(alpha=policy.alpha)
-    needed = details["sample_size"]["sentence"]
-    evidence = {"policy": policy.to_config(), "ab": details}
+    evidence: dict[str, Any] = {"policy": policy.to_config()}
     look = _look(policy, ab.smaller_arm, evidence)
+    # The labels needed are planned at the level of the next look that can still decide (the
+    # first, or the one after the look due now), not at the full alpha: at a planned look the
+    # test runs at that smaller level, and needs more labels.
+    planned = policy.alpha / 2 if ab.smaller_arm < policy.min_labels else look.level / 2
+    details = ab.to_dict(alpha=planned)
+    needed = details["sample_size"]["sentence"]
+    evidence["ab"] = details
     level = look.describe()
     if isinstance(ab, TwoSampleCounts):
         quality = (

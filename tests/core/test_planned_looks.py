@@ -105,3 +105,25 @@ def test_no_difference_streams_decide_in_at_most_alpha_of_streams(kind):
     assert planned <= ALPHA + tolerance
     if kind == "ab":  # the simulation sees peeking: the old gate, full alpha at every check
         assert _false_decisions(kind, planned=False, check_every=16) > ALPHA + tolerance
+
+
+def test_an_ab_hold_plans_the_labels_it_needs_at_the_next_looks_level():
+    policy = RolloutPolicy(policy="auto", min_labels=100)
+    ab = TwoSampleCounts()
+    for side, right, n in (("a", 160, 200), ("b", 90, 110)):  # 0.80 vs 0.82: not significant
+        for i in range(n):
+            ab.update(side, i < right)
+    held = decide_promotion(policy, None, None, ab)
+    assert held.action is Action.HOLD and held.evidence["look"]["level"] == 0.025
+    # look 1 (110 labels in the smaller arm) tests at 0.025; the next one at 0.0125
+    planned = held.evidence["ab"]["sample_size"]
+    assert planned == ab.labels_needed(alpha=0.0125)
+    assert planned["more_labels"] > ab.labels_needed(alpha=0.05)["more_labels"]
+    assert "at alpha 0.0125" in held.reason
+    early = TwoSampleCounts()
+    for side, right, n in (("a", 40, 50), ("b", 45, 50)):  # before the first look: its level
+        for i in range(n):
+            early.update(side, i < right)
+    assert decide_promotion(policy, None, None, early).evidence["ab"]["sample_size"] == (
+        early.labels_needed(alpha=0.025)
+    )
