@@ -83,9 +83,19 @@ def check_weights(value: Any, strategy: Any, where: str) -> bool:
 
 
 def event_weight(payload: Mapping[str, Any]) -> float:
-    """The weight a label event is learned with: ``1 / sample_p``, or 1 without one."""
+    """The weight a label event is learned with: ``1 / sample_p``, or 1 without one.
+
+    The payload comes from the store: a ``sample_p`` that is not a probability in (0, 1] (a
+    string, 0, a negative, NaN) is no weight at all, the same on every replica, rather than an
+    error that would skip the label.
+
+    >>> [event_weight({"sample_p": p}) for p in (0.25, None, 0, -1, "0.5", float("nan"), True)]
+    [4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    """
     p = payload.get("sample_p")
-    return 1.0 if p is None else 1.0 / p
+    if isinstance(p, int | float) and not isinstance(p, bool) and 0 < p <= 1:
+        return 1.0 / p
+    return 1.0
 
 
 def takes_weight(estimator: Any) -> bool:

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import math
 import random
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -256,18 +257,28 @@ class Sampler:
     def learn_label(self, payload: Mapping[str, Any]) -> None:
         """``learn_one`` from a label event's payload (``onlearn.engine.feedback``): labels of
         predictions a sampler picked (``sampled`` set), with the answer the model gave then
-        (``outputs[answered_by]["proba"]``); other labels are ignored."""
+        (``outputs[answered_by]["proba"]``); other labels are ignored, and so is a payload
+        whose stored answer is not pairs of a class and a finite probability: it comes from the
+        store, and a malformed one must not stop the model from applying its log."""
         if payload.get("sampled") is None or not payload.get("outputs"):
             return
-        answer = payload["outputs"].get(payload.get("answered_by")) or {}
-        if answer.get("proba"):
-            self.learn_one({label: p for label, p in answer["proba"]}, payload["label"])
+        try:
+            answer = payload["outputs"].get(payload.get("answered_by")) or {}
+            proba = {label: float(p) for label, p in answer.get("proba") or ()}
+            label = payload["label"]
+            hash(label)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return
+        if proba and all(math.isfinite(p) for p in proba.values()):
+            self.learn_one(proba, label)
 
     def on_drift(self, alarm: Mapping[str, Any] | None = None) -> None:
         """A drift alarm from outside (the monitor's ``concept_drift``, ``input_drift`` or
         ``prediction_drift``; other kinds are ignored): the strategy's credit line opens again,
         and its allowance goes to the uncertain cases among the predictions that follow."""
-        if alarm is None or alarm.get("kind") in DRIFT_ALARMS:
+        # The alarm comes from the log: a kind that is not a string (even unhashable) is ignored.
+        kind = None if alarm is None else alarm.get("kind")
+        if alarm is None or (isinstance(kind, str) and kind in DRIFT_ALARMS):
             self.strategy.on_drift()
 
     def decide_many(

@@ -94,15 +94,32 @@ def test_monitor_alarms_that_say_the_data_moved_open_the_line(kind, opens):
     sampler = sampler_from_config({})
     sampler.on_drift({"kind": kind, "detail": "x"})
     assert sampler.strategy.n_drifts == int(opens)
+    for hostile in (["concept_drift"], {"a": 1}, None, 7):  # from the log: untrusted
+        sampler.on_drift({"kind": hostile})
+    assert sampler.strategy.n_drifts == int(opens)
 
 
 def test_a_label_event_steers_only_when_a_sampler_picked_it():
     sampler = sampler_from_config({})
     answer = {"label": "a", "proba": [["a", 0.95], ["b", 0.05]]}
     event = {"label": "b", "outputs": {"v1": answer}, "answered_by": "v1", "sampled": "uncertain"}
+    # What the store gives back is untrusted: a malformed stored answer steers nothing and
+    # raises nothing (it would stop the model from applying its log).
+    hostile = [
+        {**event, "outputs": ["not", "a", "table"]},
+        {**event, "outputs": {"v1": "text"}},
+        {**event, "outputs": {"v1": {"proba": [["a"]]}}},
+        {**event, "outputs": {"v1": {"proba": [["a", "high"]]}}},
+        {**event, "outputs": {"v1": {"proba": [[["a"], 0.9]]}}},
+        {**event, "outputs": {"v1": {"proba": [["a", float("nan")], ["b", 0.1]]}}},
+        {**event, "label": ["b"]},
+        {k: v for k, v in event.items() if k != "label"},
+    ]
     for _ in range(10):
         sampler.learn_label({**event, "sampled": None})  # an app label: not bought
         sampler.learn_label({**event, "outputs": None})  # no record joined
+        for payload in hostile:
+            sampler.learn_label(payload)
     assert sampler.strategy.n_drifts == 0
     for _ in range(10):
         sampler.learn_label(event)
