@@ -57,3 +57,17 @@ def check_choice(name: str, value: Any, where: str, choices: Iterable[str]) -> s
             f"{where}: {name!r} must be one of {', '.join(map(repr, choices))}, got {value!r}"
         )
     return value
+
+
+def check_whole(name: str, value: Any, where: str) -> int:
+    """An integer >= 0 (a number of labels)."""
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        raise ConfigError(f"{where}: {name!r} must be an integer >= 0, got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any, where: str) -> bool:
+    """``true`` or ``false``: not 0, 1 or a string."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {name!r} must be true or false, got {value!r}")
+    return value

@@ -35,9 +35,8 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any
 
-from onlearn.active._check import check_count, check_share
+from onlearn.active._check import check_count, check_share, check_whole
 from onlearn.errors import ConfigError
 
 __all__ = ["BudgetManager", "CreditBudget", "labels_per_window"]
@@ -301,10 +300,3 @@ class CreditBudget:
 def default_max_rate(budget: float) -> float:
     """The rate cap when none is given: ``min(1, MAX_RATE_FACTOR * budget)``."""
     return min(1.0, MAX_RATE_FACTOR * budget)
-
-
-def check_whole(name: str, value: Any, where: str) -> int:
-    """An integer >= 0 (a number of labels)."""
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-        raise ConfigError(f"{where}: {name!r} must be an integer >= 0, got {value!r}")
-    return value

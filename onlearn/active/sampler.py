@@ -62,14 +62,16 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from onlearn.active._check import (
+    check_bool,
     check_choice,
     check_count,
     check_non_negative,
     check_seed,
     check_share,
     check_step,
+    check_whole,
 )
-from onlearn.active.budget import check_budget_window, check_whole, default_max_rate
+from onlearn.active.budget import check_budget_window, default_max_rate
 from onlearn.active.committee import COMMITTEE_MEASURES, _opinions
 from onlearn.active.steering import SurpriseDetector
 from onlearn.active.strategies import (
@@ -338,12 +340,6 @@ _SAMPLER_KEYS = (
     "weight_clip",
     "steer",
 )
-
-
-def check_bool(name: str, value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}: {name!r} must be true or false, got {value!r}")
-    return value
 
 
 def _check_max_rate(name: str, value: Any, where: str) -> float | None:

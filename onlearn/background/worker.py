@@ -500,32 +500,45 @@ class Worker:
             policy, *_quality(vs_challenger), vs_challenger, last_look=self._looks.get(key, -1)
         )
         self._took_look(key, decision)
-        if decision.action is Action.PROMOTE:
-            log.info(
-                "model %r: promoting %s over %s: %s", rt.name, challenger, champion, decision.reason
-            )
-            self.engine.promote(
-                rt.name,
-                challenger,
-                CHAMPION,
-                actor=f"worker {self.name} (automatic)",
-                reason=f"automatic promotion: {decision.reason}",
-                key=f"auto-promote:{rt.name}:{challenger}:{champion}",
-            )
-        elif decision.action is Action.REJECT:
-            log.info("model %r: dropping challenger %s: %s", rt.name, challenger, decision.reason)
-            self.engine.change_roles(
-                rt.name,
-                {CHALLENGER: None},
-                actor=f"worker {self.name} (automatic)",
-                reason=f"challenger rejected: {decision.reason}",
-                key=f"auto-reject:{rt.name}:{challenger}:{champion}",
-            )
+        self._carry_out(rt, decision, CHALLENGER, challenger, champion)
 
     def _took_look(self, key: tuple[str, str, str, str], decision: Any) -> None:
         look = decision.evidence.get("look")
         if look and look["taken"]:
             self._looks[key] = max(self._looks.get(key, -1), look["index"])
+
+    def _carry_out(
+        self, rt: ModelRuntime, decision: Any, role: str, newcomer: str, champion: str
+    ) -> None:
+        """A gate's promote or reject of the ``role`` (challenger or canary) ``newcomer``; a
+        hold does nothing. The keys make a decision taken twice (two workers) one change."""
+        actor = f"worker {self.name} (automatic)"
+        if decision.action is Action.PROMOTE:
+            log.info(
+                "model %r: promoting %s %s over %s: %s",
+                rt.name,
+                role,
+                newcomer,
+                champion,
+                decision.reason,
+            )
+            self.engine.promote(
+                rt.name,
+                newcomer,
+                CHAMPION,
+                actor=actor,
+                reason=f"automatic promotion: {decision.reason}",
+                key=f"auto-promote:{rt.name}:{newcomer}:{champion}",
+            )
+        elif decision.action is Action.REJECT:
+            log.info("model %r: dropping %s %s: %s", rt.name, role, newcomer, decision.reason)
+            self.engine.change_roles(
+                rt.name,
+                {role: None},
+                actor=actor,
+                reason=f"{role} rejected: {decision.reason}",
+                key=f"auto-reject:{rt.name}:{newcomer}:{champion}",
+            )
 
     def _check_ab_gates(self, rt: ModelRuntime) -> None:
         """The gates of a model whose labels follow the answer. Only versions that answer can
@@ -562,25 +575,7 @@ class Worker:
             policy, None, None, ab or _empty_ab(rt), last_look=self._looks.get(key, -1)
         )
         self._took_look(key, decision)
-        if decision.action is Action.PROMOTE:
-            log.info("model %r: promoting canary %s: %s", rt.name, canary, decision.reason)
-            self.engine.promote(
-                rt.name,
-                canary,
-                CHAMPION,
-                actor=actor,
-                reason=f"automatic promotion: {decision.reason}",
-                key=f"auto-promote:{rt.name}:{canary}:{champion}",
-            )
-        elif decision.action is Action.REJECT:
-            log.info("model %r: dropping canary %s: %s", rt.name, canary, decision.reason)
-            self.engine.change_roles(
-                rt.name,
-                {CANARY: None},
-                actor=actor,
-                reason=f"canary rejected: {decision.reason}",
-                key=f"auto-reject:{rt.name}:{canary}:{champion}",
-            )
+        self._carry_out(rt, decision, CANARY, canary, champion)
 
     def check_triggers(self, rt: ModelRuntime) -> Job | None:
         """Start a retrain when an alarm came, or when enough new labels or time passed AND the
