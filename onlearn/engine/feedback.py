@@ -569,3 +569,9 @@ def _check_label(config: ModelConfig, label: Any) -> list[FieldError]:
             FieldError(("label",), "finite", "label must be a finite number for a regression model")
         ]
     return []
+
+
+def check_label(config: ModelConfig, label: Any) -> list[FieldError]:
+    """The rules ``label`` breaks for ``config``'s task and classes (none: a good label): the
+    checks feedback runs, for other ways in (onlearn/history.py's import)."""
+    return _check_label(config, label)

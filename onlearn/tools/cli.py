@@ -31,6 +31,8 @@ EPILOG = """examples:
   onlearn models rollback phishing --reason "accuracy dropped"
   onlearn schema infer data.csv --target label --model my_model
   onlearn keys new --name app --roles predict
+  onlearn export --model phishing --format parquet --out phishing.parquet
+  onlearn import phishing.parquet --model phishing --store redis://localhost:6379/0
 """
 
 
@@ -319,6 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     new.set_defaults(func=cmd_keys_new)
     keys.set_defaults(func=lambda args: keys.print_help() or 2)
+
+    _history_commands(commands)
     accept_group_options_after_subcommands(parser)
     return parser
 
@@ -997,6 +1001,154 @@ def cmd_schema_infer(args: argparse.Namespace) -> int:
     elif task is None:
         task, note = "classification", "no --target to infer the task from: classification"
     print(schema_to_toml(schema, args.model, args.target, task=task, note=note))
+    return 0
+
+
+# Data in and out (onlearn/history.py, onlearn/history_files.py)
+
+
+def _history_commands(commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write a model's labelled history (the retained part of its log) to a file",
+        description="Write the label events of a model's log (features, label, source, "
+        "labeller, event time, seq, the version that answered, corrections as rows of their "
+        "own) to JSON Lines or Parquet. Reads the store directly (run it where the store is "
+        "reachable); events trimmed before the export are not in the file, and the summary on "
+        "stderr says which seqs it covered.",
+    )
+    export.add_argument("--model", required=True, help="the model whose history to export")
+    _store_arguments(export)
+    export.add_argument(
+        "--format", choices=["jsonl", "parquet"], help="default: from --out's suffix, else jsonl"
+    )
+    export.add_argument(
+        "--since",
+        help="first event: a seq (inclusive) or an ISO-8601 event time (inclusive, UTC unless "
+        "it names a zone)",
+    )
+    export.add_argument(
+        "--until", help="last event: a seq (inclusive) or an ISO-8601 event time (exclusive)"
+    )
+    export.add_argument("--out", help="the file to write (default: standard output, jsonl only)")
+    export.set_defaults(func=cmd_export)
+
+    load = commands.add_parser(
+        "import",
+        help="append a labelled history from a file (an export, or your own) to a model's log",
+        description="Append the rows of a JSON Lines or Parquet file to a model's log as label "
+        "events, in the file's order; serving processes on the store learn them as they "
+        "follow the log. Idempotent by event_id: importing a file again appends nothing. Every "
+        "row is checked against the model's schema first; a bad row stops the import before "
+        "anything is appended, naming its line and field (or see --skip-invalid).",
+    )
+    load.add_argument("file", help="a .jsonl or .parquet file")
+    load.add_argument("--model", required=True, help="the model to import into")
+    _store_arguments(load)
+    load.add_argument("--format", choices=["jsonl", "parquet"], help="default: from the suffix")
+    load.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="skip bad rows (and corrections of them), count them and show the first few, "
+        "instead of stopping at the first",
+    )
+    load.add_argument(
+        "--batch",
+        type=at_least(1),
+        default=1000,
+        help="label events per durable append (default 1000)",
+    )
+    load.set_defaults(func=cmd_import)
+
+
+def _store_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML file declaring the model (or $ONLEARN_CONFIG)")
+    parser.add_argument("--store", help="store URL (default: the config's, or $ONLEARN_STORE_URL)")
+
+
+def _history_model(args: argparse.Namespace):
+    from onlearn.config import load_settings
+
+    settings = load_settings(args.config, store_url=args.store)
+    config = settings.model(args.model)
+    if config is None:
+        known = ", ".join(m.name for m in settings.models) or "none"
+        raise ConfigError(
+            f"model {args.model!r} is not in the config (models: {known}); pass --config with "
+            "the file that declares it: its schema checks and types the rows"
+        )
+    return settings, config
+
+
+def _bound(option: str, text: str | None):
+    from onlearn.history import parse_bound
+
+    if text is None:
+        return None
+    try:
+        return parse_bound(text)
+    except ValueError as e:
+        raise ConfigError(f"{option}: {e}") from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from onlearn.history import ExportReport, export_rows
+    from onlearn.history_files import format_of, write_rows
+    from onlearn.store import open_store
+
+    settings, config = _history_model(args)
+    fmt = format_of(args.out, args.format)
+    since, until = _bound("--since", args.since), _bound("--until", args.until)
+    report = ExportReport(config.name)
+    with open_store(settings.store_url) as store:
+        rows = export_rows(store, config.name, since=since, until=until, report=report)
+        # disable=None: a bar on a terminal only, not in the logs of a job
+        with tqdm(rows, desc=f"export {config.name}", unit=" events", disable=None) as bar:
+            write_rows(bar, args.out, fmt, config)
+    print(report.summary(), file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from onlearn.history import import_rows
+    from onlearn.history_files import format_of, read_rows
+    from onlearn.store import open_store
+
+    settings, config = _history_model(args)
+    fmt = format_of(args.file, args.format)
+    bars: dict[str, tqdm] = {}
+
+    def progress(phase: str, n: int) -> None:
+        if phase not in bars:
+            total = bars["check"].n if phase == "import" and "check" in bars else None
+            for bar in bars.values():
+                bar.close()
+            label = "check" if phase == "check" else "import"
+            bars[phase] = tqdm(
+                desc=f"{label} {config.name}", total=total, unit=" rows", disable=None
+            )
+        bars[phase].update(n)
+
+    try:
+        with open_store(settings.store_url) as store:
+            report = import_rows(
+                store,
+                config,
+                lambda: read_rows(args.file, fmt),
+                skip_invalid=args.skip_invalid,
+                batch=args.batch,
+                progress=progress,
+            )
+    finally:
+        for bar in bars.values():
+            bar.close()
+    for error in report.errors:
+        print(f"skipped: {error}", file=sys.stderr)
+    print(report.summary())
     return 0
 
 
