@@ -524,8 +524,10 @@ def _checked(
                 _bad(report, skipped, skip_invalid, error)
             continue
         if not checked.event_id:
+            # Fields given as null count as absent: a Parquet row has every column.
+            given = {k: v for k, v in row.items() if v is not None}
             digest = hashlib.sha256(
-                json.dumps(row, sort_keys=True, default=str).encode()
+                json.dumps(given, sort_keys=True, default=str).encode()
             ).hexdigest()[:32]
             n = seen[digest] = seen.get(digest, 0) + 1
             checked.event_id = f"row-{digest}-{n}"

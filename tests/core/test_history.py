@@ -94,6 +94,22 @@ CASES = {
         },
         trump,
     ),
+    # Labels asked by a randomised sampler carry sample_p: the replay learns them weighted.
+    "weighted": (
+        {
+            "classes": [True, False],
+            "features": PHISHING_FEATURES,
+            "pipeline": LOGISTIC,
+            "active": {
+                "strategy": "randomized_variable_uncertainty",
+                "budget": 0.3,
+                "window": 50,
+                "importance_weights": True,
+                "seed": 3,
+            },
+        },
+        phishing,
+    ),
     "categories": (
         {
             "classes": ["low", "mid", "high"],
@@ -206,7 +222,7 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/source.db"
 
 
-@pytest.mark.parametrize("case", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("case", ["binary", "multiclass", "regression", "weighted"])
 def test_a_history_moved_from_sqlite_to_redis_gives_the_same_model(
     case, sqlite_url, redis_url, tmp_path
 ):
@@ -216,6 +232,8 @@ def test_a_history_moved_from_sqlite_to_redis_gives_the_same_model(
     source = label_events(sqlite_url)
     assert report.rows == len(source) and report.corrections == 11 and report.trimmed == 0
 
+    if case == "weighted":
+        assert any(p["sample_p"] not in (None, 1.0) for *_, p in source)
     imported = import_from(redis_url, case, tmp_path / "h.jsonl", "jsonl")
     assert (imported.appended, imported.corrections) == (len(source), 11)
 
@@ -420,3 +438,24 @@ def test_an_engine_in_this_process_learns_each_batch_as_it_is_appended(tmp_path,
         )
         assert seen[-1] == report.last_seq and len(seen) >= report.appended // 100
         assert answers(engine, CASES["regression"][1](N + HELD_OUT)[N:]) == expected
+
+
+def test_consecutive_windows_imported_in_order_give_the_whole_history(sqlite_url, tmp_path):
+    """A window that starts with a correction whose first label is in the window before: the
+    import finds that label in the destination's log and corrects it there."""
+    teach(sqlite_url, "binary")
+    export_to(sqlite_url, "binary", tmp_path / "all.jsonl", "jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+    cut = next(r["seq"] for r in rows if r["kind"] == "correction" and r["seq"] > 20)
+    export_to(sqlite_url, "binary", tmp_path / "a.jsonl", "jsonl", until=cut - 1)
+    export_to(sqlite_url, "binary", tmp_path / "b.jsonl", "jsonl", since=cut)
+    whole, parts = f"sqlite:///{tmp_path}/whole.db", f"sqlite:///{tmp_path}/parts.db"
+    import_from(whole, "binary", tmp_path / "all.jsonl", "jsonl")
+    import_from(parts, "binary", tmp_path / "a.jsonl", "jsonl")
+    second = import_from(parts, "binary", tmp_path / "b.jsonl", "jsonl")
+    assert second.corrections >= 1
+    assert label_events(parts) == label_events(whole)
+    # The second window alone has nothing to correct: refused, naming the row.
+    with pytest.raises(BadHistoryRow) as alone:
+        import_from(f"sqlite:///{tmp_path}/alone.db", "binary", tmp_path / "b.jsonl", "jsonl")
+    assert alone.value.field == "corrects" and alone.value.where.endswith("line 1")
