@@ -1,5 +1,5 @@
 """The ``onlearn`` command: serve, worker, monitor, retrain, jobs, demo, label, schema, store,
-keys (``onlearn --help`` lists them all)."""
+keys, export, import (``onlearn --help`` lists them all)."""
 
 from __future__ import annotations
 
