@@ -459,3 +459,38 @@ def test_consecutive_windows_imported_in_order_give_the_whole_history(sqlite_url
     with pytest.raises(BadHistoryRow) as alone:
         import_from(f"sqlite:///{tmp_path}/alone.db", "binary", tmp_path / "b.jsonl", "jsonl")
     assert alone.value.field == "corrects" and alone.value.where.endswith("line 1")
+
+
+def test_a_row_the_log_holds_with_another_label_is_counted_not_imported(tmp_path):
+    model = settings_from_mapping(SMALL).model("m")
+    path = tmp_path / "h.jsonl"
+    rows = [
+        {"event_id": f"e{i}", "features": {"x": float(i)}, "label": i % 2 == 0} for i in range(4)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with open_store("memory://") as store:
+        import_rows(store, model, lambda: read_rows(str(path), "jsonl"))
+        rows[2]["label"] = not rows[2]["label"]
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        again = import_rows(store, model, lambda: read_rows(str(path), "jsonl"))
+        assert (again.appended, again.present, again.conflicts) == (0, 3, 1)
+        assert "1 in the log with another label (not imported)" in again.summary()
+        assert store.log.by_keys("m", ["event:e2"])["event:e2"].payload["label"] is True
+
+
+def test_labels_of_undeclared_classes_travel_in_parquet_as_json_text(tmp_path):
+    """Without declared classes a model's labels may be of any JSON type: Parquet keeps them as
+    JSON text and gives back the same values and types."""
+    table = {"features": {"x": "number"}, "pipeline": LOGISTIC}
+    model = settings_from_mapping({"models": {"m": table}}).model("m")
+    rows = [
+        {"event_id": f"e{i}", "features": {"x": float(i)}, "label": label}
+        for i, label in enumerate([True, 1, "one", False])
+    ]
+    (tmp_path / "h.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with open_store("memory://") as a, open_store("memory://") as b:
+        import_rows(a, model, lambda: read_rows(str(tmp_path / "h.jsonl"), "jsonl"))
+        write_rows(export_rows(a, "m"), str(tmp_path / "h.parquet"), "parquet", model)
+        import_rows(b, model, lambda: read_rows(str(tmp_path / "h.parquet"), "parquet"))
+        got = [e.payload["label"] for e in b.log.read("m", 0)]
+    assert got == [True, 1, "one", False] and [type(v) for v in got] == [bool, int, str, bool]
