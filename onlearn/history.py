@@ -1,4 +1,4 @@
-"""A model's labelled history as rows: exported from its log, imported into another log.
+"""A model's labelled history as rows, and their export from its log.
 
 A row is one label event, as a flat dict of JSON values (:data:`ROW_FIELDS`): what was
 labelled (``features``), the ``label``, who gave it (``source``, ``labeller``), when (``at``,
@@ -12,13 +12,9 @@ The export reads the log through the store's ports, so it works on every backend
 retained part of the log: events trimmed (covered by a snapshot) are gone, and
 :class:`ExportReport` says where the file starts.
 
-The import appends label events to a log with the keys feedback gives them, so it is
-idempotent: a row's ``event_id`` becomes the event's key (``prediction:<id>`` as is, anything
-else as ``event:<id>``, which is what inline feedback with that ``event_id`` would use), and a
-correction is keyed in its chain as :mod:`onlearn.corrections` keys it. Importing a file twice
-appends nothing the second time. Every row is checked against the model's schema and label
-rules before anything is appended; a bad row stops the import with its line and field
-(``skip_invalid`` skips and counts it instead).
+An exported event's ``event_id`` is stable (:func:`export_id`), and :func:`row_key` is the key
+an import (:mod:`onlearn.history_import`) gives it back: ``prediction:<id>`` as is, anything
+else ``event:<id>``, what inline feedback with that ``event_id`` would use.
 
 >>> row_key("prediction:01ab"), row_key("17"), export_id("event:17", "g", 3)
 ('prediction:01ab', 'event:17', '17')
@@ -28,19 +24,13 @@ rules before anything is appended; a bad row stops the import with its line and 
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from onlearn.config import ModelConfig
-from onlearn.corrections import CORRECTION_PREFIX, correction_event, same_label
-from onlearn.engine.feedback import check_label
-from onlearn.errors import OnlearnError, SchemaViolation
+from onlearn.corrections import CORRECTION_PREFIX
+from onlearn.errors import OnlearnError
 from onlearn.records import Event, EventKind, LabelSource
 from onlearn.store.base import Store
 
@@ -48,10 +38,8 @@ __all__ = [
     "ROW_FIELDS",
     "BadHistoryRow",
     "ExportReport",
-    "ImportReport",
     "export_id",
     "export_rows",
-    "import_rows",
     "parse_bound",
     "row_key",
 ]
@@ -77,11 +65,8 @@ ROW_FIELDS = (
     "previous_labeller",
 )
 LABEL, CORRECTION = "label", "correction"
-_SOURCES = frozenset(s.value for s in LabelSource)
-# Events appended per call: one durable append (a transaction, a pipeline) per batch.
-BATCH = 1000
-# How many bad rows an import that skips them describes; the others are counted.
-SHOWN_ERRORS = 5
+# Events read per call.
+PAGE = 1000
 
 
 class BadHistoryRow(OnlearnError, ValueError):
@@ -197,7 +182,7 @@ def export_rows(
     since: int | float | None = None,
     until: int | float | None = None,
     report: ExportReport | None = None,
-    page: int = BATCH,
+    page: int = PAGE,
 ) -> Iterator[dict[str, Any]]:
     """The label events of ``model``'s log as rows, in seq order, within ``since``/``until``
     (see :func:`parse_bound`). ``report`` is filled in as the rows go."""
@@ -269,359 +254,3 @@ def _target_id(store: Store, model: str, event: Event, target: int, generation: 
         return export_id(found[0].key, generation, target)
     root = _chain_root(event.key) if event.key else None
     return export_id(root, generation, target)
-
-
-# Import
-
-
-@dataclass
-class ImportReport:
-    """What an import did: ``rows`` read, events ``appended`` (``corrections`` among them),
-    ``present``: rows whose event the log held already (the same label: a file imported
-    again), ``conflicts``: rows whose event the log held with another label (not imported),
-    ``skipped``: bad rows left out (with ``skip_invalid``), the first of them in ``errors``,
-    and the seqs the appended events got."""
-
-    model: str
-    rows: int = 0
-    appended: int = 0
-    corrections: int = 0
-    present: int = 0
-    conflicts: int = 0
-    skipped: int = 0
-    errors: list[str] = field(default_factory=list)
-    first_seq: int | None = None
-    last_seq: int | None = None
-
-    def summary(self) -> str:
-        text = (
-            f"model {self.model!r}: {self.rows} rows read, {self.appended} label events appended "
-            f"({self.corrections} corrections)"
-        )
-        if self.appended:
-            text += f" at seq {self.first_seq}..{self.last_seq}"
-        text += f"; {self.present} already in the log"
-        if self.conflicts:
-            text += f"; {self.conflicts} in the log with another label (not imported)"
-        if self.skipped:
-            text += f"; {self.skipped} bad rows skipped"
-        return text
-
-
-@dataclass
-class _Checked:
-    """A row that passed the checks: what its event needs."""
-
-    where: str
-    event_id: str
-    label: Any
-    at: float
-    payload: dict[str, Any]
-    corrects: str | None = None
-
-
-@dataclass
-class _Placed:
-    """An event of the import as the log holds it, and the key of its chain."""
-
-    event: Event
-    chain: str
-
-
-def import_rows(
-    store: Store,
-    config: ModelConfig,
-    rows: Callable[[], Iterable[tuple[str, Mapping[str, Any]]]],
-    *,
-    skip_invalid: bool = False,
-    batch: int = BATCH,
-    clock: Callable[[], float] = time.time,
-    progress: Callable[[str, int], None] | None = None,
-    learn: Callable[[list[Event], Any], None] | None = None,
-) -> ImportReport:
-    """Append the rows (``(where, row)`` pairs: the line or row number and the row) to
-    ``config``'s log, in their order, as label events.
-
-    ``rows`` is called twice: the first pass checks every row (and that each correction's
-    target exists), so a bad row stops the import before anything is appended; the second
-    appends in batches of ``batch``. ``progress(phase, n)`` is told each ``n`` rows done
-    (``"check"``, then ``"import"``). ``learn(events, seqs)`` is handed each appended batch:
-    an engine in this process applies them (``Engine.learn_appended``); serving processes on a
-    shared store follow the log and learn them without it."""
-    report = ImportReport(config.name)
-    skipped: set[str] = set()  # the wheres of bad rows (skip_invalid)
-    known: set[str] = set()
-    outside: dict[str, str] = {}  # corrects -> where, for targets not in the file
-    referenced: set[str] = set()  # what corrections correct: the events to remember
-    for checked in _checked(config, rows(), report, skipped, skip_invalid, clock):
-        if checked.corrects is not None:
-            referenced.add(checked.corrects)
-        if checked.corrects is not None and checked.corrects not in known:
-            if checked.corrects.startswith(CORRECTION_PREFIX):
-                _bad(
-                    report,
-                    skipped,
-                    skip_invalid,
-                    BadHistoryRow(
-                        checked.where,
-                        "corrects",
-                        f"{checked.corrects!r} is a correction that is not earlier in this "
-                        "file: a correction of a correction must follow it in the same file",
-                    ),
-                )
-                continue
-            outside.setdefault(checked.corrects, checked.where)
-        known.add(checked.event_id)
-        if progress:
-            progress("check", 1)
-    placed: dict[str, _Placed] = {}
-    if outside:
-        found = store.log.by_keys(config.name, [row_key(t) for t in outside])
-        for target, where in outside.items():
-            event = found.get(row_key(target))
-            if event is None:
-                _bad(
-                    report,
-                    skipped,
-                    skip_invalid,
-                    BadHistoryRow(
-                        where,
-                        "corrects",
-                        f"{target!r} is neither earlier in this file nor in model "
-                        f"{config.name!r}'s log: import what it corrects first",
-                    ),
-                )
-            else:
-                placed[target] = _Placed(event, event.key)
-    report.rows = 0
-    appender = _Appender(store, config.name, report, placed, referenced, learn)
-    for checked in _checked(config, rows(), report, None, True, clock):
-        if checked.where in skipped:
-            continue
-        if checked.corrects is not None:
-            if checked.corrects not in placed and checked.corrects not in appender.pending_ids:
-                report.skipped += 1  # it corrects a skipped row
-                continue
-            if checked.corrects in appender.pending_ids:
-                appender.flush()
-            target = placed[checked.corrects]
-            event = correction_event(
-                target.event,
-                label=checked.label,
-                source=checked.payload["source"],
-                labeller=checked.payload["labeller"],
-                chain_key=target.chain,
-                at=checked.at,
-            )
-            appender.add(checked.event_id, event, target.chain)
-        else:
-            key = row_key(checked.event_id)
-            appender.add(
-                checked.event_id, Event(EventKind.LABEL, checked.payload, checked.at, key=key), key
-            )
-        if len(appender) >= batch:
-            if progress:
-                progress("import", len(appender))
-            appender.flush()
-    if progress:
-        progress("import", len(appender))
-    appender.flush()
-    return report
-
-
-class _Appender:
-    """Events waiting for one durable append, and what they became once appended."""
-
-    def __init__(self, store, model, report, placed, referenced, learn) -> None:
-        self.store = store
-        self.model = model
-        self.report = report
-        # Only the events a later correction names are kept: memory stays flat however long
-        # the history.
-        self.placed = placed
-        self.referenced = referenced
-        self.learn = learn
-        self.ids: list[str] = []
-        self.events: list[Event] = []
-        self.chains: list[str] = []
-        self.pending_ids: set[str] = set()
-
-    def __len__(self) -> int:
-        return len(self.events)
-
-    def add(self, event_id: str, event: Event, chain: str) -> None:
-        self.ids.append(event_id)
-        self.events.append(event)
-        self.chains.append(chain)
-        self.pending_ids.add(event_id)
-
-    def flush(self) -> None:
-        if not self.events:
-            return
-        # A store found replaced takes no label (onlearn.store.generation), as for feedback.
-        self.store.generation.refuse()
-        log, report = self.store.log, self.report
-        result = log.append(self.model, self.events)
-        met = [e.key for e, new in zip(self.events, result.new, strict=True) if not new]
-        existing = log.by_keys(self.model, met) if met else {}
-        for event_id, event, chain, seq, new in zip(
-            self.ids, self.events, self.chains, result, result.new, strict=True
-        ):
-            if new:
-                report.appended += 1
-                report.corrections += event.payload.get("corrects") is not None
-                report.first_seq = report.first_seq or seq
-                report.last_seq = seq
-                held = Event(event.kind, event.payload, event.at, seq, event.key)
-            else:
-                held = existing.get(event.key) or Event(
-                    event.kind, event.payload, event.at, seq, event.key
-                )
-                if same_label(held.payload["label"], event.payload["label"]):
-                    report.present += 1
-                else:
-                    report.conflicts += 1
-            if event_id in self.referenced:
-                self.placed[event_id] = _Placed(held, chain)
-        if self.learn is not None and any(result.new):
-            self.learn(self.events, result)
-        self.ids, self.events, self.chains = [], [], []
-        self.pending_ids = set()
-
-
-def _bad(report: ImportReport, skipped, skip_invalid: bool, error: BadHistoryRow) -> None:
-    if not skip_invalid:
-        raise error
-    report.skipped += 1
-    skipped.add(error.where)
-    if len(report.errors) < SHOWN_ERRORS:
-        report.errors.append(str(error))
-
-
-def _checked(
-    config: ModelConfig,
-    rows: Iterable[tuple[str, Mapping[str, Any]]],
-    report: ImportReport,
-    skipped: set[str] | None,
-    skip_invalid: bool,
-    clock: Callable[[], float],
-) -> Iterator[_Checked]:
-    """The rows that pass the checks; a bad one raises (or is counted, with skip_invalid).
-    Rows without an ``event_id`` get one from their content and how many identical rows came
-    before: stable when the same file is imported again, or with rows added to it."""
-    seen: dict[str, int] = {}
-    ids: set[str] = set()
-    for where, row in rows:
-        report.rows += 1
-        try:
-            checked = _check(config, where, row, clock)
-            if checked.event_id in ids:
-                raise BadHistoryRow(
-                    where, "event_id", f"{checked.event_id!r} is given to an earlier row too"
-                )
-        except BadHistoryRow as error:
-            if skipped is not None:
-                _bad(report, skipped, skip_invalid, error)
-            continue
-        if not checked.event_id:
-            # Fields given as null count as absent: a Parquet row has every column.
-            given = {k: v for k, v in row.items() if v is not None}
-            digest = hashlib.sha256(
-                json.dumps(given, sort_keys=True, default=str).encode()
-            ).hexdigest()[:32]
-            n = seen[digest] = seen.get(digest, 0) + 1
-            checked.event_id = f"row-{digest}-{n}"
-        ids.add(checked.event_id)
-        yield checked
-
-
-def _check(
-    config: ModelConfig, where: str, row: Mapping[str, Any], clock: Callable[[], float]
-) -> _Checked:
-    if isinstance(row, BadHistoryRow):  # the file could not give this row (onlearn.history_files)
-        raise row
-    if not isinstance(row, Mapping):
-        raise BadHistoryRow(where, "row", "must be an object of field to value")
-    unknown = sorted(set(row) - set(ROW_FIELDS))
-    if unknown:
-        raise BadHistoryRow(where, unknown[0], f"unknown field; a row has {', '.join(ROW_FIELDS)}")
-    event_id = row.get("event_id")
-    if event_id is not None and (not isinstance(event_id, str) or not event_id):
-        raise BadHistoryRow(where, "event_id", "must be a non-empty string")
-    kind = row.get("kind") or LABEL
-    if kind not in (LABEL, CORRECTION):
-        raise BadHistoryRow(where, "kind", f"must be {LABEL!r} or {CORRECTION!r}, got {kind!r}")
-    corrects = row.get("corrects")
-    if kind == CORRECTION and (not isinstance(corrects, str) or not corrects):
-        raise BadHistoryRow(where, "corrects", "a correction names the event_id it corrects")
-    if kind == LABEL and corrects is not None:
-        raise BadHistoryRow(where, "corrects", 'only a row of kind "correction" corrects one')
-    if "label" not in row:
-        raise BadHistoryRow(where, "label", "is required")
-    label = row["label"]
-    for error in check_label(config, label):
-        raise BadHistoryRow(where, "label", error.msg)
-    source = row.get("source") or LabelSource.APP.value
-    if source not in _SOURCES:
-        raise BadHistoryRow(where, "source", f"must be one of {', '.join(sorted(_SOURCES))}")
-    labeller = row.get("labeller")
-    if labeller is not None and (not isinstance(labeller, str) or len(labeller) > 200):
-        raise BadHistoryRow(where, "labeller", "must be a string of at most 200 characters")
-    at = _time(where, "at", row.get("at"))
-    at = clock() if at is None else at
-    features = row.get("features")
-    clean = None
-    if features is not None or kind == LABEL:
-        try:
-            clean = config.schema.validate(features, hints=True)
-        except SchemaViolation as e:
-            first = e.errors[0]
-            name = ".".join(map(str, ("features", *first.loc)))
-            more = len(e.errors) + e.omitted - 1
-            raise BadHistoryRow(
-                where, name, first.msg + (f" (and {more} more)" if more > 0 else "")
-            ) from None
-    sample_p = row.get("sample_p")
-    if sample_p is not None and (
-        isinstance(sample_p, bool) or not isinstance(sample_p, int | float) or not 0 < sample_p <= 1
-    ):
-        raise BadHistoryRow(where, "sample_p", "must be a probability in (0, 1] or null")
-    outputs = row.get("outputs")
-    if outputs is not None and not (
-        isinstance(outputs, Mapping)
-        and all(isinstance(v, Mapping) and "label" in v for v in outputs.values())
-    ):
-        raise BadHistoryRow(
-            where, "outputs", 'must map each version to its answer {"label", "proba"}, or be null'
-        )
-    for name in ("prediction_id", "answered_by", "sampled"):
-        if row.get(name) is not None and not isinstance(row[name], str):
-            raise BadHistoryRow(where, name, "must be a string or null")
-    payload = {
-        "label": label,
-        "source": source,
-        "labeller": labeller,
-        "prediction_id": row.get("prediction_id"),
-        "features": clean,
-        "predicted_at": _time(where, "predicted_at", row.get("predicted_at")),
-        "outputs": dict(outputs) if outputs is not None else None,
-        "answered_by": row.get("answered_by"),
-        "sampled": row.get("sampled"),
-        "sample_p": sample_p,
-        "corrects": None,
-    }
-    return _Checked(where, event_id or "", label, at, payload, corrects)
-
-
-def _time(where: str, name: str, value: Any) -> float | None:
-    """Unix seconds, from a number or an ISO-8601 string."""
-    if value is None:
-        return None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(parse_bound(value)) if not value.strip().isdigit() else float(value)
-        except ValueError:
-            pass
-    raise BadHistoryRow(where, name, "must be Unix seconds or an ISO-8601 time")

@@ -1114,8 +1114,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from onlearn.history import import_rows
     from onlearn.history_files import format_of, read_rows
+    from onlearn.history_import import import_rows
     from onlearn.store import open_store
 
     settings, config = _history_model(args)

@@ -18,8 +18,9 @@ from onlearn.config import settings_from_mapping
 from onlearn.corrections import correction_key
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.errors import LabelConflict
-from onlearn.history import BadHistoryRow, ExportReport, export_rows, import_rows
+from onlearn.history import BadHistoryRow, ExportReport, export_rows
 from onlearn.history_files import read_rows, write_rows
+from onlearn.history_import import import_rows
 from onlearn.records import EventKind
 from onlearn.store import open_store
 from tests.core.conftest import PHISHING_FEATURES
