@@ -171,7 +171,7 @@ class ExportReport:
                 "in the export"
             )
         else:
-            text += "; nothing trimmed: the export starts at the log's first event"
+            text += "; no event was trimmed from the log"
         return text
 
 

@@ -48,7 +48,7 @@ def test_export_to_parquet_then_import_elsewhere(config, tmp_path, capsys):
     out, other = tmp_path / "h.parquet", f"sqlite:///{tmp_path}/other.db"
     assert main(["export", "--model", "m", "--config", str(config), "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "50 label events (0 corrections), seq 1..50" in err and "nothing trimmed" in err
+    assert "50 label events (0 corrections), seq 1..50" in err and "no event was trimmed" in err
     args = ["import", str(out), "--model", "m", "--config", str(config), "--store", other]
     assert main(args) == 0
     assert "50 rows read, 50 label events appended (0 corrections) at seq 1..50" in (
