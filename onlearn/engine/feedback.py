@@ -573,5 +573,5 @@ def _check_label(config: ModelConfig, label: Any) -> list[FieldError]:
 
 def check_label(config: ModelConfig, label: Any) -> list[FieldError]:
     """The rules ``label`` breaks for ``config``'s task and classes (none: a good label): the
-    checks feedback runs, for other ways in (onlearn/history.py's import)."""
+    checks feedback runs, for other ways in (onlearn/history_import.py)."""
     return _check_label(config, label)
