@@ -657,7 +657,7 @@ class Monitor:
                 stop.wait(rest)
         self.close()
 
-    def close(self, deadline_s: float = 5.0) -> None:
+    def close(self, deadline_s: float = 2.0) -> None:
         """Deliver the alarms still queued for webhooks, for at most ``deadline_s``."""
         self.webhooks.close(deadline_s)
 

@@ -48,6 +48,7 @@ class _Delivery:
     secret: str | None = field(repr=False)
     queued_at: float
     attempts: int = 0
+    abandoned: bool = False  # counted as stopped while its request was still out
 
 
 class WebhookSender:
@@ -78,6 +79,7 @@ class WebhookSender:
         self._thread: threading.Thread | None = None
         self._closing = False
         self._flush_until = 0.0
+        self._in_flight: _Delivery | None = None
 
     # The caller's side: never waits for the network.
 
@@ -114,20 +116,24 @@ class WebhookSender:
         keys = ("queued", "delivered", "retried", *OUTCOMES[1:])
         return {**{k: counts.get(k, 0) for k in keys}, "pending": pending}
 
-    def close(self, deadline_s: float = 5.0) -> None:
-        """Stop taking alarms; try each queued one once more (backoff or not) until
-        ``deadline_s``; what is left is dropped, counted and logged."""
+    def close(self, deadline_s: float = 2.0) -> None:
+        """Stop taking alarms; try each queued one once more (backoff or not) for at most
+        ``deadline_s``, the time its requests get too; what is left is dropped, counted and
+        logged. Returns within about ``deadline_s`` (a process stopping has a few seconds)."""
         with self._cond:
             self._closing = True
             self._flush_until = time.monotonic() + deadline_s
             thread = self._thread
             self._cond.notify()
         if thread is not None:
-            thread.join(deadline_s + self.timeout_s + 1)
+            thread.join(deadline_s + 0.5)
         with self._cond:
+            why = f"not delivered within the {deadline_s} s stop"
             while self._heap:
-                _, _, delivery = heapq.heappop(self._heap)
-                self._drop(delivery, "stopped", f"not delivered within the {deadline_s} s stop")
+                self._drop(heapq.heappop(self._heap)[2], "stopped", why)
+            if self._in_flight is not None:  # its request outlived the stop: fate unknown
+                self._in_flight.abandoned = True
+                self._drop(self._in_flight, "stopped", why + " (its request was still out)")
 
     # The thread's side.
 
@@ -137,10 +143,15 @@ class WebhookSender:
         with httpx.Client(timeout=self.timeout_s, follow_redirects=False) as client:
             while True:
                 with self._cond:
-                    delivery = self._next()
+                    delivery = self._in_flight = self._next()
                     if delivery is None:
                         return
-                self._attempt(client, delivery)
+                    timeout = self.timeout_s
+                    if self._closing:  # the stop's deadline bounds the request too
+                        timeout = max(0.05, min(timeout, self._flush_until - time.monotonic()))
+                self._attempt(client, delivery, timeout)
+                with self._cond:
+                    self._in_flight = None
 
     def _next(self) -> _Delivery | None:
         """The next delivery due (waiting for it under the lock), or None when stopped."""
@@ -156,7 +167,7 @@ class WebhookSender:
                 return heapq.heappop(self._heap)[2]
             self._cond.wait(self._heap[0][0] - now if self._heap else None)
 
-    def _attempt(self, client, delivery: _Delivery) -> None:
+    def _attempt(self, client, delivery: _Delivery, timeout: float) -> None:
         import httpx
 
         delivery.attempts += 1
@@ -170,18 +181,22 @@ class WebhookSender:
             headers[HEADER] = sign(delivery.secret, delivery.body, int(time.time()))
         retry_after = 0.0
         try:
-            response = client.post(delivery.url, content=delivery.body, headers=headers)
+            response = client.post(
+                delivery.url, content=delivery.body, headers=headers, timeout=timeout
+            )
         except httpx.HTTPError as e:  # connection refused or dropped, timeout
             failure = f"{type(e).__name__}: {e}"
         else:
             status = response.status_code
             if 200 <= status < 300:
                 with self._cond:
-                    self._counts[delivery.model]["delivered"] += 1
+                    if not delivery.abandoned:
+                        self._counts[delivery.model]["delivered"] += 1
                 return
             if status not in RETRIED_STATUSES and status < 500:
                 with self._cond:
-                    self._drop(delivery, "refused", f"answered {status}, not retried")
+                    if not delivery.abandoned:
+                        self._drop(delivery, "refused", f"answered {status}, not retried")
                 return
             failure = f"answered {status}"
             retry_after = _retry_after(response.headers.get("retry-after"))
@@ -194,6 +209,8 @@ class WebhookSender:
         delay = max(step / 2 + self._random.uniform(0, step / 2), retry_after)
         due = time.monotonic() + delay
         with self._cond:
+            if delivery.abandoned:
+                return
             if self._closing:
                 self._drop(delivery, "stopped", f"{failure}; the sender is stopping")
             elif delivery.attempts >= self.max_attempts:

@@ -266,6 +266,20 @@ def test_a_stop_drops_what_the_deadline_leaves_counted_and_logged(receiver, capl
     assert sum("dropped (stopped)" in r.getMessage() for r in caplog.records) == 3
 
 
+def test_a_request_still_out_at_the_deadline_is_counted_once_as_stopped(receiver):
+    release = threading.Event()
+    hook = receiver(("hold", release))
+    sender = fast(timeout_s=5)
+    sender.send("m", hook.url, ALARM)
+    until(lambda: len(hook.requests) == 1)
+    started = time.monotonic()
+    sender.close(deadline_s=0.2)
+    assert time.monotonic() - started < 1.5, "the stop does not wait for the request's timeout"
+    release.set()  # the receiver answers 200 after all: its fate was unknown at the stop
+    time.sleep(0.2)
+    assert sender.stats("m")["stopped"] == 1 and sender.stats("m")["delivered"] == 0
+
+
 def test_a_stopped_sender_that_never_sent_starts_no_thread():
     sender = WebhookSender()
     sender.close()
