@@ -186,6 +186,11 @@ class WebhookSender:
             )
         except httpx.HTTPError as e:  # connection refused or dropped, timeout
             failure = f"{type(e).__name__}: {e}"
+        except Exception as e:  # a URL httpx cannot use, say: trying again changes nothing
+            with self._cond:
+                if not delivery.abandoned:
+                    self._drop(delivery, "refused", f"{type(e).__name__}: {e}")
+            return
         else:
             status = response.status_code
             if 200 <= status < 300:
