@@ -7,6 +7,7 @@ overrides (the CLI's flags). Every mistake raises ConfigError naming the entry a
 from __future__ import annotations
 
 import enum
+import ipaddress
 import math
 import os
 import tomllib
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from onlearn.access import ApiKey, keys_from_config, parse_env_keys, unique
 from onlearn.errors import ConfigError
@@ -110,6 +112,8 @@ class MonitorConfig:
     min_report_interval_s: float = 1.0
     detector: Mapping[str, Any] = field(default_factory=lambda: {"name": "adwin"})
     webhook: str | None = None  # each alarm is POSTed here as JSON
+    # Signs each alarm's body (onlearn/webhook_signature.py); else ONLEARN_WEBHOOK_SECRET.
+    webhook_secret: str | None = field(default=None, repr=False)
     timeline: int = 500  # points kept for the dashboard
     # Estimated accuracy from probabilities (onlearn/drift/performance_estimate.py): an alarm
     # when the window's estimate falls this far below the reference's; the estimate is compared
@@ -310,7 +314,39 @@ def load_settings(
         )
     if "limits" not in given:
         given["limits"] = _limits_from_env(settings.limits, environ)
-    return replace(settings, **given)
+    settings = replace(settings, **given)
+    return with_webhook_secrets(settings, environ.get("ONLEARN_WEBHOOK_SECRET") or None)
+
+
+def with_webhook_secrets(settings: Settings, secret: str | None) -> Settings:
+    """Each model's alarm webhook with its secret: its own, else ``secret`` (from
+    ``ONLEARN_WEBHOOK_SECRET``). A webhook over plain http to another machine needs one: anyone
+    on the path could read and forge its alarms otherwise."""
+    models = []
+    for model in settings.models:
+        monitor = model.monitor
+        if monitor.webhook and monitor.webhook_secret is None and secret:
+            monitor = replace(monitor, webhook_secret=secret)
+        url = urlsplit(monitor.webhook or "")
+        if url.scheme == "http" and not _loopback(url.hostname) and not monitor.webhook_secret:
+            raise ConfigError(
+                f"[models.{model.name}.monitor]: webhook {url.scheme}://{url.netloc} is plain "
+                f"http to another machine: set webhook_secret there or ONLEARN_WEBHOOK_SECRET, "
+                f"so the receiver can check that alarms come from onlearn (or use https)"
+            )
+        models.append(replace(model, monitor=monitor) if monitor is not model.monitor else model)
+    return replace(settings, models=tuple(models))
+
+
+def _loopback(host: str | None) -> bool:
+    """As ``onlearn serve`` decides (onlearn/tools/cli.py): a name other than localhost is not
+    resolved, so it counts as another machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _limits_from_env(limits: Limits, environ: Mapping[str, str]) -> Limits:
@@ -493,17 +529,22 @@ def monitor_from_mapping(table: Any, where: str) -> MonitorConfig:
         isinstance(webhook, str) and webhook.startswith(("http://", "https://"))
     ):
         raise ConfigError(f"{where}: webhook must be an http(s) URL")
+    webhook_secret = table.get("webhook_secret")
+    if webhook_secret is not None and not (isinstance(webhook_secret, str) and webhook_secret):
+        raise ConfigError(f"{where}: webhook_secret must be a non-empty string")
     correction = table.get("correction", "bh")
     if correction not in ("bh", "holm", "bonferroni", "none"):
         raise ConfigError(f"{where}: correction must be bh, holm, bonferroni or none")
-    numbers = {k: v for k, v in table.items() if k not in ("detector", "webhook", "correction")}
+    texts = ("detector", "webhook", "webhook_secret", "correction")
+    numbers = {k: v for k, v in table.items() if k not in texts}
     config = _dataclass_from(
         MonitorConfig,
         numbers,
         where,
-        exclude={"detector", "webhook", "correction"},
+        exclude=set(texts),
         detector=dict(detector),
         webhook=webhook,
+        webhook_secret=webhook_secret,
         correction=correction,
     )
     if not 0 < config.alpha < 1:

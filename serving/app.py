@@ -15,7 +15,7 @@ from onlearn.access import Keyring
 from onlearn.config import Settings, load_settings
 from onlearn.engine import Engine
 from onlearn.topology import threads_beside
-from serving import auth, errors, fast, openapi
+from serving import auth, docs, errors, fast, openapi
 from serving.limits import BodySizeLimit, RequestTimeout
 from serving.prometheus import registry_for
 from serving.routes import feedback, health, metrics, models, predict, queue, ui, versions
@@ -67,6 +67,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         description=DESCRIPTION,
         version=_version(),
         lifespan=lifespan,
+        docs_url=None,  # served by serving/docs.py, without a CDN
+        redoc_url=None,
         **fastapi_kwargs(),
     )
     app.state.settings = settings
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         app.include_router(router)
     fast.install(app, routers)
     openapi.install(app)
+    docs.install(app)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -39,6 +39,8 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/docs"): OPEN,
     ("GET", "/docs/oauth2-redirect"): OPEN,
     ("GET", "/redoc"): OPEN,
+    ("GET", "/docs/assets/{name}"): OPEN,  # the pages' scripts and styles (serving/docs.py)
+    ("GET", "/redoc/logo-mini.svg"): OPEN,
     ("GET", "/openapi.json"): OPEN,
     # The pages are static; every API call they make needs a key (they ask for one on a 401).
     ("GET", "/ui"): OPEN,

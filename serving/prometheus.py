@@ -300,6 +300,28 @@ class EngineCollector:
                     violations.add_metric([name, feature, rule], count)
         yield from (share, p_value, psi, alarms, accuracy, mae, rmse)
         yield from (estimated, ece, estimate_error, depth, outcomes, rate, violations)
+        yield from self._webhooks()
+
+    # Alarm webhook deliveries (issue 15), as the monitor's report counts them.
+
+    def _webhooks(self):
+        deliveries = CounterMetricFamily(
+            "onlearn_webhook_alarms",
+            "Alarms of the model's webhook by outcome (delivered, retried: attempts after a "
+            "failure, refused, expired, full, stopped: not delivered), since the monitor started",
+            labels=["model", "outcome"],
+        )
+        pending = GaugeMetricFamily(
+            "onlearn_webhook_pending", "Alarms waiting for delivery", labels=["model"]
+        )
+        for name, report in self._monitor_reports().items():
+            counts = report.get("webhook") or {}
+            for outcome, count in counts.items():
+                if outcome == "pending":
+                    pending.add_metric([name], count)
+                elif outcome != "queued" and isinstance(count, int):
+                    deliveries.add_metric([name, outcome], count)
+        yield from (deliveries, pending)
 
 
 def registry_for(engine) -> CollectorRegistry:

@@ -189,6 +189,8 @@ EXPECTED = {
     "GET /docs": OPEN,
     "GET /docs/oauth2-redirect": OPEN,
     "GET /redoc": OPEN,
+    "GET /docs/assets/{name}": OPEN,
+    "GET /redoc/logo-mini.svg": OPEN,
     "GET /openapi.json": OPEN,
     "GET /ui": OPEN,
     "GET /ui/": OPEN,

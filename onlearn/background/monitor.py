@@ -20,7 +20,8 @@ and control events), never the predict path. For each model it keeps:
 
 Its report is a document in the store (``monitor``) that every server reads for
 ``GET /models/{name}/drift``, ``/metrics`` and the dashboard. An alarm is an ``alarm`` event in
-the model's log (the worker's retrain triggers read it), a log line, and a webhook POST.
+the model's log (the worker's retrain triggers read it), a log line, and a webhook POST
+(queued: ``onlearn.background.webhook``; its counts are in the report, under ``webhook``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from onlearn.config import ModelConfig, Settings
+from onlearn.background.webhook import WebhookSender, notify_alarm
+from onlearn.config import ModelConfig, MonitorConfig, Settings
 from onlearn.drift import (
     AgreementMonitor,
     InputDriftMonitor,
@@ -563,9 +565,10 @@ class Monitor:
         store: Store,
         *,
         clock=time.time,
-        notify: Callable[[dict, str | None], None] | None = None,
+        notify: Callable[[dict, MonitorConfig], None] | None = None,
         poll_s: float = 1.0,
         cpu_share: float = 1.0,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         if not 0 < cpu_share <= 1:
             raise ValueError(f"cpu_share must be in (0, 1], got {cpu_share}")
@@ -575,7 +578,9 @@ class Monitor:
         self.poll_s = poll_s
         self.cpu_share = cpu_share
         self.max_lag_s = settings.engine.monitor_max_lag_s
-        self.notify = notify or notify_alarm
+        # Alarms to the models' webhooks, off this loop; its thread starts at the first one.
+        self.webhooks = webhooks or WebhookSender()
+        self.notify = notify or (lambda alarm, config: notify_alarm(alarm, config, self.webhooks))
         self.models: dict[str, ModelMonitor] = {}
         self._log_cursor: dict[str, int] = {}
         self._prediction_cursor: dict[str, str | None] = {}
@@ -650,6 +655,11 @@ class Monitor:
                 rest = max(rest, self.poll_s)
             if rest > 0:
                 stop.wait(rest)
+        self.close()
+
+    def close(self, deadline_s: float = 2.0) -> None:
+        """Deliver the alarms still queued for webhooks, for at most ``deadline_s``."""
+        self.webhooks.close(deadline_s)
 
     def tick(self) -> bool:
         """Read what arrived, report when due. True when there was something to read."""
@@ -764,6 +774,8 @@ class Monitor:
         }
         self._dispatch(name, monitor)
         document["alarms"] = list(monitor.alarms)
+        if monitor.settings.webhook:
+            document["webhook"] = self.webhooks.stats(name)
         self.store.registry.put_document(name, DOCUMENT, document)
         return document
 
@@ -777,26 +789,7 @@ class Monitor:
                 name, [Event(EventKind.ALARM, payload, at=alarm["at"], key=key)]
             )
             alarm["alarm_seq"] = seq
-            self.notify(alarm, monitor.settings.webhook)
-
-
-def notify_alarm(alarm: dict, webhook: str | None) -> None:
-    """A log line for every alarm, and a POST to the model's webhook (off the monitor's thread,
-    so a slow receiver never delays monitoring)."""
-    log.warning("ALARM model=%s kind=%s %s", alarm["model"], alarm["kind"], alarm.get("detail", ""))
-    if webhook:
-        threading.Thread(
-            target=_post, args=(webhook, alarm), name="onlearn-webhook", daemon=True
-        ).start()
-
-
-def _post(url: str, alarm: dict) -> None:
-    import httpx
-
-    try:
-        httpx.post(url, json=alarm, timeout=5.0).raise_for_status()
-    except httpx.HTTPError as e:
-        log.warning("webhook %s refused the alarm: %s", url, e)
+            self.notify(alarm, monitor.settings)
 
 
 __all__ = [
@@ -804,6 +797,5 @@ __all__ = [
     "ModelMonitor",
     "Monitor",
     "calibration_source",
-    "notify_alarm",
     "profile_document",
 ]

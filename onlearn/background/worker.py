@@ -28,10 +28,10 @@ import uuid
 from typing import Any
 
 from onlearn.background.importance import ImportanceWatch
-from onlearn.background.monitor import notify_alarm
 from onlearn.background.promotion import Action, decide_promotion, decide_rollback
 from onlearn.background.refit import NotEnoughData, refit
 from onlearn.background.snapshotter import Snapshotter
+from onlearn.background.webhook import WebhookSender, notify_alarm
 from onlearn.compare import PairedCounts, PairedErrors
 from onlearn.drift.importance import ImportanceBudget
 from onlearn.engine import Engine
@@ -111,6 +111,8 @@ class Worker:
         self.handlers = {REFIT: self._refit, EVALUATE: self._evaluate, SNAPSHOT: self._snapshot}
         # Set when the worker must stop: a running job stops at its next check.
         self.stopping = threading.Event()
+        # Importance alarms to the models' webhooks, off this loop (started at the first one).
+        self.webhooks = WebhookSender()
 
     # The loop
 
@@ -128,6 +130,7 @@ class Worker:
                 busy = False
             if not busy:
                 stop.wait(self.poll_s)
+        self.webhooks.close()
 
     def tick(self) -> bool:
         """One round: schedules, then at most one job. True when a job ran."""
@@ -424,9 +427,11 @@ class Worker:
         estimators = {v: e for v, e in estimators.items() if e is not None}
         if self.importance is None or not estimators:
             return
-        webhook = rt.config.monitor.webhook
+        config = rt.config.monitor
         try:
-            self.importance.update(rt, estimators, notify=lambda a: notify_alarm(a, webhook))
+            self.importance.update(
+                rt, estimators, notify=lambda a: notify_alarm(a, config, self.webhooks)
+            )
         except Exception:
             log.exception("worker %s: feature importance of %s failed", self.name, rt.name)
 

@@ -158,6 +158,17 @@ def test_a_shift_raises_one_input_drift_alarm_in_the_log_the_log_file_and_the_we
     ):
         time.sleep(0.05)
     assert any(a["kind"] == "input_drift" and a["model"] == "m" for a in webhook.received)
+    # Delivered through the monitor's queue, and counted in its report.
+    counts = monitor.publish("m")["webhook"]
+    assert counts["delivered"] == len(webhook.received) and counts["pending"] == 0
+    monitor.close()
+    from serving.prometheus import registry_for, render
+
+    scraped = render(registry_for(engine)).decode()
+    delivered = (
+        f'onlearn_webhook_alarms_total{{model="m",outcome="delivered"}} {counts["delivered"]}.0'
+    )
+    assert delivered in scraped and 'onlearn_webhook_pending{model="m"} 0.0' in scraped
     # The drift also shows in the report the server gives, and in the timeline.
     report = engine.drift("m")
     assert report["input_drift"]["features"][0]["name"] == "x1"

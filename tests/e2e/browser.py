@@ -34,3 +34,29 @@ def browser_page() -> Iterator:
             yield page
         finally:
             browser.close()
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+def block_network(page) -> list[str]:
+    """Abort every request that would leave the machine, as on a host without internet; the
+    returned list fills with the URLs the page tried (anything but loopback, data: and blob:)."""
+    from urllib.parse import urlsplit
+
+    tried: list[str] = []
+
+    def leaves(url: str) -> bool:
+        parts = urlsplit(url)
+        return parts.scheme not in ("data", "blob", "about") and parts.hostname not in LOOPBACK
+
+    def route(route) -> None:
+        if leaves(route.request.url):
+            route.abort("internetdisconnected")
+        else:
+            route.continue_()
+
+    page.on("request", lambda r: tried.append(r.url) if leaves(r.url) else None)
+    page.on("websocket", lambda ws: tried.append(ws.url) if leaves(ws.url) else None)
+    page.context.route("**/*", route)
+    return tried
