@@ -401,6 +401,13 @@ class LabelQueue(Protocol):
 
     def stats(self, model: str) -> QueueStats: ...
 
+    def oldest_waiting(self, model: str) -> float | None:
+        """The ``enqueued_at`` of the oldest item still waiting for a label (queued or claimed),
+        None when none waits: how far labelling lags behind (``onlearn_queue_oldest_age_seconds``).
+        Read at every scrape, so a shared backend answers from an index (SQLite) or one sorted
+        set (Redis), never by reading the items."""
+        ...
+
     def purge_finished(self, model: str, before: float) -> int:
         """Forget done, skipped and evicted items finished before ``before``."""
         ...
