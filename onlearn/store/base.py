@@ -238,6 +238,11 @@ class Registry(Protocol):
         """The seq of ``version``'s newest snapshot (0: none), without reading its artifact."""
         ...
 
+    def latest_snapshot_at(self, model: str, version: str) -> float | None:
+        """When ``version``'s newest snapshot (the highest seq) was written, None when it has
+        none, without reading its artifact (``onlearn_snapshot_age_seconds``, every scrape)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RolesState:
