@@ -19,6 +19,7 @@ runs the endpoint), so they need no lock.
 
 from __future__ import annotations
 
+import re
 import time
 from bisect import bisect_left
 
@@ -62,32 +63,67 @@ class _Series:
         self.total = 0.0
         self.buckets = [0] * (len(BUCKETS) + 1)
 
+    def add(self, seconds: float) -> None:
+        self.total += seconds
+        self.buckets[bisect_left(BUCKETS, seconds)] += 1
+
 
 class HttpMetrics:
     """The counts, and the route templates known so far."""
 
     def __init__(self) -> None:
         self.series: dict[tuple[str, str, int], _Series] = {}
-        # id of a route -> its template: routes are not all hashable, and live as long as the app
-        self._templates: dict[int, str] = {}
+        # (id of a route, mount prefix) -> its template: routes are not all hashable, and live
+        # as long as the app
+        self._templates: dict[tuple[int, str], str] = {}
         self._table: list[tuple[object, frozenset[str] | None, str]] | None = None
+        # (id of a route, method, status) -> its series, for routes outside mounts
+        self._routed: dict[tuple[int, str, int], _Series] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.series_of(route, method, status).add(seconds)
+
+    def series_of(self, route: str, method: str, status: int) -> _Series:
         key = (route, method, status)
         series = self.series.get(key)
         if series is None:
             series = self.series[key] = _Series()
-        series.total += seconds
-        series.buckets[bisect_left(BUCKETS, seconds)] += 1
+        return series
 
-    def template(self, scope: Scope, router) -> str:
+    def record(self, scope: Scope, root_path: str, router, status: int, seconds: float) -> None:
+        """Count a request of ``scope`` answered with ``status`` in ``seconds``."""
+        method = scope["method"]
+        route = scope.get("route")
+        if route is not None and method in METHODS and scope.get("root_path", "") == root_path:
+            # The usual request: a route outside any mount, a known method. One lookup.
+            key = (id(route), method, status)
+            series = self._routed.get(key)
+            if series is None:
+                series = self._routed[key] = self.series_of(
+                    self.template(scope, router, root_path), method, status
+                )
+        else:
+            series = self.series_of(
+                self.template(scope, router, root_path),
+                method if method in METHODS else OTHER,
+                status,
+            )
+        series.add(seconds)
+
+    def template(self, scope: Scope, router, root_path: str = "") -> str:
         """The template of the route that answered, or of the route the path would reach when
-        the answer came before routing; ``other`` when no route serves the path."""
+        the answer came before routing; ``other`` when no route serves the path.
+
+        ``root_path``: the scope's before the app ran; what a mount added to it since is the
+        mount's prefix, put in front of the template of the route inside it.
+        """
         route = scope.get("route")
         if route is not None:
-            found = self._templates.get(id(route))
+            prefix = scope.get("root_path", "")[len(root_path) :]
+            key = (id(route), prefix)
+            found = self._templates.get(key)
             if found is None:
-                found = self._templates[id(route)] = _template_of(route)
+                found = self._templates[key] = prefix + _template_of(route)
             return found
         return self._match(scope, router)
 
@@ -95,7 +131,8 @@ class HttpMetrics:
         # Only for answers given before routing (and 404s): the router's own walk, again.
         if self._table is None:
             self._table = [
-                (compile_path(path)[0], methods, path) for path, methods in route_table(router)
+                (compile_path(path)[0], methods, _MOUNTED.sub("/{path}", path))
+                for path, methods in route_table(router)
             ]
         path = scope.get("path", "")
         method = scope.get("method")
@@ -109,12 +146,16 @@ class HttpMetrics:
         return fallback
 
 
+# What auth.route_table gives a mount: the same label as for a request routed into it.
+_MOUNTED = re.compile(r"/\{rest:path\}$")
+
+
 def _template_of(route) -> str:
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     if path is None:
         return OTHER
     if isinstance(getattr(route, "original_route", route), Mount):
-        return path.rstrip("/") + "/{path}"
+        return path.rstrip("/") + "/{path}"  # an app that is not a router (static files)
     return path
 
 
@@ -130,6 +171,7 @@ class HttpMetricsMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
+        root_path = scope.get("root_path", "")
         status = 0
 
         async def sending(message: Message) -> None:
@@ -140,20 +182,17 @@ class HttpMetricsMiddleware:
 
         try:
             await self.app(scope, receive, sending)
-        except BaseException:
+        except Exception:
             # Unhandled: the server error middleware outside answers 500, unless the answer
-            # had started (then the client sees a cut answer; the status sent is counted).
+            # had started (then the client sees a cut answer; the status sent is counted). A
+            # cancellation (the server stopping) is no answer: not counted.
             if not status:
                 status = 500
             raise
         finally:
             if status:  # 0: the client went away before any answer; nothing was served
-                method = scope["method"]
-                self.metrics.observe(
-                    self.metrics.template(scope, self.router),
-                    method if method in METHODS else OTHER,
-                    status,
-                    time.perf_counter() - started,
+                self.metrics.record(
+                    scope, root_path, self.router, status, time.perf_counter() - started
                 )
 
 
