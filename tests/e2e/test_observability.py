@@ -277,3 +277,14 @@ def test_promtool_accepts_the_alert_rules():
         pytest.skip("promtool is not installed")
     done = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_readme_prometheus_config_loads_the_shipped_rules():
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Metrics, dashboard and alerts\n", 1)[1].split("\n## ", 1)[0]
+    (block,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    config = yaml.safe_load(block)
+    (job,) = config["scrape_configs"]
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:8000"]
+    assert [ROOT / path for path in config["rule_files"]] == [ALERTS]
+    assert "docs/grafana/onlearn.json" in section and DASHBOARD.is_file()
