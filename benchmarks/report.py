@@ -12,7 +12,7 @@ END = "<!-- serving-throughput:end -->"
 HOW_TO = """## Serving throughput: HTTP predict and feedback, library overhead, batch predict
 
 How to run: `make bench` (that is `.venv/bin/python -m benchmarks.run`; `--help` lists the
-options). It takes about two minutes, prints the tables below and rewrites this
+options). It takes about three minutes, prints the tables below and rewrites this
 section (and nothing else of this file). benchmarks/README.md describes each benchmark.
 
 What each line means (targets from the design notes, section 8 "What good looks like"):
