@@ -25,6 +25,7 @@ from tests.servers import ServerProcess
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "docs" / "grafana" / "onlearn.json"
 ALERTS = ROOT / "docs" / "prometheus" / "alerts.yml"
+RULE_TESTS = ROOT / "tests" / "prometheus" / "alerts_test.yml"
 REQUESTS = "onlearn_http_requests_total"
 PREDICT = "/models/{name}/predict"
 
@@ -233,6 +234,26 @@ def test_the_alert_rules_are_well_formed():
         assert rule["expr"].count("(") == rule["expr"].count(")"), rule["alert"]
 
 
+def test_the_dashboard_is_importable():
+    """What Grafana's import needs: unique panel ids, placed panels, queries on the data source
+    variable, and only the variables the dashboard defines."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["uid"] and dashboard["title"] and dashboard["schemaVersion"] >= 36
+    variables = {v["name"] for v in dashboard["templating"]["list"]}
+    assert {"datasource", "model", "instance"} <= variables
+    panels = dashboard["panels"]
+    ids = [p["id"] for p in panels]
+    assert len(ids) == len(set(ids))
+    for panel in panels:
+        assert {"h", "w", "x", "y"} <= set(panel["gridPos"]) and panel["gridPos"]["w"] <= 24
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}" and panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            used = set(re.findall(r"\$(\w+)", target["expr"])) - {"__rate_interval"}
+            assert used <= variables, (panel["title"], used)
+
+
 def test_every_metric_of_the_dashboard_and_the_alert_rules_exists(obs):
     # A little traffic, so that the series appear (predict, feedback, a 404).
     for x, y in xy_rows(25, seed=9):
@@ -269,13 +290,18 @@ def test_every_metric_of_the_dashboard_and_the_alert_rules_exists(obs):
         assert needed in used, needed
 
 
-def test_promtool_accepts_the_alert_rules():
-    """Prometheus's own check, where it is installed (Debian: apt-get install prometheus); the
+def test_promtool_accepts_the_alert_rules_and_their_unit_tests():
+    """Prometheus's own checks, where it is installed (Debian: apt-get install prometheus); the
     test above checks the structure everywhere."""
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool is not installed")
     done = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    # The rules' behaviour on made-up series: each fires when it should, and only then.
+    done = subprocess.run(
+        [promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
