@@ -76,7 +76,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # Added after the size limit, so it runs first: a request without a key is refused before
     # its body is read.
     auth.install(app, Keyring(settings.api_keys))
-    # Outermost: the deadline covers everything the request waits for, its body included.
+    # Outside the others (but the metrics): the deadline covers everything the request waits
+    # for, its body included.
     app.add_middleware(RequestTimeout, timeout_s=settings.limits.request_timeout_s)
     # Outside the deadline: the 504s it gives, and every other answer, are counted and timed.
     app.state.http_metrics = HttpMetrics()
