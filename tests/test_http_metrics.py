@@ -37,6 +37,7 @@ ROUTER = Router(
         Route("/gone", never_answers),
         Mount("/static", routes=[Route("/{path:path}", ok)]),
         Mount("/files", app=ok_app),
+        Mount("/users/{uid}", routes=[Route("/page", ok)]),
     ]
 )
 
