@@ -12,7 +12,7 @@ END = "<!-- serving-throughput:end -->"
 HOW_TO = """## Serving throughput: HTTP predict and feedback, library overhead, batch predict
 
 How to run: `make bench` (that is `.venv/bin/python -m benchmarks.run`; `--help` lists the
-options). It takes about two minutes, prints the tables below and rewrites this
+options). It takes about three minutes, prints the tables below and rewrites this
 section (and nothing else of this file). benchmarks/README.md describes each benchmark.
 
 What each line means (targets from the design notes, section 8 "What good looks like"):
@@ -39,6 +39,11 @@ What each line means (targets from the design notes, section 8 "What good looks 
   Target: >= 0.4 x bare.
 - **4. batch predict**: `POST /models/phishing/predict/batch`, 1000 rows per request; rows/s.
   Target: >= 100k rows/s.
+- **5. HTTP RED metrics** (info): the server CPU per predict of the onlearn server of line 1
+  against the same server without the metrics' middleware (`benchmarks.server
+  onlearn-nometrics`, a round each beside line 1's); and, in process
+  (benchmarks/http_metrics.py), what the middleware adds to one ASGI request, against counting
+  through prometheus_client's `labels(...)` objects.
 
 HTTP method: each server runs alone (one at a time) as its own process with the same uvicorn
 settings, onlearn in the layout of `onlearn serve` (on SQLite, its training worker and monitor
@@ -208,6 +213,41 @@ def summary_lines(r: dict[str, Any]) -> list[Line]:
                 errors=_errors(batch),
             )
         )
+    off, red = r.get("predict_nometrics"), r.get("http_metrics")
+    if pred and off:
+        lines.append(
+            Line(
+                "5",
+                "HTTP predict with RED metrics, server CPU per request (info)",
+                pred["server_cpu_us_per_request"],
+                "us",
+                off["server_cpu_us_per_request"],
+                "without RED metrics",
+                errors=_errors(pred, off),
+            )
+        )
+        lines.append(
+            Line(
+                "5",
+                f"HTTP predict with RED metrics, req/s ({pred['connections']} connections)",
+                pred["rps"],
+                "req/s",
+                off["rps"],
+                "without RED metrics",
+                errors=_errors(pred, off),
+            )
+        )
+    if red:
+        lines.append(
+            Line(
+                "5",
+                "RED metrics middleware, added to one request (in process)",
+                red["red_cost_us"],
+                "us",
+                red["prometheus_client_cost_us"],
+                "prometheus_client labels()",
+            )
+        )
     return lines
 
 
@@ -235,6 +275,7 @@ def summary_table(lines: list[Line]) -> str:
 HTTP_RUNS = (
     ("bare_predict", "bare FastAPI POST /predict"),
     ("predict", "onlearn POST /models/phishing/predict"),
+    ("predict_nometrics", "onlearn without RED metrics POST /models/phishing/predict"),
     ("feedback", "onlearn POST /models/phishing/feedback"),
     ("feedback_nowait", "onlearn POST /models/phishing/feedback?wait=false"),
     ("batch", "onlearn POST /models/phishing/predict/batch (1000 rows)"),
@@ -304,6 +345,7 @@ def notes(r: dict[str, Any]) -> list[str]:
     for key, name in (
         ("bare_predict_rounds", "bare predict"),
         ("predict_rounds", "onlearn predict"),
+        ("predict_nometrics_rounds", "onlearn predict without RED metrics"),
     ):
         runs = r.get(key)
         if runs and len(runs) > 1:

@@ -6,6 +6,8 @@
 2. HTTP feedback, durable, with and without ``?wait=false``, vs the bare endpoint.
 3. In-process library: Engine (memory://) vs a bare river loop on the same pipeline.
 4. HTTP batch predict, 1000 rows per request.
+5. HTTP RED metrics: the middleware's cost per request in process, and HTTP predict served with
+   and without it (same rounds as 1).
 
 Servers run one at a time, each its own process, pinned to the first CPU; the load generator
 runs in another process pinned to the second (``--no-pin`` to let the OS place them). See
@@ -32,7 +34,7 @@ from benchmarks import data, procs, report
 from benchmarks.procs import ROOT, Client, Server, loadgen
 from benchmarks.server import UVICORN_SETTINGS
 
-BENCHMARKS = ("predict", "feedback", "library", "batch")
+BENCHMARKS = ("predict", "feedback", "library", "batch", "metrics")
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 OUT = ROOT / "benchmarks" / "out"
 PREDICT = f"/models/{data.MODEL}/predict"
@@ -109,7 +111,7 @@ class Bench:
     def server(self, kind: str, **kwargs: Any) -> Server:
         self.n_servers += 1
         name = f"{self.n_servers}-{kind}"
-        if kind == "onlearn":
+        if kind.startswith("onlearn"):
             store_dir = self.tmp / name
             store_dir.mkdir()
             kwargs["store"] = f"sqlite:///{store_dir / 'onlearn.db'}"
@@ -151,15 +153,17 @@ class Bench:
 
     # 1 and 4: predict, batch predict
 
-    def predict(self, one: bool, batch: bool) -> None:
+    def predict(self, one: bool, batch: bool, metrics: bool = False) -> None:
         """Rounds of (bare server, then onlearn server); each run's best round is kept.
 
         Other processes on the machine only ever slow a run down, so the best of a few short
-        rounds is the steadiest figure; every round is kept in the results.
+        rounds is the steadiest figure; every round is kept in the results. With ``metrics``,
+        each round also serves predict from an onlearn server without the HTTP RED metrics.
         """
+        one = one or metrics
         bodies = data.write_lines(self.tmp / "predict.jsonl", data.predict_bodies())
         rounds = self.args.rounds if one else 1
-        bare_runs, runs = [], []
+        bare_runs, runs, off_runs = [], [], []
         for r in range(1, rounds + 1):
             self.log(f"round {r}/{rounds}: bare FastAPI server, predict")
             with self.server("bare") as s:
@@ -177,6 +181,21 @@ class Bench:
                 if batch and last:
                     self.batch(s)
                 self.results.setdefault("records", []).append(records_stats(s))
+            if metrics:
+                self.log(f"round {r}/{rounds}: onlearn server without HTTP RED metrics, predict")
+                with self.server("onlearn-nometrics") as s:
+                    self.train(s)
+                    off_runs.append(self.load(s, PREDICT, bodies, expect='"prediction_id"'))
+                    client = Client(s.port)
+                    try:
+                        counted = "onlearn_http_requests" in scrape(client)
+                    finally:
+                        client.close()
+                    if counted:
+                        raise procs.BenchError("the server without RED metrics counted requests")
+        if off_runs:
+            self.results["predict_nometrics"] = best(off_runs)
+            self.results["predict_nometrics_rounds"] = off_runs
         self.results["bare_predict"] = best(bare_runs)
         self.results["bare_predict_rounds"] = bare_runs
         if runs:
@@ -279,10 +298,26 @@ class Bench:
             f"  onlearn {lib['engine_eps']:,.0f} events/s, bare {lib['bare_eps']:,.0f} events/s"
         )
 
+    # 5: HTTP RED metrics, in process (HTTP: in predict)
+
+    def http_metrics(self) -> None:
+        self.log("HTTP RED metrics middleware in process")
+        args = ["-m", "benchmarks.http_metrics"]
+        if self.server_cpu is not None:
+            args += ["--cpu", str(self.server_cpu)]
+        m = procs.run_json(args, timeout=300)
+        self.results["http_metrics"] = m
+        self.log(
+            f"  {m['red_cost_us']:.2f} us per request (prometheus_client's labels: "
+            f"{m['prometheus_client_cost_us']:.2f} us)"
+        )
+
     def run(self) -> None:
         b = self.args.benchmarks
-        if {"predict", "feedback", "batch"} & set(b):
-            self.predict(one="predict" in b, batch="batch" in b)
+        if {"predict", "feedback", "batch", "metrics"} & set(b):
+            self.predict(one="predict" in b, batch="batch" in b, metrics="metrics" in b)
+        if "metrics" in b:
+            self.http_metrics()
         if "feedback" in b:
             self.feedback()
         if "library" in b:

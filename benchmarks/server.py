@@ -2,6 +2,7 @@
 
     python -m benchmarks.server bare --port 8123 [--cpu 0]
     python -m benchmarks.server onlearn --port 8123 --store sqlite:///tmp/x/onlearn.db [--cpu 0]
+    python -m benchmarks.server onlearn-nometrics ...   (onlearn without the HTTP RED metrics)
 
 Both run in one server process with one worker, uvloop and httptools, no access log and log
 level ``warning``; only the app differs. onlearn runs in the layout of ``onlearn serve``
@@ -42,12 +43,21 @@ def serve(kind: str, host: str, port: int, config: str, store: str | None) -> No
 
     settings = load_settings(config, store_url=store)
     with serving_layout(settings, UVICORN_SETTINGS["log_level"]) as layout:
-        uvicorn.run(create_app(layout.settings), host=host, port=port, **UVICORN_SETTINGS)
+        app = create_app(layout.settings)
+        if kind == "onlearn-nometrics":
+            # What the RED metrics cost: the same app without their middleware (the middleware
+            # stack is built at the first request). Not a setting: onlearn always counts.
+            from serving.http_metrics import HttpMetricsMiddleware
+
+            app.user_middleware = [
+                m for m in app.user_middleware if m.cls is not HttpMetricsMiddleware
+            ]
+        uvicorn.run(app, host=host, port=port, **UVICORN_SETTINGS)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["bare", "onlearn"])
+    parser.add_argument("kind", choices=["bare", "onlearn", "onlearn-nometrics"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--config", default=DEFAULT_CONFIG)

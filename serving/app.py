@@ -16,6 +16,7 @@ from onlearn.config import Settings, load_settings
 from onlearn.engine import Engine
 from onlearn.topology import threads_beside
 from serving import auth, docs, errors, fast, openapi
+from serving.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from serving.limits import BodySizeLimit, RequestTimeout
 from serving.prometheus import registry_for
 from serving.routes import feedback, health, metrics, models, predict, queue, ui, versions
@@ -45,7 +46,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         own = engine is None
         eng = engine or Engine.from_settings(settings)
         app.state.engine = eng
-        app.state.prometheus = registry_for(eng)
+        app.state.prometheus = registry_for(eng, app.state.http_metrics)
         if not eng.started:
             await run_in_threadpool(eng.start)
         background = Background(eng, settings)
@@ -77,8 +78,12 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # Added after the size limit, so it runs first: a request without a key is refused before
     # its body is read.
     auth.install(app, Keyring(settings.api_keys))
-    # Outermost: the deadline covers everything the request waits for, its body included.
+    # Outside the others (but the metrics): the deadline covers everything the request waits
+    # for, its body included.
     app.add_middleware(RequestTimeout, timeout_s=settings.limits.request_timeout_s)
+    # Outside the deadline: the 504s it gives, and every other answer, are counted and timed.
+    app.state.http_metrics = HttpMetrics()
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.http_metrics, router=app.router)
     routers = [
         health.router,
         models.router,

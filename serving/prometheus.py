@@ -9,6 +9,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 
 from onlearn.errors import OnlearnError
+from serving.http_metrics import HttpCollector, HttpMetrics
+from serving.lag_metrics import LagCollector
 
 # Each version's prequential metrics: a classifier has the first four, a regressor the last
 # three; a gauge is exported only for the metrics its task has (never an accuracy of 0 for a
@@ -324,9 +326,12 @@ class EngineCollector:
         yield from (deliveries, pending)
 
 
-def registry_for(engine) -> CollectorRegistry:
+def registry_for(engine, http: HttpMetrics | None = None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(EngineCollector(engine))
+    registry.register(LagCollector(engine))
+    if http is not None:
+        registry.register(HttpCollector(http))
     ProcessCollector(registry=registry)
     return registry
 

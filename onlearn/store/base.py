@@ -238,6 +238,11 @@ class Registry(Protocol):
         """The seq of ``version``'s newest snapshot (0: none), without reading its artifact."""
         ...
 
+    def latest_snapshot_at(self, model: str, version: str) -> float | None:
+        """When ``version``'s newest snapshot (the highest seq) was written, None when it has
+        none, without reading its artifact (``onlearn_snapshot_age_seconds``, every scrape)."""
+        ...
+
 
 @dataclass(frozen=True)
 class RolesState:
@@ -400,6 +405,13 @@ class LabelQueue(Protocol):
     def get(self, model: str, item_id: str) -> QueueItem | None: ...
 
     def stats(self, model: str) -> QueueStats: ...
+
+    def oldest_waiting(self, model: str) -> float | None:
+        """The ``enqueued_at`` of the oldest item still waiting for a label (queued or claimed),
+        None when none waits: how far labelling lags behind (``onlearn_queue_oldest_age_seconds``).
+        Read at every scrape, so a shared backend answers from an index (SQLite) or one sorted
+        set (Redis), never by reading the items."""
+        ...
 
     def purge_finished(self, model: str, before: float) -> int:
         """Forget done, skipped and evicted items finished before ``before``."""

@@ -262,3 +262,25 @@ max_connections = {CONNECTIONS["max_connections"]}
 
 {xy_model("conn")}
 """
+
+
+# test_observability.py: RED metrics, lags and ages, the dashboard's and alert rules' metrics.
+# Every prediction queued (so the queue has an oldest item); snapshots every 5 labels, checked
+# often; a small body limit (a 413 to count). The monitor's windows are small, so that its
+# metrics appear.
+OBS_MODEL = "obs"
+OBS_MAX_BODY_BYTES = 2048
+OBSERVABILITY_CONFIG = f"""
+[engine]
+worker_poll_s = 0.1
+snapshot_every_events = 5
+snapshot_check_s = 0.2
+
+[limits]
+max_body_bytes = {OBS_MAX_BODY_BYTES}
+{_active_model(OBS_MODEL, **_EVERY)}
+[models.{OBS_MODEL}.monitor]
+window = 20
+reference_size = 20
+report_every = 10
+"""

@@ -29,6 +29,7 @@ from tests.e2e.configs import (  # noqa: E402
     DASHBOARD_CONFIG,
     FUZZ_CONFIG,
     LIMITS_CONFIG,
+    OBSERVABILITY_CONFIG,
     QUEUE_CONFIG,
     RESTART_CONFIG,
     ROLLOUT_CONFIG,
@@ -51,6 +52,7 @@ SERVERS = {
     "fuzz": (FUZZ_CONFIG, 1, {"test_fuzz"}),
     "bounds": (BOUNDS_CONFIG, 1, {"test_bounded_errors"}),
     "connections": (CONNECTIONS_CONFIG, 1, {"test_connections"}),
+    "observability": (OBSERVABILITY_CONFIG, 1, {"test_observability"}),
 }
 
 

@@ -373,6 +373,13 @@ def test_label_queues_of_every_backend_agree_on_random_calls(
         ), f"step {step}: the order differs"
         stats = [q.stats("m") for q in queues]  # type: ignore[union-attr]
         assert all(s == stats[0] for s in stats), f"step {step}: {stats}"
+        oldest = [q.oldest_waiting("m") for q in queues]  # type: ignore[union-attr]
+        waiting = [
+            item.enqueued_at
+            for item in (queues[0].get("m", i) for i in set(known))  # type: ignore[union-attr]
+            if item is not None and item.state in (QueueState.QUEUED, QueueState.CLAIMED)
+        ]
+        assert oldest == [min(waiting, default=None)] * len(queues), f"step {step}: {oldest}"
     for item_id in set(known):
         _same([q.get("m", item_id) for q in queues])  # type: ignore[union-attr]
 

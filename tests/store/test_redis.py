@@ -119,6 +119,7 @@ def test_every_key_comes_from_the_keys_module_and_carries_the_prefix(redis_url: 
             keys.queue("m"),
             keys.queue_leases("m"),
             keys.queue_finished("m"),
+            keys.queue_waiting("m"),
             keys.queue_dedupe("m"),
             keys.queue_counters("m"),
             keys.queue_item("m", "q1"),
@@ -658,6 +659,26 @@ def test_a_dedupe_entry_left_by_an_earlier_onlearn_for_a_done_item_holds_nothing
     for key in ("k-done", "k-skipped"):
         item = QueueItem(f"new-{key}", "m", {}, priority=0.5, enqueued_at=3.0, dedupe_key=key)
         assert queue.push(item, max_size=100).status == "queued", key
+
+
+def test_items_pushed_by_an_earlier_onlearn_count_for_the_oldest_waiting(
+    store: Store, redis_url: str
+) -> None:
+    """An earlier onlearn kept no waiting set: until its items are gone, the oldest is found by
+    reading the queued members and the claimed items."""
+    queue = store.queue
+    assert queue is not None
+    for item_id, at in (("claimed", 5.0), ("queued", 7.0), ("newer", 9.0)):
+        queue.push(QueueItem(item_id, "m", {}, priority=at, enqueued_at=at), max_size=100)
+    assert queue.claim("m", limit=1, lease_s=60, labeller=None, now=10.0)[0].item_id == "newer"
+    client = redis.Redis.from_url(redis_url)
+    client.zrem(RedisKeys().queue_waiting("m"), "claimed", "newer")  # as if pushed before
+    client.close()
+    assert queue.oldest_waiting("m") == 5.0
+    queue.complete("m", "claimed", None, {}, now=11.0)
+    assert queue.oldest_waiting("m") == 7.0
+    queue.complete("m", "queued", None, {}, now=11.0)
+    assert queue.oldest_waiting("m") == 9.0, "a claimed item of an earlier onlearn still waits"
 
 
 # The generation id (onlearn/store/generation.py)

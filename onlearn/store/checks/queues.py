@@ -749,6 +749,44 @@ def check_queue_stats_count_everything(store: Store) -> None:
 
 
 @_queue_check
+def check_queue_oldest_waiting(store: Store) -> None:
+    """The oldest item still waiting, whatever its priority: claimed items still wait, items
+    leave by every way out (label, complete, close, skip out, eviction)."""
+    queue = _queue(store)
+    assert queue.oldest_waiting("m") is None, "an unknown model has no waiting item"
+    _push_all(
+        queue,
+        [
+            _item("new", 0.1, T0 + 50),
+            _item("old", 0.9, T0 + 10),  # the oldest is not the lowest in rank
+            _item("mid", 0.5, T0 + 30),
+            _item("o1", at=T0 + 1, model="other"),
+        ],
+    )
+    assert queue.oldest_waiting("m") == T0 + 10
+    (old,) = queue.claim("m", limit=1, lease_s=5, labeller="ann", now=T0 + 60)
+    assert old.item_id == "old" and queue.oldest_waiting("m") == T0 + 10, "a claimed item waits"
+    assert queue.release_expired("m", now=T0 + 70) == 1 and queue.oldest_waiting("m") == T0 + 10
+    queue.complete("m", "old", None, {}, now=T0 + 71)
+    assert queue.oldest_waiting("m") == T0 + 30, "a labelled item waits no more"
+    queue.skip("m", "mid", None, now=T0 + 72, max_skips=2)
+    assert queue.oldest_waiting("m") == T0 + 30, "a skipped item back in the queue still waits"
+    queue.skip("m", "mid", None, now=T0 + 73, max_skips=2)
+    assert queue.oldest_waiting("m") == T0 + 50, "a skipped-out item waits no more"
+    assert queue.push(_item("top", 0.95, T0 + 80), max_size=1).evicted == "new"
+    assert queue.oldest_waiting("m") == T0 + 80, "an evicted item waits no more"
+    assert queue.push(_item("low", 0.0, T0 + 90), max_size=1).status == "rejected"
+    assert queue.oldest_waiting("m") == T0 + 80, "a rejected item never waited"
+    assert queue.close_answered("m", {"top": {"seq": 1}}, now=T0 + 91) == 1
+    assert queue.oldest_waiting("m") is None, "an item answered elsewhere waits no more"
+    _push_all(queue, [_item("lab", 0.5, T0 + 95)])
+    (lab,) = queue.claim("m", limit=1, lease_s=60, labeller="ann", now=T0 + 96)
+    out = queue.label("m", "lab", lab.claim_id, [_label_event("prediction:lab", 1)], {}, T0 + 97)
+    assert out.status == "ok" and queue.oldest_waiting("m") is None, "a labelled item is gone"
+    assert queue.oldest_waiting("other") == T0 + 1, "each model has its own"
+
+
+@_queue_check
 def check_queue_purge_finished(store: Store) -> None:
     queue = _queue(store)
     _push_all(queue, [_item(f"i{n}", n / 10, dedupe_key=f"k{n}") for n in range(5)], max_size=5)

@@ -804,8 +804,14 @@ def check_registry_snapshots(store: Store) -> None:
         5,
         0,
     ]
+    assert [reg.latest_snapshot_at(*k) for k in [("m", "v1"), ("m", "v2"), ("m", "v3")]] == [
+        30.0,
+        5.0,
+        None,
+    ], "the time of the snapshot of the highest seq, None without one"
     reg.put_snapshot(Snapshot("m", "v1", 30, at=31.0, artifact=b"again"))
     assert reg.latest_snapshot("m", "v1") == Snapshot("m", "v1", 30, 31.0, b"again")
+    assert reg.latest_snapshot_at("m", "v1") == 31.0, "a snapshot replaced at its seq"
 
 
 @_check

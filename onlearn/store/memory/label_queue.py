@@ -356,6 +356,16 @@ class MemoryLabelQueue:
                 return QueueStats()
             return QueueStats(depth=len(queue.order), claimed=len(queue.claimed), **queue.counters)
 
+    def oldest_waiting(self, model: str) -> float | None:
+        # A scan: in memory, a queue of the default 10 000 items takes about a millisecond.
+        with self._lock:
+            queue = self._queues.get(model)
+            if queue is None:
+                return None
+            ages = [r[1] for r in queue.order]
+            ages.extend(queue.items[i].enqueued_at for i in queue.claimed)
+            return min(ages, default=None)
+
     def purge_finished(self, model: str, before: float) -> int:
         with self._lock:
             queue = self._queues.get(model)

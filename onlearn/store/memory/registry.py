@@ -222,3 +222,8 @@ class MemoryRegistry:
     def latest_snapshot_seq(self, model: str, version: str) -> int:
         with self._lock:
             return max(self._snapshots.get((model, version), {}), default=0)
+
+    def latest_snapshot_at(self, model: str, version: str) -> float | None:
+        with self._lock:
+            snapshots = self._snapshots.get((model, version), {})
+            return snapshots[max(snapshots)].at if snapshots else None

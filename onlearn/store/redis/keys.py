@@ -41,6 +41,8 @@ key                                       type    holds
                                                   ``<16 hex of enqueued_at><item_id>`` (the rank)
 ``P:model:{m}:queue:leases``              zset    claimed item ids by ``lease_expires_at``
 ``P:model:{m}:queue:finished``            zset    done, skipped and evicted ids by ``finished_at``
+``P:model:{m}:queue:waiting``             zset    queued and claimed ids by ``enqueued_at`` (the
+                                                  oldest item still waiting, for its age)
 ``P:model:{m}:queue:dedupe``              hash    dedupe key -> item id (items still waiting)
 ``P:model:{m}:queue:counters``            hash    labelled, skipped, expired, ... (QueueStats)
 ``P:model:{m}:queue:item:<id>``           hash    one item: ``body`` (JSON of the fields that
@@ -149,6 +151,7 @@ class RedisKeys:
             rf"{model}:queue",
             rf"{model}:queue:leases",
             rf"{model}:queue:finished",
+            rf"{model}:queue:waiting",
             rf"{model}:queue:dedupe",
             rf"{model}:queue:counters",
             rf"{model}:queue:item:{_NAME}",
@@ -225,6 +228,9 @@ class RedisKeys:
 
     def queue_finished(self, model: str) -> str:
         return f"{self._model(model)}:queue:finished"
+
+    def queue_waiting(self, model: str) -> str:
+        return f"{self._model(model)}:queue:waiting"
 
     def queue_dedupe(self, model: str) -> str:
         return f"{self._model(model)}:queue:dedupe"

@@ -78,6 +78,18 @@ def _sortable(value: float) -> str:
     return f"{bits:016x}"
 
 
+def _unsortable(member: str | bytes) -> float:
+    """The enqueued_at a queue member starts with (the inverse of :func:`_sortable`).
+
+    >>> [_unsortable(_sortable(v) + "id") for v in (1.5e9, -2.0, 0.0)]
+    [1500000000.0, -2.0, 0.0]
+    """
+    bits = int(decode(member)[:16], 16)
+    bits = bits ^ 1 << 63 if bits >> 63 else bits ^ 0xFFFF_FFFF_FFFF_FFFF
+    (value,) = struct.unpack(">d", struct.pack(">Q", bits))
+    return value
+
+
 def _member(item: QueueItem) -> str:
     """The item's member in the queue's sorted set: its rank after the score (see above)."""
     return _sortable(item.enqueued_at) + item.item_id
@@ -193,6 +205,7 @@ class RedisLabelQueue(SharesShapes):
                 k.queue_dedupe(model),
                 k.queue_counters(model),
                 k.queue_finished(model),
+                k.queue_waiting(model),
             ],
             args=args,
         )
@@ -258,7 +271,9 @@ class RedisLabelQueue(SharesShapes):
                 return claimed
 
     def _finish(self, script: Any, model: str, item_id: str, args: list[Any]) -> ClaimOutcome:
-        reply = script(keys=self._item_keys(model, item_id), args=[item_id, *args])
+        # The waiting set last: release's script does not need it, complete's and skip's do.
+        keys = [*self._item_keys(model, item_id), self._conn.keys.queue_waiting(model)]
+        reply = script(keys=keys, args=[item_id, *args])
         status = decode(reply[0])
         if status == "unknown":
             return ClaimOutcome("unknown")
@@ -286,6 +301,7 @@ class RedisLabelQueue(SharesShapes):
                 k.queue_finished(model),
                 k.queue_counters(model),
                 k.queue_dedupe(model),
+                k.queue_waiting(model),
             ],
             args=args,
         )
@@ -337,6 +353,7 @@ class RedisLabelQueue(SharesShapes):
             k.log(model),
             k.log_keys(model),
             k.generation,
+            k.queue_waiting(model),
         ]
         reply = self._label_script(keys=keys, args=args)
         status = decode(reply[0])
@@ -376,6 +393,32 @@ class RedisLabelQueue(SharesShapes):
             claimed=claimed,
             **{name: int(value or 0) for name, value in zip(QUEUE_COUNTERS, counters, strict=True)},
         )
+
+    @guarded("queue oldest item", idempotent=True)
+    def oldest_waiting(self, model: str) -> float | None:
+        k = self._conn.keys
+        pipe = self._conn.client.pipeline(transaction=True)
+        pipe.zrange(k.queue_waiting(model), 0, 0, withscores=True)
+        pipe.zcard(k.queue_waiting(model))
+        pipe.zcard(k.queue(model))
+        pipe.zcard(k.queue_leases(model))
+        oldest, waiting, queued, claimed = pipe.execute()
+        if waiting == queued + claimed:
+            return oldest[0][1] if oldest else None
+        # Items pushed by an earlier onlearn are not in the waiting set: read the queued ones'
+        # enqueued_at from their members, the claimed ones' from their hashes (a scan, until
+        # those items are gone).
+        return self._oldest_by_scan(model)
+
+    def _oldest_by_scan(self, model: str) -> float | None:
+        k = self._conn.keys
+        client = self._conn.client
+        ages = [_unsortable(m) for m in client.zrange(k.queue(model), 0, -1)]
+        for item_id in client.zrange(k.queue_leases(model), 0, -1):
+            member = client.hget(k.queue_item(model, decode(item_id)), "member")
+            if member is not None:
+                ages.append(_unsortable(member))
+        return min(ages, default=None)
 
     @guarded("purge queue", idempotent=True)
     def purge_finished(self, model: str, before: float) -> int:

@@ -307,3 +307,13 @@ class RedisRegistry(SharesShapes):
     def latest_snapshot_seq(self, model: str, version: str) -> int:
         found = self._conn.client.zrevrange(self._conn.keys.snapshots(model, version), 0, 0)
         return int(found[0]) if found else 0
+
+    @guarded("latest snapshot time", idempotent=True)
+    def latest_snapshot_at(self, model: str, version: str) -> float | None:
+        k = self._conn.keys
+        found = self._conn.client.zrevrange(k.snapshots(model, version), 0, 0)
+        if not found:
+            return None
+        # Two reads: the index, then one field of the blob (its artifact stays in Redis).
+        at = self._conn.client.hget(k.snapshot(model, version, int(found[0])), "at")
+        return None if at is None else float(at)

@@ -186,6 +186,11 @@ _SCHEMA = [
         ON queue_items (model, dedupe_key)
         WHERE dedupe_key IS NOT NULL AND state IN ('queued', 'claimed')""",
     # Only finished items (done, skipped, evicted) have finished_at: what purge_finished reads.
+    # The oldest item still waiting (LabelQueue.oldest_waiting, read at every scrape): one index
+    # step. Created when any file is opened; an earlier onlearn keeps it up to date unknowingly,
+    # so the schema version stays.
+    """CREATE INDEX IF NOT EXISTS queue_items_waiting_age
+        ON queue_items (model, enqueued_at) WHERE state IN ('queued', 'claimed')""",
     """CREATE INDEX IF NOT EXISTS queue_items_finished
         ON queue_items (model, finished_at) WHERE finished_at IS NOT NULL""",
     # Counters of each model's queue, apart from the items so that purging keeps them.

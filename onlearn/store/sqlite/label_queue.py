@@ -455,6 +455,19 @@ class SqliteLabelQueue:
             depth=depth, claimed=claimed, **dict(zip(QUEUE_COUNTERS, counters, strict=True))
         )
 
+    @_guarded("queue oldest item")
+    def oldest_waiting(self, model: str) -> float | None:
+        (at,) = (
+            self._db.fast()
+            .execute(
+                "SELECT MIN(enqueued_at) FROM queue_items"
+                " WHERE model = ? AND state IN ('queued', 'claimed')",
+                (model,),
+            )
+            .fetchone()
+        )
+        return at
+
     @_guarded("purge queue")
     def purge_finished(self, model: str, before: float) -> int:
         # Chunks of 2000: an item is a wide row with four index entries (5000 took up to 25 ms

@@ -347,3 +347,16 @@ class SqliteRegistry:
             .fetchone()
         )
         return seq or 0
+
+    @_guarded("latest snapshot time")
+    def latest_snapshot_at(self, model: str, version: str) -> float | None:
+        # The primary key (model, version, seq) ends the walk at its first row.
+        row = (
+            self._db.fast()
+            .execute(
+                "SELECT at FROM snapshots WHERE model = ? AND version = ? ORDER BY seq DESC LIMIT 1",
+                (model, version),
+            )
+            .fetchone()
+        )
+        return None if row is None else row[0]

@@ -1,7 +1,7 @@
 -- RedisLabelQueue.close_answered: close the queued or claimed items whose prediction got its
 -- label elsewhere (the application's feedback, or a person's label by another path).
 --
--- KEYS: queue, leases, finished, counters, dedupe. ARGV: item key prefix, now, then per item its id and
+-- KEYS: queue, leases, finished, counters, dedupe, waiting. ARGV: item key prefix, now, then per item its id and
 -- its result JSON. Returns how many items were closed.
 --
 -- Race prevented: a claim taking the item between the check of its state and the close (one
@@ -17,6 +17,7 @@ for i = 3, #ARGV, 2 do
     redis.call('HDEL', key, 'lease_expires_at')
     redis.call('ZADD', KEYS[3], ARGV[2], id)
     free_dedupe(KEYS[5], key, id)  -- the same input may be asked again
+    redis.call('ZREM', KEYS[6], id)
     closed = closed + 1
   end
 end

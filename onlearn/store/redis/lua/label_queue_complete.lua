@@ -1,6 +1,6 @@
 -- RedisLabelQueue.complete: record a label for a claimed or queued item.
 --
--- KEYS: item, queue, leases, finished, counters, dedupe. ARGV: item id, "1" when a claim id is
+-- KEYS: item, queue, leases, finished, counters, dedupe, waiting. ARGV: item id, "1" when a claim id is
 -- given (else "0"), the claim id, the result JSON, now. Returns {status, item hash}.
 --
 -- Race prevented: a labeller whose lease ran out finishing an item another labeller claimed
@@ -18,5 +18,6 @@ redis.call('HSET', KEYS[1], 'state', 'done', 'result', ARGV[4], 'finished_at', A
 redis.call('HDEL', KEYS[1], 'lease_expires_at')
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 free_dedupe(KEYS[6], KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
 redis.call('HINCRBY', KEYS[5], 'labelled', 1)
 return {'ok', redis.call('HGETALL', KEYS[1])}

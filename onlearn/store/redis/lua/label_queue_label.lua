@@ -2,7 +2,7 @@
 -- mark the item done, in one step.
 --
 -- KEYS: item, queue, leases, finished, counters, dedupe, log head counter, log stream, log
--- idempotency hash, the store's generation. ARGV: item id, "1" when a claim id is given (else
+-- idempotency hash, the store's generation, waiting. ARGV: item id, "1" when a claim id is given (else
 -- "0"), the claim id, the result JSON without its seq (an object), now, the generation id the
 -- caller read at open (append_events checks it), then per event the three values of
 -- append_events. Returns {status, item hash, seqs} (seqs as append_events gives them: negative
@@ -38,5 +38,6 @@ redis.call('HSET', KEYS[1], 'state', 'done', 'result', result, 'finished_at', AR
 redis.call('HDEL', KEYS[1], 'lease_expires_at')
 redis.call('ZADD', KEYS[4], ARGV[5], ARGV[1])
 free_dedupe(KEYS[6], KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[11], ARGV[1])
 redis.call('HINCRBY', KEYS[5], 'labelled', 1)
 return {'ok', redis.call('HGETALL', KEYS[1]), seqs}

@@ -1,6 +1,6 @@
 -- RedisLabelQueue.push: queue an item (deduped), evicting the last in rank from a full queue.
 --
--- KEYS: item, queue, dedupe, counters, finished. ARGV: item key prefix, item id, "1" when the
+-- KEYS: item, queue, dedupe, counters, finished, waiting. ARGV: item key prefix, item id, "1" when the
 -- item has a dedupe key (else "0"), the dedupe key, max_size, score, member, enqueued_at, then
 -- the item's hash as field, value pairs. Returns {status, item id, evicted id}.
 --
@@ -44,6 +44,7 @@ if redis.call('ZCARD', queue) > tonumber(ARGV[5]) then
   -- push has no clock: the new item's enqueued_at is when the victim left.
   redis.call('HSET', victim, 'state', 'evicted', 'finished_at', ARGV[8])
   redis.call('ZADD', finished, ARGV[8], evicted)
+  redis.call('ZREM', KEYS[6], evicted)
   local key = redis.call('HGET', victim, 'dedupe')
   if key and redis.call('HGET', dedupe, key) == evicted then
     redis.call('HDEL', dedupe, key)
@@ -51,6 +52,7 @@ if redis.call('ZCARD', queue) > tonumber(ARGV[5]) then
   redis.call('HINCRBY', counters, 'evicted', 1)
 end
 redis.call('HSET', item, unpack(ARGV, 9))
+redis.call('ZADD', KEYS[6], ARGV[8], id)
 if ARGV[3] == '1' then
   redis.call('HSET', dedupe, ARGV[4], id)
 end

@@ -1,6 +1,6 @@
 -- RedisLabelQueue.skip: put an item back in the queue, or drop it after max_skips.
 --
--- KEYS: item, queue, leases, finished, counters, dedupe. ARGV: item id, "1" when a claim id is
+-- KEYS: item, queue, leases, finished, counters, dedupe, waiting. ARGV: item id, "1" when a claim id is
 -- given (else "0"), the claim id, now, max_skips, "1" when a labeller is named (else "0"), the
 -- labeller. Returns {status, item hash}. The same step as complete, for the same reasons; the
 -- skipper (leases.skipper) is kept as skipped_by, which claims by that labeller pass over.
@@ -31,6 +31,7 @@ if skips >= tonumber(ARGV[5]) then
   redis.call('HSET', KEYS[1], 'state', 'skipped', 'finished_at', ARGV[4])
   redis.call('ZADD', KEYS[4], ARGV[4], ARGV[1])
   free_dedupe(KEYS[6], KEYS[1], ARGV[1])
+  redis.call('ZREM', KEYS[7], ARGV[1])
 else
   redis.call('HSET', KEYS[1], 'state', 'queued')
   redis.call('ZADD', KEYS[2], redis.call('HGET', KEYS[1], 'score'), item[3])
