@@ -28,6 +28,7 @@ from tests.e2e.configs import (  # noqa: E402
     CONNECTIONS_CONFIG,
     DASHBOARD_CONFIG,
     FUZZ_CONFIG,
+    LABEL_STUDIO_CONFIG,
     LIMITS_CONFIG,
     QUEUE_CONFIG,
     RESTART_CONFIG,
@@ -51,6 +52,7 @@ SERVERS = {
     "fuzz": (FUZZ_CONFIG, 1, {"test_fuzz"}),
     "bounds": (BOUNDS_CONFIG, 1, {"test_bounded_errors"}),
     "connections": (CONNECTIONS_CONFIG, 1, {"test_connections"}),
+    "label-studio": (LABEL_STUDIO_CONFIG, 1, {"test_label_studio"}),
 }
 
 
@@ -149,3 +151,8 @@ def bounds_server(launched: dict[str, ServerProcess]) -> ServerProcess:
 @pytest.fixture(scope="session")
 def connections_server(launched: dict[str, ServerProcess]) -> ServerProcess:
     return launched["connections"].wait_ready(READY_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def label_studio_server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["label-studio"].wait_ready(READY_TIMEOUT)
