@@ -158,18 +158,21 @@ class LabelStudioBackend:
         action: str,
     ) -> dict:
         annotations, tasks = body.get("annotation"), body.get("task")
-        if action in CREATED and isinstance(annotations, list):  # ANNOTATIONS_CREATED: many
-            tasks_by_id = {t.get("id"): t for t in tasks or [] if isinstance(t, Mapping)}
-            pairs = [
-                (a, tasks_by_id.get(a.get("task")) if isinstance(a, Mapping) else None)
-                for a in annotations
-            ]
+        bulk = action in CREATED and isinstance(annotations, list)  # ANNOTATIONS_CREATED
+        if bulk:
+            tasks_at = {
+                t["id"]: (t, ("body", "task", k))
+                for k, t in enumerate(tasks if isinstance(tasks, list) else [])
+                if isinstance(t, Mapping) and isinstance(t.get("id"), int | str)
+            }
+            pairs = [(a, *tasks_at.get(_task_id(a), (None, ("body", "task")))) for a in annotations]
         else:
-            pairs = [(annotations, tasks)]
+            pairs = [(annotations, tasks, ("body", "task"))]
         items: list[FeedbackItem] = []
+        task_locs: list[tuple] = []
         answers: list[tuple[dict[str, Any], FeedbackItem | None]] = []
-        for i, (annotation, task) in enumerate(pairs):
-            loc = ("body", "annotation", i) if len(pairs) > 1 else ("body", "annotation")
+        for i, (annotation, task, task_loc) in enumerate(pairs):
+            loc = ("body", "annotation", i) if bulk else ("body", "annotation")
             if not isinstance(annotation, Mapping):
                 raise _violation(loc, "dict_type", "annotation must be an object")
             answer: dict[str, Any] = {"annotation": _annotation_id(annotation, loc)}
@@ -180,21 +183,26 @@ class LabelStudioBackend:
                 continue
             if not isinstance(task, Mapping):
                 raise _violation(
-                    ("body", "task"), "dict_type", "task (the annotated task) must be an object"
+                    task_loc, "dict_type", "task (the annotated task) must be an object"
                 )
             item = feedback_item(
-                annotation,
-                task,
-                label,
-                rt.schema,
-                uid,
-                updated=action == UPDATED,
-                loc=("body", "task"),
+                annotation, task, label, rt.schema, uid, updated=action == UPDATED, loc=task_loc
             )
             items.append(item)
+            task_locs.append(task_loc)
             answers.append((answer, item))
         if items:
-            results = iter(await self.engine.feedback_many_async(name, items))
+            try:
+                found = await self.engine.feedback_many_async(name, items)
+            except SchemaViolation as e:  # at (item, "features", ...): say where in the body
+                raise SchemaViolation(
+                    [
+                        FieldError((*task_locs[f.loc[0]], "data", *f.loc[2:]), f.rule, f.msg)
+                        for f in e.errors
+                    ],
+                    e.omitted,
+                ) from None
+            results = iter(found)
             for answer, item in answers:
                 if item is None:
                     continue
@@ -209,8 +217,8 @@ class LabelStudioBackend:
 
 
 def _result(binding: Binding, prediction, version: str) -> dict[str, Any]:
-    proba = prediction.proba or {}
-    score = max(proba.values(), default=0.0) if proba else 0.0
+    probabilities = [p for p in (prediction.proba or {}).values() if isinstance(p, float | int)]
+    score = float(max(probabilities, default=0.0))
     choice = binding.choice_of(prediction.label) if prediction.label is not None else None
     result = []
     if choice is not None:
@@ -224,6 +232,13 @@ def _result(binding: Binding, prediction, version: str) -> dict[str, Any]:
             }
         )
     return {"result": result, "score": score, "model_version": version}
+
+
+def _task_id(annotation: Any) -> int | str | None:
+    task = annotation.get("task") if isinstance(annotation, Mapping) else None
+    if isinstance(task, Mapping):  # an exported annotation nests its task
+        task = task.get("id")
+    return task if isinstance(task, int | str) else None
 
 
 def _annotation_id(annotation: Any, loc: tuple) -> int | str:

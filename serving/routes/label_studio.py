@@ -24,20 +24,20 @@ class _LabelStudioBody(Strict):
     model_config = ConfigDict(extra="allow")
 
 
-class SetupRequest(_LabelStudioBody):
+class LabelStudioSetupRequest(_LabelStudioBody):
     project: str | None = Field(None, description='Label Studio\'s "<project id>.<created at>".')
     schema_: str | None = Field(
         None, alias="schema", description="The project's label config (XML)."
     )
 
 
-class PredictRequest(_LabelStudioBody):
+class LabelStudioPredictRequest(_LabelStudioBody):
     tasks: list[Any] = Field(description='Tasks, each {"id", "data": {feature: value}}.')
     label_config: str | None = Field(None, description="The project's label config (XML).")
     project: str | None = None
 
 
-class WebhookRequest(_LabelStudioBody):
+class LabelStudioWebhookRequest(_LabelStudioBody):
     action: str = Field(
         description="ANNOTATION_CREATED, ANNOTATIONS_CREATED, ANNOTATION_UPDATED and "
         "ANNOTATIONS_DELETED are learned; other actions are answered and ignored."
@@ -60,7 +60,7 @@ async def health(name: str, request: Request) -> JSON:
     description="422 names what does not match: choices that are no class of the model, "
     "classes without a choice, a multiple choice, a regression model.",
 )
-async def setup(name: str, body: SetupRequest, request: Request) -> JSON:
+async def setup(name: str, body: LabelStudioSetupRequest, request: Request) -> JSON:
     return JSON(_backend(request).setup(name, body.model_dump(by_alias=True)))
 
 
@@ -71,7 +71,7 @@ async def setup(name: str, body: SetupRequest, request: Request) -> JSON:
     "probability (order tasks by score, lowest first, for uncertainty sampling), and "
     "`model_version` (version and learning epoch: it changes as the model learns).",
 )
-async def predict(name: str, body: PredictRequest, request: Request) -> JSON:
+async def predict(name: str, body: LabelStudioPredictRequest, request: Request) -> JSON:
     return JSON(_backend(request).predict(name, body.model_dump()))
 
 
@@ -83,5 +83,5 @@ async def predict(name: str, body: PredictRequest, request: Request) -> JSON:
     "correction; a deletion a retraction (the model keeps what it learned; refits leave the "
     "label out). 409: the annotation's label differs from the one recorded for it.",
 )
-async def webhook(name: str, body: WebhookRequest, request: Request) -> JSON:
+async def webhook(name: str, body: LabelStudioWebhookRequest, request: Request) -> JSON:
     return JSON(await _backend(request).webhook(name, body.model_dump()))

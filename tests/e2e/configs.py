@@ -288,6 +288,7 @@ api_keys = [
 {xy_model("lsfix")}
 {xy_model("lsdel")}
 {xy_model("lscsv")}
+{xy_model("lsbulk")}
 
 [models.lsflags]
 task = "classification"

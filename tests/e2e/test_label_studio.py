@@ -441,3 +441,80 @@ def test_basic_and_roles_on_the_label_studio_routes(api):
     # Basic is taken on these routes only.
     elsewhere = api.post("/models/ls/predict", json={"features": {"x": 1, "y": 1}}, headers=app)
     assert elsewhere.status_code == 401
+
+
+def test_annotations_created_in_bulk_are_each_learned(api):
+    """ANNOTATIONS_CREATED (an import of tasks with annotations): lists of annotations and tasks."""
+    rows = xy_rows(3, seed=41)
+    tasks = [task(300 + i, strings(f)) for i, (f, _) in enumerate(rows)]
+    annotations = [annotation(700 + i, 300 + i, y) for i, (_, y) in enumerate(rows)]
+    body = {"action": "ANNOTATIONS_CREATED", "annotation": annotations, "task": tasks[::-1]}
+    answer = post(api, "lsbulk", "webhook", body | {"project": project()})
+    assert answer.status_code == 200, answer.text
+    results = answer.json()["results"]
+    assert [r["annotation"] for r in results] == [700, 701, 702]
+    assert [r["label"] for r in results] == [y for _, y in rows]  # each with its own task
+    assert metrics(api, "lsbulk")["labels_by_source"] == {"human": 3}
+
+
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        ({"action": "ANNOTATION_CREATED", "project": "7"}, ["body", "project"]),
+        (
+            {"action": "ANNOTATION_CREATED", "project": {"label_config": CONFIG}},
+            ["body", "project", "id"],
+        ),
+        ({"action": "ANNOTATION_CREATED", "annotation": [1], "task": 5}, ["body", "annotation"]),
+        (
+            {"action": "ANNOTATION_CREATED", "annotation": {"id": 1, "result": "x"}},
+            ["body", "annotation", "result"],
+        ),
+        (
+            {
+                "action": "ANNOTATION_UPDATED",
+                "annotation": annotation(1, 1, "pos")
+                | {"result": [_choice("side", "point", "maybe")]},
+                "task": task(1, {}),
+            },
+            ["body", "annotation", "result", 0, "value", "choices"],
+        ),
+        (
+            {
+                "action": "ANNOTATION_CREATED",
+                "annotation": annotation(1, 1, "pos"),
+                "task": {"id": 1},
+            },
+            ["body", "task", "data"],
+        ),
+        (
+            {
+                "action": "ANNOTATION_CREATED",
+                "annotation": annotation(1, 1, "pos"),
+                "task": task(1, {"x": "far"}),
+            },
+            ["body", "task", "data", "x"],
+        ),
+        (
+            {"action": "ANNOTATIONS_DELETED", "annotations": {"id": []}},
+            ["body", "annotations", 0, "id"],
+        ),
+        ({"action": "ANNOTATIONS_DELETED", "annotations": 3}, ["body", "annotations"]),
+    ],
+    ids=[
+        "project",
+        "project-id",
+        "annotation",
+        "result",
+        "choice",
+        "data",
+        "feature",
+        "deleted-id",
+        "deleted",
+    ],
+)
+def test_a_malformed_webhook_is_a_422_naming_the_field(api, body, loc):
+    body = {"project": project(), **body}
+    answer = post(api, "lsdup", "webhook", body)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"][: len(loc)] == loc, answer.json()
