@@ -231,7 +231,7 @@ def loop(args, ls_url: str, onlearn_url: str, check: Checks) -> dict:
     predictions = ls.get("/api/predictions", params={"project": pid}).json()
     check(
         got.status_code == 200 and len(predictions) == len(tasks),
-        f"predictions retrieved for all {len(tasks)} tasks (string values read as numbers)",
+        f"predictions retrieved for all {len(tasks)} tasks",
         got.text,
     )
     if args.screenshots:
@@ -289,6 +289,12 @@ def loop(args, ls_url: str, onlearn_url: str, check: Checks) -> dict:
         if p["model_version"] == new_version
     ]
     check(len(fresh) == len(tasks), "stale predictions refreshed under the new version", len(fresh))
+    strings = [t["id"] for t in tasks if isinstance(t["data"]["x"], str)]
+    check(
+        len(strings) == 4 and all(p["result"] for p in fresh),
+        f"every task has the model's choice, the {len(strings)} with string values too",
+        [p for p in fresh if not p["result"]],
+    )
     right = sum(
         p["result"] and p["result"][0]["value"]["choices"][0] == truth[p["task"]] for p in fresh
     )
