@@ -80,6 +80,7 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("POST", "/label-studio/{name}/setup"): frozenset({PREDICT, LABEL}),
     ("POST", "/label-studio/{name}/predict"): frozenset({PREDICT, LABEL}),
     ("POST", "/label-studio/{name}/webhook"): frozenset({LABEL}),
+    ("POST", "/label-studio/{name}/train"): frozenset({LABEL}),
 }
 DEFAULT = frozenset({ADMIN})
 

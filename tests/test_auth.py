@@ -240,6 +240,7 @@ EXPECTED = {
     "POST /label-studio/{name}/setup": {P, L},
     "POST /label-studio/{name}/predict": {P, L},
     "POST /label-studio/{name}/webhook": {L},
+    "POST /label-studio/{name}/train": {L},
 }
 
 

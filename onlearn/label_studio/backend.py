@@ -63,6 +63,17 @@ class LabelStudioBackend:
         bind(body.get("schema"), rt.config, ("body", "schema"))
         return {"model_version": self.version(rt)}
 
+    def train(self, name: str) -> dict[str, Any]:
+        """Label Studio's *Start Training*: nothing to start, each annotation was learned as it
+        came (a refit is the worker's, `POST /models/{name}/retrain`, an admin's call)."""
+        rt = self._classifier(name)
+        return {
+            "status": "ok",
+            "job": None,
+            "model_version": self.version(rt),
+            "detail": "onlearn learns each annotation as it comes: nothing to start",
+        }
+
     def predict(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """One prediction per task, in order: the choice of the answering version, ``score``
         its confidence. A task whose data does not fit the schema gets an empty result and an

@@ -85,3 +85,15 @@ async def predict(name: str, body: LabelStudioPredictRequest, request: Request) 
 )
 async def webhook(name: str, body: LabelStudioWebhookRequest, request: Request) -> JSON:
     return JSON(await _backend(request).webhook(name, body.model_dump()))
+
+
+@router.post(
+    f"{PREFIX}/train",
+    summary="Label Studio: 'Start Training' (nothing to start: each annotation is learned as it "
+    "comes)",
+    description="Label Studio posts here (or START_TRAINING to the webhook) when asked to train. "
+    "onlearn learns online and refits through its own worker (`POST /models/{name}/retrain`, "
+    "admin), so the call is answered and changes nothing.",
+)
+async def train(name: str, body: _LabelStudioBody, request: Request) -> JSON:
+    return JSON(_backend(request).train(name))

@@ -353,6 +353,9 @@ def test_a_webhook_delivered_twice_is_learned_once(api):
     for action in ("PROJECT_UPDATED", "TASKS_CREATED", "START_TRAINING"):
         ignored = post(api, "lsdup", "webhook", {"action": action, "project": project()})
         assert ignored.status_code == 200 and ignored.json()["status"] == "ignored"
+    # Start Training (posted to /train by some Label Studio versions): nothing to start.
+    started = post(api, "lsdup", "train", {"annotations": [], "project": PROJECT_UID})
+    assert started.status_code == 200 and started.json()["job"] is None, started.text
     skipped = annotation(2, 1, None, was_cancelled=True)
     answer = post(
         api, "lsdup", "webhook", webhook("ANNOTATION_CREATED", skipped, task(1, features))
