@@ -101,5 +101,6 @@ $(LS_VENV)/.installed:
 	touch $(LS_VENV)/.installed
 
 e2e-label-studio: $(STAMP) $(LS_VENV)/.installed
+	./scripts/ensure-system-deps
 	$(BIN)/python scripts/e2e_label_studio.py --label-studio-venv $(LS_VENV) \
 		--screenshots docs/label-studio --summary docs/label-studio/last-run.md
