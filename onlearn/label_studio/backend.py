@@ -99,9 +99,13 @@ class LabelStudioBackend:
                 if not isinstance(task, Mapping) or not isinstance(task.get("data"), Mapping):
                     raise _violation((*loc, "data"), "dict_type", "task.data must be an object")
                 features = task_features(task["data"], rt.schema)
-                rt.schema.validate(features)
+                try:
+                    rt.schema.validate(features)
+                except SchemaViolation as e:
+                    rt.count_violations(e)  # as a predict counts them (the monitor shows them)
+                    raise e.at(*loc, "data") from None
             except SchemaViolation as e:
-                failed[i] = e if e.errors[0].loc[:3] == loc else e.at(*loc, "data")
+                failed[i] = e
                 continue
             rows.append(features)
             # A task is routed like a keyed request: a canary answers the same tasks each time.
@@ -109,8 +113,8 @@ class LabelStudioBackend:
             keys.append(f"label-studio:{project}:{task_id}" if task_id is not None else None)
             at.append(i)
         if tasks and not rows:
-            first = next(iter(failed.values()))
-            raise SchemaViolation(first.errors, first.omitted + len(failed) - 1)
+            errors = [error for v in failed.values() for error in v.errors]
+            raise SchemaViolation(errors, sum(v.omitted for v in failed.values()))
         predictions = self.engine.predict_many(name, rows, keys=keys) if rows else []
         results: list[dict[str, Any]] = [{} for _ in tasks]
         for i, prediction in zip(at, predictions, strict=True):
@@ -125,7 +129,7 @@ class LabelStudioBackend:
             }
         return {"results": results}
 
-    async def webhook(self, name: str, body: Mapping[str, Any], *, wait: bool = True) -> dict:
+    async def webhook(self, name: str, body: Mapping[str, Any]) -> dict:
         """Learn from an annotation event: created is a first label, updated a correction,
         deleted a retraction. Other actions (Label Studio sends every action to the backend's
         webhook) are answered and ignored."""
