@@ -9,7 +9,7 @@ STORE ?= sqlite:///.data/onlearn.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-long lint bench bench-active bench-weights bench-drift bench-trim bench-purge bench-storage bench-stall bench-models bench-saturation soak install clean
+.PHONY: run test test-long e2e-label-studio lint bench bench-active bench-weights bench-drift bench-trim bench-purge bench-storage bench-stall bench-models bench-saturation soak install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -87,3 +87,20 @@ soak: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache
+
+# onlearn as the ML backend of a real Label Studio (PyPI), end to end, with screenshots for
+# docs/label-studio.md; not part of `make test` (Label Studio starts in a minute or two). Label
+# Studio gets a venv of its own: its many pins stay out of the project's.
+LS_PYTHON ?= $(PYTHON)
+LS_VENV := .venv-label-studio
+$(LS_VENV)/.installed:
+	test -x $(LS_VENV)/bin/python || $(LS_PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	# sentry-sdk 3 refuses an option Label Studio 1.23 passes it
+	$(LS_VENV)/bin/python -m pip install --quiet 'label-studio>=1.23,<1.24' 'sentry-sdk>=2.16,<3'
+	touch $(LS_VENV)/.installed
+
+e2e-label-studio: $(STAMP) $(LS_VENV)/.installed
+	./scripts/ensure-system-deps
+	$(BIN)/python scripts/e2e_label_studio.py --label-studio-venv $(LS_VENV) \
+		--screenshots docs/label-studio --summary docs/label-studio/last-run.md

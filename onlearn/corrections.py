@@ -18,6 +18,11 @@ sampler asked for it (None until a sampler fills it in).
 (False, True, True)
 >>> correction_key("prediction:ab", 7)
 'correction:prediction:ab:7'
+
+A label can also be withdrawn: a *retraction* (``EventKind.RETRACT``, keyed
+``retraction:<first key>``, so a retraction delivered twice lands once) names the chain and the
+label recorded when it was withdrawn. The live model keeps what it learned (an online model
+cannot unlearn); refits leave every label of a retracted chain out.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from onlearn.records import Event, EventKind, FeedbackItem
 from onlearn.store.base import EventLog
 
 CORRECTION_PREFIX = "correction:"
+RETRACTION_PREFIX = "retraction:"
 # The fields a correction adds to a label event's payload.
 CORRECTION_FIELDS = ("corrects", "previous_label", "previous_source", "previous_labeller")
 # Links followed at most from a first label to its newest correction: a bound on the lookups
@@ -142,6 +148,24 @@ def correction_event(
     return Event(EventKind.LABEL, payload, at, key=correction_key(chain_key, previous.seq))
 
 
+def retraction_event(
+    recorded_end: Event, *, chain_key: str, source: str, labeller: str | None, at: float
+) -> Event:
+    """The event that withdraws the chain ``chain_key``, whose recorded label is
+    ``recorded_end``: one per chain (its key), whatever label the chain ended with."""
+    old = recorded_end.payload
+    payload = {
+        "retracts": recorded_end.seq,
+        "chain": chain_key,
+        "label": old["label"],
+        "source": source,
+        "labeller": labeller,
+        "previous_source": old.get("source") or "app",
+        "previous_labeller": old.get("labeller"),
+    }
+    return Event(EventKind.RETRACT, payload, at, key=f"{RETRACTION_PREFIX}{chain_key}")
+
+
 def corrects(payload: Mapping[str, Any]) -> int | None:
     """The seq a label event corrects, or None for a first label (and events of an earlier
     onlearn, which has no corrections)."""
@@ -154,17 +178,27 @@ class TrainingLabels:
     event is not in the refit's range (trimmed, or left out by ``max_rows``), the newest
     correction of the chain is the row.
 
-    Feed the label events in seq order (``add``), then ask ``label_of(seq)`` and
-    ``dropped(seq)`` for each row kept.
+    A retraction (a ``RETRACT`` event) drops every label of its chain: the first label and its
+    corrections, before or after it.
+
+    Feed the label and retraction events in seq order (``add``), then ask ``label_of(seq)``
+    and ``dropped(seq)`` for each row kept.
     """
 
     def __init__(self) -> None:
         self._root: dict[int, int] = {}  # seq of a correction -> seq of its chain's first label
         self._final: dict[int, Any] = {}  # first label's seq -> its newest corrected label
         self._newest: dict[int, int] = {}  # first label's seq -> its newest correction's seq
+        self._retracted: set[int] = set()  # first labels' seqs of retracted chains
         self.corrections = 0  # correction events seen
+        self.retractions = 0  # retraction events seen
 
     def add(self, event: Event) -> None:
+        if event.kind is EventKind.RETRACT:
+            self.retractions += 1
+            target = event.payload["retracts"]
+            self._retracted.add(self._root.get(target, target))
+            return
         target = corrects(event.payload)
         if target is None:
             return
@@ -196,9 +230,12 @@ class TrainingLabels:
         return rewrite
 
     def dropped(self, seq: int, kept: set[int]) -> bool:
-        """Whether the correction at ``seq`` is merged into a row (its chain's first label is
-        in ``kept``) or superseded by a newer correction of the same chain."""
+        """Whether the label at ``seq`` is left out: its chain was retracted, or it is a
+        correction merged into a row (its chain's first label is in ``kept``) or superseded by
+        a newer correction of the same chain."""
         root = self._root.get(seq)
+        if (seq if root is None else root) in self._retracted:
+            return True
         if root is None:
             return False
         return root in kept or self._newest[root] != seq
@@ -207,6 +244,7 @@ class TrainingLabels:
 __all__ = [
     "CORRECTION_FIELDS",
     "CORRECTION_PREFIX",
+    "RETRACTION_PREFIX",
     "TrainingLabels",
     "conflict_detail",
     "correction_event",
@@ -214,5 +252,6 @@ __all__ = [
     "corrects",
     "decide",
     "recorded",
+    "retraction_event",
     "same_label",
 ]

@@ -20,6 +20,9 @@ class EventKind(str, enum.Enum):
     ROLLBACK = "rollback"  # the same, undoing a promotion
     RESET = "reset"
     ALARM = "alarm"  # a drift or performance alarm; learners skip it, retrain triggers read it
+    # A label withdrawn (a Label Studio annotation deleted): payload {"retracts": seq, "chain":
+    # key, ...}. Learners skip it (an online model cannot unlearn); refits leave the chain out.
+    RETRACT = "retract"
 
 
 class LabelSource(str, enum.Enum):

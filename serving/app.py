@@ -19,7 +19,17 @@ from serving import auth, docs, errors, fast, openapi
 from serving.http_metrics import HttpMetrics, HttpMetricsMiddleware
 from serving.limits import BodySizeLimit, RequestTimeout
 from serving.prometheus import registry_for
-from serving.routes import feedback, health, metrics, models, predict, queue, ui, versions
+from serving.routes import (
+    feedback,
+    health,
+    label_studio,
+    metrics,
+    models,
+    predict,
+    queue,
+    ui,
+    versions,
+)
 from serving.telemetry import fastapi_kwargs
 
 log = logging.getLogger(__name__)
@@ -93,6 +103,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         versions.router,
         metrics.router,
         ui.router,
+        label_studio.router,
     ]
     for router in routers:
         app.include_router(router)

@@ -12,6 +12,7 @@ With no keys configured the middleware is not installed at all.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import logging
@@ -74,10 +75,24 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/jobs"): frozenset({ADMIN}),
     ("GET", "/jobs/{job_id}"): frozenset({ADMIN}),
     ("POST", "/jobs/{job_id}/cancel"): frozenset({ADMIN}),
+    # Label Studio as the labelling front end: one key for its calls, a label key (a predict
+    # key may ask predictions too); annotations are a person's labels, so the webhook needs
+    # label. These routes take HTTP Basic as well (BASIC_PREFIX).
+    ("GET", "/label-studio/{name}/health"): frozenset({PREDICT, LABEL}),
+    ("POST", "/label-studio/{name}/setup"): frozenset({PREDICT, LABEL}),
+    ("POST", "/label-studio/{name}/predict"): frozenset({PREDICT, LABEL}),
+    ("POST", "/label-studio/{name}/webhook"): frozenset({LABEL}),
+    ("POST", "/label-studio/{name}/train"): frozenset({LABEL}),
 }
 DEFAULT = frozenset({ADMIN})
 
 HOW = "send a key as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+# Routes that also take HTTP Basic, the one scheme Label Studio offers its ML backends: the
+# password is the API key, the user name is free (Label Studio asks for one; the key's name is
+# a good choice). Elsewhere Basic is refused: a key in a browser's password store, sent to any
+# route, would be a key the operator never meant to hand out that way.
+BASIC_PREFIX = "/label-studio/"
+HOW_BASIC = f"{HOW}, or on {BASIC_PREFIX}... routes as HTTP Basic with the key as password"
 
 
 def needed(method: str, path: str) -> frozenset[Role]:
@@ -105,23 +120,29 @@ class AccessControl:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        roles = self._needed(scope)
+        roles, template = self._needed(scope)
         if not roles:
             return await self.app(scope, receive, send)
-        key = _presented(scope["headers"])
+        basic = template.startswith(BASIC_PREFIX)
+        how = HOW_BASIC if basic else HOW
+        key = _presented(scope["headers"], basic=basic)
         if key is None:
-            return await _deny(send, 401, f"this route needs an API key: {HOW}")
+            return await _deny(send, 401, f"this route needs an API key: {how}", basic=basic)
         entry = self.keyring.find(key)
         if entry is None:
             return await _deny(
-                send, 401, f"the API key is not valid (unknown or revoked): {HOW} with a valid key"
+                send,
+                401,
+                f"the API key is not valid (unknown or revoked): {how} with a valid key",
+                basic=basic,
             )
         if not entry.allows(roles):
             return await _deny(send, 403, _forbidden(entry, scope, roles))
         scope.setdefault("state", {})["principal"] = entry.name
         await self.app(scope, receive, send)
 
-    def _needed(self, scope: Scope) -> frozenset[Role]:
+    def _needed(self, scope: Scope) -> tuple[frozenset[Role], str]:
+        """The roles the request's route needs, and its path template ("" for no route)."""
         if self._table is None:  # built at the first request: every route is added by then
             self._table = [
                 (compile_path(path)[0], methods, path) for path, methods in route_table(self.router)
@@ -130,10 +151,10 @@ class AccessControl:
         path = get_route_path(scope)
         for regex, methods, template in self._table:
             if regex.match(path) and (methods is None or method in methods):
-                return needed(method, template)
+                return needed(method, template), template
         # No route answers this: the router says 404 or 405, to a caller with a valid key only
         # (probing paths or methods tells nothing without a key).
-        return ANY_KEY
+        return ANY_KEY, ""
 
 
 def route_table(router) -> list[tuple[str, frozenset[str] | None]]:
@@ -161,16 +182,28 @@ def route_table(router) -> list[tuple[str, frozenset[str] | None]]:
     return table
 
 
-def _presented(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+def _presented(headers: list[tuple[bytes, bytes]], *, basic: bool = False) -> bytes | None:
     bearer = api_key = None
     for name, value in headers:
         if name == b"authorization":
             scheme, _, token = value.partition(b" ")
             if scheme.lower() == b"bearer" and token.strip():
                 bearer = token.strip()
+            elif basic and scheme.lower() == b"basic" and token.strip():
+                bearer = _basic_password(token.strip())
         elif name == b"x-api-key" and value.strip():
             api_key = value.strip()
     return bearer if bearer is not None else api_key
+
+
+def _basic_password(token: bytes) -> bytes | None:
+    """The password of HTTP Basic credentials (``base64(user:password)``), the API key."""
+    try:
+        decoded = base64.b64decode(token, validate=True)
+    except ValueError:  # binascii.Error: not base64
+        return None
+    _, colon, password = decoded.partition(b":")
+    return password if colon and password else None
 
 
 def _forbidden(entry: ApiKey, scope: Scope, roles: frozenset[Role]) -> str:
@@ -181,7 +214,7 @@ def _forbidden(entry: ApiKey, scope: Scope, roles: frozenset[Role]) -> str:
     )
 
 
-async def _deny(send: Send, status: int, detail: str) -> None:
+async def _deny(send: Send, status: int, detail: str, *, basic: bool = False) -> None:
     body = json.dumps({"detail": detail}).encode()
     headers = [
         (b"content-type", b"application/json"),
@@ -189,6 +222,8 @@ async def _deny(send: Send, status: int, detail: str) -> None:
     ]
     if status == 401:
         headers.append((b"www-authenticate", b'Bearer realm="onlearn"'))
+        if basic:
+            headers.append((b"www-authenticate", b'Basic realm="onlearn"'))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -50,6 +50,7 @@ SPECIFIC = {
     ("post", "/models/{name}/rollback"): {409},
     ("get", "/jobs/{job_id}"): {404},
     ("post", "/jobs/{job_id}/cancel"): {404, 409},
+    ("post", "/label-studio/{name}/webhook"): {409},
 }
 
 

@@ -6,6 +6,7 @@ The same rules over HTTP, against a real server, are in tests/e2e/test_auth.py.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import re
 
@@ -179,6 +180,24 @@ def test_the_key_is_read_from_bearer_or_x_api_key(headers, key):
     assert _presented(headers) == key
 
 
+@pytest.mark.parametrize(
+    ("credentials", "key"),
+    [
+        (b"label-studio:onl_abc", b"onl_abc"),
+        (b":onl_abc", b"onl_abc"),  # the user name is free, even empty
+        (b"user:pass:with:colons", b"pass:with:colons"),
+        (b"user-without-password", None),
+        (b"user:", None),
+    ],
+)
+def test_basic_gives_its_password_as_the_key_where_basic_is_taken(credentials, key):
+    token = base64.b64encode(credentials)
+    headers = [(b"authorization", b"Basic " + token)]
+    assert _presented(headers, basic=True) == key
+    assert _presented(headers) is None  # elsewhere Basic is no key
+    assert _presented([(b"authorization", b"Basic not base64!")], basic=True) is None
+
+
 # Roles of routes
 
 # The role matrix, written out here apart from serving/auth.py: a change of either shows.
@@ -219,6 +238,11 @@ EXPECTED = {
     "GET /jobs": {A},
     "GET /jobs/{job_id}": {A},
     "POST /jobs/{job_id}/cancel": {A},
+    "GET /label-studio/{name}/health": {P, L},
+    "POST /label-studio/{name}/setup": {P, L},
+    "POST /label-studio/{name}/predict": {P, L},
+    "POST /label-studio/{name}/webhook": {L},
+    "POST /label-studio/{name}/train": {L},
 }
 
 

@@ -89,3 +89,21 @@ def test_the_first_predict_and_feedback_answer_what_the_readme_shows(fresh: Serv
         same(second.json(), shown_answer(again), "second predict")
         # "Sending the same feedback twice is harmless: the same seq comes back".
         assert api.post(feedback_path, json=label).json() == ack.json()
+
+
+def test_the_label_studio_calls_answer_what_the_readme_shows(fresh: ServerProcess):
+    setup, predict = shell_blocks(section("Label in Label Studio"))
+    with httpx.Client(base_url=fresh.url, timeout=30) as api:
+        path, body = request(setup)
+        answer = api.post(path, json=body)
+        assert answer.status_code == 200, answer.text
+        same(answer.json(), shown_answer(setup), "setup")
+        # A config whose choices are not the classes is refused at setup.
+        wrong = {**body, "schema": body["schema"].replace('"false"', '"legit"')}
+        assert api.post(path, json=wrong).status_code == 422
+        path, body = request(predict)
+        answer = api.post(path, json=body)
+        assert answer.status_code == 200, answer.text
+        (result,) = answer.json()["results"]
+        shown = shown_answer(predict)["results"][0]
+        assert result.keys() == shown.keys() and result["model_version"].startswith("v1-")

@@ -178,6 +178,7 @@ class RefitResult:
     # Corrections in the range read, and label rows whose label a correction replaced.
     corrections: int = 0
     corrections_applied: int = 0
+    retractions: int = 0  # retraction events read: their chains are not trained on
     # labels_follow_answer: holdout labels learnt but not scored, another version (or none)
     # having answered them; ``holdout_labels`` counts those scored.
     holdout_excluded: int = 0
@@ -225,6 +226,7 @@ class RefitResult:
             "max_rows": self.max_rows,
             "labels_available": self.labels_available,
             "corrections": {"events": self.corrections, "applied": self.corrections_applied},
+            "retractions": self.retractions,
         }
 
 
@@ -367,6 +369,7 @@ def refit(
         labels_available=available,
         corrections=fixes.corrections,
         corrections_applied=sum(fixes.replaced(e.seq) for e in labelled),
+        retractions=fixes.retractions,
         holdout_excluded=0 if scored is None else len(test) - len(scored),
     )
 
@@ -435,7 +438,9 @@ def _load(
         for event in events:
             if event.seq > upto:
                 break
-            if event.kind is EventKind.LABEL:
+            if event.kind is EventKind.RETRACT:  # a withdrawn label: its chain is left out
+                fixes.add(event)
+            elif event.kind is EventKind.LABEL:
                 payload = event.payload
                 available += 1
                 fixes.add(event)

@@ -452,6 +452,20 @@ class Engine:
     ) -> list[FeedbackResult]:
         return await self._feedback.feedback_many_async(self.runtime(name), items, wait)
 
+    async def retract_async(
+        self,
+        name: str,
+        keys: Sequence[str],
+        *,
+        source: str = "human",
+        labeller: str | None = None,
+        wait: bool = True,
+    ) -> list[int | None]:
+        """Withdraw the labels recorded for ``keys`` (see ``FeedbackHandler.retract_async``)."""
+        return await self._feedback.retract_async(
+            self.runtime(name), keys, source=source, labeller=labeller, wait=wait
+        )
+
     # The labelling queue's label: its event built as feedback's, appended by the queue itself
 
     def label_event(self, name: str, item: FeedbackItem) -> Event:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onlearn.config import ModelConfig, Settings, Task
-from onlearn.corrections import decide, recorded
+from onlearn.corrections import decide, recorded, retraction_event
 from onlearn.engine.follower import Follower
 from onlearn.errors import (
     FieldError,
@@ -257,6 +257,36 @@ class FeedbackHandler:
         seqs = [o.seq for o in outcomes if o.seq is not None]
         applied = await self._applied_async(rt, max(seqs), wait) if seqs else False
         return self._results(rt, prepared, outcomes, applied)
+
+    async def retract_async(
+        self,
+        rt: ModelRuntime,
+        keys: Sequence[str],
+        *,
+        source: str,
+        labeller: str | None,
+        wait: bool,
+    ) -> list[int | None]:
+        """Withdraw the label recorded for each chain key (``event:<id>``, ``prediction:<id>``):
+        the seq of its retraction event, or None for a key with no label recorded (never
+        labelled, or trimmed). A retraction is keyed by its chain, so the same one again
+        answers the seq it got. Learners skip it; refits leave the chain out."""
+        self.store.generation.refuse()
+        keys = list(dict.fromkeys(keys))
+        ends = await self._off_loop(recorded, self.store.log, rt.name, keys)
+        now = self.clock()
+        events = [
+            retraction_event(ends[k], chain_key=k, source=source, labeller=labeller, at=now)
+            for k in keys
+            if k in ends
+        ]
+        if not events:
+            return [None] * len(keys)
+        self._check_lag(rt)
+        result = await self._committer.submit_async(rt.name, events)
+        await self._applied_async(rt, max(result), wait)
+        seqs = iter(result)
+        return [next(seqs) if k in ends else None for k in keys]
 
     # Labels that met an earlier one
 

@@ -284,3 +284,47 @@ window = 20
 reference_size = 20
 report_every = 10
 """
+# The Label Studio backend server (test_label_studio.py): keys as Label Studio and an application
+# hold them, a model with numeric features (CSV strings read by the schema) and one per test
+# that counts what it learned, and a regression model (refused).
+LS_KEYS = {
+    "label-studio": ("label", "onl_test-ls-label-key"),
+    "app": ("predict", "onl_test-ls-predict-key"),
+}
+
+
+def _label_studio_config() -> str:
+    from onlearn.access import toml_entry
+
+    entries = ",\n  ".join(toml_entry(name, key, [role]) for name, (role, key) in LS_KEYS.items())
+    return f"""
+[security]
+api_keys = [
+  {entries},
+]
+
+{xy_model("ls")}
+{xy_model("lsdup")}
+{xy_model("lsfix")}
+{xy_model("lsdel")}
+{xy_model("lscsv")}
+{xy_model("lsbulk")}
+
+[models.lsflags]
+task = "classification"
+classes = [true, false]
+pipeline = {{ name = "logistic_regression" }}
+[models.lsflags.features]
+n = {{ type = "integer", nullable = true }}
+ok = {{ type = "boolean" }}
+color = {{ type = "category", values = ["red", "blue"] }}
+
+[models.lsreg]
+task = "regression"
+pipeline = {{ name = "linear_regression" }}
+[models.lsreg.features]
+x = {{ type = "number" }}
+"""
+
+
+LABEL_STUDIO_CONFIG = _label_studio_config()

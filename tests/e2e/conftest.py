@@ -28,6 +28,7 @@ from tests.e2e.configs import (  # noqa: E402
     CONNECTIONS_CONFIG,
     DASHBOARD_CONFIG,
     FUZZ_CONFIG,
+    LABEL_STUDIO_CONFIG,
     LIMITS_CONFIG,
     OBSERVABILITY_CONFIG,
     QUEUE_CONFIG,
@@ -53,6 +54,7 @@ SERVERS = {
     "bounds": (BOUNDS_CONFIG, 1, {"test_bounded_errors"}),
     "connections": (CONNECTIONS_CONFIG, 1, {"test_connections"}),
     "observability": (OBSERVABILITY_CONFIG, 1, {"test_observability"}),
+    "label-studio": (LABEL_STUDIO_CONFIG, 1, {"test_label_studio"}),
 }
 
 
@@ -151,3 +153,8 @@ def bounds_server(launched: dict[str, ServerProcess]) -> ServerProcess:
 @pytest.fixture(scope="session")
 def connections_server(launched: dict[str, ServerProcess]) -> ServerProcess:
     return launched["connections"].wait_ready(READY_TIMEOUT)
+
+
+@pytest.fixture(scope="session")
+def label_studio_server(launched: dict[str, ServerProcess]) -> ServerProcess:
+    return launched["label-studio"].wait_ready(READY_TIMEOUT)
