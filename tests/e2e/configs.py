@@ -284,6 +284,7 @@ window = 20
 reference_size = 20
 report_every = 10
 """
+
 # The Label Studio backend server (test_label_studio.py): keys as Label Studio and an application
 # hold them, a model with numeric features (CSV strings read by the schema) and one per test
 # that counts what it learned, and a regression model (refused).
