@@ -6,7 +6,10 @@ Unix seconds, and ``seq``, its position in the source log), what the model had a
 (``prediction_id``, ``predicted_at``, ``answered_by``: the version that answered, ``outputs``:
 every version's answer), the sampler's ``sampled`` and ``sample_p``, and for a correction
 (``kind`` ``"correction"``) the ``event_id`` of the row it ``corrects`` and what that row said
-(``previous_label``, ...). Control events (promotions, alarms) are not part of it.
+(``previous_label``, ...). A retraction (``kind`` ``"retraction"``: a label withdrawn, as a
+Label Studio annotation deleted) is a row too: the ``event_id`` of the first label whose chain
+it ``retracts``, and the ``label`` recorded when it was withdrawn. Control events (promotions,
+alarms) are not part of it.
 
 The export reads the log through the store's ports, so it works on every backend, and covers the
 retained part of the log: events trimmed (covered by a snapshot) are gone, and
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from onlearn.corrections import CORRECTION_PREFIX
+from onlearn.corrections import CORRECTION_PREFIX, RETRACTION_PREFIX
 from onlearn.errors import OnlearnError
 from onlearn.records import Event, EventKind, LabelSource
 from onlearn.store.base import Store
@@ -60,11 +63,12 @@ ROW_FIELDS = (
     "sampled",
     "sample_p",
     "corrects",
+    "retracts",
     "previous_label",
     "previous_source",
     "previous_labeller",
 )
-LABEL, CORRECTION = "label", "correction"
+LABEL, CORRECTION, RETRACTION = "label", "correction", "retraction"
 # Events read per call.
 PAGE = 1000
 
@@ -145,7 +149,8 @@ def _within(event: Event, since: int | float | None, until: int | float | None) 
 
 @dataclass
 class ExportReport:
-    """What an export covered: ``rows`` written (``corrections`` among them), the seqs of the
+    """What an export covered: ``rows`` written (``corrections`` and ``retractions`` among
+    them), the seqs of the
     first and last, the log's ``head``, and ``trimmed``: the seqs up to it were trimmed before
     the export read the log (0: none), so they are in no file."""
 
@@ -154,6 +159,7 @@ class ExportReport:
     trimmed: int = 0
     rows: int = 0
     corrections: int = 0
+    retractions: int = 0
     first_seq: int | None = None
     last_seq: int | None = None
 
@@ -162,7 +168,9 @@ class ExportReport:
             f"seq {self.first_seq}..{self.last_seq}" if self.rows else "no label event in range"
         )
         text = (
-            f"model {self.model!r}: {self.rows} label events ({self.corrections} corrections), "
+            f"model {self.model!r}: {self.rows} label events ({self.corrections} corrections"
+            + (f", {self.retractions} retractions" if self.retractions else "")
+            + "), "
             f"{covered}; log head {self.head}"
         )
         if self.trimmed:
@@ -203,9 +211,13 @@ def export_rows(
         for event in events:
             if event.seq > stop:
                 break
-            if event.kind is not EventKind.LABEL or not _within(event, since, until):
+            if event.kind not in _EXPORTED or not _within(event, since, until):
                 continue
-            row = _row(event, generation)
+            if event.kind is EventKind.RETRACT:
+                row = _retraction_row(event, generation)
+                report.retractions += 1
+            else:
+                row = _row(event, generation)
             target = event.payload.get("corrects")
             if target is not None:
                 row["corrects"] = correction_ids.get(target) or _target_id(
@@ -218,6 +230,30 @@ def export_rows(
             report.last_seq = event.seq
             yield row
         after = events[-1].seq
+
+
+_EXPORTED = (EventKind.LABEL, EventKind.RETRACT)
+
+
+def _retraction_row(event: Event, generation: str) -> dict[str, Any]:
+    """A withdrawn label: what it withdraws is named by its chain's first label, the one an
+    import keys the chain by (the chain key is in the retraction's payload and its own key)."""
+    p = event.payload
+    chain = p.get("chain") or (event.key or "")[len(RETRACTION_PREFIX) :]
+    row = dict.fromkeys(ROW_FIELDS)
+    row.update(
+        event_id=export_id(event.key, generation, event.seq),
+        seq=event.seq,
+        at=event.at,
+        kind=RETRACTION,
+        label=p["label"],
+        source=p.get("source") or LabelSource.APP.value,
+        labeller=p.get("labeller"),
+        retracts=export_id(chain, generation, event.seq),
+        previous_source=p.get("previous_source"),
+        previous_labeller=p.get("previous_labeller"),
+    )
+    return row
 
 
 def _row(event: Event, generation: str) -> dict[str, Any]:
@@ -239,6 +275,7 @@ def _row(event: Event, generation: str) -> dict[str, Any]:
         "sampled": p.get("sampled"),
         "sample_p": p.get("sample_p"),
         "corrects": None,
+        "retracts": None,
         "previous_label": p.get("previous_label") if correction else None,
         "previous_source": p.get("previous_source") if correction else None,
         "previous_labeller": p.get("previous_labeller") if correction else None,

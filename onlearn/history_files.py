@@ -152,6 +152,7 @@ def _arrow_schema(config: ModelConfig):
         "sampled": pa.string(),
         "sample_p": pa.float64(),
         "corrects": pa.string(),
+        "retracts": pa.string(),
         "previous_label": label,
         "previous_source": pa.string(),
         "previous_labeller": pa.string(),

@@ -3,7 +3,8 @@
 Rows are appended as label events with the keys feedback gives them, so an import is
 idempotent: a row's ``event_id`` becomes the event's key (:func:`~onlearn.history.row_key`), and
 a correction is keyed in its chain as :mod:`onlearn.corrections` keys it, with the destination's
-seqs. Every row is checked against the model's schema and label rules before anything is
+seqs, and a retraction withdraws the chain its ``retracts`` names, as it stands in the
+destination. Every row is checked against the model's schema and label rules before anything is
 appended; a bad row stops the import with its line and field (``skip_invalid`` skips and counts
 it instead).
 """
@@ -19,12 +20,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onlearn.config import ModelConfig
-from onlearn.corrections import CORRECTION_PREFIX, correction_event, same_label
+from onlearn.corrections import (
+    CORRECTION_PREFIX,
+    correction_event,
+    recorded,
+    retraction_event,
+    same_label,
+)
 from onlearn.engine.feedback import check_label
 from onlearn.errors import SchemaViolation
 from onlearn.history import (
     CORRECTION,
     LABEL,
+    RETRACTION,
     ROW_FIELDS,
     BadHistoryRow,
     parse_bound,
@@ -54,6 +62,7 @@ class ImportReport:
     rows: int = 0
     appended: int = 0
     corrections: int = 0
+    retractions: int = 0
     present: int = 0
     conflicts: int = 0
     skipped: int = 0
@@ -64,7 +73,9 @@ class ImportReport:
     def summary(self) -> str:
         text = (
             f"model {self.model!r}: {self.rows} rows read, {self.appended} label events appended "
-            f"({self.corrections} corrections)"
+            f"({self.corrections} corrections"
+            + (f", {self.retractions} retractions" if self.retractions else "")
+            + ")"
         )
         if self.appended:
             text += f" at seq {self.first_seq}..{self.last_seq}"
@@ -86,6 +97,12 @@ class _Checked:
     at: float
     payload: dict[str, Any]
     corrects: str | None = None
+    retracts: str | None = None
+
+    @property
+    def target(self) -> str | None:
+        """The event_id of what this row corrects or retracts."""
+        return self.corrects if self.corrects is not None else self.retracts
 
 
 @dataclass
@@ -119,33 +136,36 @@ def import_rows(
     report = ImportReport(config.name)
     skipped: set[str] = set()  # the wheres of bad rows (skip_invalid)
     known: set[str] = set()
-    outside: dict[str, str] = {}  # corrects -> where, for targets not in the file
+    # corrected or retracted event_id -> (where, field), for targets not in the file
+    outside: dict[str, tuple[str, str]] = {}
     referenced: set[str] = set()  # what corrections correct: the events to remember
     for checked in _checked(config, rows(), report, skipped, skip_invalid, clock):
-        if checked.corrects is not None:
-            referenced.add(checked.corrects)
-        if checked.corrects is not None and checked.corrects not in known:
-            if checked.corrects.startswith(CORRECTION_PREFIX):
+        target = checked.target
+        if target is not None:
+            referenced.add(target)
+        if target is not None and target not in known:
+            if target.startswith(CORRECTION_PREFIX):
                 _bad(
                     report,
                     skipped,
                     skip_invalid,
                     BadHistoryRow(
                         checked.where,
-                        "corrects",
-                        f"{checked.corrects!r} is a correction that is not earlier in this "
+                        "corrects" if checked.corrects is not None else "retracts",
+                        f"{target!r} is a correction that is not earlier in this "
                         "file: a correction of a correction must follow it in the same file",
                     ),
                 )
                 continue
-            outside.setdefault(checked.corrects, checked.where)
+            name = "corrects" if checked.corrects is not None else "retracts"
+            outside.setdefault(target, (checked.where, name))
         known.add(checked.event_id)
         if progress:
             progress("check", 1)
     placed: dict[str, _Placed] = {}
     if outside:
         found = store.log.by_keys(config.name, [row_key(t) for t in outside])
-        for target, where in outside.items():
+        for target, (where, name) in outside.items():
             event = found.get(row_key(target))
             if event is None:
                 _bad(
@@ -154,9 +174,9 @@ def import_rows(
                     skip_invalid,
                     BadHistoryRow(
                         where,
-                        "corrects",
+                        name,
                         f"{target!r} is neither earlier in this file nor in model "
-                        f"{config.name!r}'s log: import what it corrects first",
+                        f"{config.name!r}'s log: import what it corrects or retracts first",
                     ),
                 )
             else:
@@ -166,13 +186,28 @@ def import_rows(
     for checked in _checked(config, rows(), report, None, True, clock):
         if checked.where in skipped:
             continue
-        if checked.corrects is not None:
-            if checked.corrects not in placed and checked.corrects not in appender.pending_ids:
-                report.skipped += 1  # it corrects a skipped row
+        if checked.target is not None:
+            if checked.target not in placed and checked.target not in appender.pending_ids:
+                report.skipped += 1  # it corrects or retracts a skipped row
                 continue
-            if checked.corrects in appender.pending_ids:
+            if checked.target in appender.pending_ids:
                 appender.flush()
-            target = placed[checked.corrects]
+            target = placed[checked.target]
+        if checked.retracts is not None:
+            # Withdraws the chain as it ends in the destination (its newest correction there).
+            end = recorded(store.log, config.name, [target.chain]).get(target.chain)
+            if end is None:
+                report.skipped += 1  # trimmed from the destination: nothing left to withdraw
+                continue
+            event = retraction_event(
+                end,
+                chain_key=target.chain,
+                source=checked.payload["source"],
+                labeller=checked.payload["labeller"],
+                at=checked.at,
+            )
+            appender.add(checked.event_id, event, target.chain)
+        elif checked.corrects is not None:
             event = correction_event(
                 target.event,
                 label=checked.label,
@@ -238,6 +273,7 @@ class _Appender:
             if new:
                 report.appended += 1
                 report.corrections += event.payload.get("corrects") is not None
+                report.retractions += event.kind is EventKind.RETRACT
                 report.first_seq = report.first_seq or seq
                 report.last_seq = seq
                 held = Event(event.kind, event.payload, event.at, seq, event.key)
@@ -317,13 +353,21 @@ def _check(
     if event_id is not None and (not isinstance(event_id, str) or not event_id):
         raise BadHistoryRow(where, "event_id", "must be a non-empty string")
     kind = row.get("kind") or LABEL
-    if kind not in (LABEL, CORRECTION):
-        raise BadHistoryRow(where, "kind", f"must be {LABEL!r} or {CORRECTION!r}, got {kind!r}")
-    corrects = row.get("corrects")
+    if kind not in (LABEL, CORRECTION, RETRACTION):
+        raise BadHistoryRow(
+            where, "kind", f"must be {LABEL!r}, {CORRECTION!r} or {RETRACTION!r}, got {kind!r}"
+        )
+    corrects, retracts = row.get("corrects"), row.get("retracts")
     if kind == CORRECTION and (not isinstance(corrects, str) or not corrects):
         raise BadHistoryRow(where, "corrects", "a correction names the event_id it corrects")
-    if kind == LABEL and corrects is not None:
+    if kind != CORRECTION and corrects is not None:
         raise BadHistoryRow(where, "corrects", 'only a row of kind "correction" corrects one')
+    if kind == RETRACTION and (not isinstance(retracts, str) or not retracts):
+        raise BadHistoryRow(
+            where, "retracts", "a retraction names the event_id of the first label it withdraws"
+        )
+    if kind != RETRACTION and retracts is not None:
+        raise BadHistoryRow(where, "retracts", 'only a row of kind "retraction" retracts one')
     if "label" not in row:
         raise BadHistoryRow(where, "label", "is required")
     label = row["label"]
@@ -378,7 +422,7 @@ def _check(
         "sample_p": sample_p,
         "corrects": None,
     }
-    return _Checked(where, event_id or "", label, at, payload, corrects)
+    return _Checked(where, event_id or "", label, at, payload, corrects, retracts)
 
 
 def _time(where: str, name: str, value: Any) -> float | None:

@@ -495,3 +495,78 @@ def test_labels_of_undeclared_classes_travel_in_parquet_as_json_text(tmp_path):
         import_rows(b, model, lambda: read_rows(str(tmp_path / "h.parquet"), "parquet"))
         got = [e.payload["label"] for e in b.log.read("m", 0)]
     assert got == [True, 1, "one", False] and [type(v) for v in got] == [bool, int, str, bool]
+
+
+def retractions(url: str) -> list:
+    """The log's retractions as an import must give them back: key, chain, what was recorded
+    when each was withdrawn (the key of that event), who withdrew it."""
+    with open_store(url) as store:
+        events = store.log.read("m", after=0, limit=10_000)
+    by_seq = {e.seq: e for e in events}
+    return [
+        (
+            e.key,
+            e.at,
+            e.payload["chain"],
+            by_seq[e.payload["retracts"]].key,
+            e.payload["label"],
+            e.payload["source"],
+            e.payload["labeller"],
+        )
+        for e in events
+        if e.kind is EventKind.RETRACT
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_retractions_travel_with_the_history(fmt, sqlite_url, redis_url, tmp_path):
+    """A withdrawn label (a Label Studio annotation deleted) is exported as a row of its own
+    and imported as a retraction of the same chain, as it ends in the destination: a plain
+    label, a corrected one (withdrawn at its newest correction) and an inline one."""
+    import asyncio
+
+    teach(sqlite_url, "binary")
+    with open_store(sqlite_url) as store:
+        firsts = [
+            e for e in store.log.read("m", after=0, limit=10_000) if e.kind is EventKind.LABEL
+        ]
+    corrected = next(
+        e.key
+        for e in firsts
+        if e.payload.get("corrects") is None
+        and e.key
+        and any(f.key == correction_key(e.key, e.seq) for f in firsts)
+    )
+    plain = next(
+        e.key for e in firsts if e.key and e.key.startswith("prediction:") and e.key != corrected
+    )
+    chains = [plain, corrected, "event:inline-3"]
+    with Engine.from_settings(settings(sqlite_url, "binary")) as engine:
+        done = asyncio.run(engine.retract_async("m", chains, labeller="ls:7"))
+    assert all(seq is not None for seq in done)
+    expected = served(sqlite_url, "binary")
+
+    report = export_to(sqlite_url, "binary", tmp_path / f"h.{fmt}", fmt)
+    assert report.retractions == 3
+    rows = list(read_rows(str(tmp_path / f"h.{fmt}"), fmt))
+    withdrawn = [row for _, row in rows if row["kind"] == "retraction"]
+    assert sorted(row["retracts"] for row in withdrawn) == sorted([plain, corrected, "inline-3"])
+    imported = import_from(redis_url, "binary", tmp_path / f"h.{fmt}", fmt)
+    assert imported.retractions == 3
+    assert retractions(redis_url) == retractions(sqlite_url)
+    assert served(redis_url, "binary") == expected
+    again = import_from(redis_url, "binary", tmp_path / f"h.{fmt}", fmt)
+    assert (again.appended, again.conflicts) == (0, 0)
+    assert len(retractions(redis_url)) == 3
+
+
+def test_a_retraction_of_what_is_nowhere_is_refused(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text(json.dumps({"kind": "retraction", "retracts": "nowhere", "label": True}) + "\n")
+    with pytest.raises(BadHistoryRow, match="retracts.*'nowhere' is neither earlier"):
+        import_from(f"sqlite:///{tmp_path}/t.db", "binary", path, "jsonl")
+    path.write_text(
+        json.dumps({"kind": "label", "retracts": "x", "label": True, "features": {}}) + "\n"
+    )
+    with pytest.raises(BadHistoryRow, match='retracts: only a row of kind "retraction"'):
+        import_from(f"sqlite:///{tmp_path}/t.db", "binary", path, "jsonl")
