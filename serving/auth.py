@@ -40,6 +40,8 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/docs/oauth2-redirect"): OPEN,
     ("GET", "/redoc"): OPEN,
     ("GET", "/openapi.json"): OPEN,
+    # A model's typed document: what /openapi.json shows of it, for a generated client.
+    ("GET", "/models/{name}/openapi.json"): OPEN,
     # The pages are static; every API call they make needs a key (they ask for one on a 401).
     ("GET", "/ui"): OPEN,
     ("GET", "/ui/"): OPEN,

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from onlearn.records import LabelSource
+
 PHISHING_ROW = {
     "empty_server_form_handler": 0.0,
     "popup_window": 0.0,
@@ -84,7 +86,11 @@ class FeedbackRequest(Strict):
     features: dict[str, Any] | None = Field(
         None, description="Inline features, for a label with no prediction (or an expired one)."
     )
-    source: str = Field("app", description="Who gave the label: app, human or weak.")
+    source: str = Field(
+        "app",
+        description="Who gave the label: app, human or weak.",
+        json_schema_extra={"enum": [s.value for s in LabelSource]},
+    )
     labeller: str | None = Field(None, description="Name of the person or rule that labelled.")
     event_id: str | None = Field(None, description="Idempotency key for inline feedback.")
     correction: bool | None = Field(

@@ -1,0 +1,352 @@
+"""Each served model typed in the OpenAPI document: its features, its labels, its operations.
+
+The routes are declared once, generically (``/models/{name}/predict`` takes ``features`` of any
+shape): FastAPI cannot know a model's schema, which is configuration. This module turns the
+generic document into a typed one. Every operation whose body carries a model's features or
+labels (:data:`TYPED`) gets a concrete path per model, ``/models/phishing/predict`` with
+operationId ``predict_phishing``, whose body refers to that model's components
+(``PhishingFeatures``, ``PhishingLabel``, ``PhishingPredictRequest``, ...), so a client generated
+from the document is typed. The generic templates of those operations are then left out, and
+the ``name`` of the other operations is an ``enum`` of the served models.
+
+With more than ``[openapi] max_models`` models the main document stays generic (it would grow
+by tens of kB a model) and says where each model's own document is:
+:func:`model_document` builds it, with that one model typed.
+
+The schemas say exactly what the server accepts (onlearn/schema.py, the label checks of
+onlearn/engine/feedback.py): schemathesis's negative-data check (tests/e2e/test_fuzz.py) sends
+what they refuse and expects a 4xx, its positive-data check sends what they allow and expects
+no 422.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from onlearn.config import ModelConfig, Task
+from onlearn.models.catalog import CATALOG
+from onlearn.records import LabelSource
+from onlearn.refit_options import LIMITS, METRICS, REQUEST_PARAMS, Bound, declared_candidates
+from onlearn.schema import Feature, FeatureType, UnknownFields
+
+# template path -> (operationId prefix, request component, 200 response component)
+TYPED: dict[str, tuple[str, str, str | None]] = {
+    "/models/{name}/predict": ("predict", "PredictRequest", "PredictResponse"),
+    "/models/{name}/predict/batch": (
+        "predict_batch",
+        "PredictBatchRequest",
+        "PredictBatchResponse",
+    ),
+    "/models/{name}/feedback": ("feedback", "FeedbackRequest", None),
+    "/models/{name}/feedback/batch": ("feedback_batch", "FeedbackBatchRequest", None),
+    "/models/{name}/queue/claim": ("claim", "ClaimRequest", None),
+    "/models/{name}/queue/{item_id}/label": ("label", "LabelRequest", None),
+    "/models/{name}/retrain": ("retrain", "RetrainRequest", None),
+}
+QUEUE_ONLY = {"/models/{name}/queue/claim", "/models/{name}/queue/{item_id}/label"}
+REF = "#/components/schemas/"
+LABEL_TYPES = ["string", "integer", "boolean"]  # a class label (onlearn/engine/feedback.py)
+SOURCES = [s.value for s in LabelSource]
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": REF + name}
+
+
+def feature_schema(feature: Feature) -> dict[str, Any]:
+    """The JSON Schema of one feature's value, as :meth:`Schema.validate` takes it.
+
+    An integer feature takes 42.0 as 42, as JSON Schema's ``integer`` does; a category without
+    ``values`` takes any string, integer or boolean.
+    """
+    t = feature.type
+    if t is FeatureType.CATEGORY:
+        schema: dict[str, Any] = (
+            {"enum": list(feature.values)} if feature.values is not None else {"type": LABEL_TYPES}
+        )
+    else:
+        schema = {"type": t.value}
+        if feature.min is not None:
+            schema["minimum"] = feature.min
+        if feature.max is not None:
+            schema["maximum"] = feature.max
+    if feature.nullable:
+        # OpenAPI 3.1's form of nullable, the one FastAPI writes for Optional fields.
+        return {"anyOf": [schema, {"type": "null"}]}
+    return schema
+
+
+def features_schema(config: ModelConfig, title: str) -> dict[str, Any]:
+    schema = config.schema
+    return {
+        "title": title,
+        "type": "object",
+        "description": f"The features of model {config.name!r}. A nullable feature may be "
+        "left out (it is then null); "
+        + (
+            "a feature the schema does not declare is refused."
+            if schema.unknown_fields is UnknownFields.REJECT
+            else "features the schema does not declare are dropped."
+        ),
+        "properties": {f.name: feature_schema(f) for f in schema.features},
+        "required": [f.name for f in schema.features if not f.nullable],
+        "additionalProperties": schema.unknown_fields is not UnknownFields.REJECT,
+    }
+
+
+def label_schema(config: ModelConfig, title: str) -> dict[str, Any]:
+    if config.task is Task.REGRESSION:
+        return {"title": title, "type": "number", "description": "The true value."}
+    if config.classes is not None:
+        return {"title": title, "enum": list(config.classes), "description": "A class label."}
+    return {"title": title, "type": LABEL_TYPES, "description": "A class label."}
+
+
+def retrain_schema(config: ModelConfig, generic: dict[str, Any], title: str) -> dict[str, Any]:
+    """The retrain options of a model, with its allow-lists (onlearn/refit_options.py)."""
+    task = config.task.value
+    names = [n for n in REQUEST_PARAMS if CATALOG[n].task == task]
+    ids = [c.id for c in declared_candidates(config)]
+    tables = []
+    for n in names:
+        params = {key: bound_schema(bound) for key, bound in REQUEST_PARAMS.get(n, {}).items()}
+        tables.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": n}, **params},
+                "required": ["name"],
+                "additionalProperties": False,
+            }
+        )
+    low, high = LIMITS["candidates"]
+    schema = copy.deepcopy(generic)
+    props = schema["properties"]
+    props["candidates"] = {
+        "anyOf": [
+            {
+                "type": "array",
+                "items": {"anyOf": [{"enum": list(dict.fromkeys(ids + names))}, *tables]},
+                "minItems": int(low),
+                "maxItems": int(high),
+                "uniqueItems": True,
+            },
+            {"type": "null"},
+        ],
+        "description": props["candidates"].get("description", ""),
+    }
+    bounded = {"passes": "integer", "holdout": "number", "max_rows": "integer"}
+    for key, kind in bounded.items():
+        low, high = LIMITS[key]
+        props[key] = {
+            "anyOf": [{"type": kind, "minimum": low, "maximum": high}, {"type": "null"}],
+            "description": props[key].get("description", ""),
+        }
+    metrics = [m for m, (of, _) in METRICS.items() if of == task]
+    props["metric"] = {
+        "anyOf": [{"enum": metrics}, {"type": "null"}],
+        "description": props["metric"].get("description", ""),
+    }
+    schema["title"] = title
+    return schema
+
+
+def claim_schema(config: ModelConfig, generic: dict[str, Any], title: str) -> dict[str, Any]:
+    """A claim's limits, from the model's ``[models.NAME.active]`` table."""
+    active = config.active
+    schema = copy.deepcopy(generic)
+    props = schema["properties"]
+    props["limit"] = {
+        **props["limit"],
+        "type": "integer",
+        "minimum": 1,
+        "maximum": active.max_claim,
+    }
+    props["lease_s"] = {
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0, "maximum": active.max_lease_s},
+            {"type": "null"},
+        ],
+        "description": props["lease_s"].get("description", ""),
+    }
+    schema["title"] = title
+    return schema
+
+
+def bound_schema(bound: Bound) -> dict[str, Any]:
+    """The values :meth:`Bound.check` lets through."""
+    choices = {"enum": list(bound.choices)}
+    if bound.kind == "choice":
+        return choices
+    kind = "integer" if bound.kind == "int" else "number"
+    number = {"type": kind, "minimum": bound.low, "maximum": bound.high}
+    return {"anyOf": [number, choices]} if bound.choices else number
+
+
+def component_prefixes(names: Sequence[str]) -> dict[str, str]:
+    """model name -> the prefix of its component names: ``fraud-v2`` -> ``FraudV2``.
+
+    Component names allow ``[A-Za-z0-9._-]`` only; a name that loses its identity in the
+    conversion (two models giving one prefix, non-ASCII letters) gets ``Model<n>``.
+    """
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for i, name in enumerate(names):
+        camel = "".join(p[:1].upper() + p[1:] for p in re.split(r"[-_]", name))
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]*", camel) or camel in taken:
+            camel = f"Model{i}"
+        taken.add(camel)
+        out[name] = camel
+    return out
+
+
+def typed_components(config: ModelConfig, prefix: str, schemas: dict[str, Any]) -> None:
+    """Add the components of one model to ``schemas`` (in place)."""
+    p = prefix
+    schemas[f"{p}Features"] = features_schema(config, f"{p}Features")
+    schemas[f"{p}Label"] = label_schema(config, f"{p}Label")
+    features, label = ref(f"{p}Features"), ref(f"{p}Label")
+
+    predict = copy.deepcopy(schemas["PredictRequest"])
+    predict["properties"]["features"] = {**features, "description": "The row to predict."}
+    predict.pop("examples", None)
+    predict["title"] = f"{p}PredictRequest"
+    schemas[f"{p}PredictRequest"] = predict
+
+    batch = copy.deepcopy(schemas["PredictBatchRequest"])
+    batch["properties"]["rows"]["items"] = ref(f"{p}PredictRequest")
+    batch["title"] = f"{p}PredictBatchRequest"
+    schemas[f"{p}PredictBatchRequest"] = batch
+
+    answer = copy.deepcopy(schemas["PredictResponse"])
+    answer["properties"]["label"] = {
+        "anyOf": [label, {"type": "null"}],
+        "description": "The predicted label (null before the model learned any).",
+    }
+    answer["title"] = f"{p}PredictResponse"
+    schemas[f"{p}PredictResponse"] = answer
+
+    answers = copy.deepcopy(schemas["PredictBatchResponse"])
+    answers["properties"]["predictions"]["items"] = ref(f"{p}PredictResponse")
+    answers["title"] = f"{p}PredictBatchResponse"
+    schemas[f"{p}PredictBatchResponse"] = answers
+
+    feedback = copy.deepcopy(schemas["FeedbackRequest"])
+    props = feedback["properties"]
+    props["label"] = {**label, "description": props["label"].get("description", "")}
+    props["features"] = {"anyOf": [features, {"type": "null"}], **_described(props["features"])}
+    feedback.pop("examples", None)
+    # The label belongs to a prediction (its id) or to features given inline: one of the two.
+    feedback["anyOf"] = [
+        {"required": ["prediction_id"], "properties": {"prediction_id": {"type": "string"}}},
+        {"required": ["features"], "properties": {"features": {"type": "object"}}},
+    ]
+    feedback["title"] = f"{p}FeedbackRequest"
+    schemas[f"{p}FeedbackRequest"] = feedback
+
+    items = copy.deepcopy(schemas["FeedbackBatchRequest"])
+    items["properties"]["items"]["items"] = ref(f"{p}FeedbackRequest")
+    items["title"] = f"{p}FeedbackBatchRequest"
+    schemas[f"{p}FeedbackBatchRequest"] = items
+
+    if config.active is not None:
+        labelled = copy.deepcopy(schemas["LabelRequest"])
+        labelled["properties"]["label"] = {
+            **label,
+            "description": labelled["properties"]["label"].get("description", ""),
+        }
+        labelled["title"] = f"{p}LabelRequest"
+        schemas[f"{p}LabelRequest"] = labelled
+        schemas[f"{p}ClaimRequest"] = claim_schema(
+            config, schemas["ClaimRequest"], f"{p}ClaimRequest"
+        )
+
+    schemas[f"{p}RetrainRequest"] = retrain_schema(
+        config, schemas["RetrainRequest"], f"{p}RetrainRequest"
+    )
+
+
+def _described(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": schema["description"]} if "description" in schema else {}
+
+
+def typed_paths(
+    config: ModelConfig, prefix: str, templates: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    """The concrete paths of one model, from the generic operations in ``templates``."""
+    name = config.name
+    paths: dict[str, dict[str, Any]] = {}
+    for template, (verb, request, response) in TYPED.items():
+        if template in QUEUE_ONLY and config.active is None:
+            continue
+        operations = templates.get(template)
+        if operations is None:
+            continue
+        operation = copy.deepcopy(operations["post"])
+        operation["operationId"] = f"{verb}_{name}"
+        operation["tags"] = [*operation.get("tags", []), name]
+        operation["parameters"] = [
+            p
+            for p in operation.get("parameters", [])
+            if not (p["in"] == "path" and p["name"] == "name")
+        ]
+        if not operation["parameters"]:
+            del operation["parameters"]
+        body = operation["requestBody"]["content"]["application/json"]
+        body["schema"] = ref(prefix + request)
+        if response is not None:
+            ok = operation["responses"]["200"]["content"]["application/json"]
+            ok["schema"] = ref(prefix + response)
+        paths[template.replace("{name}", name)] = {"post": operation}
+    return paths
+
+
+def typed_document(
+    generic: dict[str, Any], configs: Sequence[ModelConfig], *, max_models: int
+) -> dict[str, Any]:
+    """The document with ``configs`` typed (a new one; ``generic`` is left as it is). With more
+    models than ``max_models``, the generic document with a note where the typed ones are."""
+    doc = copy.deepcopy(generic)
+    if not configs or len(configs) > max_models:
+        note = (
+            "\n\nThe document of one model, with its features and labels typed, is at "
+            "`GET /models/{name}/openapi.json`"
+        )
+        if configs:
+            note += (
+                f" ({len(configs)} models are served, more than [openapi] max_models = "
+                f"{max_models}: this document is generic)"
+            )
+        doc["info"]["description"] = doc["info"].get("description", "") + note + "."
+        return doc
+    schemas = doc["components"]["schemas"]
+    prefixes = component_prefixes([c.name for c in configs])
+    paths = doc["paths"]
+    templates = {t: paths.pop(t) for t in TYPED if t in paths}
+    typed: dict[str, Any] = {}
+    for config in configs:
+        typed_components(config, prefixes[config.name], schemas)
+        typed.update(typed_paths(config, prefixes[config.name], templates))
+    names = [c.name for c in configs]
+    for operations in paths.values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path" and parameter["name"] == "name":
+                    parameter["schema"] = {**parameter["schema"], "enum": names}
+    doc["paths"] = {**paths, **typed}
+    # The generic request bodies are no longer used by any operation: left out, so that a
+    # generated client has only the typed ones.
+    for _, request, response in TYPED.values():
+        schemas.pop(request, None)
+        if response is not None:
+            schemas.pop(response, None)
+    return doc
+
+
+def model_document(generic: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
+    """The document of one model: every operation, with that model typed."""
+    doc = typed_document(generic, [config], max_models=1)
+    doc["info"]["title"] = f"{generic['info'].get('title', 'onlearn')}: model {config.name}"
+    return doc
