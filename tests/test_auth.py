@@ -190,6 +190,7 @@ EXPECTED = {
     "GET /docs/oauth2-redirect": OPEN,
     "GET /redoc": OPEN,
     "GET /openapi.json": OPEN,
+    "GET /models/{name}/openapi.json": OPEN,
     "GET /ui": OPEN,
     "GET /ui/": OPEN,
     "GET /ui/apikey.js": OPEN,

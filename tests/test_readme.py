@@ -89,3 +89,16 @@ def test_the_first_predict_and_feedback_answer_what_the_readme_shows(fresh: Serv
         same(second.json(), shown_answer(again), "second predict")
         # "Sending the same feedback twice is harmless: the same seq comes back".
         assert api.post(feedback_path, json=label).json() == ack.json()
+
+
+def test_the_typed_document_the_readme_fetches_types_the_model(fresh: ServerProcess):
+    (block,) = shell_blocks(section("Typed clients (OpenAPI)"))
+    path = re.search(r"http://127\.0\.0\.1:8000(/\S+)", block).group(1)
+    with httpx.Client(base_url=fresh.url, timeout=30) as api:
+        document = api.get(path).json()
+    assert document["openapi"] == "3.1.0"
+    predict = document["paths"]["/models/phishing/predict"]["post"]
+    assert predict["operationId"] == "predict_phishing"
+    schemas = document["components"]["schemas"]
+    assert "age_of_domain" in schemas["PhishingFeatures"]["properties"]
+    assert schemas["PhishingLabel"]["enum"]
