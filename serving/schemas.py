@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from onlearn.records import LabelSource
 
@@ -152,6 +152,15 @@ class ClaimRequest(Strict):
     labeller: str | None = Field(
         None, max_length=200, description="Who labels: recorded with the label."
     )
+
+    @field_validator("limit", "lease_s", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        # pydantic would read true as 1 and "5" as 5: the document says a number, and the
+        # fuzzing's negative-data check holds the server to it.
+        if isinstance(value, bool | str):
+            raise ValueError("must be a number")
+        return value
 
 
 class QueueItemOut(BaseModel):
