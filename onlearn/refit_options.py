@@ -414,6 +414,12 @@ def _catalog_candidate(
             ok = False
             continue
         params[key] = int(value) if bound.kind == "int" and not isinstance(value, str) else value
+    if params.get("l1") and params.get("l2"):
+        # river's linear models refuse it when built: the job would fail in the worker.
+        errors.append(
+            FieldError(loc, "exclusive", "l1 and l2 cannot both be above 0: pick one penalty")
+        )
+        ok = False
     if not ok:
         return None
     suffix = ",".join(f"{k}={params[k]}" for k in sorted(params))

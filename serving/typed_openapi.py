@@ -113,14 +113,20 @@ def retrain_schema(config: ModelConfig, generic: dict[str, Any], title: str) -> 
     tables = []
     for n in names:
         params = {key: bound_schema(bound) for key, bound in REQUEST_PARAMS.get(n, {}).items()}
-        tables.append(
-            {
-                "type": "object",
-                "properties": {"name": {"const": n}, **params},
-                "required": ["name"],
-                "additionalProperties": False,
+        table: dict[str, Any] = {
+            "type": "object",
+            "properties": {"name": {"const": n}, **params},
+            "required": ["name"],
+            "additionalProperties": False,
+        }
+        if {"l1", "l2"} <= params.keys():
+            # One penalty at most (river's linear models refuse both).
+            nonzero = {"not": {"const": 0}}
+            table["not"] = {
+                "required": ["l1", "l2"],
+                "properties": {"l1": nonzero, "l2": nonzero},
             }
-        )
+        tables.append(table)
     low, high = LIMITS["candidates"]
     schema = copy.deepcopy(generic)
     props = schema["properties"]

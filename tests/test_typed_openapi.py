@@ -264,3 +264,20 @@ def test_past_max_models_the_main_document_stays_generic(max_models):
 def test_the_openapi_table_is_checked(table, message):
     with pytest.raises(ConfigError, match=message):
         settings(**table)
+
+
+def test_retrain_options_follow_the_allow_lists(api, document):
+    retrain = validator(document, "PetsRetrainRequest")
+    cases = [
+        ({"candidates": ["hoeffding_tree", {"name": "logistic_regression", "l1": 0.1}]}, True),
+        ({"candidates": [{"name": "logistic_regression", "l1": 0.1, "l2": 0.1}]}, False),
+        ({"candidates": ["linear_regression"]}, False),  # a regression pipeline
+        ({"candidates": [{"name": "hoeffding_tree", "max_depth": 51}]}, False),
+        ({"passes": 21}, False),
+        ({"metric": "mae"}, False),
+    ]
+    for body, valid in cases:
+        assert retrain.is_valid(body) is valid, body
+        if not valid:
+            answer = api.post("/models/pets/retrain", json=body)
+            assert answer.status_code == 422, (body, answer.text)

@@ -165,6 +165,15 @@ def test_the_same_candidate_twice_is_trained_once():
     ]
 
 
+def test_a_linear_candidate_takes_one_penalty():
+    both = {"name": "logistic_regression", "l1": 0.1, "l2": 0.1}
+    with pytest.raises(SchemaViolation, match="l1 and l2 cannot both be above 0") as caught:
+        resolve_options({"candidates": [both]}, TRUSTED)
+    assert caught.value.errors[0].rule == "exclusive"
+    one = resolve_options({"candidates": [{**both, "l2": 0}]}, TRUSTED)
+    assert one.candidates[0].table["l1"] == 0.1
+
+
 def test_the_metric_follows_the_task():
     assert resolve_options({}, config()).metric == "accuracy"
     assert resolve_options({}, config("regression")).metric == "mae"
