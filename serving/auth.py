@@ -40,8 +40,6 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/docs/oauth2-redirect"): OPEN,
     ("GET", "/redoc"): OPEN,
     ("GET", "/openapi.json"): OPEN,
-    # A model's typed document: what /openapi.json shows of it, for a generated client.
-    ("GET", "/models/{name}/openapi.json"): OPEN,
     # The pages are static; every API call they make needs a key (they ask for one on a 401).
     ("GET", "/ui"): OPEN,
     ("GET", "/ui/"): OPEN,
@@ -56,6 +54,8 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/models/{name}/drift"): ANY_KEY,
     ("GET", "/models/{name}/versions"): ANY_KEY,
     ("GET", "/models/{name}/history"): ANY_KEY,
+    # A model's typed document (its features and labels): /openapi.json names no model then.
+    ("GET", "/models/{name}/openapi.json"): ANY_KEY,
     # An application.
     ("POST", "/models/{name}/predict"): frozenset({PREDICT}),
     ("POST", "/models/{name}/predict/batch"): frozenset({PREDICT}),

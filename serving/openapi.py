@@ -196,6 +196,10 @@ class DocumentCache:
         configs = self._fresh()
         if self._main is None:
             limit = self._app.state.settings.openapi.max_models
+            if getattr(self._app.state, "keyring", None):
+                # With access control on, /openapi.json is open and names no model (what a
+                # key protects); each model's typed document needs a key, as GET /models does.
+                limit = 0
             self._main = typed_document(self._generic, configs, max_models=limit)
         return self._main
 

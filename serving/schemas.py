@@ -9,7 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from onlearn.records import LabelSource
 
@@ -155,11 +163,16 @@ class ClaimRequest(Strict):
 
     @field_validator("limit", "lease_s", mode="before")
     @classmethod
-    def _a_number(cls, value: Any) -> Any:
+    def _a_number(cls, value: Any, info: ValidationInfo) -> Any:
         # pydantic would read true as 1 and "5" as 5: the document says a number, and the
-        # fuzzing's negative-data check holds the server to it.
-        if isinstance(value, bool | str):
-            raise ValueError("must be a number")
+        # fuzzing's negative-data check holds the server to it. Worded as pydantic words them.
+        kind = "int" if info.field_name == "limit" else "float"
+        if isinstance(value, bool):
+            raise PydanticCustomError(
+                f"{kind}_type", "Input should be a valid number, not a boolean"
+            )
+        if isinstance(value, str):
+            raise PydanticCustomError(f"{kind}_parsing", "Input should be a number, not a string")
         return value
 
 

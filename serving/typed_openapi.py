@@ -320,7 +320,9 @@ def typed_document(
             "\n\nThe document of one model, with its features and labels typed, is at "
             "`GET /models/{name}/openapi.json`"
         )
-        if configs:
+        if max_models == 0:
+            note += " (with an API key: [openapi] max_models is 0, or access control is on)"
+        elif configs:
             note += (
                 f" ({len(configs)} models are served, more than [openapi] max_models = "
                 f"{max_models}: this document is generic)"

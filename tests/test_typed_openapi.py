@@ -6,6 +6,7 @@ same with generated requests)."""
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 
 import jsonschema_rs
@@ -54,6 +55,7 @@ pipeline = { name = "linear_regression" }
 rooms = { type = "integer", min = 1 }
 """
 
+KEY = "onl_" + "k" * 40
 PETS = {"weight": 3.5, "legs": 4, "color": "black", "breed": "tabby", "indoor": True}
 
 
@@ -226,8 +228,8 @@ def test_a_model_has_its_own_document(api, document):
     unknown = api.get("/models/nope/openapi.json")
     assert unknown.status_code == 404
     assert "nope" in unknown.json()["detail"]
-    # Open like /openapi.json: what it shows of a model, the main document shows too.
-    assert auth.needed("GET", "/models/{name}/openapi.json") == auth.OPEN
+    # A read about a model, like GET /models/{name}: any key when access control is on.
+    assert auth.needed("GET", "/models/{name}/openapi.json") == auth.ANY_KEY
 
 
 def test_the_documents_are_built_once(api):
@@ -250,6 +252,21 @@ def test_past_max_models_the_main_document_stays_generic(max_models):
         assert "PetsFeatures" in own["components"]["schemas"]
     with TestClient(create_app(settings(max_models=3))) as client:
         assert "/models/pets/predict" in client.get("/openapi.json").json()["paths"]
+
+
+def test_with_access_control_the_open_document_names_no_model():
+    doc = tomllib.loads(CONFIG)
+    digest = hashlib.sha256(KEY.encode()).hexdigest()
+    doc["security"] = {"api_keys": [{"name": "ops", "key_sha256": digest, "roles": ["predict"]}]}
+    with TestClient(create_app(settings_from_mapping(doc))) as client:
+        document = client.get("/openapi.json")
+        assert document.status_code == 200
+        assert "pets" not in document.text and "Pets" not in document.text
+        assert "/models/{name}/openapi.json" in document.json()["info"]["description"]
+        assert client.get("/models/pets/openapi.json").status_code == 401
+        own = client.get("/models/pets/openapi.json", headers={"Authorization": f"Bearer {KEY}"})
+        assert own.status_code == 200
+        assert "PetsFeatures" in own.json()["components"]["schemas"]
 
 
 @pytest.mark.parametrize(
