@@ -22,6 +22,7 @@ no 422.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -105,17 +106,16 @@ def label_schema(config: ModelConfig, title: str) -> dict[str, Any]:
     return {"title": title, "type": LABEL_TYPES, "description": "A class label."}
 
 
-def retrain_schema(config: ModelConfig, generic: dict[str, Any], title: str) -> dict[str, Any]:
-    """The retrain options of a model, with its allow-lists (onlearn/refit_options.py)."""
-    task = config.task.value
-    names = [n for n in REQUEST_PARAMS if CATALOG[n].task == task]
-    ids = [c.id for c in declared_candidates(config)]
+def catalog_tables(task: str) -> dict[str, Any]:
+    """The catalog pipelines of a task as a request may give them: a table of the name and the
+    parameters of :data:`REQUEST_PARAMS`, each within its bounds. One component per task,
+    shared by its models."""
     tables = []
-    for n in names:
-        params = {key: bound_schema(bound) for key, bound in REQUEST_PARAMS.get(n, {}).items()}
+    for name in catalog_of(task):
+        params = {key: bound_schema(bound) for key, bound in REQUEST_PARAMS[name].items()}
         table: dict[str, Any] = {
             "type": "object",
-            "properties": {"name": {"const": n}, **params},
+            "properties": {"name": {"const": name}, **params},
             "required": ["name"],
             "additionalProperties": False,
         }
@@ -127,6 +127,27 @@ def retrain_schema(config: ModelConfig, generic: dict[str, Any], title: str) -> 
                 "properties": {"l1": nonzero, "l2": nonzero},
             }
         tables.append(table)
+    return {
+        "title": catalog_component(task),
+        "description": f"A {task} catalog pipeline with some of its parameters.",
+        "anyOf": tables,
+    }
+
+
+def catalog_of(task: str) -> list[str]:
+    return [n for n in REQUEST_PARAMS if CATALOG[n].task == task]
+
+
+def catalog_component(task: str) -> str:
+    return f"{task.capitalize()}CatalogCandidate"
+
+
+def retrain_schema(config: ModelConfig, generic: dict[str, Any], title: str) -> dict[str, Any]:
+    """The retrain options of a model, with its allow-lists (onlearn/refit_options.py). The
+    same candidate twice is trained once (no ``uniqueItems``)."""
+    task = config.task.value
+    names = catalog_of(task)
+    ids = [c.id for c in declared_candidates(config)]
     low, high = LIMITS["candidates"]
     schema = copy.deepcopy(generic)
     props = schema["properties"]
@@ -134,10 +155,14 @@ def retrain_schema(config: ModelConfig, generic: dict[str, Any], title: str) -> 
         "anyOf": [
             {
                 "type": "array",
-                "items": {"anyOf": [{"enum": list(dict.fromkeys(ids + names))}, *tables]},
+                "items": {
+                    "anyOf": [
+                        {"enum": list(dict.fromkeys(ids + names))},
+                        ref(catalog_component(task)),
+                    ]
+                },
                 "minItems": int(low),
                 "maxItems": int(high),
-                "uniqueItems": True,
             },
             {"type": "null"},
         ],
@@ -269,6 +294,9 @@ def typed_components(config: ModelConfig, prefix: str, schemas: dict[str, Any]) 
             config, schemas["ClaimRequest"], f"{p}ClaimRequest"
         )
 
+    shared = catalog_component(config.task.value)
+    if shared not in schemas:
+        schemas[shared] = catalog_tables(config.task.value)
     schemas[f"{p}RetrainRequest"] = retrain_schema(
         config, schemas["RetrainRequest"], f"{p}RetrainRequest"
     )
@@ -343,6 +371,7 @@ def typed_document(
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "path" and parameter["name"] == "name":
                     parameter["schema"] = {**parameter["schema"], "enum": names}
+    shared_responses(typed, doc["components"].setdefault("responses", {}))
     doc["paths"] = {**paths, **typed}
     # The generic request bodies are no longer used by any operation: left out, so that a
     # generated client has only the typed ones.
@@ -351,6 +380,26 @@ def typed_document(
         if response is not None:
             schemas.pop(response, None)
     return doc
+
+
+def shared_responses(paths: dict[str, Any], responses: dict[str, Any]) -> None:
+    """Replace the error answers of ``paths`` by references to one copy each in ``responses``
+    (in place): every model repeats them, 1.7 of the 2 kB of an operation."""
+    names: dict[str, str] = {}
+    for operations in paths.values():
+        for operation in operations.values():
+            for status, answer in operation["responses"].items():
+                if status.startswith("2"):
+                    continue
+                key = json.dumps(answer, sort_keys=True)
+                if key not in names:
+                    name = f"Error{status}"
+                    n = 2
+                    while name in responses:
+                        name, n = f"Error{status}v{n}", n + 1
+                    responses[name] = answer
+                    names[key] = name
+                operation["responses"][status] = {"$ref": f"#/components/responses/{names[key]}"}
 
 
 def model_document(generic: dict[str, Any], config: ModelConfig) -> dict[str, Any]:
