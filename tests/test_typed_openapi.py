@@ -153,6 +153,18 @@ def _refs(node):
             yield from _refs(value)
 
 
+def test_the_documents_are_valid_openapi_3_1(api, document):
+    # The official OpenAPI 3.1 schema, as schemathesis ships it (validators.py checks a
+    # document against it when it loads one with validation on).
+    from schemathesis.specs.openapi.definitions import OPENAPI_31
+
+    valid = jsonschema_rs.validator_for(OPENAPI_31)
+    assert document["openapi"] == "3.1.0"
+    for doc in (document, api.get("/models/digit-v2/openapi.json").json()):
+        errors = [e.message for e in valid.iter_errors(doc)]
+        assert errors == [], errors[:5]
+
+
 def test_a_generator_can_load_every_operation(document):
     for component in document["components"]["schemas"].values():
         assert jsonschema_rs.meta.is_valid(component), component
