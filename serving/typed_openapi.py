@@ -329,12 +329,24 @@ def typed_paths(
         if not operation["parameters"]:
             del operation["parameters"]
         body = operation["requestBody"]["content"]["application/json"]
-        body["schema"] = ref(prefix + request)
+        # In place of the generic body's reference: an optional body (a claim) stays optional.
+        body["schema"] = retarget(body["schema"], request, prefix + request)
         if response is not None:
             ok = operation["responses"]["200"]["content"]["application/json"]
             ok["schema"] = ref(prefix + response)
         paths[template.replace("{name}", name)] = {"post": operation}
     return paths
+
+
+def retarget(schema: Any, generic: str, typed: str) -> Any:
+    """``schema`` with its references to the component ``generic`` pointed at ``typed``."""
+    if isinstance(schema, dict):
+        if schema.get("$ref") == REF + generic:
+            return {**schema, "$ref": REF + typed}
+        return {key: retarget(value, generic, typed) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [retarget(value, generic, typed) for value in schema]
+    return schema
 
 
 def typed_document(
