@@ -13,8 +13,8 @@ With more than ``[openapi] max_models`` models the main document stays generic (
 by tens of kB a model) and says where each model's own document is:
 :func:`model_document` builds it, with that one model typed.
 
-The schemas say exactly what the server accepts (onlearn/schema.py, the label checks of
-onlearn/engine/feedback.py): schemathesis's negative-data check (tests/e2e/test_fuzz.py) sends
+The schemas say exactly what the server accepts (onlearn/schema.py, onlearn/labels.py, and for
+the options serving/typed_options.py): schemathesis's negative-data check (tests/e2e/test_fuzz.py) sends
 what they refuse and expects a 4xx, its positive-data check sends what they allow and expects
 no 422.
 """
@@ -28,10 +28,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from onlearn.config import ModelConfig, Task
-from onlearn.models.catalog import CATALOG
-from onlearn.records import LabelSource
-from onlearn.refit_options import LIMITS, METRICS, REQUEST_PARAMS, Bound, declared_candidates
 from onlearn.schema import Feature, FeatureType, UnknownFields
+from serving.typed_options import catalog_component, catalog_tables, claim_schema, retrain_schema
 
 # template path -> (operationId prefix, request component, 200 response component)
 TYPED: dict[str, tuple[str, str, str | None]] = {
@@ -49,8 +47,7 @@ TYPED: dict[str, tuple[str, str, str | None]] = {
 }
 QUEUE_ONLY = {"/models/{name}/queue/claim", "/models/{name}/queue/{item_id}/label"}
 REF = "#/components/schemas/"
-LABEL_TYPES = ["string", "integer", "boolean"]  # a class label (onlearn/engine/feedback.py)
-SOURCES = [s.value for s in LabelSource]
+LABEL_TYPES = ["string", "integer", "boolean"]  # a class label (onlearn/labels.py)
 
 
 def ref(name: str) -> dict[str, str]:
@@ -104,116 +101,6 @@ def label_schema(config: ModelConfig, title: str) -> dict[str, Any]:
     if config.classes is not None:
         return {"title": title, "enum": list(config.classes), "description": "A class label."}
     return {"title": title, "type": LABEL_TYPES, "description": "A class label."}
-
-
-def catalog_tables(task: str) -> dict[str, Any]:
-    """The catalog pipelines of a task as a request may give them: a table of the name and the
-    parameters of :data:`REQUEST_PARAMS`, each within its bounds. One component per task,
-    shared by its models."""
-    tables = []
-    for name in catalog_of(task):
-        params = {key: bound_schema(bound) for key, bound in REQUEST_PARAMS[name].items()}
-        table: dict[str, Any] = {
-            "type": "object",
-            "properties": {"name": {"const": name}, **params},
-            "required": ["name"],
-            "additionalProperties": False,
-        }
-        if {"l1", "l2"} <= params.keys():
-            # One penalty at most (river's linear models refuse both).
-            nonzero = {"not": {"const": 0}}
-            table["not"] = {
-                "required": ["l1", "l2"],
-                "properties": {"l1": nonzero, "l2": nonzero},
-            }
-        tables.append(table)
-    return {
-        "title": catalog_component(task),
-        "description": f"A {task} catalog pipeline with some of its parameters.",
-        "anyOf": tables,
-    }
-
-
-def catalog_of(task: str) -> list[str]:
-    return [n for n in REQUEST_PARAMS if CATALOG[n].task == task]
-
-
-def catalog_component(task: str) -> str:
-    return f"{task.capitalize()}CatalogCandidate"
-
-
-def retrain_schema(config: ModelConfig, generic: dict[str, Any], title: str) -> dict[str, Any]:
-    """The retrain options of a model, with its allow-lists (onlearn/refit_options.py). The
-    same candidate twice is trained once (no ``uniqueItems``)."""
-    task = config.task.value
-    names = catalog_of(task)
-    ids = [c.id for c in declared_candidates(config)]
-    low, high = LIMITS["candidates"]
-    schema = copy.deepcopy(generic)
-    props = schema["properties"]
-    props["candidates"] = {
-        "anyOf": [
-            {
-                "type": "array",
-                "items": {
-                    "anyOf": [
-                        {"enum": list(dict.fromkeys(ids + names))},
-                        ref(catalog_component(task)),
-                    ]
-                },
-                "minItems": int(low),
-                "maxItems": int(high),
-            },
-            {"type": "null"},
-        ],
-        "description": props["candidates"].get("description", ""),
-    }
-    bounded = {"passes": "integer", "holdout": "number", "max_rows": "integer"}
-    for key, kind in bounded.items():
-        low, high = LIMITS[key]
-        props[key] = {
-            "anyOf": [{"type": kind, "minimum": low, "maximum": high}, {"type": "null"}],
-            "description": props[key].get("description", ""),
-        }
-    metrics = [m for m, (of, _) in METRICS.items() if of == task]
-    props["metric"] = {
-        "anyOf": [{"enum": metrics}, {"type": "null"}],
-        "description": props["metric"].get("description", ""),
-    }
-    schema["title"] = title
-    return schema
-
-
-def claim_schema(config: ModelConfig, generic: dict[str, Any], title: str) -> dict[str, Any]:
-    """A claim's limits, from the model's ``[models.NAME.active]`` table."""
-    active = config.active
-    schema = copy.deepcopy(generic)
-    props = schema["properties"]
-    props["limit"] = {
-        **props["limit"],
-        "type": "integer",
-        "minimum": 1,
-        "maximum": active.max_claim,
-    }
-    props["lease_s"] = {
-        "anyOf": [
-            {"type": "number", "exclusiveMinimum": 0, "maximum": active.max_lease_s},
-            {"type": "null"},
-        ],
-        "description": props["lease_s"].get("description", ""),
-    }
-    schema["title"] = title
-    return schema
-
-
-def bound_schema(bound: Bound) -> dict[str, Any]:
-    """The values :meth:`Bound.check` lets through."""
-    choices = {"enum": list(bound.choices)}
-    if bound.kind == "choice":
-        return choices
-    kind = "integer" if bound.kind == "int" else "number"
-    number = {"type": kind, "minimum": bound.low, "maximum": bound.high}
-    return {"anyOf": [number, choices]} if bound.choices else number
 
 
 def component_prefixes(names: Sequence[str]) -> dict[str, str]:
