@@ -156,11 +156,11 @@ def typed_components(config: ModelConfig, prefix: str, schemas: dict[str, Any]) 
     props["label"] = {**label, "description": props["label"].get("description", "")}
     props["features"] = {"anyOf": [features, {"type": "null"}], **_described(props["features"])}
     feedback.pop("examples", None)
-    # The label belongs to a prediction (its id) or to features given inline: one of the two.
-    feedback["anyOf"] = [
-        {"required": ["prediction_id"], "properties": {"prediction_id": {"type": "string"}}},
-        {"required": ["features"], "properties": {"features": {"type": "object"}}},
-    ]
+    # The label belongs to a prediction (its id) or to features given inline: not both absent
+    # or null. Said with `not` rather than an anyOf of two shapes, which generators turn into
+    # two half models (openapi-python-client then drops them as duplicates).
+    nothing = {"type": "null"}
+    feedback["not"] = {"properties": {"prediction_id": nothing, "features": nothing}}
     feedback["title"] = f"{p}FeedbackRequest"
     schemas[f"{p}FeedbackRequest"] = feedback
 

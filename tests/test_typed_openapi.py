@@ -235,9 +235,13 @@ def test_the_document_and_the_server_agree_on_a_label(api, document, model, labe
 
 
 def test_feedback_needs_a_prediction_id_or_features_in_both(api, document):
-    body = {"label": "cat"}
-    assert not validator(document, "PetsFeedbackRequest").is_valid(body)
-    assert api.post("/models/pets/feedback", json=body).status_code == 422
+    feedback = validator(document, "PetsFeedbackRequest")
+    for body in ({"label": "cat"}, {"label": "cat", "prediction_id": None, "features": None}):
+        assert not feedback.is_valid(body)
+        assert api.post("/models/pets/feedback", json=body).status_code == 422
+    unknown = {"label": "cat", "prediction_id": "no-such-id", "features": None}
+    assert feedback.is_valid(unknown)
+    assert api.post("/models/pets/feedback", json=unknown).status_code == 404
 
 
 def test_a_model_has_its_own_document(api, document):
