@@ -226,6 +226,25 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class OpenAPISettings:
+    """The ``[openapi]`` table: how much of each model the main OpenAPI document types."""
+
+    # Models typed in /openapi.json (each with its own operations and feature schema); past
+    # this, the main document keeps the generic `{name}` operations and each model's typed
+    # document is at /models/{name}/openapi.json. 50 models keep it under a few hundred kB,
+    # what code generators and /docs still handle well.
+    max_models: int = 50
+
+    def __post_init__(self) -> None:
+        m = self.max_models
+        if isinstance(m, bool) or not isinstance(m, int) or m < 0:
+            raise ConfigError(
+                f"[openapi]: max_models must be a whole number of at least 0 (0: no model "
+                f"typed in /openapi.json), got {m!r}"
+            )
+
+
+@dataclass(frozen=True)
 class Settings:
     store_url: str = DEFAULT_STORE_URL
     host: str = "127.0.0.1"
@@ -237,6 +256,7 @@ class Settings:
     models: tuple[ModelConfig, ...] = ()
     engine: EngineSettings = field(default_factory=EngineSettings)
     limits: Limits = field(default_factory=Limits)
+    openapi: OpenAPISettings = field(default_factory=OpenAPISettings)
     config_path: str | None = None
     run_worker: bool | None = None  # None: yes with the embedded store, no with a shared one
     run_monitor: bool | None = None  # the same, for the monitor
@@ -378,7 +398,9 @@ def settings_from_toml(path: str | os.PathLike) -> Settings:
 
 
 def settings_from_mapping(doc: Mapping[str, Any], *, config_path: str | None = None) -> Settings:
-    _only(doc, {"server", "store", "engine", "limits", "models", "security"}, "the config")
+    _only(
+        doc, {"server", "store", "engine", "limits", "models", "security", "openapi"}, "the config"
+    )
     server = _table(doc, "server")
     _only(server, {"host", "port", "workers"}, "[server]")
     store = _table(doc, "store")
@@ -396,8 +418,14 @@ def settings_from_mapping(doc: Mapping[str, Any], *, config_path: str | None = N
         models=models,
         engine=_engine_settings(_table(doc, "engine")),
         limits=_dataclass_from(Limits, _table(doc, "limits"), "[limits]"),
+        openapi=_openapi_settings(_table(doc, "openapi")),
         config_path=config_path,
     )
+
+
+def _openapi_settings(table: Mapping[str, Any]) -> OpenAPISettings:
+    _only(table, {"max_models"}, "[openapi]")
+    return OpenAPISettings(**table)
 
 
 def model_from_mapping(name: str, table: Any) -> ModelConfig:

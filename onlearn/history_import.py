@@ -27,7 +27,6 @@ from onlearn.corrections import (
     retraction_event,
     same_label,
 )
-from onlearn.engine.feedback import check_label
 from onlearn.errors import SchemaViolation
 from onlearn.history import (
     CORRECTION,
@@ -38,6 +37,7 @@ from onlearn.history import (
     parse_bound,
     row_key,
 )
+from onlearn.labels import check_label
 from onlearn.records import Event, EventKind, LabelSource
 from onlearn.store.base import Store
 

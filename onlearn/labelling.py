@@ -33,6 +33,7 @@ from onlearn.errors import (
     SchemaViolation,
     UnknownQueueItem,
 )
+from onlearn.labels import check_label
 from onlearn.records import (
     Event,
     EventKind,
@@ -396,6 +397,10 @@ class Labelling:
         correction: bool = False,
     ) -> dict:
         rt = self._active(name)
+        # A label the model cannot take is a 422 whatever became of the item (a 410 would
+        # tell the labeller to claim another, to send the same wrong label again).
+        if errors := check_label(rt.config, label):
+            raise SchemaViolation(errors)
         item = await asyncio.to_thread(self._to_label, name, item_id, claim_id)
         feedback = self._feedback(item, label, labeller, correction)
         if item.state is QueueState.DONE:
@@ -426,6 +431,10 @@ class Labelling:
         correction: bool = False,
     ) -> dict:
         rt = self._active(name)
+        # A label the model cannot take is a 422 whatever became of the item (a 410 would
+        # tell the labeller to claim another, to send the same wrong label again).
+        if errors := check_label(rt.config, label):
+            raise SchemaViolation(errors)
         item = self._to_label(name, item_id, claim_id)
         feedback = self._feedback(item, label, labeller, correction)
         if item.state is QueueState.DONE:

@@ -82,6 +82,10 @@ class ClassificationMetrics:
         self._recent.append(correct)
         self._recent_correct += correct
         p_true = proba.get(y_true, 0.0) if proba else 0.0
+        if p_true is None:
+            # Answers carry a probability that is not finite as null (a model whose weights
+            # overflowed on huge inputs): no confidence in the truth, not a failed learn.
+            p_true = 0.0
         self._log_loss_sum -= math.log(min(max(p_true, EPSILON), 1.0))
         if y_pred is not None:
             # A model that has seen no label yet answers nothing; counting "nothing" as a class

@@ -369,10 +369,9 @@ def _request_candidates(
         candidate = _catalog_candidate(item, task, loc, hint, errors)
         if candidate is not None:
             out.append(candidate)
-    ids = [c.id for c in out]
-    if len(set(ids)) != len(ids):
-        errors.append(FieldError(("candidates",), "unique", "each candidate may appear once"))
-    return out
+    # The same candidate twice (a name and its bare table, 5 and 5.0) is trained once: what
+    # the OpenAPI document allows (a JSON Schema cannot say when two forms are one candidate).
+    return list({c.id: c for c in out}.values())
 
 
 def _catalog_candidate(
@@ -415,6 +414,12 @@ def _catalog_candidate(
             ok = False
             continue
         params[key] = int(value) if bound.kind == "int" and not isinstance(value, str) else value
+    if params.get("l1") and params.get("l2"):
+        # river's linear models refuse it when built: the job would fail in the worker.
+        errors.append(
+            FieldError(loc, "exclusive", "l1 and l2 cannot both be above 0: pick one penalty")
+        )
+        ok = False
     if not ok:
         return None
     suffix = ",".join(f"{k}={params[k]}" for k in sorted(params))

@@ -57,6 +57,8 @@ POLICY: dict[tuple[str, str], frozenset[Role]] = {
     ("GET", "/models/{name}/drift"): ANY_KEY,
     ("GET", "/models/{name}/versions"): ANY_KEY,
     ("GET", "/models/{name}/history"): ANY_KEY,
+    # A model's typed document (its features and labels): /openapi.json names no model then.
+    ("GET", "/models/{name}/openapi.json"): ANY_KEY,
     # An application.
     ("POST", "/models/{name}/predict"): frozenset({PREDICT}),
     ("POST", "/models/{name}/predict/batch"): frozenset({PREDICT}),

@@ -8,7 +8,12 @@ read them here.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
+
+from onlearn.errors import UnknownModel
+from serving.responses import JSON
+from serving.typed_openapi import model_document, typed_document
 
 ERROR = "ErrorMessage"
 
@@ -138,12 +143,79 @@ def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def install(app) -> None:
-    """Serve the document with the error answers added (built once, at the first request)."""
+    """Serve the document with the error answers added and the served models typed
+    (``serving/typed_openapi.py``), and each model's own at ``/models/{name}/openapi.json``.
+
+    Both are built at their first request and kept while the served models stay the same (the
+    engine loads them at start; the key notices a model added or replaced all the same).
+    """
     build = app.openapi
+    cache = DocumentCache(app, build)
+    app.openapi = cache.main
 
-    def openapi() -> dict[str, Any]:
-        if getattr(app.state, "openapi_errors", None) is None:
-            app.state.openapi_errors = document_errors(build())
-        return app.state.openapi_errors
+    async def model_openapi(name: str) -> JSON:
+        return JSON(cache.model(name))
 
-    app.openapi = openapi
+    app.add_api_route(
+        "/models/{name}/openapi.json",
+        model_openapi,
+        methods=["GET"],
+        include_in_schema=False,
+    )
+
+
+class DocumentCache:
+    """The documents, built once per set of served models."""
+
+    MAX_MODEL_DOCUMENTS = 64  # each is the whole API (~70 kB): the recently asked ones stay
+
+    def __init__(self, app, build) -> None:
+        self._app = app
+        self._build = build
+        self._key: tuple | None = None
+        self._generic: dict[str, Any] | None = None
+        self._main: dict[str, Any] | None = None
+        self._models: OrderedDict[str, dict[str, Any]] = OrderedDict()
+
+    def _configs(self) -> list:
+        engine = getattr(self._app.state, "engine", None)
+        if engine is None:  # asked before the lifespan started the engine: the settings' models
+            return list(self._app.state.settings.models)
+        return [rt.config for rt in engine.runtimes.values()]
+
+    def _fresh(self) -> list:
+        configs = self._configs()
+        key = tuple((c.name, id(c)) for c in configs)
+        if key != self._key:
+            if self._generic is None:
+                self._generic = document_errors(self._build())
+            self._key, self._main = key, None
+            self._models.clear()
+        return configs
+
+    def main(self) -> dict[str, Any]:
+        configs = self._fresh()
+        if self._main is None:
+            limit = self._app.state.settings.openapi.max_models
+            if getattr(self._app.state, "keyring", None):
+                # With access control on, /openapi.json is open and names no model (what a
+                # key protects); each model's typed document needs a key, as GET /models does.
+                limit = 0
+            self._main = typed_document(self._generic, configs, max_models=limit)
+        return self._main
+
+    def model(self, name: str) -> dict[str, Any]:
+        configs = self._fresh()
+        found = self._models.get(name)
+        if found is not None:
+            self._models.move_to_end(name)
+            return found
+        config = next((c for c in configs if c.name == name), None)
+        if config is None:
+            served = ", ".join(sorted(c.name for c in configs)) or "none"
+            raise UnknownModel(f"model {name!r} is not served; served models: {served}")
+        document = model_document(self._generic, config)
+        self._models[name] = document
+        while len(self._models) > self.MAX_MODEL_DOCUMENTS:
+            self._models.popitem(last=False)
+        return document

@@ -9,7 +9,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from onlearn.records import LabelSource
 
 PHISHING_ROW = {
     "empty_server_form_handler": 0.0,
@@ -84,7 +94,11 @@ class FeedbackRequest(Strict):
     features: dict[str, Any] | None = Field(
         None, description="Inline features, for a label with no prediction (or an expired one)."
     )
-    source: str = Field("app", description="Who gave the label: app, human or weak.")
+    source: str = Field(
+        "app",
+        description="Who gave the label: app, human or weak.",
+        json_schema_extra={"enum": [s.value for s in LabelSource]},
+    )
     labeller: str | None = Field(None, description="Name of the person or rule that labelled.")
     event_id: str | None = Field(None, description="Idempotency key for inline feedback.")
     correction: bool | None = Field(
@@ -146,6 +160,20 @@ class ClaimRequest(Strict):
     labeller: str | None = Field(
         None, max_length=200, description="Who labels: recorded with the label."
     )
+
+    @field_validator("limit", "lease_s", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic would read true as 1 and "5" as 5: the document says a number, and the
+        # fuzzing's negative-data check holds the server to it. Worded as pydantic words them.
+        kind = "int" if info.field_name == "limit" else "float"
+        if isinstance(value, bool):
+            raise PydanticCustomError(
+                f"{kind}_type", "Input should be a valid number, not a boolean"
+            )
+        if isinstance(value, str):
+            raise PydanticCustomError(f"{kind}_parsing", "Input should be a number, not a string")
+        return value
 
 
 class QueueItemOut(BaseModel):

@@ -223,6 +223,7 @@ EXPECTED = {
     "GET /models/{name}/drift": ANY_KEY,
     "GET /models/{name}/versions": ANY_KEY,
     "GET /models/{name}/history": ANY_KEY,
+    "GET /models/{name}/openapi.json": ANY_KEY,
     "POST /models/{name}/predict": {P},
     "POST /models/{name}/predict/batch": {P},
     "POST /models/{name}/feedback": {P, L},

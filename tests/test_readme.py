@@ -107,3 +107,16 @@ def test_the_label_studio_calls_answer_what_the_readme_shows(fresh: ServerProces
         (result,) = answer.json()["results"]
         shown = shown_answer(predict)["results"][0]
         assert result.keys() == shown.keys() and result["model_version"].startswith("v1-")
+
+
+def test_the_typed_document_the_readme_fetches_types_the_model(fresh: ServerProcess):
+    (block,) = shell_blocks(section("Typed clients (OpenAPI)"))
+    path = re.search(r"http://127\.0\.0\.1:8000(/\S+)", block).group(1)
+    with httpx.Client(base_url=fresh.url, timeout=30) as api:
+        document = api.get(path).json()
+    assert document["openapi"] == "3.1.0"
+    predict = document["paths"]["/models/phishing/predict"]["post"]
+    assert predict["operationId"] == "predict_phishing"
+    schemas = document["components"]["schemas"]
+    assert "age_of_domain" in schemas["PhishingFeatures"]["properties"]
+    assert schemas["PhishingLabel"]["enum"]

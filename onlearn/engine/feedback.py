@@ -17,14 +17,13 @@ names the recorded label. Nothing is ever answered as used that the log did not 
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from onlearn.config import ModelConfig, Settings, Task
+from onlearn.config import Settings
 from onlearn.corrections import decide, recorded, retraction_event
 from onlearn.engine.follower import Follower
 from onlearn.errors import (
@@ -39,6 +38,7 @@ from onlearn.errors import (
 )
 from onlearn.group_commit import GroupCommitter
 from onlearn.ids import prediction_time
+from onlearn.labels import check_label
 from onlearn.prediction_writer import PredictionWriter
 from onlearn.records import Event, EventKind, FeedbackItem, LabelSource, PredictionRecord
 from onlearn.registry import CHAMPION
@@ -448,7 +448,7 @@ class FeedbackHandler:
         *,
         hints: bool = True,
     ) -> Event:
-        errors = _check_label(rt.config, item.label)
+        errors = check_label(rt.config, item.label)
         if item.source not in _SOURCES:
             errors.append(
                 FieldError(
@@ -569,39 +569,3 @@ class FeedbackHandler:
         applied = await rt.wait_applied_async(seq, timeout)
         generation.refuse()
         return applied
-
-
-def _finite_number(value: int | float) -> bool:
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an integer too large for a float
-        return False
-
-
-def _check_label(config: ModelConfig, label: Any) -> list[FieldError]:
-    if config.task is Task.CLASSIFICATION:
-        if label is None or not isinstance(label, bool | int | str):
-            return [
-                FieldError(
-                    ("label",), "type", "label must be a class label: a string, integer or boolean"
-                )
-            ]
-        if config.classes is not None and not any(
-            type(c) is type(label) and c == label for c in config.classes
-        ):
-            shown = ", ".join(map(repr, config.classes[:10]))
-            return [
-                FieldError(("label",), "allowed", f"label must be one of {shown}; got {label!r}")
-            ]
-        return []
-    if isinstance(label, bool) or not isinstance(label, int | float) or not _finite_number(label):
-        return [
-            FieldError(("label",), "finite", "label must be a finite number for a regression model")
-        ]
-    return []
-
-
-def check_label(config: ModelConfig, label: Any) -> list[FieldError]:
-    """The rules ``label`` breaks for ``config``'s task and classes (none: a good label): the
-    checks feedback runs, for other ways in (onlearn/history_import.py)."""
-    return _check_label(config, label)

@@ -51,6 +51,15 @@ def test_a_missing_prediction_is_wrong_and_a_missing_class_probability_is_clippe
     assert m.macro_f1 == 0.0
 
 
+def test_a_probability_that_was_not_finite_counts_as_no_confidence():
+    # Answers carry a NaN probability (a model whose weights overflowed) as null: learning the
+    # label failed on it, found by the fuzzing, and the model stopped learning.
+    m = ClassificationMetrics()
+    m.update(True, False, {True: None, False: None})
+    assert m.n == 1 and m.accuracy == 0.0
+    assert m.log_loss == pytest.approx(-np.log(1e-15))
+
+
 def test_version_metrics_count_sources_and_delays():
     m = VersionMetrics("classification")
     m.update(True, True, {True: 1.0}, source="app", stored=True, delay_s=2.0)

@@ -149,11 +149,29 @@ def test_too_many_candidates_and_unknown_options_are_refused():
     with pytest.raises(SchemaViolation, match="1 to 8 candidates"):
         resolve_options({"candidates": ["hoeffding_tree"] * 9}, TRUSTED)
     with pytest.raises(SchemaViolation) as caught:
-        resolve_options({"candidates": ["hoeffding_tree", "hoeffding_tree"]}, TRUSTED)
-    assert caught.value.errors[0].rule == "unique"
-    with pytest.raises(SchemaViolation) as caught:
         resolve_options({"factory": "os:system"}, TRUSTED)
     assert caught.value.errors[0].loc == ("factory",)
+
+
+def test_the_same_candidate_twice_is_trained_once():
+    twice = ["hoeffding_tree", {"name": "hoeffding_tree"}, {"name": "hoeffding_tree"}]
+    options = resolve_options({"candidates": twice}, TRUSTED)
+    assert [c.id for c in options.candidates] == ["hoeffding_tree"]
+    forest = [{"name": "adaptive_random_forest", "n_models": n} for n in (5, 5.0, 6)]
+    options = resolve_options({"candidates": forest}, TRUSTED)
+    assert [c.id for c in options.candidates] == [
+        "adaptive_random_forest(n_models=5)",
+        "adaptive_random_forest(n_models=6)",
+    ]
+
+
+def test_a_linear_candidate_takes_one_penalty():
+    both = {"name": "logistic_regression", "l1": 0.1, "l2": 0.1}
+    with pytest.raises(SchemaViolation, match="l1 and l2 cannot both be above 0") as caught:
+        resolve_options({"candidates": [both]}, TRUSTED)
+    assert caught.value.errors[0].rule == "exclusive"
+    one = resolve_options({"candidates": [{**both, "l2": 0}]}, TRUSTED)
+    assert one.candidates[0].table["l1"] == 0.1
 
 
 def test_the_metric_follows_the_task():
