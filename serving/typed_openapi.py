@@ -265,11 +265,14 @@ def typed_document(
         typed_components(config, prefixes[config.name], schemas)
         typed.update(typed_paths(config, prefixes[config.name], templates))
     names = [c.name for c in configs]
-    for operations in paths.values():
+    # Label Studio's routes serve classification models only (a choice among classes).
+    classifiers = [c.name for c in configs if c.task is Task.CLASSIFICATION]
+    for path, operations in paths.items():
+        served = classifiers if path.startswith("/label-studio/") else names
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
                 if parameter["in"] == "path" and parameter["name"] == "name":
-                    parameter["schema"] = {**parameter["schema"], "enum": names}
+                    parameter["schema"] = {**parameter["schema"], "enum": served}
     shared_responses(typed, doc["components"].setdefault("responses", {}))
     doc["paths"] = {**paths, **typed}
     # The generic request bodies are no longer used by any operation: left out, so that a

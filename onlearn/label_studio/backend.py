@@ -133,12 +133,13 @@ class LabelStudioBackend:
         """Learn from an annotation event: created is a first label, updated a correction,
         deleted a retraction. Other actions (Label Studio sends every action to the backend's
         webhook) are answered and ignored."""
+        # The model first: an unknown one is a 404 whatever the action, never "ignored".
+        rt = self._classifier(name)
         action = body.get("action")
         if not isinstance(action, str):
             raise _violation(("body", "action"), "string_type", "action must be a string")
         if action not in LEARNED:
             return {"status": "ignored", "action": action}
-        rt = self._classifier(name)
         project = body.get("project")
         uid = project_uid(project, ("body", "project"))
         binding = bind(project.get("label_config"), rt.config, ("body", "project", "label_config"))

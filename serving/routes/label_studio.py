@@ -26,14 +26,13 @@ class _LabelStudioBody(Strict):
 
 class LabelStudioSetupRequest(_LabelStudioBody):
     project: str | None = Field(None, description='Label Studio\'s "<project id>.<created at>".')
-    schema_: str | None = Field(
-        None, alias="schema", description="The project's label config (XML)."
-    )
+    # Required, as Label Studio always sends it: the document says what the route refuses.
+    schema_: str = Field(alias="schema", description="The project's label config (XML).")
 
 
 class LabelStudioPredictRequest(_LabelStudioBody):
     tasks: list[Any] = Field(description='Tasks, each {"id", "data": {feature: value}}.')
-    label_config: str | None = Field(None, description="The project's label config (XML).")
+    label_config: str = Field(description="The project's label config (XML).")
     project: str | None = None
 
 

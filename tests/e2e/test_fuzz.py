@@ -39,6 +39,14 @@ def every_check() -> list:
     return CHECKS.get_all()
 
 
+# A label config whose choices are the classes of FUZZ_MODELS[0] (cat, dog).
+LABEL_CONFIG = (
+    '<View><Text name="text" value="$name"/>'
+    '<Choices name="animal" toName="text"><Choice value="cat"/><Choice value="dog"/></Choices>'
+    "</View>"
+)
+
+
 def aimed(document: dict, *, item_ids: list[str]) -> dict:
     """The document with the ids only a running server knows narrowed to real ones."""
     doc = copy.deepcopy(document)
@@ -49,6 +57,15 @@ def aimed(document: dict, *, item_ids: list[str]) -> dict:
                     parameter["schema"] = {"type": "string", "enum": item_ids}
                 if parameter["in"] == "path" and parameter["name"] == "version":
                     parameter["schema"] = {"type": "string", "enum": ["v1", "v2"]}
+    # Label Studio's label config is XML whose choices must be the model's classes: a string to
+    # the document, a rule no JSON Schema states. Narrowed to one that fits the classifier
+    # (the only model those routes serve here); the negative mode still sends others.
+    schemas = doc["components"]["schemas"]
+    for body, field in (
+        ("LabelStudioSetupRequest", "schema"),
+        ("LabelStudioPredictRequest", "label_config"),
+    ):
+        schemas[body]["properties"][field] = {"type": "string", "enum": [LABEL_CONFIG]}
     return doc
 
 
@@ -95,14 +112,28 @@ FUZZ_SETTINGS = settings(
 CHECKS_RUN = every_check()
 
 
+# Label Studio's predict answers one result per task, a task whose data does not fit the model
+# getting an empty result and its error (Label Studio pairs results with tasks by position, and
+# one bad row must not cost a batch its scores), and is a 422 only when no task fits. Whether a
+# body is accepted thus depends on how many of its tasks fit, which no JSON Schema can state:
+# the two data-acceptance checks are left out for it alone (every other check runs, and
+# tests/e2e/test_label_studio.py checks the per-task answers).
+PER_TASK_ANSWERS = {"POST /label-studio/{name}/predict"}
+DATA_ACCEPTANCE = {"negative_data_rejection", "positive_data_acceptance"}
+
+
 def fuzz(operation, mode: GenerationMode, sent: Counter) -> str | None:
     """Run the generated cases of one operation; the first failure, or None."""
+    checks = CHECKS_RUN
+    if operation.label in PER_TASK_ANSWERS:
+        checks = [check for check in CHECKS_RUN if check.__name__ not in DATA_ACCEPTANCE]
+        assert len(checks) == len(CHECKS_RUN) - len(DATA_ACCEPTANCE)
 
     @FUZZ_SETTINGS
     @given(case=operation.as_strategy(generation_mode=mode))
     def run(case):
         sent[operation.label] += 1
-        response = case.call_and_validate(checks=CHECKS_RUN, timeout=30)
+        response = case.call_and_validate(checks=checks, timeout=30)
         if response.status_code == 202 and "job_id" in response.json():
             # A valid retrain is a refit (a forest of 50 trees, 20 passes): stopped at once, or
             # refits would hold the server's CPU through the run and the tests after it.
