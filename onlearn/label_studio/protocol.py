@@ -264,7 +264,10 @@ def read_text(feature: Feature, text: str) -> Any:
         if kind is FeatureType.BOOLEAN:
             return True if low in _TRUE else False if low in _FALSE else text
         if _INT_RE.fullmatch(stripped):
-            return int(stripped)
+            try:
+                return int(stripped)
+            except ValueError:  # past Python's 4300 digits: no feature's value, the schema says so
+                return text
         if _FLOAT_RE.fullmatch(stripped):
             value = float(stripped)
             return value if math.isfinite(value) else text
