@@ -97,6 +97,33 @@ def test_mistakes_are_refused_with_a_sentence(argv, words, config, capsys):
     assert words in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b'{"features": {"x": 1}, "label": "\xff"}\n', "line 1: row: not UTF-8 text"),
+        ('{"features": {"x": 1}, "label": true}'.encode("utf-16"), "line 1: row: not UTF-8"),
+        (
+            b'{"features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+            "line 1: row: not valid JSON: nested",
+        ),
+    ],
+    ids=["latin-1", "utf-16", "deep"],
+)
+def test_a_hostile_file_is_a_line_error_not_a_traceback(content, words, config, tmp_path, capsys):
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(content)
+    assert main(["import", str(path), "--model", "m", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {path} {words}" in err and "Traceback" not in err
+
+
+def test_a_utf8_byte_order_mark_is_read_past(config, tmp_path, capsys):
+    path = tmp_path / "excel.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"features": {"x": 1}, "label": true, "event_id": "bom"}\n')
+    assert main(["import", str(path), "--model", "m", "--config", str(config)]) == 0
+    assert "1 label events appended" in capsys.readouterr().out
+
+
 def test_the_readme_example_runs_and_prints_what_it_shows(tmp_path, monkeypatch, capsys, redis_url):
     """The README's commands, as written, on the example config's store after the demo's 1250
     labels (the Redis of the example replaced by the test's own)."""
