@@ -333,3 +333,20 @@ def test_the_models_own_secret_wins_over_the_environment(tmp_path):
 def test_an_empty_secret_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="webhook_secret must be a non-empty string"):
         load_settings(config_with(tmp_path, 'webhook_secret = ""'), environ={})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://",
+        "http://[::1",
+        "https://alerts.example.com:99999/h",
+        "https://a b.example/h",
+        "ftp://h/x",
+    ],
+    ids=["no-host", "bad-ipv6", "bad-port", "blank", "ftp"],
+)
+def test_a_webhook_url_no_request_could_reach_is_refused_at_startup(tmp_path, url):
+    # Before: "http://[::1" was a ValueError traceback, "https://" was accepted.
+    with pytest.raises(ConfigError, match="webhook must be an http\\(s\\) URL with a host"):
+        load_settings(config_with(tmp_path, f'webhook = "{url}"'), environ={})
