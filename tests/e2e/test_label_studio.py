@@ -503,6 +503,15 @@ def test_annotations_created_in_bulk_are_each_learned(api):
             ["body", "annotations", 0, "id"],
         ),
         ({"action": "ANNOTATIONS_DELETED", "annotations": 3}, ["body", "annotations"]),
+        # More than [limits] max_batch_rows (10,000 here), as a feedback batch.
+        (
+            {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": i} for i in range(10_001)]},
+            ["body", "annotations"],
+        ),
+        (
+            {"action": "ANNOTATIONS_CREATED", "annotation": [{"id": i} for i in range(10_001)]},
+            ["body", "annotation"],
+        ),
     ],
     ids=[
         "project",
@@ -514,6 +523,8 @@ def test_annotations_created_in_bulk_are_each_learned(api):
         "feature",
         "deleted-id",
         "deleted",
+        "deleted-too-many",
+        "created-too-many",
     ],
 )
 def test_a_malformed_webhook_is_a_422_naming_the_field(api, body, loc):
