@@ -14,7 +14,7 @@ from onlearn.config import ModelConfig, settings_from_mapping
 from onlearn.engine import Engine
 from onlearn.errors import SchemaViolation
 from onlearn.label_studio import bind, model_version
-from onlearn.label_studio.protocol import EPOCH_STEP, task_features
+from onlearn.label_studio.protocol import EPOCH_STEP, choices_tags, task_features
 from onlearn.records import EventKind, FeedbackItem
 from onlearn.schema import Schema
 from onlearn.store import open_store
@@ -141,3 +141,17 @@ def test_task_text_past_pythons_digit_limit_is_left_for_the_schema_to_refuse():
     with pytest.raises(SchemaViolation) as refused:
         schema.validate(features)
     assert [e.loc for e in refused.value.errors] == [("n",), ("x",)]
+
+
+def test_a_huge_label_config_is_not_kept_in_the_parse_cache():
+    from onlearn.label_studio.protocol import CACHED_CONFIG_CHARS, _cached_choices
+
+    padding = "<Text/>" * (CACHED_CONFIG_CHARS // 7 + 1)
+    config = CONFIG.replace("</View>", padding + "</View>")
+    before = _cached_choices.cache_info().currsize
+    for i in range(3):  # each distinct, as a sender making the cache hold its bodies would
+        tags = choices_tags(config + " " * i)
+        assert [t.name for t in tags] == ["first", "flag"]
+    assert _cached_choices.cache_info().currsize == before
+    choices_tags(CONFIG + "  ")
+    assert _cached_choices.cache_info().currsize == before + 1
