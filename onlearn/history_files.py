@@ -63,6 +63,8 @@ def write_rows(
         sys.stdout.flush()
         return
     target = Path(out)
+    if target.is_dir():
+        raise ConfigError(f"--out {out} is a directory: give a file name in it")
     partial = target.with_name(f".{target.name}.partial")
     try:
         if fmt == "parquet":
@@ -71,6 +73,8 @@ def write_rows(
             with partial.open("w", encoding="utf-8") as stream:
                 _write_jsonl(rows, stream)
         os.replace(partial, target)
+    except OSError as e:  # no such directory, no permission, disk full
+        raise ConfigError(f"--out {out}: cannot write it ({e.strerror or e})") from None
     finally:
         partial.unlink(missing_ok=True)
 

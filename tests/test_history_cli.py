@@ -90,6 +90,11 @@ def test_a_bad_row_fails_the_import_naming_its_line_and_field(config, tmp_path, 
         (["export", "--model", "m", "--since", "last week"], "--since: 'last week' is neither"),
         (["export", "--model", "m", "--format", "parquet"], "give --out FILE.parquet"),
         (["import", "missing.jsonl", "--model", "m"], "missing.jsonl: no such file"),
+        (["export", "--model", "m", "--until", "9" * 5000], "has more digits than any seq"),
+        (["export", "--model", "m", "--since", "²"], "--since: '²' is neither"),
+        (["export", "--model", "m", "--out", "/"], "--out / is a directory"),
+        (["export", "--model", "m", "--out", "/no/such/dir/h.jsonl"], "cannot write it"),
+        (["export", "--model", "m", "--store", "sqlite:///typo.db"], "typo.db does not exist"),
     ],
 )
 def test_mistakes_are_refused_with_a_sentence(argv, words, config, capsys):
