@@ -532,3 +532,17 @@ def test_a_malformed_webhook_is_a_422_naming_the_field(api, body, loc):
     answer = post(api, "lsdup", "webhook", body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"][0]["loc"][: len(loc)] == loc, answer.json()
+
+
+@pytest.mark.parametrize("route", ["setup", "predict", "webhook", "train"])
+def test_a_body_nested_thousands_deep_is_a_422_as_on_the_other_routes(api, route):
+    # FastAPI's own body parsing (these routes) answered a bare 400 "error parsing the body".
+    body = b'{"schema": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    answer = api.post(
+        f"/label-studio/ls/{route}",
+        content=body,
+        headers={**LS, "content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == ["body"] and error["msg"] == "JSON decode error: nested too deeply"
