@@ -444,6 +444,7 @@ def test_basic_and_roles_on_the_label_studio_routes(api):
     # Basic is taken on these routes only.
     elsewhere = api.post("/models/ls/predict", json={"features": {"x": 1, "y": 1}}, headers=app)
     assert elsewhere.status_code == 401
+    assert "HTTP Basic is taken on /label-studio/... routes only" in elsewhere.json()["detail"]
 
 
 def test_annotations_created_in_bulk_are_each_learned(api):
