@@ -66,6 +66,7 @@ class ImportReport:
     retractions: int = 0
     present: int = 0
     conflicts: int = 0
+    conflicting: list[str] = field(default_factory=list)  # the first few event ids
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
     first_seq: int | None = None
@@ -82,7 +83,10 @@ class ImportReport:
             text += f" at seq {self.first_seq}..{self.last_seq}"
         text += f"; {self.present} already in the log"
         if self.conflicts:
-            text += f"; {self.conflicts} in the log with another label (not imported)"
+            shown = ", ".join(self.conflicting) + (", ..." if self.conflicts > 5 else "")
+            text += (
+                f"; {self.conflicts} in the log with another label (not imported: event_id {shown})"
+            )
         if self.skipped:
             text += f"; {self.skipped} bad rows skipped"
         return text
@@ -286,6 +290,8 @@ class _Appender:
                     report.present += 1
                 else:
                     report.conflicts += 1
+                    if len(report.conflicting) < 5:
+                        report.conflicting.append(repr(event_id))
             if event_id in self.referenced:
                 self.placed[event_id] = _Placed(held, chain)
         if self.learn is not None and any(result.new):

@@ -506,7 +506,7 @@ def test_a_row_the_log_holds_with_another_label_is_counted_not_imported(tmp_path
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         again = import_rows(store, model, lambda: read_rows(str(path), "jsonl"))
         assert (again.appended, again.present, again.conflicts) == (0, 3, 1)
-        assert "1 in the log with another label (not imported)" in again.summary()
+        assert "1 in the log with another label (not imported: event_id 'e2')" in (again.summary())
         assert store.log.by_keys("m", ["event:e2"])["event:e2"].payload["label"] is True
 
 
