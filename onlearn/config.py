@@ -358,6 +358,25 @@ def with_webhook_secrets(settings: Settings, secret: str | None) -> Settings:
     return replace(settings, models=tuple(models))
 
 
+def _http_url(text: Any) -> bool:
+    """An http(s) URL a request can be sent to: a host, a valid port, no blanks or control
+    characters (found at startup rather than by the first alarm's delivery).
+
+    >>> [_http_url(u) for u in ("https://h/x", "https://", "http://[::1", "https://h:99999")]
+    [True, False, False, False]
+    """
+    if not isinstance(text, str) or not text.startswith(("http://", "https://")):
+        return False
+    if any(c.isspace() or not c.isprintable() for c in text):
+        return False
+    try:
+        url = urlsplit(text)
+        url.port  # noqa: B018 -- raises ValueError past 65535
+    except ValueError:
+        return False
+    return bool(url.hostname)
+
+
 def _loopback(host: str | None) -> bool:
     """As ``onlearn serve`` decides (onlearn/tools/cli.py): a name other than localhost is not
     resolved, so it counts as another machine."""
@@ -553,10 +572,11 @@ def monitor_from_mapping(table: Any, where: str) -> MonitorConfig:
     if isinstance(detector, str):
         detector = {"name": detector}
     webhook = table.get("webhook")
-    if webhook is not None and not (
-        isinstance(webhook, str) and webhook.startswith(("http://", "https://"))
-    ):
-        raise ConfigError(f"{where}: webhook must be an http(s) URL")
+    if webhook is not None and not _http_url(webhook):
+        raise ConfigError(
+            f"{where}: webhook must be an http(s) URL with a host, like "
+            f"https://alerts.example.com/onlearn, got {webhook!r}"
+        )
     webhook_secret = table.get("webhook_secret")
     if webhook_secret is not None and not (isinstance(webhook_secret, str) and webhook_secret):
         raise ConfigError(f"{where}: webhook_secret must be a non-empty string")

@@ -118,7 +118,9 @@ def parse_bound(text: str) -> int | float:
     (120, 1767225600.0, 1767225600.0)
     """
     text = text.strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # "²".isdigit() too, which int() refuses
+        if len(text) > 100:  # int() refuses past 4300 digits, with advice for programmers
+            raise ValueError(f"{text[:20]}... has more digits than any seq")
         return int(text)
     try:
         when = datetime.fromisoformat(text)

@@ -17,6 +17,7 @@ fails or is interrupted leaves no half file behind.
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import sys
@@ -62,6 +63,8 @@ def write_rows(
         sys.stdout.flush()
         return
     target = Path(out)
+    if target.is_dir():
+        raise ConfigError(f"--out {out} is a directory: give a file name in it")
     partial = target.with_name(f".{target.name}.partial")
     try:
         if fmt == "parquet":
@@ -70,6 +73,8 @@ def write_rows(
             with partial.open("w", encoding="utf-8") as stream:
                 _write_jsonl(rows, stream)
         os.replace(partial, target)
+    except OSError as e:  # no such directory, no permission, disk full
+        raise ConfigError(f"--out {out}: cannot write it ({e.strerror or e})") from None
     finally:
         partial.unlink(missing_ok=True)
 
@@ -97,15 +102,25 @@ def _write_jsonl(rows: Iterable[Mapping[str, Any]], stream: IO[str]) -> None:
 
 
 def _read_jsonl(path: str) -> Iterator[tuple[str, Any]]:
-    with open(path, encoding="utf-8") as stream:
-        for n, line in enumerate(stream, 1):
-            if not line.strip():
+    # Bytes, decoded line by line: a line that is no UTF-8 is that line's error, not a crash.
+    with open(path, "rb") as stream:
+        for n, raw in enumerate(stream, 1):
+            if n == 1 and raw.startswith(codecs.BOM_UTF8):  # as spreadsheets save UTF-8
+                raw = raw[len(codecs.BOM_UTF8) :]
+            if not raw.strip():
                 continue
             where = f"{path} line {n}"
             try:
-                yield where, json.loads(line)
+                yield where, json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                yield (
+                    where,
+                    BadHistoryRow(where, "row", f"not UTF-8 text ({e.reason} at byte {e.start})"),
+                )
             except ValueError as e:
                 yield where, BadHistoryRow(where, "row", f"not valid JSON: {e}")
+            except RecursionError:
+                yield where, BadHistoryRow(where, "row", "not valid JSON: nested too deeply")
 
 
 # Parquet
@@ -217,7 +232,12 @@ def _read_parquet(path: str) -> Iterator[tuple[str, Any]]:
     except (pa.ArrowInvalid, OSError) as e:
         raise ConfigError(f"{path}: not a Parquet file ({e})") from None
     metadata = parquet.schema_arrow.metadata or {}
-    json_columns = json.loads(metadata.get(JSON_COLUMNS_KEY, b"[]"))
+    try:
+        json_columns = [str(c) for c in json.loads(metadata.get(JSON_COLUMNS_KEY, b"[]"))]
+    except (ValueError, TypeError, RecursionError):
+        raise ConfigError(
+            f"{path}: its metadata {JSON_COLUMNS_KEY.decode()} is not a JSON list of columns"
+        ) from None
     n = 0
     with parquet:
         for batch in parquet.iter_batches(batch_size=CHUNK):
@@ -228,7 +248,13 @@ def _read_parquet(path: str) -> Iterator[tuple[str, Any]]:
                     for name in json_columns:
                         if row.get(name) is not None:
                             row[name] = json.loads(row[name])
-                except ValueError as e:
+                except (ValueError, TypeError) as e:
                     yield where, BadHistoryRow(where, name, f"not valid JSON text: {e}")
+                    continue
+                except RecursionError:
+                    yield (
+                        where,
+                        BadHistoryRow(where, name, "not valid JSON text: nested too deeply"),
+                    )
                     continue
                 yield where, row

@@ -17,6 +17,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from typing import Any
 
 from onlearn.config import ModelConfig
@@ -65,6 +66,7 @@ class ImportReport:
     retractions: int = 0
     present: int = 0
     conflicts: int = 0
+    conflicting: list[str] = field(default_factory=list)  # the first few event ids
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
     first_seq: int | None = None
@@ -81,7 +83,10 @@ class ImportReport:
             text += f" at seq {self.first_seq}..{self.last_seq}"
         text += f"; {self.present} already in the log"
         if self.conflicts:
-            text += f"; {self.conflicts} in the log with another label (not imported)"
+            shown = ", ".join(self.conflicting) + (", ..." if self.conflicts > 5 else "")
+            text += (
+                f"; {self.conflicts} in the log with another label (not imported: event_id {shown})"
+            )
         if self.skipped:
             text += f"; {self.skipped} bad rows skipped"
         return text
@@ -285,6 +290,8 @@ class _Appender:
                     report.present += 1
                 else:
                     report.conflicts += 1
+                    if len(report.conflicting) < 5:
+                        report.conflicting.append(repr(event_id))
             if event_id in self.referenced:
                 self.placed[event_id] = _Placed(held, chain)
         if self.learn is not None and any(result.new):
@@ -425,15 +432,32 @@ def _check(
     return _Checked(where, event_id or "", label, at, payload, corrects, retracts)
 
 
+# Years 1 to 9999, as datetime has them: no event's time is outside, and an export could not
+# write one back as a time.
+_FIRST_TIME, _LAST_TIME = -62_135_596_800.0, 253_402_300_800.0
+
+
 def _time(where: str, name: str, value: Any) -> float | None:
-    """Unix seconds, from a number or an ISO-8601 string."""
+    """Unix seconds, from a number, an ISO-8601 string, or a Parquet timestamp or date column
+    (a datetime or date: UTC unless it names a zone)."""
     if value is None:
         return None
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    if isinstance(value, str):
+    seconds = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, datetime):
+        seconds = (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    elif isinstance(value, date):
+        seconds = datetime(value.year, value.month, value.day, tzinfo=UTC).timestamp()
+    elif isinstance(value, str):
         try:
-            return float(parse_bound(value)) if not value.strip().isdigit() else float(value)
+            seconds = float(parse_bound(value)) if not value.strip().isdigit() else float(value)
         except ValueError:
             pass
-    raise BadHistoryRow(where, name, "must be Unix seconds or an ISO-8601 time")
+    if seconds is None:
+        raise BadHistoryRow(where, name, "must be Unix seconds or an ISO-8601 time")
+    if not (math.isfinite(seconds) and _FIRST_TIME <= seconds < _LAST_TIME):
+        raise BadHistoryRow(
+            where, name, f"must be a time in the years 1 to 9999, got {value!r:.40}"
+        )
+    return seconds

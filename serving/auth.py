@@ -129,14 +129,15 @@ class AccessControl:
         how = HOW_BASIC if basic else HOW
         key = _presented(scope["headers"], basic=basic)
         if key is None:
+            if not basic and _sent_basic(scope["headers"]):
+                how = (
+                    f"HTTP Basic is taken on {BASIC_PREFIX}... routes only (Label Studio's); {how}"
+                )
             return await _deny(send, 401, f"this route needs an API key: {how}", basic=basic)
         entry = self.keyring.find(key)
         if entry is None:
             return await _deny(
-                send,
-                401,
-                f"the API key is not valid (unknown or revoked): {how} with a valid key",
-                basic=basic,
+                send, 401, f"the API key is not valid (unknown or revoked): {how}", basic=basic
             )
         if not entry.allows(roles):
             return await _deny(send, 403, _forbidden(entry, scope, roles))
@@ -196,6 +197,13 @@ def _presented(headers: list[tuple[bytes, bytes]], *, basic: bool = False) -> by
         elif name == b"x-api-key" and value.strip():
             api_key = value.strip()
     return bearer if bearer is not None else api_key
+
+
+def _sent_basic(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name == b"authorization" and value.partition(b" ")[0].lower() == b"basic"
+        for name, value in headers
+    )
 
 
 def _basic_password(token: bytes) -> bytes | None:

@@ -211,6 +211,9 @@ def install(app: FastAPI) -> None:
         if error.status_code == 400 and isinstance(error.__cause__, UnicodeDecodeError):
             detail = [not_utf8(error.__cause__).to_dict()]
             return JSONResponse({"detail": detail}, status_code=422)
+        if error.status_code == 400 and isinstance(error.__cause__, RecursionError):
+            deep = FieldError(("body",), "json_invalid", "JSON decode error: nested too deeply")
+            return JSONResponse({"detail": [deep.to_dict()]}, status_code=422)
         return await http_exception_handler(request, error)
 
     app.add_exception_handler(HTTPException, http_error)

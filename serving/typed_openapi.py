@@ -63,7 +63,7 @@ def feature_schema(feature: Feature) -> dict[str, Any]:
     t = feature.type
     if t is FeatureType.CATEGORY:
         schema: dict[str, Any] = (
-            {"enum": list(feature.values)} if feature.values is not None else {"type": LABEL_TYPES}
+            enum_schema(feature.values) if feature.values is not None else {"type": LABEL_TYPES}
         )
     else:
         schema = {"type": t.value}
@@ -95,11 +95,23 @@ def features_schema(config: ModelConfig, title: str) -> dict[str, Any]:
     }
 
 
+def enum_schema(values: Sequence[Any]) -> dict[str, Any]:
+    """``enum`` of the values; true and false as ``type: boolean``, the same set, since
+    generators (openapi-python-client) take no boolean enum and drop every operation using it.
+
+    >>> enum_schema([True, False]), enum_schema(["cat", "dog"])
+    ({'type': 'boolean'}, {'enum': ['cat', 'dog']})
+    """
+    if len(values) == 2 and all(v.__class__ is bool for v in values) and len(set(values)) == 2:
+        return {"type": "boolean"}
+    return {"enum": list(values)}
+
+
 def label_schema(config: ModelConfig, title: str) -> dict[str, Any]:
     if config.task is Task.REGRESSION:
         return {"title": title, "type": "number", "description": "The true value."}
     if config.classes is not None:
-        return {"title": title, "enum": list(config.classes), "description": "A class label."}
+        return {"title": title, **enum_schema(config.classes), "description": "A class label."}
     return {"title": title, "type": LABEL_TYPES, "description": "A class label."}
 
 

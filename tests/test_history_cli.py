@@ -90,11 +90,43 @@ def test_a_bad_row_fails_the_import_naming_its_line_and_field(config, tmp_path, 
         (["export", "--model", "m", "--since", "last week"], "--since: 'last week' is neither"),
         (["export", "--model", "m", "--format", "parquet"], "give --out FILE.parquet"),
         (["import", "missing.jsonl", "--model", "m"], "missing.jsonl: no such file"),
+        (["export", "--model", "m", "--until", "9" * 5000], "has more digits than any seq"),
+        (["export", "--model", "m", "--since", "²"], "--since: '²' is neither"),
+        (["export", "--model", "m", "--out", "/"], "--out / is a directory"),
+        (["export", "--model", "m", "--out", "/no/such/dir/h.jsonl"], "cannot write it"),
+        (["export", "--model", "m", "--store", "sqlite:///typo.db"], "typo.db does not exist"),
     ],
 )
 def test_mistakes_are_refused_with_a_sentence(argv, words, config, capsys):
     assert main([*argv, "--config", str(config)]) == 1
     assert words in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (b'{"features": {"x": 1}, "label": "\xff"}\n', "line 1: row: not UTF-8 text"),
+        ('{"features": {"x": 1}, "label": true}'.encode("utf-16"), "line 1: row: not UTF-8"),
+        (
+            b'{"features": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+            "line 1: row: not valid JSON: nested",
+        ),
+    ],
+    ids=["latin-1", "utf-16", "deep"],
+)
+def test_a_hostile_file_is_a_line_error_not_a_traceback(content, words, config, tmp_path, capsys):
+    path = tmp_path / "hostile.jsonl"
+    path.write_bytes(content)
+    assert main(["import", str(path), "--model", "m", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {path} {words}" in err and "Traceback" not in err
+
+
+def test_a_utf8_byte_order_mark_is_read_past(config, tmp_path, capsys):
+    path = tmp_path / "excel.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"features": {"x": 1}, "label": true, "event_id": "bom"}\n')
+    assert main(["import", str(path), "--model", "m", "--config", str(config)]) == 0
+    assert "1 label events appended" in capsys.readouterr().out
 
 
 def test_the_readme_example_runs_and_prints_what_it_shows(tmp_path, monkeypatch, capsys, redis_url):

@@ -119,4 +119,4 @@ def test_the_typed_document_the_readme_fetches_types_the_model(fresh: ServerProc
     assert predict["operationId"] == "predict_phishing"
     schemas = document["components"]["schemas"]
     assert "age_of_domain" in schemas["PhishingFeatures"]["properties"]
-    assert schemas["PhishingLabel"]["enum"]
+    assert schemas["PhishingLabel"]["type"] == "boolean"  # classes = [true, false]

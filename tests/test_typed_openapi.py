@@ -326,3 +326,14 @@ def test_retrain_options_follow_the_allow_lists(api, document):
         if not valid:
             answer = api.post("/models/pets/retrain", json=body)
             assert answer.status_code == 422, (body, answer.text)
+
+
+def test_true_and_false_classes_are_a_boolean_for_client_generators():
+    doc = tomllib.loads(CONFIG)
+    doc["models"]["pets"]["classes"] = [True, False]
+    doc["models"]["pets"]["features"]["color"] = {"type": "category", "values": [False, True]}
+    with TestClient(create_app(settings_from_mapping(doc))) as client:
+        schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    # openapi-python-client refuses an enum of booleans and drops every operation using it.
+    assert schemas["PetsLabel"]["type"] == "boolean" and "enum" not in schemas["PetsLabel"]
+    assert schemas["PetsFeatures"]["properties"]["color"] == {"type": "boolean"}

@@ -74,6 +74,16 @@ class LabelStudioBackend:
             "detail": "onlearn learns each annotation as it comes: nothing to start",
         }
 
+    def _at_most(self, items: list, loc: tuple, what: str) -> None:
+        # As a batch of predict or feedback: a bound on the work one call can ask.
+        if len(items) > self.max_tasks:
+            raise _violation(
+                loc,
+                "max_items",
+                f"{loc[-1]} must hold at most {self.max_tasks} {what} ([limits] max_batch_rows), "
+                f"got {len(items)}",
+            )
+
     def predict(self, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """One prediction per task, in order: the choice of the answering version, ``score``
         its confidence. A task whose data does not fit the schema gets an empty result and an
@@ -84,13 +94,7 @@ class LabelStudioBackend:
         tasks = body.get("tasks")
         if not isinstance(tasks, list):
             raise _violation(("body", "tasks"), "list_type", "tasks must be a list of tasks")
-        if len(tasks) > self.max_tasks:
-            raise _violation(
-                ("body", "tasks"),
-                "max_items",
-                f"tasks must hold at most {self.max_tasks} tasks ([limits] max_batch_rows), "
-                f"got {len(tasks)}",
-            )
+        self._at_most(tasks, ("body", "tasks"), "tasks")
         project = body.get("project")
         rows, keys, at, failed = [], [], [], {}
         for i, task in enumerate(tasks):
@@ -155,6 +159,7 @@ class LabelStudioBackend:
             raise _violation(
                 ("body", "annotations"), "list_type", "annotations must be a list of {id}"
             )
+        self._at_most(annotations, ("body", "annotations"), "annotations")
         ids = [_annotation_id(a, ("body", "annotations", i)) for i, a in enumerate(annotations)]
         keys = [f"event:{annotation_event_id(uid, a)}" for a in ids]
         seqs = await self.engine.retract_async(name, keys, source=LabelSource.HUMAN.value)
@@ -176,6 +181,7 @@ class LabelStudioBackend:
         annotations, tasks = body.get("annotation"), body.get("task")
         bulk = action in CREATED and isinstance(annotations, list)  # ANNOTATIONS_CREATED
         if bulk:
+            self._at_most(annotations, ("body", "annotation"), "annotations")
             tasks_at = {
                 t["id"]: (t, ("body", "task", k))
                 for k, t in enumerate(tasks if isinstance(tasks, list) else [])

@@ -90,7 +90,11 @@ def _attr(element: ElementTree.Element, name: str) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=64)
+# Label configs are a few kB; a bigger one is parsed at each call rather than kept in the cache,
+# where 64 of them up to the body limit (4 MB) would pin hundreds of MB for whoever sent them.
+CACHED_CONFIG_CHARS = 65_536
+
+
 def choices_tags(label_config: str, loc: tuple = ("label_config",)) -> tuple[ChoicesTag, ...]:
     """The ``<Choices>`` tags of a label config, in document order.
 
@@ -99,6 +103,12 @@ def choices_tags(label_config: str, loc: tuple = ("label_config",)) -> tuple[Cho
     >>> choices_tags(config)
     (ChoicesTag(name='c', to_name='t', choices=('pos', 'No'), multiple=False),)
     """
+    if len(label_config) > CACHED_CONFIG_CHARS:
+        return _parse_choices(label_config, loc)
+    return _cached_choices(label_config, loc)
+
+
+def _parse_choices(label_config: str, loc: tuple) -> tuple[ChoicesTag, ...]:
     if "<!doctype" in label_config.lower() or "<!entity" in label_config.lower():
         # Entities are how XML bombs are built; a label config never needs them.
         raise _violation(loc, "xml", "the label config must not declare a DOCTYPE or entities")
@@ -123,6 +133,9 @@ def choices_tags(label_config: str, loc: tuple = ("label_config",)) -> tuple[Cho
         multiple = (_attr(element, "choice") or "single").lower() == "multiple"
         tags.append(ChoicesTag(name, to_name, values, multiple))
     return tuple(tags)
+
+
+_cached_choices = functools.lru_cache(maxsize=64)(_parse_choices)
 
 
 def class_text(label: Any) -> str:
@@ -264,7 +277,10 @@ def read_text(feature: Feature, text: str) -> Any:
         if kind is FeatureType.BOOLEAN:
             return True if low in _TRUE else False if low in _FALSE else text
         if _INT_RE.fullmatch(stripped):
-            return int(stripped)
+            try:
+                return int(stripped)
+            except ValueError:  # past Python's 4300 digits: no feature's value, the schema says so
+                return text
         if _FLOAT_RE.fullmatch(stripped):
             value = float(stripped)
             return value if math.isfinite(value) else text

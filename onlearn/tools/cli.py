@@ -1091,6 +1091,19 @@ def _bound(option: str, text: str | None):
         raise ConfigError(f"{option}: {e}") from None
 
 
+def _existing_store(url: str) -> None:
+    """Opening a SQLite store creates its file: an export from a mistyped path would write an
+    empty file, say nothing was there, and leave a new database behind."""
+    from onlearn.store import capabilities_of
+
+    if capabilities_of(url).local_file:
+        from onlearn.store.sqlite.connection import parse_sqlite_url
+
+        path, _ = parse_sqlite_url(url)
+        if not os.path.exists(path):
+            raise ConfigError(f"store {url}: {path} does not exist (is --store right?)")
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -1101,6 +1114,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings, config = _history_model(args)
     fmt = format_of(args.out, args.format)
     since, until = _bound("--since", args.since), _bound("--until", args.until)
+    _existing_store(settings.store_url)
     report = ExportReport(config.name)
     with open_store(settings.store_url) as store:
         rows = export_rows(store, config.name, since=since, until=until, report=report)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from datetime import UTC, date, datetime
 
 import pytest
 from river import datasets
@@ -380,6 +381,10 @@ def test_a_bad_row_stops_the_import_before_anything_is_appended(tmp_path):
         ({"features": {"x": 1.0}, "label": True, "colour": "red"}, "colour"),
         ({"features": {"x": 1.0}, "label": True, "sample_p": 0}, "sample_p"),
         ({"features": {"x": 1.0}, "label": True, "at": "yesterday"}, "at"),
+        # Past what a time can be (an export could not write them back; the string one was inf)
+        ({"features": {"x": 1.0}, "label": True, "at": 1e300}, "at"),
+        ({"features": {"x": 1.0}, "label": True, "at": "9" * 400}, "at"),
+        ({"features": {"x": 1.0}, "label": True, "predicted_at": -1e12}, "predicted_at"),
     ],
 )
 def test_each_rule_names_its_field(row, field, tmp_path):
@@ -389,6 +394,32 @@ def test_each_rule_names_its_field(row, field, tmp_path):
     with open_store("memory://") as store, pytest.raises(BadHistoryRow) as bad:
         import_rows(store, model, lambda: read_rows(str(path), "jsonl"))
     assert bad.value.field == field and bad.value.where == f"{path} line 1"
+
+
+def test_a_parquet_timestamp_or_date_column_is_an_event_time(tmp_path):
+    """As pandas writes a datetime column: a timestamp (UTC unless it names a zone), or a date."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "pandas.parquet"
+    at = [datetime(2026, 1, 1, 12), datetime(2026, 1, 2, 12, tzinfo=UTC)]
+    pq.write_table(
+        pa.table(
+            {
+                "features": [{"x": 1.0}, {"x": 2.0}],
+                "label": [True, False],
+                "at": pa.array(at),
+                "predicted_at": pa.array([date(2026, 1, 1)] * 2, pa.date32()),
+            }
+        ),
+        path,
+    )
+    model = settings_from_mapping(SMALL).model("m")
+    with open_store("memory://") as store:
+        import_rows(store, model, lambda: read_rows(str(path), "parquet"))
+        events = store.log.read("m", 0)
+    assert [e.at for e in events] == [1767268800.0, 1767355200.0]
+    assert [e.payload["predicted_at"] for e in events] == [1767225600.0] * 2
 
 
 def test_rows_without_event_ids_are_imported_once(tmp_path):
@@ -475,7 +506,7 @@ def test_a_row_the_log_holds_with_another_label_is_counted_not_imported(tmp_path
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         again = import_rows(store, model, lambda: read_rows(str(path), "jsonl"))
         assert (again.appended, again.present, again.conflicts) == (0, 3, 1)
-        assert "1 in the log with another label (not imported)" in again.summary()
+        assert "1 in the log with another label (not imported: event_id 'e2')" in (again.summary())
         assert store.log.by_keys("m", ["event:e2"])["event:e2"].payload["label"] is True
 
 

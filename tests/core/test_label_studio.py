@@ -14,8 +14,9 @@ from onlearn.config import ModelConfig, settings_from_mapping
 from onlearn.engine import Engine
 from onlearn.errors import SchemaViolation
 from onlearn.label_studio import bind, model_version
-from onlearn.label_studio.protocol import EPOCH_STEP
+from onlearn.label_studio.protocol import EPOCH_STEP, choices_tags, task_features
 from onlearn.records import EventKind, FeedbackItem
+from onlearn.schema import Schema
 from onlearn.store import open_store
 from tests.core.conftest import phishing_settings, phishing_stream
 
@@ -130,3 +131,27 @@ def test_the_model_version_moves_with_learning_by_epochs():
     # Every power of two while young, then every EPOCH_STEP events.
     assert changes == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 3072, 4096]
     assert versions[0] == "v3-0" and versions[1500] == "v3-1024"
+
+
+def test_task_text_past_pythons_digit_limit_is_left_for_the_schema_to_refuse():
+    schema = Schema.from_config({"n": {"type": "integer"}, "x": {"type": "number"}})
+    digits = "9" * 5000  # int() refuses past 4300 digits: a 500 of predict and webhook before
+    features = task_features({"n": digits, "x": digits}, schema)
+    assert features == {"n": digits, "x": digits}
+    with pytest.raises(SchemaViolation) as refused:
+        schema.validate(features)
+    assert [e.loc for e in refused.value.errors] == [("n",), ("x",)]
+
+
+def test_a_huge_label_config_is_not_kept_in_the_parse_cache():
+    from onlearn.label_studio.protocol import CACHED_CONFIG_CHARS, _cached_choices
+
+    padding = "<Text/>" * (CACHED_CONFIG_CHARS // 7 + 1)
+    config = CONFIG.replace("</View>", padding + "</View>")
+    before = _cached_choices.cache_info().currsize
+    for i in range(3):  # each distinct, as a sender making the cache hold its bodies would
+        tags = choices_tags(config + " " * i)
+        assert [t.name for t in tags] == ["first", "flag"]
+    assert _cached_choices.cache_info().currsize == before
+    choices_tags(CONFIG + "  ")
+    assert _cached_choices.cache_info().currsize == before + 1

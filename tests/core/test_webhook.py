@@ -333,3 +333,32 @@ def test_the_models_own_secret_wins_over_the_environment(tmp_path):
 def test_an_empty_secret_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="webhook_secret must be a non-empty string"):
         load_settings(config_with(tmp_path, 'webhook_secret = ""'), environ={})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://",
+        "http://[::1",
+        "https://alerts.example.com:99999/h",
+        "https://a b.example/h",
+        "ftp://h/x",
+    ],
+    ids=["no-host", "bad-ipv6", "bad-port", "blank", "ftp"],
+)
+def test_a_webhook_url_no_request_could_reach_is_refused_at_startup(tmp_path, url):
+    # Before: "http://[::1" was a ValueError traceback, "https://" was accepted.
+    with pytest.raises(ConfigError, match="webhook must be an http\\(s\\) URL with a host"):
+        load_settings(config_with(tmp_path, f'webhook = "{url}"'), environ={})
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["t=" + "9" * 400 + ",v1=00", "t={now},v1=\u00e9", "t=\uff11\uff12,v1=00", "v1=00", "t=,v1="],
+    ids=["huge-time", "non-ascii-digest", "wide-digits", "no-time", "empty"],
+)
+def test_a_forged_signature_header_is_false_not_an_exception(header):
+    # Both raised before: OverflowError (int to float), TypeError (compare_digest on non-ASCII).
+    header = header.replace("{now}", str(int(time.time())))
+    assert verify(SECRET, header, b"{}") is False
+    assert readme_verify()(SECRET, header, b"{}") is False

@@ -444,6 +444,7 @@ def test_basic_and_roles_on_the_label_studio_routes(api):
     # Basic is taken on these routes only.
     elsewhere = api.post("/models/ls/predict", json={"features": {"x": 1, "y": 1}}, headers=app)
     assert elsewhere.status_code == 401
+    assert "HTTP Basic is taken on /label-studio/... routes only" in elsewhere.json()["detail"]
 
 
 def test_annotations_created_in_bulk_are_each_learned(api):
@@ -503,6 +504,15 @@ def test_annotations_created_in_bulk_are_each_learned(api):
             ["body", "annotations", 0, "id"],
         ),
         ({"action": "ANNOTATIONS_DELETED", "annotations": 3}, ["body", "annotations"]),
+        # More than [limits] max_batch_rows (10,000 here), as a feedback batch.
+        (
+            {"action": "ANNOTATIONS_DELETED", "annotations": [{"id": i} for i in range(10_001)]},
+            ["body", "annotations"],
+        ),
+        (
+            {"action": "ANNOTATIONS_CREATED", "annotation": [{"id": i} for i in range(10_001)]},
+            ["body", "annotation"],
+        ),
     ],
     ids=[
         "project",
@@ -514,6 +524,8 @@ def test_annotations_created_in_bulk_are_each_learned(api):
         "feature",
         "deleted-id",
         "deleted",
+        "deleted-too-many",
+        "created-too-many",
     ],
 )
 def test_a_malformed_webhook_is_a_422_naming_the_field(api, body, loc):
@@ -521,3 +533,17 @@ def test_a_malformed_webhook_is_a_422_naming_the_field(api, body, loc):
     answer = post(api, "lsdup", "webhook", body)
     assert answer.status_code == 422, answer.text
     assert answer.json()["detail"][0]["loc"][: len(loc)] == loc, answer.json()
+
+
+@pytest.mark.parametrize("route", ["setup", "predict", "webhook", "train"])
+def test_a_body_nested_thousands_deep_is_a_422_as_on_the_other_routes(api, route):
+    # FastAPI's own body parsing (these routes) answered a bare 400 "error parsing the body".
+    body = b'{"schema": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    answer = api.post(
+        f"/label-studio/ls/{route}",
+        content=body,
+        headers={**LS, "content-type": "application/json"},
+    )
+    assert answer.status_code == 422, answer.text
+    (error,) = answer.json()["detail"]
+    assert error["loc"] == ["body"] and error["msg"] == "JSON decode error: nested too deeply"
