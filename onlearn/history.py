@@ -171,7 +171,11 @@ class ExportReport:
         )
         text = (
             f"model {self.model!r}: {self.rows} label events ({self.corrections} corrections"
-            + (f", {self.retractions} retractions" if self.retractions else "")
+            + (
+                f", {self.retractions} retraction{'s' * (self.retractions != 1)}"
+                if self.retractions
+                else ""
+            )
             + "), "
             f"{covered}; log head {self.head}"
         )

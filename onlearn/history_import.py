@@ -76,7 +76,11 @@ class ImportReport:
         text = (
             f"model {self.model!r}: {self.rows} rows read, {self.appended} label events appended "
             f"({self.corrections} corrections"
-            + (f", {self.retractions} retractions" if self.retractions else "")
+            + (
+                f", {self.retractions} retraction{'s' * (self.retractions != 1)}"
+                if self.retractions
+                else ""
+            )
             + ")"
         )
         if self.appended:

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from onlearn.config import Task
-from onlearn.errors import FieldError, SchemaViolation
+from onlearn.errors import FieldError, LabelConflict, SchemaViolation
 from onlearn.label_studio.protocol import (
     CREATED,
     DELETED,
@@ -230,12 +230,28 @@ class LabelStudioBackend:
                     continue
                 result = next(results)
                 if result.error is not None:
+                    error = _in_label_studio_terms(result.error)
                     if len(items) == 1:
-                        raise result.error  # one annotation: its conflict is the answer (409)
-                    answer["error"] = {"detail": str(result.error)}
+                        raise error  # one annotation: its conflict is the answer (409)
+                    answer["error"] = {"detail": str(error)}
                     continue
                 answer.update(result.to_dict(), label=item.label, labeller=item.labeller)
         return {"status": "ok", "action": action, "results": [a for a, _ in answers]}
+
+
+def _in_label_studio_terms(error: Exception) -> Exception:
+    """A label conflict says what to do in Label Studio: feedback's advice (send it again with
+    ``"correction": true``) is no step a Label Studio user can take, while updating the
+    annotation is (an update is learned as a correction)."""
+    if not isinstance(error, LabelConflict):
+        return error
+    recorded = error.recorded
+    return LabelConflict(
+        f"label not used: this annotation is recorded with the label {recorded['label']!r} "
+        f"(seq {recorded['seq']}); to change it, update the annotation in Label Studio (an "
+        "update is learned as a correction)",
+        recorded,
+    )
 
 
 def _result(binding: Binding, prediction, version: str) -> dict[str, Any]:

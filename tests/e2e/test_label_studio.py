@@ -386,6 +386,9 @@ def test_an_update_is_a_correction_and_a_create_that_differs_is_a_conflict(api):
     )
     assert conflict.status_code == 409, conflict.text
     assert conflict.json()["detail"]["recorded"]["label"] == "pos"
+    # What to do is said in Label Studio's terms, not feedback's ("correction": true).
+    message = conflict.json()["detail"]["msg"]
+    assert "update the annotation in Label Studio" in message and 'correction": true' not in message
 
 
 def test_a_deletion_is_a_retraction(api):
