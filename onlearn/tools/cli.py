@@ -1114,6 +1114,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     settings, config = _history_model(args)
     fmt = format_of(args.out, args.format)
     since, until = _bound("--since", args.since), _bound("--until", args.until)
+    if since is not None and until is not None and type(since) is type(until):
+        # Seqs are inclusive at both ends, times [since, until): both ways an empty window.
+        empty = since > until if isinstance(since, int) else since >= until
+        if empty:
+            raise ConfigError(
+                f"--since {args.since} is after --until {args.until}: the window holds no event"
+            )
     _existing_store(settings.store_url)
     report = ExportReport(config.name)
     with open_store(settings.store_url) as store:
