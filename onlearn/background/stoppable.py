@@ -8,7 +8,11 @@ and the parent watches ``should_stop`` while it waits; when it says stop, the ch
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +24,20 @@ __all__ = ["run_stoppable"]
 _POLL_S = 0.1
 
 
-def _child(conn, fn: Callable[..., Any], args: tuple) -> None:
+def _die_with_parent(parent: int) -> None:
+    """A worker killed with SIGKILL runs no ``finally``: its child would go on fitting, holding a
+    CPU for minutes with no one to read its result. On Linux the kernel kills the child when the
+    thread that started it is gone (PR_SET_PDEATHSIG); a parent gone before that was set leaves
+    the child re-parented, which the check after it sees."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1  # <linux/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _child(conn, fn: Callable[..., Any], args: tuple, parent: int) -> None:
+    _die_with_parent(parent)
     try:
         result = ("ok", fn(*args))
     except BaseException as exc:  # noqa: BLE001 - handed back to the parent, which raises it
@@ -41,7 +58,9 @@ def run_stoppable(fn: Callable[..., Any], *args: Any, should_stop: Callable[[], 
     """
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
-    child = ctx.Process(target=_child, args=(send, fn, args), name="onlearn-step", daemon=True)
+    child = ctx.Process(
+        target=_child, args=(send, fn, args, os.getpid()), name="onlearn-step", daemon=True
+    )
     child.start()
     send.close()
     try:
