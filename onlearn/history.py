@@ -40,6 +40,7 @@ from onlearn.store.base import Store
 __all__ = [
     "ROW_FIELDS",
     "BadHistoryRow",
+    "among",
     "ExportReport",
     "export_id",
     "export_rows",
@@ -170,14 +171,8 @@ class ExportReport:
             f"seq {self.first_seq}..{self.last_seq}" if self.rows else "no label event in range"
         )
         text = (
-            f"model {self.model!r}: {self.rows} label events ({self.corrections} corrections"
-            + (
-                f", {self.retractions} retraction{'s' * (self.retractions != 1)}"
-                if self.retractions
-                else ""
-            )
-            + "), "
-            f"{covered}; log head {self.head}"
+            f"model {self.model!r}: {self.rows} label events "
+            f"({among(self.corrections, self.retractions)}), {covered}; log head {self.head}"
         )
         if self.trimmed:
             text += (
@@ -239,6 +234,19 @@ def export_rows(
 
 
 _EXPORTED = (EventKind.LABEL, EventKind.RETRACT)
+
+
+def among(corrections: int, retractions: int) -> str:
+    """What a summary says of the corrections and retractions among its events (retractions
+    only when there are some: most histories have none).
+
+    >>> among(0, 0), among(2, 1)
+    ('0 corrections', '2 corrections, 1 retraction')
+    """
+    text = f"{corrections} corrections"
+    if retractions:
+        text += f", {retractions} retraction{'s' * (retractions != 1)}"
+    return text
 
 
 def _retraction_row(event: Event, generation: str) -> dict[str, Any]:

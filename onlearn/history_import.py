@@ -35,6 +35,7 @@ from onlearn.history import (
     RETRACTION,
     ROW_FIELDS,
     BadHistoryRow,
+    among,
     parse_bound,
     row_key,
 )
@@ -75,13 +76,7 @@ class ImportReport:
     def summary(self) -> str:
         text = (
             f"model {self.model!r}: {self.rows} rows read, {self.appended} label events appended "
-            f"({self.corrections} corrections"
-            + (
-                f", {self.retractions} retraction{'s' * (self.retractions != 1)}"
-                if self.retractions
-                else ""
-            )
-            + ")"
+            f"({among(self.corrections, self.retractions)})"
         )
         if self.appended:
             text += f" at seq {self.first_seq}..{self.last_seq}"
