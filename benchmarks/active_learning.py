@@ -58,6 +58,7 @@ from onlearn.active.budget import (
     DEFAULT_REPAY,
 )
 from onlearn.models import PipelineSpec, build_pipeline
+from onlearn.weights import label_weight, learn_weighted, takes_pace, takes_weight
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -258,7 +259,7 @@ RECOVERY = 500
 def prequential(
     rows: Rows,
     model_name: str,
-    buy: Callable[[dict], bool],
+    buy: Callable[[dict], dict | None],
     taught: Callable[[dict, Any], None] | None = None,
     *,
     stream: str = "",
@@ -268,7 +269,10 @@ def prequential(
     accuracy over the RECOVERY points after an abrupt change (None for other streams), and the
     accuracy over the last quarter of the stream (where the learning curve has levelled off or
     not).
-    ``taught(proba, y)`` is told each bought label (the sampler steers on it)."""
+    ``buy(proba)`` is None for a label not bought, else the weights of the label event the
+    server would write (``sample_p``, ``pace``; {} for none), learned as the server learns
+    them (onlearn/weights.py). ``taught(proba, y)`` is told each bought label (the sampler
+    steers on it)."""
     categorical = CATEGORICAL.get(stream, [])
     numeric = [k for k in rows[0][0] if k not in categorical]
     model = build_pipeline(
@@ -279,6 +283,7 @@ def prequential(
     )
     if wrap is not None:
         model = wrap(model)
+    takes, paced = takes_weight(model), takes_pace(model)
     start = len(rows) // 2 if stream in ABRUPT else len(rows)
     correct = bought = after = late = 0
     tail = len(rows) - len(rows) // 4
@@ -289,8 +294,9 @@ def prequential(
         late += hit and i >= tail
         if start <= i < start + RECOVERY:
             after += hit
-        if buy(proba):
-            model.learn_one(x, y)
+        weights = buy(proba)
+        if weights is not None:
+            learn_weighted(model, x, y, label_weight(weights, paced=paced), takes)
             bought += 1
             if taught is not None:
                 taught(proba, y)
@@ -387,18 +393,28 @@ def run_task(task: tuple[str, str, int, int | None]) -> tuple[list[dict[str, Any
     def run(buy, taught=None, wrap=None):
         return prequential(rows, model_name, buy, taught, stream=stream, wrap=wrap)
 
-    record("all labels", 1.0, run(lambda proba: True))
+    def decide(proba, s):
+        d = s.decide(proba)
+        return {"sample_p": d.p, "pace": s.pace(d.reason)} if d.ask else None
+
+    record("all labels", 1.0, run(lambda proba: {}))
     for budget in budgets_for(stream, model_name):
         shares = []
         for name in STRATEGIES:
             sampler = strategy_sampler(name, budget, seed)
-            result = run(lambda p, s=sampler: s.decide(p).ask, sampler.learn_one)
+            result = run(lambda p, s=sampler: decide(p, s), sampler.learn_one)
             record(name, budget, result)
             shares.append(result[1] / n)
-        # Exactly as many labels as the strategy that bought most, at uniformly random points.
+        # Exactly as many labels as the strategy that bought most, at uniformly random points,
+        # learned with the pace weight the strategies' labels carry.
         chosen = set(random.Random(seed).sample(range(n), round(max(shares) * n)))
         positions = itertools.count()
-        record(BASELINE, budget, run(lambda p, i=positions, c=chosen: next(i) in c))
+        paced = {"pace": strategy_sampler("random", budget, seed).pace("uncertain")}
+        record(
+            BASELINE,
+            budget,
+            run(lambda p, i=positions, c=chosen, w=paced: w if next(i) in c else None),
+        )
         if budget == GOAL_BUDGET:
             entropy_sampler = _Entropy(budget, seed)
             holder: dict[str, Any] = {}
@@ -410,7 +426,10 @@ def run_task(task: tuple[str, str, int, int | None]) -> tuple[list[dict[str, Any
             record(
                 ENTROPY,
                 budget,
-                run(lambda p, e=entropy_sampler, h=holder: e.ask(p, h["m"].wants), wrap=wrap),
+                run(
+                    lambda p, e=entropy_sampler, h=holder: {} if e.ask(p, h["m"].wants) else None,
+                    wrap=wrap,
+                ),
             )
     return out, time.process_time() - cpu
 
@@ -871,7 +890,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--goal-only",
         action="store_true",
-        help=f"only the goal budget ({GOAL_BUDGET:.0%}) on every stream and model (no plot)",
+        help=f"only the goal budget ({GOAL_BUDGET:.0%}%) on every stream and model (no plot)",
     )
     args = p.parse_args(argv)
     args.limit = 1500 if args.quick else None

@@ -12,7 +12,8 @@ A correction copies what the label it corrects was joined with (features, the st
 the sampling reason), so it can be learned and scored even after the prediction record expired,
 and names what it replaces: ``corrects`` (the seq), ``previous_label``, ``previous_source``,
 ``previous_labeller``. Every label event also has ``sample_p``, the probability with which the
-sampler asked for it (None until a sampler fills it in).
+sampler asked for it (None until a sampler fills it in), and ``pace``, the pace weight of a
+label the budgeted strategy bought (onlearn/weights.py; None otherwise).
 
 >>> same_label(True, 1), same_label(2, 2.0), same_label("a", "a")
 (False, True, True)
@@ -140,6 +141,7 @@ def correction_event(
         "answered_by": old.get("answered_by"),
         "sampled": old.get("sampled"),
         "sample_p": old.get("sample_p"),
+        "pace": old.get("pace"),
         "corrects": previous.seq,
         "previous_label": old["label"],
         "previous_source": old.get("source") or "app",

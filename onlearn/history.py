@@ -4,7 +4,7 @@ A row is one label event, as a flat dict of JSON values (:data:`ROW_FIELDS`): wh
 labelled (``features``), the ``label``, who gave it (``source``, ``labeller``), when (``at``,
 Unix seconds, and ``seq``, its position in the source log), what the model had answered
 (``prediction_id``, ``predicted_at``, ``answered_by``: the version that answered, ``outputs``:
-every version's answer), the sampler's ``sampled`` and ``sample_p``, and for a correction
+every version's answer), the sampler's ``sampled``, ``sample_p`` and ``pace`` (onlearn/weights.py), and for a correction
 (``kind`` ``"correction"``) the ``event_id`` of the row it ``corrects`` and what that row said
 (``previous_label``, ...). A retraction (``kind`` ``"retraction"``: a label withdrawn, as a
 Label Studio annotation deleted) is a row too: the ``event_id`` of the first label whose chain
@@ -63,6 +63,7 @@ ROW_FIELDS = (
     "outputs",
     "sampled",
     "sample_p",
+    "pace",
     "corrects",
     "retracts",
     "previous_label",
@@ -288,6 +289,7 @@ def _row(event: Event, generation: str) -> dict[str, Any]:
         "outputs": p.get("outputs"),
         "sampled": p.get("sampled"),
         "sample_p": p.get("sample_p"),
+        "pace": p.get("pace"),
         "corrects": None,
         "retracts": None,
         "previous_label": p.get("previous_label") if correction else None,

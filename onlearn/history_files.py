@@ -166,6 +166,7 @@ def _arrow_schema(config: ModelConfig):
         "outputs": pa.string(),
         "sampled": pa.string(),
         "sample_p": pa.float64(),
+        "pace": pa.float64(),
         "corrects": pa.string(),
         "retracts": pa.string(),
         "previous_label": label,

@@ -404,6 +404,11 @@ def _check(
         isinstance(sample_p, bool) or not isinstance(sample_p, int | float) or not 0 < sample_p <= 1
     ):
         raise BadHistoryRow(where, "sample_p", "must be a probability in (0, 1] or null")
+    pace = row.get("pace")
+    if pace is not None and (
+        isinstance(pace, bool) or not isinstance(pace, int | float) or not 1 <= pace < math.inf
+    ):
+        raise BadHistoryRow(where, "pace", "must be a finite number >= 1 or null")
     outputs = row.get("outputs")
     if outputs is not None and not (
         isinstance(outputs, Mapping)
@@ -426,6 +431,7 @@ def _check(
         "answered_by": row.get("answered_by"),
         "sampled": row.get("sampled"),
         "sample_p": sample_p,
+        "pace": pace,
         "corrects": None,
     }
     return _Checked(where, event_id or "", label, at, payload, corrects, retracts)

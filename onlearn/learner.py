@@ -19,7 +19,7 @@ from onlearn.models import (
 )
 from onlearn.records import Event
 from onlearn.two_sample import TwoSampleCounts, TwoSampleErrors, count_answered
-from onlearn.weights import event_weight, learn_weighted, takes_weight
+from onlearn.weights import label_weight, learn_weighted, takes_pace, takes_weight
 
 
 def proba_pairs(proba: Mapping[Hashable, float] | None) -> list[list[Any]] | None:
@@ -150,19 +150,21 @@ class LearnerState:
             self._learn_one(x, y, payload)
         self.seq = event.seq
 
-    # Whether the estimator learns with a weight: None until first needed (and in states
-    # pickled before importance weights existed).
+    # Whether the estimator learns with a weight, and whether that weight is a step's length
+    # (pace weights): None until first needed (and in states pickled before weights existed).
     _takes_weight: bool | None = None
+    _takes_pace: bool | None = None
 
     def _learn_one(self, x: Mapping[str, Any] | None, y: Any, payload: Mapping[str, Any]) -> None:
-        """``learn_one`` with the event's importance weight (onlearn/weights.py), read from the
-        event alone so that a replay learns what the live model did."""
-        w = event_weight(payload)
-        if w == 1.0:
-            self.estimator.learn_one(x, y)
+        """``learn_one`` with the event's importance or pace weight (onlearn/weights.py), read
+        from the event alone so that a replay learns what the live model did."""
+        if payload.get("sample_p") is None and payload.get("pace") is None:
+            self.estimator.learn_one(x, y)  # the usual label: no weight to look up
             return
-        if self._takes_weight is None:
+        if self._takes_weight is None or self._takes_pace is None:
             self._takes_weight = takes_weight(self.estimator)
+            self._takes_pace = takes_pace(self.estimator)
+        w = label_weight(payload, paced=self._takes_pace)
         learn_weighted(self.estimator, x, y, w, self._takes_weight)
 
     def _learn_correction(self, event: Event, x: Mapping[str, Any] | None) -> None:

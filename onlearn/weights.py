@@ -11,6 +11,17 @@ labelled sample is biased; weighting each label by ``1 / p`` makes sums over lab
 unbiased estimates of sums over all predictions (Horvitz-Thompson). The clip trades that
 unbiasedness for variance: a label asked with ``p = 0.001`` would otherwise count 1000 times.
 
+Pace weights are the other kind, on by default for a model with an ``active`` table: a label
+the budgeted strategy bought (reason ``uncertain``) is learned with ``min(1 / budget,
+weight_clip)`` by a model whose weight is the length of a gradient step, river's linear models
+(:func:`takes_pace`). A model that learns from a tenth of the labels takes a tenth of the SGD
+steps; steps ten times as long restore the pace of a model given every label. The feedback path
+writes the weight into the label event as ``pace``, so replay stays exact. Trees get no pace
+weight: their split test (the Hoeffding bound) counts weight as evidence, and a weight of 10
+splits on a tenth of the evidence it needs (measured: 5-10 points lost on noisy streams,
+benchmarks/RESULTS.md). An importance weight, when the event has one, wins: ``1 / p`` already
+counts the rate at which labels were bought.
+
 Only estimators whose ``learn_one`` takes a weight ``w`` use it (:func:`takes_weight`): of the
 catalog, ``logistic_regression``, ``hoeffding_tree``, ``linear_regression`` and
 ``hoeffding_tree_regressor``. ``gaussian_naive_bayes`` (river's ``GaussianNB.learn_one`` has no
@@ -20,6 +31,10 @@ weights on: river candidates replay the events, scikit-learn ones get ``sample_w
 
 >>> event_weight({"sample_p": 0.25}), event_weight({"sample_p": None}), event_weight({})
 (4.0, 1.0, 1.0)
+>>> label_weight({"pace": 10.0}, paced=True), label_weight({"pace": 10.0}, paced=False)
+(10.0, 1.0)
+>>> label_weight({"pace": 10.0, "sample_p": 0.5}, paced=True)  # the importance weight wins
+2.0
 >>> from river import linear_model, naive_bayes, preprocessing
 >>> takes_weight(preprocessing.StandardScaler() | linear_model.LogisticRegression())
 True
@@ -34,7 +49,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from river import compose, forest
+from river import compose, forest, linear_model
 
 from onlearn.errors import ConfigError
 
@@ -42,8 +57,11 @@ __all__ = [
     "DEFAULT_WEIGHT_CLIP",
     "check_weight_clip",
     "check_weights",
+    "event_pace",
     "event_weight",
+    "label_weight",
     "learn_weighted",
+    "takes_pace",
     "takes_weight",
 ]
 
@@ -96,6 +114,50 @@ def event_weight(payload: Mapping[str, Any]) -> float:
     if isinstance(p, int | float) and not isinstance(p, bool) and 0 < p <= 1:
         return 1.0 / p
     return 1.0
+
+
+def event_pace(payload: Mapping[str, Any]) -> float:
+    """The pace weight of a label event (``pace``, written by the feedback path), or 1.
+
+    As for ``sample_p``, a stored value that is not a finite number >= 1 is no weight at all.
+
+    >>> [event_pace({"pace": v}) for v in (10, 2.5, None, 0.5, "10", float("inf"), True)]
+    [10.0, 2.5, 1.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    pace = payload.get("pace")
+    if isinstance(pace, int | float) and not isinstance(pace, bool) and 1 <= pace < math.inf:
+        return float(pace)
+    return 1.0
+
+
+def label_weight(payload: Mapping[str, Any], *, paced: bool) -> float:
+    """The weight a label event is learned with by an estimator that takes a weight:
+    the importance weight when the event has one, else the pace weight for an estimator that
+    ``takes_pace`` (``paced``), else 1."""
+    w = event_weight(payload)
+    if w == 1.0 and paced:
+        return event_pace(payload)
+    return w
+
+
+def takes_pace(estimator: Any) -> bool:
+    """Whether the estimator's weight scales a gradient step: a river linear model (GLM), bare
+    or as the last step of a pipeline, in one-vs-rest or onlearn's binary wrapper.
+
+    >>> from river import multiclass, preprocessing, tree
+    >>> takes_pace(preprocessing.StandardScaler() | linear_model.LogisticRegression())
+    True
+    >>> takes_pace(multiclass.OneVsRestClassifier(linear_model.LogisticRegression()))
+    True
+    >>> takes_pace(tree.HoeffdingTreeClassifier())
+    False
+    """
+    if isinstance(estimator, compose.Pipeline):
+        return takes_pace(list(estimator.steps.values())[-1])
+    if isinstance(estimator, linear_model.base.GLM):
+        return True
+    wrapped = getattr(estimator, "classifier", None)
+    return wrapped is not None and takes_pace(wrapped)
 
 
 def takes_weight(estimator: Any) -> bool:

@@ -39,6 +39,8 @@ A sampler is built from a config table with ``sampler_from_config``::
     seed = 42
     importance_weights = false          # randomised strategies only: Decision.p, learned as
     weight_clip = 10                    # the weight min(1 / p, weight_clip) (onlearn/weights.py)
+    pace_weight = true                  # bought labels teach linear models with the weight
+                                        # min(1 / budget, weight_clip) (onlearn/weights.py)
 
 >>> sampler = sampler_from_config({"budget": 0.5, "window": 10, "seed": 1})
 >>> sampler.strategy
@@ -181,6 +183,11 @@ class Sampler:
         would be 1.
     weight_clip
         The largest weight: ``p`` is floored at ``1 / weight_clip``; at least 1.
+    pace_weight
+        Whether a label the strategy bought (reason ``uncertain``) carries the pace weight
+        ``min(1 / budget, weight_clip)`` (``pace``), which river's linear models learn it with
+        (onlearn/weights.py): a tenth of the labels, steps ten times as long. Ignored with
+        ``importance_weights`` (``1 / p`` already counts the rate of asks).
     steer
         Whether the labels bought steer the budget: ``learn_one`` feeds them to a
         ``SurpriseDetector``, whose alarms open the strategy's credit line (``on_drift``).
@@ -196,6 +203,7 @@ class Sampler:
         importance_weights: bool = False,
         weight_clip: float = DEFAULT_WEIGHT_CLIP,
         steer: bool = True,
+        pace_weight: bool = True,
     ) -> None:
         self.strategy = VariableUncertainty() if strategy is None else strategy
         if not isinstance(self.strategy, Strategy):
@@ -207,6 +215,7 @@ class Sampler:
         self.seed = check_seed("seed", seed, "Sampler")
         self._slice = RandomSlice(evaluation_rate, seed)
         self.steer = check_bool("steer", steer, "Sampler")
+        self.pace_weight = check_bool("pace_weight", pace_weight, "Sampler")
         self._detector = SurpriseDetector() if steer else None
         self._committee = measure in COMMITTEE_MEASURES
         self._measure = COMMITTEE_MEASURES[measure] if self._committee else MEASURES[measure]
@@ -248,6 +257,21 @@ class Sampler:
         if uncertain:
             return Decision(True, _UNCERTAIN, u, u, p)
         return Decision(False, None, u, u)
+
+    def pace(self, reason: Reason | str | None) -> float | None:
+        """The pace weight of a label asked for with ``reason`` (a prediction record's; from the
+        store, so anything): ``min(1 / budget, weight_clip)`` for the strategy's asks when
+        ``pace_weight`` is on and ``importance_weights`` off, None otherwise.
+
+        >>> sampler = Sampler(VariableUncertainty(budget=0.25))
+        >>> sampler.pace("uncertain"), sampler.pace("random"), sampler.pace(None)
+        (4.0, None, None)
+        >>> Sampler(VariableUncertainty(budget=0.01)).pace("uncertain")  # clipped
+        10.0
+        """
+        if reason != _UNCERTAIN or not self.pace_weight or self.importance_weights:
+            return None
+        return min(1.0 / self.strategy.budget, self.weight_clip)
 
     def learn_one(self, proba: Proba, label: Hashable) -> None:
         """A label this sampler asked for arrived: ``proba`` is what the model answered when it
@@ -312,6 +336,8 @@ class Sampler:
             config.update(importance_weights=True, weight_clip=self.weight_clip)
         if not self.steer:
             config["steer"] = False
+        if not self.pace_weight:
+            config["pace_weight"] = False
         return config
 
     def __repr__(self) -> str:
@@ -324,6 +350,7 @@ class Sampler:
             f"Sampler({self.strategy!r}, measure={self.measure!r}, "
             f"evaluation_rate={self.evaluation_rate!r}, seed={self.seed!r}{weights}"
             + ("" if self.steer else ", steer=False")
+            + ("" if self.pace_weight else ", pace_weight=False")
             + ")"
         )
 
@@ -339,6 +366,7 @@ _SAMPLER_KEYS = (
     "importance_weights",
     "weight_clip",
     "steer",
+    "pace_weight",
 )
 
 
@@ -360,6 +388,7 @@ _CHECKS: dict[str, Callable[[str, Any, str], Any]] = {
     "measure": lambda k, v, w: check_choice(k, v, w, ALL_MEASURES),
     "weight_clip": check_weight_clip,
     "steer": check_bool,
+    "pace_weight": check_bool,
     "credit": check_whole,
     "cold_start": check_whole,
     "drift_credit": check_whole,
@@ -374,7 +403,7 @@ def sampler_from_config(config: Mapping[str, Any], *, where: str = "sampler") ->
     Keys: ``strategy`` (default ``"variable_uncertainty"``), ``measure`` (default
     ``"entropy"``), ``evaluation_rate`` (default 0), ``seed`` (default 42, seeds the strategy
     and the evaluation slice), ``importance_weights`` (default false; true needs a randomised
-    strategy) and ``weight_clip`` (default 10), and the strategy's hyperparameters (``budget``,
+    strategy), ``weight_clip`` (default 10), ``pace_weight`` (default true), and the strategy's hyperparameters (``budget``,
     ``window``, ``step``, ``threshold``, ``delta``, ``random_share``; each strategy takes some of
     them, with the defaults of its class), the budget's keys every strategy takes (``credit``,
     ``cold_start``, ``drift_credit``, ``repay``, ``max_rate``: see ``CreditBudget``) and
@@ -391,7 +420,7 @@ def sampler_from_config(config: Mapping[str, Any], *, where: str = "sampler") ->
     ...
     onlearn.errors.ConfigError: sampler: unknown entry 'step' for strategy 'fixed_uncertainty'; \
 it accepts: budget, cold_start, credit, drift_credit, evaluation_rate, importance_weights, \
-max_rate, measure, repay, seed, steer, strategy, threshold, weight_clip, window
+max_rate, measure, pace_weight, repay, seed, steer, strategy, threshold, weight_clip, window
     >>> sampler_from_config({"budget": 0.001, "window": 100})
     Traceback (most recent call last):
     ...
@@ -433,4 +462,5 @@ of at least 200 predictions (or a larger max_rate)
         importance_weights=check_weights(config.get("importance_weights", False), strategy, where),
         weight_clip=config.get("weight_clip", DEFAULT_WEIGHT_CLIP),
         steer=config.get("steer", True),
+        pace_weight=config.get("pace_weight", True),
     )

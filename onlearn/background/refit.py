@@ -67,7 +67,7 @@ from onlearn.refit_options import METRICS, MIN_LABELS, Candidate, candidate_id
 from onlearn.schema import Schema
 from onlearn.snapshots import REPLAY_PAGE, replay
 from onlearn.store.base import Store
-from onlearn.weights import event_weight, learn_weighted, takes_weight
+from onlearn.weights import event_pace, event_weight, learn_weighted, takes_pace, takes_weight
 
 __all__ = [
     "CandidateResult",
@@ -98,6 +98,12 @@ class _Labelled:
     source: str
     w: float = 1.0  # importance weight (onlearn/weights.py): 1 / the sampler's probability
     answered_by: str | None = None  # the version whose answer the label followed, if recorded
+    pace: float = 1.0  # pace weight (onlearn/weights.py): river's linear models learn with it
+
+    def weight(self, paced: bool) -> float:
+        """The weight an estimator learns this label with (``paced``: it ``takes_pace``);
+        ``label_weight`` of the event it came from."""
+        return self.pace if paced and self.w == 1.0 else self.w
 
 
 @dataclass(frozen=True)
@@ -452,6 +458,7 @@ def _load(
                         payload.get("source") or "app",
                         event_weight(payload),
                         payload.get("answered_by"),
+                        event_pace(payload),
                     )
                 )
         after = events[-1].seq
@@ -581,11 +588,11 @@ def _train(
             rewrite=rewrite,
         )
         estimator = state.estimator
-        takes = takes_weight(estimator)
+        takes, paced = takes_weight(estimator), takes_pace(estimator)
         for _ in range(passes - 1):
             for e in train:
                 try:
-                    learn_weighted(estimator, dict(e.x), e.y, e.w, takes)
+                    learn_weighted(estimator, dict(e.x), e.y, e.weight(paced), takes)
                 except Exception:  # as replay: an event a model cannot learn is skipped
                     pass
                 ticker.add(1)
@@ -652,6 +659,7 @@ def _evaluate(
     metrics = ClassificationMetrics() if classification else RegressionMetrics()
     correct: list = []
     takes = not batch and takes_weight(state.estimator)
+    paced = takes and takes_pace(state.estimator)
     if batch:
         probas = state.estimator.predict_proba_many([e.x for e in test])
         answers = [((max(p, key=p.get) if p else None), p) for p in probas]
@@ -671,7 +679,7 @@ def _evaluate(
                 correct.append(absolute_error(e.y, y_pred))
         if not batch:
             try:
-                learn_weighted(state.estimator, dict(e.x), e.y, e.w, takes)
+                learn_weighted(state.estimator, dict(e.x), e.y, e.weight(paced), takes)
             except Exception:  # as replay: an event a model cannot learn is skipped
                 state.learn_errors += 1
         state.seq = e.seq

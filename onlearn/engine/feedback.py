@@ -501,6 +501,9 @@ class FeedbackHandler:
                 # The importance weight's probability (onlearn/weights.py), in the event so
                 # that a replay learns with the weight the live model used.
                 sample_p=record.sample_p,
+                # The pace weight of a label the budgeted strategy bought (onlearn/weights.py),
+                # from the sampler's budget when the label arrives, stored for the same reason.
+                pace=rt.sampler.pace(record.reason) if rt.sampler is not None else None,
             )
         else:
             payload.update(
@@ -510,6 +513,7 @@ class FeedbackHandler:
                 answered_by=None,
                 sampled=None,
                 sample_p=None,
+                pace=None,
             )
         # Room for what a correction fills in (onlearn/corrections.py): a first label corrects
         # nothing.

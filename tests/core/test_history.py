@@ -112,6 +112,17 @@ CASES = {
         },
         phishing,
     ),
+    # Labels bought by the default deterministic sampler carry a pace weight (onlearn/weights.py),
+    # which the logistic regression learns with: the replay must read it from the import too.
+    "paced": (
+        {
+            "classes": [True, False],
+            "features": PHISHING_FEATURES,
+            "pipeline": LOGISTIC,
+            "active": {"budget": 0.3, "window": 50, "seed": 3},
+        },
+        phishing,
+    ),
     "categories": (
         {
             "classes": ["low", "mid", "high"],
@@ -224,7 +235,7 @@ def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/source.db"
 
 
-@pytest.mark.parametrize("case", ["binary", "multiclass", "regression", "weighted"])
+@pytest.mark.parametrize("case", ["binary", "multiclass", "regression", "weighted", "paced"])
 def test_a_history_moved_from_sqlite_to_redis_gives_the_same_model(
     case, sqlite_url, redis_url, tmp_path
 ):
@@ -236,6 +247,8 @@ def test_a_history_moved_from_sqlite_to_redis_gives_the_same_model(
 
     if case == "weighted":
         assert any(p["sample_p"] not in (None, 1.0) for *_, p in source)
+    if case == "paced":
+        assert {p["pace"] for *_, p in source} == {None, 1 / 0.3}
     imported = import_from(redis_url, case, tmp_path / "h.jsonl", "jsonl")
     assert (imported.appended, imported.corrections) == (len(source), 11)
 
@@ -380,6 +393,8 @@ def test_a_bad_row_stops_the_import_before_anything_is_appended(tmp_path):
         ),
         ({"features": {"x": 1.0}, "label": True, "colour": "red"}, "colour"),
         ({"features": {"x": 1.0}, "label": True, "sample_p": 0}, "sample_p"),
+        ({"features": {"x": 1.0}, "label": True, "pace": 0.5}, "pace"),
+        ({"features": {"x": 1.0}, "label": True, "pace": "10"}, "pace"),
         ({"features": {"x": 1.0}, "label": True, "at": "yesterday"}, "at"),
         # Past what a time can be (an export could not write them back; the string one was inf)
         ({"features": {"x": 1.0}, "label": True, "at": 1e300}, "at"),

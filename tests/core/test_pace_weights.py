@@ -1,0 +1,262 @@
+"""Pace weights (issue 14 §2): a label the budgeted strategy bought is learned by river's linear
+models with the weight min(1 / budget, weight_clip), written into the label event by the feedback
+path, so that live, replay and refit learn the same thing.
+
+Oracle tests: the live model against the bare river pipeline given the same weights, and
+against a replay of its own log; trees against the unweighted tree (bit for bit)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from onlearn.active import sampler_from_config
+from onlearn.active.sampler import Reason, Sampler
+from onlearn.active.strategies import RandomizedVariableUncertainty, VariableUncertainty
+from onlearn.background.refit import _load
+from onlearn.config import settings_from_mapping
+from onlearn.engine import Engine, FeedbackItem
+from onlearn.errors import ConfigError
+from onlearn.learner import LearnerState
+from onlearn.models import PipelineSpec, build_pipeline
+from onlearn.models.catalog import CATALOG
+from onlearn.records import Event, EventKind
+from onlearn.schema import Schema
+from onlearn.snapshots import fresh_state, replay
+from onlearn.weights import label_weight, takes_pace
+from tests.core.conftest import PHISHING_FEATURES, phishing_stream
+
+# The default strategy; a random evaluation slice too, whose labels carry no pace.
+ACTIVE = {"budget": 0.2, "window": 100, "evaluation_rate": 0.05, "seed": 5}
+
+
+def _settings(store_url: str, active: dict, pipeline: str = "logistic_regression") -> object:
+    return settings_from_mapping(
+        {
+            "store": {"url": store_url},
+            "security": {"secret_key": "test"},
+            "models": {
+                "phishing": {
+                    "task": "classification",
+                    "classes": [True, False],
+                    "pipeline": {"name": pipeline},
+                    "features": PHISHING_FEATURES,
+                    "active": active,
+                }
+            },
+        }
+    )
+
+
+# --- the sampler's rule ------------------------------------------------------------------------
+
+
+def test_the_pace_of_each_reason_and_config():
+    sampler = sampler_from_config({"budget": 0.2})
+    assert sampler.pace(Reason.UNCERTAIN) == sampler.pace("uncertain") == 5.0
+    # The evaluation slice, a prediction never asked, anything a store may hold: no pace.
+    for reason in (Reason.RANDOM, "random", None, "", "UNCERTAIN", 1, b"uncertain"):
+        assert sampler.pace(reason) is None
+    assert sampler_from_config({"budget": 0.001, "window": 5000}).pace("uncertain") == 10.0
+    assert sampler_from_config({"budget": 0.01, "weight_clip": 50}).pace("uncertain") == 50.0
+    assert sampler_from_config({"budget": 1.0}).pace("uncertain") == 1.0
+    off = sampler_from_config({"budget": 0.2, "pace_weight": False})
+    assert off.pace("uncertain") is None
+    assert off.to_config()["pace_weight"] is False
+    assert "pace_weight" not in sampler.to_config()  # the default, as steer's
+    assert sampler_from_config(off.to_config()).to_config() == off.to_config()
+    assert "pace_weight=False" in repr(off)
+    # With importance weights 1 / p already counts the rate of asks: no pace on top.
+    weighted = Sampler(RandomizedVariableUncertainty(budget=0.2), importance_weights=True)
+    assert weighted.pace("uncertain") is None
+
+
+@pytest.mark.parametrize("value", [1, "yes", None, 0.0])
+def test_pace_weight_must_be_a_boolean(value):
+    with pytest.raises(ConfigError, match="'pace_weight'"):
+        sampler_from_config({"pace_weight": value})
+    with pytest.raises(ConfigError, match="'pace_weight'"):
+        Sampler(VariableUncertainty(), pace_weight=value)
+
+
+def test_which_catalog_pipelines_take_the_pace():
+    paced = {}
+    for name, entry in CATALOG.items():
+        classes = (True, False) if entry.task == "classification" else None
+        for declared in {classes, None}:
+            estimator = build_pipeline(
+                PipelineSpec.from_config({"name": name}),
+                task=entry.task,
+                numeric=("a",),
+                categorical=("c",),
+                classes=declared,
+            )
+            paced.setdefault(name, set()).add(takes_pace(estimator))
+    assert paced == {
+        "logistic_regression": {True},
+        "linear_regression": {True},
+        "hoeffding_tree": {False},
+        "adaptive_random_forest": {False},
+        "gaussian_naive_bayes": {False},
+        "hoeffding_tree_regressor": {False},
+        "adaptive_random_forest_regressor": {False},
+    }
+
+
+def _label(x, y, seq, pace, sample_p=None):
+    payload = {"label": y, "features": x, "source": "human", "pace": pace, "sample_p": sample_p}
+    return Event(EventKind.LABEL, payload, 1.0, seq)
+
+
+def _pipeline(name: str, schema: Schema):
+    return build_pipeline(
+        PipelineSpec.from_config({"name": name}),
+        task="classification",
+        numeric=schema.numeric,
+        categorical=schema.categorical,
+        classes=[True, False],
+    )
+
+
+def test_a_linear_model_learns_with_the_pace_and_a_tree_without():
+    """Through the scaler and the binary wrapper the pace reaches river's logistic regression
+    (the same floats as the bare pipeline given the same weights); the tree learns every label
+    once (the same tree as with no pace at all); an importance weight wins over the pace."""
+    schema = Schema.from_config(PHISHING_FEATURES)
+    paces = [10.0, None, 2.5, "10", 0.5, 10.0]  # a string and a weight below 1 are no pace
+    ps = [None, None, None, None, None, 0.5]
+    linear = LearnerState("v1", "classification", _pipeline("logistic_regression", schema))
+    bare = _pipeline("logistic_regression", schema)
+    unpaced = _pipeline("logistic_regression", schema)
+    tree = LearnerState("v1", "classification", _pipeline("hoeffding_tree", schema))
+    bare_tree = _pipeline("hoeffding_tree", schema)
+    for seq, (x, y) in enumerate(phishing_stream(300), start=1):
+        pace, p = paces[seq % len(paces)], ps[seq % len(ps)]
+        x = schema.model_input(x)
+        linear.learn(_label(x, y, seq, pace, p), x)
+        tree.learn(_label(x, y, seq, pace, p), x)
+        expected = {None: 1.0, "10": 1.0, 0.5: 1.0}.get(pace, pace) if p is None else 1 / p
+        assert label_weight({"pace": pace, "sample_p": p}, paced=True) == expected
+        bare.learn_one(x, y, w=expected)
+        unpaced.learn_one(x, y)
+        bare_tree.learn_one(x, y, **({"w": 1 / p} if p is not None else {}))
+    probe = [schema.model_input(x) for x, _ in phishing_stream(50)]
+    answers = [linear.estimator.predict_proba_one(x) for x in probe]
+    assert answers == [bare.predict_proba_one(x) for x in probe]
+    assert answers != [unpaced.predict_proba_one(x) for x in probe], "the pace changed nothing"
+    assert [tree.estimator.predict_proba_one(x) for x in probe] == [
+        bare_tree.predict_proba_one(x) for x in probe
+    ]
+
+
+# --- written by the feedback path, replayed, refitted ------------------------------------------
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_url(request, tmp_path):
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/pace.db"
+    return request.getfixturevalue("redis_url")
+
+
+def test_bought_labels_carry_the_pace_and_replay_equals_live(store_url):
+    """Labels of the strategy's asks, through the queue or straight: pace 1 / budget; labels of
+    the evaluation slice, of predictions never asked and inline ones: none. A replay of the log
+    is the live model; the same log without its paces is another model."""
+    stream = list(phishing_stream(700))
+    with Engine.from_settings(_settings(store_url, ACTIVE)) as engine:
+        rt = engine.runtime("phishing")
+        for i, (x, y) in enumerate(stream[:50]):  # inline labels: no record, no pace
+            engine.feedback_one("phishing", FeedbackItem(y, features=x, event_id=f"in{i}"))
+        reasons, truth = {}, {}
+        for i, (x, y) in enumerate(stream[50:]):
+            prediction = engine.predict_one("phishing", x)
+            reasons[prediction.prediction_id] = prediction.queued
+            truth[prediction.prediction_id] = y
+            if not prediction.queued and i % 7 == 0:  # an app's label of an unasked prediction
+                engine.feedback_one(
+                    "phishing", FeedbackItem(y, prediction_id=prediction.prediction_id)
+                )
+        engine._records.flush()
+        items = []
+        while batch := engine.labelling.claim("phishing", limit=100, labeller="ann"):
+            items += batch
+        assert len(items) > 50
+        for n, item in enumerate(items):
+            if n % 2:
+                engine.labelling.label(
+                    "phishing",
+                    item["item_id"],
+                    truth[item["prediction_id"]],
+                    claim_id=item["claim_id"],
+                )
+            else:  # the same label sent by the app with the prediction id
+                engine.feedback_one(
+                    "phishing",
+                    FeedbackItem(truth[item["prediction_id"]], prediction_id=item["prediction_id"]),
+                )
+        events = engine.store.log.read("phishing", after=0, limit=10_000)
+        seen = {"uncertain": set(), "random": set(), None: set()}
+        for event in events:
+            pid = event.payload["prediction_id"]
+            record = engine.store.predictions.get(pid) if pid else None
+            seen[record.reason if record else None].add(event.payload["pace"])
+        assert seen == {"uncertain": {5.0}, "random": {None}, None: {None}}
+
+        info = engine.store.registry.get_version("phishing", "v1")
+        full = replay(engine.store, "phishing", rt.schema, fresh_state(info, engine.secret))
+
+        def unpaced(event):
+            return dataclasses.replace(event, payload={**event.payload, "pace": None})
+
+        plain = replay(
+            engine.store, "phishing", rt.schema, fresh_state(info, engine.secret), rewrite=unpaced
+        )
+        probe = [rt.schema.model_input(x) for x, _ in stream[:100]]
+        live = [rt.champion.estimator.predict_proba_one(x) for x in probe]
+        assert full.seq == rt.champion.seq == len(events)
+        assert [full.estimator.predict_proba_one(x) for x in probe] == live
+        assert [plain.estimator.predict_proba_one(x) for x in probe] != live
+
+        # A refit reads the pace beside the importance weight, and a correction keeps it.
+        _, labelled, _, _ = _load(
+            engine.store,
+            "phishing",
+            rt.schema,
+            engine.store.log.head("phishing"),
+            None,
+            lambda: None,
+        )
+        assert [e.pace for e in labelled] == [e.payload["pace"] or 1.0 for e in events]
+        assert {e.weight(True) for e in labelled} == {1.0, 5.0}
+        assert {e.weight(False) for e in labelled} == {1.0}
+        asked = next(e for e in events if e.payload["pace"] == 5.0)
+        result = engine.feedback_one(
+            "phishing",
+            FeedbackItem(
+                not asked.payload["label"],
+                prediction_id=asked.payload["prediction_id"],
+                correction=True,
+            ),
+        )
+        assert result.applied
+        fix = engine.store.log.read("phishing", after=events[-1].seq, limit=10)[-1]
+        assert fix.payload["corrects"] == asked.seq and fix.payload["pace"] == 5.0
+
+
+def test_pace_weight_off_writes_no_pace(sqlite_url):
+    with Engine.from_settings(_settings(sqlite_url, {**ACTIVE, "pace_weight": False})) as engine:
+        asked = 0
+        for x, y in phishing_stream(400):
+            prediction = engine.predict_one("phishing", x)
+            if prediction.queued:
+                asked += 1
+                engine.feedback_one(
+                    "phishing", FeedbackItem(y, prediction_id=prediction.prediction_id)
+                )
+        events = engine.store.log.read("phishing", after=0, limit=10_000)
+        assert len(events) == asked > 20
+        assert {e.payload["pace"] for e in events} == {None}
