@@ -83,6 +83,29 @@ def test_a_bad_row_fails_the_import_naming_its_line_and_field(config, tmp_path, 
     assert "1 label events appended" in captured.out and "1 bad rows skipped" in captured.out
 
 
+def test_rows_left_out_as_conflicts_fail_the_import_with_a_count(config, tmp_path, capsys):
+    """Two rows whose event ids the log holds with the other label: the rest goes in, the exit
+    code says something was left out, and a rerun appends nothing twice."""
+    path = tmp_path / "mixed.jsonl"
+    rows = [
+        {"event_id": "e0", "features": {"x": 0.0}, "label": False},  # the log says True
+        {"event_id": "e1", "features": {"x": 0.1}, "label": False},  # as in the log
+        {"event_id": "e3", "features": {"x": 0.3}, "label": False},  # the log says True
+        {"event_id": "new", "features": {"x": 9.0}, "label": True},
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    argv = ["import", str(path), "--model", "m", "--config", str(config)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "1 label events appended" in captured.out and "1 already in the log" in captured.out
+    assert "error: 2 rows were not imported" in captured.err
+    assert main(argv) == 1
+    assert "0 label events appended" in capsys.readouterr().out
+    with Engine.from_settings(load_settings(config)) as engine:
+        events = engine.store.log.read("m", after=0, limit=100)
+    assert len(events) == 51 and events[-1].payload["label"] is True
+
+
 @pytest.mark.parametrize(
     ("argv", "words"),
     [

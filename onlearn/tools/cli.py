@@ -1040,7 +1040,9 @@ def _history_commands(commands) -> None:
         "events, in the file's order; serving processes on the store learn them as they "
         "follow the log. Idempotent by event_id: importing a file again appends nothing. Every "
         "row is checked against the model's schema first; a bad row stops the import before "
-        "anything is appended, naming its line and field (or see --skip-invalid).",
+        "anything is appended, naming its line and field (or see --skip-invalid). Exit code 1 "
+        "when a row stopped the import, or when rows were left out because the log holds "
+        "their event_id with another label (the rest is appended).",
     )
     load.add_argument("file", help="a .jsonl or .parquet file")
     load.add_argument("--model", required=True, help="the model to import into")
@@ -1170,6 +1172,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     for error in report.errors:
         print(f"skipped: {error}", file=sys.stderr)
     print(report.summary())
+    if report.conflicts:
+        # Rows the user asked for that did not go in: a script must see it (exit 1), as with a
+        # bad row; everything else was appended, and a rerun appends nothing twice.
+        print(
+            f"error: {report.conflicts} rows were not imported: the log holds their event with "
+            "another label (correct it with feedback and `correction: true`, or drop the rows)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
