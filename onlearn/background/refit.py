@@ -126,8 +126,10 @@ class CandidateResult:
     eval_seconds: float
 
     @property
-    def mcnemar(self) -> tuple[float, float] | None:
-        """``(statistic, p_value)`` of McNemar's test against the champion."""
+    def paired_test(self) -> tuple[float, float] | None:
+        """``(statistic, p_value)`` of the paired test against the champion: McNemar's for a
+        classifier (``PairedCounts``), Wilcoxon's signed-rank for a regressor (``PairedErrors``).
+        (It was named ``mcnemar``, which a regressor's Wilcoxon answer belied.)"""
         return self.paired.test() if self.paired is not None else None
 
     def to_dict(self) -> dict[str, Any]:

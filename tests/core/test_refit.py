@@ -12,7 +12,7 @@ import pytest
 from river import datasets
 
 from onlearn.background.refit import NotEnoughData, RefitResult, refit
-from onlearn.compare import PairedCounts, PairedErrors, mcnemar
+from onlearn.compare import PairedCounts, PairedErrors, mcnemar, wilcoxon
 from onlearn.errors import ConfigError, OnlearnError
 from onlearn.learner import LearnerState
 from onlearn.models import SklearnBatch, SklearnIncremental, sklearn_from_spec
@@ -245,7 +245,7 @@ def test_holdout_scores_are_prequential_and_paired(store):
         assert candidate.correct == correct
         assert candidate.metrics.accuracy == sum(correct) / len(holdout)
         assert candidate.paired == PairedCounts.from_correct(champion_correct, correct)
-        assert candidate.mcnemar == mcnemar(candidate.paired.a_only, candidate.paired.b_only)
+        assert candidate.paired_test == mcnemar(candidate.paired.a_only, candidate.paired.b_only)
         assert candidate.state.seq == result.train_upto  # evaluated on a copy
     # The champion's own spec retrained on the same events is the champion: no difference.
     same = result.candidates[1]
@@ -276,7 +276,7 @@ def test_a_candidate_equal_to_the_champion_does_not_beat_it(store):
 def test_without_a_champion_the_best_candidate_wins(store):
     result = run(store, [{"name": "hoeffding_tree"}], champion_state_at=lambda seq: None)
     assert result.champion is None
-    assert result.candidates[0].paired is None and result.candidates[0].mcnemar is None
+    assert result.candidates[0].paired is None and result.candidates[0].paired_test is None
     assert result.best_beats_champion
     assert result.to_dict()["champion"] is None
 
@@ -457,6 +457,7 @@ def test_regression_refit():
             assert len(c.correct) == holdout
             assert c.metrics.mae == pytest.approx(sum(c.correct) / holdout)
             assert isinstance(c.paired, PairedErrors) and c.paired.n == holdout
+            assert c.paired_test == wilcoxon(c.paired.differences())
         reference = state_at(candidates[1], result.train_upto)
         reference.version = "candidate-1"
         xs = [REG_SCHEMA.model_input(e.payload["features"]) for e in events]
