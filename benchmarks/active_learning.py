@@ -334,18 +334,23 @@ class _Entropy:
 
 
 class _Unwrapped:
-    """The wrapped model seen as a plain classifier; remembers river's last ask."""
+    """The wrapped model seen as a plain classifier; remembers river's last ask. Its
+    ``classifier`` is the model river wraps, so that it takes the pace weight as that model
+    does (onlearn/weights.py)."""
 
     def __init__(self, sampler: _Entropy) -> None:
         self.sampler = sampler
         self.wants = False
+        self.classifier = sampler.model.classifier
 
     def predict_proba_one(self, x: dict) -> dict:
         proba, self.wants = self.sampler.model.predict_proba_one(x)
         return proba
 
-    def learn_one(self, x: dict, y: Any) -> None:
-        self.sampler.model.learn_one(x, y)
+    def learn_one(self, x: dict, y: Any, **kwargs: Any) -> None:
+        # river's ActiveLearningClassifier.learn_one is classifier.learn_one(x, y), without the
+        # weight: called here with it.
+        self.classifier.learn_one(x, y, **kwargs)
 
 
 def strategy_sampler(name: str, budget: float, seed: int) -> Sampler:
@@ -427,7 +432,9 @@ def run_task(task: tuple[str, str, int, int | None]) -> tuple[list[dict[str, Any
                 ENTROPY,
                 budget,
                 run(
-                    lambda p, e=entropy_sampler, h=holder: {} if e.ask(p, h["m"].wants) else None,
+                    lambda p, e=entropy_sampler, h=holder, w=paced: (
+                        w if e.ask(p, h["m"].wants) else None
+                    ),
                     wrap=wrap,
                 ),
             )
@@ -696,9 +703,13 @@ def markdown(records, summary, streams, models, args, costs, elapsed) -> str:
         f"{DEFAULT_CREDIT}, cold start {DEFAULT_COLD_START}, drift credit {DEFAULT_DRIFT_CREDIT}, "
         f"repay {DEFAULT_REPAY}, rate cap min(1, 5 x budget) over {WINDOW} predictions), the "
         f"variable strategies' default step {DEFAULT_STEP}, and steer on the labels they bought; "
-        "no evaluation slice. "
+        "no evaluation slice. Bought labels are learned as the server learns them: with the "
+        "pace weight min(1 / budget, 10) by `logistic_regression` (SGD steps as long as the "
+        "steps of all labels together), once by the trees and the forest "
+        '(docs/operations.md, "Pace weights"). '
         "`random baseline` buys labels at uniformly random points, exactly as many as the "
-        "strategy that bought most at that budget on that run. `all labels` learns from every "
+        "strategy that bought most at that budget on that run, learned with the same pace "
+        "weight (as are river's `EntropySampler`'s). `all labels` learns from every "
         "point. `bought` is the mean share of labels actually bought. Models: the catalog's "
         "`logistic_regression`, `hoeffding_tree` and `adaptive_random_forest` (5 trees, to keep "
         "the run short); the forest and the streams added with issue 14 run at the goal budget "

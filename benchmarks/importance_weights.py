@@ -5,7 +5,8 @@
 For every stream, model and seed, each randomised strategy of ``onlearn.active`` (random,
 randomized_variable_uncertainty, split; entropy measure, no evaluation slice) decides at a 10 %
 budget whether to buy each label, twice on the same rows with the same seeds: once learning each
-bought label once, once with ``importance_weights = true``, learning it with the weight
+bought label once (``pace_weight = false``: the pace weight is measured by
+benchmarks/active_learning.py), once with ``importance_weights = true``, learning it with the weight
 ``min(1 / p, weight_clip)`` (onlearn/weights.py, the path the engine takes). The sampler's
 decisions are the same in both runs until the models differ (the strategies see the models'
 probabilities). Accuracy is prequential over every point: predict, score, then learn if bought.
@@ -163,7 +164,10 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, elapsed: floa
         "same rows with and without weights (the same sampler seed). Accuracy is prequential "
         "over every point, in %. The difference is weighted - unweighted, in points, with its "
         "95 % t interval over the seeds; *better* / *worse* when the interval excludes 0. "
-        "`mean w`: the mean weight of a bought label.",
+        "`mean w`: the mean weight of a bought label. `without` learns each bought label "
+        "once (`pace_weight = false`); with importance weights off the server's default "
+        "learns logistic regression's bought labels with the pace weight instead (see the "
+        'active-learning section and docs/operations.md, "Pace weights").',
         "",
         "| stream | model | strategy | labels | without | with | difference [95 % CI] "
         "| mean w | verdict |",
