@@ -4,12 +4,12 @@ A row is one label event, as a flat dict of JSON values (:data:`ROW_FIELDS`): wh
 labelled (``features``), the ``label``, who gave it (``source``, ``labeller``), when (``at``,
 Unix seconds, and ``seq``, its position in the source log), what the model had answered
 (``prediction_id``, ``predicted_at``, ``answered_by``: the version that answered, ``outputs``:
-every version's answer), the sampler's ``sampled``, ``sample_p`` and ``pace`` (onlearn/weights.py), and for a correction
-(``kind`` ``"correction"``) the ``event_id`` of the row it ``corrects`` and what that row said
-(``previous_label``, ...). A retraction (``kind`` ``"retraction"``: a label withdrawn, as a
-Label Studio annotation deleted) is a row too: the ``event_id`` of the first label whose chain
-it ``retracts``, and the ``label`` recorded when it was withdrawn. Control events (promotions,
-alarms) are not part of it.
+every version's answer), the sampler's ``sampled``, ``sample_p`` and ``pace``
+(onlearn/weights.py), and for a correction (``kind`` ``"correction"``) the ``event_id`` of the
+row it ``corrects`` and what that row said (``previous_label``, ...). A retraction (``kind``
+``"retraction"``: a label withdrawn, as a Label Studio annotation deleted) is a row too: the
+``event_id`` of the first label whose chain it ``retracts``, and the ``label`` recorded when it
+was withdrawn. Control events (promotions, alarms) are not part of it.
 
 The export reads the log through the store's ports, so it works on every backend, and covers the
 retained part of the log: events trimmed (covered by a snapshot) are gone, and

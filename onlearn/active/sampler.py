@@ -403,11 +403,11 @@ def sampler_from_config(config: Mapping[str, Any], *, where: str = "sampler") ->
     Keys: ``strategy`` (default ``"variable_uncertainty"``), ``measure`` (default
     ``"entropy"``), ``evaluation_rate`` (default 0), ``seed`` (default 42, seeds the strategy
     and the evaluation slice), ``importance_weights`` (default false; true needs a randomised
-    strategy), ``weight_clip`` (default 10), ``pace_weight`` (default true), and the strategy's hyperparameters (``budget``,
-    ``window``, ``step``, ``threshold``, ``delta``, ``random_share``; each strategy takes some of
-    them, with the defaults of its class), the budget's keys every strategy takes (``credit``,
-    ``cold_start``, ``drift_credit``, ``repay``, ``max_rate``: see ``CreditBudget``) and
-    ``steer`` (default true). A key the chosen strategy does not take is an error, so that a
+    strategy), ``weight_clip`` (default 10), ``pace_weight`` (default true), and the strategy's
+    hyperparameters (``budget``, ``window``, ``step``, ``threshold``, ``delta``,
+    ``random_share``; each strategy takes some of them, with the defaults of its class), the
+    budget's keys every strategy takes (``credit``, ``cold_start``, ``drift_credit``,
+    ``repay``, ``max_rate``: see ``CreditBudget``) and ``steer`` (default true). A key the chosen strategy does not take is an error, so that a
     typo does not pass silently, and so is ``max_rate * window < 1`` (the rate cap would allow
     nothing; ``max_rate`` defaults to ``min(1, 5 * budget)``).
 

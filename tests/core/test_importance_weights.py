@@ -36,7 +36,7 @@ from onlearn.models.sklearn_adapter import sklearn_from_spec
 from onlearn.records import Event, EventKind
 from onlearn.schema import Schema
 from onlearn.snapshots import fresh_state, replay
-from onlearn.weights import event_weight, takes_weight
+from onlearn.weights import event_weight, takes_pace, takes_weight
 from tests.core.conftest import PHISHING_FEATURES, phishing_stream
 
 ACTIVE = {
@@ -167,7 +167,9 @@ def test_importance_weights_need_a_randomised_strategy():
 # --- which pipelines learn with a weight ------------------------------------------------------
 
 
-def test_catalog_pipelines_that_take_a_weight():
+def test_catalog_pipelines_that_take_a_weight_and_a_pace():
+    """(takes_weight, takes_pace) of each catalog pipeline, with and without declared classes:
+    the pace weight (onlearn/weights.py) goes to the linear models only."""
     takes = {}
     for name, entry in CATALOG.items():
         classes = (True, False) if entry.task == "classification" else None
@@ -179,15 +181,15 @@ def test_catalog_pipelines_that_take_a_weight():
                 categorical=("c",),
                 classes=declared,
             )
-            takes.setdefault(name, set()).add(takes_weight(estimator))
+            takes.setdefault(name, set()).add((takes_weight(estimator), takes_pace(estimator)))
     assert takes == {
-        "logistic_regression": {True},
-        "hoeffding_tree": {True},
-        "adaptive_random_forest": {False},
-        "gaussian_naive_bayes": {False},
-        "linear_regression": {True},
-        "hoeffding_tree_regressor": {True},
-        "adaptive_random_forest_regressor": {False},
+        "logistic_regression": {(True, True)},
+        "hoeffding_tree": {(True, False)},
+        "adaptive_random_forest": {(False, False)},
+        "gaussian_naive_bayes": {(False, False)},
+        "linear_regression": {(True, True)},
+        "hoeffding_tree_regressor": {(True, False)},
+        "adaptive_random_forest_regressor": {(False, False)},
     }
     assert not takes_weight(naive_bayes.GaussianNB())
 

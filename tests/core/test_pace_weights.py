@@ -3,7 +3,8 @@ models with the weight min(1 / budget, weight_clip), written into the label even
 path, so that live, replay and refit learn the same thing.
 
 Oracle tests: the live model against the bare river pipeline given the same weights, and
-against a replay of its own log; trees against the unweighted tree (bit for bit)."""
+against a replay of its own log; trees against the unweighted tree (bit for bit). Which catalog
+pipelines take the pace: tests/core/test_importance_weights.py."""
 
 from __future__ import annotations
 
@@ -20,11 +21,10 @@ from onlearn.engine import Engine, FeedbackItem
 from onlearn.errors import ConfigError
 from onlearn.learner import LearnerState
 from onlearn.models import PipelineSpec, build_pipeline
-from onlearn.models.catalog import CATALOG
 from onlearn.records import Event, EventKind
 from onlearn.schema import Schema
 from onlearn.snapshots import fresh_state, replay
-from onlearn.weights import label_weight, takes_pace
+from onlearn.weights import label_weight
 from tests.core.conftest import PHISHING_FEATURES, phishing_stream
 
 # The default strategy; a random evaluation slice too, whose labels carry no pace.
@@ -78,30 +78,6 @@ def test_pace_weight_must_be_a_boolean(value):
         sampler_from_config({"pace_weight": value})
     with pytest.raises(ConfigError, match="'pace_weight'"):
         Sampler(VariableUncertainty(), pace_weight=value)
-
-
-def test_which_catalog_pipelines_take_the_pace():
-    paced = {}
-    for name, entry in CATALOG.items():
-        classes = (True, False) if entry.task == "classification" else None
-        for declared in {classes, None}:
-            estimator = build_pipeline(
-                PipelineSpec.from_config({"name": name}),
-                task=entry.task,
-                numeric=("a",),
-                categorical=("c",),
-                classes=declared,
-            )
-            paced.setdefault(name, set()).add(takes_pace(estimator))
-    assert paced == {
-        "logistic_regression": {True},
-        "linear_regression": {True},
-        "hoeffding_tree": {False},
-        "adaptive_random_forest": {False},
-        "gaussian_naive_bayes": {False},
-        "hoeffding_tree_regressor": {False},
-        "adaptive_random_forest_regressor": {False},
-    }
 
 
 def _label(x, y, seq, pace, sample_p=None):
