@@ -42,6 +42,7 @@ from onlearn.history import (
 from onlearn.labels import check_label
 from onlearn.records import Event, EventKind, LabelSource
 from onlearn.store.base import Store
+from onlearn.weights import MAX_WEIGHT
 
 __all__ = ["ImportReport", "import_rows"]
 
@@ -399,16 +400,22 @@ def _check(
             raise BadHistoryRow(
                 where, name, first.msg + (f" (and {more} more)" if more > 0 else "")
             ) from None
+    # The weights' bounds are those onlearn writes (onlearn/weights.py): no weight above
+    # MAX_WEIGHT, the largest weight_clip.
     sample_p = row.get("sample_p")
     if sample_p is not None and (
-        isinstance(sample_p, bool) or not isinstance(sample_p, int | float) or not 0 < sample_p <= 1
+        isinstance(sample_p, bool)
+        or not isinstance(sample_p, int | float)
+        or not 1 / MAX_WEIGHT <= sample_p <= 1
     ):
-        raise BadHistoryRow(where, "sample_p", "must be a probability in (0, 1] or null")
+        raise BadHistoryRow(
+            where, "sample_p", f"must be a probability in [{1 / MAX_WEIGHT:g}, 1] or null"
+        )
     pace = row.get("pace")
     if pace is not None and (
-        isinstance(pace, bool) or not isinstance(pace, int | float) or not 1 <= pace < math.inf
+        isinstance(pace, bool) or not isinstance(pace, int | float) or not 1 <= pace <= MAX_WEIGHT
     ):
-        raise BadHistoryRow(where, "pace", "must be a finite number >= 1 or null")
+        raise BadHistoryRow(where, "pace", f"must be a number in [1, {MAX_WEIGHT:g}] or null")
     outputs = row.get("outputs")
     if outputs is not None and not (
         isinstance(outputs, Mapping)

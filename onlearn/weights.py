@@ -55,6 +55,7 @@ from onlearn.errors import ConfigError
 
 __all__ = [
     "DEFAULT_WEIGHT_CLIP",
+    "MAX_WEIGHT",
     "check_weight_clip",
     "check_weights",
     "event_pace",
@@ -68,6 +69,12 @@ __all__ = [
 DEFAULT_WEIGHT_CLIP = 10.0
 """The largest weight a label gets by default: ten times a label asked for with certainty."""
 
+MAX_WEIGHT = 1000.0
+"""The largest weight of any label, whatever the store or an imported file says: the largest
+``weight_clip`` a config may set. A weight read from the log above it (a ``sample_p`` below
+1 / 1000, a ``pace`` above 1000) is not one onlearn wrote; learning caps it here rather than
+let one event push a linear model's coefficients to infinity."""
+
 # river's forests accept ``**kwargs`` in learn_one but weigh each tree by their own Poisson draw.
 _IGNORES_WEIGHT = (
     forest.ARFClassifier,
@@ -76,14 +83,14 @@ _IGNORES_WEIGHT = (
 
 
 def check_weight_clip(name: str, value: Any, where: str) -> float:
-    """A finite number >= 1 (a weight below 1 would make an asked label count less than one)."""
+    """A number in [1, MAX_WEIGHT] (a weight below 1 would make an asked label count less than
+    one)."""
     if not (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 1
+        isinstance(value, int | float) and not isinstance(value, bool) and 1 <= value <= MAX_WEIGHT
     ):
-        raise ConfigError(f"{where}: {name!r} must be a finite number >= 1, got {value!r}")
+        raise ConfigError(
+            f"{where}: {name!r} must be a number in [1, {MAX_WEIGHT:g}], got {value!r}"
+        )
     return float(value)
 
 
@@ -109,24 +116,27 @@ def event_weight(payload: Mapping[str, Any]) -> float:
 
     >>> [event_weight({"sample_p": p}) for p in (0.25, None, 0, -1, "0.5", float("nan"), True)]
     [4.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    >>> event_weight({"sample_p": 1e-300})  # no sampler wrote this: capped
+    1000.0
     """
     p = payload.get("sample_p")
     if isinstance(p, int | float) and not isinstance(p, bool) and 0 < p <= 1:
-        return 1.0 / p
+        return min(1.0 / p, MAX_WEIGHT)
     return 1.0
 
 
 def event_pace(payload: Mapping[str, Any]) -> float:
     """The pace weight of a label event (``pace``, written by the feedback path), or 1.
 
-    As for ``sample_p``, a stored value that is not a finite number >= 1 is no weight at all.
+    As for ``sample_p``, a stored value that is not a finite number >= 1 is no weight at all, and
+    one above ``MAX_WEIGHT`` is capped.
 
-    >>> [event_pace({"pace": v}) for v in (10, 2.5, None, 0.5, "10", float("inf"), True)]
-    [10.0, 2.5, 1.0, 1.0, 1.0, 1.0, 1.0]
+    >>> [event_pace({"pace": v}) for v in (10, 2.5, None, 0.5, "10", float("inf"), True, 1e300)]
+    [10.0, 2.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1000.0]
     """
     pace = payload.get("pace")
     if isinstance(pace, int | float) and not isinstance(pace, bool) and 1 <= pace < math.inf:
-        return float(pace)
+        return min(float(pace), MAX_WEIGHT)
     return 1.0
 
 

@@ -393,7 +393,9 @@ def test_a_bad_row_stops_the_import_before_anything_is_appended(tmp_path):
         ),
         ({"features": {"x": 1.0}, "label": True, "colour": "red"}, "colour"),
         ({"features": {"x": 1.0}, "label": True, "sample_p": 0}, "sample_p"),
+        ({"features": {"x": 1.0}, "label": True, "sample_p": 1e-9}, "sample_p"),
         ({"features": {"x": 1.0}, "label": True, "pace": 0.5}, "pace"),
+        ({"features": {"x": 1.0}, "label": True, "pace": 1e6}, "pace"),
         ({"features": {"x": 1.0}, "label": True, "pace": "10"}, "pace"),
         ({"features": {"x": 1.0}, "label": True, "at": "yesterday"}, "at"),
         # Past what a time can be (an export could not write them back; the string one was inf)

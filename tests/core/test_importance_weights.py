@@ -150,8 +150,11 @@ def test_importance_weights_need_a_randomised_strategy():
         sampler_from_config({**ACTIVE, "delta": 0.0})
     with pytest.raises(ConfigError, match="randomised strategy"):
         sampler_from_config({"strategy": "split", "random_share": 0, "importance_weights": True})
-    with pytest.raises(ConfigError, match="'weight_clip' must be a finite number >= 1"):
+    with pytest.raises(ConfigError, match=r"'weight_clip' must be a number in \[1, 1000\]"):
         sampler_from_config({**ACTIVE, "weight_clip": 0.5})
+    for beyond in (1e6, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="'weight_clip' must be a number in"):
+            sampler_from_config({**ACTIVE, "weight_clip": beyond})
     with pytest.raises(ConfigError, match="'importance_weights' must be true or false"):
         sampler_from_config({**ACTIVE, "importance_weights": "yes"})
     # through the model's config file: the table is named

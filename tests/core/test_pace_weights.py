@@ -236,3 +236,20 @@ def test_pace_weight_off_writes_no_pace(sqlite_url):
         events = engine.store.log.read("phishing", after=0, limit=10_000)
         assert len(events) == asked > 20
         assert {e.payload["pace"] for e in events} == {None}
+
+
+def test_a_weight_beyond_what_onlearn_writes_is_capped():
+    """The log is untrusted: a pace of 1e300 (or a sample_p of 1e-300) is learned as the largest
+    weight onlearn writes, 1000, and the model's coefficients stay finite."""
+    schema = Schema.from_config(PHISHING_FEATURES)
+    hostile = LearnerState("v1", "classification", _pipeline("logistic_regression", schema))
+    capped = _pipeline("logistic_regression", schema)
+    for seq, (x, y) in enumerate(phishing_stream(40), start=1):
+        x = schema.model_input(x)
+        pace, p = (1e300, None) if seq % 2 else (None, 1e-300)
+        hostile.learn(_label(x, y, seq, pace, p), x)
+        capped.learn_one(x, y, w=1000.0)
+    probe = [schema.model_input(x) for x, _ in phishing_stream(20)]
+    answers = [hostile.estimator.predict_proba_one(x) for x in probe]
+    assert answers == [capped.predict_proba_one(x) for x in probe]
+    assert all(0 <= v <= 1 for a in answers for v in a.values())
