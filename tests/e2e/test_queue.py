@@ -233,6 +233,10 @@ def test_racing_labellers_over_http_a_409_label_is_never_used(queue_server, queu
     for item in anns:
         item_id = item["item_id"]
         event = events[f"prediction:{item['prediction_id']}"]
+        # The server process wrote the pace weight of a label the strategy bought (1 / budget,
+        # 1 here); one of the random evaluation slice has none.
+        sampled = event.payload["sampled"]
+        assert event.payload["pace"] == {"uncertain": 1.0, "random": None}[sampled]
         got = {who: answers[who][item_id] for who in answers if item_id in answers[who]}
         senders = ["bob"] if event.payload["label"] == "neg" else ["ann", "cat"]
         assert any(got.get(who, (0,))[0] == 200 for who in senders), (
