@@ -58,3 +58,13 @@ class Clock:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path}/onlearn.db"
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def store_url(request, tmp_path) -> str:
+    """Each store in turn: the in-memory one, a SQLite file, and the tests' Redis."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/onlearn.db"
+    return request.getfixturevalue("redis_url")

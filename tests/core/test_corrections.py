@@ -16,15 +16,6 @@ from onlearn.store import open_store
 from tests.core.conftest import phishing_settings, phishing_stream
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store_url(request, tmp_path):
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/corrections.db"
-    return request.getfixturevalue("redis_url")
-
-
 def engine_on(url: str) -> Engine:
     return Engine(phishing_settings(url), open_store(url), secret=b"k")
 

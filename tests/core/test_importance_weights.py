@@ -338,15 +338,6 @@ def test_a_bare_river_model_without_a_weight_learns_each_label_once():
     assert takes_weight(linear_model.LogisticRegression())
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store_url(request, tmp_path):
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/weights.db"
-    return request.getfixturevalue("redis_url")
-
-
 def test_a_label_through_the_queue_carries_the_records_p(store_url):
     active = {
         "strategy": "split",

@@ -35,15 +35,6 @@ def active_engine(clock=None, url="memory://", **active):
     return Engine(settings, open_store(url), secret=b"k", clock=clock or Clock())
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store_url(request, tmp_path):
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/labels.db"
-    return request.getfixturevalue("redis_url")
-
-
 def predict_some(engine, n=100):
     answers = [engine.predict_one("phishing", x) for x, _ in phishing_stream(n)]
     engine._records.flush()  # the writer thread queues what the sampler picked

@@ -129,15 +129,6 @@ def test_a_linear_model_learns_with_the_pace_and_a_tree_without():
 # --- written by the feedback path, replayed, refitted ------------------------------------------
 
 
-@pytest.fixture(params=["memory", "sqlite", "redis"])
-def store_url(request, tmp_path):
-    if request.param == "memory":
-        return "memory://"
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/pace.db"
-    return request.getfixturevalue("redis_url")
-
-
 def test_bought_labels_carry_the_pace_and_replay_equals_live(store_url):
     """Labels of the strategy's asks, through the queue or straight: pace 1 / budget; labels of
     the evaluation slice, of predictions never asked and inline ones: none. A replay of the log
