@@ -73,9 +73,12 @@ def fill(api, n: int, seed: int) -> dict[str, str]:
 
 
 def vanish(api, truth: dict) -> tuple[list[dict], float]:
-    """The ghost claims every queued item with a short lease and is never heard of again."""
-    ghost = claim(api, limit=len(truth), lease_s=LEASE_S, labeller="ghost")
+    """The ghost claims every queued item with a short lease and is never heard of again.
+    ``claimed_at`` is taken before the request: the server starts the lease while answering,
+    so a time taken after the answer came back would be late by the round trip, and a lease
+    that ran its full second could look shorter than that."""
     claimed_at = time.monotonic()
+    ghost = claim(api, limit=len(truth), lease_s=LEASE_S, labeller="ghost")
     assert {i["prediction_id"] for i in ghost} == set(truth)
     return ghost, claimed_at
 
