@@ -26,7 +26,6 @@ from onlearn.active.strategies import (
     VariableUncertainty,
 )
 from onlearn.background.refit import _load
-from onlearn.config import settings_from_mapping
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.errors import ConfigError
 from onlearn.learner import LearnerState
@@ -37,7 +36,7 @@ from onlearn.records import Event, EventKind
 from onlearn.schema import Schema
 from onlearn.snapshots import fresh_state, replay
 from onlearn.weights import event_weight, takes_pace, takes_weight
-from tests.core.conftest import PHISHING_FEATURES, phishing_stream
+from tests.core.conftest import PHISHING_FEATURES, phishing_settings, phishing_stream
 
 ACTIVE = {
     "strategy": "randomized_variable_uncertainty",
@@ -50,21 +49,7 @@ ACTIVE = {
 
 
 def _settings(store_url: str, active: dict) -> object:
-    return settings_from_mapping(
-        {
-            "store": {"url": store_url},
-            "security": {"secret_key": "test"},
-            "models": {
-                "phishing": {
-                    "task": "classification",
-                    "classes": [True, False],
-                    "pipeline": {"name": "logistic_regression"},
-                    "features": PHISHING_FEATURES,
-                    "active": active,
-                }
-            },
-        }
-    )
+    return phishing_settings(store_url, active=active)
 
 
 # --- the probability of asking -----------------------------------------------------------------

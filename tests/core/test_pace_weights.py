@@ -16,7 +16,6 @@ from onlearn.active import sampler_from_config
 from onlearn.active.sampler import Reason, Sampler
 from onlearn.active.strategies import RandomizedVariableUncertainty, VariableUncertainty
 from onlearn.background.refit import _load
-from onlearn.config import settings_from_mapping
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.errors import ConfigError
 from onlearn.learner import LearnerState
@@ -25,28 +24,10 @@ from onlearn.records import Event, EventKind
 from onlearn.schema import Schema
 from onlearn.snapshots import fresh_state, replay
 from onlearn.weights import label_weight
-from tests.core.conftest import PHISHING_FEATURES, phishing_stream
+from tests.core.conftest import PHISHING_FEATURES, phishing_settings, phishing_stream
 
 # The default strategy; a random evaluation slice too, whose labels carry no pace.
 ACTIVE = {"budget": 0.2, "window": 100, "evaluation_rate": 0.05, "seed": 5}
-
-
-def _settings(store_url: str, active: dict, pipeline: str = "logistic_regression") -> object:
-    return settings_from_mapping(
-        {
-            "store": {"url": store_url},
-            "security": {"secret_key": "test"},
-            "models": {
-                "phishing": {
-                    "task": "classification",
-                    "classes": [True, False],
-                    "pipeline": {"name": pipeline},
-                    "features": PHISHING_FEATURES,
-                    "active": active,
-                }
-            },
-        }
-    )
 
 
 # --- the sampler's rule ------------------------------------------------------------------------
@@ -134,7 +115,7 @@ def test_bought_labels_carry_the_pace_and_replay_equals_live(store_url):
     the evaluation slice, of predictions never asked and inline ones: none. A replay of the log
     is the live model; the same log without its paces is another model."""
     stream = list(phishing_stream(700))
-    with Engine.from_settings(_settings(store_url, ACTIVE)) as engine:
+    with Engine.from_settings(phishing_settings(store_url, active=ACTIVE)) as engine:
         rt = engine.runtime("phishing")
         for i, (x, y) in enumerate(stream[:50]):  # inline labels: no record, no pace
             engine.feedback_one("phishing", FeedbackItem(y, features=x, event_id=f"in{i}"))
@@ -215,7 +196,9 @@ def test_bought_labels_carry_the_pace_and_replay_equals_live(store_url):
 
 
 def test_pace_weight_off_writes_no_pace(sqlite_url):
-    with Engine.from_settings(_settings(sqlite_url, {**ACTIVE, "pace_weight": False})) as engine:
+    with Engine.from_settings(
+        phishing_settings(sqlite_url, active={**ACTIVE, "pace_weight": False})
+    ) as engine:
         asked = 0
         for x, y in phishing_stream(400):
             prediction = engine.predict_one("phishing", x)
@@ -244,3 +227,32 @@ def test_a_weight_beyond_what_onlearn_writes_is_capped():
     answers = [hostile.estimator.predict_proba_one(x) for x in probe]
     assert answers == [capped.predict_proba_one(x) for x in probe]
     assert all(0 <= v <= 1 for a in answers for v in a.values())
+
+
+def test_a_multiclass_linear_model_takes_the_pace_in_each_one_vs_rest_model():
+    """Three classes, no declared pair: one-vs-rest logistic regression, each binary model
+    stepping with the pace; the same floats as the bare pipeline given the weights."""
+    schema = Schema.from_config({"a": "number", "b": "number"})
+
+    def pipeline():
+        return build_pipeline(
+            PipelineSpec.from_config({"name": "logistic_regression"}),
+            task="classification",
+            numeric=schema.numeric,
+            categorical=schema.categorical,
+            classes=None,
+        )
+
+    paced, bare, plain = LearnerState("v1", "classification", pipeline()), pipeline(), pipeline()
+    for seq in range(1, 301):
+        x = {"a": (seq * 7 % 13) / 13, "b": (seq * 5 % 11) / 11}
+        y = ("low", "mid", "high")[int(3 * x["a"])]
+        pace = 5.0 if seq % 3 else None
+        paced.learn(_label(x, y, seq, pace), x)
+        bare.learn_one(x, y, w=pace or 1.0)
+        plain.learn_one(x, y)
+    probe = [{"a": i / 10, "b": 0.5} for i in range(10)]
+    answers = [paced.estimator.predict_proba_one(x) for x in probe]
+    assert len(answers[0]) == 3
+    assert answers == [bare.predict_proba_one(x) for x in probe]
+    assert answers != [plain.predict_proba_one(x) for x in probe]
