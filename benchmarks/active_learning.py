@@ -58,7 +58,7 @@ from onlearn.active.budget import (
     DEFAULT_REPAY,
 )
 from onlearn.models import PipelineSpec, build_pipeline
-from onlearn.weights import label_weight, learn_weighted, takes_pace, takes_weight
+from onlearn.weights import event_pace, label_weight, learn_weighted, takes_pace, takes_weight
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -283,7 +283,9 @@ def prequential(
     )
     if wrap is not None:
         model = wrap(model)
-    takes, paced = takes_weight(model), takes_pace(model)
+    # river's EntropySampler learns through the model it wraps: weighted and paced there.
+    learner = model.classifier if isinstance(model, _Unwrapped) else model
+    takes, paced = takes_weight(learner), takes_pace(learner)
     start = len(rows) // 2 if stream in ABRUPT else len(rows)
     correct = bought = after = late = 0
     tail = len(rows) - len(rows) // 4
@@ -296,7 +298,8 @@ def prequential(
             after += hit
         weights = buy(proba)
         if weights is not None:
-            learn_weighted(model, x, y, label_weight(weights, paced=paced), takes)
+            w = label_weight(weights, paced=paced)
+            learn_weighted(learner, x, y, w, takes, event_pace(weights))
             bought += 1
             if taught is not None:
                 taught(proba, y)
@@ -334,9 +337,9 @@ class _Entropy:
 
 
 class _Unwrapped:
-    """The wrapped model seen as a plain classifier; remembers river's last ask. Its
-    ``classifier`` is the model river wraps, so that it takes the pace weight as that model
-    does (onlearn/weights.py)."""
+    """The wrapped model seen as a predictor that remembers river's last ask. ``prequential``
+    teaches its ``classifier``, the model river wraps, directly: river's
+    ``ActiveLearningClassifier.learn_one`` would drop the pace (onlearn/weights.py)."""
 
     def __init__(self, sampler: _Entropy) -> None:
         self.sampler = sampler
@@ -346,11 +349,6 @@ class _Unwrapped:
     def predict_proba_one(self, x: dict) -> dict:
         proba, self.wants = self.sampler.model.predict_proba_one(x)
         return proba
-
-    def learn_one(self, x: dict, y: Any, **kwargs: Any) -> None:
-        # river's ActiveLearningClassifier.learn_one is classifier.learn_one(x, y), without the
-        # weight: called here with it.
-        self.classifier.learn_one(x, y, **kwargs)
 
 
 def strategy_sampler(name: str, budget: float, seed: int) -> Sampler:
@@ -705,7 +703,8 @@ def markdown(records, summary, streams, models, args, costs, elapsed) -> str:
         f"variable strategies' default step {DEFAULT_STEP}, and steer on the labels they bought; "
         "no evaluation slice. Bought labels are learned as the server learns them: with the "
         "pace weight min(1 / budget, 10) by `logistic_regression` (SGD steps as long as the "
-        "steps of all labels together), once by the trees and the forest "
+        "steps of all labels together), once by the trees and the forest, the Hoeffding "
+        "tree checking for splits every grace_period / pace labels "
         '(docs/operations.md, "Pace weights"). '
         "`random baseline` buys labels at uniformly random points, exactly as many as the "
         "strategy that bought most at that budget on that run, learned with the same pace "

@@ -19,7 +19,7 @@ from onlearn.models import (
 )
 from onlearn.records import Event
 from onlearn.two_sample import TwoSampleCounts, TwoSampleErrors, count_answered
-from onlearn.weights import label_weight, learn_weighted, takes_pace, takes_weight
+from onlearn.weights import event_pace, label_weight, learn_weighted, takes_pace, takes_weight
 
 
 def proba_pairs(proba: Mapping[Hashable, float] | None) -> list[list[Any]] | None:
@@ -156,8 +156,9 @@ class LearnerState:
     _takes_pace: bool | None = None
 
     def _learn_one(self, x: Mapping[str, Any] | None, y: Any, payload: Mapping[str, Any]) -> None:
-        """``learn_one`` with the event's importance or pace weight (onlearn/weights.py), read
-        from the event alone so that a replay learns what the live model did."""
+        """``learn_one`` with the event's importance or pace weight, and a Hoeffding tree's
+        split checks at its pace (onlearn/weights.py), read from the event alone so that a
+        replay learns what the live model did."""
         if payload.get("sample_p") is None and payload.get("pace") is None:
             self.estimator.learn_one(x, y)  # the usual label: no weight to look up
             return
@@ -165,7 +166,7 @@ class LearnerState:
             self._takes_weight = takes_weight(self.estimator)
             self._takes_pace = takes_pace(self.estimator)
         w = label_weight(payload, paced=self._takes_pace)
-        learn_weighted(self.estimator, x, y, w, self._takes_weight)
+        learn_weighted(self.estimator, x, y, w, self._takes_weight, event_pace(payload))
 
     def _learn_correction(self, event: Event, x: Mapping[str, Any] | None) -> None:
         payload = event.payload

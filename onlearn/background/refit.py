@@ -98,7 +98,7 @@ class _Labelled:
     source: str
     w: float = 1.0  # importance weight (onlearn/weights.py): 1 / the sampler's probability
     answered_by: str | None = None  # the version whose answer the label followed, if recorded
-    pace: float = 1.0  # pace weight (onlearn/weights.py): river's linear models learn with it
+    pace: float = 1.0  # pace (onlearn/weights.py): linear models' weight, trees' split checks
 
     def weight(self, paced: bool) -> float:
         """The weight an estimator learns this label with (``paced``: it ``takes_pace``);
@@ -594,7 +594,7 @@ def _train(
         for _ in range(passes - 1):
             for e in train:
                 try:
-                    learn_weighted(estimator, dict(e.x), e.y, e.weight(paced), takes)
+                    learn_weighted(estimator, dict(e.x), e.y, e.weight(paced), takes, e.pace)
                 except Exception:  # as replay: an event a model cannot learn is skipped
                     pass
                 ticker.add(1)
@@ -681,7 +681,7 @@ def _evaluate(
                 correct.append(absolute_error(e.y, y_pred))
         if not batch:
             try:
-                learn_weighted(state.estimator, dict(e.x), e.y, e.weight(paced), takes)
+                learn_weighted(state.estimator, dict(e.x), e.y, e.weight(paced), takes, e.pace)
             except Exception:  # as replay: an event a model cannot learn is skipped
                 state.learn_errors += 1
         state.seq = e.seq

@@ -35,7 +35,7 @@ from onlearn.models.sklearn_adapter import sklearn_from_spec
 from onlearn.records import Event, EventKind
 from onlearn.schema import Schema
 from onlearn.snapshots import fresh_state, replay
-from onlearn.weights import event_weight, takes_pace, takes_weight
+from onlearn.weights import event_weight, paced_tree, takes_pace, takes_weight
 from tests.core.conftest import PHISHING_FEATURES, phishing_settings, phishing_stream
 
 ACTIVE = {
@@ -156,8 +156,9 @@ def test_importance_weights_need_a_randomised_strategy():
 
 
 def test_catalog_pipelines_that_take_a_weight_and_a_pace():
-    """(takes_weight, takes_pace) of each catalog pipeline, with and without declared classes:
-    the pace weight (onlearn/weights.py) goes to the linear models only."""
+    """(takes_weight, takes_pace, paced_tree) of each catalog pipeline, with and without
+    declared classes: the pace weight (onlearn/weights.py) goes to the linear models only, the
+    paced split checks to the Hoeffding trees (not to a forest's)."""
     takes = {}
     for name, entry in CATALOG.items():
         classes = (True, False) if entry.task == "classification" else None
@@ -169,15 +170,16 @@ def test_catalog_pipelines_that_take_a_weight_and_a_pace():
                 categorical=("c",),
                 classes=declared,
             )
-            takes.setdefault(name, set()).add((takes_weight(estimator), takes_pace(estimator)))
+            ways = (takes_weight(estimator), takes_pace(estimator), bool(paced_tree(estimator)))
+            takes.setdefault(name, set()).add(ways)
     assert takes == {
-        "logistic_regression": {(True, True)},
-        "hoeffding_tree": {(True, False)},
-        "adaptive_random_forest": {(False, False)},
-        "gaussian_naive_bayes": {(False, False)},
-        "linear_regression": {(True, True)},
-        "hoeffding_tree_regressor": {(True, False)},
-        "adaptive_random_forest_regressor": {(False, False)},
+        "logistic_regression": {(True, True, False)},
+        "hoeffding_tree": {(True, False, True)},
+        "adaptive_random_forest": {(False, False, False)},
+        "gaussian_naive_bayes": {(False, False, False)},
+        "linear_regression": {(True, True, False)},
+        "hoeffding_tree_regressor": {(True, False, True)},
+        "adaptive_random_forest_regressor": {(False, False, False)},
     }
     assert not takes_weight(naive_bayes.GaussianNB())
 

@@ -23,7 +23,7 @@ from onlearn.models import PipelineSpec, build_pipeline
 from onlearn.records import Event, EventKind
 from onlearn.schema import Schema
 from onlearn.snapshots import fresh_state, replay
-from onlearn.weights import label_weight
+from onlearn.weights import label_weight, learn_weighted
 from tests.core.conftest import PHISHING_FEATURES, phishing_settings, phishing_stream
 
 # The default strategy; a random evaluation slice too, whose labels carry no pace.
@@ -76,46 +76,102 @@ def _pipeline(name: str, schema: Schema):
     )
 
 
-def test_a_linear_model_learns_with_the_pace_and_a_tree_without():
+def test_a_linear_model_learns_with_the_pace_and_a_tree_checks_splits_at_it():
     """Through the scaler and the binary wrapper the pace reaches river's logistic regression
     (the same floats as the bare pipeline given the same weights); the tree learns every label
-    once (the same tree as with no pace at all); an importance weight wins over the pace."""
+    once, checking for splits every grace_period / pace labels (the same tree as a bare one
+    whose grace period is set so before each label); an importance weight wins over the pace
+    as a weight, and the tree's grace period is the spec's again after each label."""
     schema = Schema.from_config(PHISHING_FEATURES)
-    paces = [10.0, None, 2.5, "10", 0.5, 10.0]  # a string and a weight below 1 are no pace
+    paces = [10.0, None, 2.5, "10", 0.5, 10.0, 4.0]  # a string, a weight below 1: no pace
     ps = [None, None, None, None, None, 0.5]
     linear = LearnerState("v1", "classification", _pipeline("logistic_regression", schema))
     bare = _pipeline("logistic_regression", schema)
     unpaced = _pipeline("logistic_regression", schema)
     tree = LearnerState("v1", "classification", _pipeline("hoeffding_tree", schema))
     bare_tree = _pipeline("hoeffding_tree", schema)
-    for seq, (x, y) in enumerate(phishing_stream(300), start=1):
+    unpaced_tree = _pipeline("hoeffding_tree", schema)
+    grace = bare_tree["HoeffdingTreeClassifier"].grace_period
+    for seq, (x, y) in enumerate(phishing_stream(), start=1):
         pace, p = paces[seq % len(paces)], ps[seq % len(ps)]
         x = schema.model_input(x)
         linear.learn(_label(x, y, seq, pace, p), x)
         tree.learn(_label(x, y, seq, pace, p), x)
-        expected = {None: 1.0, "10": 1.0, 0.5: 1.0}.get(pace, pace) if p is None else 1 / p
+        assert tree.estimator["HoeffdingTreeClassifier"].grace_period == grace
+        real_pace = {None: 1.0, "10": 1.0, 0.5: 1.0}.get(pace, pace)
+        expected = real_pace if p is None else 1 / p
         assert label_weight({"pace": pace, "sample_p": p}, paced=True) == expected
         bare.learn_one(x, y, w=expected)
         unpaced.learn_one(x, y)
+        bare_tree["HoeffdingTreeClassifier"].grace_period = round(grace / real_pace)
         bare_tree.learn_one(x, y, **({"w": 1 / p} if p is not None else {}))
+        unpaced_tree.learn_one(x, y, **({"w": 1 / p} if p is not None else {}))
     probe = [schema.model_input(x) for x, _ in phishing_stream(50)]
     answers = [linear.estimator.predict_proba_one(x) for x in probe]
     assert answers == [bare.predict_proba_one(x) for x in probe]
     assert answers != [unpaced.predict_proba_one(x) for x in probe], "the pace changed nothing"
-    assert [tree.estimator.predict_proba_one(x) for x in probe] == [
-        bare_tree.predict_proba_one(x) for x in probe
+    tree_answers = [tree.estimator.predict_proba_one(x) for x in probe]
+    assert tree_answers == [bare_tree.predict_proba_one(x) for x in probe]
+    assert tree.estimator["HoeffdingTreeClassifier"].n_nodes > 1, "the tree never split"
+    assert tree_answers != [unpaced_tree.predict_proba_one(x) for x in probe], (
+        "the pace changed nothing"
+    )
+
+
+def test_split_checks_at_the_pace_are_a_compute_throttle():
+    """At pace 1 the paced tree is the plain tree; at pace 10 it is the tree whose grace period
+    is a tenth. The split test still counts real labels: the paced tree splits at a check (a
+    multiple of 20 labels), and no earlier than the tree that checks after every label."""
+    schema = Schema.from_config(PHISHING_FEATURES)
+    stream = [(schema.model_input(x), y) for x, y in phishing_stream()]
+    plain, paced_1, paced_10, tenth, every_label = (
+        _pipeline("hoeffding_tree", schema) for _ in range(5)
+    )
+    tenth["HoeffdingTreeClassifier"].grace_period = 20
+    every_label["HoeffdingTreeClassifier"].grace_period = 1
+    first_split = {}
+    for n, (x, y) in enumerate(stream, start=1):
+        plain.learn_one(x, y)
+        learn_weighted(paced_1, x, y, 1.0, True, 1.0)
+        learn_weighted(paced_10, x, y, 1.0, True, 10.0)
+        tenth.learn_one(x, y)
+        every_label.learn_one(x, y)
+        for name, model in (("paced_10", paced_10), ("every_label", every_label)):
+            if model["HoeffdingTreeClassifier"].n_nodes > 1:
+                first_split.setdefault(name, n)
+    probe = [x for x, _ in stream[:100]]
+    assert [paced_1.predict_proba_one(x) for x in probe] == [
+        plain.predict_proba_one(x) for x in probe
     ]
+    assert [paced_10.predict_proba_one(x) for x in probe] == [
+        tenth.predict_proba_one(x) for x in probe
+    ]
+    assert paced_10["HoeffdingTreeClassifier"].grace_period == 200
+    assert set(first_split) == {"paced_10", "every_label"}
+    assert first_split["paced_10"] % 20 == 0
+    assert first_split["paced_10"] >= first_split["every_label"]
 
 
 # --- written by the feedback path, replayed, refitted ------------------------------------------
 
 
-def test_bought_labels_carry_the_pace_and_replay_equals_live(store_url):
+# The tree: a loose split confidence and a short grace, so that it splits on the few hundred
+# labels of the stream.
+PIPELINES = {
+    "linear": {"name": "logistic_regression"},
+    "tree": {"name": "hoeffding_tree", "grace_period": 50, "delta": 0.3},
+}
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES.values(), ids=PIPELINES.keys())
+def test_bought_labels_carry_the_pace_and_replay_equals_live(store_url, pipeline):
     """Labels of the strategy's asks, through the queue or straight: pace 1 / budget; labels of
     the evaluation slice, of predictions never asked and inline ones: none. A replay of the log
-    is the live model; the same log without its paces is another model."""
+    is the live model; the same log without its paces is another model (the linear model's
+    steps, the tree's split checks)."""
     stream = list(phishing_stream(700))
-    with Engine.from_settings(phishing_settings(store_url, active=ACTIVE)) as engine:
+    settings = phishing_settings(store_url, active=ACTIVE, pipeline=pipeline)
+    with Engine.from_settings(settings) as engine:
         rt = engine.runtime("phishing")
         for i, (x, y) in enumerate(stream[:50]):  # inline labels: no record, no pace
             engine.feedback_one("phishing", FeedbackItem(y, features=x, event_id=f"in{i}"))

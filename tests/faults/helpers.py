@@ -106,12 +106,18 @@ class FeedbackLoad:
     failures: list[str] = field(default_factory=list)
     duplicates: list[tuple[int, int]] = field(default_factory=list)  # seqs of twin sends
     cut: int = 0
+    cut_errors: list[str] = field(default_factory=list)
     stop: bool = False
 
     async def run(self, *, until: float | None = None, rounds: int | None = None) -> None:
         """Run the clients until ``stop`` is set, ``until`` seconds passed, or each client did
         ``rounds`` rounds."""
-        limits = httpx.Limits(max_connections=self.clients * 2, max_keepalive_connections=64)
+        # Idle connections expire on the client first: at httpx's default (5 s, the server's
+        # keep-alive timeout too) a pooled connection can be reused just as the server closes
+        # it, a transport error while the server is up.
+        limits = httpx.Limits(
+            max_connections=self.clients * 2, max_keepalive_connections=64, keepalive_expiry=2.0
+        )
         async with httpx.AsyncClient(base_url=self.base_url, timeout=60, limits=limits) as http:
             loop = asyncio.get_running_loop()
             deadline = None if until is None else loop.time() + until
@@ -132,8 +138,9 @@ class FeedbackLoad:
             label = "pos" if x + y > 0 else "neg"
             try:
                 await self._round(http, model, {"x": x, "y": y}, label, n % 4, f"c{i}-{n}")
-            except httpx.TransportError:
+            except httpx.TransportError as error:
                 self.cut += 1
+                self.cut_errors.append(repr(error))
                 return
 
     async def _round(self, http, model, features, label, kind, event_id) -> None:
