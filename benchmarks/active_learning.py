@@ -264,6 +264,7 @@ def prequential(
     *,
     stream: str = "",
     wrap: Callable[[Any], Any] | None = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[float, int, float | None, float]:
     """Accuracy on every point (test, then train on the bought labels), labels bought, the
     accuracy over the RECOVERY points after an abrupt change (None for other streams), and the
@@ -272,11 +273,13 @@ def prequential(
     ``buy(proba)`` is None for a label not bought, else the weights of the label event the
     server would write (``sample_p``, ``pace``; {} for none), learned as the server learns
     them (onlearn/weights.py). ``taught(proba, y)`` is told each bought label (the sampler
-    steers on it)."""
+    steers on it). ``params``: the pipeline's parameters (default: the benchmark's ``SPECS``)."""
     categorical = CATEGORICAL.get(stream, [])
     numeric = [k for k in rows[0][0] if k not in categorical]
     model = build_pipeline(
-        PipelineSpec(name=model_name, params=SPECS.get(model_name, {})),
+        PipelineSpec(
+            name=model_name, params=SPECS.get(model_name, {}) if params is None else params
+        ),
         task="classification",
         numeric=numeric,
         categorical=categorical,

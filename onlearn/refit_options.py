@@ -94,15 +94,17 @@ def default_metric(task: str) -> str:
 @dataclass(frozen=True)
 class Bound:
     """The values a request may give one catalog parameter: a whole number or a number within
-    ``[low, high]``, and/or one of ``choices``."""
+    ``[low, high]``, and/or one of ``choices``; or true or false."""
 
-    kind: str  # "int", "number", "choice"
+    kind: str  # "int", "number", "choice", "bool"
     low: float | None = None
     high: float | None = None
     choices: tuple[Any, ...] = ()
 
     def check(self, value: Any) -> str | None:
         """Why ``value`` is refused, or None."""
+        if self.kind == "bool":
+            return None if isinstance(value, bool) else "must be true or false"
         if self.choices and isinstance(value, str):
             return None if value in self.choices else f"must be one of {list(self.choices)}"
         if self.kind == "choice":
@@ -150,6 +152,7 @@ REQUEST_PARAMS: Mapping[str, Mapping[str, Bound]] = {
     "gaussian_naive_bayes": {},
     "hoeffding_tree": {
         **_TREE,
+        "recover": Bound("bool"),  # a second tree at most: a bounded cost
         "split_criterion": _choices("hoeffding_tree", "split_criterion"),
         "leaf_prediction": _choices("hoeffding_tree", "leaf_prediction"),
     },

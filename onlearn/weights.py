@@ -22,7 +22,7 @@ splits on a tenth of the evidence it needs (measured: 5-10 points lost on noisy 
 benchmarks/RESULTS.md). An importance weight, when the event has one, wins: ``1 / p`` already
 counts the rate at which labels were bought.
 
-A Hoeffding tree takes the pace another way (:func:`paced_tree`): it checks a leaf for a split
+A Hoeffding tree takes the pace another way (:func:`paced_trees`): it checks a leaf for a split
 every ``grace_period / pace`` labels instead of every ``grace_period``. The grace period is a
 compute throttle, not evidence: the split test still counts real labels against the same
 bound, so a tree given a tenth of the labels looks as often, per label it has, as one given
@@ -70,7 +70,7 @@ __all__ = [
     "event_weight",
     "label_weight",
     "learn_weighted",
-    "paced_tree",
+    "paced_trees",
     "takes_pace",
     "takes_weight",
 ]
@@ -204,21 +204,30 @@ def takes_weight(estimator: Any) -> bool:
     return False
 
 
-def paced_tree(estimator: Any) -> Any:
-    """The Hoeffding tree that checks for splits at the label's pace: the estimator, or the last
-    step of its pipeline, when it is one (classifier or regressor); else None. The members of
-    a forest are not: a forest's trees split at a loose confidence (river's ``delta`` 0.01),
+def paced_trees(estimator: Any) -> list[Any]:
+    """The Hoeffding trees that check for splits at the label's pace: the estimator, or the
+    last step of its pipeline, when it is one (classifier or regressor), or the trees of a
+    ``RecoveringClassifier`` (its model and background copy); else none. The members of a
+    forest are not: a forest's trees split at a loose confidence (river's ``delta`` 0.01),
     where more frequent checks are more splits on noise (measured: a loss on phishing).
 
     >>> from river import preprocessing
-    >>> paced_tree(preprocessing.StandardScaler() | tree.HoeffdingTreeClassifier()) is not None
-    True
-    >>> paced_tree(forest.ARFClassifier()), paced_tree(linear_model.LogisticRegression())
-    (None, None)
+    >>> len(paced_trees(preprocessing.StandardScaler() | tree.HoeffdingTreeClassifier()))
+    1
+    >>> paced_trees(forest.ARFClassifier()), paced_trees(linear_model.LogisticRegression())
+    ([], [])
     """
+    # Imported here: the recovering classifier uses the sampler's detector, and the sampler
+    # imports this module.
+    from onlearn.models.recovering import RecoveringClassifier
+
     if isinstance(estimator, compose.Pipeline):
-        return paced_tree(list(estimator.steps.values())[-1])
-    return estimator if isinstance(estimator, tree.hoeffding_tree.HoeffdingTree) else None
+        return paced_trees(list(estimator.steps.values())[-1])
+    if isinstance(estimator, tree.hoeffding_tree.HoeffdingTree):
+        return [estimator]
+    if isinstance(estimator, RecoveringClassifier):
+        return [t for model in estimator.models() for t in paced_trees(model)]
+    return []
 
 
 def learn_weighted(
@@ -226,15 +235,19 @@ def learn_weighted(
 ) -> None:
     """``learn_one`` with the weight ``w`` when the estimator ``takes`` one and ``w`` is not 1
     (an unweighted label learns through the very call it always did); a Hoeffding tree checks
-    for splits at the ``pace`` (an ``event_pace``: :func:`paced_tree`)."""
+    for splits at the ``pace`` (an ``event_pace``: :func:`paced_trees`)."""
     kwargs = {"w": w} if takes and w != 1.0 else {}
-    found = paced_tree(estimator) if pace != 1.0 else None
-    if found is None:
+    trees = paced_trees(estimator) if pace != 1.0 else []
+    if not trees:
         estimator.learn_one(x, y, **kwargs)
         return
-    grace = found.grace_period
-    found.grace_period = max(1, round(grace / pace))
+    grace = trees[0].grace_period  # the spec's: every tree of one estimator is built from it
+    for found in trees:
+        found.grace_period = max(1, round(grace / pace))
     try:
         estimator.learn_one(x, y, **kwargs)
     finally:
-        found.grace_period = grace
+        # Found again: a RecoveringClassifier may have cloned a copy (with the paced grace) or
+        # handed over to it during the label.
+        for found in paced_trees(estimator):
+            found.grace_period = grace

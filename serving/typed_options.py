@@ -119,6 +119,8 @@ def claim_schema(config: ModelConfig, generic: dict[str, Any], title: str) -> di
 
 def bound_schema(bound: Bound) -> dict[str, Any]:
     """The values :meth:`Bound.check` lets through."""
+    if bound.kind == "bool":
+        return {"type": "boolean"}
     choices = {"enum": list(bound.choices)}
     if bound.kind == "choice":
         return choices

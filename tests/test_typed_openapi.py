@@ -318,6 +318,8 @@ def test_retrain_options_follow_the_allow_lists(api, document):
         ({"candidates": [{"name": "logistic_regression", "l1": 0.1, "l2": 0.1}]}, False),
         ({"candidates": ["linear_regression"]}, False),  # a regression pipeline
         ({"candidates": [{"name": "hoeffding_tree", "max_depth": 51}]}, False),
+        ({"candidates": [{"name": "hoeffding_tree", "recover": True}]}, True),
+        ({"candidates": [{"name": "hoeffding_tree", "recover": 1}]}, False),
         ({"passes": 21}, False),
         ({"metric": "mae"}, False),
     ]

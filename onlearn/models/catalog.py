@@ -42,6 +42,7 @@ from river import (
 
 from onlearn.errors import ConfigError
 from onlearn.models.binary import BinaryClassifier
+from onlearn.models.recovering import RecoveringClassifier
 from onlearn.models.select import SelectPresent, SubsetRegressor
 
 __all__ = [
@@ -284,7 +285,11 @@ def _gaussian_naive_bayes(params, numeric, categorical, classes):
 
 def _hoeffding_tree(params, numeric, categorical, classes):
     # Trees split on nominal values themselves; categorical features go in raw.
-    model = tree.HoeffdingTreeClassifier(nominal_attributes=_nominal(categorical), **params)
+    kwargs = dict(params)
+    recover = kwargs.pop("recover", False)
+    model = tree.HoeffdingTreeClassifier(nominal_attributes=_nominal(categorical), **kwargs)
+    if recover:
+        model = RecoveringClassifier(model)
     return SelectPresent(*numeric, *categorical) | model
 
 
@@ -341,7 +346,11 @@ CATALOG: Mapping[str, CatalogEntry] = MappingProxyType(
             task="classification",
             estimator=tree.HoeffdingTreeClassifier,
             build=_hoeffding_tree,
-            summary="Hoeffding tree; categorical features split as nominal",
+            summary=(
+                "Hoeffding tree; categorical features split as nominal; recover = true: a fresh "
+                "tree takes over after a concept change"
+            ),
+            extra={"recover": False},
             choices=_CLF_TREE_CHOICES,
         ),
         "adaptive_random_forest": CatalogEntry(

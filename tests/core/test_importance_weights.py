@@ -35,7 +35,7 @@ from onlearn.models.sklearn_adapter import sklearn_from_spec
 from onlearn.records import Event, EventKind
 from onlearn.schema import Schema
 from onlearn.snapshots import fresh_state, replay
-from onlearn.weights import event_weight, paced_tree, takes_pace, takes_weight
+from onlearn.weights import event_weight, paced_trees, takes_pace, takes_weight
 from tests.core.conftest import PHISHING_FEATURES, phishing_settings, phishing_stream
 
 ACTIVE = {
@@ -156,7 +156,7 @@ def test_importance_weights_need_a_randomised_strategy():
 
 
 def test_catalog_pipelines_that_take_a_weight_and_a_pace():
-    """(takes_weight, takes_pace, paced_tree) of each catalog pipeline, with and without
+    """(takes_weight, takes_pace, paced_trees) of each catalog pipeline, with and without
     declared classes: the pace weight (onlearn/weights.py) goes to the linear models only, the
     paced split checks to the Hoeffding trees (not to a forest's)."""
     takes = {}
@@ -170,7 +170,7 @@ def test_catalog_pipelines_that_take_a_weight_and_a_pace():
                 categorical=("c",),
                 classes=declared,
             )
-            ways = (takes_weight(estimator), takes_pace(estimator), bool(paced_tree(estimator)))
+            ways = (takes_weight(estimator), takes_pace(estimator), bool(paced_trees(estimator)))
             takes.setdefault(name, set()).add(ways)
     assert takes == {
         "logistic_regression": {(True, True, False)},

@@ -160,6 +160,12 @@ def test_split_checks_at_the_pace_are_a_compute_throttle():
 PIPELINES = {
     "linear": {"name": "logistic_regression"},
     "tree": {"name": "hoeffding_tree", "grace_period": 50, "delta": 0.3},
+    "recovering_tree": {
+        "name": "hoeffding_tree",
+        "grace_period": 50,
+        "delta": 0.3,
+        "recover": True,
+    },
 }
 
 

@@ -92,12 +92,18 @@ def test_catalog_tables_take_bounded_parameters_only():
         {"candidates": [{"name": "adaptive_random_forest", "n_models": 20, "seed": 7}]}, TRUSTED
     ).candidates
     assert c.table == {"name": "adaptive_random_forest", "n_models": 20, "seed": 7}
+    (t,) = resolve_options(
+        {"candidates": [{"name": "hoeffding_tree", "recover": True}]}, TRUSTED
+    ).candidates
+    assert t.table == {"name": "hoeffding_tree", "recover": True}
     for bad, field in [
         ({"name": "adaptive_random_forest", "n_models": 1_000_000}, "n_models"),
         ({"name": "adaptive_random_forest", "n_models": 2.5}, "n_models"),
         ({"name": "adaptive_random_forest", "n_models": True}, "n_models"),
         ({"name": "hoeffding_tree", "max_depth": 10_000}, "max_depth"),
         ({"name": "hoeffding_tree", "split_criterion": "os"}, "split_criterion"),
+        ({"name": "hoeffding_tree", "recover": 1}, "recover"),
+        ({"name": "hoeffding_tree", "recover": "true"}, "recover"),
         ({"name": "hoeffding_tree", "memory_estimate_period": 1}, "memory_estimate_period"),
         ({"name": "logistic_regression", "lr": float("inf")}, "lr"),
         ({"name": "linear_regression"}, "name"),  # a regression pipeline for a classifier
@@ -115,7 +121,9 @@ def test_every_request_parameter_builds():
     for name, bounds in REQUEST_PARAMS.items():
         task = CATALOG[name].task
         for key, bound in bounds.items():
-            values = list(bound.choices) or [bound.low, bound.high]
+            values = list(bound.choices) or (
+                [True, False] if bound.kind == "bool" else [bound.low, bound.high]
+            )
             for value in values:
                 if bound.kind == "int" and not isinstance(value, str):
                     value = int(value)

@@ -60,9 +60,9 @@ def synthetic(n: int, seed: int = 7) -> list[tuple[dict, str, float]]:
     return events
 
 
-def small(name: str) -> PipelineSpec:
+def small(name: str, params: dict | None = None) -> PipelineSpec:
     """The spec of a catalog pipeline, forests kept small so that tests stay fast."""
-    return PipelineSpec(name, {"n_models": 3} if "forest" in name else {})
+    return PipelineSpec(name, {"n_models": 3} if "forest" in name else dict(params or {}))
 
 
 def build(name: str, numeric=NUMERIC, categorical=CATEGORICAL, classes=None):
@@ -75,17 +75,25 @@ def build(name: str, numeric=NUMERIC, categorical=CATEGORICAL, classes=None):
     )
 
 
-# Determinism cases: every catalog pipeline (no declared classes), and logistic regression with
-# two declared classes (a BinaryClassifier instead of one-vs-rest), fed two-class labels.
+# Determinism cases: every catalog pipeline (no declared classes), logistic regression with
+# two declared classes (a BinaryClassifier instead of one-vs-rest), fed two-class labels, and
+# the tree that recovers from a concept change (its copy and hand-over are state too).
 BINARY_CLASSES = ("pos", "neg")
-CASES = {name: (name, None) for name in CATALOG} | {
-    "logistic_regression[binary]": ("logistic_regression", BINARY_CLASSES)
+CASES = {name: (name, None, {}) for name in CATALOG} | {
+    "logistic_regression[binary]": ("logistic_regression", BINARY_CLASSES, {}),
+    "hoeffding_tree[recover]": ("hoeffding_tree", None, {"recover": True}),
 }
 
 
 def build_case(case: str):
-    name, classes = CASES[case]
-    return build(name, classes=classes)
+    name, classes, params = CASES[case]
+    return build_pipeline(
+        small(name, params),
+        task=CATALOG[name].task,
+        numeric=NUMERIC,
+        categorical=CATEGORICAL,
+        classes=classes,
+    )
 
 
 def case_events(case: str, n: int) -> list[tuple[dict, str, float]]:
@@ -480,7 +488,7 @@ def test_replicas_in_other_processes_agree_bit_for_bit(tmp_path: Path):
     try:
         half = 100
         expected, cases = {}, {}
-        for case, (name, classes) in CASES.items():
+        for case, (name, classes, params) in CASES.items():
             events = [list(e) for e in case_events(case, 200)]
             model = build_case(case)
             snapshot = str(tmp_path / f"{case}.pkl")
@@ -493,7 +501,7 @@ def test_replicas_in_other_processes_agree_bit_for_bit(tmp_path: Path):
             expected[case] = json.loads(json.dumps(answers[half:]))
             cases[case] = {
                 "name": name,
-                "spec": small(name).to_config(),
+                "spec": small(name, params).to_config(),
                 "classes": classes,
                 "events": events,
                 "snapshot": snapshot,
