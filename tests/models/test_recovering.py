@@ -74,6 +74,46 @@ def test_it_is_the_plain_tree_until_an_alarm_and_takes_over_after_a_change():
     assert right["recovering"] > right["plain"] + 200, right
 
 
+def test_a_multiclass_tree_hands_over_after_its_classes_rotate():
+    """Three classes by thirds of x for 3000 labels, then each class moved one third up: over
+    the 500 labels after the first 100 of the new map, the plain tree still answers mostly the
+    old classes (its leaves hold 1000 labels each of them); the copy learned the new map."""
+
+    def label(x: float, changed: bool) -> str:
+        return "abc"[(int(x * 3) + changed) % 3]
+
+    rows = [({"x": (i * 37 % 101) / 101}, i >= 3000) for i in range(3600)]
+    models = {
+        variant: build_pipeline(
+            tree_spec(recover=variant == "recover"),
+            task="classification",
+            numeric=("x",),
+            categorical=(),
+        )
+        for variant in ("plain", "recover")
+    }
+    right = dict.fromkeys(models, 0)
+    for i, (x, changed) in enumerate(rows):
+        y = label(x["x"], changed)
+        for variant, model in models.items():
+            proba = model.predict_proba_one(x)
+            right[variant] += i >= 3100 and max(proba, key=proba.__getitem__) == y
+            model.learn_one(x, y)
+    assert wrapper(models["recover"]).n_handovers >= 1
+    assert set(models["recover"].predict_proba_one({"x": 0.5})) == {"a", "b", "c"}
+    assert right["recover"] > 450 and right["plain"] < 200, right  # of 500
+
+
+def test_regression_trees_take_no_recover():
+    with pytest.raises(ConfigError, match="'hoeffding_tree_regressor' has no parameter 'recover'"):
+        build_pipeline(
+            PipelineSpec(name="hoeffding_tree_regressor", params={"recover": True}),
+            task="regression",
+            numeric=("x",),
+            categorical=(),
+        )
+
+
 def test_no_hand_over_on_a_stream_without_change():
     rows = list(datasets.Phishing())
     recovering = build_pipeline(
