@@ -113,6 +113,35 @@ class EngineCollector:
             "(regression)",
             labels=pair,
         )
+        ab = ["model", "version", "against"]
+        ab_labels = GaugeMetricFamily(
+            "onlearn_ab_labels",
+            "A/B comparison (labels_follow_answer): labels of the requests each side answered "
+            "(arm: the version, a canary, or the champion it is compared with)",
+            labels=[*ab, "arm"],
+        )
+        ab_p = GaugeMetricFamily(
+            "onlearn_ab_p_value",
+            "p-value of the A/B test of a canary against the champion, each on the labels of "
+            "its own answers (two-proportion z for classification, Welch's t for regression)",
+            labels=[*ab, "test"],
+        )
+        ab_accuracy = GaugeMetricFamily(
+            "onlearn_ab_accuracy",
+            "A/B comparison: accuracy of each side on the labels of its own answers",
+            labels=[*ab, "arm"],
+        )
+        ab_mae = GaugeMetricFamily(
+            "onlearn_ab_mae",
+            "A/B comparison: mean absolute error of each side on the labels of its own answers",
+            labels=[*ab, "arm"],
+        )
+        ab_needed = GaugeMetricFamily(
+            "onlearn_ab_labels_needed",
+            "A/B comparison: labels each side needs in all to detect the difference observed at "
+            "the rollout's alpha and a power of 0.8",
+            labels=[*ab, "arm"],
+        )
         for name, m in stats["models"].items():
             predictions.add_metric([name], m["predictions"])
             labels.add_metric([name], m["labels_applied"])
@@ -145,10 +174,23 @@ class EngineCollector:
                         paired_accuracy.add_metric(key, p["b_accuracy"])
                     if p.get("b_mae") is not None:
                         paired_mae.add_metric(key, p["b_mae"])
+            # A canary's A/B test: the canary is side b, the champion (against) side a.
+            for version, t in (m.get("ab") or {}).items():
+                key = [name, version, t["against"]]
+                ab_p.add_metric([*key, t["test"]], t["p_value"])
+                needed = t.get("sample_size") or {}
+                for side, arm in (("b", "version"), ("a", "against")):
+                    ab_labels.add_metric([*key, arm], t[f"{side}_n"])
+                    for field, family in (("accuracy", ab_accuracy), ("mae", ab_mae)):
+                        if t.get(f"{side}_{field}") is not None:
+                            family.add_metric([*key, arm], t[f"{side}_{field}"])
+                    if needed.get(f"{side}_needed") is not None:
+                        ab_needed.add_metric([*key, arm], needed[f"{side}_needed"])
         yield from (predictions, labels, seq, snap, backlog, lag_refused, labelled)
         yield from (conflicts, corrections, corrected, disagreement)
         yield from quality.values()
         yield from (paired_labels, paired_p, paired_accuracy, paired_mae)
+        yield from (ab_labels, ab_p, ab_accuracy, ab_mae, ab_needed)
         records = stats["prediction_records"]
         yield GaugeMetricFamily(
             "onlearn_prediction_records_pending",

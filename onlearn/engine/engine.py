@@ -299,7 +299,10 @@ class Engine:
                     "label_conflicts": rt.label_conflicts,
                     "champion": rt.roles[CHAMPION],
                     "versions": {v: s.metrics.to_dict() for v, s in rt.states.items()},
-                    "paired": self._paired(rt),
+                    # A model whose labels follow the answer is compared by its A/B test (the
+                    # canary's): the paired comparison is biased there, and is not given.
+                    "paired": {} if rt.config.labels_follow_answer else self._paired(rt),
+                    "ab": {v: ab for v, ab in self._ab(rt).items() if ab["compared"]},
                 }
                 for name, rt in self.runtimes.items()
             },
@@ -317,6 +320,17 @@ class Engine:
                 "refused": self._committer.refused if self._committer else 0,
             },
         }
+
+    @staticmethod
+    def _ab(rt: ModelRuntime) -> dict[str, dict[str, Any]]:
+        """``describe_ab`` of each version held here, for a model whose labels follow the
+        answer ({} for the others): counts copied under the lock, tested outside it."""
+        if not rt.config.labels_follow_answer:
+            return {}
+        with rt.lock:
+            counts = {v: copy.deepcopy(getattr(s, "ab", None)) for v, s in rt.states.items()}
+            roles = dict(rt.roles)
+        return _describe_ab(rt, counts, roles)
 
     @staticmethod
     def _paired(rt: ModelRuntime) -> dict[str, dict[str, dict[str, Any]]]:
@@ -355,17 +369,12 @@ class Engine:
                 if rt.config.labels_follow_answer:  # copied here, tested outside the lock
                     out[-1]["ab"] = copy.deepcopy(getattr(state, "ab", None))
             roles = dict(rt.roles)
+        described = _describe_ab(rt, {v["version"]: v["ab"] for v in out if "ab" in v}, roles)
         for version in out:
             if version["paired"] is not None:
                 version["paired"] = {o: p.to_dict() for o, p in version["paired"].items()}
             if "ab" in version:
-                version["ab"] = describe_ab(
-                    version["version"],
-                    roles,
-                    version["ab"],
-                    task=rt.config.task.value,
-                    alpha=rt.config.rollout.alpha,
-                )
+                version["ab"] = described[version["version"]]
         return out
 
     def role_history(self, name: str) -> list[dict]:
@@ -501,3 +510,11 @@ class Engine:
 
     def refresh_snapshot_seqs(self) -> None:
         self._maintenance.refresh_snapshot_seqs()
+
+
+def _describe_ab(
+    rt: ModelRuntime, counts: Mapping[str, Any], roles: Mapping[str, str]
+) -> dict[str, dict[str, Any]]:
+    """``describe_ab`` of each version's copied A/B counts, at the model's rollout alpha."""
+    task, alpha = rt.config.task.value, rt.config.rollout.alpha
+    return {v: describe_ab(v, roles, ab, task=task, alpha=alpha) for v, ab in counts.items()}

@@ -1,12 +1,15 @@
 """labels_follow_answer over HTTP: a canary answers a sticky share, and the versions' answer
-compares it with the champion as an A/B test, with the labels the test still needs."""
+compares it with the champion as an A/B test, with the labels the test still needs; /metrics
+and the dashboard give that A/B test, not the paired comparison (biased for such a model)."""
 
 from __future__ import annotations
 
 import random
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.browser import browser_page
 from tests.e2e.helpers import READY_TIMEOUT, launch, shutdown, strict_json, wait_until
 
 CONFIG = """
@@ -75,5 +78,33 @@ def test_ab_comparison_of_a_canary_over_http(tmp_path):
             assert ab["a_accuracy"] < ab["b_accuracy"]
             assert "more labels needed" in ab["sample_size"]["sentence"]
             assert by_version["v1"]["ab"]["compared"] is False
+
+            # /metrics (no traffic since): the same A/B test, both arms, and no paired one.
+            samples = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for f in text_string_to_metric_families(api.get("/metrics").text)
+                for s in f.samples
+                if s.labels.get("model") == "loans"
+            }
+            pair = (("against", "v1"), ("model", "loans"), ("version", version))
+            for arm, side in (("version", "b"), ("against", "a")):
+                key = tuple(sorted((*pair, ("arm", arm))))
+                assert samples["onlearn_ab_labels", key] == ab[f"{side}_n"]
+                assert samples["onlearn_ab_accuracy", key] == ab[f"{side}_accuracy"]
+                needed = ab["sample_size"][f"{side}_needed"]
+                assert samples["onlearn_ab_labels_needed", key] == needed
+            test = tuple(sorted((*pair, ("test", "two_proportion_z"))))
+            assert samples["onlearn_ab_p_value", test] == ab["p_value"]
+            assert not [name for name, _ in samples if name.startswith("onlearn_paired_")]
+
+            with browser_page() as page:
+                page.goto(f"{server.url}/ui/#model=loans")
+                page.wait_for_function(
+                    "document.querySelector('#summary').textContent.includes('A/B')"
+                )
+                compared = page.locator('[data-key="Versions compared"]').inner_text()
+                assert f"A/B {version} vs v1" in compared, compared
+                assert "two-proportion z p = " in compared and "labels needed" in compared
+                assert page.js_errors == []
     finally:
         shutdown(server)
