@@ -89,6 +89,7 @@ from onlearn.weights import DEFAULT_WEIGHT_CLIP, check_weight_clip, check_weight
 
 __all__ = [
     "ALL_MEASURES",
+    "LABEL_SHARE_HALF_LIFE",
     "Decision",
     "RandomSlice",
     "Reason",
@@ -96,6 +97,10 @@ __all__ = [
     "priority_of",
     "sampler_from_config",
 ]
+
+LABEL_SHARE_HALF_LIFE = 2000
+"""Predictions after which a label the strategy did not buy counts half in the pace's share."""
+_DECAY = 0.5 ** (1.0 / LABEL_SHARE_HALF_LIFE)
 
 Proba = Mapping[Hashable, float]
 
@@ -219,6 +224,11 @@ class Sampler:
         self._detector = SurpriseDetector() if steer else None
         self._committee = measure in COMMITTEE_MEASURES
         self._measure = COMMITTEE_MEASURES[measure] if self._committee else MEASURES[measure]
+        # Labels the strategy did not buy, per prediction, for the pace (``other_label_share``):
+        # predictions decided here, and such labels decayed by the predictions since.
+        self._seen = 0
+        self._other = 0.0
+        self._other_at = 0
 
     def uncertainty(self, proba: Proba, others: Sequence[Proba] = ()) -> float:
         """The uncertainty of one prediction by ``measure``; changes no state."""
@@ -236,6 +246,7 @@ class Sampler:
         Call it once per prediction, in order: it moves the budget and the random streams.
         """
         u = self.uncertainty(proba, others) if self._committee else self._measure(proba)
+        self._seen += 1
         if self.importance_weights:
             return self._decide_weighted(u)
         uncertain = self.strategy.decide(u)
@@ -260,8 +271,12 @@ class Sampler:
 
     def pace(self, reason: Reason | str | None) -> float | None:
         """The pace weight of a label asked for with ``reason`` (a prediction record's; from the
-        store, so anything): ``min(1 / budget, weight_clip)`` for the strategy's asks when
-        ``pace_weight`` is on and ``importance_weights`` off, None otherwise.
+        store, so anything) when ``pace_weight`` is on and ``importance_weights`` off, None
+        otherwise: ``(1 - s) / budget`` for the strategy's asks, at least 1 and at most
+        ``weight_clip``, where ``s`` is the share of predictions labelled without the strategy
+        (``other_label_share``). Labels learned per prediction then weigh about 1 in all: an
+        application that labels only what the strategy asks gets ``1 / budget``, one that
+        labels every prediction anyway gets 1 (no bought label outweighs the others).
 
         >>> sampler = Sampler(VariableUncertainty(budget=0.25))
         >>> sampler.pace("uncertain"), sampler.pace("random"), sampler.pace(None)
@@ -271,7 +286,42 @@ class Sampler:
         """
         if reason != _UNCERTAIN or not self.pace_weight or self.importance_weights:
             return None
-        return min(1.0 / self.strategy.budget, self.weight_clip)
+        pace = (1.0 - self.other_label_share()) / self.strategy.budget
+        return min(max(1.0, pace), self.weight_clip)
+
+    def count_label(self, reason: Reason | str | None) -> None:
+        """A label arrived (the feedback path tells every one, with its prediction record's
+        ``reason``; None for an inline label or one never asked about): those the strategy did
+        not buy count in ``other_label_share``. Counted per process, as the budget is; two
+        threads counting at once may lose a count, which only blurs a rate."""
+        if reason == _UNCERTAIN:
+            return
+        self._decay()
+        self._other += 1.0
+
+    def other_label_share(self) -> float:
+        """Labels the strategy did not buy (the random slice's, an application's own, inline
+        ones) per prediction decided here, over the recent predictions: each counts half after
+        ``LABEL_SHARE_HALF_LIFE`` predictions. In [0, 1]; 0 before any prediction.
+
+        >>> sampler = Sampler(VariableUncertainty(budget=0.1))
+        >>> for i in range(1000):
+        ...     _ = sampler.decide({"a": 0.9, "b": 0.1})
+        ...     sampler.count_label(None) if i % 2 else None
+        >>> round(sampler.other_label_share(), 2), round(sampler.pace("uncertain"), 1)
+        (0.5, 5.0)
+        """
+        if self._seen == 0:
+            return 0.0
+        self._decay()
+        # The predictions, decayed alike: the sum of _DECAY ** k over the last _seen of them.
+        seen = (1.0 - _DECAY**self._seen) / (1.0 - _DECAY)
+        return min(1.0, self._other / seen)
+
+    def _decay(self) -> None:
+        if self._seen != self._other_at:
+            self._other *= _DECAY ** (self._seen - self._other_at)
+            self._other_at = self._seen
 
     def learn_one(self, proba: Proba, label: Hashable) -> None:
         """A label this sampler asked for arrived: ``proba`` is what the model answered when it

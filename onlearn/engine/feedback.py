@@ -491,6 +491,9 @@ class FeedbackHandler:
         record = self._find_record(
             rt, item.prediction_id, now, fallback=clean is not None, deadline=deadline
         )
+        if rt.sampler is not None:
+            # Labels the strategy did not buy lower the pace of those it did (Sampler.pace).
+            rt.sampler.count_label(record.reason if record is not None else None)
         if record is not None:
             payload.update(
                 features=dict(record.features),
@@ -502,7 +505,8 @@ class FeedbackHandler:
                 # that a replay learns with the weight the live model used.
                 sample_p=record.sample_p,
                 # The pace weight of a label the budgeted strategy bought (onlearn/weights.py),
-                # from the sampler's budget when the label arrives, stored for the same reason.
+                # from the sampler's budget and the labels it did not buy when the label
+                # arrives, stored for the same reason.
                 pace=rt.sampler.pace(record.reason) if rt.sampler is not None else None,
             )
         else:

@@ -214,7 +214,12 @@ def test_bought_labels_carry_the_pace_and_replay_equals_live(store_url, pipeline
             pid = event.payload["prediction_id"]
             record = engine.store.predictions.get(pid) if pid else None
             seen[record.reason if record else None].add(event.payload["pace"])
-        assert seen == {"uncertain": {5.0}, "random": {None}, None: {None}}
+        # The app labelled some predictions the strategy did not buy (inline, every 7th
+        # unasked one, the slice's): the bought ones weigh less than 1 / budget. The slice's
+        # items come first off the queue, so every bought label saw the same share.
+        pace = rt.sampler.pace("uncertain")
+        assert 1.0 < pace < 5.0
+        assert seen == {"uncertain": {pace}, "random": {None}, None: {None}}
 
         info = engine.store.registry.get_version("phishing", "v1")
         full = replay(engine.store, "phishing", rt.schema, fresh_state(info, engine.secret))
@@ -241,9 +246,9 @@ def test_bought_labels_carry_the_pace_and_replay_equals_live(store_url, pipeline
             lambda: None,
         )
         assert [e.pace for e in labelled] == [e.payload["pace"] or 1.0 for e in events]
-        assert {e.weight(True) for e in labelled} == {1.0, 5.0}
+        assert {e.weight(True) for e in labelled} == {1.0, pace}
         assert {e.weight(False) for e in labelled} == {1.0}
-        asked = next(e for e in events if e.payload["pace"] == 5.0)
+        asked = next(e for e in events if e.payload["pace"] == pace)
         result = engine.feedback_one(
             "phishing",
             FeedbackItem(
@@ -254,7 +259,7 @@ def test_bought_labels_carry_the_pace_and_replay_equals_live(store_url, pipeline
         )
         assert result.applied
         fix = engine.store.log.read("phishing", after=events[-1].seq, limit=10)[-1]
-        assert fix.payload["corrects"] == asked.seq and fix.payload["pace"] == 5.0
+        assert fix.payload["corrects"] == asked.seq and fix.payload["pace"] == pace
 
 
 def test_pace_weight_off_writes_no_pace(sqlite_url):
@@ -318,3 +323,31 @@ def test_a_multiclass_linear_model_takes_the_pace_in_each_one_vs_rest_model():
     assert len(answers[0]) == 3
     assert answers == [bare.predict_proba_one(x) for x in probe]
     assert answers != [plain.predict_proba_one(x) for x in probe]
+
+
+@pytest.mark.parametrize("labels_everything", [False, True], ids=["asked-only", "everything"])
+def test_the_pace_falls_when_the_application_labels_what_was_not_asked(
+    sqlite_url, labels_everything
+):
+    """An application that labels only what the strategy asks gets 1 / budget on every bought
+    label; one that labels every prediction anyway gets about 1 once the cold start is over
+    (no bought label outweighs the others), never below 1."""
+    active = {**ACTIVE, "evaluation_rate": 0.0}
+    paces = []
+    with Engine.from_settings(phishing_settings(sqlite_url, active=active)) as engine:
+        for x, y in phishing_stream(1250):
+            prediction = engine.predict_one("phishing", x)
+            if prediction.queued or labels_everything:
+                engine.feedback_one(
+                    "phishing", FeedbackItem(y, prediction_id=prediction.prediction_id)
+                )
+                if prediction.queued:
+                    event = engine.store.log.read("phishing", after=0, limit=10_000)[-1]
+                    paces.append(event.payload["pace"])
+    assert len(paces) > 100
+    if not labels_everything:
+        assert set(paces) == {5.0}
+    else:
+        assert min(paces) >= 1.0 and paces[0] == 5.0  # the cold start asks nearly everything
+        late = paces[len(paces) // 2 :]
+        assert max(late) < 1.5, late
