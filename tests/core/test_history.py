@@ -248,7 +248,10 @@ def test_a_history_moved_from_sqlite_to_redis_gives_the_same_model(
     if case == "weighted":
         assert any(p["sample_p"] not in (None, 1.0) for *_, p in source)
     if case == "paced":
-        assert {p["pace"] for *_, p in source} == {None, 1 / 0.3}
+        # The app labels predictions the sampler did not ask about too, which lowers the pace
+        # of those it did (Sampler.pace): one value per moment, each in [1, 1 / budget].
+        paces = {p["pace"] for *_, p in source} - {None}
+        assert len(paces) > 1 and all(1.0 <= pace <= 1 / 0.3 for pace in paces), paces
     imported = import_from(redis_url, case, tmp_path / "h.jsonl", "jsonl")
     assert (imported.appended, imported.corrections) == (len(source), 11)
 
