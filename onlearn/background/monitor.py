@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import hashlib
 import heapq
 import itertools
 import logging
@@ -580,7 +581,11 @@ class Monitor:
         self.max_lag_s = settings.engine.monitor_max_lag_s
         # Alarms to the models' webhooks, off this loop; its thread starts at the first one.
         self.webhooks = webhooks or WebhookSender()
-        self.notify = notify or (lambda alarm, config: notify_alarm(alarm, config, self.webhooks))
+        self.notify = notify or (
+            lambda alarm, config: notify_alarm(
+                alarm, config, self.webhooks, delivery_id=_delivery_id(alarm)
+            )
+        )
         self.models: dict[str, ModelMonitor] = {}
         self._log_cursor: dict[str, int] = {}
         self._prediction_cursor: dict[str, str | None] = {}
@@ -613,8 +618,50 @@ class Monitor:
             monitor.alarms.append(alarm)
         for point in previous.get("timeline", []):
             monitor.timeline.append(point)
+        if previous and config.monitor.webhook:
+            self._resume_webhooks(config, previous, head)
         self._load_reference(monitor, first_start=True)
         self.models[name] = monitor
+
+    def _resume_webhooks(self, config: ModelConfig, previous: dict, head: int) -> None:
+        """Send again what the last monitor had not delivered when it stopped (a kill -9
+        included): the outbox of its last report, and the alarms it appended to the log after
+        that report was written, with the delivery ids they had (a receiver drops duplicates
+        by them) and the age they have (``max_age_s`` still counts from the alarm)."""
+        name, settings = config.name, config.monitor
+        now = self.clock()
+
+        def again(alarm: dict, delivery_id: str) -> None:
+            age = now - alarm["at"] if isinstance(alarm.get("at"), int | float) else 0.0
+            self.webhooks.send(
+                name,
+                settings.webhook,
+                alarm,
+                settings.webhook_secret,
+                delivery_id=delivery_id,
+                age_s=age,
+            )
+
+        outbox = (previous.get("webhook") or {}).get("outbox") or []
+        for entry in outbox:
+            if isinstance(entry, dict) and isinstance(entry.get("alarm"), dict):
+                again(entry["alarm"], str(entry.get("id") or _delivery_id(entry["alarm"])))
+        # Alarms appended after the report: beyond every alarm and the log position it holds.
+        known = [
+            a["alarm_seq"]
+            for a in previous.get("alarms") or []
+            if isinstance(a, dict) and isinstance(a.get("alarm_seq"), int)
+        ]
+        after = max([*known, int((previous.get("cursor") or {}).get("log_seq") or 0)])
+        while after < head:
+            page = self.store.log.read(name, after=after, limit=10_000)
+            if not page:
+                break
+            for event in page:
+                if event.kind is EventKind.ALARM and (event.key or "").startswith("alarm:"):
+                    alarm = {"model": name, **event.payload, "alarm_seq": event.seq}
+                    again(alarm, _delivery_id(alarm))
+            after = page[-1].seq
 
     def _load_reference(self, monitor: ModelMonitor, *, first_start: bool = False) -> None:
         champion = monitor.roles.get(CHAMPION)
@@ -775,7 +822,11 @@ class Monitor:
         self._dispatch(name, monitor)
         document["alarms"] = list(monitor.alarms)
         if monitor.settings.webhook:
-            document["webhook"] = self.webhooks.stats(name)
+            # What is still to deliver rides in the report, so that a restart sends it again.
+            document["webhook"] = {
+                **self.webhooks.stats(name),
+                "outbox": self.webhooks.unfinished(name),
+            }
         self.store.registry.put_document(name, DOCUMENT, document)
         return document
 
@@ -790,6 +841,13 @@ class Monitor:
             )
             alarm["alarm_seq"] = seq
             self.notify(alarm, monitor.settings)
+
+
+def _delivery_id(alarm: dict) -> str:
+    """The webhook delivery id of an alarm appended to the log: the same in every process that
+    sends it (a receiver drops duplicates by it), from the model, its seq and its time."""
+    seed = f"{alarm.get('model')}:{alarm.get('alarm_seq')}:{alarm.get('at')}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
 __all__ = [

@@ -12,6 +12,10 @@ time run out, or a stop with alarms still queued are each counted (``stats``) an
 Each attempt carries ``X-Onlearn-Delivery`` (the same id for every attempt of one alarm: a
 receiver drops duplicates by it) and, when the model has a secret, ``X-Onlearn-Signature``
 (``onlearn.webhook_signature``), signed at the attempt's time.
+
+The queue is in memory; ``unfinished`` lists what it still holds, so that its owner can keep
+that list where a restart finds it and ``send`` it again with the same delivery id and age (the
+monitor keeps it in its report document: an alarm survives a kill -9 of its process).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from onlearn.config import MonitorConfig
@@ -49,6 +54,7 @@ class _Delivery:
     queued_at: float
     attempts: int = 0
     abandoned: bool = False  # counted as stopped while its request was still out
+    alarm: dict = field(default_factory=dict, repr=False)  # as sent, for ``unfinished``
 
 
 class WebhookSender:
@@ -83,13 +89,36 @@ class WebhookSender:
 
     # The caller's side: never waits for the network.
 
-    def send(self, model: str, url: str, alarm: dict, secret: str | None = None) -> bool:
-        """Queue ``alarm`` for ``url``; False (counted and logged) when it cannot be queued."""
+    def send(
+        self,
+        model: str,
+        url: str,
+        alarm: dict,
+        secret: str | None = None,
+        *,
+        delivery_id: str | None = None,
+        age_s: float = 0.0,
+    ) -> bool:
+        """Queue ``alarm`` for ``url``; False (counted and logged) when it cannot be queued.
+
+        ``delivery_id`` (default: a new one) and ``age_s`` (how long ago the alarm was first
+        queued, which ``max_age_s`` counts from) resume a delivery a stopped sender left
+        ``unfinished``."""
         body = json.dumps(alarm, separators=(",", ":"), default=str).encode()
-        delivery = _Delivery(uuid.uuid4().hex, model, url, body, secret, time.monotonic())
+        delivery = _Delivery(
+            delivery_id or uuid.uuid4().hex,
+            model,
+            url,
+            body,
+            secret,
+            time.monotonic() - max(0.0, age_s),
+            alarm=alarm,
+        )
         with self._cond:
             if self._closing:
                 return self._drop(delivery, "stopped", "the sender is stopping")
+            if age_s > self.max_age_s:
+                return self._drop(delivery, "expired", f"older than {self.max_age_s} s")
             if len(self._heap) >= self.max_pending:
                 return self._drop(delivery, "full", f"{self.max_pending} alarms already queued")
             heapq.heappush(self._heap, (delivery.queued_at, next(self._order), delivery))
@@ -115,6 +144,17 @@ class WebhookSender:
             pending = sum(1 for *_, d in self._heap if model is None or d.model == model)
         keys = ("queued", "delivered", "retried", *OUTCOMES[1:])
         return {**{k: counts.get(k, 0) for k in keys}, "pending": pending}
+
+    def unfinished(self, model: str) -> list[dict[str, Any]]:
+        """The deliveries of ``model`` still queued or in flight, oldest first: ``id``,
+        ``age_s`` and the ``alarm`` (JSON-safe), what ``send`` takes to resume them."""
+        now = time.monotonic()
+        with self._cond:
+            held = [d for *_, d in self._heap if d.model == model]
+            if self._in_flight is not None and self._in_flight.model == model:
+                held.append(self._in_flight)
+        held.sort(key=lambda d: d.queued_at)
+        return [{"id": d.id, "age_s": now - d.queued_at, "alarm": d.alarm} for d in held]
 
     def close(self, deadline_s: float = 2.0) -> None:
         """Stop taking alarms; try each queued one once more (backoff or not) for at most
@@ -270,11 +310,14 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
-def notify_alarm(alarm: dict, config: MonitorConfig, sender: WebhookSender | None) -> None:
-    """A log line for every alarm, and the model's webhook (queued: returns at once)."""
+def notify_alarm(
+    alarm: dict, config: MonitorConfig, sender: WebhookSender | None, **resume: Any
+) -> None:
+    """A log line for every alarm, and the model's webhook (queued: returns at once);
+    ``resume``: ``send``'s ``delivery_id`` and ``age_s``."""
     log.warning("ALARM model=%s kind=%s %s", alarm["model"], alarm["kind"], alarm.get("detail", ""))
     if config.webhook and sender is not None:
-        sender.send(alarm["model"], config.webhook, alarm, config.webhook_secret)
+        sender.send(alarm["model"], config.webhook, alarm, config.webhook_secret, **resume)
 
 
 __all__ = ["WebhookSender", "notify_alarm"]

@@ -21,13 +21,14 @@ from onlearn.background.monitor import (
     profile_document,
 )
 from onlearn.background.monitor import SETTLE_S as SETTLE
+from onlearn.background.webhook import WebhookSender
 from onlearn.background.worker import Worker
 from onlearn.config import active_from_mapping, settings_from_mapping
 from onlearn.drift import ProfileBuilder, expected_calibration_error
 from onlearn.engine import Engine, FeedbackItem
 from onlearn.errors import ConfigError, SchemaViolation
 from onlearn.learner import proba_dict
-from onlearn.records import EventKind
+from onlearn.records import Event, EventKind
 from onlearn.store import open_store
 
 FEATURES = {
@@ -174,6 +175,87 @@ def test_a_shift_raises_one_input_drift_alarm_in_the_log_the_log_file_and_the_we
     assert report["input_drift"]["features"][0]["name"] == "x1"
     assert any("input_drift" in point["alarms"] for point in report["timeline"])
     engine.close()
+
+
+class Flaky:
+    """A webhook receiver that answers ``status`` (settable) and keeps (headers, alarm)."""
+
+    def __init__(self, status: int):
+        self.status = status
+        self.received: list[tuple[dict, dict]] = []
+        flaky = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                flaky.received.append((dict(self.headers), body))
+                self.send_response(flaky.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alarms"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def test_an_alarm_not_delivered_when_the_monitor_dies_is_sent_by_the_next_one(tmp_path):
+    """The receiver is down when the drift alarm is raised; the monitor dies (its queue is
+    lost, as in a kill -9) after its report, and after appending one more alarm it could not
+    report. The next monitor sends both, the first with the delivery id of the failed attempts;
+    not an alarm some other caller put in the log, and nothing twice."""
+    hook = Flaky(503)
+    s = settings(f"sqlite:///{tmp_path}/w.db", webhook=hook.url)
+    engine = Engine.from_settings(s).start()
+    slow = WebhookSender(base_delay_s=30, max_delay_s=30)
+    monitor = Monitor(s, engine.store, clock=lambda: time.time() + 10, webhooks=slow)
+    traffic(engine, rows(1500, seed=2))
+    traffic(engine, rows(900, seed=3, shift=2.0))
+    run_monitor(monitor)
+    document = monitor.publish("m")
+    raised = [a["kind"] for a in document["alarms"]]
+    assert "input_drift" in raised
+    deadline = time.monotonic() + 5
+    while len(hook.received) < len(raised) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    first_tries = list(hook.received)  # one each, then 30 s of backoff
+    held = document["webhook"]["outbox"]
+    assert [h["alarm"]["kind"] for h in held] == raised
+    assert [h["id"] for h in held] == [h["X-Onlearn-Delivery"] for h, _ in first_tries]
+    slow.close(0)  # the process dies: its queue with it
+    # Appended by the dying monitor after its last report, and one raised by someone else.
+    late = {"kind": "concept_drift", "version": "v1", "at": time.time(), "detail": "late"}
+    engine.store.log.append(
+        "m", [Event(EventKind.ALARM, late, at=late["at"], key="alarm:concept_drift:v1:late")]
+    )
+    engine.raise_alarm("m", {"kind": "agreement_drop", "detail": "not the monitor's"})
+
+    hook.status = 204
+    again = Monitor(s, engine.store, clock=lambda: time.time() + 10, webhooks=WebhookSender())
+    expected = len(raised) * 2 + 1
+    deadline = time.monotonic() + 5
+    while len(hook.received) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)  # anything more would come now
+    resent = hook.received[len(raised) :]
+    assert [body["kind"] for _, body in resent] == [*raised, "concept_drift"]
+    assert [h["X-Onlearn-Delivery"] for h, _ in resent[:-1]] == [h["id"] for h in held]
+    assert resent[-1][1]["detail"] == "late" and resent[-1][1]["model"] == "m"
+    assert again.webhooks.stats("m")["delivered"] == len(raised) + 1
+    # Delivered: the next report's outbox is empty, and a third monitor sends nothing.
+    run_monitor(again)
+    assert again.publish("m")["webhook"]["outbox"] == []
+    again.webhooks.close()
+    third = Monitor(s, engine.store, clock=lambda: time.time() + 10, webhooks=WebhookSender())
+    time.sleep(0.3)
+    assert len(hook.received) == expected and third.webhooks.stats("m")["queued"] == 0
+    engine.close()
+    hook.close()
 
 
 def test_a_monitor_started_on_a_used_store_takes_its_reference_from_the_log_at_once():

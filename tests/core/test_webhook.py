@@ -362,3 +362,32 @@ def test_a_forged_signature_header_is_false_not_an_exception(header):
     header = header.replace("{now}", str(int(time.time())))
     assert verify(SECRET, header, b"{}") is False
     assert readme_verify()(SECRET, header, b"{}") is False
+
+
+def test_unfinished_deliveries_resume_with_their_id_and_age(receiver):
+    """What a sender still holds (queued or retrying) is listed with its id, age and alarm; a
+    new sender given them delivers each with the same id, and one past max_age is counted
+    expired without a request."""
+    down = receiver(*[503] * 50)
+    first = fast(base_delay_s=0.5, max_delay_s=0.5)
+    first.send("m", down.url, ALARM, SECRET)
+    first.send("m", down.url, {**ALARM, "kind": "concept_drift"}, SECRET, delivery_id="d-2")
+    first.send("other", down.url, ALARM, SECRET)
+    until(lambda: len(down.requests) >= 3)
+    held = first.unfinished("m")
+    assert [h["alarm"]["kind"] for h in held] == ["input_drift", "concept_drift"]
+    assert held[1]["id"] == "d-2" and all(h["age_s"] >= 0 for h in held)
+    sent_ids = {r[1]["X-Onlearn-Delivery"] for r in down.requests}
+    assert {h["id"] for h in held} <= sent_ids
+    first.close(0)  # the process dies: nothing more from this sender
+
+    up = receiver()
+    second = fast(max_age_s=60)
+    for h in held:
+        assert second.send("m", up.url, h["alarm"], SECRET, delivery_id=h["id"], age_s=h["age_s"])
+    assert not second.send("m", up.url, ALARM, SECRET, delivery_id="old", age_s=61)
+    until(lambda: second.stats("m")["delivered"] == 2)
+    assert [r[1]["X-Onlearn-Delivery"] for r in up.requests] == [h["id"] for h in held]
+    assert [json.loads(r[2])["kind"] for r in up.requests] == ["input_drift", "concept_drift"]
+    assert second.stats("m")["expired"] == 1 and second.unfinished("m") == []
+    second.close()

@@ -1,10 +1,15 @@
 """The monitor as its own process beside a server that runs none: the server's drift endpoint
-shows what the monitor process found."""
+shows what the monitor process found, and an alarm a killed monitor had not delivered is
+delivered by the next one."""
 
 from __future__ import annotations
 
+import os
+import signal
+
 import httpx
 
+from tests.core.test_monitor import Flaky
 from tests.e2e.helpers import (
     learn,
     start_role,
@@ -57,3 +62,46 @@ def test_a_separate_monitor_process_reports_through_the_store(tmp_path):
     finally:
         assert stop_role(monitor) == 0, log.read_text()[-3000:]  # a clean stop on SIGTERM
         server.stop()
+
+
+def test_a_monitor_process_killed_with_an_alarm_undelivered_leaves_it_to_the_next(tmp_path):
+    """The webhook answers 503 when the monitor process raises a drift alarm; the process is
+    killed -9 while the alarm waits for its retry. The next monitor process delivers it, with
+    the delivery id of the failed attempts."""
+    hook = Flaky(503)
+    config = write_config(tmp_path, CONFIG + f'webhook = "{hook.url}"\n')
+    url = f"sqlite:///{tmp_path}/onlearn.db"
+    server = ServerProcess(config, url, env={"ONLEARN_RUN_MONITOR": "false"}).start(180)
+    log = tmp_path / "monitor.log"
+    monitor = start_role("monitor", config, url, log)
+    try:
+        wait_until(lambda: "monitor: running" in log.read_text(), timeout=60)
+        with httpx.Client(base_url=server.url, timeout=30) as api:
+            list(learn(api, "mon", xy_rows(300, seed=9)))
+            shifted = [({"x": x["x"] + 4, "y": x["y"]}, y) for x, y in xy_rows(300, seed=10)]
+            list(learn(api, "mon", shifted))
+            # The report in the store lists the alarm as still to deliver, after a failed try.
+            outbox = wait_until(
+                lambda: (api.get("/models/mon/drift").json().get("webhook") or {}).get("outbox"),
+                timeout=60,
+                every=0.5,
+            )
+            tried = {h["X-Onlearn-Delivery"] for h, _ in hook.received}
+            assert {entry["id"] for entry in outbox} <= tried
+        os.killpg(monitor.pid, signal.SIGKILL)
+        monitor.wait()
+        hook.status = 204
+        failed_tries = len(hook.received)
+        monitor = start_role("monitor", config, url, log)
+        wait_until(lambda: len(hook.received) >= failed_tries + len(outbox), timeout=60)
+        resent = hook.received[failed_tries:]
+        assert [h["X-Onlearn-Delivery"] for h, _ in resent[: len(outbox)]] == [
+            entry["id"] for entry in outbox
+        ]
+        assert [body["kind"] for _, body in resent[: len(outbox)]] == [
+            entry["alarm"]["kind"] for entry in outbox
+        ]
+    finally:
+        assert stop_role(monitor) == 0, log.read_text()[-3000:]
+        server.stop()
+        hook.close()
