@@ -33,6 +33,7 @@ import heapq
 import itertools
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -643,9 +644,14 @@ class Monitor:
             )
 
         outbox = (previous.get("webhook") or {}).get("outbox") or []
-        for entry in outbox:
+        for entry in outbox if isinstance(outbox, list) else []:
             if isinstance(entry, dict) and isinstance(entry.get("alarm"), dict):
-                again(entry["alarm"], str(entry.get("id") or _delivery_id(entry["alarm"])))
+                # From the store: an id that is not one a sender makes (a header's worth of
+                # letters and digits) is replaced by the alarm's own.
+                sent_as = entry.get("id")
+                if not (isinstance(sent_as, str) and _DELIVERY_ID.fullmatch(sent_as)):
+                    sent_as = _delivery_id(entry["alarm"])
+                again(entry["alarm"], sent_as)
         # Alarms appended after the report: beyond every alarm and the log position it holds.
         known = [
             a["alarm_seq"]
@@ -841,6 +847,9 @@ class Monitor:
             )
             alarm["alarm_seq"] = seq
             self.notify(alarm, monitor.settings)
+
+
+_DELIVERY_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 
 def _delivery_id(alarm: dict) -> str:

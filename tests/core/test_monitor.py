@@ -258,6 +258,37 @@ def test_an_alarm_not_delivered_when_the_monitor_dies_is_sent_by_the_next_one(tm
     hook.close()
 
 
+@pytest.mark.parametrize(
+    "outbox",
+    [
+        "not a list",
+        [None, 3, {"alarm": "x"}, {"id": "a\r\nX-Evil: 1", "alarm": {"kind": "input_drift"}}],
+        [{"id": "x" * 65, "alarm": {"kind": "input_drift", "at": "yesterday"}}],
+    ],
+    ids=["not-a-list", "hostile-id", "long-id"],
+)
+def test_a_hostile_outbox_in_the_store_sends_only_alarms_under_sane_ids(tmp_path, outbox):
+    """The report comes from the store: entries that are not alarms are skipped, an id that
+    is not letters and digits (a header injection, an overlong one) is replaced."""
+    hook = Flaky(204)
+    s = settings(f"sqlite:///{tmp_path}/h.db", webhook=hook.url)
+    engine = Engine.from_settings(s).start()
+    engine.store.registry.put_document("m", DOCUMENT, {"alarms": [], "webhook": {"outbox": outbox}})
+    monitor = Monitor(s, engine.store, clock=lambda: time.time() + 10, webhooks=WebhookSender())
+    expected = 0 if isinstance(outbox, str) else 1
+    deadline = time.monotonic() + 5
+    while len(hook.received) < expected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.1)
+    assert len(hook.received) == expected
+    for headers, body in hook.received:
+        assert re.fullmatch(r"[0-9a-f]{32}", headers["X-Onlearn-Delivery"])
+        assert "X-Evil" not in headers and body["kind"] == "input_drift"
+    monitor.webhooks.close()
+    engine.close()
+    hook.close()
+
+
 def test_a_monitor_started_on_a_used_store_takes_its_reference_from_the_log_at_once():
     # Seen: a monitor started after traffic (and after a promote and a rollback) had no profile
     # of the champion and waited for reference_size new labels, drift unwatched meanwhile.
