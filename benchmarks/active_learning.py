@@ -57,6 +57,7 @@ from onlearn.active.budget import (
     DEFAULT_DRIFT_CREDIT,
     DEFAULT_REPAY,
 )
+from onlearn.active.sampler import DEFAULT_MEASURE
 from onlearn.models import PipelineSpec, build_pipeline
 from onlearn.weights import event_pace, label_weight, learn_weighted, takes_pace, takes_weight
 
@@ -75,7 +76,7 @@ MODELS = ("logistic_regression", "hoeffding_tree", "adaptive_random_forest")
 SPECS = {"adaptive_random_forest": {"n_models": 5}}
 ALL_BUDGETS_MODELS = ("logistic_regression", "hoeffding_tree")
 ENTROPY = "river EntropySampler"  # river.active.EntropySampler, see run_task
-MEASURE = "entropy"
+MEASURE = DEFAULT_MEASURE  # the sampler's default
 WINDOW = 200  # the rate cap's window: streams here are short, see the notes in RESULTS.md
 BASELINE = "random baseline"  # not the "random" strategy: see the module docstring
 GOAL_BUDGET = 0.1

@@ -23,7 +23,7 @@ A sampler is built from a config table with ``sampler_from_config``::
 
     [sampler]
     strategy = "variable_uncertainty"   # or random, fixed_uncertainty, split,
-    measure = "entropy"                 # randomized_variable_uncertainty
+    measure = "margin"                  # randomized_variable_uncertainty
     budget = 0.1                        # share of predictions that may be asked about:
                                         # at most budget * n + credit over n predictions
     credit = 150                        # cap of the credit line (labels asked ahead)
@@ -47,7 +47,7 @@ A sampler is built from a config table with ``sampler_from_config``::
 VariableUncertainty(budget=0.5, window=10, step=0.03)
 >>> decision = sampler.decide({"spam": 0.55, "ham": 0.45})
 >>> decision.ask, decision.reason, round(decision.priority, 4)
-(True, <Reason.UNCERTAIN: 'uncertain'>, 0.9928)
+(True, <Reason.UNCERTAIN: 'uncertain'>, 0.9)
 >>> sampler_from_config(sampler.to_config()).to_config() == sampler.to_config()
 True
 
@@ -89,6 +89,7 @@ from onlearn.weights import DEFAULT_WEIGHT_CLIP, check_weight_clip, check_weight
 
 __all__ = [
     "ALL_MEASURES",
+    "DEFAULT_MEASURE",
     "LABEL_SHARE_HALF_LIFE",
     "Decision",
     "RandomSlice",
@@ -97,6 +98,12 @@ __all__ = [
     "priority_of",
     "sampler_from_config",
 ]
+
+DEFAULT_MEASURE = "margin"
+"""The uncertainty measure of a sampler whose config names none: the margin between the two
+likeliest classes (1 minus their difference). It was ``entropy`` until issue 14's fourth round:
+on the multi-class streams the margin asks about the pairs of classes the model confuses, where
+entropy also counts the classes it has ruled out (benchmarks/RESULTS.md, "Active learning")."""
 
 LABEL_SHARE_HALF_LIFE = 2000
 """Predictions after which a label the strategy did not buy counts half in the pace's share."""
@@ -202,7 +209,7 @@ class Sampler:
     def __init__(
         self,
         strategy: Strategy | None = None,
-        measure: str = "entropy",
+        measure: str = DEFAULT_MEASURE,
         evaluation_rate: float = 0.0,
         seed: int = DEFAULT_SEED,
         importance_weights: bool = False,
@@ -451,7 +458,7 @@ def sampler_from_config(config: Mapping[str, Any], *, where: str = "sampler") ->
     """A fresh ``Sampler`` from a config table; ``where`` names the table in error messages.
 
     Keys: ``strategy`` (default ``"variable_uncertainty"``), ``measure`` (default
-    ``"entropy"``), ``evaluation_rate`` (default 0), ``seed`` (default 42, seeds the strategy
+    ``"margin"``), ``evaluation_rate`` (default 0), ``seed`` (default 42, seeds the strategy
     and the evaluation slice), ``importance_weights`` (default false; true needs a randomised
     strategy), ``weight_clip`` (default 10), ``pace_weight`` (default true), and the strategy's
     hyperparameters (``budget``, ``window``, ``step``, ``threshold``, ``delta``,
@@ -506,7 +513,7 @@ of at least 200 predictions (or a larger max_rate)
     strategy = cls(**params)
     return Sampler(
         strategy,
-        measure=config.get("measure", "entropy"),
+        measure=config.get("measure", DEFAULT_MEASURE),
         evaluation_rate=config.get("evaluation_rate", 0.0),
         seed=seed,
         importance_weights=check_weights(config.get("importance_weights", False), strategy, where),

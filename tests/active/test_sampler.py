@@ -72,7 +72,7 @@ def test_defaults():
         "budget": 0.1,
         "window": 1000,
         "step": DEFAULT_STEP,
-        "measure": "entropy",
+        "measure": "margin",
         "evaluation_rate": 0.0,
         "seed": 42,
     }

@@ -142,7 +142,7 @@ def test_the_credit_keys_round_trip_through_the_config():
         **config,
         "step": DEFAULT_STEP,
         "random_share": 0.2,
-        "measure": "entropy",
+        "measure": "margin",
         "evaluation_rate": 0.0,
         "seed": 42,
     }
