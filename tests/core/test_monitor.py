@@ -75,15 +75,22 @@ def traffic(engine, stream):
 
 
 class Webhook:
-    """A real HTTP receiver on a free port that keeps what it is POSTed."""
+    """A real HTTP receiver on a free port that keeps what it is POSTed (``received``: the
+    alarms; ``deliveries``: (headers, alarm)) and answers ``status`` (settable)."""
 
-    def __init__(self):
+    def __init__(self, status: int = 204):
+        self.status = status
         received = self.received = []
+        deliveries = self.deliveries = []
+        hook = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(204)
+                alarm = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                received.append(alarm)
+                deliveries.append((dict(self.headers), alarm))
+                self.send_response(hook.status)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args):
@@ -177,39 +184,12 @@ def test_a_shift_raises_one_input_drift_alarm_in_the_log_the_log_file_and_the_we
     engine.close()
 
 
-class Flaky:
-    """A webhook receiver that answers ``status`` (settable) and keeps (headers, alarm)."""
-
-    def __init__(self, status: int):
-        self.status = status
-        self.received: list[tuple[dict, dict]] = []
-        flaky = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                flaky.received.append((dict(self.headers), body))
-                self.send_response(flaky.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alarms"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-
-
 def test_an_alarm_not_delivered_when_the_monitor_dies_is_sent_by_the_next_one(tmp_path):
     """The receiver is down when the drift alarm is raised; the monitor dies (its queue is
     lost, as in a kill -9) after its report, and after appending one more alarm it could not
     report. The next monitor sends both, the first with the delivery id of the failed attempts;
     not an alarm some other caller put in the log, and nothing twice."""
-    hook = Flaky(503)
+    hook = Webhook(503)
     s = settings(f"sqlite:///{tmp_path}/w.db", webhook=hook.url)
     engine = Engine.from_settings(s).start()
     slow = WebhookSender(base_delay_s=30, max_delay_s=30)
@@ -221,9 +201,9 @@ def test_an_alarm_not_delivered_when_the_monitor_dies_is_sent_by_the_next_one(tm
     raised = [a["kind"] for a in document["alarms"]]
     assert "input_drift" in raised
     deadline = time.monotonic() + 5
-    while len(hook.received) < len(raised) and time.monotonic() < deadline:
+    while len(hook.deliveries) < len(raised) and time.monotonic() < deadline:
         time.sleep(0.02)
-    first_tries = list(hook.received)  # one each, then 30 s of backoff
+    first_tries = list(hook.deliveries)  # one each, then 30 s of backoff
     held = document["webhook"]["outbox"]
     assert [h["alarm"]["kind"] for h in held] == raised
     assert [h["id"] for h in held] == [h["X-Onlearn-Delivery"] for h, _ in first_tries]
@@ -239,10 +219,10 @@ def test_an_alarm_not_delivered_when_the_monitor_dies_is_sent_by_the_next_one(tm
     again = Monitor(s, engine.store, clock=lambda: time.time() + 10, webhooks=WebhookSender())
     expected = len(raised) * 2 + 1
     deadline = time.monotonic() + 5
-    while len(hook.received) < expected and time.monotonic() < deadline:
+    while len(hook.deliveries) < expected and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(0.2)  # anything more would come now
-    resent = hook.received[len(raised) :]
+    resent = hook.deliveries[len(raised) :]
     assert [body["kind"] for _, body in resent] == [*raised, "concept_drift"]
     assert [h["X-Onlearn-Delivery"] for h, _ in resent[:-1]] == [h["id"] for h in held]
     assert resent[-1][1]["detail"] == "late" and resent[-1][1]["model"] == "m"
@@ -253,7 +233,7 @@ def test_an_alarm_not_delivered_when_the_monitor_dies_is_sent_by_the_next_one(tm
     again.webhooks.close()
     third = Monitor(s, engine.store, clock=lambda: time.time() + 10, webhooks=WebhookSender())
     time.sleep(0.3)
-    assert len(hook.received) == expected and third.webhooks.stats("m")["queued"] == 0
+    assert len(hook.deliveries) == expected and third.webhooks.stats("m")["queued"] == 0
     engine.close()
     hook.close()
 
@@ -270,18 +250,18 @@ def test_an_alarm_not_delivered_when_the_monitor_dies_is_sent_by_the_next_one(tm
 def test_a_hostile_outbox_in_the_store_sends_only_alarms_under_sane_ids(tmp_path, outbox):
     """The report comes from the store: entries that are not alarms are skipped, an id that
     is not letters and digits (a header injection, an overlong one) is replaced."""
-    hook = Flaky(204)
+    hook = Webhook(204)
     s = settings(f"sqlite:///{tmp_path}/h.db", webhook=hook.url)
     engine = Engine.from_settings(s).start()
     engine.store.registry.put_document("m", DOCUMENT, {"alarms": [], "webhook": {"outbox": outbox}})
     monitor = Monitor(s, engine.store, clock=lambda: time.time() + 10, webhooks=WebhookSender())
     expected = 0 if isinstance(outbox, str) else 1
     deadline = time.monotonic() + 5
-    while len(hook.received) < expected and time.monotonic() < deadline:
+    while len(hook.deliveries) < expected and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(0.1)
-    assert len(hook.received) == expected
-    for headers, body in hook.received:
+    assert len(hook.deliveries) == expected
+    for headers, body in hook.deliveries:
         assert re.fullmatch(r"[0-9a-f]{32}", headers["X-Onlearn-Delivery"])
         assert "X-Evil" not in headers and body["kind"] == "input_drift"
     monitor.webhooks.close()

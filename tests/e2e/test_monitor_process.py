@@ -9,7 +9,7 @@ import signal
 
 import httpx
 
-from tests.core.test_monitor import Flaky
+from tests.core.test_monitor import Webhook
 from tests.e2e.helpers import (
     learn,
     start_role,
@@ -68,7 +68,7 @@ def test_a_monitor_process_killed_with_an_alarm_undelivered_leaves_it_to_the_nex
     """The webhook answers 503 when the monitor process raises a drift alarm; the process is
     killed -9 while the alarm waits for its retry. The next monitor process delivers it, with
     the delivery id of the failed attempts."""
-    hook = Flaky(503)
+    hook = Webhook(503)
     config = write_config(tmp_path, CONFIG + f'webhook = "{hook.url}"\n')
     url = f"sqlite:///{tmp_path}/onlearn.db"
     server = ServerProcess(config, url, env={"ONLEARN_RUN_MONITOR": "false"}).start(180)
@@ -86,17 +86,17 @@ def test_a_monitor_process_killed_with_an_alarm_undelivered_leaves_it_to_the_nex
             def reported_and_tried():
                 report = api.get("/models/mon/drift").json()
                 outbox = (report.get("webhook") or {}).get("outbox")
-                tried = {h["X-Onlearn-Delivery"] for h, _ in hook.received}
+                tried = {h["X-Onlearn-Delivery"] for h, _ in hook.deliveries}
                 return outbox if outbox and {e["id"] for e in outbox} <= tried else None
 
             outbox = wait_until(reported_and_tried, timeout=60, every=0.5)
         os.killpg(monitor.pid, signal.SIGKILL)
         monitor.wait()
         hook.status = 204
-        failed_tries = len(hook.received)
+        failed_tries = len(hook.deliveries)
         monitor = start_role("monitor", config, url, log)
-        wait_until(lambda: len(hook.received) >= failed_tries + len(outbox), timeout=60)
-        resent = hook.received[failed_tries:]
+        wait_until(lambda: len(hook.deliveries) >= failed_tries + len(outbox), timeout=60)
+        resent = hook.deliveries[failed_tries:]
         assert [h["X-Onlearn-Delivery"] for h, _ in resent[: len(outbox)]] == [
             entry["id"] for entry in outbox
         ]
