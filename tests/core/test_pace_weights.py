@@ -67,13 +67,13 @@ def _label(x, y, seq, pace, sample_p=None):
     return Event(EventKind.LABEL, payload, 1.0, seq)
 
 
-def _pipeline(name: str, schema: Schema):
+def _pipeline(name: str, schema: Schema, classes: tuple | None = (True, False)):
     return build_pipeline(
         PipelineSpec.from_config({"name": name}),
         task="classification",
         numeric=schema.numeric,
         categorical=schema.categorical,
-        classes=[True, False],
+        classes=classes,
     )
 
 
@@ -303,13 +303,7 @@ def test_a_multiclass_linear_model_takes_the_pace_in_each_one_vs_rest_model():
     schema = Schema.from_config({"a": "number", "b": "number"})
 
     def pipeline():
-        return build_pipeline(
-            PipelineSpec.from_config({"name": "logistic_regression"}),
-            task="classification",
-            numeric=schema.numeric,
-            categorical=schema.categorical,
-            classes=None,
-        )
+        return _pipeline("logistic_regression", schema, classes=None)
 
     paced, bare, plain = LearnerState("v1", "classification", pipeline()), pipeline(), pipeline()
     for seq in range(1, 301):

@@ -33,12 +33,18 @@ report_every = 50
 """
 
 
-def test_a_separate_monitor_process_reports_through_the_store(tmp_path):
-    config = write_config(tmp_path, CONFIG)
+def serve_beside_a_monitor(tmp_path, text: str):
+    """A server that runs no monitor, and ``onlearn monitor`` as a process of its own: the
+    config, the store URL, the server, the monitor process and its log."""
+    config = write_config(tmp_path, text)
     url = f"sqlite:///{tmp_path}/onlearn.db"
     server = ServerProcess(config, url, env={"ONLEARN_RUN_MONITOR": "false"}).start(180)
     log = tmp_path / "monitor.log"
-    monitor = start_role("monitor", config, url, log)
+    return config, url, server, start_role("monitor", config, url, log), log
+
+
+def test_a_separate_monitor_process_reports_through_the_store(tmp_path):
+    _, _, server, monitor, log = serve_beside_a_monitor(tmp_path, CONFIG)
     try:
         # A monitor that starts late reads back only reference_size labels but the last minute
         # of predictions: wait for it, so that it sees the whole stream from its first label.
@@ -69,11 +75,8 @@ def test_a_monitor_process_killed_with_an_alarm_undelivered_leaves_it_to_the_nex
     killed -9 while the alarm waits for its retry. The next monitor process delivers it, with
     the delivery id of the failed attempts."""
     hook = Webhook(503)
-    config = write_config(tmp_path, CONFIG + f'webhook = "{hook.url}"\n')
-    url = f"sqlite:///{tmp_path}/onlearn.db"
-    server = ServerProcess(config, url, env={"ONLEARN_RUN_MONITOR": "false"}).start(180)
-    log = tmp_path / "monitor.log"
-    monitor = start_role("monitor", config, url, log)
+    text = CONFIG + f'webhook = "{hook.url}"\n'
+    config, url, server, monitor, log = serve_beside_a_monitor(tmp_path, text)
     try:
         wait_until(lambda: "monitor: running" in log.read_text(), timeout=60)
         with httpx.Client(base_url=server.url, timeout=30) as api:
