@@ -8,6 +8,12 @@ it into ``GET /models/{name}/drift``, the dashboard shows it next to input drift
 alarm (a log line and the model's webhook, as the monitor's) when a version's top ranking
 moves. The alarm is not put in the log: an online model whose importances moved has often
 already adapted, so it informs rather than triggers a retrain.
+
+The document is also what a restarted worker (a kill -9 included) takes up: each version's
+detector state (its reference ranking and the comparisons already below the threshold), the
+alarms and timeline shown, and the webhook outbox (the alarms still queued or in flight when it
+was written), sent again with their delivery ids: delivery is at least once, and a duplicate
+carries the id of the first.
 """
 
 from __future__ import annotations
@@ -17,6 +23,12 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from onlearn.background.webhook import (
+    WebhookSender,
+    notify_alarm,
+    resend_outbox,
+    stable_delivery_id,
+)
 from onlearn.drift.importance import (
     ImportanceBudget,
     ImportanceDrift,
@@ -36,13 +48,42 @@ ALARMS = 20
 class ImportanceWatch:
     """Each model's versions: their importance drift, and the document that shows it."""
 
-    def __init__(self, store: Store, *, budget: ImportanceBudget | None = None, clock) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        budget: ImportanceBudget | None = None,
+        clock,
+        webhooks: WebhookSender | None = None,
+    ) -> None:
         self.store = store
         self.budget = budget or ImportanceBudget()
         self.clock = clock
+        self.webhooks = webhooks
         self._drift: dict[tuple[str, str], ImportanceDrift] = {}
         self._timeline: dict[str, collections.deque] = {}
         self._alarms: dict[str, collections.deque] = {}
+        self._saved: dict[str, dict] = {}  # the document a previous process left, per model
+
+    def take_up(self, rt: ModelRuntime) -> None:
+        """Once per model and process: what the last process left in the document (see the
+        module's docstring). From the store, so untrusted: entries of another shape are
+        dropped."""
+        if rt.name in self._saved:
+            return
+        saved = self.store.registry.get_document(rt.name, IMPORTANCE_REPORT)
+        saved = saved if isinstance(saved, dict) else {}
+        self._saved[rt.name] = saved
+        alarms = self._alarms.setdefault(rt.name, collections.deque(maxlen=ALARMS))
+        for alarm in _dicts(saved.get("alarms")):
+            if isinstance(alarm.get("at"), int | float) and isinstance(alarm.get("kind"), str):
+                alarms.append(alarm)
+        timeline = self._timeline.setdefault(rt.name, collections.deque(maxlen=TIMELINE))
+        timeline.extend(p for p in _dicts(saved.get("timeline")) if "at" in p)
+        config = rt.config.monitor
+        if config.webhook and self.webhooks is not None:
+            outbox = (saved.get("webhook") or {}) if isinstance(saved.get("webhook"), dict) else {}
+            resend_outbox(self.webhooks, rt.name, config, outbox.get("outbox"), self.clock())
 
     def labelled_window(self, rt: ModelRuntime) -> tuple[list[dict], list[Any]]:
         """The newest ``budget.window`` labelled rows of the log (model inputs) and labels."""
@@ -61,9 +102,12 @@ class ImportanceWatch:
         rows = [rt.schema.model_input(x) for x, _ in window]
         return rows, [y for _, y in window]
 
-    def update(self, rt: ModelRuntime, estimators: Mapping[str, Any], notify=None) -> dict:
-        """Compute the importances of ``estimators`` (version -> a state no one else uses) and
-        store the model's document; ``notify(alarm)`` for each alarm."""
+    def update(self, rt: ModelRuntime, estimators: Mapping[str, Any]) -> dict:
+        """Compute the importances of ``estimators`` (version -> a state no one else uses),
+        send each alarm to the model's webhook and store the model's document."""
+        self.take_up(rt)
+        saved_versions = self._saved[rt.name].get("versions")
+        saved_versions = saved_versions if isinstance(saved_versions, dict) else {}
         features = list(rt.schema.names)
         rows, labels = self.labelled_window(rt)
         now = self.clock()
@@ -81,7 +125,12 @@ class ImportanceWatch:
                 budget=self.budget,
                 seed=rt.seq,
             )
-            drift = self._drift.setdefault((rt.name, version), ImportanceDrift())
+            drift = self._drift.get((rt.name, version))
+            if drift is None:
+                drift = self._drift[(rt.name, version)] = ImportanceDrift()
+                saved = saved_versions.get(version)
+                if isinstance(saved, dict) and version in rt.roles.values():
+                    drift.restore(saved.get("drift"))
             if result.importances:
                 drift.update(result.importances)
             versions[version] = {
@@ -98,10 +147,11 @@ class ImportanceWatch:
                     "detail": f"top features now {', '.join(result.ranking[: drift.top_k])} "
                     f"(overlap {drift.overlap} with the reference)",
                 }
-                self._alarms.setdefault(rt.name, collections.deque(maxlen=ALARMS)).append(alarm)
-                if notify is not None:
-                    notify(alarm)
-        timeline = self._timeline.setdefault(rt.name, collections.deque(maxlen=TIMELINE))
+                self._alarms[rt.name].append(alarm)
+                notify_alarm(
+                    alarm, rt.config.monitor, self.webhooks, delivery_id=stable_delivery_id(alarm)
+                )
+        timeline = self._timeline[rt.name]
         timeline.append(
             {
                 "at": now,
@@ -125,8 +175,18 @@ class ImportanceWatch:
             "alarms": list(self._alarms.get(rt.name, ())),
             "timeline": list(timeline),
         }
+        if rt.config.monitor.webhook and self.webhooks is not None:
+            document["webhook"] = {
+                **self.webhooks.stats(rt.name),
+                "outbox": self.webhooks.unfinished(rt.name),
+            }
+        self._saved[rt.name] = {}  # taken up: from now on this process's state is the truth
         self.store.registry.put_document(rt.name, IMPORTANCE_REPORT, document)
         return document
+
+
+def _dicts(value: Any) -> list[dict]:
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 __all__ = ["ImportanceWatch"]

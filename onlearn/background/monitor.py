@@ -28,18 +28,22 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import hashlib
 import heapq
 import itertools
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from onlearn.background.webhook import WebhookSender, notify_alarm
+from onlearn.background.webhook import (
+    WebhookSender,
+    notify_alarm,
+    resend,
+    resend_outbox,
+    stable_delivery_id,
+)
 from onlearn.config import ModelConfig, MonitorConfig, Settings
 from onlearn.drift import (
     AgreementMonitor,
@@ -584,7 +588,7 @@ class Monitor:
         self.webhooks = webhooks or WebhookSender()
         self.notify = notify or (
             lambda alarm, config: notify_alarm(
-                alarm, config, self.webhooks, delivery_id=_delivery_id(alarm)
+                alarm, config, self.webhooks, delivery_id=stable_delivery_id(alarm)
             )
         )
         self.models: dict[str, ModelMonitor] = {}
@@ -631,27 +635,8 @@ class Monitor:
         by them) and the age they have (``max_age_s`` still counts from the alarm)."""
         name, settings = config.name, config.monitor
         now = self.clock()
-
-        def again(alarm: dict, delivery_id: str) -> None:
-            age = now - alarm["at"] if isinstance(alarm.get("at"), int | float) else 0.0
-            self.webhooks.send(
-                name,
-                settings.webhook,
-                alarm,
-                settings.webhook_secret,
-                delivery_id=delivery_id,
-                age_s=age,
-            )
-
-        outbox = (previous.get("webhook") or {}).get("outbox") or []
-        for entry in outbox if isinstance(outbox, list) else []:
-            if isinstance(entry, dict) and isinstance(entry.get("alarm"), dict):
-                # From the store: an id that is not one a sender makes (a header's worth of
-                # letters and digits) is replaced by the alarm's own.
-                sent_as = entry.get("id")
-                if not (isinstance(sent_as, str) and _DELIVERY_ID.fullmatch(sent_as)):
-                    sent_as = _delivery_id(entry["alarm"])
-                again(entry["alarm"], sent_as)
+        outbox = (previous.get("webhook") or {}).get("outbox")
+        resend_outbox(self.webhooks, name, settings, outbox, now)
         # Alarms appended after the report: beyond every alarm and the log position it holds.
         known = [
             a["alarm_seq"]
@@ -665,8 +650,13 @@ class Monitor:
                 break
             for event in page:
                 if event.kind is EventKind.ALARM and (event.key or "").startswith("alarm:"):
-                    alarm = {"model": name, **event.payload, "alarm_seq": event.seq}
-                    again(alarm, _delivery_id(alarm))
+                    resend(
+                        self.webhooks,
+                        name,
+                        settings,
+                        {"model": name, **event.payload, "alarm_seq": event.seq},
+                        now,
+                    )
             after = page[-1].seq
 
     def _load_reference(self, monitor: ModelMonitor, *, first_start: bool = False) -> None:
@@ -847,16 +837,6 @@ class Monitor:
             )
             alarm["alarm_seq"] = seq
             self.notify(alarm, monitor.settings)
-
-
-_DELIVERY_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
-
-
-def _delivery_id(alarm: dict) -> str:
-    """The webhook delivery id of an alarm appended to the log: the same in every process that
-    sends it (a receiver drops duplicates by it), from the model, its seq and its time."""
-    seed = f"{alarm.get('model')}:{alarm.get('alarm_seq')}:{alarm.get('at')}"
-    return hashlib.sha256(seed.encode()).hexdigest()[:32]
 
 
 __all__ = [

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import collections
 import email.utils
+import hashlib
 import heapq
 import itertools
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -320,4 +322,64 @@ def notify_alarm(
         sender.send(alarm["model"], config.webhook, alarm, config.webhook_secret, **resume)
 
 
-__all__ = ["WebhookSender", "notify_alarm"]
+DELIVERY_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+
+
+def stable_delivery_id(alarm: dict) -> str:
+    """The delivery id of an alarm, the same in every process that sends it (a receiver drops
+    duplicates by it): from the model, the alarm's log seq and its time (the monitor's alarms,
+    appended to the log), or, for an alarm kept out of the log (the worker's importance
+    alarms), from the model, its kind, version and time."""
+    if alarm.get("alarm_seq") is not None:
+        seed = f"{alarm.get('model')}:{alarm.get('alarm_seq')}:{alarm.get('at')}"
+    else:
+        seed = f"{alarm.get('model')}:{alarm.get('kind')}:{alarm.get('version')}:{alarm.get('at')}"
+    return hashlib.sha256(seed.encode()).hexdigest()[:32]
+
+
+def resend(
+    sender: WebhookSender, name: str, config: MonitorConfig, alarm: dict, now: float, **resume
+) -> None:
+    """Queue again an alarm a stopped process had not delivered, with the age it has
+    (``max_age_s`` still counts from the alarm's ``at``) and its stable delivery id unless
+    ``resume`` gives the one it was sent with."""
+    if not config.webhook:
+        return
+    age = now - alarm["at"] if isinstance(alarm.get("at"), int | float) else 0.0
+    sent_as = resume.get("delivery_id")
+    sender.send(
+        name,
+        config.webhook,
+        alarm,
+        config.webhook_secret,
+        delivery_id=sent_as or stable_delivery_id(alarm),
+        age_s=age,
+    )
+
+
+def resend_outbox(
+    sender: WebhookSender, name: str, config: MonitorConfig, outbox: Any, now: float
+) -> int:
+    """Send again an ``unfinished`` list a stopped sender's owner kept in the store (a kill -9
+    included); returns how many. From the store, so untrusted: entries that are not an alarm
+    are skipped, and an id that is not one a sender makes (a header's worth of letters and
+    digits) is replaced by the alarm's stable one."""
+    count = 0
+    for entry in outbox if isinstance(outbox, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("alarm"), dict):
+            sent_as = entry.get("id")
+            if not (isinstance(sent_as, str) and DELIVERY_ID.fullmatch(sent_as)):
+                sent_as = None
+            resend(sender, name, config, entry["alarm"], now, delivery_id=sent_as)
+            count += 1
+    return count
+
+
+__all__ = [
+    "DELIVERY_ID",
+    "WebhookSender",
+    "notify_alarm",
+    "resend",
+    "resend_outbox",
+    "stable_delivery_id",
+]

@@ -31,7 +31,7 @@ from onlearn.background.importance import ImportanceWatch
 from onlearn.background.promotion import Action, decide_promotion, decide_rollback
 from onlearn.background.refit import NotEnoughData, refit
 from onlearn.background.snapshotter import Snapshotter
-from onlearn.background.webhook import WebhookSender, notify_alarm
+from onlearn.background.webhook import WebhookSender
 from onlearn.compare import PairedCounts, PairedErrors
 from onlearn.drift.importance import ImportanceBudget
 from onlearn.engine import Engine
@@ -65,7 +65,8 @@ class Worker:
     a serving process the live states answer requests, and pickling a big one would hold their
     lock. Otherwise (a test's engine) the live states are pickled.
     ``importance``: the CPU budget of the feature importances computed with each snapshot of a
-    version (onlearn/background/importance.py); None turns them off.
+    version (onlearn/background/importance.py); None turns them off. ``webhooks``: the sender of
+    their alarms (default: its own).
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class Worker:
         replay_snapshots: bool = False,
         clock=None,
         importance: ImportanceBudget | None = ImportanceBudget(),
+        webhooks: WebhookSender | None = None,
     ) -> None:
         self.engine = engine
         self.store = engine.store
@@ -85,12 +87,20 @@ class Worker:
             self.store, engine.secret, keep=engine.settings.engine.worker_cached_states
         )
         self.clock = clock or engine.clock
+        # Importance alarms to the models' webhooks, off this loop (started at the first one).
+        self.webhooks = webhooks or WebhookSender()
         # Feature importance drift, computed with each snapshot (None: off)
         self.importance = (
             None
             if importance is None
-            else ImportanceWatch(self.store, budget=importance, clock=self.clock)
+            else ImportanceWatch(
+                self.store, budget=importance, clock=self.clock, webhooks=self.webhooks
+            )
         )
+        if self.importance is not None:
+            # At start, not at the first snapshot: alarms a dead worker left queued go out now.
+            for rt in engine.runtimes.values():
+                self.importance.take_up(rt)
         es = engine.settings.engine
         self.lease_s = es.job_lease_s
         self.poll_s = es.worker_poll_s
@@ -111,8 +121,6 @@ class Worker:
         self.handlers = {REFIT: self._refit, EVALUATE: self._evaluate, SNAPSHOT: self._snapshot}
         # Set when the worker must stop: a running job stops at its next check.
         self.stopping = threading.Event()
-        # Importance alarms to the models' webhooks, off this loop (started at the first one).
-        self.webhooks = WebhookSender()
 
     # The loop
 
@@ -427,11 +435,8 @@ class Worker:
         estimators = {v: e for v, e in estimators.items() if e is not None}
         if self.importance is None or not estimators:
             return
-        config = rt.config.monitor
         try:
-            self.importance.update(
-                rt, estimators, notify=lambda a: notify_alarm(a, config, self.webhooks)
-            )
+            self.importance.update(rt, estimators)
         except Exception:
             log.exception("worker %s: feature importance of %s failed", self.name, rt.name)
 

@@ -332,4 +332,25 @@ class ImportanceDrift:
             "top_k": self.top_k,
             "threshold": self.threshold,
             "patience": self.patience,
+            "below": self._below,
         }
+
+    def restore(self, saved: Any) -> None:
+        """Take up the state a stopped process left in its document (``to_dict``), so that a
+        restart neither forgets the reference nor the comparisons already below the threshold.
+        From the store, so untrusted: anything not of the shape ``to_dict`` writes is ignored
+        and the detector starts afresh."""
+        if not isinstance(saved, Mapping):
+            return
+        reference, overlap, below = saved.get("reference"), saved.get("overlap"), saved.get("below")
+        if not (
+            isinstance(reference, list)
+            and 0 < len(reference) <= self.top_k
+            and all(isinstance(f, str) for f in reference)
+        ):
+            return
+        self.reference = list(reference)
+        if isinstance(overlap, int | float) and not isinstance(overlap, bool) and 0 <= overlap <= 1:
+            self.overlap = float(overlap)
+        if isinstance(below, int) and not isinstance(below, bool) and 0 <= below < self.patience:
+            self._below = below

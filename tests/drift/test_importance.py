@@ -160,3 +160,32 @@ def test_overlap_and_bad_settings():
             ImportanceDrift(**bad)
     with pytest.raises(ConfigError, match="min_rows"):
         ImportanceBudget(sample_size=10, min_rows=20)
+
+
+def test_a_restored_detector_goes_on_where_it_stopped():
+    """A restarted worker takes up the detector from its document: the comparison already below
+    the threshold counts, and a saved state of another shape is ignored."""
+    first = ImportanceDrift(patience=2, threshold=0.5)
+    first.update({"a": 0.6, "b": 0.3, "c": 0.1, "d": 0.0})
+    moved = {"d": 0.5, "c": 0.3, "b": 0.15, "a": 0.05}
+    first.update(moved)
+    assert first.to_dict()["below"] == 1
+    restored, fresh = ImportanceDrift(patience=2, threshold=0.5), ImportanceDrift(patience=2)
+    restored.restore(first.to_dict())
+    assert (restored.reference, restored.overlap) == (["a", "b", "c"], 0.222)
+    restored.update(moved)
+    fresh.update(moved)
+    assert restored.drift_detected and not fresh.drift_detected
+    for saved in (
+        None,
+        {"reference": "abc"},
+        {"reference": ["a", 1]},
+        {"reference": ["a", "b", "c", "d"]},
+        {"reference": []},
+    ):
+        ignored = ImportanceDrift(patience=2)
+        ignored.restore(saved)
+        assert ignored.reference is None, saved
+    odd = ImportanceDrift(patience=2)
+    odd.restore({"reference": ["a"], "overlap": 7, "below": True})
+    assert (odd.reference, odd.overlap, odd.to_dict()["below"]) == (["a"], None, 0)

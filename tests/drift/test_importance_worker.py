@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import random
+import time
+
 import pytest
 
+from onlearn.background.webhook import WebhookSender
 from onlearn.background.worker import Worker
+from onlearn.engine import Engine
 from onlearn.registry import IMPORTANCE_REPORT as IMPORTANCE_DOCUMENT
+from tests.core.test_monitor import Webhook, settings, traffic
 from tests.core.test_worker import STREAM, engine_for, learn
 
 
@@ -43,3 +49,96 @@ def test_importance_can_be_turned_off(tmp_path):
     assert engine.store.registry.get_document("phishing", IMPORTANCE_DOCUMENT) is None
     assert engine.drift("phishing")["importance"] is None
     engine.close()
+
+
+def swapped(n: int, seed: int, informative: str):
+    """Rows of the monitor tests' model whose label is the sign of ``informative`` alone."""
+    rng = random.Random(seed)
+    for _ in range(n):
+        x = {"x1": rng.gauss(0, 1), "x2": rng.gauss(0, 1), "color": rng.choice(["red", "blue"])}
+        yield x, "pos" if x[informative] > 0 else "neg"
+
+
+def test_an_importance_alarm_and_the_detector_survive_the_worker_dying(tmp_path):
+    """The receiver is down when the worker's importance alarm is raised, and the worker dies
+    (its queue lost, as in a kill -9). The next worker sends the alarm at its start with the
+    delivery id of the failed attempt, and keeps the detector's reference and the alarms shown
+    rather than starting afresh; a third sends nothing again once it is delivered."""
+    hook = Webhook(503)
+    engine = Engine.from_settings(settings(f"sqlite:///{tmp_path}/w.db", webhook=hook.url))
+    engine.start()
+    slow = WebhookSender(base_delay_s=30, max_delay_s=30)
+    worker = Worker(engine, webhooks=slow)
+    rt = engine.runtime("m")
+    traffic(engine, swapped(1000, 0, "x1"))
+    worker.write_snapshots(rt)
+    document = engine.store.registry.get_document("m", IMPORTANCE_DOCUMENT)
+    assert document["versions"]["v1"]["drift"]["reference"][0] == "x1"
+    assert document["alarms"] == [] and document["webhook"]["outbox"] == []
+    for seed in range(1, 30):  # the label now follows x2: the weights move over some chunks
+        traffic(engine, swapped(300, seed, "x2"))
+        worker.write_snapshots(rt)
+        document = engine.store.registry.get_document("m", IMPORTANCE_DOCUMENT)
+        if document["alarms"]:
+            break
+    (alarm,) = document["alarms"]
+    assert alarm["kind"] == "importance_drift" and alarm["version"] == "v1"
+    reference = document["versions"]["v1"]["drift"]["reference"]
+    assert reference[0] == "x2"
+    deadline = time.monotonic() + 5
+    while not hook.deliveries and time.monotonic() < deadline:
+        time.sleep(0.02)
+    (headers, body), held = hook.deliveries[0], document["webhook"]["outbox"]
+    assert body == alarm and [h["alarm"] for h in held] == [alarm]
+    assert held[0]["id"] == headers["X-Onlearn-Delivery"]
+    slow.close(0)  # the worker dies: its queue with it
+
+    hook.status = 204
+    again = Worker(engine, webhooks=WebhookSender())
+    deadline = time.monotonic() + 5
+    while len(hook.deliveries) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    headers, body = hook.deliveries[1]
+    assert body == alarm and headers["X-Onlearn-Delivery"] == held[0]["id"]
+    # The detector goes on from the reference it had: the same ranking raises nothing.
+    traffic(engine, swapped(300, 99, "x2"))
+    again.write_snapshots(rt)
+    document = engine.store.registry.get_document("m", IMPORTANCE_DOCUMENT)
+    assert document["versions"]["v1"]["drift"]["reference"] == reference
+    assert document["alarms"] == [alarm] and document["webhook"]["outbox"] == []
+    again.webhooks.close()
+    third = Worker(engine, webhooks=WebhookSender())
+    time.sleep(0.3)
+    assert len(hook.deliveries) == 2 and third.webhooks.stats("m")["queued"] == 0
+    engine.close()
+    hook.close()
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        {"alarms": None, "timeline": "x", "versions": "x", "webhook": "x"},
+        {"alarms": "x", "timeline": [3], "versions": {"v1": {"drift": {"reference": [1]}}}},
+        {"versions": {"v1": {"drift": {"reference": ["a", "b", "c", "d"], "below": 7}}}},
+        {"webhook": {"outbox": [{"id": "a\r\nX-Evil: 1", "alarm": "no"}]}, "alarms": [{}]},
+    ],
+    ids=["not-lists", "wrong-types", "too-long", "hostile-outbox"],
+)
+def test_a_hostile_importance_document_is_not_taken_up(tmp_path, saved):
+    """The document comes from the store: what is not of the shape the worker writes is
+    dropped, and the worker starts afresh rather than failing."""
+    hook = Webhook(204)
+    engine = Engine.from_settings(settings(f"sqlite:///{tmp_path}/h.db", webhook=hook.url))
+    engine.start()
+    engine.store.registry.put_document("m", IMPORTANCE_DOCUMENT, saved)
+    worker = Worker(engine, webhooks=WebhookSender())
+    traffic(engine, swapped(600, 0, "x1"))
+    worker.write_snapshots(engine.runtime("m"))
+    document = engine.store.registry.get_document("m", IMPORTANCE_DOCUMENT)
+    assert document["alarms"] == [] and len(document["timeline"]) == 1
+    assert document["versions"]["v1"]["drift"]["reference"][0] == "x1"
+    time.sleep(0.1)
+    assert hook.deliveries == []
+    worker.webhooks.close()
+    engine.close()
+    hook.close()
