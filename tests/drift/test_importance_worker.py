@@ -59,13 +59,21 @@ def swapped(n: int, seed: int, informative: str):
         yield x, "pos" if x[informative] > 0 else "neg"
 
 
-def test_an_importance_alarm_and_the_detector_survive_the_worker_dying(tmp_path):
+@pytest.fixture(params=["sqlite", "redis"])
+def durable_url(request, tmp_path) -> str:
+    """Each store a worker outlives: a SQLite file and the tests' Redis."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/w.db"
+    return request.getfixturevalue("redis_url")
+
+
+def test_an_importance_alarm_and_the_detector_survive_the_worker_dying(durable_url):
     """The receiver is down when the worker's importance alarm is raised, and the worker dies
     (its queue lost, as in a kill -9). The next worker sends the alarm at its start with the
     delivery id of the failed attempt, and keeps the detector's reference and the alarms shown
     rather than starting afresh; a third sends nothing again once it is delivered."""
     hook = Webhook(503)
-    engine = Engine.from_settings(settings(f"sqlite:///{tmp_path}/w.db", webhook=hook.url))
+    engine = Engine.from_settings(settings(durable_url, webhook=hook.url))
     engine.start()
     slow = WebhookSender(base_delay_s=30, max_delay_s=30)
     worker = Worker(engine, webhooks=slow)
