@@ -9,7 +9,7 @@ STORE ?= sqlite:///.data/onlearn.db
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test test-long e2e-label-studio lint bench bench-active bench-weights bench-recover bench-drift bench-trim bench-purge bench-storage bench-stall bench-models bench-saturation soak install clean
+.PHONY: run test test-long e2e-label-studio lint bench bench-active bench-weights bench-recover bench-selftrain bench-drift bench-trim bench-purge bench-storage bench-stall bench-models bench-saturation soak install clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench-weights: $(STAMP)
 # The Hoeffding tree with and without recover = true, every label and a 10 % budget (about 3 min).
 bench-recover: $(STAMP)
 	$(BIN)/python -m benchmarks.recovering_tree
+
+# Self-training under the budget, against the default strategy alone (about three minutes).
+bench-selftrain: $(STAMP)
+	$(BIN)/python -m benchmarks.self_training
 
 # SQLite trim of 900k label events against the old single DELETE (about a minute).
 bench-trim: $(STAMP)

@@ -266,6 +266,7 @@ def prequential(
     stream: str = "",
     wrap: Callable[[Any], Any] | None = None,
     params: dict[str, Any] | None = None,
+    self_label: float | None = None,
 ) -> tuple[float, int, float | None, float]:
     """Accuracy on every point (test, then train on the bought labels), labels bought, the
     accuracy over the RECOVERY points after an abrupt change (None for other streams), and the
@@ -274,7 +275,9 @@ def prequential(
     ``buy(proba)`` is None for a label not bought, else the weights of the label event the
     server would write (``sample_p``, ``pace``; {} for none), learned as the server learns
     them (onlearn/weights.py). ``taught(proba, y)`` is told each bought label (the sampler
-    steers on it). ``params``: the pipeline's parameters (default: the benchmark's ``SPECS``)."""
+    steers on it). ``params``: the pipeline's parameters (default: the benchmark's ``SPECS``).
+    ``self_label``: self-training (benchmarks/self_training.py; onlearn does not do it): a point
+    not bought whose top probability reaches it is learned with the model's own answer."""
     categorical = CATEGORICAL.get(stream, [])
     numeric = [k for k in rows[0][0] if k not in categorical]
     model = build_pipeline(
@@ -307,6 +310,12 @@ def prequential(
             bought += 1
             if taught is not None:
                 taught(proba, y)
+        elif (
+            self_label is not None
+            and proba
+            and proba[guess := max(proba, key=proba.get)] >= (self_label)
+        ):
+            learn_weighted(learner, x, guess, 1.0, takes, 1.0)
     recovery = after / min(RECOVERY, len(rows) - start) if start < len(rows) else None
     return correct / len(rows), bought, recovery, late / (len(rows) - tail)
 
