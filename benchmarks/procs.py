@@ -6,6 +6,7 @@ then stops its children itself (``stop_all`` in a ``finally``); none is left beh
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import json
 import os
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +297,45 @@ def write_section(path: Path, begin: str, end: str, text: str) -> None:
     else:
         new = old.rstrip("\n") + "\n\n" + text + "\n"
     path.write_text(new)
+
+
+def seeded_args(
+    doc: str,
+    argv: list[str] | None,
+    *,
+    seeds: int,
+    jobs: int,
+    quick: str,
+    quick_seeds: int,
+) -> argparse.Namespace:
+    """The options of the seeded accuracy benchmarks (recovering tree, importance weights,
+    self-training): ``--seeds``, ``--jobs``, ``--quick`` (``quick`` says what the smoke run
+    cuts; it runs ``quick_seeds`` seeds unless ``--seeds`` is given) and ``--no-write``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument(
+        "--seeds", type=int, default=seeds, help=f"seeds per cell (default {seeds})"
+    )
+    parser.add_argument("--jobs", type=int, default=jobs, help=f"worker processes (default {jobs})")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke run: {quick}, {quick_seeds} seed(s) unless --seeds is given",
+    )
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the table, leave RESULTS.md as it is"
+    )
+    args = parser.parse_args(argv)
+    if args.quick and "--seeds" not in (argv if argv is not None else sys.argv[1:]):
+        args.seeds = quick_seeds
+    return args
+
+
+def map_tasks(run_task: Callable[[Any], Any], tasks: list, jobs: int) -> list:
+    """``run_task`` of each task, in order, over ``jobs`` processes (in this one for 1)."""
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as pool:
+            return list(pool.map(run_task, tasks))
+    return [run_task(task) for task in tasks]
 
 
 def install_sigterm_handler() -> None:

@@ -24,16 +24,14 @@ import os
 import platform
 import random
 import statistics
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from scipy import stats
 
 from benchmarks.active_learning import GOAL_BUDGET, STREAMS, prequential, strategy_sampler
-from benchmarks.procs import write_section
+from benchmarks.procs import map_tasks, seeded_args, write_section
 from onlearn.models.recovering import RecoveringClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,21 +180,14 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, elapsed: floa
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=10, help="seeds per stream (default 10)")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: two streams cut to 3000 points, 2 seeds unless --seeds is given",
+    return seeded_args(
+        __doc__,
+        argv,
+        seeds=10,
+        jobs=2,
+        quick="two streams cut to 3000 points",
+        quick_seeds=2,
     )
-    parser.add_argument(
-        "--no-write", action="store_true", help="print the table, leave RESULTS.md as it is"
-    )
-    args = parser.parse_args(argv)
-    if args.quick and "--seeds" not in (argv if argv is not None else sys.argv[1:]):
-        args.seeds = 2
-    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -205,11 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     limit = 3000 if args.quick else None
     tasks = [(stream, seed, limit) for stream in streams for seed in range(args.seeds)]
     started = time.perf_counter()
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(run_task, tasks))
-    else:
-        results = [run_task(task) for task in tasks]
+    results = map_tasks(run_task, tasks, args.jobs)
     records = [r for rs in results for r in rs]
     text = markdown(summarise(records), args, time.perf_counter() - started)
     print(text)

@@ -23,9 +23,7 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ from benchmarks.active_learning import (
     prequential,
     strategy_sampler,
 )
-from benchmarks.procs import write_section
+from benchmarks.procs import map_tasks, seeded_args, write_section
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
@@ -129,21 +127,14 @@ def markdown(records: list[dict[str, Any]], args: argparse.Namespace, elapsed: f
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=3, help="seeds per cell (default 3)")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument(
-        "--quick",
-        action="store_true",
-        help="smoke run: two streams cut to 3000 points, 1 seed unless --seeds is given",
+    return seeded_args(
+        __doc__,
+        argv,
+        seeds=3,
+        jobs=2,
+        quick="two streams cut to 3000 points",
+        quick_seeds=1,
     )
-    parser.add_argument(
-        "--no-write", action="store_true", help="print the table, leave RESULTS.md as it is"
-    )
-    args = parser.parse_args(argv)
-    if args.quick and "--seeds" not in (argv if argv is not None else sys.argv[1:]):
-        args.seeds = 1
-    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -159,11 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     # The forest's cells first: they take longest, and the pool then ends evenly.
     tasks.sort(key=lambda t: t[1] != "adaptive_random_forest")
     started = time.perf_counter()
-    if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            records = list(pool.map(run_task, tasks))
-    else:
-        records = [run_task(task) for task in tasks]
+    records = map_tasks(run_task, tasks, args.jobs)
     text = markdown(records, args, time.perf_counter() - started)
     print(text)
     if not args.no_write:
