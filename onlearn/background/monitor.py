@@ -598,6 +598,9 @@ class Monitor:
         # anything newer than their cursors; the first round visits all.
         self._first_round = True
         self._reading: set[str] = set()
+        # model -> (after, upto): the log seqs of alarms a stopped monitor appended after its
+        # last report, sent again as the log pass reads them (_resume_webhooks)
+        self._resend_window: dict[str, tuple[int, int]] = {}
         for config in settings.models:
             self._open(config)
 
@@ -630,34 +633,32 @@ class Monitor:
 
     def _resume_webhooks(self, config: ModelConfig, previous: dict, head: int) -> None:
         """Send again what the last monitor had not delivered when it stopped (a kill -9
-        included): the outbox of its last report, and the alarms it appended to the log after
-        that report was written, with the delivery ids they had (a receiver drops duplicates
-        by them) and the age they have (``max_age_s`` still counts from the alarm)."""
+        included), with the delivery ids they had (a receiver drops duplicates by them) and
+        the age they have (``max_age_s`` still counts from the alarm): the outbox of its last
+        report now, and the alarms it appended to the log after that report was written as
+        the first reads of the log pass them (``_resend_appended``), up to today's head, so
+        that a monitor down for long does not read its backlog twice."""
         name, settings = config.name, config.monitor
-        now = self.clock()
         outbox = (previous.get("webhook") or {}).get("outbox")
-        resend_outbox(self.webhooks, name, settings, outbox, now)
-        # Alarms appended after the report: beyond every alarm and the log position it holds.
+        resend_outbox(self.webhooks, name, settings, outbox, self.clock())
+        # Appended after the report: beyond every alarm and the log position it holds.
         known = [
             a["alarm_seq"]
             for a in previous.get("alarms") or []
             if isinstance(a, dict) and isinstance(a.get("alarm_seq"), int)
         ]
         after = max([*known, int((previous.get("cursor") or {}).get("log_seq") or 0)])
-        while after < head:
-            page = self.store.log.read(name, after=after, limit=10_000)
-            if not page:
-                break
-            for event in page:
-                if event.kind is EventKind.ALARM and (event.key or "").startswith("alarm:"):
-                    resend(
-                        self.webhooks,
-                        name,
-                        settings,
-                        {"model": name, **event.payload, "alarm_seq": event.seq},
-                        now,
-                    )
-            after = page[-1].seq
+        if after < head:
+            self._resend_window[name] = (after, head)
+
+    def _resend_appended(self, name: str, settings: MonitorConfig, event: Event) -> None:
+        """An alarm event the log pass reads: sent again when the last monitor appended it
+        after its last report (``_resume_webhooks``); this monitor's own are beyond the
+        window."""
+        after, upto = self._resend_window[name]
+        if after < event.seq <= upto and (event.key or "").startswith("alarm:"):
+            alarm = {"model": name, **event.payload, "alarm_seq": event.seq}
+            resend(self.webhooks, name, settings, alarm, self.clock())
 
     def _load_reference(self, monitor: ModelMonitor, *, first_start: bool = False) -> None:
         champion = monitor.roles.get(CHAMPION)
@@ -800,7 +801,11 @@ class Monitor:
             monitor.observe_event(item)
             if item.kind in (EventKind.PROMOTE, EventKind.ROLLBACK):
                 self._load_reference(monitor)
+            elif item.kind is EventKind.ALARM and name in self._resend_window:
+                self._resend_appended(name, monitor.settings, item)
             self._log_cursor[name] = item.seq
+        if name in self._resend_window and self._log_cursor[name] >= self._resend_window[name][1]:
+            del self._resend_window[name]
         self._dispatch(name, monitor)
         return bool(items)
 
