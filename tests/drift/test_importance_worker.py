@@ -12,7 +12,14 @@ from onlearn.background.worker import Worker
 from onlearn.engine import Engine
 from onlearn.registry import IMPORTANCE_REPORT as IMPORTANCE_DOCUMENT
 from tests.core.test_monitor import Webhook, settings, traffic
-from tests.core.test_worker import STREAM, engine_for, learn
+from tests.core.test_worker import (
+    STREAM,
+    engine_for,
+    learn,
+    learn_regression,
+    regression_engine,
+    regression_rows,
+)
 
 
 @pytest.mark.parametrize("replay", [False, True])
@@ -150,3 +157,62 @@ def test_a_hostile_importance_document_is_not_taken_up(tmp_path, saved):
     worker.webhooks.close()
     engine.close()
     hook.close()
+
+
+def three_class_engine(url: str, pipeline: str) -> Engine:
+    from onlearn.config import settings_from_mapping
+
+    table = {
+        "task": "classification",
+        "classes": ["low", "mid", "high"],
+        "pipeline": {"name": pipeline},
+        "features": {"x1": {"type": "number"}, "x2": {"type": "number"}},
+    }
+    return Engine.from_settings(
+        settings_from_mapping(
+            {"store": {"url": url}, "security": {"secret_key": "k"}, "models": {"m": table}}
+        )
+    ).start()
+
+
+def three_class_rows(n: int, seed: int):
+    """The class is a band of x1; x2 is noise."""
+    rng = random.Random(seed)
+    for _ in range(n):
+        x = {"x1": rng.gauss(0, 1), "x2": rng.gauss(0, 1)}
+        yield x, "low" if x["x1"] < -0.5 else "mid" if x["x1"] < 0.5 else "high"
+
+
+@pytest.mark.parametrize(
+    "task, pipeline, method",
+    [
+        ("multiclass", "logistic_regression", "weights"),
+        ("multiclass", "hoeffding_tree", "permutation"),
+        ("regression", "linear_regression", "weights"),
+        ("regression", "hoeffding_tree_regressor", "permutation"),
+    ],
+)
+def test_every_task_type_gets_its_importances_from_the_worker(tmp_path, task, pipeline, method):
+    """Beyond the binary model above: three classes (the linear models' weights averaged over
+    one-vs-rest, a tree's accuracy lost; x2 is noise) and regression (y = 3a - 2b + noise: the
+    weights on standardised inputs are 3:2; a tree's MAE gained ranks a first, b second)."""
+    url = f"sqlite:///{tmp_path}/t.db"
+    if task == "regression":
+        engine = regression_engine(url, pipeline={"name": pipeline})
+        learn_regression(engine, regression_rows(1000, 0))
+        name, informative = "reg", ["a", "b"]
+    else:
+        engine = three_class_engine(url, pipeline)
+        traffic(engine, three_class_rows(1000, 0))
+        name, informative = "m", ["x1", "x2"]
+    Worker(engine).write_snapshots(engine.runtime(name))
+    v1 = engine.store.registry.get_document(name, IMPORTANCE_DOCUMENT)["versions"]["v1"]
+    assert v1["method"] == method and v1["ranking"] == informative, v1
+    assert sum(v1["importances"].values()) == pytest.approx(1.0)
+    if task == "regression" and method == "weights":
+        assert v1["importances"] == pytest.approx({"a": 0.6, "b": 0.4}, abs=0.03)
+    elif task == "regression":  # both matter, a more
+        assert 0.2 < v1["importances"]["b"] < 0.5, v1
+    else:  # x2 is noise
+        assert v1["importances"]["x1"] > 0.8, v1
+    engine.close()
