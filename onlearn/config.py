@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from onlearn.access import ApiKey, keys_from_config, parse_env_keys, unique
+from onlearn.drift.importance import ImportanceSettings
 from onlearn.errors import ConfigError
 from onlearn.models import PipelineSpec, build_pipeline
 from onlearn.refit_options import (
@@ -122,6 +123,9 @@ class MonitorConfig:
     estimate_drop: float = 0.05
     estimate_window_labels: int = 100
     calibration_window: int = 5000
+    # Feature importance drift, computed by the worker with its snapshots: on or off, its CPU
+    # budget and its alarm's settings ([models.<name>.monitor.importance]).
+    importance: ImportanceSettings = field(default_factory=ImportanceSettings)
 
 
 @dataclass(frozen=True)
@@ -583,7 +587,11 @@ def monitor_from_mapping(table: Any, where: str) -> MonitorConfig:
     correction = table.get("correction", "bh")
     if correction not in ("bh", "holm", "bonferroni", "none"):
         raise ConfigError(f"{where}: correction must be bh, holm, bonferroni or none")
-    texts = ("detector", "webhook", "webhook_secret", "correction")
+    try:
+        importance = ImportanceSettings.from_config(table.get("importance", {}))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    texts = ("detector", "webhook", "webhook_secret", "correction", "importance")
     numbers = {k: v for k, v in table.items() if k not in texts}
     config = _dataclass_from(
         MonitorConfig,
@@ -594,6 +602,7 @@ def monitor_from_mapping(table: Any, where: str) -> MonitorConfig:
         webhook=webhook,
         webhook_secret=webhook_secret,
         correction=correction,
+        importance=importance,
     )
     if not 0 < config.alpha < 1:
         raise ConfigError(f"{where}: alpha must be in (0, 1)")

@@ -85,9 +85,13 @@ class ImportanceWatch:
             outbox = (saved.get("webhook") or {}) if isinstance(saved.get("webhook"), dict) else {}
             resend_outbox(self.webhooks, rt.name, config, outbox.get("outbox"), self.clock())
 
+    def budget_of(self, rt: ModelRuntime) -> ImportanceBudget:
+        """This worker's budget with the model's own keys ([models.<name>.monitor.importance])."""
+        return rt.config.monitor.importance.budget(self.budget)
+
     def labelled_window(self, rt: ModelRuntime) -> tuple[list[dict], list[Any]]:
-        """The newest ``budget.window`` labelled rows of the log (model inputs) and labels."""
-        size = self.budget.window
+        """The newest ``window`` labelled rows of the log (model inputs) and labels."""
+        size = self.budget_of(rt).window
         head = self.store.log.head(rt.name)
         after = max(0, head - 2 * size)  # label events are most of the log; read a little more
         window: collections.deque = collections.deque(maxlen=size)
@@ -109,6 +113,7 @@ class ImportanceWatch:
         saved_versions = self._saved[rt.name].get("versions")
         saved_versions = saved_versions if isinstance(saved_versions, dict) else {}
         features = list(rt.schema.names)
+        budget = self.budget_of(rt)
         rows, labels = self.labelled_window(rt)
         now = self.clock()
         roles: dict[str, list[str]] = {}
@@ -122,12 +127,12 @@ class ImportanceWatch:
                 rows,
                 labels,
                 task=rt.config.task.value,
-                budget=self.budget,
+                budget=budget,
                 seed=rt.seq,
             )
             drift = self._drift.get((rt.name, version))
             if drift is None:
-                drift = self._drift[(rt.name, version)] = ImportanceDrift()
+                drift = self._drift[(rt.name, version)] = rt.config.monitor.importance.drift()
                 saved = saved_versions.get(version)
                 if isinstance(saved, dict) and version in rt.roles.values():
                     drift.restore(saved.get("drift"))
@@ -167,9 +172,9 @@ class ImportanceWatch:
             "seq": rt.seq,
             "labelled_rows": len(rows),
             "budget": {
-                "window": self.budget.window,
-                "sample_size": self.budget.sample_size,
-                "time_cap_s": self.budget.time_cap_s,
+                "window": budget.window,
+                "sample_size": budget.sample_size,
+                "time_cap_s": budget.time_cap_s,
             },
             "versions": versions,
             "alarms": list(self._alarms.get(rt.name, ())),

@@ -421,7 +421,7 @@ class Worker:
                         Snapshot(rt.name, version, seq, self.clock(), blob)
                     )
                 written[version] = seq
-                if self.importance is not None:  # a private copy: the live one learns meanwhile
+                if self._computes_importance(rt):  # a private copy: the live one learns meanwhile
                     estimators[version] = load_signed(blob, self.engine.secret).estimator
         if written:
             rt.note_snapshot(written.get(rt.roles.get(CHAMPION), rt.snapshot_seq))
@@ -430,10 +430,14 @@ class Worker:
         self.update_importance(rt, estimators)
         return written
 
+    def _computes_importance(self, rt: ModelRuntime) -> bool:
+        """Importances are on in this worker and not turned off in the model's config."""
+        return self.importance is not None and rt.config.monitor.importance.enabled
+
     def update_importance(self, rt: ModelRuntime, estimators: dict[str, Any]) -> None:
         """Importances of the versions just snapshotted; a failure costs them, not the snapshot."""
         estimators = {v: e for v, e in estimators.items() if e is not None}
-        if self.importance is None or not estimators:
+        if not self._computes_importance(rt) or not estimators:
             return
         try:
             self.importance.update(rt, estimators)

@@ -38,15 +38,18 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from onlearn.errors import ConfigError
 
 __all__ = [
+    "BUDGET_KEYS",
+    "DRIFT_KEYS",
     "FeatureImportance",
     "ImportanceBudget",
     "ImportanceDrift",
+    "ImportanceSettings",
     "average_overlap",
     "feature_importance",
     "linear_importance",
@@ -354,3 +357,63 @@ class ImportanceDrift:
             self.overlap = float(overlap)
         if isinstance(below, int) and not isinstance(below, bool) and 0 <= below < self.patience:
             self._below = below
+
+
+BUDGET_KEYS = ("window", "sample_size", "time_cap_s", "min_rows")
+DRIFT_KEYS = ("top_k", "threshold", "patience", "min_share")
+
+
+@dataclass(frozen=True)
+class ImportanceSettings:
+    """A model's ``[models.<name>.monitor.importance]`` table: ``enabled`` (false: no
+    importances and no alarm for this model), the keys of :class:`ImportanceBudget` and those
+    of :class:`ImportanceDrift`; a key not given keeps the worker's or the class's default.
+
+    >>> settings = ImportanceSettings.from_config({"time_cap_s": 0.2, "patience": 3})
+    >>> settings.budget(ImportanceBudget()).time_cap_s, settings.drift().patience
+    (0.2, 3)
+    >>> ImportanceSettings.from_config({"top_k": 0})
+    Traceback (most recent call last):
+    ...
+    onlearn.errors.ConfigError: importance top_k must be an integer >= 1, got 0
+    """
+
+    enabled: bool = True
+    budget_keys: Mapping[str, Any] = field(default_factory=dict)
+    drift_keys: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, table: Any) -> ImportanceSettings:
+        if not isinstance(table, Mapping):
+            raise ConfigError("importance must be a table")
+        unknown = sorted(set(table) - {"enabled", *BUDGET_KEYS, *DRIFT_KEYS})
+        if unknown:
+            raise ConfigError(
+                f"importance: unknown key {unknown[0]!r} (known: enabled, "
+                f"{', '.join((*BUDGET_KEYS, *DRIFT_KEYS))})"
+            )
+        enabled = table.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"importance enabled must be true or false, got {enabled!r}")
+        for key in ("time_cap_s", "threshold", "min_share"):
+            value = table.get(key)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise ConfigError(f"importance {key} must be a number, got {value!r}")
+        settings = cls(
+            enabled,
+            {k: table[k] for k in BUDGET_KEYS if k in table},
+            {k: table[k] for k in DRIFT_KEYS if k in table},
+        )
+        settings.budget(ImportanceBudget())  # each raises ConfigError naming a bad key
+        settings.drift()
+        return settings
+
+    def budget(self, base: ImportanceBudget) -> ImportanceBudget:
+        """``base`` (the worker's) with this model's keys."""
+        return replace(base, **self.budget_keys) if self.budget_keys else base
+
+    def drift(self) -> ImportanceDrift:
+        """A fresh detector with this model's keys."""
+        return ImportanceDrift(**self.drift_keys)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from onlearn.config import Task, load_settings, settings_from_mapping
+from onlearn.drift.importance import ImportanceBudget
 from onlearn.errors import ConfigError
 
 EXAMPLE = "examples/phishing.toml"
@@ -126,3 +127,50 @@ def test_an_active_table_on_a_regression_model_says_active_learning_is_classific
     message = str(e.value)
     assert message.startswith("[models.price].active: active learning is classification-only")
     assert "by design" in message and "remove the [models.price.active] table" in message
+
+
+@pytest.mark.parametrize(
+    "importance, rule",
+    [
+        ("on", r"importance must be a table"),
+        ({"enabled": "yes"}, r"importance enabled must be true or false"),
+        ({"top": 3}, r"importance: unknown key 'top' \(known: enabled, window"),
+        ({"top_k": 0}, r"importance top_k must be an integer >= 1"),
+        ({"window": 10.5}, r"importance window must be an integer >= 1"),
+        ({"time_cap_s": "1s"}, r"importance time_cap_s must be a number"),
+        ({"time_cap_s": 0}, r"importance time_cap_s must be > 0"),
+        ({"threshold": 1.5}, r"importance threshold must be in \(0, 1\]"),
+        ({"sample_size": 20}, r"importance min_rows \(50\) must be <= sample_size \(20\)"),
+        ({"min_share": True}, r"importance min_share must be a number"),
+    ],
+)
+def test_a_bad_importance_table_is_refused_naming_the_key_and_the_rule(importance, rule):
+    doc = {
+        "models": {
+            "m": {
+                "pipeline": "hoeffding_tree",
+                "features": {"x": "number"},
+                "monitor": {"importance": importance},
+            }
+        }
+    }
+    with pytest.raises(ConfigError, match=r"^\[models.m.monitor\]: " + rule):
+        settings_from_mapping(doc)
+
+
+def test_an_importance_table_sets_the_models_budget_and_alarm():
+    doc = {
+        "models": {
+            "m": {
+                "pipeline": "hoeffding_tree",
+                "features": {"x": "number"},
+                "monitor": {"importance": {"enabled": False, "time_cap_s": 0.25, "patience": 3}},
+            }
+        }
+    }
+    importance = settings_from_mapping(doc).model("m").monitor.importance
+    assert importance.enabled is False
+    assert importance.budget(ImportanceBudget(window=500)) == ImportanceBudget(
+        window=500, time_cap_s=0.25
+    )
+    assert importance.drift().patience == 3 and importance.drift().top_k == 3

@@ -216,3 +216,35 @@ def test_every_task_type_gets_its_importances_from_the_worker(tmp_path, task, pi
     else:  # x2 is noise
         assert v1["importances"]["x1"] > 0.8, v1
     engine.close()
+
+
+def test_a_models_importance_table_turns_it_off_or_sets_its_budget_and_alarm(tmp_path):
+    """[models.<name>.monitor.importance]: ``enabled = false`` computes nothing for the model;
+    otherwise its budget is in the document and its alarm settings apply (patience 1: the
+    first computation below the threshold alarms; the default waits for a second)."""
+    url = f"sqlite:///{tmp_path}/c.db"
+    off = Engine.from_settings(settings(url, importance={"enabled": False})).start()
+    traffic(off, swapped(600, 0, "x1"))
+    Worker(off).write_snapshots(off.runtime("m"))
+    assert off.store.registry.get_document("m", IMPORTANCE_DOCUMENT) is None
+    off.close()
+
+    first_alarm = {}
+    for patience in (1, 2):
+        url = f"sqlite:///{tmp_path}/p{patience}.db"
+        importance = {"patience": patience, "sample_size": 100, "time_cap_s": 0.5}
+        engine = Engine.from_settings(settings(url, importance=importance)).start()
+        worker, rt = Worker(engine), engine.runtime("m")
+        traffic(engine, swapped(1000, 0, "x1"))
+        worker.write_snapshots(rt)
+        for seed in range(1, 30):
+            traffic(engine, swapped(300, seed, "x2"))
+            worker.write_snapshots(rt)
+            document = engine.store.registry.get_document("m", IMPORTANCE_DOCUMENT)
+            if document["alarms"]:
+                first_alarm[patience] = seed
+                break
+        assert document["budget"] == {"window": 1000, "sample_size": 100, "time_cap_s": 0.5}
+        assert document["versions"]["v1"]["drift"]["patience"] == patience
+        engine.close()
+    assert first_alarm[1] < first_alarm[2], first_alarm
