@@ -63,7 +63,9 @@ class ImportanceWatch:
         self._drift: dict[tuple[str, str], ImportanceDrift] = {}
         self._timeline: dict[str, collections.deque] = {}
         self._alarms: dict[str, collections.deque] = {}
-        self._saved: dict[str, dict] = {}  # the document a previous process left, per model
+        # The detector states a previous process left, per model (its document's ``versions``),
+        # until this process's first computation for the model replaces them.
+        self._saved: dict[str, dict] = {}
 
     def take_up(self, rt: ModelRuntime) -> None:
         """Once per model and process: what the last process left in the document (see the
@@ -73,7 +75,8 @@ class ImportanceWatch:
             return
         saved = self.store.registry.get_document(rt.name, IMPORTANCE_REPORT)
         saved = saved if isinstance(saved, dict) else {}
-        self._saved[rt.name] = saved
+        versions = saved.get("versions")
+        self._saved[rt.name] = versions if isinstance(versions, dict) else {}
         alarms = self._alarms.setdefault(rt.name, collections.deque(maxlen=ALARMS))
         for alarm in _dicts(saved.get("alarms")):
             if isinstance(alarm.get("at"), int | float) and isinstance(alarm.get("kind"), str):
@@ -110,8 +113,7 @@ class ImportanceWatch:
         """Compute the importances of ``estimators`` (version -> a state no one else uses),
         send each alarm to the model's webhook and store the model's document."""
         self.take_up(rt)
-        saved_versions = self._saved[rt.name].get("versions")
-        saved_versions = saved_versions if isinstance(saved_versions, dict) else {}
+        saved_versions = self._saved[rt.name]
         features = list(rt.schema.names)
         budget = self.budget_of(rt)
         rows, labels = self.labelled_window(rt)
