@@ -338,21 +338,26 @@ def stable_delivery_id(alarm: dict) -> str:
 
 
 def resend(
-    sender: WebhookSender, name: str, config: MonitorConfig, alarm: dict, now: float, **resume
+    sender: WebhookSender,
+    name: str,
+    config: MonitorConfig,
+    alarm: dict,
+    now: float,
+    *,
+    delivery_id: str | None = None,
 ) -> None:
     """Queue again an alarm a stopped process had not delivered, with the age it has
-    (``max_age_s`` still counts from the alarm's ``at``) and its stable delivery id unless
-    ``resume`` gives the one it was sent with."""
+    (``max_age_s`` still counts from the alarm's ``at``) and ``delivery_id``, the id it was
+    sent with (default: its stable one)."""
     if not config.webhook:
         return
     age = now - alarm["at"] if isinstance(alarm.get("at"), int | float) else 0.0
-    sent_as = resume.get("delivery_id")
     sender.send(
         name,
         config.webhook,
         alarm,
         config.webhook_secret,
-        delivery_id=sent_as or stable_delivery_id(alarm),
+        delivery_id=delivery_id or stable_delivery_id(alarm),
         age_s=age,
     )
 
