@@ -188,8 +188,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, elapsed: floa
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    return seeded_args(
+def main(argv: list[str] | None = None) -> None:
+    args = seeded_args(
         __doc__,
         argv,
         seeds=10,
@@ -197,10 +197,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         quick="two streams cut to 800 points",
         quick_seeds=2,
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
     streams = QUICK_STREAMS if args.quick else STREAM_NAMES
     limit = 800 if args.quick else None
     tasks = [

@@ -179,8 +179,8 @@ def markdown(rows: list[dict[str, Any]], args: argparse.Namespace, elapsed: floa
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    return seeded_args(
+def main(argv: list[str] | None = None) -> None:
+    args = seeded_args(
         __doc__,
         argv,
         seeds=10,
@@ -188,10 +188,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         quick="two streams cut to 3000 points",
         quick_seeds=2,
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
     streams = QUICK_STREAMS if args.quick else tuple(STREAMS)
     limit = 3000 if args.quick else None
     tasks = [(stream, seed, limit) for stream in streams for seed in range(args.seeds)]

@@ -126,8 +126,8 @@ def markdown(records: list[dict[str, Any]], args: argparse.Namespace, elapsed: f
     return "\n".join(lines)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    return seeded_args(
+def main(argv: list[str] | None = None) -> None:
+    args = seeded_args(
         __doc__,
         argv,
         seeds=3,
@@ -135,10 +135,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         quick="two streams cut to 3000 points",
         quick_seeds=1,
     )
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
     streams = QUICK_STREAMS if args.quick else tuple(STREAMS)
     limit = 3000 if args.quick else None
     tasks = [
