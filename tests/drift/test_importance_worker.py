@@ -119,7 +119,9 @@ def test_an_importance_alarm_and_the_detector_survive_the_worker_dying(durable_u
     traffic(engine, swapped(300, 99, "x2"))
     again.write_snapshots(rt)
     document = engine.store.registry.get_document("m", IMPORTANCE_DOCUMENT)
-    assert document["versions"]["v1"]["drift"]["reference"] == reference
+    # An overlap: compared with the saved reference (a fresh detector would report none).
+    drift = document["versions"]["v1"]["drift"]
+    assert drift["reference"] == reference and drift["overlap"] is not None
     assert document["alarms"] == [alarm] and document["webhook"]["outbox"] == []
     again.webhooks.close()
     third = Worker(engine, webhooks=WebhookSender())
@@ -248,3 +250,36 @@ def test_a_models_importance_table_turns_it_off_or_sets_its_budget_and_alarm(tmp
         assert document["versions"]["v1"]["drift"]["patience"] == patience
         engine.close()
     assert first_alarm[1] < first_alarm[2], first_alarm
+
+
+def test_a_restarted_worker_takes_up_every_served_versions_detector(tmp_path):
+    """A champion and a challenger (a refit tree: permutation importance beside the linear
+    weights) each keep their own reference across a restart: the first computation of the next
+    worker compares each with its saved reference, where a fresh detector would take its
+    ranking as a new reference and report no overlap."""
+    from onlearn.records import JobState
+    from tests.core.test_worker import refit_now
+
+    engine = engine_for(f"sqlite:///{tmp_path}/v.db")
+    worker = Worker(engine)
+    learn(engine, STREAM[:600])
+    done = refit_now(engine, worker, candidates=[{"name": "hoeffding_tree"}], register_anyway=True)
+    assert done.state is JobState.DONE, done.error
+    challenger = done.result["registered"]
+    rt = engine.runtime("phishing")
+    learn(engine, STREAM[600:900])
+    worker.write_snapshots(rt)
+    saved = engine.store.registry.get_document("phishing", IMPORTANCE_DOCUMENT)["versions"]
+    assert saved["v1"]["method"] == "weights" and saved[challenger]["method"] == "permutation"
+    assert all(saved[v]["drift"]["overlap"] is None for v in ("v1", challenger))  # first ones
+
+    learn(engine, STREAM[900:1000])
+    Worker(engine).write_snapshots(rt)
+    after = engine.store.registry.get_document("phishing", IMPORTANCE_DOCUMENT)["versions"]
+    for version in ("v1", challenger):
+        drift = after[version]["drift"]
+        assert drift["overlap"] is not None, version
+        assert (
+            drift["reference"] == saved[version]["drift"]["reference"] or (drift["drift_detected"])
+        ), version
+    engine.close()

@@ -103,7 +103,9 @@ def test_a_worker_process_killed_with_an_importance_alarm_undelivered_leaves_it_
                 every=0.3,
             )
             assert document["alarms"] == [alarm]
-            assert document["versions"]["v1"]["drift"]["reference"] == moved
+            # An overlap: compared with the saved reference (a fresh one would report none).
+            drift = document["versions"]["v1"]["drift"]
+            assert drift["reference"] == moved and drift["overlap"] is not None
             assert document["webhook"]["outbox"] == []
     finally:
         assert stop_role(worker) == 0, log.read_text()[-3000:]
